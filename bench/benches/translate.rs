@@ -1,0 +1,2 @@
+//! Placeholder until the translate benchmark lands.
+fn main() {}

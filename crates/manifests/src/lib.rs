@@ -1,0 +1,15 @@
+//! The manifests-directory source: Kubernetes objects read from YAML and JSON files.
+//!
+//! [`ManifestDir`] walks a directory (recursively; multi-document YAML; `List` kinds), keeps
+//! the kinds Sluice uses and builds a [`Snapshot`]. On every [`ManifestDir::rescan`] only the
+//! files whose content changed are parsed again; a file that no longer parses keeps its last
+//! good objects, and the error (file and line) is reported by [`ManifestDir::errors`].
+//! [`watch`] turns filesystem events into wake-ups for the caller's debounce loop.
+
+mod dir;
+mod parse;
+mod watch;
+
+pub use dir::{ManifestDir, ScanReport};
+pub use parse::{DocError, Object, ParseError, parse_str};
+pub use watch::{Watch, watch};

@@ -1,0 +1,27 @@
+//! Sluice's shared vocabulary, with no I/O.
+//!
+//! The pipeline is `source -> Snapshot -> translate -> RoutingTable -> proxy`. This crate holds
+//! the data that crosses those arrows:
+//!
+//! - [`Snapshot`]: the Kubernetes objects a source observed (the same types whichever source
+//!   filled it: the API server or a directory of manifests);
+//! - [`Settings`]: the controller's own flags that change how objects are read;
+//! - [`RoutingTable`]: what the proxy serves, built for lookup ([`RoutingTable::lookup`]);
+//! - [`Diagnostic`]: what translation found wrong, per object.
+
+mod diagnostics;
+mod lookup;
+mod names;
+mod settings;
+mod snapshot;
+mod table;
+
+pub use diagnostics::{Diagnostic, Reason, Severity};
+pub use lookup::{Lookup, normalize_host, normalize_path};
+pub use names::{Kind, NamespacedName, ObjectRef};
+pub use settings::Settings;
+pub use snapshot::Snapshot;
+pub use table::{
+    Backend, BackendId, Endpoint, HostRoutes, PathMatch, Policy, Route, RouteId, RoutingTable,
+    Target,
+};

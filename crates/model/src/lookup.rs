@@ -1,0 +1,175 @@
+use std::borrow::Cow;
+
+use crate::{Route, RouteId, RoutingTable};
+
+/// The result of a lookup: the route, its id, and whether a host matched by name.
+#[derive(Debug, Clone, Copy)]
+pub struct Lookup<'a> {
+    /// The matched route (possibly a default route).
+    pub route: &'a Route,
+    /// Its index in the table.
+    pub id: RouteId,
+}
+
+impl RoutingTable {
+    /// Finds the route for a request.
+    ///
+    /// `host` is the raw `Host` header (or `:authority`): the port is stripped and the name
+    /// compared case-insensitively. `path` is the raw request path without the query; it is
+    /// normalised as NGINX does before matching (percent-decoding, merged slashes, dot segments
+    /// resolved), so `/public/../admin` matches the `/admin` rule, never `/public`.
+    ///
+    /// No allocation unless the host has upper-case letters or the path needs normalising.
+    pub fn lookup(&self, host: &str, path: &str) -> Lookup<'_> {
+        let host = normalize_host(host);
+        let host_idx = self
+            .exact_hosts
+            .get(host.as_ref())
+            .or_else(|| {
+                let (_, parent) = host.split_once('.')?;
+                self.wildcard_hosts.get(parent)
+            })
+            .copied()
+            .unwrap_or(self.catch_all);
+        let routes = &self.hosts[host_idx as usize];
+        let path = normalize_path(path);
+        let id = match_path(routes, &path);
+        Lookup { route: &self.routes[id as usize], id }
+    }
+}
+
+fn match_path(routes: &crate::HostRoutes, path: &str) -> RouteId {
+    if let Some(&id) = routes.exact.get(path) {
+        // An exact match is as long as the request path: nothing longer can match, and
+        // `Exact` wins ties.
+        return id;
+    }
+    if !routes.prefix.is_empty() {
+        // Probe the request's element-wise prefixes from the longest to the shortest.
+        let mut candidate = path.trim_end_matches('/');
+        loop {
+            if let Some(&id) = routes.prefix.get(candidate) {
+                return id;
+            }
+            match candidate.rfind('/') {
+                Some(i) => candidate = candidate[..i].trim_end_matches('/'),
+                None => break,
+            }
+        }
+        if let Some(&id) = routes.prefix.get("") {
+            return id;
+        }
+    }
+    routes.default_route
+}
+
+/// Lower-cases a host and strips its port and any trailing dot; borrows when nothing changes.
+pub fn normalize_host(host: &str) -> Cow<'_, str> {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        // An IPv6 literal keeps its brackets: `[::1]:8080` -> `[::1]`.
+        match rest.find(']') {
+            Some(end) => &host[..end + 2],
+            None => host,
+        }
+    } else {
+        match host.rfind(':') {
+            Some(i) => &host[..i],
+            None => host,
+        }
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(name)
+    }
+}
+
+/// Normalises a request path for matching, as NGINX does before choosing a location:
+/// percent-escapes decoded, repeated slashes merged, `.` and `..` segments resolved (never
+/// above the root). Borrows when the path is already normal, which is the common case.
+pub fn normalize_path(path: &str) -> Cow<'_, str> {
+    let b = path.as_bytes();
+    let needs_work =
+        b.contains(&b'%') || b.windows(2).any(|w| w == b"//" || w == b"/.") || path.is_empty();
+    if !needs_work {
+        return Cow::Borrowed(path);
+    }
+    let decoded = percent_decode(b);
+    let mut segments: Vec<&[u8]> = Vec::new();
+    let trailing_slash =
+        decoded.ends_with(b"/") || decoded.ends_with(b"/.") || decoded.ends_with(b"/..");
+    for seg in decoded.split(|&c| c == b'/') {
+        match seg {
+            b"" | b"." => {}
+            b".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut out = Vec::with_capacity(decoded.len() + 1);
+    for seg in &segments {
+        out.push(b'/');
+        out.extend_from_slice(seg);
+    }
+    if out.is_empty() || (trailing_slash && !segments.is_empty()) {
+        out.push(b'/');
+    }
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+}
+
+fn percent_decode(b: &[u8]) -> Vec<u8> {
+    fn hex(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    }
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push(h << 4 | l);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_lose_port_case_and_trailing_dot() {
+        assert_eq!(normalize_host("Foo.Example.COM:8080"), "foo.example.com");
+        assert_eq!(normalize_host("foo.example.com."), "foo.example.com");
+        assert_eq!(normalize_host("[::1]:8080"), "[::1]");
+        assert_eq!(normalize_host("[::1]"), "[::1]");
+        assert!(matches!(normalize_host("plain.example"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn paths_are_normalised_like_nginx() {
+        assert!(matches!(normalize_path("/a/b/c"), Cow::Borrowed(_)));
+        assert_eq!(normalize_path("/a//b"), "/a/b");
+        assert_eq!(normalize_path("/public/../admin"), "/admin");
+        assert_eq!(normalize_path("/../../etc"), "/etc");
+        assert_eq!(normalize_path("/a/./b/"), "/a/b/");
+        assert_eq!(normalize_path("/a/b/.."), "/a/");
+        assert_eq!(normalize_path("/%61lpha"), "/alpha");
+        assert_eq!(normalize_path("/%2e%2e/admin"), "/admin");
+        assert_eq!(normalize_path("/bad%zzescape%"), "/bad%zzescape%");
+        assert_eq!(normalize_path(""), "/");
+        assert_eq!(normalize_path("/."), "/");
+    }
+}

@@ -1,0 +1,200 @@
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde::{Serialize, Serializer};
+
+use crate::{Diagnostic, NamespacedName};
+
+/// Index of a [`Route`] in [`RoutingTable::routes`].
+pub type RouteId = u32;
+/// Index of a [`Backend`] in [`RoutingTable::backends`].
+pub type BackendId = u32;
+
+/// Everything the proxy needs to route requests: immutable once built, swapped whole.
+///
+/// Hosts resolve in the order exact name, one-label wildcard, catch-all (the rules without a
+/// host); within a host, paths resolve exact first, then the longest element-wise prefix, then
+/// the host's default route. See [`RoutingTable::lookup`].
+#[derive(Debug, Serialize)]
+pub struct RoutingTable {
+    /// Bumped by whoever publishes tables, so that per-route state kept outside the table (such
+    /// as metric handles) can tell routes of different tables apart.
+    pub generation: u64,
+    /// Exact host names (lower case) to their index in `hosts`.
+    #[serde(skip)]
+    pub exact_hosts: HashMap<Box<str>, u32>,
+    /// Wildcard hosts `*.example.com`, keyed by the part after `*.`, to their index in `hosts`.
+    #[serde(skip)]
+    pub wildcard_hosts: HashMap<Box<str>, u32>,
+    /// Every host's paths; the catch-all host (rules without a host) has the name `""`.
+    pub hosts: Vec<HostRoutes>,
+    /// Index in `hosts` of the catch-all host.
+    pub catch_all: u32,
+    /// Every route; a [`RouteId`] indexes this.
+    pub routes: Vec<Route>,
+    /// Every backend (a Service port and its ready endpoints); a [`BackendId`] indexes this.
+    pub backends: Vec<Backend>,
+    /// What translation found wrong, per object.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// The paths of one host, merged from every Ingress that names it.
+#[derive(Debug, Serialize)]
+pub struct HostRoutes {
+    /// The host as written in the rules (`*.example.com` for a wildcard); `""` for the catch-all.
+    pub host: String,
+    /// `Exact` paths.
+    pub exact: HashMap<Box<str>, RouteId>,
+    /// `Prefix` (and `ImplementationSpecific`) paths, without trailing slashes: `/` is `""`.
+    pub prefix: HashMap<Box<str>, RouteId>,
+    /// Where requests go that match no path of this host.
+    pub default_route: RouteId,
+}
+
+/// How a route's path matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum PathMatch {
+    /// The whole path, case-sensitively.
+    Exact,
+    /// Element-wise prefix (`/foo` matches `/foo` and `/foo/bar`, not `/foobar`).
+    Prefix,
+    /// `ImplementationSpecific`: served as `Prefix`.
+    ImplementationSpecific,
+    /// Not a path rule: a host's or the table's default route.
+    Default,
+}
+
+impl PathMatch {
+    /// The pathType as written in an Ingress, or `Default`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PathMatch::Exact => "Exact",
+            PathMatch::Prefix => "Prefix",
+            PathMatch::ImplementationSpecific => "ImplementationSpecific",
+            PathMatch::Default => "Default",
+        }
+    }
+}
+
+/// One routable unit: an Ingress path (or a default backend) and what to do with its requests.
+#[derive(Debug, Serialize)]
+pub struct Route {
+    /// The Ingress that defined it; `None` for the built-in or flag-given default backend.
+    pub ingress: Option<NamespacedName>,
+    /// The host as written; `""` for rules without a host.
+    pub host: String,
+    /// The path as written; `""` for default routes.
+    pub path: String,
+    /// How the path matches.
+    pub path_match: PathMatch,
+    /// Where its requests go.
+    pub target: Target,
+    /// Limits and timeouts for its requests.
+    pub policy: Policy,
+}
+
+impl Route {
+    /// The Ingress's namespace and name, or empty strings (for metric labels and logs).
+    pub fn ingress_parts(&self) -> (&str, &str) {
+        match &self.ingress {
+            Some(n) => (&n.namespace, &n.name),
+            None => ("", ""),
+        }
+    }
+}
+
+/// What a route does with a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Target {
+    /// Proxy to a backend.
+    Backend(BackendId),
+    /// Answer locally with this status (the built-in 404, or 503 when the route cannot be
+    /// served: missing Service, refused snippet, unenforceable security annotation).
+    Respond {
+        /// The HTTP status code.
+        status: u16,
+        /// Why, for the debug endpoints and logs (never sent to clients).
+        reason: String,
+    },
+}
+
+/// Per-route limits and timeouts (ingress-nginx's `proxy-*` annotations and ConfigMap keys).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Policy {
+    /// Largest request body accepted (`proxy-body-size`); `None` means unlimited (`0`).
+    pub max_body_size: Option<u64>,
+    /// Time to establish an upstream connection (`proxy-connect-timeout`).
+    #[serde(serialize_with = "secs")]
+    pub connect_timeout: Duration,
+    /// Longest wait between two reads from the upstream (`proxy-read-timeout`).
+    #[serde(serialize_with = "secs")]
+    pub read_timeout: Duration,
+    /// Longest wait between two writes to the upstream (`proxy-send-timeout`).
+    #[serde(serialize_with = "secs")]
+    pub send_timeout: Duration,
+    /// Attempts on different endpoints when connecting fails (`proxy-next-upstream-tries`).
+    pub next_upstream_tries: u32,
+}
+
+impl Default for Policy {
+    /// ingress-nginx's defaults: 1m body, 5 s connect, 60 s read and send, 3 tries.
+    fn default() -> Self {
+        Self {
+            max_body_size: Some(1024 * 1024),
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
+            next_upstream_tries: 3,
+        }
+    }
+}
+
+fn secs<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+/// A Service port and its ready endpoints: ingress-nginx's "upstream".
+#[derive(Debug, Serialize)]
+pub struct Backend {
+    /// `namespace-service-port`, ingress-nginx's upstream name (used in logs and metrics).
+    pub name: String,
+    /// The Service.
+    pub service: NamespacedName,
+    /// The Service port as the Ingress named it (a number or a port name).
+    pub port: String,
+    /// Ready endpoints, in a stable order.
+    pub endpoints: Vec<Endpoint>,
+    /// Round-robin position, shared by every worker (lock-free).
+    #[serde(skip)]
+    pub cursor: AtomicUsize,
+}
+
+impl Backend {
+    /// Builds a backend with its cursor at the start.
+    pub fn new(
+        name: String,
+        service: NamespacedName,
+        port: String,
+        endpoints: Vec<Endpoint>,
+    ) -> Self {
+        Self { name, service, port, endpoints, cursor: AtomicUsize::new(0) }
+    }
+
+    /// The index of the next endpoint in round-robin order; callers try consecutive indexes
+    /// (modulo the length) on retries. `None` when there is no endpoint.
+    pub fn next_index(&self) -> Option<usize> {
+        if self.endpoints.is_empty() {
+            return None;
+        }
+        Some(self.cursor.fetch_add(1, Ordering::Relaxed) % self.endpoints.len())
+    }
+}
+
+/// One ready endpoint of a backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Endpoint {
+    /// The address dialled: the pod's IP and the EndpointSlice's port number.
+    pub addr: SocketAddr,
+}

@@ -1,0 +1,283 @@
+//! The access log: one line per request, in ingress-nginx's default `upstreaminfo` format or
+//! as JSON. Lines are formatted on the worker into a per-thread buffer and handed in batches
+//! to a writer thread, so a slow log reader never stalls a worker; if the writer falls behind,
+//! whole batches are dropped and counted rather than blocking requests.
+
+use std::cell::RefCell;
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::Version;
+use sluice_model::Target;
+
+use crate::record::Record;
+
+/// The access log's format (`--log-format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// ingress-nginx's `upstreaminfo`:
+    /// `$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent
+    /// "$http_referer" "$http_user_agent" $request_length $request_time [$proxy_upstream_name]
+    /// [$proxy_alternative_upstream_name] $upstream_addr $upstream_response_length
+    /// $upstream_response_time $upstream_status $req_id`.
+    Upstreaminfo,
+    /// One JSON object per line, with the same fields under NGINX's variable names plus
+    /// `namespace`, `ingress_name`, `service_name`, `service_port`, `location_path` and `host`.
+    Json,
+}
+
+/// A batch is handed to the writer once it reaches this size (or on the periodic flush).
+const BATCH_BYTES: usize = 32 * 1024;
+
+thread_local! {
+    static BUFFER: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(BATCH_BYTES + 1024));
+    static CLOCK: RefCell<(u64, String)> = const { RefCell::new((0, String::new())) };
+}
+
+/// Where access log lines go.
+pub struct AccessLog {
+    format: LogFormat,
+    tx: Option<SyncSender<Vec<u8>>>,
+    dropped: AtomicU64,
+}
+
+impl AccessLog {
+    /// A log writing `format` lines to `sink` from a dedicated thread.
+    pub fn new(format: LogFormat, mut sink: Box<dyn Write + Send>) -> Self {
+        let (tx, rx) = sync_channel::<Vec<u8>>(256);
+        std::thread::Builder::new()
+            .name("sluice-access-log".into())
+            .spawn(move || {
+                for batch in rx {
+                    if sink.write_all(&batch).and_then(|()| sink.flush()).is_err() {
+                        // The reader is gone (closed stdout): nothing useful left to do.
+                        return;
+                    }
+                }
+            })
+            .expect("the access log thread starts");
+        Self { format, tx: Some(tx), dropped: AtomicU64::new(0) }
+    }
+
+    /// A log that writes nothing.
+    pub fn disabled() -> Self {
+        Self { format: LogFormat::Upstreaminfo, tx: None, dropped: AtomicU64::new(0) }
+    }
+
+    /// Lines dropped because the writer could not keep up.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn write(&self, record: &Record, elapsed: Duration) {
+        if self.tx.is_none() {
+            return;
+        }
+        let full = BUFFER.with(|b| {
+            let mut b = b.borrow_mut();
+            match self.format {
+                LogFormat::Upstreaminfo => upstreaminfo(&mut b, record, elapsed),
+                LogFormat::Json => json(&mut b, record, elapsed),
+            }
+            b.len() >= BATCH_BYTES
+        });
+        if full {
+            self.flush_worker();
+        }
+    }
+
+    /// Hands this thread's buffered lines to the writer.
+    pub(crate) fn flush_worker(&self) {
+        let Some(tx) = &self.tx else { return };
+        let batch = BUFFER.with(|b| {
+            let mut b = b.borrow_mut();
+            if b.is_empty() {
+                return None;
+            }
+            Some(std::mem::replace(&mut *b, Vec::with_capacity(BATCH_BYTES + 1024)))
+        });
+        if let Some(batch) = batch
+            && let Err(TrySendError::Full(batch)) = tx.try_send(batch)
+        {
+            let lines = batch.iter().filter(|&&c| c == b'\n').count() as u64;
+            self.dropped.fetch_add(lines, Ordering::Relaxed);
+        }
+    }
+}
+
+/// `[21/Nov/2026:19:57:00 +0000]`'s inside, recomputed once per second per thread.
+fn with_time_local<R>(f: impl FnOnce(&str) -> R) -> R {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    CLOCK.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.0 != now || c.1.is_empty() {
+            let t = time::OffsetDateTime::from_unix_timestamp(now as i64)
+                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+            let fmt = time::macros::format_description!(
+                "[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000"
+            );
+            c.1 = t.format(&fmt).unwrap_or_default();
+            c.0 = now;
+        }
+        f(&c.1)
+    })
+}
+
+/// NGINX's default log escaping: `"`, `\`, control and non-ASCII bytes become `\xHH`.
+fn escaped(out: &mut Vec<u8>, bytes: &[u8]) {
+    for &c in bytes {
+        if c == b'"' || c == b'\\' || !(0x20..0x7f).contains(&c) {
+            let _ = write!(out, "\\x{c:02X}");
+        } else {
+            out.push(c);
+        }
+    }
+}
+
+fn or_dash(out: &mut Vec<u8>, v: Option<&[u8]>) {
+    match v {
+        Some(v) if !v.is_empty() => escaped(out, v),
+        _ => out.push(b'-'),
+    }
+}
+
+fn version(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// `$proxy_upstream_name`: the backend's `namespace-service-port`, or ingress-nginx's name
+/// for the default backend.
+fn upstream_name(record: &Record) -> &str {
+    let route = &record.table.routes[record.route as usize];
+    match (&route.ingress, &route.target) {
+        (None, _) => "upstream-default-backend",
+        (Some(_), Target::Backend(id)) => &record.table.backends[*id as usize].name,
+        (Some(_), Target::Respond { .. }) => "",
+    }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.3}", d.as_secs_f64())
+}
+
+/// The `$upstream_*` lists: one entry per try, comma-separated, `-` without any.
+fn upstream_fields(record: &Record) -> (String, String, String, String) {
+    if record.attempt_count == 0 {
+        return ("-".into(), "-".into(), "-".into(), "-".into());
+    }
+    let (mut addr, mut len, mut time, mut status) =
+        (String::new(), String::new(), String::new(), String::new());
+    let last = record.attempts().count().saturating_sub(1);
+    for (i, a) in record.attempts().enumerate() {
+        if i > 0 {
+            for s in [&mut addr, &mut len, &mut time, &mut status] {
+                s.push_str(", ");
+            }
+        }
+        addr.push_str(&a.addr.to_string());
+        let (bytes, took) = if i == last && a.answered {
+            (record.bytes_sent, a.started.elapsed())
+        } else {
+            (0, a.elapsed)
+        };
+        len.push_str(&bytes.to_string());
+        time.push_str(&secs(took));
+        status.push_str(&a.status.to_string());
+    }
+    (addr, len, time, status)
+}
+
+fn upstreaminfo(out: &mut Vec<u8>, r: &Record, elapsed: Duration) {
+    let _ = write!(out, "{} - - [", r.conn.remote.ip());
+    with_time_local(|t| out.extend_from_slice(t.as_bytes()));
+    out.extend_from_slice(b"] \"");
+    out.extend_from_slice(r.method.as_str().as_bytes());
+    out.push(b' ');
+    escaped(out, r.uri.path_and_query().map_or(b"/", |p| p.as_str().as_bytes()));
+    let _ = write!(out, " {}\" {} {} \"", version(r.version), r.status, r.bytes_sent);
+    or_dash(out, r.referer.as_ref().map(|v| v.as_bytes()));
+    out.extend_from_slice(b"\" \"");
+    or_dash(out, r.user_agent.as_ref().map(|v| v.as_bytes()));
+    let (addr, len, time, status) = upstream_fields(r);
+    let _ = writeln!(
+        out,
+        "\" {} {:.3} [{}] [] {addr} {len} {time} {status} {}",
+        r.request_length,
+        elapsed.as_secs_f64(),
+        upstream_name(r),
+        String::from_utf8_lossy(r.request_id.as_bytes()),
+    );
+}
+
+fn json(out: &mut Vec<u8>, r: &Record, elapsed: Duration) {
+    let route = &r.table.routes[r.route as usize];
+    let (namespace, ingress) = route.ingress_parts();
+    let (service, port) = match &route.target {
+        Target::Backend(id) => {
+            let b = &r.table.backends[*id as usize];
+            (b.service.name.as_str(), b.port.as_str())
+        }
+        Target::Respond { .. } => ("", ""),
+    };
+    let (addr, len, time, status) = upstream_fields(r);
+    let text = |v: &Option<http::HeaderValue>| {
+        v.as_ref().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    };
+    let line = serde_json::json!({
+        "time": with_time_local(str::to_owned),
+        "remote_addr": r.conn.remote.ip().to_string(),
+        "remote_user": "",
+        "request": format!("{} {} {}", r.method, r.uri.path_and_query().map_or("/", |p| p.as_str()), version(r.version)),
+        "method": r.method.as_str(),
+        "path": r.uri.path(),
+        "status": r.status,
+        "body_bytes_sent": r.bytes_sent,
+        "http_referer": text(&r.referer),
+        "http_user_agent": text(&r.user_agent),
+        "request_length": r.request_length,
+        "request_time": (elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
+        "proxy_upstream_name": upstream_name(r),
+        "proxy_alternative_upstream_name": "",
+        "upstream_addr": addr,
+        "upstream_response_length": len,
+        "upstream_response_time": time,
+        "upstream_status": status,
+        "req_id": String::from_utf8_lossy(r.request_id.as_bytes()),
+        "namespace": namespace,
+        "ingress_name": ingress,
+        "service_name": service,
+        "service_port": port,
+        "location_path": route.path,
+        "host": route.host,
+    });
+    let _ = serde_json::to_writer(&mut *out, &line);
+    out.push(b'\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_matches_nginx() {
+        let mut out = Vec::new();
+        escaped(&mut out, b"a\"b\\c\n\xff");
+        assert_eq!(out, b"a\\x22b\\x5Cc\\x0A\\xFF");
+    }
+
+    #[test]
+    fn time_local_has_nginx_shape() {
+        let t = with_time_local(str::to_owned);
+        // 21/Nov/2026:19:57:00 +0000
+        assert_eq!(t.len(), 26, "{t}");
+        assert_eq!(&t[2..3], "/");
+        assert!(t.ends_with(" +0000"));
+    }
+}

@@ -1,0 +1,277 @@
+//! The bodies that cross the proxy: the client's request body on its way upstream (size limit,
+//! progress for the send timeout) and the response body on its way back (read timeout,
+//! byte count, and the end-of-request hook that writes the access log and metrics).
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::time::{Instant, Sleep};
+
+use crate::record::Record;
+
+/// Errors a body can end with.
+#[derive(Debug)]
+pub(crate) enum BodyError {
+    /// The request body grew past the route's `proxy-body-size`.
+    TooLarge,
+    /// The upstream sent nothing for `proxy-read-timeout`.
+    ReadTimeout,
+    /// The peer failed.
+    Io(hyper::Error),
+}
+
+impl fmt::Display for BodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BodyError::TooLarge => f.write_str("request body larger than proxy-body-size"),
+            BodyError::ReadTimeout => f.write_str("upstream read timed out"),
+            BodyError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl StdError for BodyError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            BodyError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// True when `err`, or any error it wraps, is a request body over its limit.
+pub(crate) fn is_too_large(err: &(dyn StdError + 'static)) -> bool {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if matches!(e.downcast_ref::<BodyError>(), Some(BodyError::TooLarge)) {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+/// How far the upload of a request body has got, shared with the task waiting for the
+/// response so that the send timeout counts from the last progress, not from the start.
+#[derive(Debug)]
+pub(crate) struct Progress {
+    base: Instant,
+    last_ms: AtomicU64,
+    done: AtomicBool,
+}
+
+impl Progress {
+    pub(crate) fn new(base: Instant) -> Arc<Self> {
+        Arc::new(Self { base, last_ms: AtomicU64::new(0), done: AtomicBool::new(false) })
+    }
+
+    fn touch(&self) {
+        let ms = self.base.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// When the last chunk went out, and whether the body is complete.
+    pub(crate) fn last(&self) -> (Instant, bool) {
+        let at = self.base + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        (at, self.done.load(Ordering::Relaxed))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The client's request body, forwarded as it arrives (no buffering).
+    pub(crate) struct RequestBody {
+        #[pin]
+        inner: Incoming,
+        limit: u64,
+        seen: u64,
+        progress: Option<Arc<Progress>>,
+    }
+}
+
+impl RequestBody {
+    /// Wraps `inner`, failing once more than `limit` bytes went through.
+    pub(crate) fn new(
+        inner: Incoming,
+        limit: Option<u64>,
+        progress: Option<Arc<Progress>>,
+    ) -> Self {
+        Self { inner, limit: limit.unwrap_or(u64::MAX), seen: 0, progress }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = self.project();
+        let frame = ready!(this.inner.poll_frame(cx));
+        if let Some(p) = this.progress {
+            p.touch();
+            if frame.is_none() {
+                p.done.store(true, Ordering::Relaxed);
+            }
+        }
+        Poll::Ready(match frame {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    *this.seen += data.len() as u64;
+                    if *this.seen > *this.limit {
+                        return Poll::Ready(Some(Err(BodyError::TooLarge)));
+                    }
+                }
+                Some(Ok(frame))
+            }
+            Some(Err(e)) => Some(Err(BodyError::Io(e))),
+            None => None,
+        })
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// What the proxy sends back: a local response, or the upstream's body streamed through.
+    /// Holds the request's [`Record`], written (access log, metrics) when the body ends or is
+    /// dropped.
+    pub(crate) struct ProxyBody {
+        #[pin]
+        kind: Kind,
+        record: Option<Box<Record>>,
+    }
+
+    impl PinnedDrop for ProxyBody {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            // Ended without being read to the end: the client went away, or the response has
+            // no body to read (HEAD, 204, 304), in which case the upstream connection is reusable.
+            let complete = match &*this.kind {
+                Kind::Local { .. } => true,
+                Kind::Upstream { inner, .. } => inner.is_end_stream(),
+            };
+            finish(this.record, complete);
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = KindProj]
+    enum Kind {
+        Local { data: Option<Bytes> },
+        Upstream {
+            #[pin]
+            inner: Incoming,
+            #[pin]
+            idle: Sleep,
+            read_timeout: Duration,
+        },
+    }
+}
+
+impl ProxyBody {
+    /// A complete body held in memory (local responses).
+    pub(crate) fn local(data: Bytes, record: Option<Box<Record>>) -> Self {
+        let data = (!data.is_empty()).then_some(data);
+        Self { kind: Kind::Local { data }, record }
+    }
+
+    /// The upstream's body, failing if nothing arrives for `read_timeout`.
+    pub(crate) fn upstream(inner: Incoming, read_timeout: Duration, record: Box<Record>) -> Self {
+        let idle = tokio::time::sleep(read_timeout);
+        Self { kind: Kind::Upstream { inner, idle, read_timeout }, record: Some(record) }
+    }
+
+    fn count(record: &mut Option<Box<Record>>, n: usize) {
+        if let Some(r) = record {
+            r.bytes_sent += n as u64;
+        }
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = self.project();
+        match this.kind.project() {
+            KindProj::Local { data } => {
+                let frame = data.take().map(|d| {
+                    Self::count(this.record, d.len());
+                    Ok(Frame::data(d))
+                });
+                if frame.is_none() {
+                    finish(this.record, true);
+                }
+                Poll::Ready(frame)
+            }
+            KindProj::Upstream { inner, mut idle, read_timeout } => match inner.poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(d) = frame.data_ref() {
+                        Self::count(this.record, d.len());
+                    }
+                    idle.as_mut().reset(Instant::now() + *read_timeout);
+                    Poll::Ready(Some(Ok(frame)))
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    finish(this.record, false);
+                    Poll::Ready(Some(Err(BodyError::Io(e))))
+                }
+                Poll::Ready(None) => {
+                    finish(this.record, true);
+                    Poll::Ready(None)
+                }
+                Poll::Pending => {
+                    ready!(idle.poll(cx));
+                    finish(this.record, false);
+                    Poll::Ready(Some(Err(BodyError::ReadTimeout)))
+                }
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Local { data } => data.is_none(),
+            Kind::Upstream { inner, .. } => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Local { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+            Kind::Upstream { inner, .. } => inner.size_hint(),
+        }
+    }
+}
+
+/// Writes the record now that the body is over; `complete` tells whether the upstream
+/// response arrived whole (the pooled connection can then be reused).
+fn finish(record: &mut Option<Box<Record>>, complete: bool) {
+    if let Some(mut r) = record.take() {
+        r.complete = complete;
+        r.finish();
+    }
+}

@@ -1,0 +1,204 @@
+//! Header rewriting between client and upstream, as ingress-nginx does it: hop-by-hop headers
+//! removed, `X-Forwarded-*`, `X-Real-IP` and `X-Request-ID` set, `Host` preserved, a `Server`
+//! header on every response.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::Uri;
+use http::{Request, Version};
+
+use crate::server::ConnInfo;
+
+pub(crate) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_ORIGINAL_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-original-forwarded-for");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_SCHEME: HeaderName = HeaderName::from_static("x-forwarded-scheme");
+static X_SCHEME: HeaderName = HeaderName::from_static("x-scheme");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static PROXY: HeaderName = HeaderName::from_static("proxy");
+static UPGRADE_VALUE: HeaderValue = HeaderValue::from_static("upgrade");
+static HTTP: HeaderValue = HeaderValue::from_static("http");
+
+/// The request's host as the client gave it (`:authority` for HTTP/2, else `Host`).
+pub(crate) fn request_host<B>(req: &Request<B>) -> Option<&str> {
+    match req.uri().authority() {
+        Some(a) => Some(a.as_str()),
+        None => req.headers().get(header::HOST).and_then(|h| h.to_str().ok()),
+    }
+}
+
+/// True for characters NGINX accepts in a Host header; anything else is a 400.
+pub(crate) fn valid_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 255
+        && host.bytes().all(|c| c.is_ascii_alphanumeric() || b"-._:[]".contains(&c))
+}
+
+/// True for an HTTP/1.1 WebSocket handshake (`Connection: upgrade`, `Upgrade: websocket`).
+pub(crate) fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
+    req.version() == Version::HTTP_11
+        && has_token(req.headers(), header::CONNECTION, "upgrade")
+        && req
+            .headers()
+            .get(header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Removes hop-by-hop headers: the fixed list of RFC 9110 and any named by `Connection`.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        &header::CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+    ] {
+        headers.remove(name);
+    }
+}
+
+/// Rewrites a client request for the upstream, in place.
+pub(crate) fn prepare_request<B>(
+    req: &mut Request<B>,
+    conn: &ConnInfo,
+    request_id: &HeaderValue,
+    upgrade: bool,
+) {
+    // HTTP/2 carries the host in `:authority`: the HTTP/1.1 upstream needs a Host header.
+    if let Some(authority) = req.uri().authority()
+        && !req.headers().contains_key(header::HOST)
+        && let Ok(v) = HeaderValue::from_str(authority.as_str())
+    {
+        req.headers_mut().insert(header::HOST, v);
+    }
+    if req.uri().scheme().is_some() || req.uri().authority().is_some() {
+        let pq = req.uri().path_and_query().cloned();
+        let mut parts = http::uri::Parts::default();
+        parts.path_and_query = pq.or_else(|| Some(http::uri::PathAndQuery::from_static("/")));
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+    *req.version_mut() = Version::HTTP_11;
+    let upgrade_value = upgrade.then(|| req.headers().get(header::UPGRADE).cloned()).flatten();
+    let headers = req.headers_mut();
+    strip_hop_by_hop(headers);
+    if let Some(v) = upgrade_value {
+        headers.insert(header::UPGRADE, v);
+        headers.insert(header::CONNECTION, UPGRADE_VALUE.clone());
+    }
+    // httpoxy: a `Proxy` request header must never reach CGI-style backends.
+    headers.remove(&PROXY);
+    let forwarded_host = headers.get(header::HOST).cloned();
+    if let Some(xff) = headers.remove(&X_FORWARDED_FOR) {
+        headers.insert(X_ORIGINAL_FORWARDED_FOR.clone(), xff);
+    }
+    headers.insert(X_REQUEST_ID.clone(), request_id.clone());
+    headers.insert(X_REAL_IP.clone(), conn.remote_ip.clone());
+    headers.insert(X_FORWARDED_FOR.clone(), conn.remote_ip.clone());
+    match forwarded_host {
+        Some(h) => headers.insert(X_FORWARDED_HOST.clone(), h),
+        None => headers.remove(&X_FORWARDED_HOST),
+    };
+    headers.insert(X_FORWARDED_PORT.clone(), conn.local_port.clone());
+    headers.insert(X_FORWARDED_PROTO.clone(), HTTP.clone());
+    headers.insert(X_FORWARDED_SCHEME.clone(), HTTP.clone());
+    headers.insert(X_SCHEME.clone(), HTTP.clone());
+}
+
+/// Rewrites an upstream response head for the client, in place. A `101 Switching Protocols`
+/// keeps its `Upgrade` and `Connection` headers.
+pub(crate) fn prepare_response(headers: &mut HeaderMap, server: &HeaderValue, switching: bool) {
+    let upgrade = switching.then(|| headers.get(header::UPGRADE).cloned()).flatten();
+    strip_hop_by_hop(headers);
+    if let Some(v) = upgrade {
+        headers.insert(header::UPGRADE, v);
+        headers.insert(header::CONNECTION, UPGRADE_VALUE.clone());
+    }
+    headers.insert(header::SERVER, server.clone());
+}
+
+/// The client's `X-Request-ID` when it is a sane token, else 32 fresh hex digits, as
+/// ingress-nginx's `$req_id` does.
+pub(crate) fn request_id(headers: &HeaderMap) -> HeaderValue {
+    if let Some(v) = headers.get(&X_REQUEST_ID)
+        && !v.is_empty()
+        && v.len() <= 128
+        && v.as_bytes().iter().all(|c| c.is_ascii_graphic())
+    {
+        return v.clone();
+    }
+    let mut buf = [0u8; 32];
+    let n = fastrand::u128(..);
+    for (i, b) in buf.iter_mut().enumerate() {
+        let nibble = ((n >> (i * 4)) & 0xf) as u8;
+        *b = if nibble < 10 { b'0' + nibble } else { b'a' + nibble - 10 };
+    }
+    HeaderValue::from_bytes(&buf).expect("hex digits are a valid header value")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_named_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("close, X-Secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        strip_hop_by_hop(&mut h);
+        assert!(h.get("x-secret").is_none());
+        assert!(h.get(header::TE).is_none());
+        assert!(h.get(header::CONNECTION).is_none());
+        assert_eq!(h.get("x-kept").unwrap(), "1");
+    }
+
+    #[test]
+    fn request_ids_are_kept_or_generated() {
+        let mut h = HeaderMap::new();
+        let generated = request_id(&h);
+        assert_eq!(generated.len(), 32);
+        assert!(generated.as_bytes().iter().all(u8::is_ascii_hexdigit));
+        h.insert(X_REQUEST_ID.clone(), HeaderValue::from_static("abc-123"));
+        assert_eq!(request_id(&h), "abc-123");
+        h.insert(X_REQUEST_ID.clone(), HeaderValue::from_static("has space"));
+        assert_ne!(request_id(&h), "has space");
+    }
+
+    #[test]
+    fn hosts_are_checked_like_nginx() {
+        assert!(valid_host("example.com:8080"));
+        assert!(valid_host("[::1]:80"));
+        assert!(!valid_host("exa mple.com"));
+        assert!(!valid_host("a/b"));
+        assert!(!valid_host(""));
+    }
+}

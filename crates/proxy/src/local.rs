@@ -1,0 +1,60 @@
+//! Responses the proxy makes itself (no route, no endpoint, limits, upstream failures), with
+//! NGINX-style error pages so that clients and tests see what they saw before.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+
+use crate::body::ProxyBody;
+use crate::record::Record;
+
+static TEXT_HTML: HeaderValue = HeaderValue::from_static("text/html");
+
+/// A response with status `status` and its error page.
+pub(crate) fn respond(
+    status: u16,
+    server: &HeaderValue,
+    mut record: Option<Box<Record>>,
+) -> Response<ProxyBody> {
+    if let Some(r) = &mut record {
+        r.status = status;
+    }
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = Response::new(ProxyBody::local(page(status), record));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::SERVER, server.clone());
+    resp.headers_mut().insert(header::CONTENT_TYPE, TEXT_HTML.clone());
+    resp
+}
+
+/// The error page for `status`, built at compile time for the statuses the proxy uses.
+fn page(status: StatusCode) -> Bytes {
+    macro_rules! page {
+        ($code:literal, $text:literal) => {
+            Bytes::from_static(
+                concat!(
+                    "<html>\r\n<head><title>",
+                    $code,
+                    " ",
+                    $text,
+                    "</title></head>\r\n<body>\r\n",
+                    "<center><h1>",
+                    $code,
+                    " ",
+                    $text,
+                    "</h1></center>\r\n<hr><center>sluice</center>\r\n",
+                    "</body>\r\n</html>\r\n"
+                )
+                .as_bytes(),
+            )
+        };
+    }
+    match status.as_u16() {
+        400 => page!("400", "Bad Request"),
+        404 => page!("404", "Not Found"),
+        413 => page!("413", "Request Entity Too Large"),
+        502 => page!("502", "Bad Gateway"),
+        503 => page!("503", "Service Temporarily Unavailable"),
+        504 => page!("504", "Gateway Time-out"),
+        _ => Bytes::new(),
+    }
+}

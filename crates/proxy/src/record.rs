@@ -1,0 +1,129 @@
+//! What the proxy remembers about one request, from its arrival to the end of its response:
+//! enough for the access log line and the metrics, written once in [`Record::finish`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderValue, Method, Request, Uri, Version, header};
+use sluice_model::{RouteId, RoutingTable};
+use tokio::time::Instant;
+
+use crate::Shared;
+use crate::server::ConnInfo;
+use crate::upstream::{self, Sender};
+
+/// One try of one upstream endpoint.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Attempt {
+    pub addr: SocketAddr,
+    /// The upstream's status, or 502/504 when no response head arrived, as NGINX logs it.
+    pub status: u16,
+    /// Whether a response head arrived.
+    pub answered: bool,
+    pub started: Instant,
+    /// Time to the response head, or to the failure.
+    pub elapsed: Duration,
+}
+
+/// The request's facts, in the order the access log needs them.
+pub(crate) struct Record {
+    pub shared: &'static Shared,
+    pub start: Instant,
+    pub conn: Arc<ConnInfo>,
+    pub table: Arc<RoutingTable>,
+    pub route: RouteId,
+    pub method: Method,
+    pub uri: Uri,
+    pub version: Version,
+    pub referer: Option<HeaderValue>,
+    pub user_agent: Option<HeaderValue>,
+    /// Request line and header bytes, approximately as NGINX's `$request_length` counts them
+    /// (the body is added when known).
+    pub request_length: u64,
+    pub request_id: HeaderValue,
+    pub status: u16,
+    pub bytes_sent: u64,
+    /// Up to four tries; more are counted but not listed.
+    pub attempts: [Option<Attempt>; 4],
+    pub attempt_count: usize,
+    /// When the first upstream try started, for `$upstream_response_time`.
+    pub upstream_start: Option<Instant>,
+    /// The pooled upstream connection to give back once the response is read whole.
+    pub connection: Option<(SocketAddr, Sender)>,
+    /// Whether the response body was delivered whole.
+    pub complete: bool,
+}
+
+impl Record {
+    pub(crate) fn new<B>(
+        shared: &'static Shared,
+        conn: Arc<ConnInfo>,
+        req: &Request<B>,
+        table: Arc<RoutingTable>,
+        route: RouteId,
+        start: Instant,
+        request_id: HeaderValue,
+    ) -> Self {
+        let headers = req.headers();
+        let request_length = req.method().as_str().len()
+            + req.uri().path_and_query().map_or(1, |p| p.as_str().len())
+            + 12
+            + headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>()
+            + 2;
+        Self {
+            shared,
+            start,
+            conn,
+            table,
+            route,
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+            referer: headers.get(header::REFERER).cloned(),
+            user_agent: headers.get(header::USER_AGENT).cloned(),
+            request_length: request_length as u64,
+            request_id,
+            status: 0,
+            bytes_sent: 0,
+            attempts: [None; 4],
+            attempt_count: 0,
+            upstream_start: None,
+            connection: None,
+            complete: false,
+        }
+    }
+
+    /// Notes one upstream try: the response's status, or the 502/504 it failed with.
+    pub(crate) fn attempt(
+        &mut self,
+        addr: SocketAddr,
+        status: u16,
+        answered: bool,
+        started: Instant,
+    ) {
+        self.upstream_start.get_or_insert(started);
+        if let Some(slot) = self.attempts.get_mut(self.attempt_count) {
+            *slot = Some(Attempt { addr, status, answered, started, elapsed: started.elapsed() });
+        }
+        self.attempt_count += 1;
+    }
+
+    /// The tries listed in the log.
+    pub(crate) fn attempts(&self) -> impl Iterator<Item = &Attempt> {
+        self.attempts.iter().flatten()
+    }
+
+    /// The request is over: give the upstream connection back if it can serve again, then
+    /// write the access log line and the metrics.
+    pub(crate) fn finish(mut self: Box<Self>) {
+        if let Some((addr, sender)) = self.connection.take()
+            && self.complete
+        {
+            upstream::checkin(addr, sender);
+        }
+        let elapsed = self.start.elapsed();
+        self.shared.access_log.write(&self, elapsed);
+        self.shared.metrics.observe(&self, elapsed);
+    }
+}

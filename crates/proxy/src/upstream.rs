@@ -1,0 +1,256 @@
+//! Upstream connections: a pool per worker thread (no locks, no cross-thread wake-ups),
+//! connecting with a timeout, and trying the next endpoint when connecting fails.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use sluice_model::{Backend, Policy};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::body::{Progress, RequestBody, is_too_large};
+use crate::record::Record;
+
+/// A request sender on one HTTP/1.1 upstream connection.
+pub(crate) type Sender = http1::SendRequest<RequestBody>;
+
+/// Idle connections kept per endpoint per worker (ingress-nginx's
+/// `upstream-keepalive-connections`).
+const MAX_IDLE_PER_ENDPOINT: usize = 320;
+/// How long an idle connection is kept (`upstream-keepalive-timeout`).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Attempts on fresh connections after pooled ones turned out closed, per request.
+const MAX_STALE_RETRIES: usize = 4;
+
+struct Idle {
+    sender: Sender,
+    since: Instant,
+}
+
+thread_local! {
+    /// This worker's idle connections by endpoint. Only this thread's tasks touch it.
+    static POOL: RefCell<HashMap<SocketAddr, Vec<Idle>>> = RefCell::new(HashMap::new());
+}
+
+/// Takes an idle connection to `addr`, the most recently used first.
+fn checkout(addr: SocketAddr) -> Option<Sender> {
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let list = pool.get_mut(&addr)?;
+        while let Some(idle) = list.pop() {
+            if !idle.sender.is_closed() && idle.since.elapsed() < IDLE_TIMEOUT {
+                return Some(idle.sender);
+            }
+        }
+        None
+    })
+}
+
+/// Gives a connection back after its response was read whole.
+pub(crate) fn checkin(addr: SocketAddr, sender: Sender) {
+    if sender.is_closed() {
+        return;
+    }
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let list = pool.entry(addr).or_default();
+        if list.len() < MAX_IDLE_PER_ENDPOINT {
+            list.push(Idle { sender, since: Instant::now() });
+        }
+    });
+}
+
+/// Drops closed and expired idle connections; run periodically by each worker.
+pub(crate) fn sweep() {
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        for list in pool.values_mut() {
+            list.retain(|i| !i.sender.is_closed() && i.since.elapsed() < IDLE_TIMEOUT);
+        }
+        pool.retain(|_, list| !list.is_empty());
+    });
+}
+
+/// Why connecting failed.
+#[derive(Debug)]
+enum ConnectError {
+    Timeout,
+    Failed,
+}
+
+async fn connect(
+    addr: SocketAddr,
+    timeout: Duration,
+    upgrades: bool,
+) -> Result<Sender, ConnectError> {
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Err(_) => return Err(ConnectError::Timeout),
+        Ok(Err(e)) => {
+            tracing::debug!(%addr, error = %e, "upstream connect failed");
+            return Err(ConnectError::Failed);
+        }
+        Ok(Ok(s)) => s,
+    };
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|_| ConnectError::Failed)?;
+    if upgrades {
+        tokio::spawn(async move {
+            let _ = conn.with_upgrades().await;
+        });
+    } else {
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+    Ok(sender)
+}
+
+/// Why forwarding failed, and so what the client gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// No endpoint could be reached (502).
+    Unreachable,
+    /// Connecting or waiting for the response timed out (504).
+    Timeout,
+    /// The request body exceeded the limit while being sent (413).
+    TooLarge,
+    /// The upstream broke the connection after the request went out (502).
+    Broken,
+}
+
+impl Failure {
+    pub(crate) fn status(self) -> u16 {
+        match self {
+            Failure::Unreachable | Failure::Broken => 502,
+            Failure::Timeout => 504,
+            Failure::TooLarge => 413,
+        }
+    }
+
+    /// The label of `sluice_upstream_errors_total`.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Failure::Unreachable => "connect",
+            Failure::Timeout => "timeout",
+            Failure::TooLarge => "body_too_large",
+            Failure::Broken => "broken",
+        }
+    }
+}
+
+/// A response head from the upstream, and the connection to give back when its body is read.
+pub(crate) struct Forwarded {
+    pub response: Response<Incoming>,
+    pub connection: Option<(SocketAddr, Sender)>,
+}
+
+/// Sends `req` to `backend`: endpoints in round-robin order, the next one when connecting
+/// fails, up to `proxy-next-upstream-tries`. A pooled connection found closed when the
+/// request is handed to it does not count as a try (the request was not sent).
+pub(crate) async fn forward(
+    req: Request<RequestBody>,
+    backend: &Backend,
+    policy: &Policy,
+    progress: Option<&Arc<Progress>>,
+    upgrade: bool,
+    record: &mut Record,
+) -> Result<Forwarded, Failure> {
+    let n = backend.endpoints.len();
+    let first = backend.next_index().ok_or(Failure::Unreachable)?;
+    let tries = (policy.next_upstream_tries as usize).clamp(1, n);
+    let mut req = Some(req);
+    let mut failure = Failure::Unreachable;
+    let mut stale = 0;
+    let mut t = 0;
+    while t < tries {
+        let addr = backend.endpoints[(first + t) % n].addr;
+        let started = Instant::now();
+        let pooled = if upgrade { None } else { checkout(addr) };
+        let reused = pooled.is_some();
+        let mut sender = match pooled {
+            Some(s) => s,
+            None => match connect(addr, policy.connect_timeout, upgrade).await {
+                Ok(s) => s,
+                Err(e) => {
+                    failure = match e {
+                        ConnectError::Timeout => Failure::Timeout,
+                        ConnectError::Failed => Failure::Unreachable,
+                    };
+                    record.attempt(addr, failure.status(), false, started);
+                    t += 1;
+                    continue;
+                }
+            },
+        };
+        let Some(request) = req.take() else { break };
+        let sent = sender.try_send_request(request);
+        match wait_for_head(sent, policy, progress).await {
+            Some(Ok(response)) => {
+                record.attempt(addr, response.status().as_u16(), true, started);
+                let connection = (!upgrade).then_some((addr, sender));
+                return Ok(Forwarded { response, connection });
+            }
+            Some(Err(mut e)) => {
+                if let Some(back) = e.take_message() {
+                    // Not sent: the connection closed under us. Try again.
+                    req = Some(back);
+                    if reused && stale < MAX_STALE_RETRIES {
+                        stale += 1;
+                    } else {
+                        record.attempt(addr, 502, false, started);
+                        t += 1;
+                    }
+                    continue;
+                }
+                record.attempt(addr, 502, false, started);
+                let err = e.into_error();
+                if is_too_large(&err) {
+                    return Err(Failure::TooLarge);
+                }
+                tracing::debug!(%addr, error = %err, "upstream request failed");
+                return Err(Failure::Broken);
+            }
+            None => {
+                record.attempt(addr, 504, false, started);
+                return Err(Failure::Timeout);
+            }
+        }
+    }
+    Err(failure)
+}
+
+/// Waits for the response head. While the request body is still going out, the send timeout
+/// counts from its last chunk; after that, the read timeout counts from the body's end (or from
+/// the start, for requests without a body). `None` on timeout.
+async fn wait_for_head<F: Future>(
+    sent: F,
+    policy: &Policy,
+    progress: Option<&Arc<Progress>>,
+) -> Option<F::Output> {
+    let mut deadline =
+        Instant::now() + if progress.is_some() { policy.send_timeout } else { policy.read_timeout };
+    tokio::pin!(sent);
+    loop {
+        tokio::select! {
+            out = &mut sent => return Some(out),
+            () = tokio::time::sleep_until(deadline) => {
+                let (last, done) = progress?.last();
+                let next = last + if done { policy.read_timeout } else { policy.send_timeout };
+                if next <= Instant::now() {
+                    return None;
+                }
+                deadline = next;
+            }
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! The command line. Flag names follow ingress-nginx wherever it has one; every flag can also
+//! be set from the environment variable shown in `--help` (`SLUICE_` and the flag in upper
+//! snake case).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use sluice_model::{NamespacedName, Settings};
+
+/// Sluice: a Kubernetes ingress controller, drop-in for ingress-nginx.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Route traffic for the Ingresses of a manifests directory.
+    Serve(ServeArgs),
+    /// Load manifests, print the routing table and every diagnostic; exit 1 if any object is
+    /// rejected.
+    Check(CheckArgs),
+    /// A small echo backend: answers JSON describing the request (and echoes WebSocket messages).
+    Echo(EchoArgs),
+    /// Start echo backends and serve examples/quickstart on 127.0.0.1, printing what to try.
+    Quickstart(QuickstartArgs),
+}
+
+/// How Ingresses are selected and read (shared by `serve` and `check`).
+#[derive(Debug, Clone, Args)]
+pub struct ClassArgs {
+    /// The legacy `kubernetes.io/ingress.class` annotation value to serve.
+    #[arg(long, env = "SLUICE_INGRESS_CLASS", default_value = "sluice")]
+    pub ingress_class: String,
+    /// The IngressClass `spec.controller` value to serve.
+    #[arg(long, env = "SLUICE_CONTROLLER_CLASS", default_value = "sluice.dev/ingress-controller")]
+    pub controller_class: String,
+    /// Also serve Ingresses that name no class.
+    #[arg(long, env = "SLUICE_WATCH_INGRESS_WITHOUT_CLASS")]
+    pub watch_ingress_without_class: bool,
+    /// The Service (namespace/name) for requests no rule matches; else a built-in 404.
+    #[arg(long, env = "SLUICE_DEFAULT_BACKEND_SERVICE", value_parser = parse_namespaced)]
+    pub default_backend_service: Option<NamespacedName>,
+    /// The annotation prefix to read.
+    #[arg(long, env = "SLUICE_ANNOTATIONS_PREFIX", default_value = "nginx.ingress.kubernetes.io")]
+    pub annotations_prefix: String,
+    /// The ConfigMap (namespace/name) with global settings (ingress-nginx's keys).
+    #[arg(long, env = "SLUICE_CONFIGMAP", value_parser = parse_namespaced)]
+    pub configmap: Option<NamespacedName>,
+}
+
+impl ClassArgs {
+    /// The translation settings these flags give.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            ingress_class: self.ingress_class.clone(),
+            controller_class: self.controller_class.clone(),
+            watch_ingress_without_class: self.watch_ingress_without_class,
+            default_backend_service: self.default_backend_service.clone(),
+            annotations_prefix: self.annotations_prefix.clone(),
+            configmap: self.configmap.clone(),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable logs; access log in ingress-nginx's `upstreaminfo` format.
+    Text,
+    /// JSON logs, and a JSON access log.
+    Json,
+}
+
+/// `sluice serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Directory (or file) of Kubernetes manifests to serve, watched for changes.
+    #[arg(long, env = "SLUICE_MANIFESTS")]
+    pub manifests: Option<PathBuf>,
+    /// Address the proxy and admin ports bind to.
+    #[arg(long, env = "SLUICE_BIND_ADDRESS", default_value = "0.0.0.0")]
+    pub bind_address: IpAddr,
+    /// HTTP port (0 picks a free one; the chosen port is logged).
+    #[arg(long, env = "SLUICE_HTTP_PORT", default_value_t = 80)]
+    pub http_port: u16,
+    /// HTTPS port (not served yet: TLS arrives with the TLS work).
+    #[arg(long, env = "SLUICE_HTTPS_PORT", default_value_t = 443)]
+    pub https_port: u16,
+    /// Admin port: /healthz, /readyz, /metrics, /debug/config, /debug/backends.
+    #[arg(long, env = "SLUICE_HEALTHZ_PORT", default_value_t = 10254)]
+    pub healthz_port: u16,
+    /// Proxy worker threads (default: one per core).
+    #[arg(long, env = "SLUICE_WORKERS")]
+    pub workers: Option<usize>,
+    /// Log and access log format.
+    #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Quiet time after a change before it is applied, in milliseconds (changes arriving
+    /// together are applied as one).
+    #[arg(long, env = "SLUICE_DEBOUNCE_MS", default_value_t = 50)]
+    pub debounce_ms: u64,
+    /// Seconds in-flight requests may take to finish after SIGTERM.
+    #[arg(long, env = "SLUICE_SHUTDOWN_GRACE_PERIOD", default_value_t = 10)]
+    pub shutdown_grace_period: u64,
+    /// Ingress selection and reading.
+    #[command(flatten)]
+    pub class: ClassArgs,
+}
+
+/// `sluice check`.
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    /// Directory (or file) of Kubernetes manifests.
+    pub dir: PathBuf,
+    /// Print the result as JSON (the same document as /debug/config).
+    #[arg(long)]
+    pub json: bool,
+    /// Ingress selection and reading.
+    #[command(flatten)]
+    pub class: ClassArgs,
+}
+
+/// `sluice echo`.
+#[derive(Debug, Clone, Args)]
+pub struct EchoArgs {
+    /// Address to listen on.
+    #[arg(long, env = "SLUICE_ECHO_LISTEN", default_value = "127.0.0.1:8081")]
+    pub listen: SocketAddr,
+    /// Name reported in every answer (tells backends apart).
+    #[arg(long, env = "SLUICE_ECHO_NAME", default_value = "echo")]
+    pub name: String,
+}
+
+/// `sluice quickstart`.
+#[derive(Debug, Clone, Args)]
+pub struct QuickstartArgs {
+    /// HTTP port of the proxy.
+    #[arg(long, default_value_t = 8080)]
+    pub http_port: u16,
+    /// Admin port.
+    #[arg(long, default_value_t = 10254)]
+    pub healthz_port: u16,
+    /// The example's manifests (default: examples/quickstart, else a built-in copy).
+    #[arg(long)]
+    pub manifests: Option<PathBuf>,
+}
+
+fn parse_namespaced(s: &str) -> Result<NamespacedName, String> {
+    NamespacedName::parse(s)
+}

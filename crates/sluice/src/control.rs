@@ -1,0 +1,248 @@
+//! The control loop for the manifests source: scan the directory, translate, publish the new
+//! table, and say what changed. Runs once at start-up (before the proxy listens, so it never
+//! serves an empty table), then after every debounced change.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use prometheus::{
+    Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+use sluice_manifests::{ManifestDir, ParseError};
+use sluice_model::{Diagnostic, Settings, Severity};
+use sluice_proxy::Shared;
+
+/// Metrics about applying configuration.
+pub struct ControlMetrics {
+    applies: IntCounterVec,
+    duration: Histogram,
+    generation: IntGauge,
+    last_ok: IntGauge,
+    last_ok_timestamp: Gauge,
+    diagnostics: IntGaugeVec,
+    source_errors: IntGauge,
+    /// Access log lines dropped because the log writer fell behind (set at scrape time).
+    pub access_log_dropped: IntGauge,
+}
+
+impl ControlMetrics {
+    /// Registers the metrics in `registry`.
+    pub fn new(registry: &Registry) -> Self {
+        let applies = IntCounterVec::new(
+            Opts::new(
+                "sluice_config_applies_total",
+                "Configuration changes applied, by result (ok, source_error)",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "sluice_config_apply_duration_seconds",
+                "Time to read, translate and publish a configuration change",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
+        )
+        .expect("valid metric");
+        let generation =
+            IntGauge::new("sluice_config_generation", "Generation of the routing table in force")
+                .expect("valid metric");
+        let last_ok = IntGauge::new(
+            "nginx_ingress_controller_config_last_reload_successful",
+            "Whether the last configuration change applied without source errors (ingress-nginx's name)",
+        )
+        .expect("valid metric");
+        let last_ok_timestamp = Gauge::new(
+            "nginx_ingress_controller_config_last_reload_successful_timestamp_seconds",
+            "Timestamp of the last configuration change applied without source errors (ingress-nginx's name)",
+        )
+        .expect("valid metric");
+        let diagnostics = IntGaugeVec::new(
+            Opts::new(
+                "sluice_diagnostics",
+                "Diagnostics of the configuration in force, by severity and reason",
+            ),
+            &["severity", "reason"],
+        )
+        .expect("valid metric");
+        let source_errors = IntGauge::new(
+            "sluice_source_errors",
+            "Manifest files that do not parse (their last good version is in force)",
+        )
+        .expect("valid metric");
+        let access_log_dropped = IntGauge::new(
+            "sluice_access_log_dropped_lines",
+            "Access log lines dropped because the log writer fell behind",
+        )
+        .expect("valid metric");
+        for c in [
+            Box::new(applies.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(duration.clone()),
+            Box::new(generation.clone()),
+            Box::new(last_ok.clone()),
+            Box::new(last_ok_timestamp.clone()),
+            Box::new(diagnostics.clone()),
+            Box::new(source_errors.clone()),
+            Box::new(access_log_dropped.clone()),
+        ] {
+            registry.register(c).expect("metric names are unique");
+        }
+        Self {
+            applies,
+            duration,
+            generation,
+            last_ok,
+            last_ok_timestamp,
+            diagnostics,
+            source_errors,
+            access_log_dropped,
+        }
+    }
+}
+
+/// The manifests source and what the last apply left.
+pub struct Control {
+    dir: ManifestDir,
+    settings: Settings,
+    shared: &'static Shared,
+    metrics: Arc<ControlMetrics>,
+    /// Parse errors of the source, for `/debug/config`.
+    pub source_errors: Arc<ArcSwap<Vec<ParseError>>>,
+    generation: u64,
+    shown: HashSet<Diagnostic>,
+    shown_errors: HashSet<ParseError>,
+}
+
+impl Control {
+    /// Reads `dir`, builds the first table (generation 1) and publishes it. Fails when the
+    /// directory itself cannot be read.
+    pub fn start(
+        mut dir: ManifestDir,
+        settings: Settings,
+        shared: &'static Shared,
+        metrics: Arc<ControlMetrics>,
+    ) -> anyhow::Result<Self> {
+        let started = Instant::now();
+        let scan = dir.rescan().map_err(|e| {
+            anyhow::anyhow!("cannot read manifests from {}: {e}", dir.root().display())
+        })?;
+        let (snapshot, source_diags) = dir.snapshot();
+        tracing::info!(
+            files = scan.files,
+            objects = snapshot.len(),
+            ingresses = snapshot.ingresses.len(),
+            services = snapshot.services.len(),
+            endpoint_slices = snapshot.endpoint_slices.len(),
+            "loaded manifests from {}",
+            dir.root().display()
+        );
+        let mut table = sluice_translate::translate(&snapshot, &settings);
+        merge(&mut table.diagnostics, source_diags);
+        table.generation = 1;
+        shared.publish(Arc::new(table));
+        let mut control = Self {
+            dir,
+            settings,
+            shared,
+            metrics,
+            source_errors: Arc::new(ArcSwap::from_pointee(Vec::new())),
+            generation: 1,
+            shown: HashSet::new(),
+            shown_errors: HashSet::new(),
+        };
+        control.report(started.elapsed());
+        Ok(control)
+    }
+
+    /// Scans again and, if anything changed, publishes a new table.
+    pub fn apply(&mut self) {
+        let started = Instant::now();
+        let scan = match self.dir.rescan() {
+            Ok(scan) => scan,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read manifests from {}; the last configuration keeps serving", self.dir.root().display());
+                self.metrics.applies.with_label_values(&["source_error"]).inc();
+                return;
+            }
+        };
+        if scan.unchanged() {
+            return;
+        }
+        let (snapshot, source_diags) = self.dir.snapshot();
+        let mut table = sluice_translate::translate(&snapshot, &self.settings);
+        merge(&mut table.diagnostics, source_diags);
+        self.generation += 1;
+        table.generation = self.generation;
+        self.shared.publish(Arc::new(table));
+        self.report(started.elapsed());
+    }
+
+    /// Logs what the new table changed (new and resolved problems) and updates the metrics.
+    fn report(&mut self, took: Duration) {
+        let table = self.shared.table.load();
+        let errors = self.dir.errors();
+        for e in errors.iter().filter(|e| !self.shown_errors.contains(*e)) {
+            tracing::error!("{e}; the last good version of this file keeps serving");
+        }
+        for e in self.shown_errors.iter().filter(|e| !errors.contains(e)) {
+            tracing::info!("resolved: {}", e.file.display());
+        }
+        self.shown_errors = errors.iter().cloned().collect();
+        let now: HashSet<Diagnostic> = table.diagnostics.iter().cloned().collect();
+        for d in table.diagnostics.iter().filter(|d| !self.shown.contains(*d)) {
+            match d.severity {
+                Severity::Error => {
+                    tracing::error!(object = %d.object, reason = %d.reason, "{}", d.message)
+                }
+                Severity::Warning => {
+                    tracing::warn!(object = %d.object, reason = %d.reason, "{}", d.message)
+                }
+            }
+        }
+        for d in self.shown.iter().filter(|d| !now.contains(*d)) {
+            tracing::info!(object = %d.object, reason = %d.reason, "resolved: {}", d.message);
+        }
+        self.shown = now;
+
+        let ok = errors.is_empty();
+        let m = &self.metrics;
+        m.applies.with_label_values(&[if ok { "ok" } else { "source_error" }]).inc();
+        m.duration.observe(took.as_secs_f64());
+        m.generation.set(table.generation as i64);
+        m.source_errors.set(errors.len() as i64);
+        m.last_ok.set(i64::from(ok));
+        if ok {
+            let ts = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
+            m.last_ok_timestamp.set(ts);
+        }
+        m.diagnostics.reset();
+        for d in &table.diagnostics {
+            let severity = match d.severity {
+                Severity::Error => "error",
+                Severity::Warning => "warning",
+            };
+            m.diagnostics.with_label_values(&[severity, d.reason.as_str()]).inc();
+        }
+        self.source_errors.store(Arc::new(errors));
+        let routes = table.routes.iter().filter(|r| r.ingress.is_some()).count();
+        tracing::info!(
+            generation = table.generation,
+            hosts = table.hosts.len(),
+            routes,
+            backends = table.backends.len(),
+            diagnostics = table.diagnostics.len(),
+            took_ms = format!("{:.2}", took.as_secs_f64() * 1000.0),
+            "applied configuration"
+        );
+    }
+}
+
+fn merge(into: &mut Vec<Diagnostic>, more: Vec<Diagnostic>) {
+    into.extend(more);
+    into.sort();
+    into.dedup();
+}

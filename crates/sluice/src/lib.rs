@@ -1,0 +1,12 @@
+//! Sluice's binary, as a library so that integration tests can start its parts in-process:
+//! the command line ([`cli`]), `serve` ([`serve`], [`control`], [`admin`]), `check`
+//! ([`check`], [`report`]), the echo backend ([`echo`]) and the quickstart ([`quickstart`]).
+
+pub mod admin;
+pub mod check;
+pub mod cli;
+pub mod control;
+pub mod echo;
+pub mod quickstart;
+pub mod report;
+pub mod serve;

@@ -1,0 +1,207 @@
+//! Readable views of a routing table: the JSON of `/debug/config` and `sluice check --json`,
+//! the backends list of `/debug/backends`, and the text table `sluice check` prints.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+use sluice_manifests::ParseError;
+use sluice_model::{Diagnostic, HostRoutes, Policy, RouteId, RoutingTable, Severity, Target};
+
+/// The whole configuration as applied: source errors, hosts and their routes, diagnostics.
+#[derive(Debug, Serialize)]
+pub struct ConfigView<'a> {
+    /// Bumped on every applied change.
+    pub generation: u64,
+    /// Files that do not parse (their last good version is in force).
+    pub source_errors: Vec<String>,
+    /// Hosts sorted by name; the catch-all (rules without host) is `*`.
+    pub hosts: Vec<HostView<'a>>,
+    /// What translation found wrong.
+    pub diagnostics: &'a [Diagnostic],
+}
+
+/// One host.
+#[derive(Debug, Serialize)]
+pub struct HostView<'a> {
+    /// The host, or `*` for the catch-all.
+    pub host: String,
+    /// Its paths, sorted.
+    pub paths: Vec<RouteView<'a>>,
+    /// Where its unmatched requests go.
+    pub default: RouteView<'a>,
+}
+
+/// One route.
+#[derive(Debug, Serialize)]
+pub struct RouteView<'a> {
+    /// The path as written (empty for a default route).
+    pub path: &'a str,
+    /// Exact, Prefix, ImplementationSpecific or Default.
+    pub path_type: &'static str,
+    /// `namespace/name` of the Ingress that defined it.
+    pub ingress: Option<String>,
+    /// Where requests go.
+    pub target: TargetView<'a>,
+    /// Limits and timeouts.
+    pub policy: &'a Policy,
+}
+
+/// Where a route's requests go.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum TargetView<'a> {
+    /// A backend and its ready endpoints.
+    Backend {
+        /// `namespace-service-port`.
+        backend: &'a str,
+        /// `namespace/name` of the Service.
+        service: String,
+        /// The port as the Ingress named it.
+        port: &'a str,
+        /// Ready endpoints.
+        endpoints: Vec<String>,
+    },
+    /// A local answer.
+    Respond {
+        /// The status answered.
+        status: u16,
+        /// Why.
+        reason: &'a str,
+    },
+}
+
+impl<'a> ConfigView<'a> {
+    /// Builds the view of `table`, with the source's parse errors.
+    pub fn new(table: &'a RoutingTable, source_errors: &[ParseError]) -> Self {
+        let mut hosts: Vec<HostView<'a>> =
+            table.hosts.iter().map(|h| host_view(table, h)).collect();
+        hosts.sort_by(|a, b| a.host.cmp(&b.host));
+        Self {
+            generation: table.generation,
+            source_errors: source_errors.iter().map(ToString::to_string).collect(),
+            hosts,
+            diagnostics: &table.diagnostics,
+        }
+    }
+
+    /// True when something was rejected: a file that does not parse, or an error diagnostic.
+    pub fn has_rejections(&self) -> bool {
+        !self.source_errors.is_empty()
+            || self.diagnostics.iter().any(|d| d.severity == Severity::Error)
+    }
+
+    /// The text `sluice check` prints.
+    pub fn to_text(&self) -> String {
+        let mut rows = vec![[
+            "HOST".to_string(),
+            "PATH".into(),
+            "TYPE".into(),
+            "BACKEND".into(),
+            "ENDPOINTS".into(),
+        ]];
+        for h in &self.hosts {
+            for r in h.paths.iter().chain(std::iter::once(&h.default)) {
+                let path = if r.path.is_empty() { "(default)" } else { r.path };
+                let (backend, endpoints) = match &r.target {
+                    TargetView::Backend { backend, endpoints, .. } => (
+                        backend.to_string(),
+                        if endpoints.is_empty() {
+                            "(none ready: 503)".to_string()
+                        } else {
+                            endpoints.join(",")
+                        },
+                    ),
+                    TargetView::Respond { status, .. } => (format!("answers {status}"), "-".into()),
+                };
+                let kind = if r.path_type == "Default" { "" } else { r.path_type };
+                rows.push([h.host.clone(), path.to_string(), kind.to_string(), backend, endpoints]);
+            }
+        }
+        let widths: Vec<usize> =
+            (0..5).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
+        let mut out = String::new();
+        for row in &rows {
+            let line: Vec<String> =
+                row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+            let _ = writeln!(out, "{}", line.join("  ").trim_end());
+        }
+        for e in &self.source_errors {
+            let _ = writeln!(out, "error: {e}");
+        }
+        for d in self.diagnostics {
+            let _ = writeln!(out, "{d}");
+        }
+        let errors = self.diagnostics.iter().filter(|d| d.severity == Severity::Error).count()
+            + self.source_errors.len();
+        let warnings = self.diagnostics.iter().filter(|d| d.severity == Severity::Warning).count();
+        let _ =
+            writeln!(out, "{} hosts, {} errors, {} warnings", self.hosts.len(), errors, warnings);
+        out
+    }
+}
+
+fn host_view<'a>(table: &'a RoutingTable, host: &'a HostRoutes) -> HostView<'a> {
+    let mut ids: Vec<RouteId> = host.exact.values().chain(host.prefix.values()).copied().collect();
+    ids.sort_by(|a, b| {
+        let (ra, rb) = (&table.routes[*a as usize], &table.routes[*b as usize]);
+        (ra.path.as_str(), ra.path_match.as_str()).cmp(&(rb.path.as_str(), rb.path_match.as_str()))
+    });
+    HostView {
+        host: if host.host.is_empty() { "*".into() } else { host.host.clone() },
+        paths: ids.into_iter().map(|id| route_view(table, id)).collect(),
+        default: route_view(table, host.default_route),
+    }
+}
+
+fn route_view(table: &RoutingTable, id: RouteId) -> RouteView<'_> {
+    let r = &table.routes[id as usize];
+    let target = match &r.target {
+        Target::Backend(b) => {
+            let b = &table.backends[*b as usize];
+            TargetView::Backend {
+                backend: &b.name,
+                service: b.service.to_string(),
+                port: &b.port,
+                endpoints: b.endpoints.iter().map(|e| e.addr.to_string()).collect(),
+            }
+        }
+        Target::Respond { status, reason } => TargetView::Respond { status: *status, reason },
+    };
+    RouteView {
+        path: &r.path,
+        path_type: r.path_match.as_str(),
+        ingress: r.ingress.as_ref().map(ToString::to_string),
+        target,
+        policy: &r.policy,
+    }
+}
+
+/// `/debug/backends`: one object per backend, like `kubectl ingress-nginx backends`.
+pub fn backends_json(table: &RoutingTable) -> serde_json::Value {
+    // The backend of `--default-backend-service` carries ingress-nginx's name for it.
+    let default_backend = table.routes.iter().find_map(|r| match (&r.ingress, &r.target) {
+        (None, Target::Backend(id)) => Some(*id as usize),
+        _ => None,
+    });
+    let mut list: Vec<serde_json::Value> = table
+        .backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let name =
+                if Some(i) == default_backend { "upstream-default-backend" } else { &b.name };
+            serde_json::json!({
+                "name": name,
+                "service": { "namespace": b.service.namespace, "name": b.service.name },
+                "port": b.port,
+                "sslPassthrough": false,
+                "endpoints": b.endpoints.iter().map(|e| serde_json::json!({
+                    "address": e.addr.ip().to_string(),
+                    "port": e.addr.port().to_string(),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    list.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    serde_json::Value::Array(list)
+}

@@ -1,0 +1,102 @@
+//! The `proxy-*` family: request body limit, upstream timeouts, retries.
+//!
+//! | annotation | default | meaning |
+//! |---|---|---|
+//! | `proxy-body-size` | `1m` | largest request body (NGINX size: `8k`, `10m`, `1g`; `0` = unlimited); more gets 413 |
+//! | `proxy-connect-timeout` | `5` | seconds to connect to an endpoint; then the next endpoint, or 504 |
+//! | `proxy-read-timeout` | `60` | seconds between two reads from the upstream; then 504 (or the response is cut) |
+//! | `proxy-send-timeout` | `60` | seconds between two writes to the upstream; then 504 |
+//! | `proxy-next-upstream-tries` | `3` | endpoints tried when connecting fails (`0` = every endpoint) |
+//!
+//! Timeouts are whole seconds, as in ingress-nginx (which silently ignores `60s`; Sluice keeps
+//! the default too, and says so). The ConfigMap keys of the same names set the defaults.
+
+use std::time::Duration;
+
+use sluice_model::{Diagnostic, ObjectRef, Policy, Reason};
+
+use super::Annotations;
+
+pub(crate) fn parse(
+    annotations: &Annotations<'_>,
+    object: &ObjectRef,
+    policy: &mut Policy,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    let mut apply = |name: &str, f: &mut dyn FnMut(&str) -> Result<(), String>| {
+        if let Some(value) = annotations.get(name)
+            && let Err(why) = f(value)
+        {
+            diagnostics.push(Diagnostic::error(
+                object.clone(),
+                Reason::InvalidAnnotation,
+                format!("{}/{name}: {why}; the default applies", annotations.prefix),
+            ));
+        }
+    };
+    apply("proxy-body-size", &mut |v| parse_size(v).map(|s| policy.max_body_size = s));
+    apply("proxy-connect-timeout", &mut |v| parse_seconds(v).map(|d| policy.connect_timeout = d));
+    apply("proxy-read-timeout", &mut |v| parse_seconds(v).map(|d| policy.read_timeout = d));
+    apply("proxy-send-timeout", &mut |v| parse_seconds(v).map(|d| policy.send_timeout = d));
+    apply("proxy-next-upstream-tries", &mut |v| {
+        parse_tries(v).map(|n| policy.next_upstream_tries = n)
+    });
+}
+
+/// An NGINX size (`1024`, `8k`, `10m`, `1g`, case-insensitive); `0` means unlimited (`None`).
+pub fn parse_size(value: &str) -> Result<Option<u64>, String> {
+    let v = value.trim();
+    let (digits, unit) = match v.as_bytes().last() {
+        Some(b'k' | b'K') => (&v[..v.len() - 1], 1024),
+        Some(b'm' | b'M') => (&v[..v.len() - 1], 1024 * 1024),
+        Some(b'g' | b'G') => (&v[..v.len() - 1], 1024 * 1024 * 1024),
+        _ => (v, 1),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{value:?} is not a size (such as 1024, 8k, 10m or 1g)"))?;
+    let bytes = n.checked_mul(unit).ok_or_else(|| format!("{value:?} is too large"))?;
+    Ok((bytes > 0).then_some(bytes))
+}
+
+/// Whole seconds, more than zero.
+pub fn parse_seconds(value: &str) -> Result<Duration, String> {
+    match value.trim().parse::<u64>() {
+        Ok(n) if n > 0 => Ok(Duration::from_secs(n)),
+        _ => Err(format!("{value:?} is not a whole number of seconds (such as 60)")),
+    }
+}
+
+/// A number of tries; `0` means as many as there are endpoints.
+pub fn parse_tries(value: &str) -> Result<u32, String> {
+    value
+        .trim()
+        .parse::<u32>()
+        .map(|n| if n == 0 { u32::MAX } else { n })
+        .map_err(|_| format!("{value:?} is not a whole number"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_follow_nginx() {
+        assert_eq!(parse_size("1m"), Ok(Some(1 << 20)));
+        assert_eq!(parse_size("8K"), Ok(Some(8192)));
+        assert_eq!(parse_size("1024"), Ok(Some(1024)));
+        assert_eq!(parse_size("2g"), Ok(Some(2 << 30)));
+        assert_eq!(parse_size("0"), Ok(None));
+        assert!(parse_size("10mb").is_err());
+        assert!(parse_size("").is_err());
+        assert!(parse_size("99999999999999999999g").is_err());
+    }
+
+    #[test]
+    fn timeouts_are_whole_seconds() {
+        assert_eq!(parse_seconds("30"), Ok(Duration::from_secs(30)));
+        assert!(parse_seconds("30s").is_err());
+        assert!(parse_seconds("0").is_err());
+        assert_eq!(parse_tries("0"), Ok(u32::MAX));
+    }
+}

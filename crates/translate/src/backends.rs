@@ -1,0 +1,112 @@
+//! From an Ingress's service backend to a Sluice backend: the Service port, and the ready
+//! endpoints of that port from the Service's EndpointSlices.
+
+use std::net::{IpAddr, SocketAddr};
+
+use k8s_openapi::api::core::v1::ServicePort;
+use k8s_openapi::api::networking::v1::IngressServiceBackend;
+use sluice_model::Endpoint;
+
+use crate::index::Index;
+
+/// A resolved backend, before it gets an id in the table.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Resolved {
+    /// The Service port as the Ingress named it: a number or a name.
+    pub port: String,
+    /// Ready endpoints, sorted and without duplicates.
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// Why a service backend cannot be served.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Unresolved {
+    /// No such Service in the Ingress's namespace.
+    MissingService,
+    /// The Service has no port with that number or name.
+    MissingPort(String),
+    /// The Ingress names no port.
+    NoPort,
+    /// An ExternalName Service (not supported yet).
+    ExternalName,
+}
+
+/// The port as written in the Ingress, for names and messages.
+pub fn port_label(backend: &IngressServiceBackend) -> String {
+    match &backend.port {
+        Some(p) => match (&p.name, p.number) {
+            (Some(name), _) if !name.is_empty() => name.clone(),
+            (_, Some(n)) => n.to_string(),
+            _ => String::new(),
+        },
+        None => String::new(),
+    }
+}
+
+/// Resolves `backend` in namespace `ns`.
+///
+/// The Service port is found by number (`spec.ports[].port`) or by name; its EndpointSlices
+/// are those labelled `kubernetes.io/service-name: <service>`; in each, the slice port whose
+/// name equals the Service port's name (both empty for a single unnamed port) gives the port
+/// number dialled. Endpoints whose `ready` condition is false are left out (unset means
+/// ready, as the API documents); FQDN addresses are not dialled.
+pub(crate) fn resolve(
+    index: &Index<'_>,
+    ns: &str,
+    backend: &IngressServiceBackend,
+) -> Result<Resolved, Unresolved> {
+    let service = index.service(ns, &backend.name).ok_or(Unresolved::MissingService)?;
+    let spec = service.spec.as_ref();
+    if spec.and_then(|s| s.type_.as_deref()) == Some("ExternalName") {
+        return Err(Unresolved::ExternalName);
+    }
+    let port = port_label(backend);
+    if port.is_empty() {
+        return Err(Unresolved::NoPort);
+    }
+    let ports = spec.and_then(|s| s.ports.as_deref()).unwrap_or_default();
+    let wanted = backend.port.as_ref();
+    let service_port = ports
+        .iter()
+        .find(|p| match wanted.and_then(|w| w.name.as_deref()).filter(|n| !n.is_empty()) {
+            Some(name) => p.name.as_deref() == Some(name),
+            None => Some(p.port) == wanted.and_then(|w| w.number),
+        })
+        .ok_or_else(|| Unresolved::MissingPort(port.clone()))?;
+    let endpoints = ready_endpoints(index, ns, &backend.name, service_port);
+    Ok(Resolved { port, endpoints })
+}
+
+/// The ready endpoints of one Service port, from its EndpointSlices.
+pub(crate) fn ready_endpoints(
+    index: &Index<'_>,
+    ns: &str,
+    service: &str,
+    service_port: &ServicePort,
+) -> Vec<Endpoint> {
+    let port_name = service_port.name.as_deref().unwrap_or_default();
+    let mut endpoints = Vec::new();
+    for slice in index.slices(ns, service) {
+        if slice.address_type == "FQDN" {
+            continue;
+        }
+        let number = slice.ports.as_deref().unwrap_or_default().iter().find_map(|p| {
+            (p.name.as_deref().unwrap_or_default() == port_name).then_some(p.port).flatten()
+        });
+        let Some(number) = number.and_then(|n| u16::try_from(n).ok()) else { continue };
+        for ep in &slice.endpoints {
+            let ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
+            if !ready {
+                continue;
+            }
+            for address in &ep.addresses {
+                if let Ok(ip) = address.parse::<IpAddr>() {
+                    endpoints.push(Endpoint { addr: SocketAddr::new(ip, number) });
+                }
+            }
+        }
+    }
+    endpoints.sort();
+    endpoints.dedup();
+    endpoints
+}
