@@ -29,7 +29,7 @@ pub struct IngressAnnotations {
     pub policy: Policy,
     /// When set, every route of the Ingress answers 503 for this reason.
     pub fail_closed: Option<String>,
-    /// `canary: "true"`: the Ingress only diverts traffic of a main Ingress.
+    /// `canary` true: the Ingress only diverts traffic of a main Ingress.
     pub canary: bool,
 }
 
@@ -73,8 +73,15 @@ pub fn parse(
         match catalog::support(name) {
             Some(Support::Implemented) => {}
             Some(Support::Pending) => {
-                if name == "canary" && value == "true" {
-                    out.canary = true;
+                if name == "canary" {
+                    match parse_bool(value) {
+                        Ok(v) => out.canary = v,
+                        Err(why) => diagnostics.push(Diagnostic::error(
+                            object.clone(),
+                            Reason::InvalidAnnotation,
+                            format!("{prefix}/{name}: {why}; the default (false) applies"),
+                        )),
+                    }
                 }
                 diagnostics.push(Diagnostic::warning(
                     object.clone(),
@@ -121,4 +128,32 @@ pub fn parse(
     }
     proxy::parse(&annotations, object, &mut out.policy, diagnostics);
     out
+}
+
+/// A boolean as ingress-nginx reads one (Go's `strconv.ParseBool`): `1`, `t`, `T`, `TRUE`,
+/// `true`, `True`, and their false counterparts.
+pub fn parse_bool(value: &str) -> Result<bool, String> {
+    match value {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+        _ => Err(format!("{value:?} is not a boolean (true or false)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bool;
+
+    #[test]
+    fn booleans_follow_go_parse_bool() {
+        for t in ["1", "t", "T", "TRUE", "true", "True"] {
+            assert_eq!(parse_bool(t), Ok(true), "{t}");
+        }
+        for f in ["0", "f", "F", "FALSE", "false", "False"] {
+            assert_eq!(parse_bool(f), Ok(false), "{f}");
+        }
+        for bad in ["yes", "tRUE", "", " true"] {
+            assert!(parse_bool(bad).is_err(), "{bad}");
+        }
+    }
 }

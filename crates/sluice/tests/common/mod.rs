@@ -1,0 +1,551 @@
+//! The integration test harness: runs the real `sluice` binary on loopback with a temporary
+//! manifests directory, real echo backends, and a real HTTP client.
+#![allow(dead_code)] // each test file uses a different part of the harness
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+/// How long any wait in the tests may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A running `sluice serve`, killed on drop.
+pub struct Sluice {
+    child: Child,
+    /// The proxy's address.
+    pub http: SocketAddr,
+    /// The admin port's address.
+    pub admin: SocketAddr,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Sluice {
+    /// Starts `sluice serve --manifests dir` on free loopback ports and waits until it is
+    /// ready. `args` are added to the command line.
+    pub fn start(dir: &Path, args: &[&str]) -> Sluice {
+        Self::start_with_env(dir, args, &[])
+    }
+
+    /// Like [`Sluice::start`], with extra environment variables.
+    pub fn start_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Sluice {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        cmd.arg("serve")
+            .arg("--manifests")
+            .arg(dir)
+            .args(["--bind-address", "127.0.0.1", "--http-port", "0", "--healthz-port", "0"])
+            .args(["--workers", "2"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("the sluice binary starts");
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        collect_lines(child.stdout.take().unwrap(), stdout.clone());
+        collect_lines(child.stderr.take().unwrap(), stderr.clone());
+        let deadline = Instant::now() + WAIT;
+        let (http, admin) = loop {
+            let found = stderr.lock().unwrap().iter().find(|l| is_listening_line(l)).cloned();
+            if let Some(line) = found {
+                break (field(&line, "http="), field(&line, "admin="));
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("sluice exited with {status}:\n{}", stderr.lock().unwrap().join("\n"));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sluice did not start:\n{}",
+                stderr.lock().unwrap().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        Sluice { child, http, admin, stdout, stderr }
+    }
+
+    /// The proxy URL for `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.http, path)
+    }
+
+    /// The admin URL for `path`.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin, path)
+    }
+
+    /// Lines written to stdout (the access log) so far.
+    pub fn stdout(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// Lines written to stderr (the logs) so far.
+    pub fn stderr(&self) -> Vec<String> {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until a stdout line satisfies `pred`, and returns it.
+    pub fn wait_stdout(&self, pred: impl Fn(&str) -> bool) -> String {
+        wait_line(&self.stdout, pred, "stdout")
+    }
+
+    /// Waits until a stderr line satisfies `pred`, and returns it.
+    pub fn wait_stderr(&self, pred: impl Fn(&str) -> bool) -> String {
+        wait_line(&self.stderr, pred, "stderr")
+    }
+
+    /// The routing table as `/debug/config` shows it.
+    pub async fn config(&self) -> serde_json::Value {
+        let r = get(&self.admin_url("/debug/config"), None).await;
+        assert_eq!(r.status, 200);
+        serde_json::from_slice(&r.body).expect("/debug/config is JSON")
+    }
+
+    /// The generation of the table in force.
+    pub async fn generation(&self) -> u64 {
+        self.config().await["generation"].as_u64().expect("a generation")
+    }
+
+    /// Waits until the table in force is newer than `generation`; returns the new generation.
+    pub async fn wait_generation_after(&self, generation: u64) -> u64 {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let g = self.generation().await;
+            if g > generation {
+                return g;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no new configuration after generation {generation}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; returns whether it exited cleanly.
+    pub fn terminate(&mut self) -> bool {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        self.wait_exit()
+    }
+
+    /// Waits for the process to exit; returns whether it exited cleanly.
+    pub fn wait_exit(&mut self) -> bool {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            assert!(Instant::now() < deadline, "sluice did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// True while the process runs.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Sluice {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn collect_lines(stream: impl std::io::Read + Send + 'static, into: Arc<Mutex<Vec<String>>>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            into.lock().unwrap().push(line);
+        }
+    });
+}
+
+fn wait_line(lines: &Mutex<Vec<String>>, pred: impl Fn(&str) -> bool, what: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(l) = lines.lock().unwrap().iter().find(|l| pred(l)) {
+            return l.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no matching {what} line in:\n{}",
+            lines.lock().unwrap().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The start-up line naming the bound addresses, in text (`listening http=...`) or JSON logs.
+fn is_listening_line(line: &str) -> bool {
+    line.contains(" listening ") || line.contains("\"message\":\"listening\"")
+}
+
+/// `key=ADDR` from a text log line, or `"key":"ADDR"` from a JSON one.
+fn field(line: &str, key: &str) -> SocketAddr {
+    let text = line.split_whitespace().find_map(|w| w.strip_prefix(key)).map(str::to_string);
+    let json = || {
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        v["fields"][key.trim_end_matches('=')].as_str().map(str::to_string)
+    };
+    text.or_else(json)
+        .unwrap_or_else(|| panic!("no {key} in {line:?}"))
+        .parse()
+        .unwrap_or_else(|_| panic!("bad {key} in {line:?}"))
+}
+
+/// Starts an in-process echo backend named `name` on a free loopback port.
+pub async fn echo(name: &str) -> SocketAddr {
+    sluice::echo::spawn("127.0.0.1:0".parse().unwrap(), name).await.expect("echo backend starts")
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// The body as JSON (echo answers).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// The echo backend that answered.
+    pub fn backend(&self) -> String {
+        self.json()["name"].as_str().unwrap_or_default().to_string()
+    }
+}
+
+/// A keep-alive HTTP/1.1 client.
+pub fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// An h2c (prior knowledge) client.
+pub fn h2c_client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).http2_only(true).build_http()
+}
+
+/// GET `url` with an optional Host header, on a fresh client.
+pub async fn get(url: &str, host: Option<&str>) -> Reply {
+    send(&client(), request("GET", url, host, Bytes::new())).await
+}
+
+/// Builds a request.
+pub fn request(method: &str, url: &str, host: Option<&str>, body: Bytes) -> Request<Full<Bytes>> {
+    let mut b = Request::builder().method(method).uri(url);
+    if let Some(h) = host {
+        b = b.header("host", h);
+    }
+    b.body(Full::new(body)).unwrap()
+}
+
+/// Sends a request and reads the whole response.
+pub async fn send(client: &Client<HttpConnector, Full<Bytes>>, req: Request<Full<Bytes>>) -> Reply {
+    let resp = tokio::time::timeout(WAIT, client.request(req))
+        .await
+        .expect("no timeout")
+        .expect("a response");
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.expect("a whole body").to_bytes();
+    Reply { status: parts.status, headers: parts.headers, body }
+}
+
+/// A temporary manifests directory.
+pub struct Manifests {
+    dir: tempfile::TempDir,
+}
+
+impl Manifests {
+    /// An empty directory.
+    pub fn new() -> Self {
+        Self { dir: tempfile::tempdir().unwrap() }
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `name` atomically (write then rename, as editors and `kubectl cp` do), so the
+    /// watcher never reads half a file.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        let tmp = self.dir.path().join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        path
+    }
+
+    /// Removes `name`.
+    pub fn remove(&self, name: &str) {
+        std::fs::remove_file(self.dir.path().join(name)).unwrap();
+    }
+}
+
+/// The `sluice` IngressClass (our controller), marked default.
+pub fn ingress_class() -> String {
+    "apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata:
+  name: sluice
+  annotations:
+    ingressclass.kubernetes.io/is-default-class: \"true\"
+spec:
+  controller: sluice.dev/ingress-controller
+"
+    .to_string()
+}
+
+/// A Service `name` in `default` with port 80 named `http`, and an EndpointSlice listing
+/// `endpoints` as ready (their own ports are dialled).
+pub fn service(name: &str, endpoints: &[SocketAddr]) -> String {
+    service_with(name, endpoints, &[])
+}
+
+/// Like [`service`], with extra endpoints that are not ready.
+pub fn service_with(name: &str, ready: &[SocketAddr], not_ready: &[SocketAddr]) -> String {
+    let mut slices = String::new();
+    // One slice per endpoint: each endpoint has its own port, and a slice has one port list.
+    for (i, (addr, ok)) in
+        ready.iter().map(|a| (a, true)).chain(not_ready.iter().map(|a| (a, false))).enumerate()
+    {
+        slices.push_str(&format!(
+            "---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: {name}-{i}
+  namespace: default
+  labels:
+    kubernetes.io/service-name: {name}
+addressType: IPv4
+ports:
+- name: http
+  port: {port}
+endpoints:
+- addresses: [\"{ip}\"]
+  conditions:
+    ready: {ok}
+",
+            port = addr.port(),
+            ip = addr.ip(),
+        ));
+    }
+    format!(
+        "apiVersion: v1
+kind: Service
+metadata:
+  name: {name}
+  namespace: default
+spec:
+  ports:
+  - name: http
+    port: 80
+{slices}"
+    )
+}
+
+/// An Ingress `name` in `default` for `host` (empty for any host), with `(path, pathType,
+/// service)` rules on port 80, and annotations.
+pub fn ingress(
+    name: &str,
+    host: &str,
+    paths: &[(&str, &str, &str)],
+    annotations: &[(&str, &str)],
+) -> String {
+    let mut s = format!(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  namespace: default\n"
+    );
+    if !annotations.is_empty() {
+        s.push_str("  annotations:\n");
+        for (k, v) in annotations {
+            s.push_str(&format!("    {k}: {v:?}\n"));
+        }
+    }
+    s.push_str("spec:\n  ingressClassName: sluice\n  rules:\n");
+    if host.is_empty() {
+        s.push_str("  - http:\n");
+    } else {
+        s.push_str(&format!("  - host: {host}\n    http:\n"));
+    }
+    s.push_str("      paths:\n");
+    for (path, kind, svc) in paths {
+        s.push_str(&format!(
+            "      - path: {path}\n        pathType: {kind}\n        backend:\n          service:\n            name: {svc}\n            port:\n              number: 80\n"
+        ));
+    }
+    s
+}
+
+// Helpers for the proxy_* tests: misbehaving backends and raw client connections.
+
+/// An address where nothing listens: a loopback port bound, then released.
+pub fn unused_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// A backend on a free loopback port that runs `serve` on each accepted connection (a raw
+/// socket, for backends that misbehave at the byte level).
+pub async fn tcp_backend<F, Fut>(serve: F) -> SocketAddr
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serve = Arc::new(serve);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(serve(stream));
+        }
+    });
+    addr
+}
+
+/// A hyper backend (HTTP/1.1 and h2c) on a free loopback port; `answer` answers each request.
+pub async fn http_backend<F, Fut>(answer: F) -> SocketAddr
+where
+    F: Fn(Request<hyper::body::Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = http::Response<Full<Bytes>>> + Send + 'static,
+{
+    let answer = Arc::new(answer);
+    tcp_backend(move |stream| {
+        let answer = answer.clone();
+        async move {
+            let service = hyper::service::service_fn(move |req| {
+                let fut = answer(req);
+                async move { Ok::<_, std::convert::Infallible>(fut.await) }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        }
+    })
+    .await
+}
+
+/// Reads from `stream` up to the end of a message head (`\r\n\r\n`); `None` if the peer
+/// closes or fails first. Bytes after the head that arrived with it are included.
+pub async fn read_head(stream: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    Some(buf)
+}
+
+/// Writes `bytes` on a fresh connection to `addr` (concurrently with reading, and ignoring
+/// write errors) and returns what came back once the peer closed, a whole response arrived,
+/// or [`WAIT`] passed.
+pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut rd, mut wr) = stream.into_split();
+    let bytes = bytes.to_vec();
+    let writer = tokio::spawn(async move {
+        let _ = wr.write_all(&bytes).await;
+        wr // kept open until the exchange ends
+    });
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !raw_complete(&buf) {
+        match tokio::time::timeout_at(deadline, rd.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => break,
+        }
+    }
+    writer.abort();
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// True when `buf` holds a whole response: a head, and as many body bytes as its
+/// `Content-Length` says (or the end of a chunked body).
+fn raw_complete(buf: &[u8]) -> bool {
+    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else { return false };
+    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+    let body = &buf[end + 4..];
+    if let Some(len) = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+    {
+        return body.len() >= len;
+    }
+    if head.contains("transfer-encoding: chunked") {
+        return body.ends_with(b"0\r\n\r\n");
+    }
+    false
+}
+
+/// The status code of a raw response (`HTTP/1.1 NNN ...`), 0 when there is none.
+pub fn raw_status(response: &str) -> u16 {
+    response
+        .strip_prefix("HTTP/1.")
+        .and_then(|r| r.get(2..5))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A backend that reports each request's arrival on the returned channel, then answers
+/// `held` once `release` is notified: lets a test act while a request is surely in flight.
+pub async fn held_backend()
+-> (SocketAddr, tokio::sync::mpsc::Receiver<()>, Arc<tokio::sync::Notify>) {
+    use hyper::service::service_fn;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (arrived, rx) = tokio::sync::mpsc::channel(8);
+    let release = Arc::new(tokio::sync::Notify::new());
+    let r = release.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (arrived, release) = (arrived.clone(), r.clone());
+            tokio::spawn(async move {
+                let svc = service_fn(move |_req| {
+                    let (arrived, release) = (arrived.clone(), release.clone());
+                    async move {
+                        let _ = arrived.send(()).await;
+                        release.notified().await;
+                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                            Bytes::from_static(b"held"),
+                        )))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, rx, release)
+}

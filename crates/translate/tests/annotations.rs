@@ -1,0 +1,380 @@
+//! Annotations and the controller ConfigMap. Fixture: `annotations.yaml`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use sluice_model::{Policy, Reason, RoutingTable, Settings, Severity};
+
+const APP: &str = "-> annotations-app-80 [10.10.0.1:8080]";
+const MIB: u64 = 1024 * 1024;
+
+fn table() -> RoutingTable {
+    translate_fixture("annotations")
+}
+
+fn with_configmap() -> RoutingTable {
+    let settings =
+        Settings { configmap: Some(nn("sluice-system/sluice-config")), ..Settings::default() };
+    translate_fixtures(&["annotations"], &settings)
+}
+
+fn host(name: &str) -> String {
+    format!("{name}.annotations.test")
+}
+
+fn ingress(name: &str) -> String {
+    format!("Ingress annotations/{name}")
+}
+
+// proxy-* annotations set the route policy over ingress-nginx's defaults (1m, 5 s, 60 s,
+// 60 s, 3 tries): 8m -> 8 MiB, 0 -> unlimited, "120" -> 120 s, tries/connect/send.
+#[test]
+fn proxy_annotations_set_the_policy() {
+    let t = table();
+    let rows = [
+        ("plain", policy_with(|_| {})),
+        ("body-8m", policy_with(|p| p.max_body_size = Some(8 * MIB))),
+        ("body-unlimited", policy_with(|p| p.max_body_size = None)),
+        ("read-120", policy_with(|p| p.read_timeout = Duration::from_secs(120))),
+        (
+            "upstream",
+            policy_with(|p| {
+                p.next_upstream_tries = 7;
+                p.connect_timeout = Duration::from_secs(2);
+                p.send_timeout = Duration::from_secs(300);
+            }),
+        ),
+    ];
+    for (name, want) in rows {
+        assert_eq!(policy(&t, &host(name), "/"), want, "{name}");
+        assert_eq!(route(&t, &host(name), "/"), format!("annotations/{name} {APP}"));
+        assert_no_diag(&t, &ingress(name));
+    }
+    assert_eq!(policy(&t, &host("plain"), "/").max_body_size, Some(MIB));
+}
+
+// A unit on a timeout (`120s`, which ingress-nginx silently ignores) is an InvalidAnnotation
+// error; the default 60 s stays and the route is served.
+#[test]
+fn invalid_timeout_keeps_the_default_and_is_reported() {
+    let t = table();
+    assert_eq!(policy(&t, &host("read-120s"), "/").read_timeout, Duration::from_secs(60));
+    assert_eq!(policy(&t, &host("read-120s"), "/"), policy_with(|_| {}));
+    assert_eq!(route(&t, &host("read-120s"), "/"), format!("annotations/read-120s {APP}"));
+    assert_eq!(summary_for(&t, &ingress("read-120s")), vec!["Error InvalidAnnotation"]);
+    assert_diag(
+        &t,
+        Severity::Error,
+        Reason::InvalidAnnotation,
+        &ingress("read-120s"),
+        "proxy-read-timeout",
+    );
+}
+
+// ConfigMap keys set the defaults; annotations override them; an invalid annotation falls
+// back to the ConfigMap's value, not the built-in one.
+#[test]
+fn configmap_sets_defaults_that_annotations_override() {
+    let t = with_configmap();
+    let cm = policy_with(|p| {
+        p.max_body_size = Some(16 * MIB);
+        p.read_timeout = Duration::from_secs(90);
+        p.next_upstream_tries = 5;
+    });
+    let rows = [
+        ("plain", cm.clone()),
+        ("body-8m", overriding(&cm, |p| p.max_body_size = Some(8 * MIB))),
+        ("read-120", overriding(&cm, |p| p.read_timeout = Duration::from_secs(120))),
+        ("read-120s", cm.clone()),
+        (
+            "upstream",
+            overriding(&cm, |p| {
+                p.next_upstream_tries = 7;
+                p.connect_timeout = Duration::from_secs(2);
+                p.send_timeout = Duration::from_secs(300);
+            }),
+        ),
+    ];
+    for (name, want) in rows {
+        assert_eq!(policy(&t, &host(name), "/"), want, "{name}");
+    }
+    // The built-in 404 carries the ConfigMap's policy too.
+    assert_eq!(policy(&t, "nowhere.test", "/"), cm);
+}
+
+/// `base` with some fields changed.
+fn overriding(base: &Policy, f: impl FnOnce(&mut Policy)) -> Policy {
+    let mut p = base.clone();
+    f(&mut p);
+    p
+}
+
+// ConfigMap keys Sluice does not implement are warned about; `*-snippet` keys are refused
+// (error); an invalid value keeps the default (connect timeout `10s` -> 5 s).
+#[test]
+fn configmap_unknown_snippet_and_invalid_keys_are_reported() {
+    let t = with_configmap();
+    let cm = "ConfigMap sluice-system/sluice-config";
+    assert_eq!(
+        summary_for(&t, cm),
+        vec![
+            "Error SnippetRefused",
+            "Error InvalidConfigMapKey",
+            "Warning UnsupportedConfigMapKey"
+        ],
+        "{}",
+        dump(&t)
+    );
+    assert_diag(
+        &t,
+        Severity::Warning,
+        Reason::UnsupportedConfigMapKey,
+        cm,
+        "use-forwarded-headers",
+    );
+    assert_diag(&t, Severity::Error, Reason::SnippetRefused, cm, "http-snippet");
+    assert_diag(&t, Severity::Error, Reason::InvalidConfigMapKey, cm, "proxy-connect-timeout");
+    assert_eq!(policy(&t, &host("plain"), "/").connect_timeout, Duration::from_secs(5));
+    // Without Settings.configmap the ConfigMap is not read at all.
+    assert_no_diag(&table(), cm);
+}
+
+// Snippets are refused: SnippetRefused error, and EVERY route of the Ingress answers 503 -- its
+// paths and its defaultBackend (the unmatched paths of its host) -- while other Ingresses
+// keep serving.
+#[test]
+fn snippets_are_refused_and_fail_the_whole_ingress_closed() {
+    let t = table();
+    for (name, path) in
+        [("snippet", "/app"), ("snippet", "/app/x"), ("snippet", "/other"), ("server-snippet", "/")]
+    {
+        assert_eq!(route(&t, &host(name), path), "503", "{name} {path}");
+        assert_eq!(owner(&t, &host(name), path), format!("annotations/{name}"), "{name} {path}");
+    }
+    assert_eq!(rule(&t, &host("snippet"), "/other"), "default");
+    for (name, annotation) in
+        [("snippet", "configuration-snippet"), ("server-snippet", "server-snippet")]
+    {
+        assert_eq!(summary_for(&t, &ingress(name)), vec!["Error SnippetRefused"]);
+        assert_diag(&t, Severity::Error, Reason::SnippetRefused, &ingress(name), annotation);
+    }
+    assert_eq!(route(&t, &host("plain"), "/"), format!("annotations/plain {APP}"));
+}
+
+// Security annotations Sluice cannot enforce fail closed: UnenforceableAnnotation error and
+// 503 on every route of the Ingress, rather than serving unprotected.
+#[test]
+fn unenforceable_security_annotations_fail_closed() {
+    let t = table();
+    let rows = [
+        ("auth-url", "auth-url"),
+        ("auth-type", "auth-type"),
+        ("whitelist", "whitelist-source-range"),
+        ("allowlist", "allowlist-source-range"),
+        ("denylist", "denylist-source-range"),
+        ("auth-tls", "auth-tls-secret"),
+    ];
+    for (name, annotation) in rows {
+        assert_eq!(route(&t, &host(name), "/"), "503", "{name}");
+        assert_eq!(route(&t, &host(name), "/deep/path"), "503", "{name}");
+        assert_eq!(
+            summary_for(&t, &ingress(name)),
+            vec!["Error UnenforceableAnnotation"],
+            "{name}"
+        );
+        assert_diag(
+            &t,
+            Severity::Error,
+            Reason::UnenforceableAnnotation,
+            &ingress(name),
+            &format!("nginx.ingress.kubernetes.io/{annotation}"),
+        );
+    }
+}
+
+// Not-implemented annotations (rewrite-target) warn and the routes are still served; names
+// ingress-nginx does not know either warn as UnknownAnnotation.
+#[test]
+fn unsupported_and_unknown_annotations_warn_and_still_serve() {
+    let t = table();
+    assert_eq!(route(&t, &host("rewrite"), "/x"), format!("annotations/rewrite {APP}"));
+    assert_eq!(summary_for(&t, &ingress("rewrite")), vec!["Warning UnsupportedAnnotation"]);
+    assert_diag(
+        &t,
+        Severity::Warning,
+        Reason::UnsupportedAnnotation,
+        &ingress("rewrite"),
+        "rewrite-target",
+    );
+    assert_eq!(route(&t, &host("typo"), "/x"), format!("annotations/typo {APP}"));
+    assert_eq!(summary_for(&t, &ingress("typo")), vec!["Warning UnknownAnnotation"]);
+    assert_diag(
+        &t,
+        Severity::Warning,
+        Reason::UnknownAnnotation,
+        &ingress("typo"),
+        "made-up-annotation",
+    );
+}
+
+// A canary Ingress is ignored entirely, even when OLDER than the main Ingress on the same
+// host and path: the main Ingress serves, the canary's own extra path does not exist, and the
+// canary gets an UnsupportedFeature warning (not a PathCollision).
+#[test]
+fn canary_ingress_is_ignored_even_when_older() {
+    let t = table();
+    let main = format!("annotations/app-main {APP}");
+    assert_eq!(route(&t, "canary.annotations.test", "/"), main);
+    assert_eq!(route(&t, "canary.annotations.test", "/canary-only"), main);
+    assert_diag(
+        &t,
+        Severity::Warning,
+        Reason::UnsupportedFeature,
+        &ingress("app-canary"),
+        "canary",
+    );
+    assert!(!summary_for(&t, &ingress("app-canary")).iter().any(|s| s.contains("PathCollision")));
+    assert_no_diag(&t, &ingress("app-main"));
+    assert!(t.routes.iter().all(|r| r.ingress != Some(nn("annotations/app-canary"))));
+    assert!(t.backends.iter().all(|b| b.service != nn("annotations/app-canary")));
+}
+
+// With another annotations prefix, only annotations under it are read: `example.com/*` applies
+// (and fails closed for auth-url), while nginx.ingress.kubernetes.io/* is ignored silently --
+// snippets and security annotations under the old prefix then neither warn nor fail closed.
+#[test]
+fn custom_annotations_prefix_reads_only_its_own_annotations() {
+    let settings = Settings { annotations_prefix: "example.com".into(), ..Settings::default() };
+    let t = translate_fixtures(&["annotations"], &settings);
+    assert_eq!(
+        policy(&t, &host("custom-prefix"), "/"),
+        policy_with(|p| p.max_body_size = Some(2 * MIB))
+    );
+    assert_eq!(route(&t, &host("custom-prefix"), "/"), format!("annotations/custom-prefix {APP}"));
+    assert_eq!(route(&t, &host("custom-prefix-auth"), "/"), "503");
+    assert_diag(
+        &t,
+        Severity::Error,
+        Reason::UnenforceableAnnotation,
+        &ingress("custom-prefix-auth"),
+        "example.com/auth-url",
+    );
+    for name in ["snippet", "auth-url", "whitelist", "body-8m"] {
+        assert_eq!(route(&t, &host(name), "/app"), format!("annotations/{name} {APP}"), "{name}");
+    }
+    assert_eq!(policy(&t, &host("body-8m"), "/"), policy_with(|_| {}));
+    // What is left: the custom-prefix auth-url, and the "canary", which is no canary under this
+    // prefix: being older, it keeps canary.annotations.test's `/` and app-main loses it.
+    assert_eq!(
+        summary(&t),
+        vec![
+            "Error PathCollision Ingress annotations/app-main",
+            "Error UnenforceableAnnotation Ingress annotations/custom-prefix-auth",
+        ],
+        "{}",
+        dump(&t)
+    );
+}
+
+// Under the default prefix the same custom-prefix Ingress takes the nginx value (4m) and its
+// unknown nginx annotation is reported; example.com/* is not ours and ignored.
+#[test]
+fn default_prefix_ignores_other_prefixes() {
+    let t = table();
+    assert_eq!(
+        policy(&t, &host("custom-prefix"), "/"),
+        policy_with(|p| p.max_body_size = Some(4 * MIB))
+    );
+    assert_eq!(summary_for(&t, &ingress("custom-prefix")), vec!["Warning UnknownAnnotation"]);
+    assert_no_diag(&t, &ingress("custom-prefix-auth"));
+    assert_eq!(
+        route(&t, &host("custom-prefix-auth"), "/"),
+        format!("annotations/custom-prefix-auth {APP}")
+    );
+}
+
+/// A canary pair on canary-bool.test: the canary (older) with `canary: <value>`, the main newer.
+fn canary_pair(value: &str) -> String {
+    format!(
+        "apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: bool-canary
+  namespace: annotations
+  creationTimestamp: \"2023-01-01T00:00:00Z\"
+  annotations:
+    nginx.ingress.kubernetes.io/canary: \"{value}\"
+spec:
+  ingressClassName: sluice
+  rules:
+    - host: canary-bool.test
+      http:
+        paths:
+          - {{path: /, pathType: Prefix, backend: {{service: {{name: app-canary, port: {{number: 80}}}}}}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: bool-main
+  namespace: annotations
+  creationTimestamp: \"2024-01-01T00:00:00Z\"
+spec:
+  ingressClassName: sluice
+  rules:
+    - host: canary-bool.test
+      http:
+        paths:
+          - {{path: /, pathType: Prefix, backend: {{service: {{name: app, port: {{number: 80}}}}}}}}
+"
+    )
+}
+
+// `canary: "false"` is no canary: the (older) Ingress is an ordinary one and keeps its path.
+#[test]
+fn canary_false_is_an_ordinary_ingress() {
+    let base = fixture("annotations");
+    let t = sluice_translate::translate(
+        &snapshot_of(&[&base, &canary_pair("false")]),
+        &Settings::default(),
+    );
+    assert_eq!(
+        route(&t, "canary-bool.test", "/"),
+        "annotations/bool-canary -> annotations-app-canary-80 [10.10.0.2:8080]"
+    );
+    assert_diag(
+        &t,
+        Severity::Error,
+        Reason::PathCollision,
+        &ingress("bool-main"),
+        "older Ingress annotations/bool-canary",
+    );
+}
+
+// ingress-nginx reads `canary` with Go's strconv.ParseBool (parser.GetBoolAnnotation), so
+// "True", "TRUE", "1" and "t" mark a canary too. Such a canary must be ignored like
+// `canary: "true"`; otherwise, being older, it takes the main Ingress's traffic.
+#[test]
+fn canary_values_follow_go_parse_bool() {
+    let base = fixture("annotations");
+    for value in ["True", "TRUE", "1", "t"] {
+        let t = sluice_translate::translate(
+            &snapshot_of(&[&base, &canary_pair(value)]),
+            &Settings::default(),
+        );
+        assert_eq!(
+            route(&t, "canary-bool.test", "/"),
+            format!("annotations/bool-main {APP}"),
+            "canary: {value:?}"
+        );
+        assert_diag(
+            &t,
+            Severity::Warning,
+            Reason::UnsupportedFeature,
+            &ingress("bool-canary"),
+            "canary",
+        );
+        assert_no_diag(&t, &ingress("bool-main"));
+    }
+}

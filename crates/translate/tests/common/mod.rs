@@ -1,0 +1,214 @@
+//! Helpers shared by the semantic tests: load manifests into a [`Snapshot`], translate them,
+//! and describe where a request goes as a short string that assertions can compare.
+//!
+//! Each test binary uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use sluice_manifests::{Object, parse_str};
+use sluice_model::{
+    Diagnostic, NamespacedName, PathMatch, Policy, Reason, RoutingTable, Settings, Severity,
+    Snapshot, Target,
+};
+
+/// The text of `tests/fixtures/<name>.yaml`.
+pub fn fixture(name: &str) -> String {
+    let path = format!("{}/tests/fixtures/{name}.yaml", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
+}
+
+/// Parses YAML texts (fixtures or inline manifests) into one snapshot, in the given order.
+///
+/// Every fixture is self-contained and so declares the `sluice` IngressClass; when several are
+/// loaded together, an identical cluster-scoped IngressClass is kept once, as a real source
+/// would hold it (a differing redefinition is a mistake in the test data).
+pub fn snapshot_of(texts: &[&str]) -> Snapshot {
+    let mut snapshot = Snapshot::default();
+    for text in texts {
+        let objects = parse_str(text).unwrap_or_else(|e| {
+            panic!("manifest does not parse (line {:?}): {}\n{text}", e.line, e.message)
+        });
+        for (_, object) in objects {
+            match object {
+                Object::Ingress(o) => snapshot.ingresses.push(o),
+                Object::IngressClass(o) => {
+                    match snapshot
+                        .ingress_classes
+                        .iter()
+                        .find(|c| c.metadata.name == o.metadata.name)
+                    {
+                        Some(known) => {
+                            assert_eq!(known, &o, "IngressClass {:?} redefined", o.metadata.name)
+                        }
+                        None => snapshot.ingress_classes.push(o),
+                    }
+                }
+                Object::Service(o) => snapshot.services.push(o),
+                Object::EndpointSlice(o) => snapshot.endpoint_slices.push(o),
+                Object::Secret(o) => snapshot.secrets.push(o),
+                Object::ConfigMap(o) => snapshot.config_maps.push(o),
+            }
+        }
+    }
+    snapshot
+}
+
+/// The snapshot of the named fixtures.
+pub fn load(names: &[&str]) -> Snapshot {
+    let texts: Vec<String> = names.iter().map(|n| fixture(n)).collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    snapshot_of(&refs)
+}
+
+/// Translates the named fixtures under `settings`.
+pub fn translate_fixtures(names: &[&str], settings: &Settings) -> RoutingTable {
+    sluice_translate::translate(&load(names), settings)
+}
+
+/// Translates one fixture under the default settings.
+pub fn translate_fixture(name: &str) -> RoutingTable {
+    translate_fixtures(&[name], &Settings::default())
+}
+
+/// `ns/name` as a [`NamespacedName`].
+pub fn nn(s: &str) -> NamespacedName {
+    NamespacedName::parse(s).unwrap()
+}
+
+/// Where a request goes:
+/// - `"ns/ingress -> ns-svc-80 [10.0.0.1:8080, 10.0.0.2:8080]"` for a backend (the owner is
+///   `(default)` for the flag-given default backend; `[]` when no endpoint is ready);
+/// - `"404"`, `"503"`, ... when the route answers locally.
+pub fn route(table: &RoutingTable, host: &str, path: &str) -> String {
+    let found = table.lookup(host, path);
+    match &found.route.target {
+        Target::Backend(id) => {
+            let backend = &table.backends[*id as usize];
+            let endpoints: Vec<String> =
+                backend.endpoints.iter().map(|e| e.addr.to_string()).collect();
+            format!("{} -> {} [{}]", owner_of(found.route), backend.name, endpoints.join(", "))
+        }
+        Target::Respond { status, .. } => status.to_string(),
+    }
+}
+
+/// Which rule serves a request: `"Exact /foo"`, `"Prefix /aaa"`,
+/// `"ImplementationSpecific /x"`, or `"default"` for a host's or the table's default route.
+pub fn rule(table: &RoutingTable, host: &str, path: &str) -> String {
+    let found = table.lookup(host, path);
+    match found.route.path_match {
+        PathMatch::Default => "default".to_string(),
+        m => format!("{} {}", m.as_str(), found.route.path),
+    }
+}
+
+/// The Ingress whose route serves a request (`ns/name`), or `(default)` for the built-in or
+/// flag-given default.
+pub fn owner(table: &RoutingTable, host: &str, path: &str) -> String {
+    owner_of(table.lookup(host, path).route)
+}
+
+fn owner_of(route: &sluice_model::Route) -> String {
+    route.ingress.as_ref().map(ToString::to_string).unwrap_or_else(|| "(default)".into())
+}
+
+/// `owner`, `rule` and `route` in one line, for comparing whole tables.
+pub fn describe(table: &RoutingTable, host: &str, path: &str) -> String {
+    let policy = policy(table, host, path);
+    format!(
+        "{host}{path}: {} {} => {} {policy:?}",
+        owner(table, host, path),
+        rule(table, host, path),
+        route(table, host, path)
+    )
+}
+
+/// The policy of the route serving a request.
+pub fn policy(table: &RoutingTable, host: &str, path: &str) -> Policy {
+    table.lookup(host, path).route.policy.clone()
+}
+
+/// Every diagnostic as `"<Severity> <Reason> <Object>"` (the message left out), in table order.
+pub fn summary(table: &RoutingTable) -> Vec<String> {
+    table.diagnostics.iter().map(short).collect()
+}
+
+/// The diagnostics about one object (`"Ingress ns/name"`, `"Service ns/name"`,
+/// `"ConfigMap ns/name"`) as `"<Severity> <Reason>"`, in table order.
+pub fn summary_for(table: &RoutingTable, object: &str) -> Vec<String> {
+    table
+        .diagnostics
+        .iter()
+        .filter(|d| d.object.to_string() == object)
+        .map(|d| format!("{:?} {}", d.severity, d.reason))
+        .collect()
+}
+
+fn short(d: &Diagnostic) -> String {
+    format!("{:?} {} {}", d.severity, d.reason, d.object)
+}
+
+/// Every diagnostic in full, one per line, for failure messages.
+pub fn dump(table: &RoutingTable) -> String {
+    table.diagnostics.iter().map(|d| format!("  {d}\n")).collect()
+}
+
+/// Asserts that a diagnostic with this severity, reason and object exists and that its message
+/// contains `needle`. Returns it.
+#[track_caller]
+pub fn assert_diag<'t>(
+    table: &'t RoutingTable,
+    severity: Severity,
+    reason: Reason,
+    object: &str,
+    needle: &str,
+) -> &'t Diagnostic {
+    table
+        .diagnostics
+        .iter()
+        .find(|d| {
+            d.severity == severity
+                && d.reason == reason
+                && d.object.to_string() == object
+                && d.message.contains(needle)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no {severity:?} {reason} on {object} containing {needle:?}; diagnostics:\n{}",
+                dump(table)
+            )
+        })
+}
+
+/// Asserts that no diagnostic concerns `object`.
+#[track_caller]
+pub fn assert_no_diag(table: &RoutingTable, object: &str) {
+    let found = summary_for(table, object);
+    assert!(found.is_empty(), "unexpected diagnostics on {object}: {found:?}\n{}", dump(table));
+}
+
+/// The default policy with other values, for readable expectations.
+pub fn policy_with(f: impl FnOnce(&mut Policy)) -> Policy {
+    let mut p = Policy::default();
+    f(&mut p);
+    p
+}
+
+/// Every host of the table (the catch-all as `""`), sorted.
+pub fn hosts(table: &RoutingTable) -> Vec<String> {
+    let mut hosts: Vec<String> = table.hosts.iter().map(|h| h.host.clone()).collect();
+    hosts.sort();
+    hosts
+}
+
+/// A deterministic permutation of `items` (Fisher-Yates driven by a fixed LCG), to present
+/// the same objects in another order without a random number generator.
+pub fn shuffled<T: Clone>(items: &[T], seed: u64) -> Vec<T> {
+    let mut out = items.to_vec();
+    let mut state = seed;
+    for i in (1..out.len()).rev() {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let j = ((state >> 33) % (i as u64 + 1)) as usize;
+        out.swap(i, j);
+    }
+    out
+}
