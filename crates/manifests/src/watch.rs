@@ -15,6 +15,19 @@ pub struct Watch {
 /// out what changed by itself. Falls back to polling every second when inotify is not
 /// available (for example when the watch limit is reached).
 pub fn watch(root: &Path) -> notify::Result<(Watch, mpsc::Receiver<()>)> {
+    // A single file is watched through its directory: editors and `kubectl cp` replace files
+    // by renaming, which would leave a watch on the old inode blind.
+    let target = match root.parent() {
+        Some(parent) if root.is_file() => {
+            if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            }
+        }
+        _ => root,
+    };
+    let root = target;
     let (tx, rx) = mpsc::channel(1);
     let handler = move |event: notify::Result<notify::Event>| {
         if let Err(e) = &event {

@@ -282,3 +282,27 @@ async fn a_missing_manifests_directory_is_a_clear_start_up_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot read manifests from /nonexistent/sluice-test"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_single_manifest_file_is_watched_across_replacements() {
+    let (blue, green) = (echo("blue").await, echo("green").await);
+    let m = Manifests::new();
+    let all = |backend: &str| {
+        format!(
+            "{}---\n{}---\n{}---\n{}",
+            ingress_class(),
+            service("blue", &[blue]),
+            service("green", &[green]),
+            app(backend)
+        )
+    };
+    let file = m.write("all.yaml", &all("blue"));
+    let s = Sluice::start(&file, &[]);
+    wait_routed(&s, "app.example.com", "/", "blue").await;
+    // `write` replaces the file by renaming a new one over it, as editors do; twice, so a
+    // watch left on the first inode would miss the second change.
+    m.write("all.yaml", &all("green"));
+    wait_routed(&s, "app.example.com", "/", "green").await;
+    m.write("all.yaml", &all("blue"));
+    wait_routed(&s, "app.example.com", "/", "blue").await;
+}
