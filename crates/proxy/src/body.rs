@@ -85,15 +85,19 @@ impl Progress {
     }
 }
 
-pin_project_lite::pin_project! {
-    /// The client's request body, forwarded as it arrives (no buffering).
-    pub(crate) struct RequestBody {
-        #[pin]
-        inner: Incoming,
-        limit: u64,
-        seen: u64,
-        progress: Option<Arc<Progress>>,
-    }
+/// After a 413, the rest of a request body is read and thrown away, up to this much or for
+/// this long, so that a client still uploading gets to read the answer instead of a reset
+/// (NGINX's lingering close).
+const DRAIN_BYTES: u64 = 16 * 1024 * 1024;
+const DRAIN_TIME: Duration = Duration::from_secs(5);
+
+/// The client's request body, forwarded as it arrives (no buffering). `None` for a request
+/// without a body, which can then be sent again on another connection.
+pub(crate) struct RequestBody {
+    inner: Option<Incoming>,
+    limit: u64,
+    seen: u64,
+    progress: Option<Arc<Progress>>,
 }
 
 impl RequestBody {
@@ -103,8 +107,45 @@ impl RequestBody {
         limit: Option<u64>,
         progress: Option<Arc<Progress>>,
     ) -> Self {
+        let inner = (!inner.is_end_stream()).then_some(inner);
         Self { inner, limit: limit.unwrap_or(u64::MAX), seen: 0, progress }
     }
+
+    /// A body with nothing in it.
+    pub(crate) fn empty() -> Self {
+        Self { inner: None, limit: u64::MAX, seen: 0, progress: None }
+    }
+
+    /// True when there is no body at all (not merely an empty one still to be read).
+    pub(crate) fn is_absent(&self) -> bool {
+        self.inner.is_none()
+    }
+}
+
+impl Drop for RequestBody {
+    fn drop(&mut self) {
+        if self.seen > self.limit
+            && let Some(rest) = self.inner.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(drain(rest));
+        }
+    }
+}
+
+/// Reads and discards what is left of a request body, within [`DRAIN_BYTES`] and [`DRAIN_TIME`].
+pub(crate) async fn drain(mut body: Incoming) {
+    use http_body_util::BodyExt;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        let mut read = 0u64;
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, |d| d.len() as u64);
+            if read > DRAIN_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 impl Body for RequestBody {
@@ -112,22 +153,25 @@ impl Body for RequestBody {
     type Error = BodyError;
 
     fn poll_frame(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        let this = self.project();
-        let frame = ready!(this.inner.poll_frame(cx));
-        if let Some(p) = this.progress {
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else { return Poll::Ready(None) };
+        let frame = ready!(Pin::new(&mut *inner).poll_frame(cx));
+        if let Some(p) = &this.progress {
             p.touch();
-            if frame.is_none() {
+            // With a Content-Length, the writer stops at the last byte and never asks for the
+            // end: the body is complete once the inner body says so.
+            if frame.is_none() || inner.is_end_stream() {
                 p.done.store(true, Ordering::Relaxed);
             }
         }
         Poll::Ready(match frame {
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
-                    *this.seen += data.len() as u64;
-                    if *this.seen > *this.limit {
+                    this.seen += data.len() as u64;
+                    if this.seen > this.limit {
                         return Poll::Ready(Some(Err(BodyError::TooLarge)));
                     }
                 }
@@ -139,11 +183,11 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner.as_ref().map_or_else(|| SizeHint::with_exact(0), |b| b.size_hint())
     }
 }
 

@@ -58,7 +58,8 @@ fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
-/// Removes hop-by-hop headers: the fixed list of RFC 9110 and any named by `Connection`.
+/// Removes hop-by-hop headers: the fixed list of RFC 9110 and any named by `Connection`,
+/// except the headers that frame or route the message, which a peer cannot declare hop-by-hop.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -66,6 +67,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .filter(|n| !matches!(*n, header::HOST | header::CONTENT_LENGTH | header::CONTENT_TYPE))
         .collect();
     for name in named {
         headers.remove(name);
@@ -116,7 +118,8 @@ pub(crate) fn prepare_request<B>(
     // httpoxy: a `Proxy` request header must never reach CGI-style backends.
     headers.remove(&PROXY);
     let forwarded_host = headers.get(header::HOST).cloned();
-    if let Some(xff) = headers.remove(&X_FORWARDED_FOR) {
+    if let Some(xff) = joined(headers, &X_FORWARDED_FOR) {
+        headers.remove(&X_FORWARDED_FOR);
         headers.insert(X_ORIGINAL_FORWARDED_FOR.clone(), xff);
     }
     headers.insert(X_REQUEST_ID.clone(), request_id.clone());
@@ -130,6 +133,38 @@ pub(crate) fn prepare_request<B>(
     headers.insert(X_FORWARDED_PROTO.clone(), HTTP.clone());
     headers.insert(X_FORWARDED_SCHEME.clone(), HTTP.clone());
     headers.insert(X_SCHEME.clone(), HTTP.clone());
+}
+
+/// Every value of `name`, as one comma-separated value (as NGINX's `$http_*` variables give
+/// repeated headers); no allocation for the usual single line.
+fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<HeaderValue> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next()?;
+    let rest: Vec<&HeaderValue> = values.collect();
+    if rest.is_empty() {
+        return Some(first.clone());
+    }
+    let mut all = first.as_bytes().to_vec();
+    for v in rest {
+        all.extend_from_slice(b", ");
+        all.extend_from_slice(v.as_bytes());
+    }
+    HeaderValue::from_bytes(&all).ok()
+}
+
+/// True when the request carries more than one `Host` line (NGINX answers 400).
+pub(crate) fn duplicate_host<B>(req: &Request<B>) -> bool {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    hosts.next().is_some() && hosts.next().is_some()
+}
+
+/// True when the request's transfer coding is something other than plain `chunked`, which
+/// the upstream could not be told about (NGINX answers 501).
+pub(crate) fn unsupported_transfer_coding<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"chunked"))
 }
 
 /// Rewrites an upstream response head for the client, in place. A `101 Switching Protocols`
@@ -179,6 +214,27 @@ mod tests {
         assert!(h.get(header::TE).is_none());
         assert!(h.get(header::CONNECTION).is_none());
         assert_eq!(h.get("x-kept").unwrap(), "1");
+    }
+
+    #[test]
+    fn routing_and_framing_headers_cannot_be_declared_hop_by_hop() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("close, host, content-length"));
+        h.insert(header::HOST, HeaderValue::from_static("a.example"));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("3"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h[header::HOST], "a.example");
+        assert_eq!(h[header::CONTENT_LENGTH], "3");
+    }
+
+    #[test]
+    fn repeated_headers_are_joined() {
+        let mut h = HeaderMap::new();
+        h.append(X_FORWARDED_FOR.clone(), HeaderValue::from_static("1.1.1.1"));
+        assert_eq!(joined(&h, &X_FORWARDED_FOR).unwrap(), "1.1.1.1");
+        h.append(X_FORWARDED_FOR.clone(), HeaderValue::from_static("2.2.2.2"));
+        assert_eq!(joined(&h, &X_FORWARDED_FOR).unwrap(), "1.1.1.1, 2.2.2.2");
+        assert!(joined(&h, &X_REAL_IP).is_none());
     }
 
     #[test]

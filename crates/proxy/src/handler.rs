@@ -5,13 +5,13 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use http::{Request, Response, StatusCode, header};
+use http::{Method, Request, Response, StatusCode, Version, header};
 use hyper::body::{Body as _, Incoming};
 use sluice_model::Target;
 use tokio::time::Instant;
 
 use crate::Shared;
-use crate::body::{Progress, ProxyBody, RequestBody};
+use crate::body::{self, Progress, ProxyBody, RequestBody};
 use crate::forward;
 use crate::local::respond;
 use crate::record::Record;
@@ -27,11 +27,18 @@ pub(crate) async fn handle(
     let start = Instant::now();
     let server = &shared.server_header;
 
+    // Phase 0: requests NGINX refuses before routing.
+    if let Some(status) = refuse(&req) {
+        return Ok(respond(status, server, None));
+    }
+
     // Phase 1: match. The table is loaded once and kept until the response ends, so a
     // configuration swap never changes a request half-way.
-    let Some(host) = forward::request_host(&req).filter(|h| forward::valid_host(h)) else {
-        // NGINX answers 400 to an HTTP/1.1 request without a (valid) Host.
-        return Ok(respond(400, server, None));
+    let host = match forward::request_host(&req) {
+        Some(h) if forward::valid_host(h) => h,
+        // HTTP/1.0 may omit Host: the catch-all host serves it, as NGINX's default server.
+        None if req.version() == Version::HTTP_10 => "",
+        _ => return Ok(respond(400, server, None)),
     };
     let table = shared.table.load_full();
     let found = table.lookup(host, req.uri().path());
@@ -62,6 +69,8 @@ pub(crate) async fn handle(
     if let (Some(limit), Some(len)) = (policy.max_body_size, declared)
         && len > limit
     {
+        // Read what the client is still sending while it reads the 413 (lingering close).
+        tokio::spawn(body::drain(req.into_body()));
         return Ok(respond(413, server, Some(record)));
     }
 
@@ -69,10 +78,9 @@ pub(crate) async fn handle(
     let upgrade = forward::is_websocket_upgrade(&req);
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     forward::prepare_request(&mut req, &conn, &request_id, upgrade);
-    let (parts, body) = req.into_parts();
-    let has_body = !body.is_end_stream();
-    let progress = has_body.then(|| Progress::new(start));
-    let body = RequestBody::new(body, policy.max_body_size, progress.clone());
+    let (parts, incoming) = req.into_parts();
+    let progress = (!incoming.is_end_stream()).then(|| Progress::new(start));
+    let body = RequestBody::new(incoming, policy.max_body_size, progress.clone());
     let upstream_req = Request::from_parts(parts, body);
     let forwarded =
         upstream::forward(upstream_req, backend, policy, progress.as_ref(), upgrade, &mut record)
@@ -105,4 +113,24 @@ pub(crate) async fn handle(
 
     // Phase 6: stream the body back; the record is written when it ends.
     Ok(Response::from_parts(parts, ProxyBody::upstream(body, policy.read_timeout, record)))
+}
+
+/// The status for a request NGINX would refuse outright, if any: `CONNECT` (405; a proxied
+/// 2xx would turn the client connection into a tunnel), a target that is not a path such as
+/// `OPTIONS *` (400), two `Host` lines (400), a transfer coding other than `chunked` that the
+/// upstream could not be told about (501).
+fn refuse<B>(req: &Request<B>) -> Option<u16> {
+    if req.method() == Method::CONNECT {
+        return Some(405);
+    }
+    if !req.uri().path().starts_with('/') {
+        return Some(400);
+    }
+    if forward::duplicate_host(req) {
+        return Some(400);
+    }
+    if forward::unsupported_transfer_coding(req) {
+        return Some(501);
+    }
+    None
 }

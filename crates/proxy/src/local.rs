@@ -51,7 +51,9 @@ fn page(status: StatusCode) -> Bytes {
     match status.as_u16() {
         400 => page!("400", "Bad Request"),
         404 => page!("404", "Not Found"),
+        405 => page!("405", "Not Allowed"),
         413 => page!("413", "Request Entity Too Large"),
+        501 => page!("501", "Not Implemented"),
         502 => page!("502", "Bad Gateway"),
         503 => page!("503", "Service Temporarily Unavailable"),
         504 => page!("504", "Gateway Time-out"),

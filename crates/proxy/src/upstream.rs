@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response};
+use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -154,9 +154,42 @@ pub(crate) struct Forwarded {
     pub connection: Option<(SocketAddr, Sender)>,
 }
 
+/// The head of a request without a body, kept so that it can be sent again.
+struct Head {
+    method: Method,
+    uri: http::Uri,
+    headers: http::HeaderMap,
+}
+
+impl Head {
+    /// A copy of `req`'s head when `req` could safely be sent twice: no body, and a method
+    /// NGINX retries (all but POST, LOCK and PATCH).
+    fn of(req: &Request<RequestBody>) -> Option<Head> {
+        let retriable =
+            req.body().is_absent() && !matches!(req.method().as_str(), "POST" | "LOCK" | "PATCH");
+        retriable.then(|| Head {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            headers: req.headers().clone(),
+        })
+    }
+
+    fn request(&self) -> Request<RequestBody> {
+        let mut req = Request::new(RequestBody::empty());
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = self.uri.clone();
+        *req.headers_mut() = self.headers.clone();
+        req
+    }
+}
+
 /// Sends `req` to `backend`: endpoints in round-robin order, the next one when connecting
-/// fails, up to `proxy-next-upstream-tries`. A pooled connection found closed when the
-/// request is handed to it does not count as a try (the request was not sent).
+/// fails, up to `proxy-next-upstream-tries`.
+///
+/// A pooled connection may have been closed by the backend just as it is reused (its
+/// keep-alive timeout, say). When the request was not written, or was written but the request
+/// has no body and an idempotent method, it goes again on a fresh connection, and that does
+/// not count as a try (NGINX does the same for cached connections).
 pub(crate) async fn forward(
     req: Request<RequestBody>,
     backend: &Backend,
@@ -175,7 +208,7 @@ pub(crate) async fn forward(
     while t < tries {
         let addr = backend.endpoints[(first + t) % n].addr;
         let started = Instant::now();
-        let pooled = if upgrade { None } else { checkout(addr) };
+        let pooled = if upgrade || stale > 0 { None } else { checkout(addr) };
         let reused = pooled.is_some();
         let mut sender = match pooled {
             Some(s) => s,
@@ -193,6 +226,7 @@ pub(crate) async fn forward(
             },
         };
         let Some(request) = req.take() else { break };
+        let head = if reused { Head::of(&request) } else { None };
         let sent = sender.try_send_request(request);
         match wait_for_head(sent, policy, progress).await {
             Some(Ok(response)) => {
@@ -201,10 +235,11 @@ pub(crate) async fn forward(
                 return Ok(Forwarded { response, connection });
             }
             Some(Err(mut e)) => {
-                if let Some(back) = e.take_message() {
-                    // Not sent: the connection closed under us. Try again.
+                let again = e.take_message().or_else(|| head.as_ref().map(Head::request));
+                if let Some(back) = again {
                     req = Some(back);
                     if reused && stale < MAX_STALE_RETRIES {
+                        // The pooled connection was dead: a fresh one, same endpoint.
                         stale += 1;
                     } else {
                         record.attempt(addr, 502, false, started);
@@ -229,27 +264,36 @@ pub(crate) async fn forward(
     Err(failure)
 }
 
-/// Waits for the response head. While the request body is still going out, the send timeout
-/// counts from its last chunk; after that, the read timeout counts from the body's end (or from
-/// the start, for requests without a body). `None` on timeout.
+/// Waits for the response head; `None` on timeout. While the request body is still going
+/// out, the send timeout counts from its last chunk; once it is out (or for a request without
+/// a body), the read timeout counts from then. The deadline is re-derived from the body's
+/// progress at least every `min(send, read)`, so whichever applies is never overshot.
 async fn wait_for_head<F: Future>(
     sent: F,
     policy: &Policy,
     progress: Option<&Arc<Progress>>,
 ) -> Option<F::Output> {
-    let mut deadline =
-        Instant::now() + if progress.is_some() { policy.send_timeout } else { policy.read_timeout };
+    let (send, read) = (policy.send_timeout, policy.read_timeout);
+    let start = Instant::now();
+    let step = send.min(read);
+    let mut wake = start + if progress.is_some() { step } else { read };
     tokio::pin!(sent);
     loop {
         tokio::select! {
             out = &mut sent => return Some(out),
-            () = tokio::time::sleep_until(deadline) => {
-                let (last, done) = progress?.last();
-                let next = last + if done { policy.read_timeout } else { policy.send_timeout };
-                if next <= Instant::now() {
+            () = tokio::time::sleep_until(wake) => {
+                let deadline = match progress {
+                    None => start + read,
+                    Some(p) => {
+                        let (last, done) = p.last();
+                        last.max(start) + if done { read } else { send }
+                    }
+                };
+                let now = Instant::now();
+                if deadline <= now {
                     return None;
                 }
-                deadline = next;
+                wake = deadline.min(now + step);
             }
         }
     }

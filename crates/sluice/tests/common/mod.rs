@@ -549,3 +549,43 @@ pub async fn held_backend()
     });
     (addr, rx, release)
 }
+
+impl Sluice {
+    /// Like [`Sluice::start`], with `workers` proxy workers instead of 2 (`--workers` cannot
+    /// be given twice): one worker makes pooling and request order deterministic.
+    pub fn start_workers(dir: &Path, workers: usize, args: &[&str]) -> Sluice {
+        let workers = workers.to_string();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        cmd.arg("serve")
+            .arg("--manifests")
+            .arg(dir)
+            .args(["--bind-address", "127.0.0.1", "--http-port", "0", "--healthz-port", "0"])
+            .args(["--workers", &workers])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("the sluice binary starts");
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        collect_lines(child.stdout.take().unwrap(), stdout.clone());
+        collect_lines(child.stderr.take().unwrap(), stderr.clone());
+        let deadline = Instant::now() + WAIT;
+        let (http, admin) = loop {
+            let found = stderr.lock().unwrap().iter().find(|l| is_listening_line(l)).cloned();
+            if let Some(line) = found {
+                break (field(&line, "http="), field(&line, "admin="));
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("sluice exited with {status}:\n{}", stderr.lock().unwrap().join("\n"));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sluice did not start:\n{}",
+                stderr.lock().unwrap().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        Sluice { child, http, admin, stdout, stderr }
+    }
+}
