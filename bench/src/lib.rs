@@ -1,1 +1,316 @@
-//! Shared helpers for the benchmarks.
+//! Synthetic clusters for Sluice's benchmarks.
+//!
+//! [`generate`] builds a [`Snapshot`] of k8s-openapi objects, shaped like what a source hands to
+//! translation, at any [`Scale`]. The shape, for `N` Ingresses and `M` endpoints:
+//!
+//! - one IngressClass `sluice` with controller `sluice.dev/ingress-controller`, marked as the
+//!   cluster's default; every Ingress also names it in `spec.ingressClassName`, so all are ours;
+//! - Ingress `i` (`ing-{i}`, in namespace `ns-{i % 100}`, created one second after Ingress
+//!   `i - 1`) has one rule for its own host [`host(i)`](host) with [`PATHS_PER_INGRESS`] paths:
+//!   `/` (Prefix), `/api` (Prefix), `/api/v1/users` (Prefix) and `/healthz` (Exact). Every
+//!   [`WILDCARD_EVERY`]-th Ingress also has a second rule for the wildcard host
+//!   `*.{host(i)}` with the same paths, so 10,000 Ingresses give 10,000 exact hosts and 1,000
+//!   wildcard hosts. Every fourth Ingress carries two ingress-nginx annotations that Sluice
+//!   implements (`proxy-body-size`, `proxy-read-timeout`);
+//! - `2N` Services, two of its own per Ingress: Ingress `i` uses `svc-{2i}` and `svc-{2i+1}`,
+//!   in its namespace. Each Service has one port `http` (80 -> 8080), referenced by number from
+//!   `/` and `/healthz` and by name from the `/api` paths;
+//! - `M` endpoints in total, spread evenly over the Services (the first `M % 2N` get one more),
+//!   in EndpointSlices of at most 100 endpoints (the Kubernetes default), labelled
+//!   `kubernetes.io/service-name`, port `http` 8080, with unique IPv4 addresses in 10.0.0.0/8.
+//!   One endpoint in 25 is not ready (`conditions.ready: false`), so translation's readiness
+//!   filter has work to do.
+//!
+//! The snapshot translates without a single diagnostic (a test checks it), so benchmarks
+//! measure the common path, not error reporting.
+//!
+//! [`Scale::SMALL`], [`Scale::MEDIUM`] and [`Scale::LARGE`] are the sizes the benchmarks use:
+//! 100, 1,000 and 10,000 Ingresses with twice as many Services and five times as many endpoints.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
+use k8s_openapi::api::networking::v1::{
+    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressClass, IngressClassSpec,
+    IngressRule, IngressServiceBackend, IngressSpec, ServiceBackendPort,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::jiff::Timestamp;
+use sluice_model::{Settings, Snapshot};
+
+/// The IngressClass every generated Ingress names.
+pub const CLASS_NAME: &str = "sluice";
+/// The controller of that class: [`Settings::default`]'s `controller_class`.
+pub const CONTROLLER: &str = "sluice.dev/ingress-controller";
+/// Namespaces the objects are spread over.
+pub const NAMESPACES: usize = 100;
+/// Every this many Ingresses, one also has a wildcard rule (Ingress 0, 10, 20, ...).
+pub const WILDCARD_EVERY: usize = 10;
+/// Paths per rule (see [`PATHS`]).
+pub const PATHS_PER_INGRESS: usize = PATHS.len();
+/// The paths of every rule, with their pathType.
+pub const PATHS: [(&str, &str); 4] =
+    [("/", "Prefix"), ("/api", "Prefix"), ("/api/v1/users", "Prefix"), ("/healthz", "Exact")];
+/// The longest Prefix path of every rule: a request under it probes the most prefixes.
+pub const DEEPEST_PREFIX: &str = "/api/v1/users";
+/// Endpoints per EndpointSlice at most, as the EndpointSlice controller does by default.
+pub const ENDPOINTS_PER_SLICE: usize = 100;
+/// One endpoint in this many is not ready.
+pub const NOT_READY_EVERY: usize = 25;
+
+/// How big a synthetic cluster is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Scale {
+    /// Ingresses, each with its own host.
+    pub ingresses: usize,
+    /// Endpoints in total, over all Services.
+    pub endpoints: usize,
+}
+
+impl Scale {
+    /// 100 Ingresses, 200 Services, 500 endpoints.
+    pub const SMALL: Scale = Scale::of(100);
+    /// 1,000 Ingresses, 2,000 Services, 5,000 endpoints.
+    pub const MEDIUM: Scale = Scale::of(1_000);
+    /// 10,000 Ingresses, 20,000 Services, 50,000 endpoints.
+    pub const LARGE: Scale = Scale::of(10_000);
+
+    /// `ingresses` Ingresses, twice as many Services, five times as many endpoints.
+    pub const fn of(ingresses: usize) -> Scale {
+        Scale { ingresses, endpoints: 5 * ingresses }
+    }
+
+    /// The number of Services: two per Ingress.
+    pub const fn services(&self) -> usize {
+        2 * self.ingresses
+    }
+}
+
+/// The exact host of Ingress `i`: `app-{i}.ns-{i % 100}.example.com`.
+pub fn host(i: usize) -> String {
+    format!("app-{i}.{}.example.com", namespace(i))
+}
+
+/// The wildcard host of Ingress `i` (only when `i % WILDCARD_EVERY == 0`): `*.` and [`host`].
+pub fn wildcard_host(i: usize) -> String {
+    format!("*.{}", host(i))
+}
+
+/// The namespace of Ingress `i` (and of Services `2i` and `2i + 1`).
+pub fn namespace(i: usize) -> String {
+    format!("ns-{}", i % NAMESPACES)
+}
+
+/// The settings the snapshot is made for: Sluice's defaults.
+pub fn settings() -> Settings {
+    Settings::default()
+}
+
+/// Builds the snapshot for `scale`; the same `scale` always gives the same objects.
+pub fn generate(scale: Scale) -> Snapshot {
+    let services = scale.services();
+    let mut snapshot =
+        Snapshot { ingress_classes: vec![Arc::new(ingress_class())], ..Snapshot::default() };
+    snapshot.ingresses = (0..scale.ingresses).map(|i| Arc::new(ingress(i))).collect();
+    snapshot.services = (0..services).map(|j| Arc::new(service(j))).collect();
+    // Endpoints: `base` per Service, one more for the first `extra`; numbered globally so that
+    // every address is unique.
+    let base = scale.endpoints.checked_div(services).unwrap_or(0);
+    let extra = scale.endpoints.checked_rem(services).unwrap_or(0);
+    let mut next_endpoint = 0;
+    for j in 0..services {
+        let count = base + usize::from(j < extra);
+        let mut chunk = 0;
+        while chunk * ENDPOINTS_PER_SLICE < count {
+            let size = ENDPOINTS_PER_SLICE.min(count - chunk * ENDPOINTS_PER_SLICE);
+            snapshot.endpoint_slices.push(Arc::new(endpoint_slice(
+                j,
+                chunk,
+                next_endpoint..next_endpoint + size,
+            )));
+            next_endpoint += size;
+            chunk += 1;
+        }
+    }
+    snapshot
+}
+
+fn meta(namespace: Option<String>, name: String) -> ObjectMeta {
+    ObjectMeta { namespace, name: Some(name), ..ObjectMeta::default() }
+}
+
+fn ingress_class() -> IngressClass {
+    let mut metadata = meta(None, CLASS_NAME.into());
+    metadata.annotations = Some(BTreeMap::from([(
+        "ingressclass.kubernetes.io/is-default-class".to_string(),
+        "true".to_string(),
+    )]));
+    IngressClass {
+        metadata,
+        spec: Some(IngressClassSpec { controller: Some(CONTROLLER.into()), ..Default::default() }),
+    }
+}
+
+fn service_name(j: usize) -> String {
+    format!("svc-{j}")
+}
+
+fn ingress(i: usize) -> Ingress {
+    let ns = namespace(i);
+    let mut metadata = meta(Some(ns.clone()), format!("ing-{i}"));
+    // One second apart, in a fixed year: translation orders Ingresses by age.
+    let created = Timestamp::from_second(1_767_225_600 + i as i64).expect("a valid timestamp");
+    metadata.creation_timestamp = Some(Time(created));
+    if i.is_multiple_of(4) {
+        metadata.annotations = Some(BTreeMap::from([
+            ("nginx.ingress.kubernetes.io/proxy-body-size".to_string(), "8m".to_string()),
+            ("nginx.ingress.kubernetes.io/proxy-read-timeout".to_string(), "120".to_string()),
+        ]));
+    }
+    let first = service_name(2 * i);
+    let second = service_name(2 * i + 1);
+    let paths: Vec<HTTPIngressPath> = PATHS
+        .iter()
+        .map(|&(path, path_type)| {
+            // `/api...` goes to the second Service by port name, the rest to the first by
+            // number: both ways of naming a port are resolved.
+            let (name, port) = if path.starts_with("/api") {
+                (&second, ServiceBackendPort { name: Some("http".into()), number: None })
+            } else {
+                (&first, ServiceBackendPort { name: None, number: Some(80) })
+            };
+            HTTPIngressPath {
+                path: Some(path.into()),
+                path_type: path_type.into(),
+                backend: IngressBackend {
+                    service: Some(IngressServiceBackend { name: name.clone(), port: Some(port) }),
+                    resource: None,
+                },
+            }
+        })
+        .collect();
+    let rule = |host: String| IngressRule {
+        host: Some(host),
+        http: Some(HTTPIngressRuleValue { paths: paths.clone() }),
+    };
+    let mut rules = vec![rule(host(i))];
+    if i.is_multiple_of(WILDCARD_EVERY) {
+        rules.push(rule(wildcard_host(i)));
+    }
+    Ingress {
+        metadata,
+        spec: Some(IngressSpec {
+            ingress_class_name: Some(CLASS_NAME.into()),
+            rules: Some(rules),
+            ..IngressSpec::default()
+        }),
+        status: None,
+    }
+}
+
+fn service(j: usize) -> Service {
+    Service {
+        metadata: meta(Some(namespace(j / 2)), service_name(j)),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".into()),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: 80,
+                target_port: Some(IntOrString::Int(8080)),
+                protocol: Some("TCP".into()),
+                ..ServicePort::default()
+            }]),
+            selector: Some(BTreeMap::from([("app".to_string(), service_name(j))])),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
+}
+
+fn endpoint_slice(j: usize, chunk: usize, numbers: std::ops::Range<usize>) -> EndpointSlice {
+    let mut metadata = meta(Some(namespace(j / 2)), format!("{}-{chunk:05}", service_name(j)));
+    metadata.labels =
+        Some(BTreeMap::from([("kubernetes.io/service-name".to_string(), service_name(j))]));
+    let endpoints = numbers
+        .map(|k| {
+            // 10.0.0.1, 10.0.0.2, ...: unique for up to 2^24 - 2 endpoints.
+            let n = k + 1;
+            let address = format!("10.{}.{}.{}", (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff);
+            Endpoint {
+                addresses: vec![address],
+                conditions: Some(EndpointConditions {
+                    ready: Some(k % NOT_READY_EVERY != NOT_READY_EVERY - 1),
+                    ..EndpointConditions::default()
+                }),
+                ..Endpoint::default()
+            }
+        })
+        .collect();
+    EndpointSlice {
+        metadata,
+        address_type: "IPv4".into(),
+        endpoints,
+        ports: Some(vec![EndpointPort {
+            name: Some("http".into()),
+            port: Some(8080),
+            protocol: Some("TCP".into()),
+            ..EndpointPort::default()
+        }]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sluice_model::{PathMatch, Target};
+
+    use super::*;
+
+    #[test]
+    fn counts_follow_the_scale() {
+        let s = generate(Scale::MEDIUM);
+        assert_eq!(s.ingresses.len(), 1_000);
+        assert_eq!(s.services.len(), 2_000);
+        assert_eq!(s.ingress_classes.len(), 1);
+        let endpoints: usize = s.endpoint_slices.iter().map(|e| e.endpoints.len()).sum();
+        assert_eq!(endpoints, 5_000);
+        // Uneven spread: 9 endpoints over 4 Services is 3, 2, 2, 2.
+        let s = generate(Scale { ingresses: 2, endpoints: 9 });
+        let sizes: Vec<_> = s.endpoint_slices.iter().map(|e| e.endpoints.len()).collect();
+        assert_eq!(sizes, [3, 2, 2, 2]);
+        // Slices hold 100 endpoints at most: 450 over 2 Services is 100, 100, 25 each.
+        let s = generate(Scale { ingresses: 1, endpoints: 450 });
+        let sizes: Vec<_> = s.endpoint_slices.iter().map(|e| e.endpoints.len()).collect();
+        assert_eq!(sizes, [100, 100, 25, 100, 100, 25]);
+    }
+
+    #[test]
+    fn translates_cleanly_and_routes_as_documented() {
+        let table = sluice_translate::translate(&generate(Scale::MEDIUM), &settings());
+        assert!(table.diagnostics.is_empty(), "{:#?}", &table.diagnostics[..3]);
+        assert_eq!(table.exact_hosts.len(), 1_000);
+        assert_eq!(table.wildcard_hosts.len(), 1_000 / WILDCARD_EVERY);
+        // Two backends per Ingress, with 2 or 3 endpoints each, 4% not ready.
+        assert_eq!(table.backends.len(), 2_000);
+        let ready: usize = table.backends.iter().map(|b| b.endpoints.len()).sum();
+        assert_eq!(ready, 5_000 - 5_000 / NOT_READY_EVERY);
+
+        let deep = table.lookup(&host(7), "/api/v1/users/42/profile");
+        assert_eq!(deep.route.path, DEEPEST_PREFIX);
+        assert_eq!(deep.route.host, host(7));
+        let Target::Backend(b) = deep.route.target else { panic!("{:?}", deep.route.target) };
+        assert_eq!(table.backends[b as usize].service.name, "svc-15");
+
+        let exact = table.lookup(&host(7), "/healthz");
+        assert_eq!(exact.route.path_match, PathMatch::Exact);
+
+        let wild = table.lookup(&format!("x.{}", host(10)), "/api/x");
+        assert_eq!(wild.route.host, wildcard_host(10));
+        assert_eq!(wild.route.path, "/api");
+
+        let miss = table.lookup("nowhere.example.org", "/");
+        assert!(matches!(miss.route.target, Target::Respond { status: 404, .. }));
+    }
+}

@@ -1,0 +1,591 @@
+#!/usr/bin/env bash
+# Throughput of `sluice serve --workers 1` against nginx as a reverse proxy (1 worker, upstream
+# keep-alive), both in front of the same backend (nginx `return 200` with a tiny body), measured
+# as shared/docs/performance.md prescribes for a 2-core machine:
+#
+#   - wrk on CPU 0 (taskset -c 0 wrk -t1 -c64 --latency); backend and proxy under test on CPU 1
+#     (nginx workers are re-pinned with taskset -pc after start-up);
+#   - warm-up, then pairs alternating A B, B A, ...; the figure is the median of the per-pair
+#     ratios sluice/nginx, so slow drift and order effects cancel;
+#   - CPU time per request of each proxy: utime+stime from /proc/<pid>/stat of all its
+#     processes (every thread is counted), before and after each run, over requests served;
+#   - the backend alone (wrk straight at it) is the physical limit: a free proxy would reach it.
+#   - Two identical nginx proxies differ by about ±10% measured this way: smaller differences
+#     mean nothing.
+#
+# Usage: bench/proxy-vs-nginx.sh            (5 pairs of 10 s runs: about 3 minutes)
+#        DURATION=3 PAIRS=1 bench/proxy-vs-nginx.sh   (a quick check that it works)
+#
+# Environment (defaults in brackets):
+#   DURATION [10]       seconds per measured run
+#   PAIRS [5]           pairs of runs (nginx then sluice, then sluice then nginx, ...)
+#   WARMUP [3]          seconds of warm-up for each server before measuring
+#   CONNECTIONS [64]    wrk connections (one wrk thread)
+#   LOADGEN_CPU [0]     CPU for wrk
+#   SERVER_CPU [1]      CPU for the backend and both proxies
+#   ACCESS_LOG [on]     on: nginx writes an access log line per request in ingress-nginx's
+#                       upstreaminfo format, buffered (64k), to /dev/null, as Sluice does (Sluice
+#                       always logs each request to stdout, batched by a thread; this script sends
+#                       its stdout to /dev/null). off: nginx logs nothing (Sluice still does).
+#   QUIET_WAIT [300]    seconds to wait for running cargo/rustc processes to finish before
+#                       measuring (they share the CPUs and spoil the figures); then go on anyway,
+#                       with a warning in the results
+#   SLUICE_BIN []       a sluice binary to use instead of building with cargo build --release
+#   BACKEND_PORT [28480] NGINX_PORT [28481] SLUICE_PORT [28482] SLUICE_ADMIN_PORT [28483]
+#   KEEP_TMP [0]        1 keeps the temporary directory (configs, logs, wrk outputs)
+#
+# Needs nginx, wrk, taskset and curl; installs what is missing with apt-get (as root, or
+# through sudo).
+set -euo pipefail
+
+DURATION=${DURATION:-10}
+PAIRS=${PAIRS:-5}
+WARMUP=${WARMUP:-3}
+CONNECTIONS=${CONNECTIONS:-64}
+LOADGEN_CPU=${LOADGEN_CPU:-0}
+SERVER_CPU=${SERVER_CPU:-1}
+ACCESS_LOG=${ACCESS_LOG:-on}
+QUIET_WAIT=${QUIET_WAIT:-300}
+SLUICE_BIN=${SLUICE_BIN:-}
+BACKEND_PORT=${BACKEND_PORT:-28480}
+NGINX_PORT=${NGINX_PORT:-28481}
+SLUICE_PORT=${SLUICE_PORT:-28482}
+SLUICE_ADMIN_PORT=${SLUICE_ADMIN_PORT:-28483}
+KEEP_TMP=${KEEP_TMP:-0}
+
+HOST_HEADER=bench.example.com
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CLK_TCK=$(getconf CLK_TCK)
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() {
+	printf 'error: %s\n' "$*" >&2
+	exit 1
+}
+
+for v in DURATION PAIRS WARMUP CONNECTIONS LOADGEN_CPU SERVER_CPU QUIET_WAIT \
+	BACKEND_PORT NGINX_PORT SLUICE_PORT SLUICE_ADMIN_PORT; do
+	[[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, not '${!v}'"
+done
+((PAIRS >= 1)) || die "PAIRS must be at least 1"
+((DURATION >= 1)) || die "DURATION must be at least 1"
+[[ $ACCESS_LOG == on || $ACCESS_LOG == off ]] || die "ACCESS_LOG must be on or off"
+
+# --- tools -------------------------------------------------------------------------------------
+
+as_root() {
+	if ((EUID == 0)); then
+		"$@"
+	elif command -v sudo >/dev/null; then
+		sudo "$@"
+	else
+		die "cannot run '$*': not root and no sudo"
+	fi
+}
+
+# The Debian package that provides nginx here: `nginx` (bookworm and later), else the older
+# `nginx-light` flavour.
+nginx_package() {
+	local p candidate
+	for p in nginx nginx-light; do
+		candidate=$(apt-cache policy "$p" 2>/dev/null | awk '/Candidate:/ { print $2 }')
+		if [[ -n $candidate && $candidate != "(none)" ]]; then
+			echo "$p"
+			return
+		fi
+	done
+	die "neither nginx nor nginx-light is available from apt"
+}
+
+install_missing() {
+	local missing=() need_update=1
+	command -v wrk >/dev/null || missing+=(wrk)
+	command -v taskset >/dev/null || missing+=(util-linux)
+	command -v curl >/dev/null || missing+=(curl)
+	if ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
+		# apt-cache needs the package lists.
+		as_root apt-get update -qq
+		need_update=0
+		missing+=("$(nginx_package)")
+	fi
+	((${#missing[@]} == 0)) && return
+	log "installing ${missing[*]}"
+	((need_update)) && as_root apt-get update -qq
+	# Debian's nginx package may try to start the system service; policy-rc.d usually stops
+	# that in containers. It is not used here either way.
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+install_missing
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+[[ -x $NGINX ]] || die "nginx not found after installing it"
+((SERVER_CPU < $(nproc) && LOADGEN_CPU < $(nproc))) ||
+	die "CPUs $LOADGEN_CPU and $SERVER_CPU needed, $(nproc) online"
+
+if [[ -z $SLUICE_BIN ]]; then
+	log "building sluice (cargo build --release -p sluice)"
+	(cd "$ROOT" && cargo build --release -p sluice)
+	SLUICE_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/sluice
+fi
+[[ -x $SLUICE_BIN ]] || die "no sluice binary at $SLUICE_BIN"
+
+# --- processes and clean-up ---------------------------------------------------------------------
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/sluice-vs-nginx.XXXXXX")
+STARTED=() # pids of the servers this script started
+
+cleanup() {
+	local pid
+	for pid in "${STARTED[@]}"; do
+		kill -TERM "$pid" 2>/dev/null || true
+	done
+	for pid in "${STARTED[@]}"; do
+		wait "$pid" 2>/dev/null || true
+	done
+	if [[ $KEEP_TMP == 1 ]]; then
+		log "kept $TMP"
+	else
+		rm -rf "$TMP"
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for p in "$BACKEND_PORT" "$NGINX_PORT" "$SLUICE_PORT" "$SLUICE_ADMIN_PORT"; do
+	port_free "$p" || die "port $p is in use (set BACKEND_PORT, NGINX_PORT, SLUICE_PORT, SLUICE_ADMIN_PORT)"
+done
+
+# Waits until `curl ARGS...` succeeds (up to 10 s).
+wait_for() {
+	local i
+	for ((i = 0; i < 100; i++)); do
+		curl -fsS -o /dev/null --max-time 1 "$@" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# The pid and the child pids of a master process: an nginx master and its workers.
+family() {
+	echo "$1"
+	pgrep -P "$1" || true
+}
+
+# utime+stime, in clock ticks, of the processes given (every thread of each is included).
+cpu_ticks() {
+	local pid total=0 t
+	for pid in "$@"; do
+		# Fields after "pid (comm) ": state is 1st, utime 12th, stime 13th.
+		t=$(sed 's/^.*) //' "/proc/$pid/stat" | awk '{ print $12 + $13 }')
+		total=$((total + t))
+	done
+	echo "$total"
+}
+
+# nginx config shared by the backend and the proxy: everything in $1, nothing in /var.
+nginx_common() {
+	local dir=$1
+	mkdir -p "$dir"
+	if ((EUID == 0)); then
+		# Workers run as the current user, not as nobody.
+		echo "user $(id -un) $(id -gn);"
+	fi
+	cat <<EOF
+worker_processes 1;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; }
+EOF
+}
+
+nginx_http_common() {
+	local dir=$1
+	cat <<EOF
+    client_body_temp_path $dir/client_body;
+    proxy_temp_path $dir/proxy;
+    fastcgi_temp_path $dir/fastcgi;
+    uwsgi_temp_path $dir/uwsgi;
+    scgi_temp_path $dir/scgi;
+    # Clients keep their connections for the whole run, whichever proxy they talk to.
+    keepalive_requests 10000000;
+    keepalive_timeout 120s;
+EOF
+}
+
+write_backend_conf() {
+	local dir=$TMP/backend
+	{
+		nginx_common "$dir"
+		cat <<EOF
+http {
+$(nginx_http_common "$dir")
+    access_log off;
+    server {
+        listen 127.0.0.1:$BACKEND_PORT backlog=4096;
+        location / {
+            default_type text/plain;
+            return 200 "ok\n";
+        }
+    }
+}
+EOF
+	} >"$dir/nginx.conf"
+}
+
+write_proxy_conf() {
+	local dir=$TMP/nginx access
+	if [[ $ACCESS_LOG == on ]]; then
+		access="access_log /dev/null upstreaminfo buffer=64k flush=1s;"
+	else
+		access="access_log off;"
+	fi
+	{
+		nginx_common "$dir"
+		cat <<EOF
+http {
+$(nginx_http_common "$dir")
+    # ingress-nginx's default log format; the upstream names are fixed strings here.
+    log_format upstreaminfo '\$remote_addr - \$remote_user [\$time_local] "\$request" '
+        '\$status \$body_bytes_sent "\$http_referer" "\$http_user_agent" '
+        '\$request_length \$request_time [default-backend-80] [] \$upstream_addr '
+        '\$upstream_response_length \$upstream_response_time \$upstream_status \$request_id';
+    $access
+    upstream backend {
+        server 127.0.0.1:$BACKEND_PORT;
+        keepalive 64;
+        keepalive_requests 10000000;
+        keepalive_timeout 120s;
+    }
+    server {
+        listen 127.0.0.1:$NGINX_PORT backlog=4096;
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            # The request headers ingress-nginx sets (Sluice sets the same).
+            proxy_set_header Host \$host;
+            proxy_set_header X-Request-ID \$request_id;
+            proxy_set_header X-Real-IP \$remote_addr;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Host \$host;
+            proxy_set_header X-Forwarded-Port \$server_port;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_set_header X-Forwarded-Scheme \$scheme;
+            proxy_set_header X-Scheme \$scheme;
+        }
+    }
+}
+EOF
+	} >"$dir/nginx.conf"
+}
+
+write_sluice_manifests() {
+	local dir=$TMP/manifests
+	mkdir -p "$dir"
+	cat >"$dir/bench.yaml" <<EOF
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata:
+  name: sluice
+  annotations:
+    ingressclass.kubernetes.io/is-default-class: "true"
+spec:
+  controller: sluice.dev/ingress-controller
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: backend
+  namespace: default
+spec:
+  ports:
+  - name: http
+    port: 80
+    targetPort: $BACKEND_PORT
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: backend-local
+  namespace: default
+  labels:
+    kubernetes.io/service-name: backend
+addressType: IPv4
+ports:
+- name: http
+  port: $BACKEND_PORT
+  protocol: TCP
+endpoints:
+- addresses: ["127.0.0.1"]
+  conditions:
+    ready: true
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: bench
+  namespace: default
+spec:
+  ingressClassName: sluice
+  rules:
+  - host: $HOST_HEADER
+    http:
+      paths:
+      - path: /
+        pathType: Prefix
+        backend:
+          service:
+            name: backend
+            port:
+              number: 80
+EOF
+}
+
+# Starts nginx with config $TMP/$1/nginx.conf on SERVER_CPU; sets REPLY to the master's pid.
+start_nginx() {
+	local name=$1 pid
+	taskset -c "$SERVER_CPU" "$NGINX" -p "$TMP/$name" -e "$TMP/$name/error.log" \
+		-c "$TMP/$name/nginx.conf" </dev/null >"$TMP/$name/stdout.log" 2>&1 &
+	pid=$!
+	STARTED+=("$pid")
+	REPLY=$pid
+}
+
+# Pins every process of the nginx whose master is $1 to SERVER_CPU (workers fork after
+# start-up; they inherit the master's affinity, this makes sure of it).
+pin_nginx() {
+	local p
+	for p in $(family "$1"); do
+		taskset -pc "$SERVER_CPU" "$p" >/dev/null
+	done
+}
+
+# --- quiet machine ------------------------------------------------------------------------------
+
+BUSY_SEEN=0
+compilers() {
+	# pgrep patterns stay under 15 characters (process names are cut there).
+	pgrep -a -x 'cargo|rustc' || true
+	pgrep -a -x 'cc1|cc1plus' || true
+	pgrep -a -x 'ld|ld.lld|mold' || true
+}
+
+wait_for_quiet() {
+	local waited=0 busy
+	busy=$(compilers)
+	while [[ -n $busy ]] && ((waited < QUIET_WAIT)); do
+		((waited == 0)) && log "waiting up to ${QUIET_WAIT}s for builds to finish: $(echo "$busy" | cut -c1-60 | tr '\n' ';')"
+		sleep 5
+		waited=$((waited + 5))
+		busy=$(compilers)
+	done
+	if [[ -n $busy ]]; then
+		log "WARNING: measuring while builds run; figures are not trustworthy"
+	fi
+}
+
+note_busy() {
+	if [[ -n $(compilers) ]]; then
+		BUSY_SEEN=1
+	fi
+}
+
+# --- measuring ----------------------------------------------------------------------------------
+
+# "busy total" jiffies of CPU $1 since boot, from /proc/stat (idle and iowait are not busy).
+cpu_jiffies() {
+	awk -v c="cpu$1" '$1 == c { t = 0; for (i = 2; i <= 9; i++) t += $i; print t - $5 - $6, t }' /proc/stat
+}
+
+# Percentage busy between two cpu_jiffies readings $1 and $2 of one CPU.
+busy_pct() {
+	awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " ")
+		printf "%.0f", (y[2] > x[2] ? 100 * (y[1] - x[1]) / (y[2] - x[2]) : 0) }'
+}
+
+# Converts wrk's latency (e.g. 283.00us, 1.23ms, 1.01s) to microseconds.
+to_us() {
+	awk -v v="$1" 'BEGIN {
+		n = v + 0
+		if (v ~ /us$/) print n; else if (v ~ /ms$/) print n * 1000; else if (v ~ /s$/) print n * 1000000
+		else print n
+	}'
+}
+
+# run_wrk NAME PORT SECONDS PID... : runs wrk against PORT, accounting the CPU of the pids given.
+# Sets WRK_LINE to "rps p50_us p99_us cpu_us_per_request requests bad" (bad: non-2xx responses
+# and socket errors), and WRK_BUSY to "load_cpu_busy_pct server_cpu_busy_pct" (is the load
+# generator the limit, or the server CPU?). Not to be called in a subshell: it counts runs and
+# notes busy machines.
+run_wrk() {
+	local name=$1 port=$2 secs=$3
+	shift 3
+	local out=$TMP/wrk-$name-$RUN_NO.txt before after load0 server0
+	note_busy
+	load0=$(cpu_jiffies "$LOADGEN_CPU")
+	server0=$(cpu_jiffies "$SERVER_CPU")
+	before=$(cpu_ticks "$@")
+	taskset -c "$LOADGEN_CPU" wrk -t1 -c"$CONNECTIONS" -d"${secs}s" --latency \
+		-H "Host: $HOST_HEADER" "http://127.0.0.1:$port/" >"$out"
+	after=$(cpu_ticks "$@")
+	WRK_BUSY="$(busy_pct "$load0" "$(cpu_jiffies "$LOADGEN_CPU")") $(busy_pct "$server0" "$(cpu_jiffies "$SERVER_CPU")")"
+	note_busy
+	RUN_NO=$((RUN_NO + 1))
+	local rps p50 p99 requests non2xx sockerr
+	rps=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
+	p50=$(to_us "$(awk '$1 == "50%" { print $2 }' "$out")")
+	p99=$(to_us "$(awk '$1 == "99%" { print $2 }' "$out")")
+	requests=$(awk '/requests in/ { print $1 }' "$out")
+	non2xx=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$out")
+	sockerr=$(awk -F'[ ,]+' '/Socket errors:/ { print $5 + $7 + $9 + $11 }' "$out")
+	[[ -n $rps && -n $requests ]] || die "cannot read wrk's output: $(cat "$out")"
+	WRK_LINE=$(awk -v rps="$rps" -v p50="$p50" -v p99="$p99" -v req="$requests" \
+		-v ticks=$((after - before)) -v hz="$CLK_TCK" -v bad=$((${non2xx:-0} + ${sockerr:-0})) \
+		'BEGIN { printf "%s %s %s %.2f %d %d\n", rps, p50, p99, (req > 0 ? ticks / hz * 1e6 / req : 0), req, bad }')
+}
+
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# --- main ---------------------------------------------------------------------------------------
+
+mkdir -p "$TMP/backend" "$TMP/nginx"
+write_backend_conf
+write_proxy_conf
+write_sluice_manifests
+"$NGINX" -t -q -p "$TMP/backend" -e "$TMP/backend/error.log" -c "$TMP/backend/nginx.conf"
+"$NGINX" -t -q -p "$TMP/nginx" -e "$TMP/nginx/error.log" -c "$TMP/nginx/nginx.conf"
+
+start_nginx backend
+BACKEND_PID=$REPLY
+wait_for "http://127.0.0.1:$BACKEND_PORT/" || die "the backend did not start: $(cat "$TMP/backend/error.log" "$TMP/backend/stdout.log")"
+pin_nginx "$BACKEND_PID"
+mapfile -t BACKEND_PIDS < <(family "$BACKEND_PID")
+
+start_nginx nginx
+NGINX_PID=$REPLY
+wait_for -H "Host: $HOST_HEADER" "http://127.0.0.1:$NGINX_PORT/" || die "nginx did not start: $(cat "$TMP/nginx/error.log" "$TMP/nginx/stdout.log")"
+pin_nginx "$NGINX_PID"
+mapfile -t NGINX_PIDS < <(family "$NGINX_PID")
+
+# Sluice's access log goes to stdout: /dev/null. Its own logs (stderr) go to a file.
+taskset -c "$SERVER_CPU" "$SLUICE_BIN" serve --manifests "$TMP/manifests" \
+	--bind-address 127.0.0.1 --http-port "$SLUICE_PORT" --healthz-port "$SLUICE_ADMIN_PORT" \
+	--workers 1 </dev/null >/dev/null 2>"$TMP/sluice.log" &
+SLUICE_PID=$!
+STARTED+=("$SLUICE_PID")
+wait_for "http://127.0.0.1:$SLUICE_ADMIN_PORT/readyz" || die "sluice did not start: $(cat "$TMP/sluice.log")"
+wait_for -H "Host: $HOST_HEADER" "http://127.0.0.1:$SLUICE_PORT/" ||
+	die "sluice does not route to the backend: $(curl -s -H "Host: $HOST_HEADER" "http://127.0.0.1:$SLUICE_PORT/"; cat "$TMP/sluice.log")"
+SLUICE_PIDS=("$SLUICE_PID")
+
+for name in backend nginx sluice; do
+	case $name in
+	backend) pids=("${BACKEND_PIDS[@]}") ;;
+	nginx) pids=("${NGINX_PIDS[@]}") ;;
+	sluice) pids=("${SLUICE_PIDS[@]}") ;;
+	esac
+	for p in "${pids[@]}"; do
+		log "$name pid $p: $(taskset -pc "$p" | sed 's/.*: //') CPU affinity"
+	done
+done
+
+wait_for_quiet
+
+RUN_NO=0
+log "warm-up: ${WARMUP}s each for the backend, nginx and sluice"
+if ((WARMUP > 0)); then
+	run_wrk warmup-backend "$BACKEND_PORT" "$WARMUP" "${BACKEND_PIDS[@]}"
+	run_wrk warmup-nginx "$NGINX_PORT" "$WARMUP" "${NGINX_PIDS[@]}"
+	run_wrk warmup-sluice "$SLUICE_PORT" "$WARMUP" "${SLUICE_PIDS[@]}"
+fi
+
+# kind pair rps p50 p99 proxy_cpu requests bad backend_cpu load_busy% server_busy%
+RESULTS=$TMP/results.txt
+: >"$RESULTS"
+
+measure() {
+	local kind=$1 pair=$2 port pids line bticks_before bticks_after bcpu
+	case $kind in
+	backend) port=$BACKEND_PORT pids=("${BACKEND_PIDS[@]}") ;;
+	nginx) port=$NGINX_PORT pids=("${NGINX_PIDS[@]}") ;;
+	sluice) port=$SLUICE_PORT pids=("${SLUICE_PIDS[@]}") ;;
+	esac
+	bticks_before=$(cpu_ticks "${BACKEND_PIDS[@]}")
+	run_wrk "$kind" "$port" "$DURATION" "${pids[@]}"
+	line=$WRK_LINE
+	bticks_after=$(cpu_ticks "${BACKEND_PIDS[@]}")
+	bcpu=$(awk -v t=$((bticks_after - bticks_before)) -v hz="$CLK_TCK" -v req="$(echo "$line" | awk '{ print $5 }')" \
+		'BEGIN { printf "%.2f", (req > 0 ? t / hz * 1e6 / req : 0) }')
+	echo "$kind $pair $line $bcpu $WRK_BUSY" >>"$RESULTS"
+	log "$(printf '%-8s pair %-2s %10s req/s  p50 %7sus  p99 %7sus  %6s CPU us/req  (backend %s)  CPU busy %s%%/%s%%' \
+		"$kind" "$pair" "$(echo "$line" | awk '{ print $1 }')" "$(echo "$line" | awk '{ print $2 }')" \
+		"$(echo "$line" | awk '{ print $3 }')" "$(echo "$line" | awk '{ print $4 }')" "$bcpu" "${WRK_BUSY% *}" "${WRK_BUSY#* }")"
+}
+
+log "backend alone, ${DURATION}s"
+measure backend 0
+for ((pair = 1; pair <= PAIRS; pair++)); do
+	if ((pair % 2)); then order=(nginx sluice); else order=(sluice nginx); fi
+	log "pair $pair of $PAIRS: ${order[0]} then ${order[1]}, ${DURATION}s each"
+	for kind in "${order[@]}"; do
+		measure "$kind" "$pair"
+	done
+done
+log "backend alone again, ${DURATION}s"
+measure backend 0
+
+# --- report -------------------------------------------------------------------------------------
+
+col() { awk -v k="$1" -v c="$2" '$1 == k { print $c }' "$RESULTS"; }
+med() { col "$1" "$2" | median; }
+RATIOS=$(awk '$1 == "nginx" { n[$2] = $3 } $1 == "sluice" { s[$2] = $3 }
+	END { for (p in n) if (n[p] > 0) print s[p] / n[p] }' "$RESULTS")
+RATIO=$(echo "$RATIOS" | median)
+RATIO_MIN=$(echo "$RATIOS" | sort -g | head -1)
+RATIO_MAX=$(echo "$RATIOS" | sort -g | tail -1)
+BAD=$(awk '{ s += $8 } END { print s + 0 }' "$RESULTS")
+
+row() { # label kind relative
+	local proxy_cpu=—
+	[[ $2 == backend ]] || proxy_cpu=$(printf '%.2f' "$(med "$2" 6)")
+	printf '| %s | %.0f | %s | %.0f | %.0f | %s | %.2f | %.0f%% / %.0f%% |\n' "$1" "$(med "$2" 3)" "$3" \
+		"$(med "$2" 4)" "$(med "$2" 5)" "$proxy_cpu" "$(med "$2" 9)" "$(med "$2" 10)" "$(med "$2" 11)"
+}
+
+if ((BUSY_SEEN)); then QUIET=no; else QUIET=yes; fi
+NGINX_VERSION=$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')
+SLUICE_VERSION=$("$SLUICE_BIN" --version 2>/dev/null || echo sluice)
+
+cat <<EOF
+
+## Sluice vs nginx: $PAIRS pair(s) of ${DURATION}s runs, wrk -t1 -c$CONNECTIONS on CPU $LOADGEN_CPU, backend and proxy on CPU $SERVER_CPU
+
+| what | requests/s (median) | relative to nginx | p50 µs | p99 µs | proxy CPU µs/request | backend CPU µs/request | CPU $LOADGEN_CPU (wrk) / CPU $SERVER_CPU busy |
+|---|---|---|---|---|---|---|---|
+$(row "backend alone (nginx \`return 200\`, 1 worker)" backend "—")
+$(row "nginx reverse proxy ($NGINX_VERSION), 1 worker, upstream keep-alive" nginx "1.00")
+$(row "sluice serve --workers 1 ($SLUICE_VERSION)" sluice "$(printf '%.2f' "$RATIO")")
+
+- sluice/nginx: median of $PAIRS per-pair ratio(s) $(printf '%.2f' "$RATIO") (range $(printf '%.2f' "$RATIO_MIN")–$(printf '%.2f' "$RATIO_MAX")); expect about ±0.10 between two identical proxies measured this way.
+- Latencies and CPU are medians over runs; the backend-alone row is the median of a run before and a run after the pairs: the physical limit of this setup.
+- CPU µs/request: utime+stime of all the proxy's processes (nginx master and worker; every sluice thread) over the run, divided by requests served. It does not depend on how much of CPU $SERVER_CPU the proxy got.
+- Access logs: Sluice formats a line per request and writes it (batched by a thread) to stdout, sent to /dev/null. nginx: $(if [[ $ACCESS_LOG == on ]]; then echo "the same, an upstreaminfo line per request, buffered 64k, to /dev/null"; else echo "no access log (ACCESS_LOG=off), so nginx does less work than Sluice"; fi). The backend logs nothing.
+- CPU busy: how much of the load generator's CPU and of the servers' CPU was in use during the runs. With CPU $SERVER_CPU near 100% the proxy and backend are the limit, as intended; with CPU $LOADGEN_CPU near 100% wrk is (typically for the backend alone, which is then a lower bound of the limit).
+- Error responses and socket errors across all runs: $BAD.
+- Machine quiet (no cargo/rustc/linker running) during every run: $QUIET.
+
+<details><summary>every run</summary>
+
+| run | pair | requests/s | p50 µs | p99 µs | own CPU µs/req | backend CPU µs/req | CPU $LOADGEN_CPU / $SERVER_CPU busy | requests | errors |
+|---|---|---|---|---|---|---|---|---|---|
+$(awk '{ printf "| %s | %s | %.0f | %.0f | %.0f | %s | %s | %s%% / %s%% | %s | %s |\n", $1, $2, $3, $4, $5, $6, $9, $10, $11, $7, $8 }' "$RESULTS")
+
+</details>
+EOF
+
+if ((BAD > 0)); then
+	log "WARNING: $BAD error responses or socket errors: the figures include failures"
+fi
