@@ -39,19 +39,27 @@ impl Sluice {
 
     /// Like [`Sluice::start`], with extra environment variables.
     pub fn start_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Sluice {
+        Self::spawn(dir, 2, args, env)
+    }
+
+    /// Like [`Sluice::start`], with `workers` proxy workers instead of 2 (`--workers` cannot
+    /// be given twice): one worker makes pooling and request order deterministic.
+    pub fn start_workers(dir: &Path, workers: usize, args: &[&str]) -> Sluice {
+        Self::spawn(dir, workers, args, &[])
+    }
+
+    fn spawn(dir: &Path, workers: usize, args: &[&str], env: &[(&str, &str)]) -> Sluice {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
         cmd.arg("serve")
             .arg("--manifests")
             .arg(dir)
             .args(["--bind-address", "127.0.0.1", "--http-port", "0", "--healthz-port", "0"])
-            .args(["--workers", "2"])
+            .args(["--workers", &workers.to_string()])
             .args(args)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
         let mut child = cmd.spawn().expect("the sluice binary starts");
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(Vec::new()));
@@ -66,11 +74,11 @@ impl Sluice {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("sluice exited with {status}:\n{}", stderr.lock().unwrap().join("\n"));
             }
-            assert!(
-                Instant::now() < deadline,
-                "sluice did not start:\n{}",
-                stderr.lock().unwrap().join("\n")
-            );
+            if Instant::now() >= deadline {
+                // No `Sluice` exists yet to kill the process on drop.
+                let _ = child.kill();
+                panic!("sluice did not start:\n{}", stderr.lock().unwrap().join("\n"));
+            }
             std::thread::sleep(Duration::from_millis(10));
         };
         Sluice { child, http, admin, stdout, stderr }
@@ -548,44 +556,4 @@ pub async fn held_backend()
         }
     });
     (addr, rx, release)
-}
-
-impl Sluice {
-    /// Like [`Sluice::start`], with `workers` proxy workers instead of 2 (`--workers` cannot
-    /// be given twice): one worker makes pooling and request order deterministic.
-    pub fn start_workers(dir: &Path, workers: usize, args: &[&str]) -> Sluice {
-        let workers = workers.to_string();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
-        cmd.arg("serve")
-            .arg("--manifests")
-            .arg(dir)
-            .args(["--bind-address", "127.0.0.1", "--http-port", "0", "--healthz-port", "0"])
-            .args(["--workers", &workers])
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("the sluice binary starts");
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        collect_lines(child.stdout.take().unwrap(), stdout.clone());
-        collect_lines(child.stderr.take().unwrap(), stderr.clone());
-        let deadline = Instant::now() + WAIT;
-        let (http, admin) = loop {
-            let found = stderr.lock().unwrap().iter().find(|l| is_listening_line(l)).cloned();
-            if let Some(line) = found {
-                break (field(&line, "http="), field(&line, "admin="));
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("sluice exited with {status}:\n{}", stderr.lock().unwrap().join("\n"));
-            }
-            assert!(
-                Instant::now() < deadline,
-                "sluice did not start:\n{}",
-                stderr.lock().unwrap().join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        Sluice { child, http, admin, stdout, stderr }
-    }
 }
