@@ -14,6 +14,19 @@ fn app(backend: &str) -> String {
     ingress("app", "app.example.com", &[("/", "Prefix", backend)], &[])
 }
 
+/// A directory with the IngressClass and two Services, `blue` and `green`, each with its own
+/// echo backend.
+async fn blue_green() -> Manifests {
+    let (blue, green) = (echo("blue").await, echo("green").await);
+    let m = Manifests::new();
+    m.write("class.yaml", &ingress_class());
+    m.write(
+        "svc.yaml",
+        &format!("{}---\n{}", service("blue", &[blue]), service("green", &[green])),
+    );
+    m
+}
+
 /// Polls until `host` + `path` reaches `backend` (or fails after the harness's wait).
 async fn wait_routed(s: &Sluice, host: &str, path: &str, backend: &str) {
     let deadline = Instant::now() + WAIT;
@@ -33,13 +46,7 @@ async fn wait_routed(s: &Sluice, host: &str, path: &str, backend: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn added_changed_and_removed_ingresses_take_effect() {
-    let (blue, green) = (echo("blue").await, echo("green").await);
-    let m = Manifests::new();
-    m.write("class.yaml", &ingress_class());
-    m.write(
-        "svc.yaml",
-        &format!("{}---\n{}", service("blue", &[blue]), service("green", &[green])),
-    );
+    let m = blue_green().await;
     let s = Sluice::start(m.path(), &[]);
     assert_eq!(get(&s.url("/"), Some("app.example.com")).await.status, 404);
 
@@ -59,13 +66,7 @@ async fn added_changed_and_removed_ingresses_take_effect() {
 /// The done-means test: a stream of requests during 50 manifest changes sees no failure.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_changes_under_load_fail_no_request() {
-    let (blue, green) = (echo("blue").await, echo("green").await);
-    let m = Manifests::new();
-    m.write("class.yaml", &ingress_class());
-    m.write(
-        "svc.yaml",
-        &format!("{}---\n{}", service("blue", &[blue]), service("green", &[green])),
-    );
+    let m = blue_green().await;
     m.write("app.yaml", &app("blue"));
     let s = Arc::new(Sluice::start(m.path(), &[]));
     wait_routed(&s, "app.example.com", "/", "blue").await;

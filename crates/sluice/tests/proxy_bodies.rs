@@ -47,13 +47,7 @@ async fn send_streaming(
 ) -> Reply {
     let req =
         http::Request::builder().method("POST").uri(url).header("host", host).body(body).unwrap();
-    let resp = tokio::time::timeout(WAIT, client.request(req))
-        .await
-        .expect("no timeout")
-        .expect("a response");
-    let (parts, body) = resp.into_parts();
-    let body = body.collect().await.expect("a whole body").to_bytes();
-    Reply { status: parts.status, headers: parts.headers, body }
+    send(client, req).await
 }
 
 /// A backend counting the requests it sees and answering with the size of their bodies.
@@ -104,10 +98,7 @@ fn route(m: &Manifests, name: &str, host: &str, service: &str, annotations: &[(&
 #[tokio::test(flavor = "multi_thread")]
 async fn uploads_and_downloads_keep_their_length() {
     let app = echo("app").await;
-    let m = Manifests::new();
-    m.write("class.yaml", &ingress_class());
-    m.write("svc.yaml", &service("app", &[app]));
-    route(&m, "web", "", "app", &[]);
+    let m = catch_all("app", &[app], &[]);
     let s = Sluice::start(m.path(), &[]);
 
     // 800 KiB with Content-Length (under the default 1 MiB limit).
@@ -142,10 +133,7 @@ async fn uploads_and_downloads_keep_their_length() {
 #[tokio::test(flavor = "multi_thread")]
 async fn chunked_uploads_pass_through() {
     let app = echo("app").await;
-    let m = Manifests::new();
-    m.write("class.yaml", &ingress_class());
-    m.write("svc.yaml", &service("app", &[app]));
-    route(&m, "web", "", "app", &[]);
+    let m = catch_all("app", &[app], &[]);
     let s = Sluice::start(m.path(), &[]);
 
     let r = send_streaming(
@@ -181,10 +169,7 @@ async fn responses_stream_without_buffering() {
         }
     })
     .await;
-    let m = Manifests::new();
-    m.write("class.yaml", &ingress_class());
-    m.write("svc.yaml", &service("stream", &[backend]));
-    route(&m, "web", "", "stream", &[]);
+    let m = catch_all("stream", &[backend], &[]);
     let s = Sluice::start(m.path(), &[]);
 
     let resp = tokio::time::timeout(
@@ -217,10 +202,7 @@ async fn responses_stream_without_buffering() {
 #[tokio::test(flavor = "multi_thread")]
 async fn declared_body_over_the_limit_is_refused_before_the_backend() {
     let (backend, seen) = counting_backend().await;
-    let m = Manifests::new();
-    m.write("class.yaml", &ingress_class());
-    m.write("svc.yaml", &service("count", &[backend]));
-    route(&m, "web", "", "count", &[]);
+    let m = catch_all("count", &[backend], &[]);
     let s = Sluice::start(m.path(), &[]);
 
     // Written raw, so that the answer is read even if the proxy stops reading the body.
@@ -240,10 +222,7 @@ async fn declared_body_over_the_limit_is_refused_before_the_backend() {
 #[tokio::test(flavor = "multi_thread")]
 async fn chunked_body_over_the_limit_is_refused() {
     let app = echo("app").await;
-    let m = Manifests::new();
-    m.write("class.yaml", &ingress_class());
-    m.write("svc.yaml", &service("app", &[app]));
-    route(&m, "web", "", "app", &[]);
+    let m = catch_all("app", &[app], &[]);
     let s = Sluice::start(m.path(), &[]);
 
     let resp = raw_chunked_post(s.http, "c.example.com", MIB + 64 * 1024, 32 * 1024).await;
@@ -333,10 +312,7 @@ async fn streamed_body_chunks_are_forwarded_as_they_come() {
         }
     })
     .await;
-    let m = Manifests::new();
-    m.write("class.yaml", &ingress_class());
-    m.write("svc.yaml", &service("up", &[backend]));
-    route(&m, "web", "", "up", &[]);
+    let m = catch_all("up", &[backend], &[]);
     let s = Sluice::start(m.path(), &[]);
 
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
@@ -366,10 +342,7 @@ async fn streamed_body_chunks_are_forwarded_as_they_come() {
 #[tokio::test(flavor = "multi_thread")]
 async fn h2c_declared_body_over_the_limit_is_413() {
     let app = echo("app").await;
-    let m = Manifests::new();
-    m.write("class.yaml", &ingress_class());
-    m.write("svc.yaml", &service("app", &[app]));
-    route(&m, "web", "", "app", &[]);
+    let m = catch_all("app", &[app], &[]);
     let s = Sluice::start(m.path(), &[]);
     let h2 = h2c_client();
     let r = send(&h2, request("POST", &s.url("/"), None, Bytes::from(vec![b'h'; MIB + 1]))).await;
@@ -383,10 +356,7 @@ async fn h2c_declared_body_over_the_limit_is_413() {
 async fn expect_100_continue_is_honoured() {
     use tokio::io::AsyncReadExt;
     let app = echo("app").await;
-    let m = Manifests::new();
-    m.write("class.yaml", &ingress_class());
-    m.write("svc.yaml", &service("app", &[app]));
-    route(&m, "web", "", "app", &[]);
+    let m = catch_all("app", &[app], &[]);
     let s = Sluice::start(m.path(), &[]);
 
     // Within the limit: 100 Continue, then the body goes through.
@@ -419,10 +389,7 @@ async fn expect_100_continue_is_honoured() {
 #[tokio::test(flavor = "multi_thread")]
 async fn head_responses_keep_their_length_and_the_connection_in_step() {
     let app = echo("app").await;
-    let m = Manifests::new();
-    m.write("class.yaml", &ingress_class());
-    m.write("svc.yaml", &service("app", &[app]));
-    route(&m, "web", "", "app", &[]);
+    let m = catch_all("app", &[app], &[]);
     let s = Sluice::start_workers(m.path(), 1, &[]);
     let c = client();
     for _ in 0..3 {
@@ -445,10 +412,7 @@ async fn head_responses_keep_their_length_and_the_connection_in_step() {
 #[tokio::test(flavor = "multi_thread")]
 async fn http1_clients_uploading_too_much_read_the_413() {
     let app = echo("app").await;
-    let m = Manifests::new();
-    m.write("class.yaml", &ingress_class());
-    m.write("svc.yaml", &service("app", &[app]));
-    route(&m, "web", "", "app", &[]);
+    let m = catch_all("app", &[app], &[]);
     let s = Sluice::start(m.path(), &[]);
     // NGINX answers 413 and keeps reading (discarding) the body for a while before closing
     // (lingering close), so that a client still writing its body reads the answer.
@@ -492,10 +456,7 @@ async fn close_delimited_responses_are_relayed_whole() {
         }
     })
     .await;
-    let m = Manifests::new();
-    m.write("class.yaml", &ingress_class());
-    m.write("svc.yaml", &service("old", &[backend]));
-    route(&m, "web", "", "old", &[]);
+    let m = catch_all("old", &[backend], &[]);
     let s = Sluice::start_workers(m.path(), 1, &[]);
     let c = client();
     for _ in 0..3 {

@@ -10,19 +10,10 @@ use common::*;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-/// One echo behind a catch-all Ingress.
-fn one_echo(addr: std::net::SocketAddr) -> Manifests {
-    let m = Manifests::new();
-    m.write("class.yaml", &ingress_class());
-    m.write("svc.yaml", &service("app", &[addr]));
-    m.write("ing.yaml", &ingress("web", "", &[("/", "Prefix", "app")], &[]));
-    m
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn keep_alive_on_both_sides() {
     let app = echo("app").await;
-    let m = one_echo(app);
+    let m = catch_all("app", &[app], &[]);
     let s = Sluice::start_workers(m.path(), 1, &[]);
 
     // One client connection, many requests in turn.
@@ -60,7 +51,7 @@ async fn keep_alive_on_both_sides() {
 #[tokio::test(flavor = "multi_thread")]
 async fn upstream_connections_are_reused_across_client_connections() {
     let app = echo("app").await;
-    let m = one_echo(app);
+    let m = catch_all("app", &[app], &[]);
     let s = Sluice::start_workers(m.path(), 1, &[]);
     let mut remotes = std::collections::BTreeSet::new();
     for _ in 0..10 {
@@ -106,7 +97,7 @@ async fn round_robin_spreads_requests_evenly() {
 #[tokio::test(flavor = "multi_thread")]
 async fn h2c_prior_knowledge_is_routed_over_http1_upstream() {
     let app = echo("app").await;
-    let m = one_echo(app);
+    let m = catch_all("app", &[app], &[]);
     let s = Sluice::start(m.path(), &[]);
 
     let r = send(&h2c_client(), request("GET", &s.url("/h2?x=1"), None, Bytes::new())).await;
@@ -176,7 +167,7 @@ async fn h2c_many_concurrent_streams_on_one_connection() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_download_abandoned_by_the_client_does_not_poison_the_pool() {
     let app = echo("app").await;
-    let m = one_echo(app);
+    let m = catch_all("app", &[app], &[]);
     let s = Sluice::start_workers(m.path(), 1, &[]);
 
     let first = get(&s.url("/warm"), None).await;
@@ -220,7 +211,7 @@ async fn upstream_closing_after_each_response_is_not_an_error() {
         }
     })
     .await;
-    let m = one_echo(backend);
+    let m = catch_all("app", &[backend], &[]);
     let s = Sluice::start_workers(m.path(), 1, &[]);
     let c = client();
     let mut statuses = Vec::new();
@@ -244,7 +235,7 @@ async fn upstream_connection_close_responses_are_followed() {
         }
     })
     .await;
-    let m = one_echo(backend);
+    let m = catch_all("app", &[backend], &[]);
     let s = Sluice::start_workers(m.path(), 1, &[]);
     let c = client();
     for i in 0..20 {
@@ -261,7 +252,7 @@ async fn upstream_connection_close_responses_are_followed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn pipelined_requests_are_answered_in_order() {
     let app = echo("app").await;
-    let m = one_echo(app);
+    let m = catch_all("app", &[app], &[]);
     let s = Sluice::start(m.path(), &[]);
     // Three requests written at once; the middle one is slow and must not be overtaken.
     let pipelined = "GET /one HTTP/1.1\r\nHost: p.example.com\r\n\r\n\
@@ -298,7 +289,7 @@ async fn a_get_on_a_pooled_connection_closed_by_the_backend_is_retried() {
         // dropped: closed without an answer
     })
     .await;
-    let m = one_echo(backend);
+    let m = catch_all("app", &[backend], &[]);
     let s = Sluice::start_workers(m.path(), 1, &[]);
     let c = client();
     let mut statuses = Vec::new();

@@ -69,10 +69,7 @@ async fn forwarding_headers_are_set_and_hop_by_hop_headers_removed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn request_ids_are_generated_per_request_or_kept() {
     let app = echo("app").await;
-    let m = Manifests::new();
-    m.write("class.yaml", &ingress_class());
-    m.write("svc.yaml", &service("app", &[app]));
-    m.write("ing.yaml", &ingress("web", "", &[("/", "Prefix", "app")], &[]));
+    let m = catch_all("app", &[app], &[]);
     let s = Sluice::start(m.path(), &[]);
     let c = client();
 
@@ -112,10 +109,7 @@ async fn hop_by_hop_headers_from_the_backend_do_not_reach_the_client() {
         }
     })
     .await;
-    let m = Manifests::new();
-    m.write("class.yaml", &ingress_class());
-    m.write("svc.yaml", &service("raw", &[backend]));
-    m.write("ing.yaml", &ingress("web", "", &[("/", "Prefix", "raw")], &[]));
+    let m = catch_all("raw", &[backend], &[]);
     let s = Sluice::start(m.path(), &[]);
 
     let c = client();
@@ -209,10 +203,7 @@ async fn echo_of(s: &Sluice, raw: &str) -> serde_json::Value {
 
 async fn catch_all_echo() -> (Manifests, Sluice) {
     let app = echo("app").await;
-    let m = Manifests::new();
-    m.write("class.yaml", &ingress_class());
-    m.write("svc.yaml", &service("app", &[app]));
-    m.write("ing.yaml", &ingress("web", "", &[("/", "Prefix", "app")], &[]));
+    let m = catch_all("app", &[app], &[]);
     let s = Sluice::start(m.path(), &[]);
     (m, s)
 }

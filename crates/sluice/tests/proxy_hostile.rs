@@ -14,10 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn start() -> (Manifests, Sluice) {
     let app = echo("app").await;
-    let m = Manifests::new();
-    m.write("class.yaml", &ingress_class());
-    m.write("svc.yaml", &service("app", &[app]));
-    m.write("ing.yaml", &ingress("web", "", &[("/", "Prefix", "app")], &[]));
+    let m = catch_all("app", &[app], &[]);
     let s = Sluice::start(m.path(), &[]);
     (m, s)
 }
@@ -79,10 +76,7 @@ async fn header_counting_backend() -> (SocketAddr, Arc<Mutex<Vec<usize>>>) {
 #[tokio::test(flavor = "multi_thread")]
 async fn oversized_heads_are_431() {
     let (backend, seen) = header_counting_backend().await;
-    let m = Manifests::new();
-    m.write("class.yaml", &ingress_class());
-    m.write("svc.yaml", &service("count", &[backend]));
-    m.write("ing.yaml", &ingress("web", "", &[("/", "Prefix", "count")], &[]));
+    let m = catch_all("count", &[backend], &[]);
     let mut s = Sluice::start(m.path(), &[]);
 
     // 100 headers of 700 bytes: 70 KB, over the 64 KiB head limit.
@@ -202,10 +196,7 @@ async fn truncated_requests_are_harmless() {
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_headers_do_not_block_other_clients() {
     let app = echo("app").await;
-    let m = Manifests::new();
-    m.write("class.yaml", &ingress_class());
-    m.write("svc.yaml", &service("app", &[app]));
-    m.write("ing.yaml", &ingress("web", "", &[("/", "Prefix", "app")], &[]));
+    let m = catch_all("app", &[app], &[]);
     // One worker: the slow client and the others share the thread.
     let mut s = Sluice::start_workers(m.path(), 1, &[]);
 
@@ -261,10 +252,7 @@ async fn content_length_with_chunked_does_not_smuggle_a_request() {
         }
     })
     .await;
-    let m = Manifests::new();
-    m.write("class.yaml", &ingress_class());
-    m.write("svc.yaml", &service("app", &[backend]));
-    m.write("ing.yaml", &ingress("web", "", &[("/", "Prefix", "app")], &[]));
+    let m = catch_all("app", &[backend], &[]);
     let mut s = Sluice::start(m.path(), &[]);
 
     // Under Content-Length the whole tail is one body; under chunked it is an empty body and

@@ -270,8 +270,13 @@ pub fn request(method: &str, url: &str, host: Option<&str>, body: Bytes) -> Requ
     b.body(Full::new(body)).unwrap()
 }
 
-/// Sends a request and reads the whole response.
-pub async fn send(client: &Client<HttpConnector, Full<Bytes>>, req: Request<Full<Bytes>>) -> Reply {
+/// Sends a request (any body type) and reads the whole response.
+pub async fn send<B>(client: &Client<HttpConnector, B>, req: Request<B>) -> Reply
+where
+    B: hyper::body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let resp = tokio::time::timeout(WAIT, client.request(req))
         .await
         .expect("no timeout")
@@ -374,6 +379,16 @@ spec:
     port: 80
 {slices}"
     )
+}
+
+/// A manifests directory sending every host and path to the Service `name` (endpoints
+/// `backends`), through an Ingress `web` carrying `annotations`: the set-up most proxy tests need.
+pub fn catch_all(name: &str, backends: &[SocketAddr], annotations: &[(&str, &str)]) -> Manifests {
+    let m = Manifests::new();
+    m.write("class.yaml", &ingress_class());
+    m.write("svc.yaml", &service(name, backends));
+    m.write("ing.yaml", &ingress("web", "", &[("/", "Prefix", name)], annotations));
+    m
 }
 
 /// An Ingress `name` in `default` for `host` (empty for any host), with `(path, pathType,
