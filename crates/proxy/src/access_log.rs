@@ -39,7 +39,7 @@ thread_local! {
 /// Where access log lines go.
 pub struct AccessLog {
     format: LogFormat,
-    tx: Option<SyncSender<Vec<u8>>>,
+    tx: SyncSender<Vec<u8>>,
     dropped: AtomicU64,
 }
 
@@ -58,12 +58,7 @@ impl AccessLog {
                 }
             })
             .expect("the access log thread starts");
-        Self { format, tx: Some(tx), dropped: AtomicU64::new(0) }
-    }
-
-    /// A log that writes nothing.
-    pub fn disabled() -> Self {
-        Self { format: LogFormat::Upstreaminfo, tx: None, dropped: AtomicU64::new(0) }
+        Self { format, tx, dropped: AtomicU64::new(0) }
     }
 
     /// Lines dropped because the writer could not keep up.
@@ -72,9 +67,6 @@ impl AccessLog {
     }
 
     pub(crate) fn write(&self, record: &Record, elapsed: Duration) {
-        if self.tx.is_none() {
-            return;
-        }
         let full = BUFFER.with(|b| {
             let mut b = b.borrow_mut();
             match self.format {
@@ -90,7 +82,6 @@ impl AccessLog {
 
     /// Hands this thread's buffered lines to the writer.
     pub(crate) fn flush_worker(&self) {
-        let Some(tx) = &self.tx else { return };
         let batch = BUFFER.with(|b| {
             let mut b = b.borrow_mut();
             if b.is_empty() {
@@ -99,7 +90,7 @@ impl AccessLog {
             Some(std::mem::replace(&mut *b, Vec::with_capacity(BATCH_BYTES + 1024)))
         });
         if let Some(batch) = batch
-            && let Err(TrySendError::Full(batch)) = tx.try_send(batch)
+            && let Err(TrySendError::Full(batch)) = self.tx.try_send(batch)
         {
             let lines = batch.iter().filter(|&&c| c == b'\n').count() as u64;
             self.dropped.fetch_add(lines, Ordering::Relaxed);

@@ -29,16 +29,14 @@ pub(crate) fn spawn(client: OnUpgrade, upstream: OnUpgrade, idle: Duration) {
         let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
         tokio::pin!(copy);
         loop {
-            let deadline = base + Duration::from_millis(last.load(Ordering::Relaxed)) + idle;
+            let idle_until = base + Duration::from_millis(last.load(Ordering::Relaxed)) + idle;
+            if idle_until <= Instant::now() {
+                tracing::debug!(?idle, "closing idle upgraded connection");
+                return;
+            }
             tokio::select! {
                 _ = &mut copy => return,
-                () = tokio::time::sleep_until(deadline) => {
-                    let now_last = base + Duration::from_millis(last.load(Ordering::Relaxed));
-                    if now_last + idle <= Instant::now() {
-                        tracing::debug!(?idle, "closing idle upgraded connection");
-                        return;
-                    }
-                }
+                () = tokio::time::sleep_until(idle_until) => {}
             }
         }
     });

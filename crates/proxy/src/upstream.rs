@@ -34,6 +34,13 @@ struct Idle {
     since: Instant,
 }
 
+impl Idle {
+    /// Still open, and not idle for longer than [`IDLE_TIMEOUT`].
+    fn usable(&self) -> bool {
+        !self.sender.is_closed() && self.since.elapsed() < IDLE_TIMEOUT
+    }
+}
+
 thread_local! {
     /// This worker's idle connections by endpoint. Only this thread's tasks touch it.
     static POOL: RefCell<HashMap<SocketAddr, Vec<Idle>>> = RefCell::new(HashMap::new());
@@ -45,7 +52,7 @@ fn checkout(addr: SocketAddr) -> Option<Sender> {
         let mut pool = pool.borrow_mut();
         let list = pool.get_mut(&addr)?;
         while let Some(idle) = list.pop() {
-            if !idle.sender.is_closed() && idle.since.elapsed() < IDLE_TIMEOUT {
+            if idle.usable() {
                 return Some(idle.sender);
             }
         }
@@ -72,7 +79,7 @@ pub(crate) fn sweep() {
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
         for list in pool.values_mut() {
-            list.retain(|i| !i.sender.is_closed() && i.since.elapsed() < IDLE_TIMEOUT);
+            list.retain(Idle::usable);
         }
         pool.retain(|_, list| !list.is_empty());
     });
