@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use sluice_manifests::ManifestDir;
 
 use crate::cli::CheckArgs;
+use crate::control::table_for;
 use crate::report::ConfigView;
 
 /// Prints the routing table and diagnostics. Exit status: 0 when nothing is rejected, 1 when
@@ -15,11 +16,7 @@ pub fn run(args: &CheckArgs) -> ExitCode {
         eprintln!("error: cannot read manifests from {}: {e}", args.dir.display());
         return ExitCode::from(2);
     }
-    let (snapshot, source_diags) = dir.snapshot();
-    let mut table = sluice_translate::translate(&snapshot, &args.class.settings());
-    table.diagnostics.extend(source_diags);
-    table.diagnostics.sort();
-    table.diagnostics.dedup();
+    let (table, _) = table_for(&dir, &args.class.settings());
     let errors = dir.errors();
     let view = ConfigView::new(&table, &errors);
     if args.json {

@@ -11,7 +11,7 @@ use prometheus::{
     Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 use sluice_manifests::{ManifestDir, ParseError};
-use sluice_model::{Diagnostic, Settings, Severity};
+use sluice_model::{Diagnostic, RoutingTable, Settings, Severity, Snapshot};
 use sluice_proxy::Shared;
 
 /// Metrics about applying configuration.
@@ -130,7 +130,7 @@ impl Control {
         let scan = dir.rescan().map_err(|e| {
             anyhow::anyhow!("cannot read manifests from {}: {e}", dir.root().display())
         })?;
-        let (snapshot, source_diags) = dir.snapshot();
+        let (mut table, snapshot) = table_for(&dir, &settings);
         tracing::info!(
             files = scan.files,
             objects = snapshot.len(),
@@ -140,8 +140,6 @@ impl Control {
             "loaded manifests from {}",
             dir.root().display()
         );
-        let mut table = sluice_translate::translate(&snapshot, &settings);
-        merge(&mut table.diagnostics, source_diags);
         table.generation = 1;
         shared.publish(Arc::new(table));
         let mut control = Self {
@@ -172,9 +170,7 @@ impl Control {
         if scan.unchanged() {
             return;
         }
-        let (snapshot, source_diags) = self.dir.snapshot();
-        let mut table = sluice_translate::translate(&snapshot, &self.settings);
-        merge(&mut table.diagnostics, source_diags);
+        let (mut table, _) = table_for(&self.dir, &self.settings);
         self.generation += 1;
         table.generation = self.generation;
         self.shared.publish(Arc::new(table));
@@ -241,8 +237,14 @@ impl Control {
     }
 }
 
-fn merge(into: &mut Vec<Diagnostic>, more: Vec<Diagnostic>) {
-    into.extend(more);
-    into.sort();
-    into.dedup();
+/// The routing table for what `dir` holds now (its last good version of every file), with
+/// the source's own diagnostics (objects defined twice) among translation's; and the snapshot
+/// it came from. Shared by `serve` and `check`, so both always agree.
+pub fn table_for(dir: &ManifestDir, settings: &Settings) -> (RoutingTable, Snapshot) {
+    let (snapshot, source_diags) = dir.snapshot();
+    let mut table = sluice_translate::translate(&snapshot, settings);
+    table.diagnostics.extend(source_diags);
+    table.diagnostics.sort();
+    table.diagnostics.dedup();
+    (table, snapshot)
 }
