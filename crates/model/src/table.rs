@@ -38,6 +38,9 @@ pub struct RoutingTable {
     pub backends: Vec<Backend>,
     /// What translation found wrong, per object.
     pub diagnostics: Vec<Diagnostic>,
+    /// The Ingresses this controller serves (its class), sorted; their status carries our
+    /// address, whether or not any of their rules could be applied.
+    pub owned: Vec<NamespacedName>,
 }
 
 /// The paths of one host, merged from every Ingress that names it.

@@ -35,10 +35,19 @@ pub fn translate(snapshot: &Snapshot, settings: &Settings) -> RoutingTable {
         .filter(|i| class::is_ours(i, &classes, settings))
         .collect();
     ingresses.sort_by(|a, b| oldest_first(a, b));
+    let mut owned: Vec<NamespacedName> = ingresses.iter().map(|i| name_of(i)).collect();
+    owned.sort();
     for ingress in ingresses {
         b.add_ingress(ingress, &global);
     }
-    b.finish()
+    b.finish(owned)
+}
+
+fn name_of(i: &Ingress) -> NamespacedName {
+    NamespacedName::new(
+        i.metadata.namespace.as_deref().unwrap_or_default(),
+        i.metadata.name.as_deref().unwrap_or_default(),
+    )
 }
 
 /// ingress-nginx's order: creationTimestamp ascending (unset is oldest, like Go's zero time);
@@ -158,10 +167,7 @@ impl<'s> Builder<'s> {
     }
 
     fn add_ingress(&mut self, ingress: &Ingress, global: &GlobalConfig) {
-        let name = NamespacedName::new(
-            ingress.metadata.namespace.as_deref().unwrap_or_default(),
-            ingress.metadata.name.as_deref().unwrap_or_default(),
-        );
+        let name = name_of(ingress);
         let object = ObjectRef::new(Kind::Ingress, &name.namespace, &name.name);
         let annotations = annotations::parse(
             ingress,
@@ -463,7 +469,7 @@ impl<'s> Builder<'s> {
         (id, true)
     }
 
-    fn finish(mut self) -> RoutingTable {
+    fn finish(mut self, owned: Vec<NamespacedName>) -> RoutingTable {
         let mut exact_hosts = HashMap::new();
         let mut wildcard_hosts = HashMap::new();
         for (host, &id) in &self.host_ids {
@@ -486,6 +492,7 @@ impl<'s> Builder<'s> {
             routes: self.routes,
             backends: self.backends,
             diagnostics: self.diagnostics,
+            owned,
         }
     }
 }

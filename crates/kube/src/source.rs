@@ -1,0 +1,309 @@
+use std::collections::HashMap;
+use std::collections::hash_map::DefaultHasher;
+use std::fmt::Debug;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use kube::api::Api;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher::{self, Event};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use sluice_model::{NamespacedName, Snapshot};
+use tokio::sync::mpsc;
+
+/// What to watch.
+#[derive(Clone, Debug, Default)]
+pub struct SourceConfig {
+    /// `--watch-namespace`: only these namespaces (one watch per namespace and kind); `None`
+    /// watches the whole cluster.
+    pub namespaces: Option<Vec<String>>,
+    /// `--watch-namespace-selector`: only namespaces with these labels (used when
+    /// `namespaces` is `None`).
+    pub namespace_selector: Option<String>,
+    /// `--configmap`: the only ConfigMap whose changes matter to routing today.
+    pub configmap: Option<NamespacedName>,
+}
+
+/// The stores of every watched kind.
+pub struct KubeSource {
+    ingresses: Vec<Store<Ingress>>,
+    services: Vec<Store<Service>>,
+    endpoint_slices: Vec<Store<EndpointSlice>>,
+    secrets: Vec<Store<Secret>>,
+    config_maps: Vec<Store<ConfigMap>>,
+    ingress_classes: Store<IngressClass>,
+    selected_namespaces: Option<Store<Namespace>>,
+}
+
+/// The outcome of the first full sync.
+#[derive(Debug, Clone)]
+pub struct SyncReport {
+    /// Objects per kind, in the order synced.
+    pub counts: Vec<(&'static str, usize)>,
+    /// Time from start to the last kind synced.
+    pub took: Duration,
+}
+
+/// Helm keeps every release in a Secret of this type; they can be large and are never
+/// referenced by an Ingress (ingress-nginx leaves them out too).
+const HELM_RELEASE_SECRETS: &str = "type!=helm.sh/release.v1";
+
+impl KubeSource {
+    /// Starts the reflectors. The returned channel receives a wake-up (coalesced: at most one
+    /// pending) whenever something that can change routing changed.
+    pub fn start(client: Client, config: &SourceConfig) -> (KubeSource, mpsc::Receiver<()>) {
+        let (tx, rx) = mpsc::channel(1);
+        let namespaces = config.namespaces.clone();
+        let per_ns = |kind: &'static str| Scope { kind, namespaces: namespaces.clone() };
+        let configmap = config.configmap.clone();
+        let ingresses =
+            per_ns("Ingress").reflect(&client, watcher::Config::default(), &tx, ingress_filter);
+        let services = per_ns("Service").reflect(&client, watcher::Config::default(), &tx, always);
+        let endpoint_slices =
+            per_ns("EndpointSlice").reflect(&client, watcher::Config::default(), &tx, always);
+        let secrets = per_ns("Secret").reflect(
+            &client,
+            watcher::Config::default().fields(HELM_RELEASE_SECRETS),
+            &tx,
+            always,
+        );
+        let config_maps =
+            per_ns("ConfigMap").reflect(&client, watcher::Config::default(), &tx, move || {
+                let configmap = configmap.clone();
+                move |cm: &ConfigMap| {
+                    configmap.as_ref().is_some_and(|c| {
+                        cm.namespace().as_deref() == Some(c.namespace.as_str())
+                            && cm.name_any() == c.name
+                    })
+                }
+            });
+        let ingress_classes = spawn_reflector(
+            "IngressClass",
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            tx.clone(),
+            always(),
+        );
+        let selected_namespaces = match (&config.namespaces, &config.namespace_selector) {
+            (None, Some(selector)) => Some(spawn_reflector(
+                "Namespace",
+                Api::all(client.clone()),
+                watcher::Config::default().labels(selector),
+                tx.clone(),
+                always(),
+            )),
+            _ => None,
+        };
+        let source = KubeSource {
+            ingresses,
+            services,
+            endpoint_slices,
+            secrets,
+            config_maps,
+            ingress_classes,
+            selected_namespaces,
+        };
+        (source, rx)
+    }
+
+    /// Waits until every store holds a complete first list, logging each kind as it syncs.
+    pub async fn wait_synced(&self) -> SyncReport {
+        let started = Instant::now();
+        let mut counts = Vec::new();
+        macro_rules! sync {
+            ($kind:literal, $stores:expr) => {{
+                for store in $stores {
+                    // Only fails if the reflector task is gone, which never happens while
+                    // the source lives.
+                    let _ = store.wait_until_ready().await;
+                }
+                let n: usize = $stores.iter().map(|s| s.state().len()).sum();
+                tracing::info!(
+                    kind = $kind,
+                    objects = n,
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "synced"
+                );
+                counts.push(($kind, n));
+            }};
+        }
+        if let Some(ns) = &self.selected_namespaces {
+            sync!("Namespace", std::slice::from_ref(ns));
+        }
+        sync!("IngressClass", std::slice::from_ref(&self.ingress_classes));
+        sync!("Ingress", &self.ingresses);
+        sync!("Service", &self.services);
+        sync!("EndpointSlice", &self.endpoint_slices);
+        sync!("Secret", &self.secrets);
+        sync!("ConfigMap", &self.config_maps);
+        SyncReport { counts, took: started.elapsed() }
+    }
+
+    /// Everything watched, as one snapshot (objects shared with the stores, not copied).
+    pub fn snapshot(&self) -> Snapshot {
+        let selected = self.selected_namespaces.as_ref().map(|s| {
+            s.state().iter().map(|n| n.name_any()).collect::<std::collections::HashSet<_>>()
+        });
+        let keep = |ns: Option<String>| match (&selected, ns) {
+            (None, _) => true,
+            (Some(set), Some(ns)) => set.contains(&ns),
+            (Some(_), None) => true,
+        };
+        fn all<K: Resource + Clone>(
+            stores: &[Store<K>],
+            keep: &impl Fn(Option<String>) -> bool,
+        ) -> Vec<Arc<K>>
+        where
+            K::DynamicType: Eq + Hash + Clone,
+        {
+            stores.iter().flat_map(|s| s.state()).filter(|o| keep(o.namespace())).collect()
+        }
+        Snapshot {
+            ingresses: all(&self.ingresses, &keep),
+            ingress_classes: self.ingress_classes.state(),
+            services: all(&self.services, &keep),
+            endpoint_slices: all(&self.endpoint_slices, &keep),
+            secrets: all(&self.secrets, &keep),
+            config_maps: all(&self.config_maps, &keep),
+        }
+    }
+}
+
+/// Which namespaces one kind is watched in.
+struct Scope {
+    kind: &'static str,
+    namespaces: Option<Vec<String>>,
+}
+
+impl Scope {
+    /// One reflector per namespace (or one for the cluster); `filter` makes, per reflector, the
+    /// predicate deciding which applied objects wake the control loop.
+    fn reflect<K, F, P>(
+        &self,
+        client: &Client,
+        config: watcher::Config,
+        tx: &mpsc::Sender<()>,
+        filter: F,
+    ) -> Vec<Store<K>>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + Debug
+            + Send
+            + Sync
+            + 'static,
+        K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
+        F: Fn() -> P,
+        P: FnMut(&K) -> bool + Send + 'static,
+    {
+        match &self.namespaces {
+            None => vec![spawn_reflector(
+                self.kind,
+                Api::all(client.clone()),
+                config,
+                tx.clone(),
+                filter(),
+            )],
+            Some(list) => list
+                .iter()
+                .map(|ns| {
+                    spawn_reflector(
+                        self.kind,
+                        Api::namespaced(client.clone(), ns),
+                        config.clone(),
+                        tx.clone(),
+                        filter(),
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Every applied object matters.
+fn always<K>() -> impl FnMut(&K) -> bool + Send + 'static {
+    |_: &K| true
+}
+
+/// An Ingress matters when what routing reads changed: its spec (`generation`), annotations or
+/// labels. Status updates, including Sluice's own, do not wake the loop.
+fn ingress_filter() -> impl FnMut(&Ingress) -> bool + Send + 'static {
+    let mut seen: HashMap<(String, String), u64> = HashMap::new();
+    move |ing: &Ingress| {
+        let mut h = DefaultHasher::new();
+        ing.metadata.generation.hash(&mut h);
+        ing.metadata.annotations.hash(&mut h);
+        ing.metadata.labels.hash(&mut h);
+        let key = (ing.namespace().unwrap_or_default(), ing.name_any());
+        seen.insert(key, h.finish()) != Some(h.finish())
+    }
+}
+
+fn spawn_reflector<K, P>(
+    kind: &'static str,
+    api: Api<K>,
+    config: watcher::Config,
+    tx: mpsc::Sender<()>,
+    mut matters: P,
+) -> Store<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
+    P: FnMut(&K) -> bool + Send + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = watcher::watcher(api, config).default_backoff().reflect(writer);
+    tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        let mut failing = false;
+        let mut listed = false;
+        while let Some(event) = stream.next().await {
+            let wake = match event {
+                Ok(Event::Apply(obj)) => matters(&obj),
+                // Deletions always matter; the filter still learns the object is gone.
+                Ok(Event::Delete(_)) => true,
+                Ok(Event::InitApply(obj)) => {
+                    matters(&obj);
+                    false
+                }
+                Ok(Event::Init) => false,
+                // A (re)list is complete: the store was just replaced whole. After the first,
+                // one only happens when a watch could not resume (410 Gone: history expired).
+                Ok(Event::InitDone) => {
+                    if listed {
+                        tracing::info!(
+                            kind,
+                            "relisted after the watch expired; the store was replaced whole"
+                        );
+                    }
+                    listed = true;
+                    true
+                }
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(kind, error = %e, "watch failed; retrying with backoff, the last configuration keeps serving");
+                    }
+                    failing = true;
+                    continue;
+                }
+            };
+            if failing {
+                tracing::info!(kind, "watch recovered");
+                failing = false;
+            }
+            if wake {
+                // A full channel already holds a wake-up that covers this change.
+                let _ = tx.try_send(());
+            }
+        }
+    });
+    reader
+}
