@@ -3,8 +3,8 @@
 //! no Secret, no private key.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
 use axum::Router;
@@ -13,7 +13,6 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus::{Encoder, TextEncoder};
-use sluice_manifests::ParseError;
 use sluice_proxy::{Proxy, Shared};
 
 use crate::control::ControlMetrics;
@@ -23,12 +22,12 @@ use crate::report::{ConfigView, backends_json};
 pub struct AdminState {
     /// The proxy's shared state (table, metrics, access log).
     pub shared: &'static Shared,
-    /// The running proxy, for worker health.
-    pub proxy: Arc<Proxy>,
+    /// The proxy once it runs, for worker health (it starts after the first configuration).
+    pub proxy: OnceLock<Arc<Proxy>>,
     /// True once the first configuration is applied, false again while shutting down.
     pub ready: AtomicBool,
-    /// Parse errors of the source.
-    pub source_errors: Arc<ArcSwap<Vec<ParseError>>>,
+    /// The source's own errors (files that do not parse).
+    pub source_errors: Arc<ArcSwap<Vec<String>>>,
     /// Gauges refreshed at scrape time.
     pub control_metrics: Arc<ControlMetrics>,
 }
@@ -55,7 +54,8 @@ pub async fn serve(addr: SocketAddr, state: Arc<AdminState>) -> anyhow::Result<S
 }
 
 async fn healthz(State(s): State<Arc<AdminState>>) -> Response {
-    if s.proxy.healthy() {
+    // Still starting (waiting for the first configuration) counts as healthy.
+    if s.proxy.get().is_none_or(|p| p.healthy()) {
         (StatusCode::OK, "ok\n").into_response()
     } else {
         (StatusCode::INTERNAL_SERVER_ERROR, "a proxy worker has stopped\n").into_response()

@@ -17,7 +17,7 @@ pub fn run(args: &CheckArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     let (table, _) = table_for(&dir, &args.class.settings());
-    let errors = dir.errors();
+    let errors: Vec<String> = dir.errors().iter().map(ToString::to_string).collect();
     let view = ConfigView::new(&table, &errors);
     if args.json {
         match serde_json::to_string_pretty(&view) {

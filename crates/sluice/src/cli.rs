@@ -5,7 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use sluice_model::{NamespacedName, Settings};
 
 /// Sluice: a Kubernetes ingress controller, drop-in for ingress-nginx.
@@ -20,8 +20,8 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Route traffic for the Ingresses of a manifests directory.
-    Serve(ServeArgs),
+    /// Route traffic for the Ingresses of the Kubernetes API, or of a manifests directory.
+    Serve(Box<ServeArgs>),
     /// Load manifests, print the routing table and every diagnostic; exit 1 if any object is
     /// rejected.
     Check(CheckArgs),
@@ -80,9 +80,44 @@ pub enum LogFormat {
 /// `sluice serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
-    /// Directory (or file) of Kubernetes manifests to serve, watched for changes.
+    /// Directory (or file) of Kubernetes manifests to serve, watched for changes. Without it,
+    /// Sluice watches the Kubernetes API.
     #[arg(long, env = "SLUICE_MANIFESTS")]
     pub manifests: Option<PathBuf>,
+    /// Kubeconfig file for the Kubernetes API (default: in-cluster, else `KUBECONFIG`, else
+    /// ~/.kube/config).
+    #[arg(long, env = "SLUICE_KUBECONFIG", conflicts_with = "manifests")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Watch only these namespaces (comma-separated); default: all.
+    #[arg(long, env = "SLUICE_WATCH_NAMESPACE", value_delimiter = ',')]
+    pub watch_namespace: Vec<String>,
+    /// Watch only namespaces with these labels (a label selector, e.g. `team=web`); used when
+    /// --watch-namespace is not set.
+    #[arg(long, env = "SLUICE_WATCH_NAMESPACE_SELECTOR")]
+    pub watch_namespace_selector: Option<String>,
+    /// Publish this Service's load balancer addresses (namespace/name) in Ingress status.
+    #[arg(long, env = "SLUICE_PUBLISH_SERVICE", value_parser = parse_namespaced)]
+    pub publish_service: Option<NamespacedName>,
+    /// Publish these IPs or hostnames (comma-separated) in Ingress status, instead of
+    /// --publish-service.
+    #[arg(long, env = "SLUICE_PUBLISH_STATUS_ADDRESS", value_delimiter = ',')]
+    pub publish_status_address: Vec<String>,
+    /// Write Ingress status (the leader only).
+    #[arg(long, env = "SLUICE_UPDATE_STATUS", default_value_t = true, action = ArgAction::Set)]
+    pub update_status: bool,
+    /// On shutdown of the last replica, remove Sluice's address from Ingress status.
+    #[arg(long, env = "SLUICE_UPDATE_STATUS_ON_SHUTDOWN", default_value_t = true, action = ArgAction::Set)]
+    pub update_status_on_shutdown: bool,
+    /// Seconds between full status checks (status is also written on every change).
+    #[arg(long, env = "SLUICE_STATUS_UPDATE_INTERVAL", default_value_t = 60)]
+    pub status_update_interval: u64,
+    /// Name of the leader election Lease, in the controller's namespace (`POD_NAMESPACE`).
+    #[arg(long, env = "SLUICE_ELECTION_ID", default_value = "sluice-leader")]
+    pub election_id: String,
+    /// Seconds a leader holds the Lease without renewing it: how fast leadership moves when
+    /// the leader dies.
+    #[arg(long, env = "SLUICE_ELECTION_TTL", default_value_t = 30)]
+    pub election_ttl: u64,
     /// Address the proxy and admin ports bind to.
     #[arg(long, env = "SLUICE_BIND_ADDRESS", default_value = "0.0.0.0")]
     pub bind_address: IpAddr,

@@ -10,7 +10,7 @@ use arc_swap::ArcSwap;
 use prometheus::{
     Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
-use sluice_manifests::{ManifestDir, ParseError};
+use sluice_manifests::ManifestDir;
 use sluice_model::{Diagnostic, RoutingTable, Settings, Severity, Snapshot};
 use sluice_proxy::Shared;
 
@@ -104,88 +104,50 @@ impl ControlMetrics {
     }
 }
 
-/// The manifests source and what the last apply left.
-pub struct Control {
-    dir: ManifestDir,
-    settings: Settings,
+/// Publishes routing tables and says what each one changed: the part of the control loop
+/// every source shares.
+pub struct Publisher {
     shared: &'static Shared,
     metrics: Arc<ControlMetrics>,
-    /// Parse errors of the source, for `/debug/config`.
-    pub source_errors: Arc<ArcSwap<Vec<ParseError>>>,
+    /// The source's own errors (files that do not parse), for `/debug/config`.
+    pub source_errors: Arc<ArcSwap<Vec<String>>>,
     generation: u64,
     shown: HashSet<Diagnostic>,
-    shown_errors: HashSet<ParseError>,
+    shown_errors: HashSet<String>,
 }
 
-impl Control {
-    /// Reads `dir`, builds the first table (generation 1) and publishes it. Fails when the
-    /// directory itself cannot be read.
-    pub fn start(
-        mut dir: ManifestDir,
-        settings: Settings,
-        shared: &'static Shared,
-        metrics: Arc<ControlMetrics>,
-    ) -> anyhow::Result<Self> {
-        let started = Instant::now();
-        let scan = dir.rescan().map_err(|e| {
-            anyhow::anyhow!("cannot read manifests from {}: {e}", dir.root().display())
-        })?;
-        let (mut table, snapshot) = table_for(&dir, &settings);
-        tracing::info!(
-            files = scan.files,
-            objects = snapshot.len(),
-            ingresses = snapshot.ingresses.len(),
-            services = snapshot.services.len(),
-            endpoint_slices = snapshot.endpoint_slices.len(),
-            "loaded manifests from {}",
-            dir.root().display()
-        );
-        table.generation = 1;
-        shared.publish(Arc::new(table));
-        let mut control = Self {
-            dir,
-            settings,
+impl Publisher {
+    /// A publisher for `shared`'s table, recording into `metrics`.
+    pub fn new(shared: &'static Shared, metrics: Arc<ControlMetrics>) -> Self {
+        Self {
             shared,
             metrics,
             source_errors: Arc::new(ArcSwap::from_pointee(Vec::new())),
-            generation: 1,
+            generation: 0,
             shown: HashSet::new(),
             shown_errors: HashSet::new(),
-        };
-        control.report(started.elapsed());
-        Ok(control)
+        }
     }
 
-    /// Scans again and, if anything changed, publishes a new table.
-    pub fn apply(&mut self) {
-        let started = Instant::now();
-        let scan = match self.dir.rescan() {
-            Ok(scan) => scan,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read manifests from {}; the last configuration keeps serving", self.dir.root().display());
-                self.metrics.applies.with_label_values(&["source_error"]).inc();
-                return;
-            }
-        };
-        if scan.unchanged() {
-            return;
-        }
-        let (mut table, _) = table_for(&self.dir, &self.settings);
+    /// Puts `table` in force as the next generation, then logs the diagnostics and source
+    /// `errors` that are new or resolved, and updates the metrics. `took` is the time spent
+    /// reading and translating, for the logs and `sluice_config_apply_duration_seconds`.
+    pub fn publish(
+        &mut self,
+        mut table: RoutingTable,
+        errors: Vec<String>,
+        took: Duration,
+    ) -> Arc<RoutingTable> {
         self.generation += 1;
         table.generation = self.generation;
-        self.shared.publish(Arc::new(table));
-        self.report(started.elapsed());
-    }
+        let table = Arc::new(table);
+        self.shared.publish(table.clone());
 
-    /// Logs what the new table changed (new and resolved problems) and updates the metrics.
-    fn report(&mut self, took: Duration) {
-        let table = self.shared.table.load();
-        let errors = self.dir.errors();
         for e in errors.iter().filter(|e| !self.shown_errors.contains(*e)) {
             tracing::error!("{e}; the last good version of this file keeps serving");
         }
         for e in self.shown_errors.iter().filter(|e| !errors.contains(e)) {
-            tracing::info!("resolved: {}", e.file.display());
+            tracing::info!("resolved: {e}");
         }
         self.shown_errors = errors.iter().cloned().collect();
         let now: HashSet<Diagnostic> = table.diagnostics.iter().cloned().collect();
@@ -234,6 +196,76 @@ impl Control {
             took_ms = format!("{:.2}", took.as_secs_f64() * 1000.0),
             "applied configuration"
         );
+        table
+    }
+
+    /// Counts a change that could not be read at all (the last configuration keeps serving).
+    pub fn failed(&self) {
+        self.metrics.applies.with_label_values(&["source_error"]).inc();
+    }
+}
+
+/// The manifests source: scans, translates and publishes on every change.
+pub struct ManifestControl {
+    dir: ManifestDir,
+    settings: Settings,
+    publisher: Publisher,
+}
+
+impl ManifestControl {
+    /// Reads `dir` and publishes the first table. Fails when the directory itself cannot be
+    /// read.
+    pub fn start(
+        mut dir: ManifestDir,
+        settings: Settings,
+        publisher: Publisher,
+    ) -> anyhow::Result<Self> {
+        let started = Instant::now();
+        let scan = dir.rescan().map_err(|e| {
+            anyhow::anyhow!("cannot read manifests from {}: {e}", dir.root().display())
+        })?;
+        let (table, snapshot) = table_for(&dir, &settings);
+        tracing::info!(
+            files = scan.files,
+            objects = snapshot.len(),
+            ingresses = snapshot.ingresses.len(),
+            services = snapshot.services.len(),
+            endpoint_slices = snapshot.endpoint_slices.len(),
+            "loaded manifests from {}",
+            dir.root().display()
+        );
+        let mut control = Self { dir, settings, publisher };
+        let errors = control.errors();
+        control.publisher.publish(table, errors, started.elapsed());
+        Ok(control)
+    }
+
+    /// The parse errors, as `/debug/config` shows them.
+    pub fn source_errors(&self) -> Arc<ArcSwap<Vec<String>>> {
+        self.publisher.source_errors.clone()
+    }
+
+    fn errors(&self) -> Vec<String> {
+        self.dir.errors().iter().map(ToString::to_string).collect()
+    }
+
+    /// Scans again and, if anything changed, publishes a new table.
+    pub fn apply(&mut self) {
+        let started = Instant::now();
+        let scan = match self.dir.rescan() {
+            Ok(scan) => scan,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read manifests from {}; the last configuration keeps serving", self.dir.root().display());
+                self.publisher.failed();
+                return;
+            }
+        };
+        if scan.unchanged() {
+            return;
+        }
+        let (table, _) = table_for(&self.dir, &self.settings);
+        let errors = self.errors();
+        self.publisher.publish(table, errors, started.elapsed());
     }
 }
 

@@ -7,6 +7,7 @@ pub mod check;
 pub mod cli;
 pub mod control;
 pub mod echo;
+mod kube_mode;
 pub mod quickstart;
 pub mod report;
 pub mod serve;

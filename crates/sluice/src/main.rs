@@ -40,7 +40,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => sluice::serve::run(args, |_, _| {}).await,
+            Command::Serve(args) => sluice::serve::run(*args, |_, _| {}).await,
             Command::Echo(args) => sluice::echo::run(args.listen, &args.name).await,
             Command::Quickstart(args) => sluice::quickstart::run(args).await,
             Command::Check(_) => unreachable!("handled above"),

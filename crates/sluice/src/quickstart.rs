@@ -56,7 +56,7 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<()> {
         &admin,
     ])?;
     let Command::Serve(serve_args) = cli.command else { unreachable!("parsed a serve command") };
-    crate::serve::run(serve_args, |http, admin| {
+    crate::serve::run(*serve_args, |http, admin| {
         let h = format!("http://{http}");
         println!(
             "\nSluice is serving {dir_arg} on {h} (admin on http://{admin}).\n\nTry:\n\

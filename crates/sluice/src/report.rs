@@ -4,7 +4,6 @@
 use std::fmt::Write as _;
 
 use serde::Serialize;
-use sluice_manifests::ParseError;
 use sluice_model::{Diagnostic, HostRoutes, Policy, RouteId, RoutingTable, Severity, Target};
 
 /// The whole configuration as applied: source errors, hosts and their routes, diagnostics.
@@ -72,13 +71,13 @@ pub enum TargetView<'a> {
 
 impl<'a> ConfigView<'a> {
     /// Builds the view of `table`, with the source's parse errors.
-    pub fn new(table: &'a RoutingTable, source_errors: &[ParseError]) -> Self {
+    pub fn new(table: &'a RoutingTable, source_errors: &[String]) -> Self {
         let mut hosts: Vec<HostView<'a>> =
             table.hosts.iter().map(|h| host_view(table, h)).collect();
         hosts.sort_by(|a, b| a.host.cmp(&b.host));
         Self {
             generation: table.generation,
-            source_errors: source_errors.iter().map(ToString::to_string).collect(),
+            source_errors: source_errors.to_vec(),
             hosts,
             diagnostics: &table.diagnostics,
         }

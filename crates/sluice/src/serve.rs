@@ -1,18 +1,21 @@
-//! `sluice serve`: the manifests source, the control loop, the proxy and the admin port,
-//! wired together.
+//! `sluice serve`: a source (a manifests directory, or the Kubernetes API), the control loop,
+//! the proxy and the admin port, wired together.
+//!
+//! Start-up order: the admin port first (so probes answer: `/readyz` is 503), then the first
+//! full configuration, then the proxy, then ready. The proxy never serves an empty table.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use sluice_manifests::ManifestDir;
-use sluice_model::Snapshot;
+use sluice_model::{Settings, Snapshot};
 use sluice_proxy::{AccessLog, ControllerLabels, Metrics, Proxy, ProxyConfig, Shared};
 
 use crate::admin::{self, AdminState};
 use crate::cli::{LogFormat, ServeArgs};
-use crate::control::{Control, ControlMetrics};
+use crate::control::{ControlMetrics, ManifestControl, Publisher};
 
 /// Runs until SIGTERM or SIGINT, then drains. `on_listening` is told the proxy's and the
 /// admin port's addresses once both accept connections.
@@ -20,55 +23,102 @@ pub async fn run(
     args: ServeArgs,
     on_listening: impl FnOnce(SocketAddr, SocketAddr),
 ) -> anyhow::Result<()> {
-    let Some(root) = args.manifests.clone() else {
-        anyhow::bail!(
-            "--manifests DIR is required: this version of Sluice serves a directory of \
-             Kubernetes manifests (the Kubernetes API source is not built yet)"
+    let (base, publisher) = Base::start(&args).await?;
+    match args.manifests.clone() {
+        Some(root) => run_manifests(args, base, publisher, root, on_listening).await,
+        None => crate::kube_mode::run(args, base, publisher, on_listening).await,
+    }
+}
+
+/// What every source shares: settings, the proxy's state, the admin port.
+pub(crate) struct Base {
+    pub settings: Settings,
+    pub shared: &'static Shared,
+    pub admin: Arc<AdminState>,
+    pub admin_addr: SocketAddr,
+}
+
+impl Base {
+    /// Sets up the proxy's state and the admin port (not ready yet); returns them with the
+    /// publisher the source will drive.
+    async fn start(args: &ServeArgs) -> anyhow::Result<(Base, Publisher)> {
+        let settings = args.class.settings();
+        let metrics = Metrics::new(&ControllerLabels {
+            namespace: std::env::var("POD_NAMESPACE").unwrap_or_default(),
+            class: settings.controller_class.clone(),
+            pod: std::env::var("POD_NAME").unwrap_or_default(),
+        });
+        let control_metrics = Arc::new(ControlMetrics::new(metrics.registry()));
+        let format = match args.log_format {
+            LogFormat::Text => sluice_proxy::LogFormat::Upstreaminfo,
+            LogFormat::Json => sluice_proxy::LogFormat::Json,
+        };
+        let access_log = AccessLog::new(format, Box::new(std::io::stdout()));
+        let empty = sluice_translate::translate(&Snapshot::default(), &settings);
+        let shared = Shared::leak(empty, metrics, access_log);
+        let publisher = Publisher::new(shared, control_metrics.clone());
+        let admin = Arc::new(AdminState {
+            shared,
+            proxy: OnceLock::new(),
+            ready: AtomicBool::new(false),
+            source_errors: publisher.source_errors.clone(),
+            control_metrics,
+        });
+        let admin_addr =
+            admin::serve((args.bind_address, args.healthz_port).into(), admin.clone()).await?;
+        tracing::info!(admin = %admin_addr, "admin port listening; ready once the first configuration is applied");
+        Ok((Base { settings, shared, admin, admin_addr }, publisher))
+    }
+
+    /// Starts the proxy on the table in force, and declares the controller ready.
+    pub(crate) fn serve_traffic(
+        &self,
+        args: &ServeArgs,
+        on_listening: impl FnOnce(SocketAddr, SocketAddr),
+    ) -> anyhow::Result<Arc<Proxy>> {
+        let workers = args
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+        let proxy = Arc::new(Proxy::start(
+            ProxyConfig {
+                bind_address: args.bind_address,
+                http_port: args.http_port,
+                workers,
+                shutdown_grace: Duration::from_secs(args.shutdown_grace_period),
+            },
+            self.shared,
+        )?);
+        let _ = self.admin.proxy.set(proxy.clone());
+        self.admin.ready.store(true, Ordering::Relaxed);
+        tracing::info!(http = %proxy.http_addr(), admin = %self.admin_addr, workers, "listening");
+        on_listening(proxy.http_addr(), self.admin_addr);
+        Ok(proxy)
+    }
+
+    /// Stops being ready, then lets in-flight requests finish (within the grace period).
+    pub(crate) async fn drain(&self, args: &ServeArgs, proxy: Arc<Proxy>) -> anyhow::Result<()> {
+        tracing::info!(
+            grace_s = args.shutdown_grace_period,
+            "shutting down: no new connections, draining"
         );
-    };
-    let settings = args.class.settings();
-    let metrics = Metrics::new(&ControllerLabels {
-        namespace: std::env::var("POD_NAMESPACE").unwrap_or_default(),
-        class: settings.controller_class.clone(),
-        pod: std::env::var("POD_NAME").unwrap_or_default(),
-    });
-    let control_metrics = Arc::new(ControlMetrics::new(metrics.registry()));
-    let format = match args.log_format {
-        LogFormat::Text => sluice_proxy::LogFormat::Upstreaminfo,
-        LogFormat::Json => sluice_proxy::LogFormat::Json,
-    };
-    let access_log = AccessLog::new(format, Box::new(std::io::stdout()));
-    let empty = sluice_translate::translate(&Snapshot::default(), &settings);
-    let shared = Shared::leak(empty, metrics, access_log);
+        self.admin.ready.store(false, Ordering::Relaxed);
+        tokio::task::spawn_blocking(move || proxy.shutdown()).await?;
+        Ok(())
+    }
+}
 
-    // The first table is in force before the proxy accepts a connection.
+async fn run_manifests(
+    args: ServeArgs,
+    base: Base,
+    publisher: Publisher,
+    root: std::path::PathBuf,
+    on_listening: impl FnOnce(SocketAddr, SocketAddr),
+) -> anyhow::Result<()> {
+    let settings = base.settings.clone();
     let control = tokio::task::block_in_place(|| {
-        Control::start(ManifestDir::new(&root), settings, shared, control_metrics.clone())
+        ManifestControl::start(ManifestDir::new(&root), settings, publisher)
     })?;
-    let source_errors = control.source_errors.clone();
-
-    let workers =
-        args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
-    let proxy = Arc::new(Proxy::start(
-        ProxyConfig {
-            bind_address: args.bind_address,
-            http_port: args.http_port,
-            workers,
-            shutdown_grace: Duration::from_secs(args.shutdown_grace_period),
-        },
-        shared,
-    )?);
-    let state = Arc::new(AdminState {
-        shared,
-        proxy: proxy.clone(),
-        ready: AtomicBool::new(true),
-        source_errors,
-        control_metrics,
-    });
-    let admin_addr =
-        admin::serve((args.bind_address, args.healthz_port).into(), state.clone()).await?;
-    tracing::info!(http = %proxy.http_addr(), admin = %admin_addr, workers, "listening");
-    on_listening(proxy.http_addr(), admin_addr);
+    let proxy = base.serve_traffic(&args, on_listening)?;
 
     let (watch, mut changes) = sluice_manifests::watch(&root)
         .map_err(|e| anyhow::anyhow!("cannot watch {}: {e}", root.display()))?;
@@ -78,24 +128,23 @@ pub async fn run(
         let mut control = control;
         while changes.recv().await.is_some() {
             // Apply once the changes stop arriving for `debounce` (an editor's save, a
-            // `kubectl`-style rewrite of many files, a ConfigMap volume swap).
-            while let Ok(Some(())) = tokio::time::timeout(debounce, changes.recv()).await {}
+            // rewrite of many files, a ConfigMap volume swap).
+            debounced(&mut changes, debounce).await;
             tokio::task::block_in_place(|| control.apply());
         }
     });
-
     shutdown_signal().await;
-    tracing::info!(
-        grace_s = args.shutdown_grace_period,
-        "shutting down: no new connections, draining"
-    );
-    state.ready.store(false, Ordering::Relaxed);
     apply_loop.abort();
-    tokio::task::spawn_blocking(move || proxy.shutdown()).await?;
-    Ok(())
+    base.drain(&args, proxy).await
 }
 
-async fn shutdown_signal() {
+/// Waits until no wake-up arrived for `quiet`.
+pub(crate) async fn debounced(changes: &mut tokio::sync::mpsc::Receiver<()>, quiet: Duration) {
+    while let Ok(Some(())) = tokio::time::timeout(quiet, changes.recv()).await {}
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub(crate) async fn shutdown_signal() {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {
