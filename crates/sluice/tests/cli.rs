@@ -99,10 +99,24 @@ fn check_of_a_missing_directory_exits_2() {
 }
 
 #[test]
-fn serve_without_a_source_says_what_to_do() {
-    let out = sluice().args(["serve", "--http-port", "0", "--healthz-port", "0"]).output().unwrap();
+fn serve_without_manifests_or_cluster_says_what_to_do() {
+    // No --manifests: the Kubernetes API, which is nowhere to be found here.
+    let home = tempfile::tempdir().unwrap();
+    let out = sluice()
+        .args(["serve", "--http-port", "0", "--healthz-port", "0"])
+        .env_remove("KUBECONFIG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--manifests DIR is required"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "no Kubernetes configuration found (in-cluster, KUBECONFIG or ~/.kube/config)"
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -123,6 +137,16 @@ fn flags_keep_ingress_nginx_names() {
         "--workers",
         "--manifests",
         "--log-format",
+        "--kubeconfig",
+        "--watch-namespace",
+        "--watch-namespace-selector",
+        "--publish-service",
+        "--publish-status-address",
+        "--update-status",
+        "--update-status-on-shutdown",
+        "--status-update-interval",
+        "--election-id",
+        "--election-ttl",
     ] {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");
     }

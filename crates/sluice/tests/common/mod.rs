@@ -39,20 +39,37 @@ impl Sluice {
 
     /// Like [`Sluice::start`], with extra environment variables.
     pub fn start_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Sluice {
-        Self::spawn(dir, 2, args, env)
+        Self::spawn(&["--manifests".as_ref(), dir.as_os_str()], 2, args, env, true)
     }
 
     /// Like [`Sluice::start`], with `workers` proxy workers instead of 2 (`--workers` cannot
     /// be given twice): one worker makes pooling and request order deterministic.
     pub fn start_workers(dir: &Path, workers: usize, args: &[&str]) -> Sluice {
-        Self::spawn(dir, workers, args, &[])
+        Self::spawn(&["--manifests".as_ref(), dir.as_os_str()], workers, args, &[], true)
     }
 
-    fn spawn(dir: &Path, workers: usize, args: &[&str], env: &[(&str, &str)]) -> Sluice {
+    /// Starts `sluice serve` on the Kubernetes API with `kubeconfig`, and waits until it
+    /// serves traffic (after its first full sync).
+    pub fn start_kube(kubeconfig: &Path, args: &[&str], env: &[(&str, &str)]) -> Sluice {
+        Self::spawn(&["--kubeconfig".as_ref(), kubeconfig.as_os_str()], 2, args, env, true)
+    }
+
+    /// Like [`Sluice::start_kube`], but returns as soon as the admin port listens (the proxy
+    /// may not run yet: `http` is then unknown and set to the admin address).
+    pub fn start_kube_unready(kubeconfig: &Path, args: &[&str], env: &[(&str, &str)]) -> Sluice {
+        Self::spawn(&["--kubeconfig".as_ref(), kubeconfig.as_os_str()], 2, args, env, false)
+    }
+
+    fn spawn(
+        source: &[&std::ffi::OsStr],
+        workers: usize,
+        args: &[&str],
+        env: &[(&str, &str)],
+        wait_ready: bool,
+    ) -> Sluice {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
         cmd.arg("serve")
-            .arg("--manifests")
-            .arg(dir)
+            .args(source)
             .args(["--bind-address", "127.0.0.1", "--http-port", "0", "--healthz-port", "0"])
             .args(["--workers", &workers.to_string()])
             .args(args)
@@ -67,17 +84,23 @@ impl Sluice {
         collect_lines(child.stderr.take().unwrap(), stderr.clone());
         let deadline = Instant::now() + WAIT;
         let (http, admin) = loop {
-            let found = stderr.lock().unwrap().iter().find(|l| is_listening_line(l)).cloned();
-            if let Some(line) = found {
-                break (field(&line, "http="), field(&line, "admin="));
+            let lines = stderr.lock().unwrap().clone();
+            if let Some(line) = lines.iter().find(|l| is_listening_line(l)) {
+                break (field(line, "http="), field(line, "admin="));
+            }
+            if !wait_ready
+                && let Some(line) = lines.iter().find(|l| l.contains("admin port listening"))
+            {
+                let admin = field(line, "admin=");
+                break (admin, admin);
             }
             if let Ok(Some(status)) = child.try_wait() {
-                panic!("sluice exited with {status}:\n{}", stderr.lock().unwrap().join("\n"));
+                panic!("sluice exited with {status}:\n{}", lines.join("\n"));
             }
             if Instant::now() >= deadline {
                 // No `Sluice` exists yet to kill the process on drop.
                 let _ = child.kill();
-                panic!("sluice did not start:\n{}", stderr.lock().unwrap().join("\n"));
+                panic!("sluice did not start:\n{}", lines.join("\n"));
             }
             std::thread::sleep(Duration::from_millis(10));
         };
@@ -142,6 +165,12 @@ impl Sluice {
         }
     }
 
+    /// Kills the process at once (SIGKILL): a crash, with no chance to clean up.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -160,7 +189,11 @@ impl Sluice {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return status.success();
             }
-            assert!(Instant::now() < deadline, "sluice did not exit after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "sluice did not exit after SIGTERM:\n{}",
+                self.stderr().join("\n")
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }

@@ -1,0 +1,837 @@
+//! The Kubernetes suite: Sluice against a real kube-apiserver and etcd (built from Go modules
+//! by `tests/apiserver/build`), running as the service account that `deploy/`'s RBAC grants,
+//! never as an administrator. Run it with `scripts/kube-e2e`: it builds the API server if
+//! needed, starts a shared one, and points `SLUICE_E2E_DIR` at its kubeconfigs. Without them,
+//! every test fails (never skips).
+//!
+//! Each test works in its own namespace, with its own IngressClass (controller
+//! `sluice.dev/e2e-<namespace>`) and election Lease, so tests run side by side.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::discovery::{Discovery, Scope};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+use tokio::sync::OnceCell;
+
+const E2E: &str = "sluice-e2e";
+
+/// The shared API server started by `scripts/kube-e2e`. Each test makes its own clients:
+/// a client's background worker lives on the runtime that made it, and every test has its
+/// own runtime.
+struct Cluster {
+    admin: Client,
+    controller_kubeconfig: PathBuf,
+}
+
+/// `deploy/`'s RBAC is installed once per run.
+static RBAC: OnceCell<()> = OnceCell::const_new();
+
+/// Connects to the shared API server and, once, applies `deploy/`'s namespace, RBAC and
+/// IngressClass, so that the controller runs with exactly the permissions it ships with.
+async fn cluster() -> Cluster {
+    let dir = std::env::var_os("SLUICE_E2E_DIR").map(PathBuf::from).expect(
+        "SLUICE_E2E_DIR is not set: run the Kubernetes suite with scripts/kube-e2e (it builds and starts kube-apiserver)",
+    );
+    let admin = sluice_testkit::client(&dir.join("admin.kubeconfig")).await.expect("admin client");
+    RBAC.get_or_init(|| install_rbac(&admin)).await;
+    Cluster { admin, controller_kubeconfig: dir.join("controller.kubeconfig") }
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+async fn install_rbac(admin: &Client) {
+    for file in ["00-namespace.yaml", "10-rbac.yaml", "20-ingressclass.yaml"] {
+        let text = std::fs::read_to_string(repo().join("deploy/manifests").join(file)).unwrap();
+        apply_yaml(admin, &text, None, false).await.unwrap_or_else(|e| panic!("{file}: {e}"));
+    }
+}
+
+/// Server-side applies every document of `text` (into `namespace` when a namespaced object
+/// names none); with `dry_run`, the API server validates without storing. Returns
+/// `Kind/name` per object.
+async fn apply_yaml(
+    client: &Client,
+    text: &str,
+    namespace: Option<&str>,
+    dry_run: bool,
+) -> Result<Vec<String>, String> {
+    let discovery = Discovery::new(client.clone()).run().await.map_err(|e| e.to_string())?;
+    let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| e.to_string())?;
+    let mut applied = Vec::new();
+    for doc in docs.into_iter().filter(|d| !d.is_null()) {
+        let obj: DynamicObject = serde_json::from_value(doc.clone()).map_err(|e| e.to_string())?;
+        let types = obj.types.clone().ok_or("object without apiVersion/kind")?;
+        let gvk = kube::core::GroupVersionKind::try_from(&types).map_err(|e| e.to_string())?;
+        let (resource, caps) =
+            discovery.resolve_gvk(&gvk).ok_or_else(|| format!("unknown kind {}", types.kind))?;
+        let name = obj.name_any();
+        let api: Api<DynamicObject> = match caps.scope {
+            Scope::Cluster => Api::all_with(client.clone(), &resource),
+            Scope::Namespaced => {
+                let ns = obj
+                    .namespace()
+                    .or(namespace.map(str::to_string))
+                    .unwrap_or_else(|| "default".into());
+                Api::namespaced_with(client.clone(), &ns, &resource)
+            }
+        };
+        let mut params = PatchParams::apply(E2E).force();
+        params.dry_run = dry_run;
+        api.patch(&name, &params, &Patch::Apply(&doc))
+            .await
+            .map_err(|e| format!("{}/{name}: {e}", types.kind))?;
+        applied.push(format!("{}/{name}", types.kind));
+    }
+    Ok(applied)
+}
+
+/// A fresh namespace for one test, with our IngressClass `e2e-<ns>`.
+struct Test {
+    ns: String,
+    admin: Client,
+    kubeconfig: PathBuf,
+}
+
+impl Test {
+    async fn new(name: &str) -> Test {
+        let c = cluster().await;
+        Self::with_client(name, c.admin, c.controller_kubeconfig).await
+    }
+
+    async fn with_client(name: &str, admin: Client, kubeconfig: PathBuf) -> Test {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let ns = format!("{name}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+        let api: Api<Namespace> = Api::all(admin.clone());
+        let ns_obj: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
+        api.create(&PostParams::default(), &ns_obj).await.expect("namespace created");
+        let t = Test { ns, admin, kubeconfig };
+        t.apply(json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+            "metadata": {"name": t.class()},
+            "spec": {"controller": t.controller()},
+        }))
+        .await;
+        t
+    }
+
+    fn class(&self) -> String {
+        format!("e2e-{}", self.ns)
+    }
+
+    fn controller(&self) -> String {
+        format!("sluice.dev/e2e-{}", self.ns)
+    }
+
+    /// Starts a controller for this test's namespace and class, as the service account.
+    fn sluice(&self, extra: &[&str]) -> Sluice {
+        self.sluice_env(extra, &[])
+    }
+
+    fn sluice_env(&self, extra: &[&str], env: &[(&str, &str)]) -> Sluice {
+        let args = self.args(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut env = env.to_vec();
+        env.push(("POD_NAMESPACE", sluice_testkit::CONTROLLER_NAMESPACE));
+        Sluice::start_kube(&self.kubeconfig, &args, &env)
+    }
+
+    fn args(&self, extra: &[&str]) -> Vec<String> {
+        let mut args = vec![
+            format!("--watch-namespace={}", self.ns),
+            format!("--controller-class={}", self.controller()),
+            format!("--ingress-class={}", self.class()),
+            format!("--election-id={}", self.ns),
+            "--debounce-ms=20".to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    }
+
+    /// Server-side applies one object (in this namespace when namespaced and unnamed).
+    async fn apply(&self, obj: Value) {
+        apply_yaml(&self.admin, &serde_json::to_string(&obj).unwrap(), Some(&self.ns), false)
+            .await
+            .unwrap_or_else(|e| panic!("apply failed: {e}"));
+    }
+
+    async fn service(&self, name: &str, endpoints: &[SocketAddr]) {
+        self.apply(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": self.ns},
+            "spec": {"ports": [{"name": "http", "port": 80}]},
+        }))
+        .await;
+        self.slice(name, endpoints).await;
+    }
+
+    /// The Service's endpoints: one EndpointSlice per endpoint, `<service>-<i>`, since the
+    /// test backends share one address and differ by port (a slice has one port list).
+    async fn slice(&self, service: &str, endpoints: &[SocketAddr]) {
+        for (i, e) in endpoints.iter().enumerate() {
+            self.apply(json!({
+                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": format!("{service}-{i}"), "namespace": self.ns,
+                             "labels": {"kubernetes.io/service-name": service}},
+                "addressType": "IPv4",
+                "ports": [{"name": "http", "port": e.port()}],
+                "endpoints": [{"addresses": [e.ip().to_string()], "conditions": {"ready": true}}],
+            }))
+            .await;
+        }
+    }
+
+    /// An Ingress of our class (or of `class`, `None` for none) for `host`, path `/`.
+    async fn ingress(
+        &self,
+        name: &str,
+        host: &str,
+        service: &str,
+        class: Option<&str>,
+        annotations: Value,
+    ) {
+        let mut spec = json!({
+            "rules": [{"host": host, "http": {"paths": [{
+                "path": "/", "pathType": "Prefix",
+                "backend": {"service": {"name": service, "port": {"number": 80}}},
+            }]}}],
+        });
+        if let Some(c) = class {
+            spec["ingressClassName"] = json!(c);
+        }
+        self.apply(json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": name, "namespace": self.ns, "annotations": annotations},
+            "spec": spec,
+        }))
+        .await;
+    }
+
+    fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        Api::namespaced(self.admin.clone(), &self.ns)
+    }
+
+    async fn ingress_addresses(&self, name: &str) -> Vec<String> {
+        let ing: Ingress = self.api().get(name).await.unwrap();
+        let lb =
+            ing.status.and_then(|s| s.load_balancer).and_then(|l| l.ingress).unwrap_or_default();
+        lb.into_iter().filter_map(|i| i.ip.or(i.hostname)).collect()
+    }
+}
+
+/// This machine's own non-loopback IPv4 address: the API server refuses EndpointSlices that
+/// list loopback addresses, as in a real cluster.
+fn node_ip() -> std::net::IpAddr {
+    static IP: std::sync::OnceLock<std::net::IpAddr> = std::sync::OnceLock::new();
+    *IP.get_or_init(|| {
+        // The source address of the default route (a UDP connect sends nothing).
+        let routed = std::net::UdpSocket::bind("0.0.0.0:0")
+            .and_then(|s| s.connect("192.0.2.1:9").and(s.local_addr()))
+            .map(|a| a.ip())
+            .ok()
+            .filter(|ip| !ip.is_loopback() && !ip.is_unspecified());
+        routed.unwrap_or_else(|| {
+            let out = std::process::Command::new("ip").args(["-4", "-o", "addr", "show", "scope", "global"]).output();
+            let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+            text.split_whitespace()
+                .skip_while(|w| *w != "inet")
+                .nth(1)
+                .and_then(|cidr| cidr.split('/').next()?.parse().ok())
+                .expect("a non-loopback IPv4 address for test backends (the API server refuses loopback endpoints)")
+        })
+    })
+}
+
+/// An echo backend named `name` on this machine's non-loopback address.
+async fn backend(name: &str) -> SocketAddr {
+    sluice::echo::spawn((node_ip(), 0).into(), name).await.expect("echo backend starts")
+}
+
+/// Polls `check` until it returns true, or fails with `what` after the harness's wait.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + WAIT;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The echo backend answering `host` through the proxy, or the status.
+async fn answer(s: &Sluice, host: &str) -> String {
+    let r = get(&s.url("/"), Some(host)).await;
+    if r.status == 200 { r.backend() } else { r.status.as_u16().to_string() }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn routes_follow_ingresses_services_and_endpoint_slices() {
+    let t = Test::new("routes").await;
+    let a = backend("a").await;
+    t.service("web", &[a]).await;
+    t.ingress("web", "web.example.com", "web", Some(&t.class()), json!({})).await;
+    let s = t.sluice(&[]);
+    assert_eq!(answer(&s, "web.example.com").await, "a", "routed from the first sync");
+    s.wait_stderr(|l| l.contains("initial sync complete"));
+    assert!(
+        s.stderr().iter().any(|l| l.contains("synced") && l.contains("Ingress")),
+        "sync progress is logged"
+    );
+
+    // A second Service and Ingress appear: routed without restart.
+    let b = backend("b").await;
+    t.service("api", &[b]).await;
+    t.ingress("api", "api.example.com", "api", Some(&t.class()), json!({})).await;
+    eventually("api.example.com reaches b", || async {
+        answer(&s, "api.example.com").await == "b"
+    })
+    .await;
+
+    // The Ingress is deleted: 404.
+    t.api::<Ingress>().delete("web", &DeleteParams::default()).await.unwrap();
+    eventually("web.example.com answers 404", || async {
+        answer(&s, "web.example.com").await == "404"
+    })
+    .await;
+    assert_eq!(answer(&s, "api.example.com").await, "b");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scaling_an_endpoint_slice_reaches_every_endpoint_within_a_second() {
+    let t = Test::new("scale").await;
+    let mut named = Vec::new();
+    for i in 0..10 {
+        named.push(backend(&format!("e{i}")).await);
+    }
+    t.service("web", &named[..1]).await;
+    t.ingress("web", "web.example.com", "web", Some(&t.class()), json!({})).await;
+    let s = t.sluice(&[]);
+    assert_eq!(answer(&s, "web.example.com").await, "e0");
+
+    // A WebSocket opened before the change must survive it (endpoint changes swap tables,
+    // never connections).
+    let mut ws = websocket(&s, "web.example.com").await;
+
+    // Scale 1 -> 10: the nine new slices are written as fast as the API allows, as the
+    // EndpointSlice controller does on a scale-up.
+    let started = Instant::now();
+    t.slice("web", &named).await;
+    let mut seen = HashSet::new();
+    let c = client();
+    while seen.len() < 10 {
+        let r = send(&c, request("GET", &s.url("/"), Some("web.example.com"), Bytes::new())).await;
+        seen.insert(r.backend());
+        assert!(started.elapsed() < WAIT, "only {seen:?} answered");
+    }
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(1), "every endpoint received traffic only after {took:?}");
+
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    ws.send(Message::text("still there")).await.unwrap();
+    let echoed = tokio::time::timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(echoed, Message::text("still there"));
+}
+
+async fn websocket(
+    s: &Sluice,
+    host: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{}/ws", s.http).into_client_request().unwrap();
+    req.headers_mut().insert("host", host.parse().unwrap());
+    let (ws, resp) =
+        tokio_tungstenite::connect_async(req).await.expect("WebSocket through the proxy");
+    assert_eq!(resp.status(), 101);
+    ws
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ingress_class_selection() {
+    let t = Test::new("classes").await;
+    let a = backend("a").await;
+    t.service("web", &[a]).await;
+    // Another controller's class.
+    t.apply(json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+        "metadata": {"name": format!("other-{}", t.ns)},
+        "spec": {"controller": "example.com/other"},
+    }))
+    .await;
+    t.ingress("by-name", "by-name.example.com", "web", Some(&t.class()), json!({})).await;
+    t.ingress("other", "other.example.com", "web", Some(&format!("other-{}", t.ns)), json!({}))
+        .await;
+    t.ingress("missing", "missing.example.com", "web", Some("no-such-class"), json!({})).await;
+    t.ingress(
+        "legacy",
+        "legacy.example.com",
+        "web",
+        None,
+        json!({"kubernetes.io/ingress.class": t.class()}),
+    )
+    .await;
+    t.ingress("classless", "classless.example.com", "web", None, json!({})).await;
+    let s = t.sluice(&[]);
+    assert_eq!(answer(&s, "by-name.example.com").await, "a");
+    assert_eq!(
+        answer(&s, "legacy.example.com").await,
+        "a",
+        "the legacy annotation names our --ingress-class"
+    );
+    assert_eq!(
+        answer(&s, "other.example.com").await,
+        "404",
+        "another controller's class is ignored"
+    );
+    assert_eq!(answer(&s, "missing.example.com").await, "404", "a missing class is not ours");
+    assert_eq!(answer(&s, "classless.example.com").await, "404", "no class, no default: not ours");
+
+    // Our class becomes the cluster default: class-less Ingresses become ours.
+    t.apply(json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+        "metadata": {"name": t.class(), "annotations": {"ingressclass.kubernetes.io/is-default-class": "true"}},
+        "spec": {"controller": t.controller()},
+    }))
+    .await;
+    eventually("the class-less Ingress is served", || async {
+        answer(&s, "classless.example.com").await == "a"
+    })
+    .await;
+    // Back to non-default (the class is cluster-wide: leave it as other tests expect).
+    t.apply(json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+        "metadata": {"name": t.class(), "annotations": {"ingressclass.kubernetes.io/is-default-class": "false"}},
+        "spec": {"controller": t.controller()},
+    }))
+    .await;
+    eventually("the class-less Ingress is dropped", || async {
+        answer(&s, "classless.example.com").await == "404"
+    })
+    .await;
+
+    // An Ingress moves to another class: it stops being served.
+    t.ingress("by-name", "by-name.example.com", "web", Some(&format!("other-{}", t.ns)), json!({}))
+        .await;
+    eventually("the moved Ingress is dropped", || async {
+        answer(&s, "by-name.example.com").await == "404"
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn configmap_and_secret_changes_apply() {
+    let t = Test::new("config").await;
+    let a = backend("a").await;
+    t.service("web", &[a]).await;
+    t.ingress("web", "web.example.com", "web", Some(&t.class()), json!({})).await;
+    let config = |size: &str| {
+        json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "sluice-config", "namespace": t.ns},
+            "data": {"proxy-body-size": size},
+        })
+    };
+    t.apply(config("1k")).await;
+    let s = t.sluice(&[&format!("--configmap={}/sluice-config", t.ns)]);
+    let post = |s: &Sluice| {
+        let url = s.url("/");
+        async move {
+            let r = send(
+                &client(),
+                request("POST", &url, Some("web.example.com"), Bytes::from(vec![b'x'; 4096])),
+            )
+            .await;
+            r.status.as_u16()
+        }
+    };
+    assert_eq!(post(&s).await, 413, "proxy-body-size 1k from the ConfigMap");
+    t.apply(config("8k")).await;
+    eventually("the new body size applies", || async { post(&s).await == 200 }).await;
+
+    // An unrelated ConfigMap changing does not rebuild the table.
+    let generation = s.generation().await;
+    t.apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "unrelated", "namespace": t.ns}, "data": {"a": "1"}})).await;
+    // A Secret is read (TLS and authentication use them): its creation and update rebuild.
+    let secret = |v: &str| json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": t.ns}, "stringData": {"k": v}});
+    t.apply(secret("1")).await;
+    let after_secret = s.wait_generation_after(generation).await;
+    t.apply(secret("2")).await;
+    s.wait_generation_after(after_secret).await;
+    let _: Secret = t.api().get("s").await.unwrap();
+    let _: ConfigMap = t.api().get("unrelated").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_follows_the_published_service_and_the_class() {
+    let t = Test::new("status").await;
+    let a = backend("a").await;
+    t.service("web", &[a]).await;
+    t.apply(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "sluice-lb", "namespace": t.ns},
+        "spec": {"type": "LoadBalancer", "ports": [{"name": "http", "port": 80}]},
+    }))
+    .await;
+    let lb: Api<Service> = t.api();
+    let set_lb = |ip: &'static str| {
+        let lb = lb.clone();
+        async move {
+            let status = json!({"status": {"loadBalancer": {"ingress": [{"ip": ip}]}}});
+            lb.patch_status("sluice-lb", &PatchParams::default(), &Patch::Merge(&status))
+                .await
+                .unwrap();
+        }
+    };
+    set_lb("203.0.113.10").await;
+    t.ingress("web", "web.example.com", "web", Some(&t.class()), json!({})).await;
+    t.ingress("theirs", "theirs.example.com", "web", Some("someone-else"), json!({})).await;
+    let s = t.sluice(&[&format!("--publish-service={}/sluice-lb", t.ns)]);
+    eventually("status has the load balancer's IP", || async {
+        t.ingress_addresses("web").await == ["203.0.113.10"]
+    })
+    .await;
+
+    // The load balancer's address changes: so does the status.
+    set_lb("203.0.113.20").await;
+    eventually("status follows the new IP", || async {
+        t.ingress_addresses("web").await == ["203.0.113.20"]
+    })
+    .await;
+    assert!(
+        t.ingress_addresses("theirs").await.is_empty(),
+        "an Ingress of another class gets no status"
+    );
+
+    // The Ingress moves to another class: our address is removed.
+    t.ingress("web", "web.example.com", "web", Some("someone-else"), json!({})).await;
+    eventually("our address is removed", || async { t.ingress_addresses("web").await.is_empty() })
+        .await;
+    drop(s);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_leader_writes_status_and_another_takes_over() {
+    let t = Test::new("leader").await;
+    let a = backend("a").await;
+    t.service("web", &[a]).await;
+    t.ingress("web", "web.example.com", "web", Some(&t.class()), json!({})).await;
+    let args = ["--publish-status-address=198.51.100.7", "--election-ttl=4"];
+    let first = t.sluice_env(&args, &[("POD_NAME", "replica-1")]);
+    let second = t.sluice_env(&args, &[("POD_NAME", "replica-2")]);
+    eventually("status is written", || async {
+        t.ingress_addresses("web").await == ["198.51.100.7"]
+    })
+    .await;
+    // Both replicas serve traffic.
+    assert_eq!(answer(&first, "web.example.com").await, "a");
+    assert_eq!(answer(&second, "web.example.com").await, "a");
+    let leads = |s: &Sluice| s.stderr().iter().any(|l| l.contains("became the leader"));
+    eventually("one replica leads", || async { leads(&first) || leads(&second) }).await;
+    assert!(leads(&first) != leads(&second), "exactly one replica leads");
+    let (mut leader, follower) = if leads(&first) { (first, second) } else { (second, first) };
+    assert!(
+        !follower.stderr().iter().any(|l| l.contains("Ingress status synced")),
+        "the follower never writes status"
+    );
+
+    // The leader dies (no chance to release the Lease): the follower takes over within the
+    // Lease's term, and writes status for a new Ingress.
+    leader.kill();
+    let died = Instant::now();
+    follower.wait_stderr(|l| l.contains("became the leader"));
+    assert!(died.elapsed() < Duration::from_secs(10), "took over after {:?}", died.elapsed());
+    t.ingress("new", "new.example.com", "web", Some(&t.class()), json!({})).await;
+    eventually("the new leader writes status", || async {
+        t.ingress_addresses("new").await == ["198.51.100.7"]
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_report_syncs_and_rejections() {
+    let t = Test::new("events").await;
+    let a = backend("a").await;
+    t.service("web", &[a]).await;
+    let s = t.sluice(&["--publish-status-address=198.51.100.9"]);
+    s.wait_stderr(|l| l.contains("became the leader"));
+    t.ingress("web", "web.example.com", "web", Some(&t.class()), json!({})).await;
+    t.ingress(
+        "snippet",
+        "snippet.example.com",
+        "web",
+        Some(&t.class()),
+        json!({"nginx.ingress.kubernetes.io/server-snippet": "deny all;"}),
+    )
+    .await;
+    let events: Api<k8s_openapi::api::events::v1::Event> = t.api();
+    let has = |reason: &'static str, name: &'static str, kind: &'static str| {
+        let events = events.clone();
+        async move {
+            let list = events.list(&Default::default()).await.unwrap();
+            list.items.iter().any(|e| {
+                e.reason.as_deref() == Some(reason)
+                    && e.type_.as_deref() == Some(kind)
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+            })
+        }
+    };
+    eventually("a Normal Sync event on the Ingress", || has("Sync", "web", "Normal")).await;
+    eventually("a Warning SnippetRefused event", || has("SnippetRefused", "snippet", "Warning"))
+        .await;
+    assert_eq!(answer(&s, "snippet.example.com").await, "503");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn namespaces_chosen_by_label() {
+    let c = cluster().await;
+    let t = Test::new("selector").await;
+    let other = Test::new("selector-other").await;
+    let a = backend("a").await;
+    for (test, host) in [(&t, "in.example.com"), (&other, "out.example.com")] {
+        test.service("web", &[a]).await;
+        test.ingress("web", host, "web", Some(&t.class()), json!({})).await;
+    }
+    // A label only this test uses, so that other tests' namespaces never match.
+    let key = format!("sel-{}", t.ns);
+    let set_label = |ns: String, on: bool| {
+        let api: Api<Namespace> = Api::all(c.admin.clone());
+        let patch = json!({"metadata": {"labels": {key.clone(): if on { json!("yes") } else { Value::Null }}}});
+        async move {
+            api.patch(&ns, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+        }
+    };
+    set_label(t.ns.clone(), true).await;
+    // Watch the whole cluster, filtered by namespace label (not --watch-namespace).
+    let args = [
+        format!("--controller-class={}", t.controller()),
+        format!("--ingress-class={}", t.class()),
+        format!("--election-id={}", t.ns),
+        format!("--watch-namespace-selector={key}=yes"),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let s = Sluice::start_kube(
+        &t.kubeconfig,
+        &args,
+        &[("POD_NAMESPACE", sluice_testkit::CONTROLLER_NAMESPACE)],
+    );
+    assert_eq!(answer(&s, "in.example.com").await, "a");
+    assert_eq!(answer(&s, "out.example.com").await, "404");
+    set_label(other.ns.clone(), true).await;
+    eventually("the newly labelled namespace is served", || async {
+        answer(&s, "out.example.com").await == "a"
+    })
+    .await;
+    set_label(other.ns.clone(), false).await;
+    eventually("the unlabelled namespace is dropped", || async {
+        answer(&s, "out.example.com").await == "404"
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deploy_manifests_and_helm_chart_pass_server_side_dry_run() {
+    let c = cluster().await;
+    let mut kinds = BTreeMap::new();
+    for entry in std::fs::read_dir(repo().join("deploy/manifests")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for applied in apply_yaml(&c.admin, &text, None, true)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        {
+            kinds.insert(applied.split('/').next().unwrap().to_string(), ());
+        }
+    }
+    let expected = [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "IngressClass",
+        "Namespace",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "ServiceAccount",
+    ];
+    assert_eq!(kinds.keys().cloned().collect::<Vec<_>>(), expected);
+
+    // The controller's identity has what deploy/ grants and nothing more: the suite's
+    // controllers run with it, and it cannot, say, read Deployments.
+    let controller = sluice_testkit::client(&c.controller_kubeconfig).await.unwrap();
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = Api::all(controller.clone());
+    let denied = deployments.list(&Default::default()).await.unwrap_err();
+    assert!(denied.to_string().contains("forbidden"), "{denied}");
+    let ingresses: Api<Ingress> = Api::all(controller);
+    assert!(ingresses.list(&Default::default()).await.is_ok(), "reading Ingresses is granted");
+
+    // The chart renders the same kinds (bar the Namespace, which Helm's --namespace makes).
+    let t = Test::new("helm").await;
+    let helm = sluice_testkit::bin_dir().unwrap().join("helm");
+    let out = std::process::Command::new(helm)
+        .args(["template", "edge", "--kube-version", "1.35.4"])
+        .arg(repo().join("deploy/helm/sluice"))
+        .args([
+            "--namespace",
+            &t.ns,
+            "--set",
+            "ingressClass.name=helm-e2e",
+            "--set",
+            "ingressClass.default=true",
+        ])
+        .output()
+        .expect("helm runs");
+    assert!(out.status.success(), "helm template failed: {}", String::from_utf8_lossy(&out.stderr));
+    let rendered = String::from_utf8(out.stdout).unwrap();
+    let applied = apply_yaml(&c.admin, &rendered, Some(&t.ns), true)
+        .await
+        .unwrap_or_else(|e| panic!("chart: {e}"));
+    let chart_kinds: std::collections::BTreeSet<_> =
+        applied.iter().map(|a| a.split('/').next().unwrap().to_string()).collect();
+    let want: std::collections::BTreeSet<_> =
+        expected.iter().filter(|k| **k != "Namespace").map(|k| k.to_string()).collect();
+    assert_eq!(chart_kinds, want);
+    assert!(rendered.contains("ingressclass.kubernetes.io/is-default-class: \"true\""));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_last_replica_clears_status_on_shutdown_but_not_while_others_run() {
+    let t = Test::new("shutdown").await;
+    let a = backend("a").await;
+    t.service("web", &[a]).await;
+    t.ingress("web", "web.example.com", "web", Some(&t.class()), json!({})).await;
+    // Pods standing for the replicas, Running (no kubelet here: the status is set directly).
+    let pods: Api<Pod> = Api::namespaced(t.admin.clone(), sluice_testkit::CONTROLLER_NAMESPACE);
+    let app = format!("app-{}", t.ns);
+    let pod = |name: &str| {
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": sluice_testkit::CONTROLLER_NAMESPACE,
+                         "labels": {"app": app, "pod-template-hash": name}},
+            "spec": {"containers": [{"name": "sluice", "image": "sluice"}]},
+        })
+    };
+    let running = json!({"status": {"phase": "Running"}});
+    let names = [format!("{}-a", t.ns), format!("{}-b", t.ns)];
+    for n in &names {
+        pods.create(&PostParams::default(), &serde_json::from_value(pod(n)).unwrap())
+            .await
+            .unwrap();
+        pods.patch_status(n, &PatchParams::default(), &Patch::Merge(&running)).await.unwrap();
+    }
+    let args = ["--publish-status-address=198.51.100.8"];
+    // Another replica runs: status stays.
+    let mut s = t.sluice_env(&args, &[("POD_NAME", &names[0])]);
+    eventually("status is written", || async {
+        t.ingress_addresses("web").await == ["198.51.100.8"]
+    })
+    .await;
+    assert!(s.terminate());
+    assert!(
+        s.stderr().iter().any(|l| l.contains("other replicas run")),
+        "{}",
+        s.stderr().join("\n")
+    );
+    assert_eq!(t.ingress_addresses("web").await, ["198.51.100.8"]);
+    // The other replica is gone: the last one clears its address.
+    pods.delete(&names[1], &DeleteParams::default()).await.unwrap();
+    let mut s = t.sluice_env(&args, &[("POD_NAME", &names[0])]);
+    s.wait_stderr(|l| l.contains("became the leader"));
+    assert!(s.terminate());
+    assert!(t.ingress_addresses("web").await.is_empty(), "{}", s.stderr().join("\n"));
+}
+
+/// Readiness waits for the first full sync; an API server that is down at start-up, then
+/// restarted mid-traffic, costs no request; the controller resyncs by itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn api_server_outages_cost_no_request() {
+    // A private API server: this test stops and restarts it.
+    let mut server = tokio::task::spawn_blocking(sluice_testkit::ApiServer::start)
+        .await
+        .unwrap()
+        .expect("private API server");
+    let admin = sluice_testkit::client(&server.admin_kubeconfig()).await.unwrap();
+    install_rbac(&admin).await;
+    let t = Test::with_client("outage", admin, server.controller_kubeconfig()).await;
+    let a = backend("a").await;
+    t.service("web", &[a]).await;
+    t.ingress("web", "web.example.com", "web", Some(&t.class()), json!({})).await;
+
+    // Down before the controller starts: alive, not ready, not serving.
+    server.stop_apiserver();
+    let args = t.args(&[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let env = [("POD_NAMESPACE", sluice_testkit::CONTROLLER_NAMESPACE)];
+    let unready = Sluice::start_kube_unready(&t.kubeconfig, &args, &env);
+    assert_eq!(get(&unready.admin_url("/readyz"), None).await.status, 503);
+    assert_eq!(get(&unready.admin_url("/healthz"), None).await.status, 200);
+    server.start_apiserver().unwrap();
+    let line = unready.wait_stderr(|l| l.contains(" listening "));
+    assert!(line.contains("http="));
+    assert_eq!(get(&unready.admin_url("/readyz"), None).await.status, 200);
+    drop(unready);
+
+    let s = Arc::new(Sluice::start_kube(&t.kubeconfig, &args, &env));
+    assert_eq!(answer(&s, "web.example.com").await, "a");
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let load = {
+        let (s, stop, ok, failed) = (s.clone(), stop.clone(), ok.clone(), failed.clone());
+        tokio::spawn(async move {
+            let c = client();
+            while !stop.load(Ordering::Relaxed) {
+                match c
+                    .request(request("GET", &s.url("/"), Some("web.example.com"), Bytes::new()))
+                    .await
+                {
+                    Ok(r) if r.status() == 200 => ok.fetch_add(1, Ordering::Relaxed),
+                    _ => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        })
+    };
+    // The outage itself is the scenario: traffic flows while the API server is down. Meanwhile
+    // etcd's history is compacted, so the controller's watches come back to `410 Gone` and
+    // must list everything again: the table must never be empty in between.
+    server.stop_apiserver();
+    s.wait_stderr(|l| l.contains("watch failed"));
+    server.expire_watches().unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let during = ok.load(Ordering::Relaxed);
+    server.start_apiserver().unwrap();
+    // Resynced by itself: a change made after the restart is applied.
+    let b = backend("b").await;
+    t.service("api", &[b]).await;
+    t.ingress("api", "api.example.com", "api", Some(&t.class()), json!({})).await;
+    eventually("a change after the restart is applied", || async {
+        answer(&s, "api.example.com").await == "b"
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    load.await.unwrap();
+    s.wait_stderr(|l| l.contains("relisted after the watch expired") && l.contains("Ingress"));
+    assert!(during > 0, "requests were served during the outage");
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "no request failed across the outage");
+}
