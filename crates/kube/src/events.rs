@@ -19,6 +19,8 @@ pub struct Events {
     recorder: Recorder,
     /// Per owned Ingress, the hash of what routing reads (generation, annotations, labels).
     synced: HashMap<NamespacedName, u64>,
+    /// Whether this leader term has published once (the first call records, without `Sync`).
+    started: bool,
     warned: HashSet<Diagnostic>,
 }
 
@@ -29,6 +31,7 @@ impl Events {
         Self {
             recorder: Recorder::new(client, reporter),
             synced: HashMap::new(),
+            started: false,
             warned: HashSet::new(),
         }
     }
@@ -37,18 +40,19 @@ impl Events {
     pub fn reset(&mut self) {
         self.synced.clear();
         self.warned.clear();
+        self.started = false;
     }
 
     /// Publishes `Sync` for owned Ingresses that changed and a Warning for each new diagnostic.
-    /// On the first call of a leader term (`synced` empty), current Ingresses are recorded
-    /// without a `Sync` each.
+    /// On the first call of a leader term, current Ingresses are recorded without a `Sync`
+    /// each.
     pub async fn publish(
         &mut self,
         ingresses: &[Arc<Ingress>],
         owned: &HashSet<NamespacedName>,
         diagnostics: &[Diagnostic],
     ) {
-        let first = self.synced.is_empty();
+        let first = !std::mem::replace(&mut self.started, true);
         let mut next = HashMap::with_capacity(owned.len());
         for ing in ingresses {
             let key = NamespacedName::new(ing.namespace().unwrap_or_default(), ing.name_any());
@@ -73,10 +77,6 @@ impl Events {
             next.insert(key, hash);
         }
         self.synced = next;
-        if first && self.synced.is_empty() {
-            // Nothing owned yet: keep "first" semantics off for the next call.
-            self.synced.insert(NamespacedName::new("", ""), 0);
-        }
 
         let uids: HashMap<NamespacedName, &Ingress> = ingresses
             .iter()

@@ -33,17 +33,42 @@ pub struct StatusConfig {
     pub publish_status_address: Vec<String>,
 }
 
-/// Follows the addresses to publish. `None` when neither flag is set (status is then not
-/// written).
-pub fn addresses(client: &Client, config: &StatusConfig) -> Option<watch::Receiver<Vec<String>>> {
+/// The addresses to publish.
+pub enum Addresses {
+    /// `--publish-status-address`: never changes.
+    Fixed(Vec<String>),
+    /// `--publish-service`: follows the Service.
+    Service(watch::Receiver<Vec<String>>),
+}
+
+impl Addresses {
+    /// The addresses now, sorted.
+    pub fn current(&mut self) -> Vec<String> {
+        match self {
+            Addresses::Fixed(list) => list.clone(),
+            Addresses::Service(rx) => rx.borrow_and_update().clone(),
+        }
+    }
+
+    /// Resolves when the addresses change (never, for a fixed list).
+    pub async fn changed(&mut self) {
+        if let Addresses::Service(rx) = self
+            && rx.changed().await.is_ok()
+        {
+            return;
+        }
+        // A fixed list, or a watch that ended with the process: nothing more will change.
+        std::future::pending().await
+    }
+}
+
+/// Where the addresses come from; `None` when neither flag is set (status is then not written).
+pub fn addresses(client: &Client, config: &StatusConfig) -> Option<Addresses> {
     if !config.publish_status_address.is_empty() {
         let mut fixed = config.publish_status_address.clone();
         fixed.sort();
         fixed.dedup();
-        let (tx, rx) = watch::channel(fixed);
-        // Keep the sender alive for the life of the process: the list never changes.
-        std::mem::forget(tx);
-        return Some(rx);
+        return Some(Addresses::Fixed(fixed));
     }
     let svc = config.publish_service.clone()?;
     let (tx, rx) = watch::channel(Vec::new());
@@ -67,7 +92,7 @@ pub fn addresses(client: &Client, config: &StatusConfig) -> Option<watch::Receiv
             }
         }
     });
-    Some(rx)
+    Some(Addresses::Service(rx))
 }
 
 fn replace(cur: &mut Vec<String>, new: Vec<String>) -> bool {

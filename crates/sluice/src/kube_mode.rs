@@ -194,7 +194,7 @@ async fn leader_duties(
             let current = applied.borrow_and_update().clone();
             let owned: HashSet<NamespacedName> = current.table.owned.iter().cloned().collect();
             if let Some(addrs) = &mut addresses {
-                let list = addrs.borrow_and_update().clone();
+                let list = addrs.current();
                 let stats = status::sync(&client, &list, &owned, &current.snapshot.ingresses).await;
                 if stats.updated + stats.released + stats.failed > 0 {
                     tracing::info!(addresses = %list.join(","), updated = stats.updated, released = stats.released, failed = stats.failed, "Ingress status synced");
@@ -217,7 +217,7 @@ async fn leader_duties(
             _ = applied.changed() => {}
             _ = async {
                 match &mut addresses {
-                    Some(rx) => { let _ = rx.changed().await; }
+                    Some(a) => a.changed().await,
                     None => std::future::pending().await,
                 }
             } => {}
