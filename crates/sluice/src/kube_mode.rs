@@ -189,6 +189,7 @@ async fn leader_duties(
     }
     let mut events = Events::new(client.clone(), config.pod.clone());
     let mut tick = tokio::time::interval(config.status_interval);
+    let mut term_started = false;
     loop {
         if *leading.borrow_and_update() {
             let current = applied.borrow_and_update().clone();
@@ -201,6 +202,12 @@ async fn leader_duties(
                 }
             }
             events.publish(&current.snapshot.ingresses, &owned, &current.table.diagnostics).await;
+            if !std::mem::replace(&mut term_started, true) {
+                tracing::info!(
+                    owned = owned.len(),
+                    "leading: Ingress status and Events are up to date"
+                );
+            }
         }
         tokio::select! {
             changed = leading.changed() => {
@@ -212,6 +219,7 @@ async fn leader_duties(
                 } else {
                     tracing::info!(identity = %config.identity, "no longer the leader");
                     events.reset();
+                    term_started = false;
                 }
             }
             _ = applied.changed() => {}

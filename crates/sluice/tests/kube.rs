@@ -576,7 +576,8 @@ async fn events_report_syncs_and_rejections() {
     let a = backend("a").await;
     t.service("web", &[a]).await;
     let s = t.sluice(&["--publish-status-address=198.51.100.9"]);
-    s.wait_stderr(|l| l.contains("became the leader"));
+    // Ingresses that exist when a leader term starts get no Sync; later changes do.
+    s.wait_stderr(|l| l.contains("Ingress status and Events are up to date"));
     t.ingress("web", "web.example.com", "web", Some(&t.class()), json!({})).await;
     t.ingress(
         "snippet",
@@ -834,4 +835,44 @@ async fn api_server_outages_cost_no_request() {
     s.wait_stderr(|l| l.contains("relisted after the watch expired") && l.contains("Ingress"));
     assert!(during > 0, "requests were served during the outage");
     assert_eq!(failed.load(Ordering::Relaxed), 0, "no request failed across the outage");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_is_restored_each_interval_and_never_written_when_disabled() {
+    let t = Test::new("interval").await;
+    let a = backend("a").await;
+    t.service("web", &[a]).await;
+    t.ingress("web", "web.example.com", "web", Some(&t.class()), json!({})).await;
+    let s = t.sluice(&["--publish-status-address=198.51.100.5", "--status-update-interval=1"]);
+    eventually("status is written", || async {
+        t.ingress_addresses("web").await == ["198.51.100.5"]
+    })
+    .await;
+    // Someone else empties the status: the next periodic check restores it.
+    let api: Api<Ingress> = t.api();
+    let empty = json!({"status": {"loadBalancer": {"ingress": null}}});
+    api.patch_status("web", &PatchParams::default(), &Patch::Merge(&empty)).await.unwrap();
+    assert!(t.ingress_addresses("web").await.is_empty());
+    eventually("the periodic check restores the status", || async {
+        t.ingress_addresses("web").await == ["198.51.100.5"]
+    })
+    .await;
+    drop(s);
+
+    // --update-status=false: the leader still does its other duties (Events), never status.
+    let quiet = Test::new("no-status").await;
+    quiet.service("web", &[a]).await;
+    let s = quiet.sluice(&["--publish-status-address=198.51.100.6", "--update-status=false"]);
+    s.wait_stderr(|l| l.contains("Ingress status and Events are up to date"));
+    quiet.ingress("web", "web.example.com", "web", Some(&quiet.class()), json!({})).await;
+    let events: Api<k8s_openapi::api::events::v1::Event> = quiet.api();
+    eventually("the leader published a Sync Event", || async {
+        let list = events.list(&Default::default()).await.unwrap();
+        list.items.iter().any(|e| e.reason.as_deref() == Some("Sync"))
+    })
+    .await;
+    assert!(
+        quiet.ingress_addresses("web").await.is_empty(),
+        "no status with --update-status=false"
+    );
 }
