@@ -290,8 +290,8 @@ mod tests {
     fn translates_cleanly_and_routes_as_documented() {
         let table = sluice_translate::translate(&generate(Scale::MEDIUM), &settings());
         assert!(table.diagnostics.is_empty(), "{:#?}", &table.diagnostics[..3]);
-        assert_eq!(table.exact_hosts.len(), 1_000);
-        assert_eq!(table.wildcard_hosts.len(), 1_000 / WILDCARD_EVERY);
+        assert_eq!(table.host_index.counts().0, 1_000);
+        assert_eq!(table.host_index.counts().1, 1_000 / WILDCARD_EVERY);
         // Two backends per Ingress, with 2 or 3 endpoints each, 4% not ready.
         assert_eq!(table.backends.len(), 2_000);
         let ready: usize = table.backends.iter().map(|b| b.endpoints.len()).sum();

@@ -172,6 +172,7 @@ impl KubeSource {
             endpoint_slices: all(&self.endpoint_slices, &keep),
             secrets: all(&self.secrets, &keep),
             config_maps: all(&self.config_maps, &keep),
+            observed_at: Some(unix_now()),
         }
     }
 }
@@ -306,4 +307,11 @@ where
         }
     });
     reader
+}
+
+/// Seconds since the Unix epoch (certificate expiry is judged against the snapshot's time).
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }

@@ -136,7 +136,11 @@ impl ManifestDir {
     /// An object defined in two files is taken from the first in path order; the others are
     /// reported.
     pub fn snapshot(&self) -> (Snapshot, Vec<Diagnostic>) {
-        let mut snapshot = Snapshot::default();
+        // Certificates are judged expired against the time the snapshot is taken.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut snapshot = Snapshot { observed_at: Some(now as i64), ..Snapshot::default() };
         let mut seen: HashMap<ObjectRef, (&Path, usize)> = HashMap::new();
         let mut diagnostics = Vec::new();
         for (path, state) in &self.files {

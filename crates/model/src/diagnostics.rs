@@ -55,8 +55,12 @@ pub enum Reason {
     UnsupportedConfigMapKey,
     /// The same object is defined twice in the source.
     DuplicateObject,
-    /// The Ingress uses a feature this version does not serve yet (for example TLS).
+    /// The Ingress uses a feature this version does not serve yet.
     UnsupportedFeature,
+    /// A referenced Secret does not exist.
+    MissingSecret,
+    /// A referenced Secret cannot be used (bad PEM, expired, key mismatch, wrong host).
+    InvalidSecret,
 }
 
 impl Reason {
@@ -81,6 +85,8 @@ impl Reason {
             Reason::UnsupportedConfigMapKey => "UnsupportedConfigMapKey",
             Reason::DuplicateObject => "DuplicateObject",
             Reason::UnsupportedFeature => "UnsupportedFeature",
+            Reason::MissingSecret => "MissingSecret",
+            Reason::InvalidSecret => "InvalidSecret",
         }
     }
 }

@@ -10,13 +10,16 @@
 //! - [`Diagnostic`]: what translation found wrong, per object.
 
 mod diagnostics;
+mod hostmap;
 mod lookup;
 mod names;
 mod settings;
 mod snapshot;
 mod table;
+mod tls;
 
 pub use diagnostics::{Diagnostic, Reason, Severity};
+pub use hostmap::HostMap;
 pub use lookup::{Lookup, normalize_host, normalize_path};
 pub use names::{Kind, NamespacedName, ObjectRef};
 pub use settings::Settings;
@@ -24,4 +27,8 @@ pub use snapshot::Snapshot;
 pub use table::{
     Backend, BackendId, Endpoint, HostRoutes, PathMatch, Policy, Route, RouteId, RoutingTable,
     Target,
+};
+pub use tls::{
+    ClientAuth, ClientVerify, HandshakePolicy, HttpsBehaviour, KeyFormat, PrivateKey, Tls, TlsCert,
+    TlsVersions, UpstreamProtocol, UpstreamTls,
 };

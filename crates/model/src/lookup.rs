@@ -22,15 +22,7 @@ impl RoutingTable {
     /// No allocation unless the host has upper-case letters or the path needs normalising.
     pub fn lookup(&self, host: &str, path: &str) -> Lookup<'_> {
         let host = normalize_host(host);
-        let host_idx = self
-            .exact_hosts
-            .get(host.as_ref())
-            .or_else(|| {
-                let (_, parent) = host.split_once('.')?;
-                self.wildcard_hosts.get(parent)
-            })
-            .copied()
-            .unwrap_or(self.catch_all);
+        let host_idx = self.host_index.get(&host).copied().unwrap_or(self.catch_all);
         let routes = &self.hosts[host_idx as usize];
         let path = normalize_path(path);
         let id = match_path(routes, &path);

@@ -18,6 +18,10 @@ pub struct Settings {
     pub annotations_prefix: String,
     /// `--configmap`: the ConfigMap holding global settings.
     pub configmap: Option<NamespacedName>,
+    /// `--default-ssl-certificate`: the Secret for TLS hosts without one, and unknown names.
+    pub default_ssl_certificate: Option<NamespacedName>,
+    /// `--enable-ssl-passthrough`: honour the `ssl-passthrough` annotation.
+    pub enable_ssl_passthrough: bool,
 }
 
 impl Default for Settings {
@@ -29,6 +33,8 @@ impl Default for Settings {
             default_backend_service: None,
             annotations_prefix: "nginx.ingress.kubernetes.io".into(),
             configmap: None,
+            default_ssl_certificate: None,
+            enable_ssl_passthrough: false,
         }
     }
 }

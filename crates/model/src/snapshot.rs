@@ -23,6 +23,9 @@ pub struct Snapshot {
     pub secrets: Vec<Arc<Secret>>,
     /// ConfigMaps.
     pub config_maps: Vec<Arc<ConfigMap>>,
+    /// When the source took the snapshot, in seconds since the Unix epoch: certificates are
+    /// judged expired against it (translation itself reads no clock). `None` skips the check.
+    pub observed_at: Option<i64>,
 }
 
 impl Snapshot {

@@ -1,11 +1,14 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 
-use crate::{Diagnostic, NamespacedName};
+use crate::{
+    Diagnostic, HostMap, HttpsBehaviour, NamespacedName, Tls, UpstreamProtocol, UpstreamTls,
+};
 
 /// Index of a [`Route`] in [`RoutingTable::routes`].
 pub type RouteId = u32;
@@ -22,12 +25,9 @@ pub struct RoutingTable {
     /// Bumped by whoever publishes tables, so that per-route state kept outside the table (such
     /// as metric handles) can tell routes of different tables apart.
     pub generation: u64,
-    /// Exact host names (lower case) to their index in `hosts`.
+    /// Host names (exact, and one-label wildcards) to their index in `hosts`.
     #[serde(skip)]
-    pub exact_hosts: HashMap<Box<str>, u32>,
-    /// Wildcard hosts `*.example.com`, keyed by the part after `*.`, to their index in `hosts`.
-    #[serde(skip)]
-    pub wildcard_hosts: HashMap<Box<str>, u32>,
+    pub host_index: HostMap<u32>,
     /// Every host's paths; the catch-all host (rules without a host) has the name `""`.
     pub hosts: Vec<HostRoutes>,
     /// Index in `hosts` of the catch-all host.
@@ -41,6 +41,10 @@ pub struct RoutingTable {
     /// The Ingresses this controller serves (its class), sorted; their status carries our
     /// address, whether or not any of their rules could be applied.
     pub owned: Vec<NamespacedName>,
+    /// Certificates, handshake policies, passthrough hosts.
+    pub tls: Tls,
+    /// Redirects to HTTPS and HSTS.
+    pub https: HttpsBehaviour,
 }
 
 /// The paths of one host, merged from every Ingress that names it.
@@ -139,10 +143,19 @@ pub struct Policy {
     pub send_timeout: Duration,
     /// Attempts on different endpoints when connecting fails (`proxy-next-upstream-tries`).
     pub next_upstream_tries: u32,
+    /// `ssl-redirect`: redirect plain-HTTP requests to HTTPS when the host has TLS.
+    pub ssl_redirect: bool,
+    /// `force-ssl-redirect`: redirect them even when it has not.
+    pub force_ssl_redirect: bool,
+    /// The two above applied to the route's host: plain-HTTP requests get a redirect.
+    pub redirect_to_https: bool,
+    /// Keep a trailing slash in that redirect (`preserve-trailing-slash`).
+    pub preserve_trailing_slash: bool,
 }
 
 impl Default for Policy {
-    /// ingress-nginx's defaults: 1m body, 5 s connect, 60 s read and send, 3 tries.
+    /// ingress-nginx's defaults: 1m body, 5 s connect, 60 s read and send, 3 tries,
+    /// `ssl-redirect` on.
     fn default() -> Self {
         Self {
             max_body_size: Some(1024 * 1024),
@@ -150,6 +163,10 @@ impl Default for Policy {
             read_timeout: Duration::from_secs(60),
             send_timeout: Duration::from_secs(60),
             next_upstream_tries: 3,
+            ssl_redirect: true,
+            force_ssl_redirect: false,
+            redirect_to_https: false,
+            preserve_trailing_slash: false,
         }
     }
 }
@@ -169,20 +186,32 @@ pub struct Backend {
     pub port: String,
     /// Ready endpoints, in a stable order.
     pub endpoints: Vec<Endpoint>,
+    /// How to speak to it (`backend-protocol`).
+    pub protocol: UpstreamProtocol,
+    /// TLS settings, for `HTTPS` and `GRPCS` (`proxy-ssl-*`).
+    pub tls: Option<Arc<UpstreamTls>>,
     /// Round-robin position, shared by every worker (lock-free).
     #[serde(skip)]
     pub cursor: AtomicUsize,
 }
 
 impl Backend {
-    /// Builds a backend with its cursor at the start.
+    /// Builds a plain-HTTP backend with its cursor at the start.
     pub fn new(
         name: String,
         service: NamespacedName,
         port: String,
         endpoints: Vec<Endpoint>,
     ) -> Self {
-        Self { name, service, port, endpoints, cursor: AtomicUsize::new(0) }
+        Self {
+            name,
+            service,
+            port,
+            endpoints,
+            protocol: UpstreamProtocol::Http1,
+            tls: None,
+            cursor: AtomicUsize::new(0),
+        }
     }
 
     /// The index of the next endpoint in round-robin order; callers try consecutive indexes

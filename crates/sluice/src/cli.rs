@@ -52,6 +52,14 @@ pub struct ClassArgs {
     /// The ConfigMap (namespace/name) with global settings (ingress-nginx's keys).
     #[arg(long, env = "SLUICE_CONFIGMAP", value_parser = parse_namespaced)]
     pub configmap: Option<NamespacedName>,
+    /// The TLS Secret (namespace/name) for TLS hosts without one and unknown server names;
+    /// default: a self-signed certificate generated at start-up.
+    #[arg(long, env = "SLUICE_DEFAULT_SSL_CERTIFICATE", value_parser = parse_namespaced)]
+    pub default_ssl_certificate: Option<NamespacedName>,
+    /// Honour the ssl-passthrough annotation: TLS for those hosts goes, unterminated, to the
+    /// backend (on the same HTTPS port).
+    #[arg(long, env = "SLUICE_ENABLE_SSL_PASSTHROUGH")]
+    pub enable_ssl_passthrough: bool,
 }
 
 impl ClassArgs {
@@ -64,6 +72,8 @@ impl ClassArgs {
             default_backend_service: self.default_backend_service.clone(),
             annotations_prefix: self.annotations_prefix.clone(),
             configmap: self.configmap.clone(),
+            default_ssl_certificate: self.default_ssl_certificate.clone(),
+            enable_ssl_passthrough: self.enable_ssl_passthrough,
         }
     }
 }

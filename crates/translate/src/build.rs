@@ -1,13 +1,15 @@
 //! The translation itself: owned Ingresses, oldest first, merged host by host.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::{HTTPIngressPath, Ingress, IngressBackend};
 use sluice_model::{
-    Backend, BackendId, Diagnostic, HostRoutes, Kind, NamespacedName, ObjectRef, PathMatch, Policy,
-    Reason, Route, RouteId, RoutingTable, Settings, Snapshot, Target,
+    Backend, BackendId, Diagnostic, HostMap, HostRoutes, Kind, NamespacedName, ObjectRef,
+    PathMatch, Policy, Reason, Route, RouteId, RoutingTable, Settings, Snapshot, Target, Tls,
+    UpstreamProtocol, UpstreamTls,
 };
 
 use crate::annotations::{self, IngressAnnotations};
@@ -23,9 +25,10 @@ use crate::index::Index;
 /// and without duplicates. The table's `generation` is 0; the publisher sets it.
 pub fn translate(snapshot: &Snapshot, settings: &Settings) -> RoutingTable {
     let index = Index::new(snapshot);
-    let mut b = Builder::new(&index, settings);
+    let mut b = Builder::new(&index, settings, snapshot.observed_at);
     let global = b.global_config();
     b.global_default(&global.policy);
+    b.start_tls(&global);
 
     let classes: Vec<_> = snapshot.ingress_classes.iter().map(|c| &**c).collect();
     let mut ingresses: Vec<&Ingress> = snapshot
@@ -40,7 +43,7 @@ pub fn translate(snapshot: &Snapshot, settings: &Settings) -> RoutingTable {
     for ingress in ingresses {
         b.add_ingress(ingress, &global);
     }
-    b.finish(owned)
+    b.finish(owned, global)
 }
 
 fn name_of(i: &Ingress) -> NamespacedName {
@@ -64,33 +67,49 @@ fn oldest_first(a: &Ingress, b: &Ingress) -> Ordering {
     ts(a).cmp(&ts(b)).then_with(|| key(b).cmp(&key(a)))
 }
 
-struct Builder<'s> {
-    index: &'s Index<'s>,
-    settings: &'s Settings,
+/// A backend's identity: the Service port, and how it is reached.
+type BackendKey = (String, String, String, UpstreamProtocol, Option<Arc<UpstreamTls>>);
+
+pub(crate) struct Builder<'s> {
+    pub(crate) index: &'s Index<'s>,
+    pub(crate) settings: &'s Settings,
+    /// When the snapshot was taken (certificate expiry).
+    pub(crate) observed_at: Option<i64>,
     routes: Vec<Route>,
     backends: Vec<Backend>,
-    backend_ids: HashMap<(String, String, String), BackendId>,
+    backend_ids: HashMap<BackendKey, BackendId>,
     hosts: Vec<HostRoutes>,
     host_ids: HashMap<String, u32>,
     /// The route for requests no host or path claims.
     global_default: RouteId,
     /// Whether a rule-less Ingress already took the catch-all default.
     catch_all_taken: Option<NamespacedName>,
-    diagnostics: Vec<Diagnostic>,
+    pub(crate) diagnostics: Vec<Diagnostic>,
+    /// Certificates, policies, passthrough, as they are being built.
+    pub(crate) tls: Tls,
+    /// Hosts listed in a TLS section (with or without a Secret): they get HTTPS redirects.
+    pub(crate) tls_hosts: HashSet<String>,
+    /// Certificates already read in this translation, by Secret (or why they cannot be used).
+    pub(crate) cert_ids: HashMap<NamespacedName, Result<u32, (Reason, String)>>,
+    /// Hosts whose handshake policy could not be applied, with why: they answer 503.
+    pub(crate) failed_hosts: HashMap<String, String>,
+    /// Hosts whose handshake policy an older Ingress already set.
+    pub(crate) policy_set: HostMap<()>,
 }
 
 /// An Ingress being added, with what its annotations decided.
-struct Current {
-    name: NamespacedName,
-    object: ObjectRef,
-    annotations: IngressAnnotations,
+pub(crate) struct Current {
+    pub(crate) name: NamespacedName,
+    pub(crate) object: ObjectRef,
+    pub(crate) annotations: IngressAnnotations,
 }
 
 impl<'s> Builder<'s> {
-    fn new(index: &'s Index<'s>, settings: &'s Settings) -> Self {
+    fn new(index: &'s Index<'s>, settings: &'s Settings, observed_at: Option<i64>) -> Self {
         Self {
             index,
             settings,
+            observed_at,
             routes: Vec::new(),
             backends: Vec::new(),
             backend_ids: HashMap::new(),
@@ -99,6 +118,11 @@ impl<'s> Builder<'s> {
             global_default: 0,
             catch_all_taken: None,
             diagnostics: Vec::new(),
+            tls: Tls::default(),
+            tls_hosts: HashSet::new(),
+            cert_ids: HashMap::new(),
+            failed_hosts: HashMap::new(),
+            policy_set: HostMap::default(),
         }
     }
 
@@ -163,7 +187,13 @@ impl<'s> Builder<'s> {
         };
         let endpoints = backends::ready_endpoints(self.index, &svc.namespace, &svc.name, port);
         let label = port.name.clone().filter(|n| !n.is_empty()).unwrap_or(port.port.to_string());
-        Target::Backend(self.backend_id(svc.clone(), label, endpoints))
+        Target::Backend(self.backend_id(
+            svc.clone(),
+            label,
+            endpoints,
+            UpstreamProtocol::Http1,
+            None,
+        ))
     }
 
     fn add_ingress(&mut self, ingress: &Ingress, global: &GlobalConfig) {
@@ -189,13 +219,7 @@ impl<'s> Builder<'s> {
         }
         let cur = Current { name, object, annotations };
         let spec = ingress.spec.as_ref();
-        if spec.is_some_and(|s| s.tls.as_ref().is_some_and(|t| !t.is_empty())) {
-            self.diagnostics.push(Diagnostic::warning(
-                cur.object.clone(),
-                Reason::UnsupportedFeature,
-                "spec.tls: this version of Sluice serves plain HTTP only; TLS is not terminated",
-            ));
-        }
+        let tls_sections = spec.and_then(|s| s.tls.as_deref()).unwrap_or_default();
         let rules = spec.and_then(|s| s.rules.as_deref()).unwrap_or_default();
         let default_backend = spec.and_then(|s| s.default_backend.as_ref());
 
@@ -254,6 +278,12 @@ impl<'s> Builder<'s> {
                 self.hosts[host_idx as usize].default_route = route;
             }
             let paths = rule.http.as_ref().map(|h| h.paths.as_slice()).unwrap_or_default();
+            self.add_tls_for_host(&cur, &host, tls_sections);
+            self.set_host_policy(&cur, &host);
+            if cur.annotations.ssl_passthrough {
+                let backend = paths.first().map(|p| &p.backend).or(default_backend);
+                self.add_passthrough(&cur, &host, backend);
+            }
             for path in paths {
                 self.add_path(&cur, host_idx, &host, path);
             }
@@ -346,7 +376,7 @@ impl<'s> Builder<'s> {
     }
 
     /// Where a backend of the current Ingress sends requests.
-    fn target(&mut self, cur: &Current, backend: &IngressBackend) -> Target {
+    pub(crate) fn target(&mut self, cur: &Current, backend: &IngressBackend) -> Target {
         let ns = cur.name.namespace.as_str();
         let service = match (&backend.service, &backend.resource) {
             (Some(s), None) => s,
@@ -386,7 +416,18 @@ impl<'s> Builder<'s> {
                     ));
                 }
                 let svc = NamespacedName::new(ns, &service.name);
-                Target::Backend(self.backend_id(svc, resolved.port, resolved.endpoints))
+                let protocol = cur.annotations.backend_protocol;
+                let tls = match self.upstream_tls(cur, &svc) {
+                    Ok(tls) => tls,
+                    Err(why) => return Target::Respond { status: 503, reason: why },
+                };
+                Target::Backend(self.backend_id(
+                    svc,
+                    resolved.port,
+                    resolved.endpoints,
+                    protocol,
+                    tls,
+                ))
             }
             Err(why) => {
                 let port = backends::port_label(service);
@@ -434,12 +475,25 @@ impl<'s> Builder<'s> {
         service: NamespacedName,
         port: String,
         endpoints: Vec<sluice_model::Endpoint>,
+        protocol: UpstreamProtocol,
+        tls: Option<Arc<UpstreamTls>>,
     ) -> BackendId {
-        let key = (service.namespace.clone(), service.name.clone(), port.clone());
+        let key =
+            (service.namespace.clone(), service.name.clone(), port.clone(), protocol, tls.clone());
         let next = self.backends.len() as BackendId;
         *self.backend_ids.entry(key).or_insert_with(|| {
-            let name = format!("{}-{}-{}", service.namespace, service.name, port);
-            self.backends.push(Backend::new(name, service, port, endpoints));
+            // Backends of one Service port reached differently need their own names.
+            let name = match protocol {
+                UpstreamProtocol::Http1 => {
+                    format!("{}-{}-{}", service.namespace, service.name, port)
+                }
+                _ => format!("{}-{}-{}-{protocol:?}", service.namespace, service.name, port)
+                    .to_lowercase(),
+            };
+            let mut backend = Backend::new(name, service, port, endpoints);
+            backend.protocol = protocol;
+            backend.tls = tls;
+            self.backends.push(backend);
             next
         })
     }
@@ -469,30 +523,51 @@ impl<'s> Builder<'s> {
         (id, true)
     }
 
-    fn finish(mut self, owned: Vec<NamespacedName>) -> RoutingTable {
-        let mut exact_hosts = HashMap::new();
-        let mut wildcard_hosts = HashMap::new();
+    fn finish(mut self, owned: Vec<NamespacedName>, global: GlobalConfig) -> RoutingTable {
+        self.finish_tls(&global);
+        let mut host_index = HostMap::default();
         for (host, &id) in &self.host_ids {
-            if host.is_empty() {
-                continue;
+            if !host.is_empty() {
+                host_index.insert(host, id);
             }
-            match host.strip_prefix("*.") {
-                Some(parent) => wildcard_hosts.insert(parent.into(), id),
-                None => exact_hosts.insert(host.as_str().into(), id),
-            };
         }
         self.diagnostics.sort();
         self.diagnostics.dedup();
         RoutingTable {
             generation: 0,
-            exact_hosts,
-            wildcard_hosts,
+            host_index,
             catch_all: self.host_ids[""],
             hosts: self.hosts,
             routes: self.routes,
             backends: self.backends,
             diagnostics: self.diagnostics,
             owned,
+            tls: self.tls,
+            https: global.https,
+        }
+    }
+
+    /// Every route (for the TLS pass at the end).
+    pub(crate) fn routes_mut(&mut self) -> &mut [Route] {
+        &mut self.routes
+    }
+
+    /// Gives every host in `failed` a default route answering 503 (its paths are handled by
+    /// the caller).
+    pub(crate) fn fail_host_defaults(&mut self, failed: &HashMap<String, String>) {
+        for host in &mut self.hosts {
+            if let Some(why) = failed.get(&host.host) {
+                let route = Route {
+                    ingress: None,
+                    host: host.host.clone(),
+                    path: String::new(),
+                    path_match: PathMatch::Default,
+                    target: Target::Respond { status: 503, reason: why.clone() },
+                    policy: Policy::default(),
+                };
+                self.routes.push(route);
+                host.default_route = (self.routes.len() - 1) as RouteId;
+            }
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use sluice_model::Snapshot;
@@ -18,6 +18,7 @@ pub(crate) struct Index<'s> {
     /// namespace -> Service name -> its EndpointSlices, sorted by name.
     slices: ByName<'s, Vec<&'s EndpointSlice>>,
     config_maps: ByName<'s, &'s ConfigMap>,
+    secrets: ByName<'s, &'s Secret>,
 }
 
 impl<'s> Index<'s> {
@@ -43,7 +44,12 @@ impl<'s> Index<'s> {
             let (ns, name) = ns_name(&c.metadata);
             config_maps.entry(ns).or_default().insert(name, &**c);
         }
-        Self { services, slices, config_maps }
+        let mut secrets: ByName<'s, &'s Secret> = HashMap::new();
+        for s in &snapshot.secrets {
+            let (ns, name) = ns_name(&s.metadata);
+            secrets.entry(ns).or_default().insert(name, &**s);
+        }
+        Self { services, slices, config_maps, secrets }
     }
 
     pub(crate) fn service(&self, ns: &str, name: &str) -> Option<&'s Service> {
@@ -52,6 +58,10 @@ impl<'s> Index<'s> {
 
     pub(crate) fn slices(&self, ns: &str, service: &str) -> &[&'s EndpointSlice] {
         self.slices.get(ns).and_then(|m| m.get(service)).map(Vec::as_slice).unwrap_or_default()
+    }
+
+    pub(crate) fn secret(&self, ns: &str, name: &str) -> Option<&'s Secret> {
+        self.secrets.get(ns)?.get(name).copied()
     }
 
     pub(crate) fn config_map(&self, ns: &str, name: &str) -> Option<&'s ConfigMap> {

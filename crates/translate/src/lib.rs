@@ -31,8 +31,10 @@
 pub mod annotations;
 pub mod backends;
 mod build;
+mod build_tls;
 pub mod class;
 pub mod config;
 mod index;
+mod tls;
 
 pub use build::translate;

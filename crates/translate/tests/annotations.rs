@@ -127,13 +127,7 @@ fn configmap_unknown_snippet_and_invalid_keys_are_reported() {
         "{}",
         dump(&t)
     );
-    assert_diag(
-        &t,
-        Severity::Warning,
-        Reason::UnsupportedConfigMapKey,
-        cm,
-        "use-forwarded-headers",
-    );
+    assert_diag(&t, Severity::Warning, Reason::UnsupportedConfigMapKey, cm, "enable-brotli");
     assert_diag(&t, Severity::Error, Reason::SnippetRefused, cm, "http-snippet");
     assert_diag(&t, Severity::Error, Reason::InvalidConfigMapKey, cm, "proxy-connect-timeout");
     assert_eq!(policy(&t, &host("plain"), "/").connect_timeout, Duration::from_secs(5));
@@ -174,7 +168,6 @@ fn unenforceable_security_annotations_fail_closed() {
         ("whitelist", "whitelist-source-range"),
         ("allowlist", "allowlist-source-range"),
         ("denylist", "denylist-source-range"),
-        ("auth-tls", "auth-tls-secret"),
     ];
     for (name, annotation) in rows {
         assert_eq!(route(&t, &host(name), "/"), "503", "{name}");
@@ -192,6 +185,23 @@ fn unenforceable_security_annotations_fail_closed() {
             &format!("nginx.ingress.kubernetes.io/{annotation}"),
         );
     }
+}
+
+// auth-tls-secret naming a CA Secret that does not exist: the host fails closed (503 on every
+// path) with a MissingSecret error, rather than serving clients it cannot verify.
+#[test]
+fn client_certificates_with_a_missing_ca_fail_closed() {
+    let t = table();
+    assert_eq!(route(&t, &host("auth-tls"), "/"), "503");
+    assert_eq!(route(&t, &host("auth-tls"), "/deep/path"), "503");
+    assert_eq!(summary_for(&t, &ingress("auth-tls")), vec!["Error MissingSecret"]);
+    assert_diag(
+        &t,
+        Severity::Error,
+        Reason::MissingSecret,
+        &ingress("auth-tls"),
+        "client certificates for auth-tls.annotations.test",
+    );
 }
 
 // Not-implemented annotations (rewrite-target) warn and the routes are still served; names

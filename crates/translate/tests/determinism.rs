@@ -40,6 +40,7 @@ fn reversed(s: &Snapshot) -> Snapshot {
         endpoint_slices: rev(&s.endpoint_slices),
         secrets: rev(&s.secrets),
         config_maps: rev(&s.config_maps),
+        observed_at: s.observed_at,
     }
 }
 
@@ -52,6 +53,7 @@ fn shuffled_snapshot(s: &Snapshot, seed: u64) -> Snapshot {
         endpoint_slices: shuffled(&s.endpoint_slices, seed + 3),
         secrets: shuffled(&s.secrets, seed + 4),
         config_maps: shuffled(&s.config_maps, seed + 5),
+        observed_at: s.observed_at,
     }
 }
 

@@ -12,25 +12,42 @@
 //!   503, because a snippet may have carried access rules that Sluice cannot see;
 //! - unknown to ingress-nginx too (a typo?): reported as a warning.
 
+pub mod auth_tls;
+pub mod backend_protocol;
 pub mod catalog;
 pub mod proxy;
+pub mod proxy_ssl;
+pub mod redirect;
+pub mod ssl_cipher;
+pub mod ssl_passthrough;
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::networking::v1::Ingress;
-use sluice_model::{Diagnostic, ObjectRef, Policy, Reason};
+use sluice_model::{Diagnostic, NamespacedName, ObjectRef, Policy, Reason, UpstreamProtocol};
 
 use catalog::Support;
 
 /// What an Ingress's annotations mean for its routes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IngressAnnotations {
-    /// Limits and timeouts for every route of the Ingress.
+    /// Limits, timeouts and redirects for every route of the Ingress.
     pub policy: Policy,
     /// When set, every route of the Ingress answers 503 for this reason.
     pub fail_closed: Option<String>,
     /// `canary` true: the Ingress only diverts traffic of a main Ingress.
     pub canary: bool,
+    /// Client certificates for the Ingress's hosts (`auth-tls-*`); `Err` when asked for but
+    /// unusable (the hosts fail closed).
+    pub auth_tls: Result<Option<auth_tls::AuthTls>, String>,
+    /// `ssl-ciphers` for the Ingress's hosts.
+    pub ssl_ciphers: Option<Vec<String>>,
+    /// `ssl-passthrough`.
+    pub ssl_passthrough: bool,
+    /// `backend-protocol`.
+    pub backend_protocol: UpstreamProtocol,
+    /// `proxy-ssl-*`.
+    pub proxy_ssl: proxy_ssl::ProxySsl,
 }
 
 /// The annotations under one prefix.
@@ -40,6 +57,7 @@ pub(crate) struct Annotations<'a> {
 }
 
 impl<'a> Annotations<'a> {
+    /// The value of annotation `name` (without the prefix).
     fn get(&self, name: &str) -> Option<&'a str> {
         let map = self.map?;
         // Avoid formatting a key per lookup: annotations are few, scan them.
@@ -52,6 +70,60 @@ impl<'a> Annotations<'a> {
             })
             .map(|(_, v)| v.as_str())
     }
+
+    /// Applies annotation `name` with `f`; an error is reported as an invalid value (the
+    /// default then applies).
+    fn apply(
+        &self,
+        object: &ObjectRef,
+        name: &str,
+        diagnostics: &mut Vec<Diagnostic>,
+        f: impl FnOnce(&str) -> Result<(), String>,
+    ) {
+        if let Some(value) = self.get(name)
+            && let Err(why) = f(value)
+        {
+            diagnostics.push(Diagnostic::error(
+                object.clone(),
+                Reason::InvalidAnnotation,
+                format!("{}/{name}: {why}; the default applies", self.prefix),
+            ));
+        }
+    }
+
+    /// Reports an invalid value of a security annotation, which the caller fails closed on;
+    /// returns the reason its routes answer 503.
+    fn invalid(
+        &self,
+        object: &ObjectRef,
+        name: &str,
+        why: &str,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) -> String {
+        let reason = format!("{}/{name}: {why}", self.prefix);
+        diagnostics.push(Diagnostic::error(
+            object.clone(),
+            Reason::InvalidAnnotation,
+            format!("{reason}; the routes answer 503"),
+        ));
+        reason
+    }
+}
+
+/// A Secret reference, `name` or `namespace/name`, in `namespace` (the Ingress's): a Secret in
+/// another namespace is refused, as ingress-nginx does by default.
+fn secret_ref(value: &str, namespace: &str) -> Result<NamespacedName, String> {
+    let value = value.trim();
+    let (ns, name) = value.split_once('/').unwrap_or((namespace, value));
+    if name.is_empty() || name.contains('/') {
+        return Err(format!("{value:?} is not a Secret name or namespace/name"));
+    }
+    if ns != namespace {
+        return Err(format!(
+            "{value:?} is in another namespace than the Ingress, which is not allowed"
+        ));
+    }
+    Ok(NamespacedName::new(ns, name))
 }
 
 /// Parses `ingress`'s annotations under `prefix` over the global `defaults`.
@@ -64,7 +136,16 @@ pub fn parse(
 ) -> IngressAnnotations {
     let map = ingress.metadata.annotations.as_ref();
     let annotations = Annotations { map, prefix };
-    let mut out = IngressAnnotations { policy: defaults.clone(), fail_closed: None, canary: false };
+    let mut out = IngressAnnotations {
+        policy: defaults.clone(),
+        fail_closed: None,
+        canary: false,
+        auth_tls: Ok(None),
+        ssl_ciphers: None,
+        ssl_passthrough: false,
+        backend_protocol: UpstreamProtocol::Http1,
+        proxy_ssl: proxy_ssl::ProxySsl::default(),
+    };
     let names = map
         .into_iter()
         .flatten()
@@ -127,6 +208,17 @@ pub fn parse(
         }
     }
     proxy::parse(&annotations, object, &mut out.policy, diagnostics);
+    redirect::parse(&annotations, object, &mut out.policy, diagnostics);
+    out.auth_tls = auth_tls::parse(&annotations, object, diagnostics);
+    out.ssl_ciphers = ssl_cipher::parse(&annotations, object, diagnostics);
+    out.ssl_passthrough = ssl_passthrough::parse(&annotations, object, diagnostics);
+    out.backend_protocol = backend_protocol::parse(&annotations, object, diagnostics);
+    match proxy_ssl::parse(&annotations, object, diagnostics) {
+        Ok(p) => out.proxy_ssl = p,
+        Err(why) => {
+            out.fail_closed.get_or_insert(why);
+        }
+    }
     out
 }
 

@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use sluice_model::{Diagnostic, ObjectRef, Policy, Reason};
+use sluice_model::{Diagnostic, ObjectRef, Policy};
 
 use super::Annotations;
 
@@ -23,22 +23,20 @@ pub(crate) fn parse(
     policy: &mut Policy,
     diagnostics: &mut Vec<Diagnostic>,
 ) {
-    let mut apply = |name: &str, f: &mut dyn FnMut(&str) -> Result<(), String>| {
-        if let Some(value) = annotations.get(name)
-            && let Err(why) = f(value)
-        {
-            diagnostics.push(Diagnostic::error(
-                object.clone(),
-                Reason::InvalidAnnotation,
-                format!("{}/{name}: {why}; the default applies", annotations.prefix),
-            ));
-        }
-    };
-    apply("proxy-body-size", &mut |v| parse_size(v).map(|s| policy.max_body_size = s));
-    apply("proxy-connect-timeout", &mut |v| parse_seconds(v).map(|d| policy.connect_timeout = d));
-    apply("proxy-read-timeout", &mut |v| parse_seconds(v).map(|d| policy.read_timeout = d));
-    apply("proxy-send-timeout", &mut |v| parse_seconds(v).map(|d| policy.send_timeout = d));
-    apply("proxy-next-upstream-tries", &mut |v| {
+    let a = annotations;
+    a.apply(object, "proxy-body-size", diagnostics, |v| {
+        parse_size(v).map(|s| policy.max_body_size = s)
+    });
+    a.apply(object, "proxy-connect-timeout", diagnostics, |v| {
+        parse_seconds(v).map(|d| policy.connect_timeout = d)
+    });
+    a.apply(object, "proxy-read-timeout", diagnostics, |v| {
+        parse_seconds(v).map(|d| policy.read_timeout = d)
+    });
+    a.apply(object, "proxy-send-timeout", diagnostics, |v| {
+        parse_seconds(v).map(|d| policy.send_timeout = d)
+    });
+    a.apply(object, "proxy-next-upstream-tries", diagnostics, |v| {
         parse_tries(v).map(|n| policy.next_upstream_tries = n)
     });
 }

@@ -1,0 +1,72 @@
+//! Client certificates: `auth-tls-secret`, `auth-tls-verify-client`, `auth-tls-verify-depth`,
+//! `auth-tls-pass-certificate-to-upstream`.
+//!
+//! | annotation | default | meaning |
+//! |---|---|---|
+//! | `auth-tls-secret` | — | `namespace/name` (or `name`) of a Secret with `ca.crt`, the CAs client certificates must chain to |
+//! | `auth-tls-verify-client` | `on` | `on` (required), `optional`, `optional_no_ca` (passed on unverified), `off` |
+//! | `auth-tls-verify-depth` | `1` | the longest chain accepted, as NGINX counts it: `1` = signed directly by a listed CA, `2` = through one intermediate |
+//! | `auth-tls-pass-certificate-to-upstream` | `false` | send the certificate, URL-escaped PEM, in the `ssl-client-cert` header |
+//!
+//! As in ingress-nginx, this is per host (the TLS handshake knows only the server name): the
+//! oldest Ingress of a host that sets `auth-tls-secret` decides for every path of the host.
+//! The backend always receives `ssl-client-verify` (`SUCCESS`, `FAILED:<reason>` or `NONE`),
+//! `ssl-client-subject-dn` and `ssl-client-issuer-dn`. When the settings cannot be applied
+//! (missing Secret, unusable CA, invalid value), the host's routes answer 503.
+//! Cross-namespace Secrets are refused, as ingress-nginx does by default since v1.12.
+
+use sluice_model::{ClientVerify, Diagnostic, NamespacedName, ObjectRef};
+
+use super::{Annotations, parse_bool, secret_ref};
+
+/// What the annotations ask for; the CA itself is read by the builder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthTls {
+    /// The CA Secret.
+    pub secret: NamespacedName,
+    /// `auth-tls-verify-client`.
+    pub verify: ClientVerify,
+    /// `auth-tls-verify-depth`.
+    pub depth: u8,
+    /// `auth-tls-pass-certificate-to-upstream`.
+    pub pass_certificate: bool,
+}
+
+/// `Ok(None)` when no client certificates are asked for; `Err` when they are but the
+/// settings are unusable (the host must then fail closed).
+pub(crate) fn parse(
+    a: &Annotations<'_>,
+    object: &ObjectRef,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Result<Option<AuthTls>, String> {
+    let Some(secret) = a.get("auth-tls-secret") else { return Ok(None) };
+    let secret = secret_ref(secret, &object.namespace)
+        .map_err(|e| a.invalid(object, "auth-tls-secret", &e, diagnostics))?;
+    let verify = match a.get("auth-tls-verify-client").unwrap_or("on") {
+        "on" => ClientVerify::On,
+        "optional" => ClientVerify::Optional,
+        "optional_no_ca" => ClientVerify::OptionalNoCa,
+        "off" => ClientVerify::Off,
+        other => {
+            let why = format!("{other:?} is not on, optional, optional_no_ca or off");
+            return Err(a.invalid(object, "auth-tls-verify-client", &why, diagnostics));
+        }
+    };
+    let depth = match a.get("auth-tls-verify-depth") {
+        None => 1,
+        Some(v) => match v.trim().parse::<u8>() {
+            Ok(d) if d >= 1 => d,
+            _ => {
+                let why = format!("{v:?} is not a whole number from 1 to 255");
+                return Err(a.invalid(object, "auth-tls-verify-depth", &why, diagnostics));
+            }
+        },
+    };
+    let pass_certificate = match a.get("auth-tls-pass-certificate-to-upstream") {
+        None => false,
+        Some(v) => parse_bool(v).map_err(|e| {
+            a.invalid(object, "auth-tls-pass-certificate-to-upstream", &e, diagnostics)
+        })?,
+    };
+    Ok(Some(AuthTls { secret, verify, depth, pass_certificate }))
+}

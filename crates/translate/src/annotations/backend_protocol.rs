@@ -1,0 +1,48 @@
+//! `backend-protocol`: how Sluice speaks to the Ingress's backends.
+//!
+//! | value | upstream |
+//! |---|---|
+//! | `HTTP` (default) | HTTP/1.1 |
+//! | `HTTPS` | HTTP/1.1 over TLS (see `proxy-ssl-*`) |
+//! | `GRPC` | HTTP/2 in clear (h2c), trailers relayed |
+//! | `GRPCS` | HTTP/2 over TLS |
+//!
+//! `AUTO_HTTP` and `FCGI` are not implemented: reported, and HTTP is used.
+
+use sluice_model::{Diagnostic, ObjectRef, Reason, UpstreamProtocol};
+
+use super::Annotations;
+
+pub(crate) fn parse(
+    a: &Annotations<'_>,
+    object: &ObjectRef,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> UpstreamProtocol {
+    let Some(value) = a.get("backend-protocol") else { return UpstreamProtocol::Http1 };
+    match value.trim().to_ascii_uppercase().as_str() {
+        "HTTP" => UpstreamProtocol::Http1,
+        "HTTPS" => UpstreamProtocol::Https,
+        "GRPC" => UpstreamProtocol::Grpc,
+        "GRPCS" => UpstreamProtocol::Grpcs,
+        v @ ("AUTO_HTTP" | "FCGI") => {
+            diagnostics.push(Diagnostic::warning(
+                object.clone(),
+                Reason::UnsupportedAnnotation,
+                format!(
+                    "{}/backend-protocol: {v} is not implemented by Sluice; HTTP is used",
+                    a.prefix
+                ),
+            ));
+            UpstreamProtocol::Http1
+        }
+        _ => {
+            a.invalid(
+                object,
+                "backend-protocol",
+                &format!("{value:?} is not HTTP, HTTPS, GRPC or GRPCS"),
+                diagnostics,
+            );
+            UpstreamProtocol::Http1
+        }
+    }
+}
