@@ -147,6 +147,9 @@ pub struct UpstreamTls {
     pub name: String,
     /// `proxy-ssl-server-name`: send `name` as SNI.
     pub send_sni: bool,
+    /// A hash of all the above, so that workers keep one client configuration, and pooled
+    /// connections, per distinct setting across table rebuilds.
+    pub fingerprint: u64,
 }
 
 /// The TLS side of a routing table.

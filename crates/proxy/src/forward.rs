@@ -6,7 +6,10 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::Uri;
 use http::{Request, Version};
 
+use sluice_model::UpstreamProtocol;
+
 use crate::server::ConnInfo;
+use crate::tls::client_auth::ClientCert;
 
 pub(crate) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
@@ -20,8 +23,14 @@ static X_SCHEME: HeaderName = HeaderName::from_static("x-scheme");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 static PROXY: HeaderName = HeaderName::from_static("proxy");
+static SSL_CLIENT_VERIFY: HeaderName = HeaderName::from_static("ssl-client-verify");
+static SSL_CLIENT_SUBJECT_DN: HeaderName = HeaderName::from_static("ssl-client-subject-dn");
+static SSL_CLIENT_ISSUER_DN: HeaderName = HeaderName::from_static("ssl-client-issuer-dn");
+static SSL_CLIENT_CERT: HeaderName = HeaderName::from_static("ssl-client-cert");
 static UPGRADE_VALUE: HeaderValue = HeaderValue::from_static("upgrade");
+static TRAILERS: HeaderValue = HeaderValue::from_static("trailers");
 static HTTP: HeaderValue = HeaderValue::from_static("http");
+static HTTPS: HeaderValue = HeaderValue::from_static("https");
 
 /// The request's host as the client gave it (`:authority` for HTTP/2, else `Host`).
 pub(crate) fn request_host<B>(req: &Request<B>) -> Option<&str> {
@@ -85,54 +94,159 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// What a request's forwarding headers depend on.
+pub(crate) struct Forwarding<'a> {
+    pub conn: &'a ConnInfo,
+    pub request_id: &'a HeaderValue,
+    /// A WebSocket upgrade is forwarded.
+    pub upgrade: bool,
+    /// The client's request arrived over HTTPS (or says so, when trusted).
+    pub https: bool,
+    /// `use-forwarded-headers`: the client's `X-Forwarded-*` are trusted.
+    pub trust_forwarded: bool,
+    /// The host's client-certificate verdict, if the host checks certificates.
+    pub client: Option<&'a ClientCert>,
+    /// Send the certificate itself (`auth-tls-pass-certificate-to-upstream`).
+    pub pass_certificate: bool,
+    /// How the upstream is spoken to.
+    pub upstream: UpstreamProtocol,
+}
+
+/// Splits `host[:port]` (IPv6 literals in brackets); says whether a port was given.
+pub(crate) fn split_port(host: &str) -> (&str, bool) {
+    if host.starts_with('[') {
+        return match host.find(']') {
+            Some(end) => (&host[..=end], host.len() > end + 1),
+            None => (host, false),
+        };
+    }
+    match host.rsplit_once(':') {
+        Some((name, _)) => (name, true),
+        None => (host, false),
+    }
+}
+
+/// The client's `X-Forwarded-Proto`, first value.
+pub(crate) fn forwarded_proto<B>(req: &Request<B>) -> Option<&str> {
+    req.headers().get(&X_FORWARDED_PROTO)?.to_str().ok()?.split(',').next().map(str::trim)
+}
+
+/// True for paths under `no-tls-redirect-locations` (ACME HTTP-01 challenges by default).
+pub(crate) fn exempt_from_redirect<B>(req: &Request<B>, prefixes: &[String]) -> bool {
+    let path = req.uri().path();
+    prefixes.iter().any(|p| path.starts_with(p.as_str()))
+}
+
 /// Rewrites a client request for the upstream, in place.
-pub(crate) fn prepare_request<B>(
-    req: &mut Request<B>,
-    conn: &ConnInfo,
-    request_id: &HeaderValue,
-    upgrade: bool,
-) {
-    // HTTP/2 carries the host in `:authority`: the HTTP/1.1 upstream needs a Host header.
+pub(crate) fn prepare_request<B>(req: &mut Request<B>, f: &Forwarding<'_>) {
+    // HTTP/2 carries the host in `:authority`: an HTTP/1.1 upstream needs a Host header.
     if let Some(authority) = req.uri().authority()
         && !req.headers().contains_key(header::HOST)
         && let Ok(v) = HeaderValue::from_str(authority.as_str())
     {
         req.headers_mut().insert(header::HOST, v);
     }
-    if req.uri().scheme().is_some() || req.uri().authority().is_some() {
-        let pq = req.uri().path_and_query().cloned();
-        let mut parts = http::uri::Parts::default();
-        parts.path_and_query = pq.or_else(|| Some(http::uri::PathAndQuery::from_static("/")));
-        if let Ok(uri) = Uri::from_parts(parts) {
-            *req.uri_mut() = uri;
-        }
+    let pq = req
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    let mut parts = http::uri::Parts::default();
+    if f.upstream.h2() {
+        // HTTP/2 requests carry scheme and authority (the client's Host) in the URI.
+        parts.scheme =
+            Some(if f.upstream.tls() { http::uri::Scheme::HTTPS } else { http::uri::Scheme::HTTP });
+        parts.authority = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.parse().ok());
+        *req.version_mut() = Version::HTTP_2;
+    } else {
+        *req.version_mut() = Version::HTTP_11;
     }
-    *req.version_mut() = Version::HTTP_11;
-    let upgrade_value = upgrade.then(|| req.headers().get(header::UPGRADE).cloned()).flatten();
+    parts.path_and_query = Some(pq);
+    if let Ok(uri) = Uri::from_parts(parts) {
+        *req.uri_mut() = uri;
+    }
+    let upgrade_value = f.upgrade.then(|| req.headers().get(header::UPGRADE).cloned()).flatten();
+    // gRPC needs `TE: trailers`, the one hop-by-hop value HTTP/2 allows.
+    let te_trailers = f.upstream.h2()
+        && req
+            .headers()
+            .get_all(header::TE)
+            .iter()
+            .any(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     let headers = req.headers_mut();
     strip_hop_by_hop(headers);
+    // Read before an HTTP/2 upstream loses the Host header to `:authority`.
+    let client_host = headers.get(header::HOST).cloned();
     if let Some(v) = upgrade_value {
         headers.insert(header::UPGRADE, v);
         headers.insert(header::CONNECTION, UPGRADE_VALUE.clone());
     }
+    if te_trailers {
+        headers.insert(header::TE, TRAILERS.clone());
+    }
+    if f.upstream.h2() {
+        headers.remove(header::HOST);
+    }
     // httpoxy: a `Proxy` request header must never reach CGI-style backends.
     headers.remove(&PROXY);
-    let forwarded_host = headers.get(header::HOST).cloned();
-    if let Some(xff) = joined(headers, &X_FORWARDED_FOR) {
+    // Client-certificate headers come from Sluice only, never from the client.
+    for name in
+        [&SSL_CLIENT_VERIFY, &SSL_CLIENT_SUBJECT_DN, &SSL_CLIENT_ISSUER_DN, &SSL_CLIENT_CERT]
+    {
+        headers.remove(name);
+    }
+    if let Some(client) = f.client {
+        let value =
+            |s: &str| HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""));
+        headers.insert(SSL_CLIENT_VERIFY.clone(), value(&client.verify));
+        headers.insert(SSL_CLIENT_SUBJECT_DN.clone(), value(&client.subject));
+        headers.insert(SSL_CLIENT_ISSUER_DN.clone(), value(&client.issuer));
+        if f.pass_certificate
+            && let Some(pem) = &client.escaped_pem
+        {
+            headers.insert(SSL_CLIENT_CERT.clone(), value(pem));
+        }
+    }
+
+    let original_xff = joined(headers, &X_FORWARDED_FOR);
+    // The client's address: the connection's, or, behind a trusted proxy, the first address
+    // of its X-Forwarded-For (NGINX's realip module with ingress-nginx's defaults).
+    let client_ip = match (&original_xff, f.trust_forwarded) {
+        (Some(xff), true) => xff
+            .to_str()
+            .ok()
+            .and_then(|v| v.split(',').next())
+            .map(str::trim)
+            .filter(|ip| ip.parse::<std::net::IpAddr>().is_ok())
+            .and_then(|ip| HeaderValue::from_str(ip).ok())
+            .unwrap_or_else(|| f.conn.remote_ip.clone()),
+        _ => f.conn.remote_ip.clone(),
+    };
+    if let Some(xff) = original_xff {
         headers.remove(&X_FORWARDED_FOR);
         headers.insert(X_ORIGINAL_FORWARDED_FOR.clone(), xff);
     }
-    headers.insert(X_REQUEST_ID.clone(), request_id.clone());
-    headers.insert(X_REAL_IP.clone(), conn.remote_ip.clone());
-    headers.insert(X_FORWARDED_FOR.clone(), conn.remote_ip.clone());
-    match forwarded_host {
+    headers.insert(X_REQUEST_ID.clone(), f.request_id.clone());
+    headers.insert(X_REAL_IP.clone(), client_ip.clone());
+    headers.insert(X_FORWARDED_FOR.clone(), client_ip);
+    let scheme = if f.https { &HTTPS } else { &HTTP };
+    let trusted =
+        |h: &HeaderMap, n: &HeaderName| if f.trust_forwarded { h.get(n).cloned() } else { None };
+    let host = trusted(headers, &X_FORWARDED_HOST).or(client_host);
+    match host {
         Some(h) => headers.insert(X_FORWARDED_HOST.clone(), h),
         None => headers.remove(&X_FORWARDED_HOST),
     };
-    headers.insert(X_FORWARDED_PORT.clone(), conn.local_port.clone());
-    headers.insert(X_FORWARDED_PROTO.clone(), HTTP.clone());
-    headers.insert(X_FORWARDED_SCHEME.clone(), HTTP.clone());
-    headers.insert(X_SCHEME.clone(), HTTP.clone());
+    let port = trusted(headers, &X_FORWARDED_PORT).unwrap_or_else(|| f.conn.local_port.clone());
+    headers.insert(X_FORWARDED_PORT.clone(), port);
+    let proto = trusted(headers, &X_FORWARDED_PROTO).unwrap_or_else(|| scheme.clone());
+    headers.insert(X_FORWARDED_PROTO.clone(), proto.clone());
+    headers.insert(X_FORWARDED_SCHEME.clone(), proto.clone());
+    headers.insert(X_SCHEME.clone(), proto);
 }
 
 /// Every value of `name`, as one comma-separated value (as NGINX's `$http_*` variables give

@@ -1,12 +1,14 @@
-//! Sluice's data plane: HTTP/1.1 and h2c on one port, routing by the current
-//! [`RoutingTable`], proxying to pod endpoints over pooled keep-alive connections.
+//! Sluice's data plane: HTTP/1.1 and h2c on the HTTP port, TLS (terminated, or passed through
+//! by server name) on the HTTPS port, routing by the current [`RoutingTable`], proxying to pod
+//! endpoints over pooled keep-alive connections (HTTP/1.1, HTTPS, gRPC in clear or over TLS).
 //!
-//! The proxy never sees a Kubernetes object. It reads the table from [`Shared::table`]
-//! (swapped atomically by the control plane) once per request, and follows the request life
-//! cycle in `handler`: match, policies, upstream, response, log.
+//! The proxy never sees a Kubernetes object. It reads the [`Published`] state (the table and
+//! its TLS side, swapped together by the control plane) once per request, and follows the
+//! request life cycle in `handler`: refuse, match, HTTPS redirect, client certificates,
+//! policies, upstream, response, log.
 //!
 //! Concurrency model: `--workers` threads, each a single-threaded tokio runtime with its own
-//! `SO_REUSEPORT` listener, upstream connection pool, access-log buffer and metric handles.
+//! `SO_REUSEPORT` listeners, upstream connection pool, access-log buffer and metric handles.
 //! Nothing on the request path takes a lock.
 
 mod access_log;
@@ -15,8 +17,10 @@ mod forward;
 mod handler;
 mod local;
 mod metrics;
+mod passthrough;
 mod record;
 mod server;
+pub mod tls;
 mod tunnel;
 mod upstream;
 
@@ -29,34 +33,57 @@ use sluice_model::RoutingTable;
 pub use access_log::{AccessLog, LogFormat};
 pub use metrics::{ControllerLabels, Metrics};
 pub use server::{Proxy, ProxyConfig};
+pub use tls::{CertStore, TlsState};
+
+/// A routing table and its TLS side, in force together.
+pub struct Published {
+    /// Routes, backends, TLS hosts and policies.
+    pub table: Arc<RoutingTable>,
+    /// Server configurations and client-certificate checks built from `table`.
+    pub tls: TlsState,
+}
 
 /// State shared by every worker for the life of the process.
 pub struct Shared {
-    /// The routing table in force; the control plane stores a new one to apply a change.
-    pub table: ArcSwap<RoutingTable>,
+    /// What is in force; the control plane stores a new one to apply a change.
+    pub state: ArcSwap<Published>,
     /// Request metrics.
     pub metrics: Metrics,
     /// The access log.
     pub access_log: AccessLog,
     /// The `Server` header sent on every response.
     pub server_header: HeaderValue,
+    /// The HTTPS port, once the proxy listens on one (for redirects).
+    https_port: std::sync::OnceLock<u16>,
 }
 
 impl Shared {
     /// Creates the shared state and leaks it: it lives as long as the process, and workers
     /// then reach it without reference counting on the hot path.
-    pub fn leak(table: RoutingTable, metrics: Metrics, access_log: AccessLog) -> &'static Shared {
+    pub fn leak(first: Published, metrics: Metrics, access_log: AccessLog) -> &'static Shared {
         Box::leak(Box::new(Shared {
-            table: ArcSwap::from_pointee(table),
+            state: ArcSwap::from_pointee(first),
             metrics,
             access_log,
             server_header: HeaderValue::from_static("sluice"),
+            https_port: std::sync::OnceLock::new(),
         }))
     }
 
-    /// Publishes a new routing table; requests already in flight keep the one they started with.
-    pub fn publish(&self, table: Arc<RoutingTable>) {
-        self.table.store(table);
+    /// The HTTPS port served, if any.
+    pub fn https_port(&self) -> Option<u16> {
+        self.https_port.get().copied()
+    }
+
+    /// Puts a new table and its TLS side in force; requests and connections already under way
+    /// keep the ones they started with.
+    pub fn publish(&self, published: Published) {
+        self.state.store(Arc::new(published));
+    }
+
+    /// The table in force.
+    pub fn table(&self) -> Arc<RoutingTable> {
+        self.state.load().table.clone()
     }
 
     /// Flushes this thread's access log buffer and metric handles.

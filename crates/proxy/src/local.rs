@@ -26,6 +26,20 @@ pub(crate) fn respond(
     resp
 }
 
+/// A redirect to `location` with status `code` (301, 302, 307 or 308).
+pub(crate) fn redirect(
+    code: u16,
+    location: &str,
+    server: &HeaderValue,
+    record: Box<Record>,
+) -> Response<ProxyBody> {
+    let mut resp = respond(code, server, Some(record));
+    if let Ok(v) = HeaderValue::from_str(location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
 /// The error page for `status`, built at compile time for the statuses the proxy uses.
 fn page(status: StatusCode) -> Bytes {
     macro_rules! page {
@@ -49,9 +63,14 @@ fn page(status: StatusCode) -> Bytes {
         };
     }
     match status.as_u16() {
+        301 => page!("301", "Moved Permanently"),
+        302 => page!("302", "Found"),
+        307 => page!("307", "Temporary Redirect"),
+        308 => page!("308", "Permanent Redirect"),
         400 => page!("400", "Bad Request"),
         404 => page!("404", "Not Found"),
         405 => page!("405", "Not Allowed"),
+        421 => page!("421", "Misdirected Request"),
         413 => page!("413", "Request Entity Too Large"),
         501 => page!("501", "Not Implemented"),
         502 => page!("502", "Bad Gateway"),

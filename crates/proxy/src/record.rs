@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::Shared;
 use crate::server::ConnInfo;
-use crate::upstream::{self, Sender};
+use crate::upstream::{self, PoolKey, Sender};
 
 /// One try of one upstream endpoint.
 #[derive(Clone, Copy, Debug)]
@@ -50,7 +50,7 @@ pub(crate) struct Record {
     /// When the first upstream try started, for `$upstream_response_time`.
     pub upstream_start: Option<Instant>,
     /// The pooled upstream connection to give back once the response is read whole.
-    pub connection: Option<(SocketAddr, Sender)>,
+    pub connection: Option<(PoolKey, Sender)>,
     /// Whether the response body was delivered whole.
     pub complete: bool,
 }
@@ -117,10 +117,10 @@ impl Record {
     /// The request is over: give the upstream connection back if it can serve again, then
     /// write the access log line and the metrics.
     pub(crate) fn finish(mut self: Box<Self>) {
-        if let Some((addr, sender)) = self.connection.take()
+        if let Some((key, sender)) = self.connection.take()
             && self.complete
         {
-            upstream::checkin(addr, sender);
+            upstream::checkin(key, sender);
         }
         let elapsed = self.start.elapsed();
         self.shared.access_log.write(&self, elapsed);

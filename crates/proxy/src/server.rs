@@ -1,6 +1,7 @@
 //! Listeners and workers: each worker is a thread running its own single-threaded tokio
-//! runtime with its own `SO_REUSEPORT` listener, so connections, upstream pools and request
-//! bookkeeping stay on one core without locks or cross-thread wake-ups.
+//! runtime with its own `SO_REUSEPORT` listeners (HTTP, and HTTPS when enabled), so
+//! connections, upstream pools and request bookkeeping stay on one core without locks or
+//! cross-thread wake-ups.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener as StdListener};
@@ -13,12 +14,18 @@ use http::HeaderValue;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use rustls::server::Acceptor;
+use rustls_pki_types::CertificateDer;
 use socket2::{Domain, Socket, Type};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio_rustls::LazyConfigAcceptor;
+use tokio_rustls::server::TlsStream;
 
-use crate::{Shared, handler, upstream};
+use crate::tls::client_auth::{ClientCert, ClientCheck};
+use crate::tls::hello::{self, Rewind};
+use crate::{Shared, handler, passthrough, upstream};
 
 /// Where and how the proxy listens.
 #[derive(Clone, Debug)]
@@ -27,6 +34,8 @@ pub struct ProxyConfig {
     pub bind_address: IpAddr,
     /// The HTTP port (`--http-port`); 0 picks a free port (see [`Proxy::http_addr`]).
     pub http_port: u16,
+    /// The HTTPS port (`--https-port`), or none; 0 picks a free port.
+    pub https_port: Option<u16>,
     /// Worker threads (`--workers`).
     pub workers: usize,
     /// How long in-flight requests may finish after shutdown starts.
@@ -41,20 +50,33 @@ pub(crate) struct ConnInfo {
     pub remote_ip: HeaderValue,
     /// The port the client connected to, as a header value (`X-Forwarded-Port`).
     pub local_port: HeaderValue,
+    /// TLS details, for connections on the HTTPS port.
+    pub tls: Option<TlsInfo>,
+}
+
+/// What a TLS connection's handshake established.
+#[derive(Debug)]
+pub(crate) struct TlsInfo {
+    /// The client's certificate chain, as presented (empty without one).
+    pub presented: Vec<CertificateDer<'static>>,
+    /// The client-certificate check of the handshake's host, and its verdict: reused by
+    /// requests whose host has the same check.
+    pub checked: Option<(Arc<ClientCheck>, ClientCert)>,
 }
 
 impl ConnInfo {
-    fn new(remote: SocketAddr, local_port: u16) -> Self {
+    fn new(remote: SocketAddr, local_port: u16, tls: Option<TlsInfo>) -> Self {
         let ip =
             HeaderValue::from_str(&remote.ip().to_string()).expect("an IP is a valid header value");
         let port = HeaderValue::from(local_port);
-        Self { remote, remote_ip: ip, local_port: port }
+        Self { remote, remote_ip: ip, local_port: port, tls }
     }
 }
 
 /// The running proxy.
 pub struct Proxy {
     http_addr: SocketAddr,
+    https_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     workers: std::sync::Mutex<Vec<JoinHandle<()>>>,
     worker_count: usize,
@@ -71,32 +93,40 @@ impl Drop for AliveGuard {
 }
 
 impl Proxy {
-    /// Binds the HTTP port and starts the workers. Fails if the port cannot be bound.
+    /// Binds the ports and starts the workers. Fails if a port cannot be bound.
     pub fn start(config: ProxyConfig, shared: &'static Shared) -> io::Result<Proxy> {
         let workers = config.workers.max(1);
-        let first = bind(SocketAddr::new(config.bind_address, config.http_port), workers > 1)?;
-        let http_addr = first.local_addr()?;
-        let mut listeners = vec![first];
-        for _ in 1..workers {
-            listeners.push(bind(http_addr, true)?);
+        let http = bind_all(SocketAddr::new(config.bind_address, config.http_port), workers)?;
+        let http_addr = http[0].local_addr()?;
+        let https = match config.https_port {
+            Some(port) => Some(bind_all(SocketAddr::new(config.bind_address, port), workers)?),
+            None => None,
+        };
+        let https_addr = https.as_ref().map(|l| l[0].local_addr()).transpose()?;
+        if let Some(addr) = https_addr {
+            let _ = shared.https_port.set(addr.port());
         }
+        let mut https = https.map(Vec::into_iter);
+        let listeners: Vec<(StdListener, Option<StdListener>)> =
+            http.into_iter().map(|h| (h, https.as_mut().and_then(Iterator::next))).collect();
         let (shutdown, rx) = watch::channel(false);
         let alive = Arc::new(AtomicUsize::new(workers));
         let mut handles = Vec::with_capacity(workers);
-        for (i, listener) in listeners.into_iter().enumerate() {
+        for (i, (http, https)) in listeners.into_iter().enumerate() {
             let rx = rx.clone();
             let grace = config.shutdown_grace;
             let guard = AliveGuard(alive.clone());
             let handle = std::thread::Builder::new().name(format!("sluice-worker-{i}")).spawn(
                 move || {
                     let _guard = guard;
-                    worker(listener, shared, rx, grace)
+                    worker(http, https, shared, rx, grace)
                 },
             )?;
             handles.push(handle);
         }
         Ok(Proxy {
             http_addr,
+            https_addr,
             shutdown,
             workers: std::sync::Mutex::new(handles),
             worker_count: workers,
@@ -114,6 +144,11 @@ impl Proxy {
         self.http_addr
     }
 
+    /// The bound HTTPS address, when HTTPS is served.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https_addr
+    }
+
     /// Stops accepting, lets in-flight requests finish within the grace period, and waits
     /// for the workers to end.
     pub fn shutdown(&self) {
@@ -123,6 +158,18 @@ impl Proxy {
             let _ = w.join();
         }
     }
+}
+
+/// One listener per worker on `addr` (with `SO_REUSEPORT` when there are several; port 0
+/// resolves once, for all).
+fn bind_all(addr: SocketAddr, workers: usize) -> io::Result<Vec<StdListener>> {
+    let first = bind(addr, workers > 1)?;
+    let addr = first.local_addr()?;
+    let mut all = vec![first];
+    for _ in 1..workers {
+        all.push(bind(addr, true)?);
+    }
+    Ok(all)
 }
 
 fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<StdListener> {
@@ -141,7 +188,8 @@ fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<StdListener> {
 }
 
 fn worker(
-    listener: StdListener,
+    http: StdListener,
+    https: Option<StdListener>,
     shared: &'static Shared,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
@@ -151,8 +199,10 @@ fn worker(
         .build()
         .expect("a single-threaded runtime builds");
     runtime.block_on(async move {
-        let listener = TcpListener::from_std(listener).expect("a bound listener registers");
-        let local_port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+        let http = TcpListener::from_std(http).expect("a bound listener registers");
+        let https = https.map(|l| TcpListener::from_std(l).expect("a bound listener registers"));
+        let http_port = http.local_addr().map(|a| a.port()).unwrap_or_default();
+        let https_port = https.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.port()).unwrap_or_default();
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -172,37 +222,126 @@ fn worker(
         let housekeeping = tokio::spawn(housekeeping(shared));
         loop {
             tokio::select! {
-                accepted = listener.accept() => {
-                    let (stream, remote) = match accepted {
-                        Ok(pair) => pair,
-                        Err(e) => {
-                            // Out of file descriptors and the like: back off instead of spinning.
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                            continue;
-                        }
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let conn = Arc::new(ConnInfo::new(remote, local_port));
-                    let service = service_fn(move |req| handler::handle(req, conn.clone(), shared));
-                    let connection = builder
-                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                        .into_owned();
-                    let connection = graceful.watch(connection);
+                accepted = http.accept() => {
+                    let Some((stream, remote)) = accepted_or_back_off(accepted).await else { continue };
+                    let conn = Arc::new(ConnInfo::new(remote, http_port, None));
+                    serve(&builder, graceful.watcher(), stream, conn, shared);
+                }
+                accepted = async {
+                    match &https {
+                        Some(l) => l.accept().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    let Some((stream, remote)) = accepted_or_back_off(accepted).await else { continue };
+                    let builder = builder.clone();
+                    let watcher = graceful.watcher();
                     tokio::spawn(async move {
-                        let _ = connection.await;
+                        if let Some((io, conn)) = tls_handshake(stream, remote, https_port, shared).await {
+                            serve(&builder, watcher, io, conn, shared);
+                        }
                     });
                 }
                 _ = shutdown.changed() => break,
             }
         }
-        drop(listener);
+        drop(http);
+        drop(https);
         if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
             tracing::warn!(?grace, "connections still open after the grace period; closing them");
         }
         housekeeping.abort();
         shared.flush_worker();
     });
+}
+
+/// The accepted connection, or `None` after a short pause when accepting failed (out of file
+/// descriptors and the like: back off instead of spinning).
+async fn accepted_or_back_off(
+    accepted: io::Result<(TcpStream, SocketAddr)>,
+) -> Option<(TcpStream, SocketAddr)> {
+    match accepted {
+        Ok((stream, remote)) => {
+            let _ = stream.set_nodelay(true);
+            Some((stream, remote))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "accept failed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            None
+        }
+    }
+}
+
+/// Serves HTTP/1.1 and HTTP/2 on one connection, tracked for graceful shutdown.
+fn serve<I>(
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+    io: I,
+    conn: Arc<ConnInfo>,
+    shared: &'static Shared,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| handler::handle(req, conn.clone(), shared));
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
+    let connection = watcher.watch(connection);
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+}
+
+/// The TLS side of a connection on the HTTPS port: the ClientHello decides between
+/// passthrough (the connection is spliced to the backend here, and `None` returned) and a
+/// handshake with the host's policy.
+async fn tls_handshake(
+    mut stream: TcpStream,
+    remote: SocketAddr,
+    local_port: u16,
+    shared: &'static Shared,
+) -> Option<(TlsStream<Rewind<TcpStream>>, Arc<ConnInfo>)> {
+    let hello = match hello::read(&mut stream).await {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::debug!(%remote, error = %e, "no usable ClientHello; connection dropped");
+            return None;
+        }
+    };
+    let published = shared.state.load_full();
+    let tls = &published.table.tls;
+    let name = hello.server_name.as_deref();
+    if let Some(&backend) = name.and_then(|n| tls.passthrough.get(n)) {
+        passthrough::splice(stream, hello.bytes, &published.table.backends[backend as usize]).await;
+        return None;
+    }
+    let policy = name.map_or(0, |n| tls.policy_for(n)) as usize;
+    let config = published.tls.configs.get(policy).or(published.tls.configs.first())?.clone();
+    let check = published.tls.checks.get(policy).cloned().flatten();
+    let acceptor = LazyConfigAcceptor::new(Acceptor::default(), Rewind::new(hello.bytes, stream));
+    let handshake = async move { acceptor.await?.into_stream(config).await };
+    let io = match tokio::time::timeout(hello::HELLO_TIMEOUT, handshake).await {
+        Ok(Ok(io)) => io,
+        Ok(Err(e)) => {
+            tracing::debug!(%remote, error = %e, "TLS handshake failed");
+            return None;
+        }
+        Err(_) => {
+            tracing::debug!(%remote, "TLS handshake timed out");
+            return None;
+        }
+    };
+    let presented: Vec<CertificateDer<'static>> = io
+        .get_ref()
+        .1
+        .peer_certificates()
+        .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+        .unwrap_or_default();
+    let checked = check.map(|c| {
+        let verdict = c.inspect(Some(&presented));
+        (c, verdict)
+    });
+    let conn = Arc::new(ConnInfo::new(remote, local_port, Some(TlsInfo { presented, checked })));
+    Some((io, conn))
 }
 
 /// Per-worker periodic work: access log and metrics batches out, idle upstream connections

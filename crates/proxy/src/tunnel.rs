@@ -1,6 +1,6 @@
-//! Upgraded connections (WebSocket): once both sides switched protocols, bytes are copied
-//! both ways until either side closes or nothing moves for the read timeout, as NGINX does
-//! with `proxy_read_timeout` on upgraded connections.
+//! Byte relays: upgraded connections (WebSocket) and passed-through TLS connections. Bytes are
+//! copied both ways until either side closes or nothing moves for the idle timeout, as NGINX
+//! does with `proxy_read_timeout` on upgraded connections.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -13,33 +13,41 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
-pub(crate) fn spawn(client: OnUpgrade, upstream: OnUpgrade, idle: Duration) {
+/// Relays an upgraded connection once both sides have switched protocols.
+pub(crate) fn spawn_upgrade(client: OnUpgrade, upstream: OnUpgrade, idle: Duration) {
     tokio::spawn(async move {
-        let (client, upstream) = match tokio::try_join!(client, upstream) {
-            Ok(pair) => pair,
-            Err(e) => {
-                tracing::debug!(error = %e, "upgrade did not complete");
-                return;
+        match tokio::try_join!(client, upstream) {
+            Ok((client, upstream)) => {
+                relay(TokioIo::new(client), TokioIo::new(upstream), idle).await
             }
-        };
-        let base = Instant::now();
-        let last = Arc::new(AtomicU64::new(0));
-        let mut client = Watched { io: TokioIo::new(client), base, last: last.clone() };
-        let mut upstream = Watched { io: TokioIo::new(upstream), base, last: last.clone() };
-        let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
-        tokio::pin!(copy);
-        loop {
-            let idle_until = base + Duration::from_millis(last.load(Ordering::Relaxed)) + idle;
-            if idle_until <= Instant::now() {
-                tracing::debug!(?idle, "closing idle upgraded connection");
-                return;
-            }
-            tokio::select! {
-                _ = &mut copy => return,
-                () = tokio::time::sleep_until(idle_until) => {}
-            }
+            Err(e) => tracing::debug!(error = %e, "upgrade did not complete"),
         }
     });
+}
+
+/// Copies bytes both ways between `a` and `b` until one closes or both are silent for `idle`.
+pub(crate) async fn relay<A, B>(a: A, b: B, idle: Duration)
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let base = Instant::now();
+    let last = Arc::new(AtomicU64::new(0));
+    let mut a = Watched { io: a, base, last: last.clone() };
+    let mut b = Watched { io: b, base, last: last.clone() };
+    let copy = tokio::io::copy_bidirectional(&mut a, &mut b);
+    tokio::pin!(copy);
+    loop {
+        let idle_until = base + Duration::from_millis(last.load(Ordering::Relaxed)) + idle;
+        if idle_until <= Instant::now() {
+            tracing::debug!(?idle, "closing an idle relayed connection");
+            return;
+        }
+        tokio::select! {
+            _ = &mut copy => return,
+            () = tokio::time::sleep_until(idle_until) => {}
+        }
+    }
 }
 
 /// A stream that notes when bytes last moved through it.

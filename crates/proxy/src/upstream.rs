@@ -1,5 +1,8 @@
 //! Upstream connections: a pool per worker thread (no locks, no cross-thread wake-ups),
-//! connecting with a timeout, and trying the next endpoint when connecting fails.
+//! connecting with a timeout (TCP, then TLS for `HTTPS` and `GRPCS`), and trying the next
+//! endpoint when connecting fails. HTTP/1.1 connections serve one request at a time and go
+//! back to the pool when a response is read whole; an HTTP/2 connection (gRPC) is shared by
+//! every request to its endpoint.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -9,17 +12,49 @@ use std::time::Duration;
 
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
-use sluice_model::{Backend, Policy};
+use hyper::client::conn::{TrySendError, http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use sluice_model::{Backend, Policy, UpstreamProtocol, UpstreamTls};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::body::{Progress, RequestBody, is_too_large};
 use crate::record::Record;
 
-/// A request sender on one HTTP/1.1 upstream connection.
-pub(crate) type Sender = http1::SendRequest<RequestBody>;
+/// A request sender on one upstream connection.
+pub(crate) enum Sender {
+    H1(http1::SendRequest<RequestBody>),
+    H2(http2::SendRequest<RequestBody>),
+}
+
+impl Sender {
+    fn is_closed(&self) -> bool {
+        match self {
+            Sender::H1(s) => s.is_closed(),
+            Sender::H2(s) => s.is_closed(),
+        }
+    }
+
+    async fn send(
+        &mut self,
+        req: Request<RequestBody>,
+    ) -> Result<Response<Incoming>, TrySendError<Request<RequestBody>>> {
+        match self {
+            Sender::H1(s) => s.try_send_request(req).await,
+            Sender::H2(s) => s.try_send_request(req).await,
+        }
+    }
+}
+
+/// Connections are pooled per endpoint and way of speaking to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct PoolKey {
+    addr: SocketAddr,
+    protocol: UpstreamProtocol,
+    /// The TLS settings' fingerprint (0 in clear).
+    tls: u64,
+}
 
 /// Idle connections kept per endpoint per worker (ingress-nginx's
 /// `upstream-keepalive-connections`).
@@ -42,15 +77,27 @@ impl Idle {
 }
 
 thread_local! {
-    /// This worker's idle connections by endpoint. Only this thread's tasks touch it.
-    static POOL: RefCell<HashMap<SocketAddr, Vec<Idle>>> = RefCell::new(HashMap::new());
+    /// This worker's connections by endpoint: idle HTTP/1.1 ones, or its HTTP/2 one. Only this
+    /// thread's tasks touch it.
+    static POOL: RefCell<HashMap<PoolKey, Vec<Idle>>> = RefCell::new(HashMap::new());
 }
 
-/// Takes an idle connection to `addr`, the most recently used first.
-fn checkout(addr: SocketAddr) -> Option<Sender> {
+/// A connection to reuse: an idle HTTP/1.1 one (most recently used first), or the shared
+/// HTTP/2 one.
+fn checkout(key: PoolKey) -> Option<Sender> {
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
-        let list = pool.get_mut(&addr)?;
+        let list = pool.get_mut(&key)?;
+        if key.protocol.h2() {
+            list.retain(|i| !i.sender.is_closed());
+            return list.first_mut().map(|i| {
+                i.since = Instant::now();
+                match &i.sender {
+                    Sender::H2(s) => Sender::H2(s.clone()),
+                    Sender::H1(_) => unreachable!("an HTTP/2 key holds HTTP/2 connections"),
+                }
+            });
+        }
         while let Some(idle) = list.pop() {
             if idle.usable() {
                 return Some(idle.sender);
@@ -60,14 +107,19 @@ fn checkout(addr: SocketAddr) -> Option<Sender> {
     })
 }
 
-/// Gives a connection back after its response was read whole.
-pub(crate) fn checkin(addr: SocketAddr, sender: Sender) {
-    if sender.is_closed() {
+/// Gives an HTTP/1.1 connection back after its response was read whole (an HTTP/2 one never
+/// left the pool).
+pub(crate) fn checkin(key: PoolKey, sender: Sender) {
+    if sender.is_closed() || matches!(sender, Sender::H2(_)) {
         return;
     }
+    pool_insert(key, sender);
+}
+
+fn pool_insert(key: PoolKey, sender: Sender) {
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
-        let list = pool.entry(addr).or_default();
+        let list = pool.entry(key).or_default();
         if list.len() < MAX_IDLE_PER_ENDPOINT {
             list.push(Idle { sender, since: Instant::now() });
         }
@@ -92,24 +144,66 @@ enum ConnectError {
     Failed,
 }
 
+/// Connects to `key.addr` within `timeout` (TCP and, for TLS protocols, the handshake), and
+/// starts HTTP on it. A new HTTP/2 connection joins the pool at once, to be shared.
 async fn connect(
-    addr: SocketAddr,
+    key: PoolKey,
+    tls: Option<&UpstreamTls>,
     timeout: Duration,
     upgrades: bool,
 ) -> Result<Sender, ConnectError> {
-    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Err(_) => return Err(ConnectError::Timeout),
-        Ok(Err(e)) => {
-            tracing::debug!(%addr, error = %e, "upstream connect failed");
-            return Err(ConnectError::Failed);
+    let attempt = async {
+        let stream = TcpStream::connect(key.addr).await.map_err(|e| {
+            tracing::debug!(addr = %key.addr, error = %e, "upstream connect failed");
+            ConnectError::Failed
+        })?;
+        let _ = stream.set_nodelay(true);
+        match (key.protocol.tls(), tls) {
+            (true, Some(tls)) => {
+                let config = crate::tls::upstream::config(tls, key.protocol.h2()).map_err(|e| {
+                    tracing::warn!(addr = %key.addr, error = %e, "cannot set up TLS to the backend");
+                    ConnectError::Failed
+                })?;
+                let name =
+                    crate::tls::upstream::server_name(tls).map_err(|_| ConnectError::Failed)?;
+                let io = tokio_rustls::TlsConnector::from(config)
+                    .connect(name, stream)
+                    .await
+                    .map_err(|e| {
+                        tracing::debug!(addr = %key.addr, error = %e, "TLS to the backend failed");
+                        ConnectError::Failed
+                    })?;
+                start_http(io, key.protocol.h2(), upgrades).await
+            }
+            _ => start_http(stream, key.protocol.h2(), upgrades).await,
         }
-        Ok(Ok(s)) => s,
     };
-    let _ = stream.set_nodelay(true);
-    let (sender, conn) = http1::Builder::new()
-        .handshake(TokioIo::new(stream))
-        .await
-        .map_err(|_| ConnectError::Failed)?;
+    let sender =
+        tokio::time::timeout(timeout, attempt).await.map_err(|_| ConnectError::Timeout)??;
+    if let Sender::H2(s) = &sender {
+        pool_insert(key, Sender::H2(s.clone()));
+    }
+    Ok(sender)
+}
+
+async fn start_http<I>(io: I, h2: bool, upgrades: bool) -> Result<Sender, ConnectError>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(io);
+    if h2 {
+        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .handshake(io)
+            .await
+            .map_err(|_| ConnectError::Failed)?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        return Ok(Sender::H2(sender));
+    }
+    let (sender, conn) =
+        http1::Builder::new().handshake(io).await.map_err(|_| ConnectError::Failed)?;
     if upgrades {
         tokio::spawn(async move {
             let _ = conn.with_upgrades().await;
@@ -119,7 +213,7 @@ async fn connect(
             let _ = conn.await;
         });
     }
-    Ok(sender)
+    Ok(Sender::H1(sender))
 }
 
 /// Why forwarding failed, and so what the client gets.
@@ -158,7 +252,7 @@ impl Failure {
 /// A response head from the upstream, and the connection to give back when its body is read.
 pub(crate) struct Forwarded {
     pub response: Response<Incoming>,
-    pub connection: Option<(SocketAddr, Sender)>,
+    pub connection: Option<(PoolKey, Sender)>,
 }
 
 /// The head of a request without a body, kept so that it can be sent again.
@@ -212,33 +306,37 @@ pub(crate) async fn forward(
     let mut failure = Failure::Unreachable;
     let mut stale = 0;
     let mut t = 0;
+    let tls_id = backend.tls.as_ref().map_or(0, |t| t.fingerprint);
     while t < tries {
         let addr = backend.endpoints[(first + t) % n].addr;
+        let key = PoolKey { addr, protocol: backend.protocol, tls: tls_id };
         let started = Instant::now();
-        let pooled = if upgrade || stale > 0 { None } else { checkout(addr) };
+        let pooled = if upgrade || stale > 0 { None } else { checkout(key) };
         let reused = pooled.is_some();
         let mut sender = match pooled {
             Some(s) => s,
-            None => match connect(addr, policy.connect_timeout, upgrade).await {
-                Ok(s) => s,
-                Err(e) => {
-                    failure = match e {
-                        ConnectError::Timeout => Failure::Timeout,
-                        ConnectError::Failed => Failure::Unreachable,
-                    };
-                    record.attempt(addr, failure.status(), false, started);
-                    t += 1;
-                    continue;
+            None => {
+                match connect(key, backend.tls.as_deref(), policy.connect_timeout, upgrade).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        failure = match e {
+                            ConnectError::Timeout => Failure::Timeout,
+                            ConnectError::Failed => Failure::Unreachable,
+                        };
+                        record.attempt(addr, failure.status(), false, started);
+                        t += 1;
+                        continue;
+                    }
                 }
-            },
+            }
         };
         let Some(request) = req.take() else { break };
         let head = if reused { Head::of(&request) } else { None };
-        let sent = sender.try_send_request(request);
+        let sent = sender.send(request);
         match wait_for_head(sent, policy, progress).await {
             Some(Ok(response)) => {
                 record.attempt(addr, response.status().as_u16(), true, started);
-                let connection = (!upgrade).then_some((addr, sender));
+                let connection = (!upgrade).then_some((key, sender));
                 return Ok(Forwarded { response, connection });
             }
             Some(Err(mut e)) => {

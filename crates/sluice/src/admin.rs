@@ -82,12 +82,12 @@ async fn metrics(State(s): State<Arc<AdminState>>) -> Response {
 }
 
 async fn config(State(s): State<Arc<AdminState>>) -> Response {
-    let table = s.shared.table.load();
+    let table = s.shared.table();
     let errors = s.source_errors.load();
     axum::Json(ConfigView::new(&table, &errors)).into_response()
 }
 
 async fn backends(State(s): State<Arc<AdminState>>) -> Response {
-    let table = s.shared.table.load();
+    let table = s.shared.table();
     axum::Json(backends_json(&table)).into_response()
 }

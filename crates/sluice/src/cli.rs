@@ -134,7 +134,7 @@ pub struct ServeArgs {
     /// HTTP port (0 picks a free one; the chosen port is logged).
     #[arg(long, env = "SLUICE_HTTP_PORT", default_value_t = 80)]
     pub http_port: u16,
-    /// HTTPS port (not served yet: TLS arrives with the TLS work).
+    /// HTTPS port: TLS terminated by server name, or passed through (0 picks a free one).
     #[arg(long, env = "SLUICE_HTTPS_PORT", default_value_t = 443)]
     pub https_port: u16,
     /// Admin port: /healthz, /readyz, /metrics, /debug/config, /debug/backends.

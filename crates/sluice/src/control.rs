@@ -8,11 +8,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use prometheus::{
-    Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Gauge, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 use sluice_manifests::ManifestDir;
 use sluice_model::{Diagnostic, RoutingTable, Settings, Severity, Snapshot};
-use sluice_proxy::Shared;
+use sluice_proxy::{CertStore, Published, Shared};
 
 /// Metrics about applying configuration.
 pub struct ControlMetrics {
@@ -25,6 +25,7 @@ pub struct ControlMetrics {
     source_errors: IntGauge,
     /// Access log lines dropped because the log writer fell behind (set at scrape time).
     pub access_log_dropped: IntGauge,
+    ssl_expire: GaugeVec,
 }
 
 impl ControlMetrics {
@@ -74,6 +75,14 @@ impl ControlMetrics {
             "Manifest files that do not parse (their last good version is in force)",
         )
         .expect("valid metric");
+        let ssl_expire = GaugeVec::new(
+            Opts::new(
+                "nginx_ingress_controller_ssl_expire_time_seconds",
+                "Number of seconds since 1970 to the SSL Certificate expire (ingress-nginx's name)",
+            ),
+            &["namespace", "host", "secret_name"],
+        )
+        .expect("valid metric");
         let access_log_dropped = IntGauge::new(
             "sluice_access_log_dropped_lines",
             "Access log lines dropped because the log writer fell behind",
@@ -88,6 +97,7 @@ impl ControlMetrics {
             Box::new(diagnostics.clone()),
             Box::new(source_errors.clone()),
             Box::new(access_log_dropped.clone()),
+            Box::new(ssl_expire.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -100,6 +110,24 @@ impl ControlMetrics {
             diagnostics,
             source_errors,
             access_log_dropped,
+            ssl_expire,
+        }
+    }
+
+    /// The expiry of every certificate in use, per host.
+    fn certificates(&self, table: &RoutingTable) {
+        self.ssl_expire.reset();
+        for (host, &idx) in table.tls.cert_by_name.iter() {
+            let cert = &table.tls.certs[idx as usize];
+            self.ssl_expire
+                .with_label_values(&[&cert.secret.namespace, &host, &cert.secret.name])
+                .set(cert.not_after as f64);
+        }
+        if let Some(idx) = table.tls.default_cert {
+            let cert = &table.tls.certs[idx as usize];
+            self.ssl_expire
+                .with_label_values(&[&cert.secret.namespace, "_", &cert.secret.name])
+                .set(cert.not_after as f64);
         }
     }
 }
@@ -109,6 +137,8 @@ impl ControlMetrics {
 pub struct Publisher {
     shared: &'static Shared,
     metrics: Arc<ControlMetrics>,
+    /// Signing keys of the certificates in use.
+    certs: CertStore,
     /// The source's own errors (files that do not parse), for `/debug/config`.
     pub source_errors: Arc<ArcSwap<Vec<String>>>,
     generation: u64,
@@ -117,11 +147,13 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    /// A publisher for `shared`'s table, recording into `metrics`.
-    pub fn new(shared: &'static Shared, metrics: Arc<ControlMetrics>) -> Self {
+    /// A publisher for `shared`'s table, recording into `metrics`, with `certs` loading the
+    /// certificates.
+    pub fn new(shared: &'static Shared, metrics: Arc<ControlMetrics>, certs: CertStore) -> Self {
         Self {
             shared,
             metrics,
+            certs,
             source_errors: Arc::new(ArcSwap::from_pointee(Vec::new())),
             generation: 0,
             shown: HashSet::new(),
@@ -140,8 +172,14 @@ impl Publisher {
     ) -> Arc<RoutingTable> {
         self.generation += 1;
         table.generation = self.generation;
+        // Keys are checked against their certificates here; what fails joins the diagnostics.
+        let (tls, tls_diagnostics) = self.certs.build(&table);
+        table.diagnostics.extend(tls_diagnostics);
+        table.diagnostics.sort();
+        table.diagnostics.dedup();
         let table = Arc::new(table);
-        self.shared.publish(table.clone());
+        self.shared.publish(Published { table: table.clone(), tls });
+        self.metrics.certificates(&table);
 
         for e in errors.iter().filter(|e| !self.shown_errors.contains(*e)) {
             tracing::error!("{e}; the last good version of this file keeps serving");

@@ -8,6 +8,8 @@ use sluice::cli::{Cli, Command, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    // One crypto provider for every TLS use (proxy, backends, the Kubernetes client).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();
     let (json, default_level) = match &cli.command {
         Command::Serve(a) => (a.log_format == LogFormat::Json, "info"),

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use sluice_manifests::ManifestDir;
 use sluice_model::{Settings, Snapshot};
-use sluice_proxy::{AccessLog, ControllerLabels, Metrics, Proxy, ProxyConfig, Shared};
+use sluice_proxy::{
+    AccessLog, CertStore, ControllerLabels, Metrics, Proxy, ProxyConfig, Published, Shared,
+};
 
 use crate::admin::{self, AdminState};
 use crate::cli::{LogFormat, ServeArgs};
@@ -55,8 +57,11 @@ impl Base {
         };
         let access_log = AccessLog::new(format, Box::new(std::io::stdout()));
         let empty = sluice_translate::translate(&Snapshot::default(), &settings);
-        let shared = Shared::leak(empty, metrics, access_log);
-        let publisher = Publisher::new(shared, control_metrics.clone());
+        let mut certs = CertStore::new()
+            .map_err(|e| anyhow::anyhow!("cannot generate the default certificate: {e}"))?;
+        let (tls, _) = certs.build(&empty);
+        let shared = Shared::leak(Published { table: Arc::new(empty), tls }, metrics, access_log);
+        let publisher = Publisher::new(shared, control_metrics.clone(), certs);
         let admin = Arc::new(AdminState {
             shared,
             proxy: OnceLock::new(),
@@ -83,6 +88,7 @@ impl Base {
             ProxyConfig {
                 bind_address: args.bind_address,
                 http_port: args.http_port,
+                https_port: Some(args.https_port),
                 workers,
                 shutdown_grace: Duration::from_secs(args.shutdown_grace_period),
             },
@@ -90,7 +96,8 @@ impl Base {
         )?);
         let _ = self.admin.proxy.set(proxy.clone());
         self.admin.ready.store(true, Ordering::Relaxed);
-        tracing::info!(http = %proxy.http_addr(), admin = %self.admin_addr, workers, "listening");
+        let https = proxy.https_addr().map_or_else(|| "none".to_string(), |a| a.to_string());
+        tracing::info!(http = %proxy.http_addr(), https = %https, admin = %self.admin_addr, workers, "listening");
         on_listening(proxy.http_addr(), self.admin_addr);
         Ok(proxy)
     }

@@ -266,6 +266,9 @@ impl Builder<'_> {
             ));
             return Err(why);
         }
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(&tls, &mut h);
+        tls.fingerprint = std::hash::Hasher::finish(&h);
         Ok(Some(Arc::new(tls)))
     }
 

@@ -24,6 +24,8 @@ pub struct Sluice {
     child: Child,
     /// The proxy's address.
     pub http: SocketAddr,
+    /// The HTTPS address.
+    pub https: SocketAddr,
     /// The admin port's address.
     pub admin: SocketAddr,
     stdout: Arc<Mutex<Vec<String>>>,
@@ -70,8 +72,8 @@ impl Sluice {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
         cmd.arg("serve")
             .args(source)
-            .args(["--bind-address", "127.0.0.1", "--http-port", "0", "--healthz-port", "0"])
-            .args(["--workers", &workers.to_string()])
+            .args(["--bind-address", "127.0.0.1", "--http-port", "0", "--https-port", "0"])
+            .args(["--healthz-port", "0", "--workers", &workers.to_string()])
             .args(args)
             .env("RUST_LOG", "info")
             .envs(env.iter().copied())
@@ -83,16 +85,16 @@ impl Sluice {
         collect_lines(child.stdout.take().unwrap(), stdout.clone());
         collect_lines(child.stderr.take().unwrap(), stderr.clone());
         let deadline = Instant::now() + WAIT;
-        let (http, admin) = loop {
+        let (http, https, admin) = loop {
             let lines = stderr.lock().unwrap().clone();
             if let Some(line) = lines.iter().find(|l| is_listening_line(l)) {
-                break (field(line, "http="), field(line, "admin="));
+                break (field(line, "http="), field(line, "https="), field(line, "admin="));
             }
             if !wait_ready
                 && let Some(line) = lines.iter().find(|l| l.contains("admin port listening"))
             {
                 let admin = field(line, "admin=");
-                break (admin, admin);
+                break (admin, admin, admin);
             }
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("sluice exited with {status}:\n{}", lines.join("\n"));
@@ -104,7 +106,7 @@ impl Sluice {
             }
             std::thread::sleep(Duration::from_millis(10));
         };
-        Sluice { child, http, admin, stdout, stderr }
+        Sluice { child, http, https, admin, stdout, stderr }
     }
 
     /// The proxy URL for `path`.
