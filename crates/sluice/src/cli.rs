@@ -180,6 +180,19 @@ pub struct EchoArgs {
     /// Name reported in every answer (tells backends apart).
     #[arg(long, env = "SLUICE_ECHO_NAME", default_value = "echo")]
     pub name: String,
+    /// Serve HTTPS (h2 and HTTP/1.1) with a self-signed certificate for --tls-host, unless
+    /// --tls-cert and --tls-key are given.
+    #[arg(long)]
+    pub tls: bool,
+    /// The name the self-signed certificate is for (default: localhost).
+    #[arg(long, default_value = "localhost")]
+    pub tls_host: String,
+    /// PEM certificate chain to serve HTTPS with.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// `sluice quickstart`.
@@ -188,6 +201,9 @@ pub struct QuickstartArgs {
     /// HTTP port of the proxy.
     #[arg(long, default_value_t = 8080)]
     pub http_port: u16,
+    /// HTTPS port of the proxy.
+    #[arg(long, default_value_t = 8443)]
+    pub https_port: u16,
     /// Admin port.
     #[arg(long, default_value_t = 10254)]
     pub healthz_port: u16,

@@ -4,6 +4,9 @@
 //!
 //! Query parameters shape the answer: `status=NNN` sets the status, `delay_ms=N` waits before
 //! answering, `bytes=N` answers N bytes of `x` instead of JSON.
+//!
+//! With TLS ([`spawn_tls`], `sluice echo --tls`) it serves h2 and HTTP/1.1 over TLS and reports
+//! the server name the client sent (`sni`): a passthrough or HTTPS backend for tests and demos.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -18,24 +21,86 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use std::sync::Arc;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::cli::EchoArgs;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
 /// Binds `addr` and serves echo answers named `name` until the runtime stops. Returns the
 /// bound address (useful with port 0).
 pub async fn spawn(addr: SocketAddr, name: &str) -> std::io::Result<SocketAddr> {
+    listen(addr, name, None).await
+}
+
+/// Like [`spawn`], over TLS with `config` (its ALPN protocols are set to h2 and HTTP/1.1).
+pub async fn spawn_tls(
+    addr: SocketAddr,
+    name: &str,
+    mut config: rustls::ServerConfig,
+) -> std::io::Result<SocketAddr> {
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    listen(addr, name, Some(TlsAcceptor::from(Arc::new(config)))).await
+}
+
+/// A server configuration with a fresh self-signed certificate for `host`.
+pub fn self_signed(host: &str) -> anyhow::Result<rustls::ServerConfig> {
+    // The host as common name too, so `curl -v` shows whose certificate answered.
+    let mut params = rcgen::CertificateParams::new(vec![host.to_string()])?;
+    params.distinguished_name.push(rcgen::DnType::CommonName, host);
+    let signing_key = rcgen::KeyPair::generate()?;
+    let cert = params.self_signed(&signing_key)?;
+    let key = PrivatePkcs8KeyDer::from(signing_key.serialize_der());
+    Ok(rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], key.into())?)
+}
+
+/// A server configuration from PEM files.
+pub fn from_pem(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<rustls::ServerConfig> {
+    let chain = CertificateDer::pem_file_iter(cert)?.collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_file(key)?;
+    Ok(rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(chain, key)?)
+}
+
+async fn listen(
+    addr: SocketAddr,
+    name: &str,
+    tls: Option<TlsAcceptor>,
+) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let name: &'static str = Box::leak(name.to_string().into_boxed_str());
     tokio::spawn(async move {
         loop {
             let Ok((stream, remote)) = listener.accept().await else { continue };
+            let tls = tls.clone();
             tokio::spawn(async move {
-                let service = service_fn(move |req| answer(req, name, remote));
-                let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                    .await;
+                let builder = auto::Builder::new(TokioExecutor::new());
+                match tls {
+                    None => {
+                        let service = service_fn(move |req| answer(req, name, remote, None));
+                        let _ = builder
+                            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                            .await;
+                    }
+                    Some(acceptor) => {
+                        let Ok(stream) = acceptor.accept(stream).await else { return };
+                        let sni: Option<Arc<str>> = stream.get_ref().1.server_name().map(Arc::from);
+                        let service =
+                            service_fn(move |req| answer(req, name, remote, Some(sni.clone())));
+                        let _ = builder
+                            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                            .await;
+                    }
+                }
             });
         }
     });
@@ -43,17 +108,23 @@ pub async fn spawn(addr: SocketAddr, name: &str) -> std::io::Result<SocketAddr> 
 }
 
 /// `sluice echo`: serves until interrupted.
-pub async fn run(addr: SocketAddr, name: &str) -> anyhow::Result<()> {
-    let local = spawn(addr, name).await?;
-    tracing::info!(listen = %local, name, "echo backend listening");
+pub async fn run(args: &EchoArgs) -> anyhow::Result<()> {
+    let local = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => spawn_tls(args.listen, &args.name, from_pem(cert, key)?).await?,
+        _ if args.tls => spawn_tls(args.listen, &args.name, self_signed(&args.tls_host)?).await?,
+        _ => spawn(args.listen, &args.name).await?,
+    };
+    tracing::info!(listen = %local, name = %args.name, tls = args.tls || args.tls_cert.is_some(), "echo backend listening");
     tokio::signal::ctrl_c().await?;
     Ok(())
 }
 
+/// Answers one request; `tls` is `Some(sni)` on a TLS connection.
 async fn answer(
     mut req: Request<Incoming>,
     name: &'static str,
     remote: SocketAddr,
+    tls: Option<Option<Arc<str>>>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let query: BTreeMap<String, String> = req
         .uri()
@@ -113,6 +184,8 @@ async fn answer(
         "remote": remote.to_string(),
         "headers": headers,
         "body_bytes": body_bytes,
+        "tls": tls.is_some(),
+        "sni": tls.flatten().as_deref(),
     });
     let mut resp = Response::new(Full::new(Bytes::from(doc.to_string())));
     *resp.status_mut() = status;

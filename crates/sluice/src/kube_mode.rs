@@ -2,7 +2,6 @@
 //! manifests source; the elected leader also writes Ingress status and Events.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,7 +30,7 @@ pub(crate) async fn run(
     args: ServeArgs,
     base: Base,
     mut publisher: Publisher,
-    on_listening: impl FnOnce(SocketAddr, SocketAddr),
+    on_listening: impl crate::serve::OnListening,
 ) -> anyhow::Result<()> {
     let client =
         sluice_kube::client(args.kubeconfig.as_deref()).await.map_err(anyhow::Error::msg)?;

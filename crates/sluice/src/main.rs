@@ -42,8 +42,8 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => sluice::serve::run(*args, |_, _| {}).await,
-            Command::Echo(args) => sluice::echo::run(args.listen, &args.name).await,
+            Command::Serve(args) => sluice::serve::run(*args, |_, _, _| {}).await,
+            Command::Echo(args) => sluice::echo::run(&args).await,
             Command::Quickstart(args) => sluice::quickstart::run(args).await,
             Command::Check(_) => unreachable!("handled above"),
         }

@@ -21,16 +21,18 @@ use crate::control::{ControlMetrics, ManifestControl, Publisher};
 
 /// Runs until SIGTERM or SIGINT, then drains. `on_listening` is told the proxy's and the
 /// admin port's addresses once both accept connections.
-pub async fn run(
-    args: ServeArgs,
-    on_listening: impl FnOnce(SocketAddr, SocketAddr),
-) -> anyhow::Result<()> {
+pub async fn run(args: ServeArgs, on_listening: impl OnListening) -> anyhow::Result<()> {
     let (base, publisher) = Base::start(&args).await?;
     match args.manifests.clone() {
         Some(root) => run_manifests(args, base, publisher, root, on_listening).await,
         None => crate::kube_mode::run(args, base, publisher, on_listening).await,
     }
 }
+
+/// Told the proxy's HTTP and HTTPS addresses and the admin port's address, once all accept
+/// connections (the quickstart prints them; tests read them from the log).
+pub trait OnListening: FnOnce(SocketAddr, Option<SocketAddr>, SocketAddr) {}
+impl<F: FnOnce(SocketAddr, Option<SocketAddr>, SocketAddr)> OnListening for F {}
 
 /// What every source shares: settings, the proxy's state, the admin port.
 pub(crate) struct Base {
@@ -79,7 +81,7 @@ impl Base {
     pub(crate) fn serve_traffic(
         &self,
         args: &ServeArgs,
-        on_listening: impl FnOnce(SocketAddr, SocketAddr),
+        on_listening: impl OnListening,
     ) -> anyhow::Result<Arc<Proxy>> {
         let workers = args
             .workers
@@ -98,7 +100,7 @@ impl Base {
         self.admin.ready.store(true, Ordering::Relaxed);
         let https = proxy.https_addr().map_or_else(|| "none".to_string(), |a| a.to_string());
         tracing::info!(http = %proxy.http_addr(), https = %https, admin = %self.admin_addr, workers, "listening");
-        on_listening(proxy.http_addr(), self.admin_addr);
+        on_listening(proxy.http_addr(), proxy.https_addr(), self.admin_addr);
         Ok(proxy)
     }
 
@@ -119,7 +121,7 @@ async fn run_manifests(
     base: Base,
     publisher: Publisher,
     root: std::path::PathBuf,
-    on_listening: impl FnOnce(SocketAddr, SocketAddr),
+    on_listening: impl OnListening,
 ) -> anyhow::Result<()> {
     let settings = base.settings.clone();
     let control = tokio::task::block_in_place(|| {

@@ -4,6 +4,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -20,7 +21,9 @@ fn repo() -> PathBuf {
 
 #[test]
 fn check_prints_the_quickstart_table_and_succeeds() {
-    let out = sluice().arg("check").arg(repo().join("examples/quickstart")).output().unwrap();
+    let dir = repo().join("examples/quickstart");
+    // As the quickstart runs it: gamma is passed through.
+    let out = sluice().arg("check").arg(&dir).arg("--enable-ssl-passthrough").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
     let alpha = text.lines().find(|l| l.contains("/alpha")).unwrap_or_else(|| panic!("{text}"));
@@ -31,6 +34,13 @@ fn check_prints_the_quickstart_table_and_succeeds() {
     );
     assert!(text.contains("gamma.public.example.com"), "{text}");
     assert!(text.contains("0 errors, 0 warnings"), "{text}");
+
+    // Without the flag, the passthrough annotation cannot be honoured: said, not an error.
+    let out = sluice().arg("check").arg(&dir).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("ssl-passthrough needs --enable-ssl-passthrough"), "{text}");
+    assert!(text.contains("0 errors, 1 warnings"), "{text}");
 }
 
 #[test]
@@ -154,6 +164,47 @@ fn flags_keep_ingress_nginx_names() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn echo_serves_https_with_a_generated_or_given_certificate() {
+    let ca = tls::Ca::new("test CA");
+    let given = ca.server(&["given.example"]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tls.crt"), &given.cert).unwrap();
+    std::fs::write(dir.path().join("tls.key"), &given.key).unwrap();
+    let (crt, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    for (extra, host, cn) in [
+        (vec!["--tls", "--tls-host", "made.example"], "made.example", "made.example"),
+        (
+            vec!["--tls-cert", crt.to_str().unwrap(), "--tls-key", key.to_str().unwrap()],
+            "given.example",
+            "given.example",
+        ),
+    ] {
+        let mut child = sluice()
+            .args(["echo", "--listen", "127.0.0.1:0", "--name", "secure"])
+            .args(&extra)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let line = lines
+            .find(|l| l.as_ref().is_ok_and(|l| l.contains("echo backend listening")))
+            .unwrap()
+            .unwrap();
+        let addr = line.split_whitespace().find_map(|w| w.strip_prefix("listen=")).unwrap();
+        let req = http::Request::get("/p").body(Default::default()).unwrap();
+        let got = tls::request(addr.parse().unwrap(), &tls::ClientOpts::sni(host).h2(), req).await;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let (r, seen) = got.unwrap();
+        assert_eq!(seen.cn, cn);
+        assert_eq!(seen.alpn.as_deref(), Some(&b"h2"[..]));
+        let v = r.json();
+        assert_eq!((v["name"].as_str(), v["tls"].as_bool()), (Some("secure"), Some(true)));
+        assert_eq!(v["sni"].as_str(), Some(host));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn echo_answers_with_its_name() {
     let mut child = sluice()
         .args(["echo", "--listen", "127.0.0.1:0", "--name", "probe"])
@@ -176,10 +227,11 @@ async fn echo_answers_with_its_name() {
     );
 }
 
-/// Runs `sluice quickstart` in `dir`; returns the child and the proxy URL from its banner.
-fn quickstart(dir: &std::path::Path) -> (std::process::Child, String, String) {
+/// Runs `sluice quickstart` in `dir`; returns the child, the proxy's HTTP URL and HTTPS
+/// address, and its banner.
+fn quickstart(dir: &std::path::Path) -> (Running, String, SocketAddr, String) {
     let mut child = sluice()
-        .args(["quickstart", "--http-port", "0", "--healthz-port", "0"])
+        .args(["quickstart", "--http-port", "0", "--https-port", "0", "--healthz-port", "0"])
         .current_dir(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -195,39 +247,61 @@ fn quickstart(dir: &std::path::Path) -> (std::process::Child, String, String) {
         }
         assert!(Instant::now() < deadline);
     };
-    // "Sluice is serving DIR on http://ADDR (admin on http://ADDR)."
-    let urls: Vec<String> = banner
-        .split_whitespace()
-        .filter(|w| w.contains("http://"))
-        .map(|w| w.trim_start_matches('(').trim_end_matches(&[')', '.'][..]).to_string())
-        .collect();
+    // "Sluice is serving DIR on http://ADDR and https://ADDR (admin on http://ADDR)."
+    let url = |scheme: &str| {
+        banner
+            .split_whitespace()
+            .find(|w| w.contains(scheme))
+            .map(|w| w.trim_start_matches('(').trim_end_matches(&[')', '.'][..]).to_string())
+            .unwrap_or_else(|| panic!("no {scheme} in {banner}"))
+    };
+    let http = url("http://");
+    let https = url("https://").trim_start_matches("https://").parse().unwrap();
     std::thread::spawn(move || for _ in lines {}); // keep draining the access log
-    (child, urls[0].clone(), banner)
+    (Running(child), http, https, banner)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn quickstart_serves_the_guide_example() {
     // From the repository: serves examples/quickstart itself (editable while it runs).
-    let (mut child, url, banner) = quickstart(&repo());
+    let (child, url, https, banner) = quickstart(&repo());
     assert!(banner.contains("examples/quickstart"), "{banner}");
-    for (host, path, name) in [
-        ("public.example.com", "/alpha", "alpha"),
-        ("public.example.com", "/beta", "beta"),
-        ("gamma.public.example.com", "/", "gamma"),
-    ] {
-        let r = get(&format!("{url}{path}"), Some(host)).await;
-        assert_eq!((r.status.as_u16(), r.backend()), (200, name.to_string()), "{host}{path}");
+    // public.example.com: TLS by Sluice with its generated certificate; HTTP redirected.
+    // The Host names a port, so the redirect names the HTTPS port.
+    let host = format!("public.example.com:{}", url.rsplit(':').next().unwrap());
+    let plain = get(&format!("{url}/alpha"), Some(&host)).await;
+    assert_eq!(plain.status, 308);
+    let location = format!("https://public.example.com:{}/alpha", https.port());
+    assert_eq!(plain.headers["location"], location.as_str());
+    for (path, name) in [("/alpha", "alpha"), ("/beta", "beta")] {
+        let (r, seen) = tls::get(https, "public.example.com", path).await;
+        assert_eq!((r.status.as_u16(), r.backend()), (200, name.to_string()), "{path}");
+        assert_eq!(seen.cn, "Sluice Ingress Controller Fake Certificate");
     }
-    assert_eq!(get(&format!("{url}/nothing-here"), Some("public.example.com")).await.status, 404);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let (r, _) = tls::get(https, "public.example.com", "/nothing-here").await;
+    assert_eq!(r.status, 404);
+    // gamma: passed through, TLS ends at the backend with its own certificate.
+    let (r, seen) = tls::get(https, "gamma.public.example.com", "/").await;
+    assert_eq!((r.status.as_u16(), r.backend()), (200, "gamma".to_string()));
+    assert_eq!(seen.cn, "gamma.public.example.com");
+    assert_eq!(r.json()["sni"], "gamma.public.example.com");
+    drop(child); // frees the echo backends' ports
 
     // Anywhere else: a built-in copy of the example.
     let elsewhere = tempfile::tempdir().unwrap();
-    let (mut child, url, banner) = quickstart(elsewhere.path());
+    let (_child, _, https, banner) = quickstart(elsewhere.path());
     assert!(banner.contains("sluice-quickstart-"), "{banner}");
-    let r = get(&format!("{url}/alpha"), Some("public.example.com")).await;
+    let (r, _) = tls::get(https, "public.example.com", "/alpha").await;
     assert_eq!(r.backend(), "alpha");
-    child.kill().unwrap();
-    child.wait().unwrap();
+}
+
+/// A quickstart process, killed when the test ends (even by a failed assertion: its fixed
+/// backend ports would fail the next run).
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -2,6 +2,8 @@
 //! manifests directory, real echo backends, and a real HTTP client.
 #![allow(dead_code)] // each test file uses a different part of the harness
 
+pub mod tls;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
