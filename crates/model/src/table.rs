@@ -86,7 +86,7 @@ impl PathMatch {
 }
 
 /// One routable unit: an Ingress path (or a default backend) and what to do with its requests.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Route {
     /// The Ingress that defined it; `None` for the built-in or flag-given default backend.
     pub ingress: Option<NamespacedName>,
@@ -151,6 +151,9 @@ pub struct Policy {
     pub redirect_to_https: bool,
     /// Keep a trailing slash in that redirect (`preserve-trailing-slash`).
     pub preserve_trailing_slash: bool,
+    /// Name the HTTPS port in that redirect (`use-port-in-redirects`); else no port, as
+    /// clients then use 443.
+    pub port_in_redirect: bool,
 }
 
 impl Default for Policy {
@@ -167,6 +170,7 @@ impl Default for Policy {
             force_ssl_redirect: false,
             redirect_to_https: false,
             preserve_trailing_slash: false,
+            port_in_redirect: false,
         }
     }
 }

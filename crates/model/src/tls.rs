@@ -77,8 +77,8 @@ pub struct ClientAuth {
     pub ca: Vec<Vec<u8>>,
     /// `auth-tls-verify-client`.
     pub verify: ClientVerify,
-    /// `auth-tls-verify-depth`, as NGINX counts: `1` = signed directly by a listed CA, `2` =
-    /// through one intermediate.
+    /// `auth-tls-verify-depth`, as OpenSSL (so NGINX) counts: the intermediate CAs allowed
+    /// between the client's certificate and a listed CA.
     pub depth: u8,
     /// `auth-tls-pass-certificate-to-upstream`: send the URL-escaped PEM in `ssl-client-cert`.
     pub pass_certificate: bool,

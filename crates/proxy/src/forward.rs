@@ -112,18 +112,12 @@ pub(crate) struct Forwarding<'a> {
     pub upstream: UpstreamProtocol,
 }
 
-/// Splits `host[:port]` (IPv6 literals in brackets); says whether a port was given.
-pub(crate) fn split_port(host: &str) -> (&str, bool) {
+/// The name of `host[:port]` (IPv6 literals keep their brackets).
+pub(crate) fn without_port(host: &str) -> &str {
     if host.starts_with('[') {
-        return match host.find(']') {
-            Some(end) => (&host[..=end], host.len() > end + 1),
-            None => (host, false),
-        };
+        return host.find(']').map_or(host, |end| &host[..=end]);
     }
-    match host.rsplit_once(':') {
-        Some((name, _)) => (name, true),
-        None => (host, false),
-    }
+    host.rsplit_once(':').map_or(host, |(name, _)| name)
 }
 
 /// The client's `X-Forwarded-Proto`, first value.
@@ -203,8 +197,14 @@ pub(crate) fn prepare_request<B>(req: &mut Request<B>, f: &Forwarding<'_>) {
         let value =
             |s: &str| HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""));
         headers.insert(SSL_CLIENT_VERIFY.clone(), value(&client.verify));
-        headers.insert(SSL_CLIENT_SUBJECT_DN.clone(), value(&client.subject));
-        headers.insert(SSL_CLIENT_ISSUER_DN.clone(), value(&client.issuer));
+        // Without a certificate the names are empty, and NGINX's proxy_set_header sends none.
+        for (name, dn) in
+            [(&SSL_CLIENT_SUBJECT_DN, &client.subject), (&SSL_CLIENT_ISSUER_DN, &client.issuer)]
+        {
+            if !dn.is_empty() {
+                headers.insert(name.clone(), value(dn));
+            }
+        }
         if f.pass_certificate
             && let Some(pem) = &client.escaped_pem
         {

@@ -213,13 +213,13 @@ fn client_certificate(
     Ok(Some((check.passes_certificate(), verdict)))
 }
 
-/// `https://host[:port]/uri` for a redirect, as ingress-nginx builds it: the port only when
-/// the client used an explicit one (then Sluice's HTTPS port), and the request URI without its
-/// trailing slash unless `preserve-trailing-slash`.
+/// `https://host/uri` for a redirect, as ingress-nginx builds it: without the port the client
+/// used (unless `use-port-in-redirects`: then Sluice's HTTPS port), and the request URI without
+/// its trailing slash unless `preserve-trailing-slash`.
 fn https_location<B>(req: &Request<B>, host: &str, route: &Route, shared: &Shared) -> String {
-    let (name, explicit_port) = forward::split_port(host);
-    let port = match (explicit_port, shared.https_port()) {
-        (true, Some(p)) if p != 443 => format!(":{p}"),
+    let name = forward::without_port(host);
+    let port = match shared.https_port() {
+        Some(p) if route.policy.port_in_redirect => format!(":{p}"),
         _ => String::new(),
     };
     let mut uri = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();

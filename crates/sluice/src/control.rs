@@ -12,7 +12,7 @@ use prometheus::{
 };
 use sluice_manifests::ManifestDir;
 use sluice_model::{Diagnostic, RoutingTable, Settings, Severity, Snapshot};
-use sluice_proxy::{CertStore, Published, Shared};
+use sluice_proxy::{CertStore, Published, Shared, TlsState};
 
 /// Metrics about applying configuration.
 pub struct ControlMetrics {
@@ -114,16 +114,17 @@ impl ControlMetrics {
         }
     }
 
-    /// The expiry of every certificate in use, per host.
-    fn certificates(&self, table: &RoutingTable) {
+    /// The expiry of every certificate presented, per host (not of those whose key failed to
+    /// load: their hosts get the default certificate).
+    fn certificates(&self, table: &RoutingTable, served: &TlsState) {
         self.ssl_expire.reset();
-        for (host, &idx) in table.tls.cert_by_name.iter() {
+        for (host, &idx) in table.tls.cert_by_name.iter().filter(|(_, i)| served.is_served(**i)) {
             let cert = &table.tls.certs[idx as usize];
             self.ssl_expire
                 .with_label_values(&[&cert.secret.namespace, &host, &cert.secret.name])
                 .set(cert.not_after as f64);
         }
-        if let Some(idx) = table.tls.default_cert {
+        if let Some(idx) = table.tls.default_cert.filter(|&i| served.is_served(i)) {
             let cert = &table.tls.certs[idx as usize];
             self.ssl_expire
                 .with_label_values(&[&cert.secret.namespace, "_", &cert.secret.name])
@@ -178,8 +179,8 @@ impl Publisher {
         table.diagnostics.sort();
         table.diagnostics.dedup();
         let table = Arc::new(table);
+        self.metrics.certificates(&table, &tls);
         self.shared.publish(Published { table: table.clone(), tls });
-        self.metrics.certificates(&table);
 
         for e in errors.iter().filter(|e| !self.shown_errors.contains(*e)) {
             tracing::error!("{e}; the last good version of this file keeps serving");

@@ -89,12 +89,16 @@ pub(crate) struct Builder<'s> {
     pub(crate) tls: Tls,
     /// Hosts listed in a TLS section (with or without a Secret): they get HTTPS redirects.
     pub(crate) tls_hosts: HashSet<String>,
+    /// Each named host, with the policy of the Ingress that created it: its unmatched paths
+    /// redirect to HTTPS as that Ingress says (ingress-nginx's default location of a server).
+    pub(crate) host_creators: Vec<(u32, Policy)>,
     /// Certificates already read in this translation, by Secret (or why they cannot be used).
     pub(crate) cert_ids: HashMap<NamespacedName, Result<u32, (Reason, String)>>,
     /// Hosts whose handshake policy could not be applied, with why: they answer 503.
     pub(crate) failed_hosts: HashMap<String, String>,
-    /// Hosts whose handshake policy an older Ingress already set.
-    pub(crate) policy_set: HostMap<()>,
+    /// What each host's Ingresses asked of its handshake, by host as written; made into
+    /// policies at the end.
+    pub(crate) host_policies: std::collections::BTreeMap<String, crate::build_tls::HostPolicy>,
 }
 
 /// An Ingress being added, with what its annotations decided.
@@ -120,9 +124,10 @@ impl<'s> Builder<'s> {
             diagnostics: Vec::new(),
             tls: Tls::default(),
             tls_hosts: HashSet::new(),
+            host_creators: Vec::new(),
             cert_ids: HashMap::new(),
             failed_hosts: HashMap::new(),
-            policy_set: HostMap::default(),
+            host_policies: Default::default(),
         }
     }
 
@@ -277,11 +282,18 @@ impl<'s> Builder<'s> {
             if created && let Some(route) = own_default {
                 self.hosts[host_idx as usize].default_route = route;
             }
+            if created && !host.is_empty() {
+                self.host_creators.push((host_idx, cur.annotations.policy.clone()));
+            }
             let paths = rule.http.as_ref().map(|h| h.paths.as_slice()).unwrap_or_default();
             self.add_tls_for_host(&cur, &host, tls_sections);
             self.set_host_policy(&cur, &host);
             if cur.annotations.ssl_passthrough {
-                let backend = paths.first().map(|p| &p.backend).or(default_backend);
+                // As ingress-nginx: the backend of the host's `/` location, the rule's `/` path
+                // (whatever its pathType), else the Ingress's defaultBackend.
+                let root =
+                    paths.iter().find(|p| matches!(p.path.as_deref(), None | Some("" | "/")));
+                let backend = root.map(|p| &p.backend).or(default_backend);
                 self.add_passthrough(&cur, &host, backend);
             }
             for path in paths {
@@ -550,6 +562,24 @@ impl<'s> Builder<'s> {
     /// Every route (for the TLS pass at the end).
     pub(crate) fn routes_mut(&mut self) -> &mut [Route] {
         &mut self.routes
+    }
+
+    /// Gives each named host whose creating Ingress redirects it to HTTPS a default route of
+    /// its own that redirects too: default routes are shared (the built-in 404, a
+    /// defaultBackend), and ingress-nginx redirects a TLS host's unmatched paths.
+    pub(crate) fn redirect_host_defaults(&mut self, tls_hosts: &HashSet<String>) {
+        for (idx, p) in std::mem::take(&mut self.host_creators) {
+            let host = &self.hosts[idx as usize];
+            if !(p.force_ssl_redirect || (p.ssl_redirect && tls_hosts.contains(&host.host))) {
+                continue;
+            }
+            let mut route = self.routes[host.default_route as usize].clone();
+            route.host = host.host.clone();
+            route.policy.redirect_to_https = true;
+            route.policy.preserve_trailing_slash = p.preserve_trailing_slash;
+            route.policy.port_in_redirect = p.port_in_redirect;
+            self.hosts[idx as usize].default_route = self.push_route(route);
+        }
     }
 
     /// Gives every host in `failed` a default route answering 503 (its paths are handled by

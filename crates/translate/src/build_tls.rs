@@ -15,6 +15,16 @@ use crate::build::{Builder, Current};
 use crate::config::GlobalConfig;
 use crate::tls::{covers, load_ca, load_cert, load_client_pair};
 
+/// What the Ingresses of one host asked of its handshake, each part decided by the oldest
+/// Ingress of the host that sets it.
+#[derive(Default)]
+pub(crate) struct HostPolicy {
+    /// `auth-tls-*`, once an Ingress asked: `Some(None)` when unusable (the host fails closed).
+    client_auth: Option<Option<ClientAuth>>,
+    /// `ssl-ciphers`.
+    tls12_suites: Option<Vec<String>>,
+}
+
 impl Builder<'_> {
     /// Table-wide TLS settings from the ConfigMap and flags: versions, the default policy
     /// (index 0) and `--default-ssl-certificate`.
@@ -54,12 +64,13 @@ impl Builder<'_> {
         result
     }
 
-    /// The TLS of one rule host, as ingress-nginx decides it: the Ingress's TLS section that
-    /// lists the host, else one whose certificate covers it; the oldest Ingress that gives the
-    /// host TLS wins. A section without `secretName`, and a Secret that is missing, invalid or
-    /// not for this host, leave the host on the default certificate (with a diagnostic).
+    /// The TLS of one rule host, as ingress-nginx decides it (`createServers`): in an Ingress
+    /// with a TLS section, the section that lists the host, else one whose certificate covers
+    /// it, else the default certificate; the oldest Ingress that gives the host TLS wins. A
+    /// section without `secretName`, and a Secret that is missing, invalid or not for this
+    /// host, leave the host on the default certificate (with a diagnostic).
     pub(crate) fn add_tls_for_host(&mut self, cur: &Current, host: &str, sections: &[IngressTLS]) {
-        if host.is_empty() || self.tls_hosts.contains(host) {
+        if host.is_empty() || sections.is_empty() || self.tls_hosts.contains(host) {
             return;
         }
         let listed = sections
@@ -82,10 +93,8 @@ impl Builder<'_> {
                         break;
                     }
                 }
-                match covering {
-                    Some(name) => name,
-                    None => return,
-                }
+                // Not listed, not covered: the default certificate.
+                covering.unwrap_or_default()
             }
         };
         self.tls_hosts.insert(host.to_string());
@@ -111,62 +120,88 @@ impl Builder<'_> {
         ));
     }
 
-    /// The host's handshake policy (client certificates, ciphers), set by the oldest Ingress
-    /// of the host that asks for one. Unusable client-certificate settings make the host fail
-    /// closed.
+    /// The host's handshake policy: client certificates, set by the oldest Ingress of the
+    /// host that asks for them, and ciphers, set by the oldest Ingress of the host that sets
+    /// `ssl-ciphers` (each decided on its own, as ingress-nginx does). Unusable
+    /// client-certificate settings make the host fail closed.
     pub(crate) fn set_host_policy(&mut self, cur: &Current, host: &str) {
         let a = &cur.annotations;
-        let asks = !matches!(a.auth_tls, Ok(None)) || a.ssl_ciphers.is_some();
-        if host.is_empty() || !asks || self.policy_set.get_written(host).is_some() {
+        if host.is_empty() {
             return;
         }
-        self.policy_set.insert(host, ());
-        let client_auth = match &a.auth_tls {
-            Ok(None) => None,
+        let known = self.host_policies.get(host);
+        let set_auth =
+            !matches!(a.auth_tls, Ok(None)) && known.is_none_or(|p| p.client_auth.is_none());
+        let set_ciphers = a.ssl_ciphers.is_some() && known.is_none_or(|p| p.tls12_suites.is_none());
+        if !set_auth && !set_ciphers {
+            return;
+        }
+        let client_auth = set_auth.then(|| self.client_auth(cur, host));
+        let policy = self.host_policies.entry(host.to_string()).or_default();
+        if client_auth.is_some() {
+            policy.client_auth = client_auth;
+        }
+        if set_ciphers {
+            policy.tls12_suites.clone_from(&a.ssl_ciphers);
+        }
+    }
+
+    /// The current Ingress's client-certificate settings for `host`; `None` (and the host
+    /// failed) when they cannot be applied.
+    fn client_auth(&mut self, cur: &Current, host: &str) -> Option<ClientAuth> {
+        let spec = match &cur.annotations.auth_tls {
+            Ok(spec) => spec.as_ref()?,
             Err(why) => {
                 self.failed_hosts.insert(host.to_string(), why.clone());
-                return;
+                return None;
             }
-            Ok(Some(spec)) => {
-                let secret = &spec.secret;
-                let ca = match self.index.secret(&secret.namespace, &secret.name) {
-                    None => Err((Reason::MissingSecret, "does not exist".to_string())),
-                    Some(s) => load_ca(s).map_err(|why| (Reason::InvalidSecret, why)),
-                };
-                match ca {
-                    Ok(ca) => Some(ClientAuth {
-                        secret: secret.clone(),
-                        ca,
-                        verify: spec.verify,
-                        depth: spec.depth,
-                        pass_certificate: spec.pass_certificate,
-                    }),
-                    Err((reason, why)) => {
-                        let why = format!("client certificates for {host}: Secret {secret} {why}");
-                        self.diagnostics.push(Diagnostic::error(
-                            cur.object.clone(),
-                            reason,
-                            format!(
-                                "{why}; the host answers 503 rather than serve unverified clients"
-                            ),
-                        ));
-                        self.failed_hosts.insert(host.to_string(), why);
-                        return;
-                    }
+        };
+        let secret = &spec.secret;
+        let ca = match self.index.secret(&secret.namespace, &secret.name) {
+            None => Err((Reason::MissingSecret, "does not exist".to_string())),
+            Some(s) => load_ca(s).map_err(|why| (Reason::InvalidSecret, why)),
+        };
+        match ca {
+            Ok(ca) => Some(ClientAuth {
+                secret: secret.clone(),
+                ca,
+                verify: spec.verify,
+                depth: spec.depth,
+                pass_certificate: spec.pass_certificate,
+            }),
+            Err((reason, why)) => {
+                let why = format!("client certificates for {host}: Secret {secret} {why}");
+                self.diagnostics.push(Diagnostic::error(
+                    cur.object.clone(),
+                    reason,
+                    format!("{why}; the host answers 503 rather than serve unverified clients"),
+                ));
+                self.failed_hosts.insert(host.to_string(), why);
+                None
+            }
+        }
+    }
+
+    /// Makes the hosts' handshake policies: equal ones are shared; hosts that ask for nothing
+    /// usable keep the default policy (index 0).
+    fn finish_policies(&mut self) {
+        for (host, asked) in std::mem::take(&mut self.host_policies) {
+            let client_auth = asked.client_auth.flatten();
+            if client_auth.is_none() && asked.tls12_suites.is_none() {
+                continue;
+            }
+            let tls12_suites =
+                asked.tls12_suites.or_else(|| self.tls.policies[0].tls12_suites.clone());
+            let policy = HandshakePolicy { client_auth, tls12_suites };
+            let id = match self.tls.policies.iter().position(|p| *p == policy) {
+                Some(id) => id,
+                None => {
+                    self.tls.policies.push(policy);
+                    self.tls.policies.len() - 1
                 }
-            }
-        };
-        let tls12_suites =
-            a.ssl_ciphers.clone().or_else(|| self.tls.policies[0].tls12_suites.clone());
-        let policy = HandshakePolicy { client_auth, tls12_suites };
-        let id = match self.tls.policies.iter().position(|p| *p == policy) {
-            Some(id) => id,
-            None => {
-                self.tls.policies.push(policy);
-                self.tls.policies.len() - 1
-            }
-        };
-        self.tls.policy_by_name.insert(host, id as u32);
+            };
+            self.tls.policy_by_name.insert(&host, id as u32);
+        }
     }
 
     /// `ssl-passthrough` for one host: its TLS connections go, raw, to `backend`.
@@ -184,7 +219,14 @@ impl Builder<'_> {
             ));
             return;
         }
-        let Some(backend) = backend else { return };
+        let Some(backend) = backend else {
+            self.diagnostics.push(Diagnostic::warning(
+                cur.object.clone(),
+                Reason::InvalidBackend,
+                format!("ssl-passthrough for {host}: no `/` path nor defaultBackend to pass connections to; TLS for {host} is terminated by Sluice"),
+            ));
+            return;
+        };
         if let Target::Backend(id) = self.target(cur, backend)
             && !self.tls.passthrough.insert(host, id)
         {
@@ -239,20 +281,14 @@ impl Builder<'_> {
                     }
                 }
                 Err((reason, why)) => {
+                    // As ingress-nginx: the location is denied, verification or not.
                     let why = format!("proxy-ssl-secret {name} {why}");
-                    if p.verify {
-                        self.diagnostics.push(Diagnostic::error(
-                            cur.object.clone(),
-                            reason,
-                            format!("{why}; the paths answer 503"),
-                        ));
-                        return Err(why);
-                    }
                     self.diagnostics.push(Diagnostic::error(
                         cur.object.clone(),
                         reason,
-                        format!("{why}; ignored"),
+                        format!("{why}; the paths answer 503"),
                     ));
+                    return Err(why);
                 }
             }
         }
@@ -275,6 +311,7 @@ impl Builder<'_> {
     /// Last pass: routes of failed hosts answer 503; HTTPS redirects are decided now that
     /// every Ingress has said which hosts have TLS.
     pub(crate) fn finish_tls(&mut self, _global: &GlobalConfig) {
+        self.finish_policies();
         let failed: HashMap<String, String> = std::mem::take(&mut self.failed_hosts);
         let tls_hosts = std::mem::take(&mut self.tls_hosts);
         for route in self.routes_mut() {
@@ -286,5 +323,6 @@ impl Builder<'_> {
                 p.force_ssl_redirect || (p.ssl_redirect && tls_hosts.contains(&route.host));
         }
         self.fail_host_defaults(&failed);
+        self.redirect_host_defaults(&tls_hosts);
     }
 }

@@ -29,6 +29,9 @@ pub(crate) struct ClientCheck {
     depth: u8,
     pass_certificate: bool,
     hints: Vec<DistinguishedName>,
+    /// The listed CAs, DER: a client sending one along with its certificate is not using an
+    /// intermediate.
+    anchors: Vec<Vec<u8>>,
     /// Verifies chains against the CAs (after the handshake).
     chains: Option<Arc<dyn ClientCertVerifier>>,
     provider: Arc<CryptoProvider>,
@@ -68,6 +71,7 @@ impl ClientCheck {
             depth: auth.depth,
             pass_certificate: auth.pass_certificate,
             hints,
+            anchors: auth.ca.clone(),
             chains: Some(chains),
             provider: provider.clone(),
         })
@@ -80,6 +84,7 @@ impl ClientCheck {
             depth: 1,
             pass_certificate: false,
             hints: Vec::new(),
+            anchors: Vec::new(),
             chains: None,
             provider: super::provider(),
         }
@@ -104,7 +109,15 @@ impl ClientCheck {
         };
         let outcome = match &self.chains {
             None => Err("no usable CA".to_string()),
-            Some(_) if intermediates.len() + 1 > self.depth as usize => {
+            // OpenSSL (so NGINX) counts the CAs between the client's certificate and a listed
+            // one: depth 1 allows one intermediate.
+            Some(_)
+                if intermediates
+                    .iter()
+                    .filter(|c| !self.anchors.iter().any(|a| a == c.as_ref()))
+                    .count()
+                    > self.depth as usize =>
+            {
                 Err("certificate chain too long".to_string())
             }
             Some(chains) => chains
@@ -116,10 +129,14 @@ impl ClientCheck {
             Ok((_, cert)) => (rfc2253(cert.subject()), rfc2253(cert.issuer())),
             Err(_) => (String::new(), String::new()),
         };
+        // As NGINX's `$ssl_client_escaped_cert`: OpenSSL's PEM (LF line ends), every byte but
+        // letters, digits and `-._~` percent-encoded.
         let escaped_pem = self.pass_certificate.then(|| {
-            let pem = pem::encode(&pem::Pem::new("CERTIFICATE", leaf.to_vec()));
-            percent_encoding::utf8_percent_encode(&pem, percent_encoding::NON_ALPHANUMERIC)
-                .to_string()
+            let pem = pem::encode_config(
+                &pem::Pem::new("CERTIFICATE", leaf.to_vec()),
+                pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+            );
+            percent_encoding::utf8_percent_encode(&pem, URI_COMPONENT).to_string()
         });
         ClientCert {
             present: true,
@@ -135,7 +152,8 @@ impl ClientCheck {
     }
 
     /// True when NGINX would answer 400: `on` without a valid certificate, `optional` with an
-    /// invalid one; never for `optional_no_ca` and `off`. Always when the CAs are unusable.
+    /// invalid one, `optional_no_ca` with one invalid for another reason than its unknown
+    /// issuer; never for `off`. Always when the CAs are unusable.
     pub(crate) fn refuses(&self, cert: &ClientCert) -> bool {
         if self.chains.is_none() {
             return true;
@@ -143,7 +161,10 @@ impl ClientCheck {
         match self.verify {
             ClientVerify::On => !cert.valid,
             ClientVerify::Optional => cert.present && !cert.valid,
-            ClientVerify::OptionalNoCa | ClientVerify::Off => false,
+            ClientVerify::OptionalNoCa => {
+                cert.present && !cert.valid && cert.verify != format!("FAILED:{UNKNOWN_ISSUER}")
+            }
+            ClientVerify::Off => false,
         }
     }
 
@@ -153,12 +174,17 @@ impl ClientCheck {
     }
 }
 
+/// NGINX's `ngx_http_ssl_module` escaping for `$ssl_client_escaped_cert`.
+const URI_COMPONENT: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// OpenSSL's wording for an unknown issuer (the one failure `optional_no_ca` lets through).
+const UNKNOWN_ISSUER: &str = "unable to get local issuer certificate";
+
 /// OpenSSL's wording for the usual failures (what NGINX's `$ssl_client_verify` says).
 fn reason(e: Error) -> String {
     match e {
-        Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
-            "unable to get local issuer certificate".into()
-        }
+        Error::InvalidCertificate(CertificateError::UnknownIssuer) => UNKNOWN_ISSUER.into(),
         Error::InvalidCertificate(
             CertificateError::Expired | CertificateError::ExpiredContext { .. },
         ) => "certificate has expired".into(),

@@ -49,6 +49,16 @@ pub struct TlsState {
     pub(crate) configs: Vec<Arc<ServerConfig>>,
     /// Per policy, how to check client certificates after the handshake.
     pub(crate) checks: Vec<Option<Arc<ClientCheck>>>,
+    /// Per certificate of the table (same order as `Tls::certs`), whether it loaded: a
+    /// certificate whose key is unusable is never presented.
+    loaded: Vec<bool>,
+}
+
+impl TlsState {
+    /// Whether the table's certificate `index` is presented to clients (its key loaded).
+    pub fn is_served(&self, index: u32) -> bool {
+        self.loaded.get(index as usize).copied().unwrap_or(false)
+    }
 }
 
 /// Loads certificates into signing keys and builds [`TlsState`]s. Owned by the control loop.
@@ -160,7 +170,8 @@ impl CertStore {
             )));
             checks.push(check);
         }
-        (TlsState { configs, checks }, diagnostics)
+        let loaded = keys.iter().map(Option::is_some).collect();
+        (TlsState { configs, checks, loaded }, diagnostics)
     }
 
     fn server_config(

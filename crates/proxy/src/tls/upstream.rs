@@ -51,7 +51,7 @@ fn build(tls: &UpstreamTls, h2: bool) -> Result<ClientConfig, String> {
         let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
             .build()
             .map_err(|e| e.to_string())?;
-        Arc::new(Depth { inner, depth: tls.depth })
+        Arc::new(Depth { inner, depth: tls.depth, anchors: tls.ca.clone() })
     } else {
         Arc::new(AnyCertificate(provider.clone()))
     };
@@ -70,11 +70,15 @@ fn build(tls: &UpstreamTls, h2: bool) -> Result<ClientConfig, String> {
     Ok(config)
 }
 
-/// Verification against the CAs, refusing chains longer than `proxy-ssl-verify-depth`.
+/// Verification against the CAs, refusing chains with more than `proxy-ssl-verify-depth`
+/// intermediate CAs: OpenSSL's (so NGINX's) count, where the default 1 accepts a certificate
+/// issued by an intermediate of a trusted CA.
 #[derive(Debug)]
 struct Depth {
     inner: Arc<WebPkiServerVerifier>,
     depth: u8,
+    /// The trusted CAs (DER): a backend sending one of them along does not lengthen its chain.
+    anchors: Vec<Vec<u8>>,
 }
 
 impl ServerCertVerifier for Depth {
@@ -86,9 +90,13 @@ impl ServerCertVerifier for Depth {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        if intermediates.len() + 1 > self.depth as usize {
+        let untrusted = intermediates
+            .iter()
+            .filter(|c| !self.anchors.iter().any(|a| a.as_slice() == c.as_ref()))
+            .count();
+        if untrusted > self.depth as usize {
             return Err(Error::General(format!(
-                "certificate chain longer than proxy-ssl-verify-depth {}",
+                "more intermediate CAs than proxy-ssl-verify-depth {}",
                 self.depth
             )));
         }

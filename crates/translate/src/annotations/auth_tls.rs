@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `auth-tls-secret` | — | `namespace/name` (or `name`) of a Secret with `ca.crt`, the CAs client certificates must chain to |
 //! | `auth-tls-verify-client` | `on` | `on` (required), `optional`, `optional_no_ca` (passed on unverified), `off` |
-//! | `auth-tls-verify-depth` | `1` | the longest chain accepted, as NGINX counts it: `1` = signed directly by a listed CA, `2` = through one intermediate |
+//! | `auth-tls-verify-depth` | `1` | the longest chain accepted, as OpenSSL (so NGINX) counts it: the intermediate CAs allowed between the client's certificate and a listed CA (`1`: one; `0` means the default, as in ingress-nginx) |
 //! | `auth-tls-pass-certificate-to-upstream` | `false` | send the certificate, URL-escaped PEM, in the `ssl-client-cert` header |
 //!
 //! As in ingress-nginx, this is per host (the TLS handshake knows only the server name): the
@@ -55,9 +55,11 @@ pub(crate) fn parse(
     let depth = match a.get("auth-tls-verify-depth") {
         None => 1,
         Some(v) => match v.trim().parse::<u8>() {
-            Ok(d) if d >= 1 => d,
-            _ => {
-                let why = format!("{v:?} is not a whole number from 1 to 255");
+            // ingress-nginx reads 0 as its default.
+            Ok(0) => 1,
+            Ok(d) => d,
+            Err(_) => {
+                let why = format!("{v:?} is not a whole number from 0 to 255");
                 return Err(a.invalid(object, "auth-tls-verify-depth", &why, diagnostics));
             }
         },

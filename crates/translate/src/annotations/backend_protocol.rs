@@ -36,12 +36,16 @@ pub(crate) fn parse(
             UpstreamProtocol::Http1
         }
         _ => {
-            a.invalid(
-                object,
-                "backend-protocol",
-                &format!("{value:?} is not HTTP, HTTPS, GRPC or GRPCS"),
-                diagnostics,
-            );
+            // As ingress-nginx: HTTP is used (the routes are served, so not `a.invalid`,
+            // which says they answer 503).
+            diagnostics.push(Diagnostic::error(
+                object.clone(),
+                Reason::InvalidAnnotation,
+                format!(
+                    "{}/backend-protocol: {value:?} is not HTTP, HTTPS, GRPC or GRPCS; HTTP is used",
+                    a.prefix
+                ),
+            ));
             UpstreamProtocol::Http1
         }
     }

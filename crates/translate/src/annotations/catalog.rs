@@ -156,7 +156,7 @@ pub const CATALOG: &[(&str, Support)] = &[
     ("upstream-hash-by-subset", Pending),
     ("upstream-hash-by-subset-size", Pending),
     ("upstream-vhost", Pending),
-    ("use-port-in-redirects", Pending),
+    ("use-port-in-redirects", Implemented),
     ("use-regex", Pending),
     ("whitelist-source-range", Enforced),
     ("x-forwarded-prefix", Pending),

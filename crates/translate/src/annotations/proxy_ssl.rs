@@ -5,11 +5,14 @@
 //! |---|---|---|
 //! | `proxy-ssl-secret` | — | `namespace/name` of a Secret: `ca.crt` to verify the backend, `tls.crt` and `tls.key` to present |
 //! | `proxy-ssl-verify` | `off` | verify the backend's certificate against `ca.crt` |
-//! | `proxy-ssl-verify-depth` | `1` | longest chain accepted |
+//! | `proxy-ssl-verify-depth` | `1` | most intermediate CAs accepted between the backend's certificate and `ca.crt` (OpenSSL's count; `0` means the default, as in ingress-nginx) |
 //! | `proxy-ssl-name` | `<service>.<namespace>.svc` | the name verified (NGINX's default, the upstream's internal name, is not a name a certificate carries) |
 //! | `proxy-ssl-server-name` | `off` | send that name as SNI |
 //!
-//! When verification is asked for but the Secret is unusable, the Ingress's routes answer 503.
+//! A `proxy-ssl-secret` that cannot be used (malformed reference, missing Secret, bad PEM) makes
+//! the Ingress's routes answer 503, verification or not, as ingress-nginx denies the location.
+//! Verification asked for without a CA to verify with answers 503 too (ingress-nginx would
+//! silently not verify).
 
 use sluice_model::{Diagnostic, NamespacedName, ObjectRef};
 
@@ -39,7 +42,7 @@ fn on_off(v: &str) -> Result<bool, String> {
     }
 }
 
-/// `Err` when verification is asked for but cannot be set up (the routes must fail closed).
+/// `Err` when the Secret reference or verification cannot be set up (the routes fail closed).
 pub(crate) fn parse(
     a: &Annotations<'_>,
     object: &ObjectRef,
@@ -62,28 +65,19 @@ pub(crate) fn parse(
         Some(v) => on_off(v).map_err(|e| a.invalid(object, "proxy-ssl-verify", &e, diagnostics))?,
     };
     out.verify = verify;
-    if let Some(v) = a.get("proxy-ssl-verify-depth") {
-        match v.trim().parse::<u8>() {
-            Ok(d) if d >= 1 => out.depth = d,
-            _ => {
-                let why = format!("{v:?} is not a whole number from 1 to 255");
-                let reason = a.invalid(object, "proxy-ssl-verify-depth", &why, diagnostics);
-                if verify {
-                    return Err(reason);
-                }
-            }
+    // An invalid depth keeps the default, 1: never looser than asked for.
+    a.apply(object, "proxy-ssl-verify-depth", diagnostics, |v| match v.trim().parse::<u8>() {
+        Ok(0) => Ok(()),
+        Ok(d) => {
+            out.depth = d;
+            Ok(())
         }
-    }
+        Err(_) => Err(format!("{v:?} is not a whole number from 0 to 255")),
+    });
     if let Some(v) = a.get("proxy-ssl-secret") {
-        match secret_ref(v, &object.namespace) {
-            Ok(s) => out.secret = Some(s),
-            Err(e) => {
-                let reason = a.invalid(object, "proxy-ssl-secret", &e, diagnostics);
-                if verify {
-                    return Err(reason);
-                }
-            }
-        }
+        let secret = secret_ref(v, &object.namespace)
+            .map_err(|e| a.invalid(object, "proxy-ssl-secret", &e, diagnostics))?;
+        out.secret = Some(secret);
     }
     Ok(out)
 }

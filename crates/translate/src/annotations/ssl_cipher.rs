@@ -4,7 +4,7 @@
 //! with nothing rustls offers keeps the defaults, and says so. TLS 1.3 suites stay enabled, as
 //! with NGINX. Per host: the oldest Ingress of the host that sets it decides.
 
-use sluice_model::{Diagnostic, ObjectRef, Reason};
+use sluice_model::{Diagnostic, Kind, ObjectRef, Reason};
 
 use super::Annotations;
 
@@ -26,10 +26,15 @@ pub(crate) fn suites(
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Option<Vec<String>> {
     let (suites, unsupported) = crate::tls::map_ciphers(list);
+    // The ConfigMap key `ssl-ciphers` is reported as a ConfigMap key, not an annotation.
+    let (invalid, unsupported_reason) = match object.kind {
+        Kind::ConfigMap => (Reason::InvalidConfigMapKey, Reason::UnsupportedConfigMapKey),
+        _ => (Reason::InvalidAnnotation, Reason::UnsupportedAnnotation),
+    };
     if suites.is_empty() {
         diagnostics.push(Diagnostic::error(
             object.clone(),
-            Reason::InvalidAnnotation,
+            invalid,
             format!("{what}: no cipher in {list:?} is offered by Sluice (ECDHE with AES-GCM or CHACHA20-POLY1305); the defaults apply"),
         ));
         return None;
@@ -37,7 +42,7 @@ pub(crate) fn suites(
     if !unsupported.is_empty() {
         diagnostics.push(Diagnostic::warning(
             object.clone(),
-            Reason::UnsupportedAnnotation,
+            unsupported_reason,
             format!("{what}: {} not offered by Sluice, left out", unsupported.join(", ")),
         ));
     }

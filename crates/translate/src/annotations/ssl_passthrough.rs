@@ -1,7 +1,8 @@
 //! `ssl-passthrough`: TLS connections for the Ingress's hosts are not terminated but passed,
-//! raw, to the backend of the rule's first path (which terminates TLS itself), chosen by the
-//! ClientHello's server name on the shared HTTPS port. Needs `--enable-ssl-passthrough`; as in
-//! ingress-nginx, the Ingress's other annotations do not apply to passed-through connections.
+//! raw, to the backend of the rule's `/` path, else of the Ingress's defaultBackend (which
+//! terminates TLS itself), chosen by the ClientHello's server name on the shared HTTPS port.
+//! Needs `--enable-ssl-passthrough`; as in ingress-nginx, the Ingress's other annotations do
+//! not apply to passed-through connections.
 
 use sluice_model::{Diagnostic, ObjectRef};
 
