@@ -876,3 +876,71 @@ async fn status_is_restored_each_interval_and_never_written_when_disabled() {
         "no status with --update-status=false"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_secrets_from_the_api_are_served_and_rotate_without_restart() {
+    let t = Test::new("tls").await;
+    let a = backend("a").await;
+    t.service("web", &[a]).await;
+    let ca = tls::Ca::new("e2e CA");
+    let secret = |name: &str, pem: &tls::Pem| {
+        json!({
+            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": name, "namespace": t.ns},
+            "stringData": {"tls.crt": pem.cert, "tls.key": pem.key},
+        })
+    };
+    t.apply(secret("default-cert", &ca.sign(&["fallback.example.com"], "fallback", |_| {}))).await;
+    t.apply(secret("web-tls", &ca.sign(&["web.example.com"], "first", |_| {}))).await;
+    t.apply(json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "web", "namespace": t.ns},
+        "spec": {
+            "ingressClassName": t.class(),
+            "tls": [{"hosts": ["web.example.com"], "secretName": "web-tls"}],
+            "rules": [{"host": "web.example.com", "http": {"paths": [{
+                "path": "/", "pathType": "Prefix",
+                "backend": {"service": {"name": "web", "port": {"number": 80}}},
+            }]}}],
+        },
+    }))
+    .await;
+    let s = Arc::new(t.sluice(&[&format!("--default-ssl-certificate={}/default-cert", t.ns)]));
+    let (r, seen) = tls::get(s.https, "web.example.com", "/").await;
+    assert_eq!((r.backend().as_str(), seen.cn.as_str()), ("a", "first"));
+    let (_, seen) = tls::get(s.https, "other.example.com", "/").await;
+    assert_eq!(seen.cn, "fallback", "--default-ssl-certificate for unknown names");
+    assert_eq!(get(&s.url("/"), Some("web.example.com")).await.status, 308, "HTTP redirected");
+
+    // cert-manager renews: the Secret changes while handshakes keep coming. New handshakes
+    // present the new certificate; no request fails on the way.
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (s, stop) = (s.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut failures = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let (r, _) = tls::get(s.https, "web.example.com", "/").await;
+                if r.status != 200 {
+                    failures.push(r.status.as_u16());
+                }
+            }
+            failures
+        })
+    };
+    t.apply(secret("web-tls", &ca.sign(&["web.example.com"], "renewed", |_| {}))).await;
+    eventually("the renewed certificate is presented", || async {
+        tls::get(s.https, "web.example.com", "/").await.1.cn == "renewed"
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(load.await.unwrap(), Vec::<u16>::new(), "no request failed during the rotation");
+
+    // The Secret disappears: the host falls back to the default certificate, still routed.
+    t.api::<Secret>().delete("web-tls", &DeleteParams::default()).await.unwrap();
+    eventually("the default certificate is presented", || async {
+        tls::get(s.https, "web.example.com", "/").await.1.cn == "fallback"
+    })
+    .await;
+    assert_eq!(tls::get(s.https, "web.example.com", "/").await.0.backend(), "a");
+}

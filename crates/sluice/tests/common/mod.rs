@@ -449,13 +449,28 @@ pub fn ingress(
     if host.is_empty() {
         s.push_str("  - http:\n");
     } else {
-        s.push_str(&format!("  - host: {host}\n    http:\n"));
+        // Quoted: a wildcard host (`*.example.com`) is not a plain YAML scalar.
+        s.push_str(&format!("  - host: \"{host}\"\n    http:\n"));
     }
     s.push_str("      paths:\n");
     for (path, kind, svc) in paths {
         s.push_str(&format!(
             "      - path: {path}\n        pathType: {kind}\n        backend:\n          service:\n            name: {svc}\n            port:\n              number: 80\n"
         ));
+    }
+    s
+}
+
+/// Adds a `spec.tls` section to an Ingress made by [`ingress`]: one entry per `(hosts,
+/// secretName)`.
+pub fn with_tls(ingress: String, entries: &[(&[&str], Option<&str>)]) -> String {
+    let mut s = ingress;
+    s.push_str("  tls:\n");
+    for (hosts, secret) in entries {
+        s.push_str(&format!("  - hosts: {hosts:?}\n"));
+        if let Some(secret) = secret {
+            s.push_str(&format!("    secretName: {secret}\n"));
+        }
     }
     s
 }
