@@ -13,10 +13,26 @@
 #   - Two identical nginx proxies differ by about ±10% measured this way: smaller differences
 #     mean nothing.
 #
+# Three modes (MODE):
+#   http        plain HTTP/1.1 over kept-alive connections (the default)
+#   https       the same over kept-alive TLS connections: wrk to the HTTPS port; both proxies
+#               terminate TLS with the same certificate (in Sluice, a kubernetes.io/tls Secret
+#               and an Ingress tls section; in nginx, ingress-nginx's TLS defaults)
+#   handshakes  new TLS connections per second: `openssl s_time -new` (HANDSHAKE_CLIENTS client
+#               processes on the load generator's CPU, a full handshake per connection, no
+#               resumption, no request), against the same two servers; the backend is not involved
+#
 # Usage: bench/proxy-vs-nginx.sh            (5 pairs of 10 s runs: about 3 minutes)
 #        DURATION=3 PAIRS=1 bench/proxy-vs-nginx.sh   (a quick check that it works)
+#        MODE=https bench/proxy-vs-nginx.sh; MODE=handshakes bench/proxy-vs-nginx.sh
 #
 # Environment (defaults in brackets):
+#   MODE [http]         http, https or handshakes (above)
+#   KEY_TYPE [rsa]      the certificate's key in the TLS modes: rsa (2048 bits, what most
+#                       ingress certificates and ingress-nginx's fake certificate use) or ecdsa
+#                       (P-256)
+#   HANDSHAKE_CLIENTS [4] concurrent `openssl s_time` processes in handshakes mode (one alone
+#                       waits for each handshake and leaves the server idle half of the time)
 #   DURATION [10]       seconds per measured run
 #   PAIRS [5]           pairs of runs (nginx then sluice, then sluice then nginx, ...)
 #   WARMUP [3]          seconds of warm-up for each server before measuring
@@ -32,12 +48,16 @@
 #                       with a warning in the results
 #   SLUICE_BIN []       a sluice binary to use instead of building with cargo build --release
 #   BACKEND_PORT [28480] NGINX_PORT [28481] SLUICE_PORT [28482] SLUICE_ADMIN_PORT [28483]
+#   NGINX_TLS_PORT [28484] SLUICE_TLS_PORT [28485]
 #   KEEP_TMP [0]        1 keeps the temporary directory (configs, logs, wrk outputs)
 #
-# Needs nginx, wrk, taskset and curl; installs what is missing with apt-get (as root, or
+# Needs nginx, wrk, taskset, curl and openssl; installs what is missing with apt-get (as root, or
 # through sudo).
 set -euo pipefail
 
+MODE=${MODE:-http}
+KEY_TYPE=${KEY_TYPE:-rsa}
+HANDSHAKE_CLIENTS=${HANDSHAKE_CLIENTS:-4}
 DURATION=${DURATION:-10}
 PAIRS=${PAIRS:-5}
 WARMUP=${WARMUP:-3}
@@ -51,6 +71,8 @@ BACKEND_PORT=${BACKEND_PORT:-28480}
 NGINX_PORT=${NGINX_PORT:-28481}
 SLUICE_PORT=${SLUICE_PORT:-28482}
 SLUICE_ADMIN_PORT=${SLUICE_ADMIN_PORT:-28483}
+NGINX_TLS_PORT=${NGINX_TLS_PORT:-28484}
+SLUICE_TLS_PORT=${SLUICE_TLS_PORT:-28485}
 KEEP_TMP=${KEEP_TMP:-0}
 
 HOST_HEADER=bench.example.com
@@ -63,13 +85,17 @@ die() {
 	exit 1
 }
 
-for v in DURATION PAIRS WARMUP CONNECTIONS LOADGEN_CPU SERVER_CPU QUIET_WAIT \
-	BACKEND_PORT NGINX_PORT SLUICE_PORT SLUICE_ADMIN_PORT; do
+for v in HANDSHAKE_CLIENTS DURATION PAIRS WARMUP CONNECTIONS LOADGEN_CPU SERVER_CPU QUIET_WAIT \
+	BACKEND_PORT NGINX_PORT SLUICE_PORT SLUICE_ADMIN_PORT NGINX_TLS_PORT SLUICE_TLS_PORT; do
 	[[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, not '${!v}'"
 done
 ((PAIRS >= 1)) || die "PAIRS must be at least 1"
 ((DURATION >= 1)) || die "DURATION must be at least 1"
 [[ $ACCESS_LOG == on || $ACCESS_LOG == off ]] || die "ACCESS_LOG must be on or off"
+[[ $MODE == http || $MODE == https || $MODE == handshakes ]] || die "MODE must be http, https or handshakes"
+[[ $KEY_TYPE == rsa || $KEY_TYPE == ecdsa ]] || die "KEY_TYPE must be rsa or ecdsa"
+TLS=0
+[[ $MODE == http ]] || TLS=1
 
 # --- tools -------------------------------------------------------------------------------------
 
@@ -102,6 +128,7 @@ install_missing() {
 	command -v wrk >/dev/null || missing+=(wrk)
 	command -v taskset >/dev/null || missing+=(util-linux)
 	command -v curl >/dev/null || missing+=(curl)
+	command -v openssl >/dev/null || missing+=(openssl)
 	if ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
 		# apt-cache needs the package lists.
 		as_root apt-get update -qq
@@ -153,8 +180,8 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in "$BACKEND_PORT" "$NGINX_PORT" "$SLUICE_PORT" "$SLUICE_ADMIN_PORT"; do
-	port_free "$p" || die "port $p is in use (set BACKEND_PORT, NGINX_PORT, SLUICE_PORT, SLUICE_ADMIN_PORT)"
+for p in "$BACKEND_PORT" "$NGINX_PORT" "$SLUICE_PORT" "$SLUICE_ADMIN_PORT" "$NGINX_TLS_PORT" "$SLUICE_TLS_PORT"; do
+	port_free "$p" || die "port $p is in use (set BACKEND_PORT, NGINX_PORT, SLUICE_PORT, SLUICE_ADMIN_PORT, NGINX_TLS_PORT, SLUICE_TLS_PORT)"
 done
 
 # Waits until `curl ARGS...` succeeds (up to 10 s).
@@ -235,6 +262,38 @@ EOF
 	} >"$dir/nginx.conf"
 }
 
+# The certificate both proxies serve, for $HOST_HEADER (self-signed: clients do not verify).
+write_certificate() {
+	local dir=$TMP/tls key
+	mkdir -p "$dir"
+	case $KEY_TYPE in
+	rsa) key=(-newkey rsa:2048) ;;
+	ecdsa) key=(-newkey ec -pkeyopt ec_paramgen_curve:P-256) ;;
+	esac
+	openssl req -x509 "${key[@]}" -nodes -days 30 -subj "/CN=$HOST_HEADER" \
+		-addext "subjectAltName=DNS:$HOST_HEADER" -keyout "$dir/tls.key" -out "$dir/tls.crt" 2>/dev/null
+}
+
+# ingress-nginx's TLS server settings (its ConfigMap defaults), on NGINX_TLS_PORT.
+nginx_tls_server() {
+	((TLS)) || return 0
+	cat <<EOF
+        listen 127.0.0.1:$NGINX_TLS_PORT ssl backlog=4096;
+        ssl_certificate $TMP/tls/tls.crt;
+        ssl_certificate_key $TMP/tls/tls.key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_ciphers 'ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384';
+        ssl_prefer_server_ciphers on;
+        ssl_session_cache shared:SSL:10m;
+        ssl_session_timeout 10m;
+        ssl_session_tickets off;
+        ssl_buffer_size 4k;
+        ssl_ecdh_curve auto;
+        # HSTS on HTTPS responses, as both ingress-nginx and Sluice send by default.
+        add_header Strict-Transport-Security "max-age=31536000; includeSubDomains" always;
+EOF
+}
+
 write_proxy_conf() {
 	local dir=$TMP/nginx access
 	if [[ $ACCESS_LOG == on ]]; then
@@ -261,6 +320,7 @@ $(nginx_http_common "$dir")
     }
     server {
         listen 127.0.0.1:$NGINX_PORT backlog=4096;
+$(nginx_tls_server)
         location / {
             proxy_pass http://backend;
             proxy_http_version 1.1;
@@ -342,6 +402,25 @@ spec:
             port:
               number: 80
 EOF
+	if ((TLS)); then
+		cat >>"$dir/bench.yaml" <<EOF
+  tls:
+  - hosts: [$HOST_HEADER]
+    secretName: bench-tls
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: bench-tls
+  namespace: default
+type: kubernetes.io/tls
+stringData:
+  tls.crt: |
+$(sed 's/^/    /' "$TMP/tls/tls.crt")
+  tls.key: |
+$(sed 's/^/    /' "$TMP/tls/tls.key")
+EOF
+	fi
 }
 
 # Starts nginx with config $TMP/$1/nginx.conf on SERVER_CPU; sets REPLY to the master's pid.
@@ -415,13 +494,35 @@ to_us() {
 	}'
 }
 
-# run_wrk NAME PORT SECONDS PID... : runs wrk against PORT, accounting the CPU of the pids given.
+# The URL the load generator aims at for KIND (backend, nginx or sluice) in this MODE.
+target() {
+	local http tls
+	case $1 in
+	backend) echo "http://127.0.0.1:$BACKEND_PORT/" && return ;;
+	nginx) http=$NGINX_PORT tls=$NGINX_TLS_PORT ;;
+	sluice) http=$SLUICE_PORT tls=$SLUICE_TLS_PORT ;;
+	esac
+	if ((TLS)); then echo "https://127.0.0.1:$tls/"; else echo "http://127.0.0.1:$http/"; fi
+}
+
+# run_load NAME KIND SECONDS PID... : the load of this MODE against KIND (see run_wrk).
+run_load() {
+	local name=$1 kind=$2
+	shift 2
+	if [[ $MODE == handshakes && $kind != backend ]]; then
+		run_stime "$name" "$(target "$kind")" "$@"
+	else
+		run_wrk "$name" "$(target "$kind")" "$@"
+	fi
+}
+
+# run_wrk NAME URL SECONDS PID... : runs wrk against URL, accounting the CPU of the pids given.
 # Sets WRK_LINE to "rps p50_us p99_us cpu_us_per_request requests bad" (bad: non-2xx responses
 # and socket errors), and WRK_BUSY to "load_cpu_busy_pct server_cpu_busy_pct" (is the load
 # generator the limit, or the server CPU?). Not to be called in a subshell: it counts runs and
 # notes busy machines.
 run_wrk() {
-	local name=$1 port=$2 secs=$3
+	local name=$1 url=$2 secs=$3
 	shift 3
 	local out=$TMP/wrk-$name-$RUN_NO.txt before after load0 server0
 	note_busy
@@ -429,7 +530,7 @@ run_wrk() {
 	server0=$(cpu_jiffies "$SERVER_CPU")
 	before=$(cpu_ticks "$@")
 	taskset -c "$LOADGEN_CPU" wrk -t1 -c"$CONNECTIONS" -d"${secs}s" --latency \
-		-H "Host: $HOST_HEADER" "http://127.0.0.1:$port/" >"$out"
+		-H "Host: $HOST_HEADER" "$url" >"$out"
 	after=$(cpu_ticks "$@")
 	WRK_BUSY="$(busy_pct "$load0" "$(cpu_jiffies "$LOADGEN_CPU")") $(busy_pct "$server0" "$(cpu_jiffies "$SERVER_CPU")")"
 	note_busy
@@ -447,11 +548,46 @@ run_wrk() {
 		'BEGIN { printf "%s %s %s %.2f %d %d\n", rps, p50, p99, (req > 0 ? ticks / hz * 1e6 / req : 0), req, bad }')
 }
 
+# run_stime NAME URL SECONDS PID... : full TLS handshakes with HANDSHAKE_CLIENTS concurrent
+# `openssl s_time -new` against the host and port of URL for SECONDS; sets WRK_LINE and WRK_BUSY
+# as run_wrk does (handshakes/s in place of requests/s, no latencies: 0).
+run_stime() {
+	local name=$1 url=$2 secs=$3
+	shift 3
+	local out=$TMP/stime-$name-$RUN_NO before after load0 server0 t0 t1 hostport i pids=()
+	hostport=${url#https://}
+	hostport=${hostport%/}
+	note_busy
+	load0=$(cpu_jiffies "$LOADGEN_CPU")
+	server0=$(cpu_jiffies "$SERVER_CPU")
+	before=$(cpu_ticks "$@")
+	t0=$(date +%s.%N)
+	for ((i = 0; i < HANDSHAKE_CLIENTS; i++)); do
+		taskset -c "$LOADGEN_CPU" openssl s_time -connect "$hostport" -new -time "$secs" >"$out.$i" 2>&1 &
+		pids+=($!)
+	done
+	for i in "${!pids[@]}"; do
+		wait "${pids[$i]}" || die "openssl s_time failed against $hostport: $(tail -5 "$out.$i")"
+	done
+	t1=$(date +%s.%N)
+	after=$(cpu_ticks "$@")
+	WRK_BUSY="$(busy_pct "$load0" "$(cpu_jiffies "$LOADGEN_CPU")") $(busy_pct "$server0" "$(cpu_jiffies "$SERVER_CPU")")"
+	note_busy
+	RUN_NO=$((RUN_NO + 1))
+	local conns
+	# Each prints "1234 connections in 10 real seconds, 0 bytes read per connection".
+	conns=$(cat "$out".* | awk '/connections in .* real seconds/ { n += $1; seen = 1 } END { if (seen) print n }')
+	[[ -n $conns ]] || die "cannot read openssl s_time's output: $(cat "$out".*)"
+	WRK_LINE=$(awk -v n="$conns" -v t0="$t0" -v t1="$t1" -v ticks=$((after - before)) -v hz="$CLK_TCK" \
+		'BEGIN { printf "%.1f 0 0 %.2f %d 0\n", n / (t1 - t0), (n > 0 ? ticks / hz * 1e6 / n : 0), n }')
+}
+
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 # --- main ---------------------------------------------------------------------------------------
 
 mkdir -p "$TMP/backend" "$TMP/nginx"
+((TLS)) && write_certificate
 write_backend_conf
 write_proxy_conf
 write_sluice_manifests
@@ -466,19 +602,24 @@ mapfile -t BACKEND_PIDS < <(family "$BACKEND_PID")
 
 start_nginx nginx
 NGINX_PID=$REPLY
-wait_for -H "Host: $HOST_HEADER" "http://127.0.0.1:$NGINX_PORT/" || die "nginx did not start: $(cat "$TMP/nginx/error.log" "$TMP/nginx/stdout.log")"
+wait_for -k -H "Host: $HOST_HEADER" "$(target nginx)" || die "nginx did not start: $(cat "$TMP/nginx/error.log" "$TMP/nginx/stdout.log")"
 pin_nginx "$NGINX_PID"
 mapfile -t NGINX_PIDS < <(family "$NGINX_PID")
 
 # Sluice's access log goes to stdout: /dev/null. Its own logs (stderr) go to a file.
+SLUICE_TLS_ARGS=()
+# wrk sends the IP address as server name and s_time none: both get the default certificate,
+# which is the bench certificate, as in nginx (its only server).
+((TLS)) && SLUICE_TLS_ARGS=(--default-ssl-certificate default/bench-tls)
 taskset -c "$SERVER_CPU" "$SLUICE_BIN" serve --manifests "$TMP/manifests" \
-	--bind-address 127.0.0.1 --http-port "$SLUICE_PORT" --healthz-port "$SLUICE_ADMIN_PORT" \
+	--bind-address 127.0.0.1 --http-port "$SLUICE_PORT" --https-port "$SLUICE_TLS_PORT" \
+	--healthz-port "$SLUICE_ADMIN_PORT" "${SLUICE_TLS_ARGS[@]}" \
 	--workers 1 </dev/null >/dev/null 2>"$TMP/sluice.log" &
 SLUICE_PID=$!
 STARTED+=("$SLUICE_PID")
 wait_for "http://127.0.0.1:$SLUICE_ADMIN_PORT/readyz" || die "sluice did not start: $(cat "$TMP/sluice.log")"
-wait_for -H "Host: $HOST_HEADER" "http://127.0.0.1:$SLUICE_PORT/" ||
-	die "sluice does not route to the backend: $(curl -s -H "Host: $HOST_HEADER" "http://127.0.0.1:$SLUICE_PORT/"; cat "$TMP/sluice.log")"
+wait_for -k -H "Host: $HOST_HEADER" "$(target sluice)" ||
+	die "sluice does not route to the backend: $(curl -sk -H "Host: $HOST_HEADER" "$(target sluice)"; cat "$TMP/sluice.log")"
 SLUICE_PIDS=("$SLUICE_PID")
 
 for name in backend nginx sluice; do
@@ -497,9 +638,9 @@ wait_for_quiet
 RUN_NO=0
 log "warm-up: ${WARMUP}s each for the backend, nginx and sluice"
 if ((WARMUP > 0)); then
-	run_wrk warmup-backend "$BACKEND_PORT" "$WARMUP" "${BACKEND_PIDS[@]}"
-	run_wrk warmup-nginx "$NGINX_PORT" "$WARMUP" "${NGINX_PIDS[@]}"
-	run_wrk warmup-sluice "$SLUICE_PORT" "$WARMUP" "${SLUICE_PIDS[@]}"
+	[[ $MODE == handshakes ]] || run_load warmup-backend backend "$WARMUP" "${BACKEND_PIDS[@]}"
+	run_load warmup-nginx nginx "$WARMUP" "${NGINX_PIDS[@]}"
+	run_load warmup-sluice sluice "$WARMUP" "${SLUICE_PIDS[@]}"
 fi
 
 # kind pair rps p50 p99 proxy_cpu requests bad backend_cpu load_busy% server_busy%
@@ -507,14 +648,14 @@ RESULTS=$TMP/results.txt
 : >"$RESULTS"
 
 measure() {
-	local kind=$1 pair=$2 port pids line bticks_before bticks_after bcpu
+	local kind=$1 pair=$2 pids line bticks_before bticks_after bcpu
 	case $kind in
-	backend) port=$BACKEND_PORT pids=("${BACKEND_PIDS[@]}") ;;
-	nginx) port=$NGINX_PORT pids=("${NGINX_PIDS[@]}") ;;
-	sluice) port=$SLUICE_PORT pids=("${SLUICE_PIDS[@]}") ;;
+	backend) pids=("${BACKEND_PIDS[@]}") ;;
+	nginx) pids=("${NGINX_PIDS[@]}") ;;
+	sluice) pids=("${SLUICE_PIDS[@]}") ;;
 	esac
 	bticks_before=$(cpu_ticks "${BACKEND_PIDS[@]}")
-	run_wrk "$kind" "$port" "$DURATION" "${pids[@]}"
+	run_load "$kind" "$kind" "$DURATION" "${pids[@]}"
 	line=$WRK_LINE
 	bticks_after=$(cpu_ticks "${BACKEND_PIDS[@]}")
 	bcpu=$(awk -v t=$((bticks_after - bticks_before)) -v hz="$CLK_TCK" -v req="$(echo "$line" | awk '{ print $5 }')" \
@@ -525,8 +666,11 @@ measure() {
 		"$(echo "$line" | awk '{ print $3 }')" "$(echo "$line" | awk '{ print $4 }')" "$bcpu" "${WRK_BUSY% *}" "${WRK_BUSY#* }")"
 }
 
-log "backend alone, ${DURATION}s"
-measure backend 0
+# With handshakes only, the backend plays no part.
+if [[ $MODE != handshakes ]]; then
+	log "backend alone, ${DURATION}s"
+	measure backend 0
+fi
 for ((pair = 1; pair <= PAIRS; pair++)); do
 	if ((pair % 2)); then order=(nginx sluice); else order=(sluice nginx); fi
 	log "pair $pair of $PAIRS: ${order[0]} then ${order[1]}, ${DURATION}s each"
@@ -534,8 +678,10 @@ for ((pair = 1; pair <= PAIRS; pair++)); do
 		measure "$kind" "$pair"
 	done
 done
-log "backend alone again, ${DURATION}s"
-measure backend 0
+if [[ $MODE != handshakes ]]; then
+	log "backend alone again, ${DURATION}s"
+	measure backend 0
+fi
 
 # --- report -------------------------------------------------------------------------------------
 
@@ -549,24 +695,58 @@ RATIO_MAX=$(echo "$RATIOS" | sort -g | tail -1)
 BAD=$(awk '{ s += $8 } END { print s + 0 }' "$RESULTS")
 
 row() { # label kind relative
-	local proxy_cpu=—
+	local proxy_cpu=— p50=— p99=— backend_cpu=—
 	[[ $2 == backend ]] || proxy_cpu=$(printf '%.2f' "$(med "$2" 6)")
-	printf '| %s | %.0f | %s | %.0f | %.0f | %s | %.2f | %.0f%% / %.0f%% |\n' "$1" "$(med "$2" 3)" "$3" \
-		"$(med "$2" 4)" "$(med "$2" 5)" "$proxy_cpu" "$(med "$2" 9)" "$(med "$2" 10)" "$(med "$2" 11)"
+	# s_time measures no latency, and the backend does nothing during handshakes.
+	if [[ $MODE != handshakes ]]; then
+		p50=$(printf '%.0f' "$(med "$2" 4)") p99=$(printf '%.0f' "$(med "$2" 5)")
+		backend_cpu=$(printf '%.2f' "$(med "$2" 9)")
+	fi
+	printf '| %s | %.0f | %s | %s | %s | %s | %s | %.0f%% / %.0f%% |\n' "$1" "$(med "$2" 3)" "$3" \
+		"$p50" "$p99" "$proxy_cpu" "$backend_cpu" "$(med "$2" 10)" "$(med "$2" 11)"
 }
 
 if ((BUSY_SEEN)); then QUIET=no; else QUIET=yes; fi
 NGINX_VERSION=$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')
 SLUICE_VERSION=$("$SLUICE_BIN" --version 2>/dev/null || echo sluice)
 
+# What each proxy negotiates with an OpenSSL client, for the record.
+negotiated() {
+	openssl s_client -connect "127.0.0.1:$1" </dev/null 2>/dev/null |
+		awk '/^New, / { v = $2; c = $NF } END { print v, c }'
+}
+case $MODE in
+http)
+	LOAD="wrk -t1 -c$CONNECTIONS, HTTP/1.1 over kept-alive connections"
+	UNIT=requests
+	;;
+https)
+	LOAD="wrk -t1 -c$CONNECTIONS, HTTP/1.1 over kept-alive TLS connections ($KEY_TYPE certificate)"
+	UNIT=requests
+	;;
+handshakes)
+	LOAD="$HANDSHAKE_CLIENTS × openssl s_time -new: a full TLS handshake per connection, no request ($KEY_TYPE certificate)"
+	UNIT=handshakes
+	;;
+esac
+TLS_NOTE=""
+if ((TLS)); then
+	TLS_NOTE="- Negotiated with an OpenSSL client: nginx $(negotiated "$NGINX_TLS_PORT"), Sluice $(negotiated "$SLUICE_TLS_PORT"). Both serve the same certificate; nginx with ingress-nginx's TLS settings (session cache, no tickets, HSTS header), Sluice with its defaults (HSTS too)."
+fi
+BACKEND_ROW=""
+[[ $MODE == handshakes ]] || BACKEND_ROW=$(row "backend alone (nginx \`return 200\`, 1 worker, plain HTTP)" backend "—")$'\n'
+if [[ $MODE == handshakes ]]; then
+	LOAD_BUSY=$(med nginx 10)
+	TLS_NOTE+=$'\n'"- With handshakes the client side costs as much as the server side: when CPU $LOADGEN_CPU is near 100% (here $(printf '%.0f' "$LOAD_BUSY")% during nginx's runs), the load generator is the limit and handshakes/s says little; CPU µs per handshake is then the figure to compare (1,000,000 / that = handshakes per second one core could do)."
+fi
+
 cat <<EOF
 
-## Sluice vs nginx: $PAIRS pair(s) of ${DURATION}s runs, wrk -t1 -c$CONNECTIONS on CPU $LOADGEN_CPU, backend and proxy on CPU $SERVER_CPU
+## Sluice vs nginx ($MODE): $PAIRS pair(s) of ${DURATION}s runs, $LOAD on CPU $LOADGEN_CPU, backend and proxy on CPU $SERVER_CPU
 
-| what | requests/s (median) | relative to nginx | p50 µs | p99 µs | proxy CPU µs/request | backend CPU µs/request | CPU $LOADGEN_CPU (wrk) / CPU $SERVER_CPU busy |
+| what | $UNIT/s (median) | relative to nginx | p50 µs | p99 µs | proxy CPU µs per ${UNIT%s} | backend CPU µs/request | CPU $LOADGEN_CPU (load) / CPU $SERVER_CPU busy |
 |---|---|---|---|---|---|---|---|
-$(row "backend alone (nginx \`return 200\`, 1 worker)" backend "—")
-$(row "nginx reverse proxy ($NGINX_VERSION), 1 worker, upstream keep-alive" nginx "1.00")
+$BACKEND_ROW$(row "nginx reverse proxy ($NGINX_VERSION), 1 worker, upstream keep-alive" nginx "1.00")
 $(row "sluice serve --workers 1 ($SLUICE_VERSION)" sluice "$(printf '%.2f' "$RATIO")")
 
 - sluice/nginx: median of $PAIRS per-pair ratio(s) $(printf '%.2f' "$RATIO") (range $(printf '%.2f' "$RATIO_MIN")–$(printf '%.2f' "$RATIO_MAX")); expect about ±0.10 between two identical proxies measured this way.
@@ -576,10 +756,11 @@ $(row "sluice serve --workers 1 ($SLUICE_VERSION)" sluice "$(printf '%.2f' "$RAT
 - CPU busy: how much of the load generator's CPU and of the servers' CPU was in use during the runs. With CPU $SERVER_CPU near 100% the proxy and backend are the limit, as intended; with CPU $LOADGEN_CPU near 100% wrk is (typically for the backend alone, which is then a lower bound of the limit).
 - Error responses and socket errors across all runs: $BAD.
 - Machine quiet (no cargo/rustc/linker running) during every run: $QUIET.
+$TLS_NOTE
 
 <details><summary>every run</summary>
 
-| run | pair | requests/s | p50 µs | p99 µs | own CPU µs/req | backend CPU µs/req | CPU $LOADGEN_CPU / $SERVER_CPU busy | requests | errors |
+| run | pair | $UNIT/s | p50 µs | p99 µs | own CPU µs/req | backend CPU µs/req | CPU $LOADGEN_CPU / $SERVER_CPU busy | requests | errors |
 |---|---|---|---|---|---|---|---|---|---|
 $(awk '{ printf "| %s | %s | %.0f | %.0f | %.0f | %s | %s | %s%% / %s%% | %s | %s |\n", $1, $2, $3, $4, $5, $6, $9, $10, $11, $7, $8 }' "$RESULTS")
 
