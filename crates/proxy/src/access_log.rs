@@ -5,6 +5,7 @@
 
 use std::cell::RefCell;
 use std::io::Write;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -154,57 +155,135 @@ fn upstream_name(record: &Record) -> &str {
     }
 }
 
-fn secs(d: Duration) -> String {
-    format!("{:.3}", d.as_secs_f64())
+/// Appends `n` in decimal (without `fmt`, which costs more than the rest of a line).
+fn num(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
-/// The `$upstream_*` lists: one entry per try, comma-separated, `-` without any.
-fn upstream_fields(record: &Record) -> (String, String, String, String) {
-    if record.attempt_count == 0 {
-        return ("-".into(), "-".into(), "-".into(), "-".into());
+/// Appends `d` in seconds with millisecond resolution (`0.004`), as NGINX's `$request_time`.
+fn secs(out: &mut Vec<u8>, d: Duration) {
+    let ms = (d.as_nanos() + 500_000) / 1_000_000;
+    num(out, (ms / 1000) as u64);
+    out.push(b'.');
+    let frac = (ms % 1000) as u16;
+    out.extend_from_slice(&[
+        b'0' + (frac / 100) as u8,
+        b'0' + (frac / 10 % 10) as u8,
+        b'0' + (frac % 10) as u8,
+    ]);
+}
+
+/// Appends `ip:port`.
+fn socket_addr(out: &mut Vec<u8>, addr: SocketAddr) {
+    match addr {
+        SocketAddr::V4(a) => {
+            for (i, octet) in a.ip().octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                num(out, u64::from(octet));
+            }
+            out.push(b':');
+            num(out, u64::from(a.port()));
+        }
+        SocketAddr::V6(a) => {
+            let _ = write!(out, "{a}");
+        }
     }
-    let (mut addr, mut len, mut time, mut status) =
-        (String::new(), String::new(), String::new(), String::new());
+}
+
+/// Which `$upstream_*` list to write.
+#[derive(Clone, Copy)]
+enum Field {
+    Addr,
+    Length,
+    Time,
+    Status,
+}
+
+/// Appends one `$upstream_*` list: one entry per try, comma-separated, `-` without any.
+fn upstream_field(out: &mut Vec<u8>, record: &Record, field: Field) {
+    if record.attempt_count == 0 {
+        out.push(b'-');
+        return;
+    }
     let last = record.attempts().count().saturating_sub(1);
     for (i, a) in record.attempts().enumerate() {
         if i > 0 {
-            for s in [&mut addr, &mut len, &mut time, &mut status] {
-                s.push_str(", ");
-            }
+            out.extend_from_slice(b", ");
         }
-        addr.push_str(&a.addr.to_string());
         let (bytes, took) = if i == last && a.answered {
             (record.bytes_sent, a.started.elapsed())
         } else {
             (0, a.elapsed)
         };
-        len.push_str(&bytes.to_string());
-        time.push_str(&secs(took));
-        status.push_str(&a.status.to_string());
+        match field {
+            Field::Addr => socket_addr(out, a.addr),
+            Field::Length => num(out, bytes),
+            Field::Time => secs(out, took),
+            Field::Status => num(out, u64::from(a.status)),
+        }
     }
-    (addr, len, time, status)
+}
+
+/// The four `$upstream_*` lists as strings (for the JSON format).
+fn upstream_fields(record: &Record) -> (String, String, String, String) {
+    let field = |f| {
+        let mut out = Vec::new();
+        upstream_field(&mut out, record, f);
+        String::from_utf8(out).unwrap_or_default()
+    };
+    (field(Field::Addr), field(Field::Length), field(Field::Time), field(Field::Status))
 }
 
 fn upstreaminfo(out: &mut Vec<u8>, r: &Record, elapsed: Duration) {
-    let _ = write!(out, "{} - - [", r.conn.remote.ip());
+    // The connection's address, already formatted for X-Real-IP.
+    out.extend_from_slice(r.conn.remote_ip.as_bytes());
+    out.extend_from_slice(b" - - [");
     with_time_local(|t| out.extend_from_slice(t.as_bytes()));
     out.extend_from_slice(b"] \"");
     out.extend_from_slice(r.method.as_str().as_bytes());
     out.push(b' ');
     escaped(out, r.uri.path_and_query().map_or(b"/", |p| p.as_str().as_bytes()));
-    let _ = write!(out, " {}\" {} {} \"", version(r.version), r.status, r.bytes_sent);
+    out.push(b' ');
+    out.extend_from_slice(version(r.version).as_bytes());
+    out.extend_from_slice(b"\" ");
+    num(out, u64::from(r.status));
+    out.push(b' ');
+    num(out, r.bytes_sent);
+    out.extend_from_slice(b" \"");
     or_dash(out, r.referer.as_ref().map(|v| v.as_bytes()));
     out.extend_from_slice(b"\" \"");
     or_dash(out, r.user_agent.as_ref().map(|v| v.as_bytes()));
-    let (addr, len, time, status) = upstream_fields(r);
-    let _ = writeln!(
-        out,
-        "\" {} {:.3} [{}] [] {addr} {len} {time} {status} {}",
-        r.request_length,
-        elapsed.as_secs_f64(),
-        upstream_name(r),
-        String::from_utf8_lossy(r.request_id.as_bytes()),
-    );
+    out.extend_from_slice(b"\" ");
+    num(out, r.request_length);
+    out.push(b' ');
+    secs(out, elapsed);
+    out.extend_from_slice(b" [");
+    out.extend_from_slice(upstream_name(r).as_bytes());
+    out.extend_from_slice(b"] [] ");
+    for (i, field) in
+        [Field::Addr, Field::Length, Field::Time, Field::Status].into_iter().enumerate()
+    {
+        if i > 0 {
+            out.push(b' ');
+        }
+        upstream_field(out, r, field);
+    }
+    out.push(b' ');
+    // Request IDs are visible ASCII (checked, or generated).
+    escaped(out, r.request_id.as_bytes());
+    out.push(b'\n');
 }
 
 fn json(out: &mut Vec<u8>, r: &Record, elapsed: Duration) {
@@ -261,6 +340,32 @@ mod tests {
         let mut out = Vec::new();
         escaped(&mut out, b"a\"b\\c\n\xff");
         assert_eq!(out, b"a\\x22b\\x5Cc\\x0A\\xFF");
+    }
+
+    #[test]
+    fn numbers_and_times_are_written_like_nginx() {
+        let mut out = Vec::new();
+        for n in [0, 7, 42, 1_000_000, u64::MAX] {
+            out.clear();
+            num(&mut out, n);
+            assert_eq!(out, n.to_string().as_bytes());
+        }
+        for (d, text) in [
+            (Duration::ZERO, "0.000"),
+            (Duration::from_micros(1_499), "0.001"),
+            (Duration::from_micros(1_500), "0.002"),
+            (Duration::from_millis(61_234), "61.234"),
+        ] {
+            out.clear();
+            secs(&mut out, d);
+            assert_eq!(String::from_utf8_lossy(&out), text);
+        }
+        out.clear();
+        socket_addr(&mut out, "10.0.0.255:8080".parse().unwrap());
+        assert_eq!(out, b"10.0.0.255:8080");
+        out.clear();
+        socket_addr(&mut out, "[::1]:80".parse().unwrap());
+        assert_eq!(out, b"[::1]:80");
     }
 
     #[test]

@@ -296,13 +296,19 @@ pub(crate) fn prepare_response(headers: &mut HeaderMap, server: &HeaderValue, sw
 /// The client's `X-Request-ID` when it is a sane token, else 32 fresh hex digits, as
 /// ingress-nginx's `$req_id` does.
 pub(crate) fn request_id(headers: &HeaderMap) -> HeaderValue {
-    if let Some(v) = headers.get(&X_REQUEST_ID)
-        && !v.is_empty()
-        && v.len() <= 128
-        && v.as_bytes().iter().all(|c| c.is_ascii_graphic())
-    {
-        return v.clone();
+    match headers.get(&X_REQUEST_ID) {
+        Some(v) if sane_request_id(v.as_bytes()) => v.clone(),
+        _ => fresh_request_id(),
     }
+}
+
+/// True for a client's `X-Request-ID` worth keeping: 1 to 128 visible ASCII characters.
+pub(crate) fn sane_request_id(v: &[u8]) -> bool {
+    !v.is_empty() && v.len() <= 128 && v.iter().all(|c| c.is_ascii_graphic())
+}
+
+/// 32 random hex digits, as ingress-nginx's `$req_id`.
+pub(crate) fn fresh_request_id() -> HeaderValue {
     let mut buf = [0u8; 32];
     let n = fastrand::u128(..);
     for (i, b) in buf.iter_mut().enumerate() {

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use crate::body::{self, Progress, ProxyBody, RequestBody};
 use crate::forward::{self, Forwarding};
 use crate::local::{redirect, respond};
-use crate::record::Record;
+use crate::record::{Record, RequestFacts};
 use crate::server::ConnInfo;
 use crate::tls::client_auth::ClientCert;
 use crate::upstream::{self, Failure};
@@ -69,7 +69,7 @@ async fn route_request(
     let mut record = Box::new(Record::new(
         shared,
         conn.clone(),
-        &req,
+        RequestFacts::of(&req),
         table.clone(),
         found.id,
         start,

@@ -13,6 +13,7 @@
 
 mod access_log;
 mod body;
+mod fast;
 mod forward;
 mod handler;
 mod local;

@@ -41,7 +41,7 @@ pub(crate) fn redirect(
 }
 
 /// The error page for `status`, built at compile time for the statuses the proxy uses.
-fn page(status: StatusCode) -> Bytes {
+pub(crate) fn page(status: StatusCode) -> Bytes {
     macro_rules! page {
         ($code:literal, $text:literal) => {
             Bytes::from_static(

@@ -55,16 +55,20 @@ pub(crate) struct Record {
     pub complete: bool,
 }
 
-impl Record {
-    pub(crate) fn new<B>(
-        shared: &'static Shared,
-        conn: Arc<ConnInfo>,
-        req: &Request<B>,
-        table: Arc<RoutingTable>,
-        route: RouteId,
-        start: Instant,
-        request_id: HeaderValue,
-    ) -> Self {
+/// What the access log and metrics need from a request's head.
+pub(crate) struct RequestFacts {
+    pub method: Method,
+    pub uri: Uri,
+    pub version: Version,
+    pub referer: Option<HeaderValue>,
+    pub user_agent: Option<HeaderValue>,
+    /// Request line and header bytes.
+    pub request_length: u64,
+}
+
+impl RequestFacts {
+    /// The facts of a request hyper parsed (its length estimated from the parsed head).
+    pub(crate) fn of<B>(req: &Request<B>) -> Self {
         let headers = req.headers();
         let request_length = req.method().as_str().len()
             + req.uri().path_and_query().map_or(1, |p| p.as_str().len())
@@ -72,17 +76,39 @@ impl Record {
             + headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>()
             + 2;
         Self {
-            shared,
-            start,
-            conn,
-            table,
-            route,
             method: req.method().clone(),
             uri: req.uri().clone(),
             version: req.version(),
             referer: headers.get(header::REFERER).cloned(),
             user_agent: headers.get(header::USER_AGENT).cloned(),
             request_length: request_length as u64,
+        }
+    }
+}
+
+impl Record {
+    pub(crate) fn new(
+        shared: &'static Shared,
+        conn: Arc<ConnInfo>,
+        facts: RequestFacts,
+        table: Arc<RoutingTable>,
+        route: RouteId,
+        start: Instant,
+        request_id: HeaderValue,
+    ) -> Self {
+        let RequestFacts { method, uri, version, referer, user_agent, request_length } = facts;
+        Self {
+            shared,
+            start,
+            conn,
+            table,
+            route,
+            method,
+            uri,
+            version,
+            referer,
+            user_agent,
+            request_length,
             request_id,
             status: 0,
             bytes_sent: 0,
@@ -107,6 +133,16 @@ impl Record {
             *slot = Some(Attempt { addr, status, answered, started, elapsed: started.elapsed() });
         }
         self.attempt_count += 1;
+    }
+
+    /// Corrects the last try's outcome: the status its response head carried once parsed, or
+    /// the 502/504 it failed with after all (`answered` false).
+    pub(crate) fn set_last_attempt(&mut self, status: u16, answered: bool) {
+        let last = self.attempt_count.min(self.attempts.len()).checked_sub(1);
+        if let Some(Some(a)) = last.map(|i| &mut self.attempts[i]) {
+            a.status = status;
+            a.answered = answered;
+        }
     }
 
     /// The tries listed in the log.

@@ -25,7 +25,7 @@ use tokio_rustls::server::TlsStream;
 
 use crate::tls::client_auth::{ClientCert, ClientCheck};
 use crate::tls::hello::{self, Rewind};
-use crate::{Shared, handler, passthrough, upstream};
+use crate::{Shared, fast, handler, passthrough, upstream};
 
 /// Where and how the proxy listens.
 #[derive(Clone, Debug)]
@@ -203,7 +203,7 @@ fn worker(
         let https = https.map(|l| TcpListener::from_std(l).expect("a bound listener registers"));
         let http_port = http.local_addr().map(|a| a.port()).unwrap_or_default();
         let https_port = https.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.port()).unwrap_or_default();
-        let mut builder = auto::Builder::new(TokioExecutor::new());
+        let mut builder: HyperBuilder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
             .timer(TokioTimer::new())
@@ -218,14 +218,18 @@ fn worker(
             .timer(TokioTimer::new())
             .max_concurrent_streams(128)
             .max_header_list_size(64 * 1024);
+        let builder = Arc::new(builder);
         let graceful = GracefulShutdown::new();
+        // Every fast-path connection holds a receiver: the sender sees them all gone.
+        let (live, live_rx) = watch::channel(());
         let housekeeping = tokio::spawn(housekeeping(shared));
         loop {
             tokio::select! {
                 accepted = http.accept() => {
                     let Some((stream, remote)) = accepted_or_back_off(accepted).await else { continue };
                     let conn = Arc::new(ConnInfo::new(remote, http_port, None));
-                    serve(&builder, graceful.watcher(), stream, conn, shared);
+                    let handoff = fast::Handoff { builder: builder.clone(), watcher: graceful.watcher() };
+                    tokio::spawn(fast::serve(stream, conn, shared, handoff, shutdown.clone(), live_rx.clone()));
                 }
                 accepted = async {
                     match &https {
@@ -247,7 +251,12 @@ fn worker(
         }
         drop(http);
         drop(https);
-        if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        drop(live_rx);
+        let drained = async {
+            graceful.shutdown().await;
+            live.closed().await;
+        };
+        if tokio::time::timeout(grace, drained).await.is_err() {
             tracing::warn!(?grace, "connections still open after the grace period; closing them");
         }
         housekeeping.abort();
@@ -273,9 +282,27 @@ async fn accepted_or_back_off(
     }
 }
 
-/// Serves HTTP/1.1 and HTTP/2 on one connection, tracked for graceful shutdown.
+/// hyper's server side, as every worker configures it.
+pub(crate) type HyperBuilder = auto::Builder<TokioExecutor>;
+
+/// Serves HTTP/1.1 and HTTP/2 on one connection until it ends, tracked for graceful shutdown.
+pub(crate) async fn serve_hyper<I>(
+    builder: &HyperBuilder,
+    watcher: Watcher,
+    io: I,
+    conn: Arc<ConnInfo>,
+    shared: &'static Shared,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| handler::handle(req, conn.clone(), shared));
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    let _ = watcher.watch(connection).await;
+}
+
+/// Serves HTTP/1.1 and HTTP/2 on one connection in a task of its own.
 fn serve<I>(
-    builder: &auto::Builder<TokioExecutor>,
+    builder: &HyperBuilder,
     watcher: Watcher,
     io: I,
     conn: Arc<ConnInfo>,
@@ -356,6 +383,7 @@ async fn housekeeping(shared: &'static Shared) {
         if n.is_multiple_of(4) {
             shared.metrics.flush_worker();
             upstream::sweep();
+            fast::sweep();
         }
     }
 }

@@ -1,0 +1,223 @@
+//! Socket reads and writes for the fast path, and its per-worker pool of upstream connections.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io::{self, Read as _};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use socket2::SockRef;
+use tokio::io::{AsyncWriteExt, Interest};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+/// Why a read or write gave up.
+#[derive(Debug)]
+pub(super) enum IoFail {
+    /// Nothing arrived (or could be written) before the deadline.
+    Timeout,
+    /// The socket failed.
+    Failed,
+}
+
+/// A read buffer whose bytes are always initialised (no `unsafe`): `bytes` is zeroed once as
+/// it grows, and `len` says how much of it holds data.
+pub(super) struct ReadBuf {
+    bytes: Vec<u8>,
+    len: usize,
+}
+
+/// Space offered to each read at least.
+const MIN_SPARE: usize = 4096;
+
+impl ReadBuf {
+    pub(super) fn new(capacity: usize) -> Self {
+        Self { bytes: vec![0; capacity.max(MIN_SPARE)], len: 0 }
+    }
+
+    /// The bytes read and not consumed.
+    pub(super) fn filled(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub(super) fn capacity(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub(super) fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Drops the first `n` bytes (a request or response head consumed).
+    pub(super) fn consume(&mut self, n: usize) {
+        self.bytes.copy_within(n..self.len, 0);
+        self.len -= n;
+    }
+
+    /// The unread bytes, as an owned vector (for a hand-off).
+    pub(super) fn take(&mut self) -> Vec<u8> {
+        let mut v = std::mem::take(&mut self.bytes);
+        v.truncate(self.len);
+        self.len = 0;
+        v
+    }
+
+    fn spare(&mut self) -> &mut [u8] {
+        if self.bytes.len() - self.len < MIN_SPARE {
+            let grown = (self.bytes.len() * 2).max(self.len + MIN_SPARE);
+            self.bytes.resize(grown, 0);
+        }
+        &mut self.bytes[self.len..]
+    }
+}
+
+/// Reads what the socket holds into `buf`, waiting until `deadline` if nothing is there yet;
+/// `Ok(0)` at end of stream.
+///
+/// A read that fills less than the space offered has drained the socket, so its readiness is
+/// cleared at once, as NGINX does, instead of paying for one more read that would only fail
+/// with `EWOULDBLOCK`: the next read waits for the next readiness event without a system call.
+/// Readiness that arrived during the read is kept (tokio clears only the event it observed).
+pub(super) async fn read_more(
+    stream: &TcpStream,
+    buf: &mut ReadBuf,
+    deadline: Instant,
+) -> Result<usize, IoFail> {
+    loop {
+        let spare = buf.spare();
+        let offered = spare.len();
+        let mut got = 0;
+        let read = stream.try_io(Interest::READABLE, || {
+            let n = (&*SockRef::from(stream)).read(spare)?;
+            got = n;
+            if n > 0 && n < offered { Err(io::ErrorKind::WouldBlock.into()) } else { Ok(n) }
+        });
+        let n = match read {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => got,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                match tokio::time::timeout_at(deadline, stream.readable()).await {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(_)) => return Err(IoFail::Failed),
+                    Err(_) => return Err(IoFail::Timeout),
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return Err(IoFail::Failed),
+        };
+        buf.len += n;
+        return Ok(n);
+    }
+}
+
+/// Writes all of `data`, giving up when the peer has not taken it within `timeout`.
+pub(super) async fn write_all(
+    stream: &mut TcpStream,
+    data: &[u8],
+    timeout: Duration,
+) -> Result<(), IoFail> {
+    // Usually the kernel takes it at once and the timer is never armed.
+    match tokio::time::timeout(timeout, stream.write_all(data)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(IoFail::Failed),
+        Err(_) => Err(IoFail::Timeout),
+    }
+}
+
+/// An HTTP/1.1 connection to an endpoint, with its read buffer.
+pub(super) struct Upstream {
+    pub stream: TcpStream,
+    pub buf: ReadBuf,
+    pub addr: SocketAddr,
+    idle_since: Instant,
+}
+
+/// Read buffer of an upstream connection: a small response arrives in one read.
+const UPSTREAM_BUF: usize = 16 * 1024;
+/// Idle connections kept per endpoint per worker (ingress-nginx's
+/// `upstream-keepalive-connections`).
+const MAX_IDLE_PER_ENDPOINT: usize = 320;
+/// How long an idle connection is kept (`upstream-keepalive-timeout`).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+thread_local! {
+    /// This worker's idle fast-path connections by endpoint, most recently used last. Only
+    /// this thread's tasks touch it.
+    static IDLE: RefCell<HashMap<SocketAddr, Vec<Upstream>>> = RefCell::new(HashMap::new());
+}
+
+impl Upstream {
+    /// Connects to `addr` within `timeout`.
+    pub(super) async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Self, IoFail> {
+        let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::debug!(%addr, error = %e, "upstream connect failed");
+                return Err(IoFail::Failed);
+            }
+            Err(_) => return Err(IoFail::Timeout),
+        };
+        let _ = stream.set_nodelay(true);
+        Ok(Self { stream, buf: ReadBuf::new(UPSTREAM_BUF), addr, idle_since: Instant::now() })
+    }
+
+    /// An idle connection to `addr`, most recently used first. It may have been closed by
+    /// the peer meanwhile: callers retry on a fresh one when it fails before answering.
+    pub(super) fn checkout(addr: SocketAddr) -> Option<Self> {
+        IDLE.with(|idle| {
+            let mut idle = idle.borrow_mut();
+            let list = idle.get_mut(&addr)?;
+            while let Some(up) = list.pop() {
+                if up.idle_since.elapsed() < IDLE_TIMEOUT {
+                    return Some(up);
+                }
+            }
+            None
+        })
+    }
+
+    /// Gives a connection back after a response was read whole.
+    pub(super) fn checkin(mut self) {
+        self.buf.clear();
+        if self.buf.capacity() > 4 * UPSTREAM_BUF {
+            // A large head grew it: do not keep the memory for every idle connection.
+            self.buf = ReadBuf::new(UPSTREAM_BUF);
+        }
+        self.idle_since = Instant::now();
+        IDLE.with(|idle| {
+            let mut idle = idle.borrow_mut();
+            let list = idle.entry(self.addr).or_default();
+            if list.len() < MAX_IDLE_PER_ENDPOINT {
+                list.push(self);
+            }
+        });
+    }
+}
+
+/// Drops expired idle connections, and those the peer closed or wrote to unasked (its
+/// readiness says readable: end of stream, or bytes no request asked for). Run periodically
+/// by each worker.
+pub(crate) fn sweep() {
+    IDLE.with(|idle| {
+        let mut idle = idle.borrow_mut();
+        for list in idle.values_mut() {
+            list.retain(|up| {
+                if up.idle_since.elapsed() >= IDLE_TIMEOUT {
+                    return false;
+                }
+                let mut probe = [0u8; 1];
+                // WouldBlock: still open and quiet.
+                matches!(up.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            });
+        }
+        idle.retain(|_, list| !list.is_empty());
+    });
+}
