@@ -6,10 +6,14 @@ use std::io::{self, Read as _};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::future::{Future as _, poll_fn};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
 use socket2::SockRef;
-use tokio::io::{AsyncWriteExt, Interest};
+use tokio::io::Interest;
 use tokio::net::TcpStream;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 /// Why a read or write gave up.
 #[derive(Debug)]
@@ -79,6 +83,39 @@ impl ReadBuf {
     }
 }
 
+/// A connection's timer, re-armed lazily: waiting for a later deadline than the one armed
+/// costs nothing until the armed one fires (it is then moved to the real deadline). A busy
+/// keep-alive connection so waits for every message without touching the timer wheel, where
+/// a timeout per wait would register and remove an entry each time.
+pub(super) struct Timer {
+    sleep: Pin<Box<Sleep>>,
+    armed: Instant,
+}
+
+impl Timer {
+    pub(super) fn new() -> Self {
+        // Far enough never to fire before the first real deadline re-arms it.
+        let armed = Instant::now() + Duration::from_secs(86_400 * 365);
+        Self { sleep: Box::pin(tokio::time::sleep_until(armed)), armed }
+    }
+
+    /// Ready once `deadline` has passed.
+    fn poll_expired(&mut self, deadline: Instant, cx: &mut Context<'_>) -> Poll<()> {
+        if self.armed > deadline {
+            self.sleep.as_mut().reset(deadline);
+            self.armed = deadline;
+        }
+        loop {
+            ready!(self.sleep.as_mut().poll(cx));
+            if Instant::now() >= deadline {
+                return Poll::Ready(());
+            }
+            self.sleep.as_mut().reset(deadline);
+            self.armed = deadline;
+        }
+    }
+}
+
 /// Reads what the socket holds into `buf`, waiting until `deadline` if nothing is there yet;
 /// `Ok(0)` at end of stream.
 ///
@@ -89,6 +126,7 @@ impl ReadBuf {
 pub(super) async fn read_more(
     stream: &TcpStream,
     buf: &mut ReadBuf,
+    timer: &mut Timer,
     deadline: Instant,
 ) -> Result<usize, IoFail> {
     loop {
@@ -104,11 +142,14 @@ pub(super) async fn read_more(
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => got,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                match tokio::time::timeout_at(deadline, stream.readable()).await {
-                    Ok(Ok(())) => continue,
-                    Ok(Err(_)) => return Err(IoFail::Failed),
-                    Err(_) => return Err(IoFail::Timeout),
-                }
+                poll_fn(|cx| {
+                    if let Poll::Ready(r) = stream.poll_read_ready(cx) {
+                        return Poll::Ready(r.map_err(|_| IoFail::Failed));
+                    }
+                    timer.poll_expired(deadline, cx).map(|()| Err(IoFail::Timeout))
+                })
+                .await?;
+                continue;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => return Err(IoFail::Failed),
@@ -118,24 +159,39 @@ pub(super) async fn read_more(
     }
 }
 
-/// Writes all of `data`, giving up when the peer has not taken it within `timeout`.
+/// Writes all of `data`, giving up when the peer takes nothing for `timeout` (NGINX's
+/// `send_timeout` counts between two successive writes too).
 pub(super) async fn write_all(
-    stream: &mut TcpStream,
-    data: &[u8],
+    stream: &TcpStream,
+    mut data: &[u8],
+    timer: &mut Timer,
     timeout: Duration,
 ) -> Result<(), IoFail> {
-    // Usually the kernel takes it at once and the timer is never armed.
-    match tokio::time::timeout(timeout, stream.write_all(data)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) => Err(IoFail::Failed),
-        Err(_) => Err(IoFail::Timeout),
+    while !data.is_empty() {
+        match stream.try_write(data) {
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let deadline = Instant::now() + timeout;
+                poll_fn(|cx| {
+                    if let Poll::Ready(r) = stream.poll_write_ready(cx) {
+                        return Poll::Ready(r.map_err(|_| IoFail::Failed));
+                    }
+                    timer.poll_expired(deadline, cx).map(|()| Err(IoFail::Timeout))
+                })
+                .await?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Err(IoFail::Failed),
+        }
     }
+    Ok(())
 }
 
 /// An HTTP/1.1 connection to an endpoint, with its read buffer.
 pub(super) struct Upstream {
     pub stream: TcpStream,
     pub buf: ReadBuf,
+    pub timer: Timer,
     pub addr: SocketAddr,
     idle_since: Instant,
 }
@@ -166,7 +222,13 @@ impl Upstream {
             Err(_) => return Err(IoFail::Timeout),
         };
         let _ = stream.set_nodelay(true);
-        Ok(Self { stream, buf: ReadBuf::new(UPSTREAM_BUF), addr, idle_since: Instant::now() })
+        Ok(Self {
+            stream,
+            buf: ReadBuf::new(UPSTREAM_BUF),
+            timer: Timer::new(),
+            addr,
+            idle_since: Instant::now(),
+        })
     }
 
     /// An idle connection to `addr`, most recently used first. It may have been closed by

@@ -32,7 +32,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 pub(crate) use io::sweep;
-use io::{IoFail, ReadBuf, Upstream, read_more, write_all};
+use io::{IoFail, ReadBuf, Timer, Upstream, read_more, write_all};
 use request::Plan;
 use response::{Dechunker, Framing, LAST_CHUNK};
 
@@ -69,6 +69,7 @@ struct Client {
     buf: ReadBuf,
     /// The upstream request head being built, then the response head and first body bytes.
     out: Vec<u8>,
+    timer: Timer,
 }
 
 /// How a request ended for its connection.
@@ -91,7 +92,7 @@ pub(crate) async fn serve(
     mut shutdown: watch::Receiver<bool>,
     _live: watch::Receiver<()>,
 ) {
-    let mut client = Client { stream, buf: ReadBuf::new(4096), out: Vec::with_capacity(4096) };
+    let mut client = Client { stream, buf: ReadBuf::new(4096), out: Vec::with_capacity(4096), timer: Timer::new() };
     loop {
         match next(&mut client, &conn, shared, &mut shutdown).await {
             Next::KeepAlive if !*shutdown.borrow() => {}
@@ -131,11 +132,11 @@ async fn next(
         let read = if client.buf.is_empty() {
             // Idle between requests: the only point where shutting down closes at once.
             tokio::select! {
-                r = read_more(&client.stream, &mut client.buf, deadline) => r,
+                r = read_more(&client.stream, &mut client.buf, &mut client.timer, deadline) => r,
                 _ = shutdown.changed() => return Next::Close,
             }
         } else {
-            read_more(&client.stream, &mut client.buf, deadline).await
+            read_more(&client.stream, &mut client.buf, &mut client.timer, deadline).await
         };
         match read {
             Ok(0) | Err(_) => return Next::Close,
@@ -193,7 +194,7 @@ async fn proxy(
             Ok(httparse::Status::Partial) if up.buf.len() < MAX_RESPONSE_HEAD => {}
             _ => return bad_response(client, &up, close, shared, backend, record).await,
         }
-        match read_more(&up.stream, &mut up.buf, read_deadline()).await {
+        match read_more(&up.stream, &mut up.buf, &mut up.timer, read_deadline()).await {
             Ok(n) if n > 0 => {}
             Ok(_) | Err(IoFail::Failed) => {
                 return bad_response(client, &up, close, shared, backend, record).await;
@@ -248,7 +249,7 @@ async fn proxy(
             }
         };
         if !client.out.is_empty() {
-            if write_all(&mut client.stream, &client.out, send_timeout).await.is_err() {
+            if write_all(&client.stream, &client.out, &mut client.timer, send_timeout).await.is_err() {
                 // The client is gone: nothing more to tell it.
                 record.complete = false;
                 record.finish();
@@ -261,9 +262,11 @@ async fn proxy(
         }
         up.buf.clear();
         pending = 0;
-        match read_more(&up.stream, &mut up.buf, read_deadline()).await {
+        match read_more(&up.stream, &mut up.buf, &mut up.timer, read_deadline()).await {
             Ok(0) if head.framing == Framing::UntilClose => {
-                let ok = write_all(&mut client.stream, LAST_CHUNK, send_timeout).await.is_ok();
+                let ok = write_all(&client.stream, LAST_CHUNK, &mut client.timer, send_timeout)
+                    .await
+                    .is_ok();
                 record.complete = ok;
                 record.finish();
                 return if ok { keep_or_close(close) } else { Next::Close };
@@ -325,7 +328,7 @@ async fn forward(
                 }
             },
         };
-        if let Err(e) = write_all(&mut up.stream, head, policy.send_timeout).await {
+        if let Err(e) = write_all(&up.stream, head, &mut up.timer, policy.send_timeout).await {
             if reused && stale < MAX_STALE_RETRIES {
                 stale += 1;
                 continue;
@@ -340,7 +343,7 @@ async fn forward(
             continue;
         }
         let deadline = Instant::now() + policy.read_timeout;
-        match read_more(&up.stream, &mut up.buf, deadline).await {
+        match read_more(&up.stream, &mut up.buf, &mut up.timer, deadline).await {
             Ok(got) if got > 0 => {
                 // The status is filled in once the head is parsed.
                 record.attempt(addr, 0, true, started);
@@ -404,7 +407,9 @@ async fn error_page(
     out.extend_from_slice(&page);
     record.status = status;
     record.bytes_sent = page.len() as u64;
-    let sent = write_all(&mut client.stream, &client.out, Duration::from_secs(60)).await.is_ok();
+    let sent = write_all(&client.stream, &client.out, &mut client.timer, Duration::from_secs(60))
+        .await
+        .is_ok();
     client.out.clear();
     record.complete = true;
     record.finish();
