@@ -15,6 +15,7 @@
 //! compiled pattern is capped at [`SIZE_LIMIT`] so that a hostile pattern cannot exhaust memory.
 
 use std::fmt;
+use std::sync::Arc;
 
 use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 use serde::ser::{Serialize, SerializeSeq, SerializeStruct, Serializer};
@@ -52,8 +53,10 @@ fn one_line(s: &str) -> String {
 
 /// A host's regex paths in ingress-nginx's location order, each with its route.
 pub struct RegexPaths {
-    /// `(path as written, its location regex, route)`, in match order.
-    paths: Vec<(Box<str>, Regex, RouteId)>,
+    /// `(path as written, its location regex, route)`, in match order. The regex is shared
+    /// by every host with the same path (compiled once per table), and so is its match cache,
+    /// which then stays warm.
+    paths: Vec<(Box<str>, Arc<Regex>, RouteId)>,
     /// Every pattern at once, for hosts with many paths (see [`SET_THRESHOLD`]).
     set: Option<RegexSet>,
 }
@@ -61,7 +64,7 @@ pub struct RegexPaths {
 impl RegexPaths {
     /// Orders `paths` as ingress-nginx orders locations (longest path first, then path
     /// descending) and indexes them. Each regex must come from [`location_regex`] of its path.
-    pub fn new(mut paths: Vec<(String, Regex, RouteId)>) -> Self {
+    pub fn new(mut paths: Vec<(String, Arc<Regex>, RouteId)>) -> Self {
         paths.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| b.0.cmp(&a.0)));
         let set = (paths.len() > SET_THRESHOLD)
             .then(|| {
@@ -346,7 +349,7 @@ mod tests {
         RegexPaths::new(
             list.iter()
                 .enumerate()
-                .map(|(i, p)| (p.to_string(), location_regex(p).unwrap(), i as RouteId))
+                .map(|(i, p)| (p.to_string(), Arc::new(location_regex(p).unwrap()), i as RouteId))
                 .collect(),
         )
     }

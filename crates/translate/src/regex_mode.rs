@@ -15,7 +15,7 @@ use crate::annotations::rewrite;
 use crate::build::Current;
 
 /// One host's regex paths: `(path, regex, route)` in the order added, and the paths taken.
-type HostPaths = (Vec<(String, Regex, RouteId)>, HashMap<String, RouteId>);
+type HostPaths = (Vec<(String, Arc<Regex>, RouteId)>, HashMap<String, RouteId>);
 
 /// Regex hosts and their paths so far.
 #[derive(Default)]
@@ -24,30 +24,41 @@ pub(crate) struct RegexMode {
     hosts: HashSet<String>,
     /// Per host index.
     paths: HashMap<u32, HostPaths>,
+    /// Every pattern compiled so far, by path: hosts often share paths (one chart deployed per
+    /// tenant), and compiling is what regex paths cost a translation.
+    compiled: HashMap<String, Result<Arc<Regex>, String>>,
 }
 
 impl RegexMode {
     /// The regex hosts of `ingresses` (this controller's, in any order).
     pub(crate) fn new(ingresses: &[&Ingress], prefix: &str) -> Self {
-        Self { hosts: rewrite::regex_hosts(ingresses, prefix), paths: HashMap::new() }
+        Self { hosts: rewrite::regex_hosts(ingresses, prefix), ..Self::default() }
     }
 
     /// How `raw` matches on `host`: `Ok(Some(regex))` for a regex path, `Ok(None)` for a path
     /// matched as usual (any path on other hosts; `Exact` paths everywhere), `Err(())` when the
     /// path is not a valid regex (reported; the caller drops it).
     pub(crate) fn location(
-        &self,
+        &mut self,
         cur: &Current,
         host: &str,
         raw: &str,
         path_match: PathMatch,
         diagnostics: &mut Vec<Diagnostic>,
-    ) -> Result<Option<Regex>, ()> {
+    ) -> Result<Option<Arc<Regex>>, ()> {
         if path_match == PathMatch::Exact || !self.hosts.contains(host) {
             return Ok(None);
         }
         let shown = if host.is_empty() { "(any host)" } else { host };
-        match location_regex(raw) {
+        let compiled = match self.compiled.get(raw) {
+            Some(c) => c.clone(),
+            None => {
+                let c = location_regex(raw).map(Arc::new);
+                self.compiled.insert(raw.to_string(), c.clone());
+                c
+            }
+        };
+        match compiled {
             Ok(regex) => {
                 if path_match == PathMatch::Prefix && !plain(raw) {
                     diagnostics.push(Diagnostic::warning(
@@ -83,7 +94,7 @@ impl RegexMode {
         &mut self,
         host_idx: u32,
         raw: &str,
-        regex: Regex,
+        regex: Arc<Regex>,
         id: RouteId,
     ) -> Option<RouteId> {
         let (list, taken) = self.paths.entry(host_idx).or_default();
