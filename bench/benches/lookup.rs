@@ -1,6 +1,6 @@
 //! Route lookup: `RoutingTable::lookup(host, path)` on the table translated from the large
-//! synthetic snapshot (10,000 Ingresses: 10,000 exact hosts and 1,000 wildcard hosts, four
-//! paths each; see `sluice_bench`). One iteration is one lookup, as the proxy does once per
+//! synthetic snapshot (10,000 Ingresses: 10,000 exact hosts, 1,000 of them regex hosts, and
+//! 1,000 wildcard hosts, four paths each; see `sluice_bench`). One iteration is one lookup, as the proxy does once per
 //! request. Each case is checked to land where its name says before it is timed.
 //!
 //! `cargo bench -p sluice-bench --bench lookup`
@@ -8,7 +8,9 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use sluice_bench::{DEEPEST_PREFIX, Scale, generate, host, settings, wildcard_host};
+use sluice_bench::{
+    DEEPEST_PREFIX, REGEX_PATHS, Scale, generate, host, is_regex, settings, wildcard_host,
+};
 use sluice_model::{PathMatch, RoutingTable, Target};
 
 /// A lookup case: what is looked up, and what it must find.
@@ -22,6 +24,8 @@ struct Case {
 
 fn cases() -> Vec<Case> {
     let i = 4_242;
+    let r = 4_245;
+    assert!(is_regex(r) && !is_regex(i));
     vec![
         Case {
             // Exact host, then four prefix probes (`/api/v1/users/42/profile/settings` down to
@@ -66,6 +70,34 @@ fn cases() -> Vec<Case> {
             host: host(i),
             path: "/a/../b",
             expect: Some((host(i), "/")),
+        },
+        Case {
+            // A regex host: its first regex matches (one regex search).
+            name: "regex_host_first_regex",
+            host: host(r),
+            path: "/api/v2/users/42",
+            expect: Some((host(r), REGEX_PATHS[0].0)),
+        },
+        Case {
+            // The third regex (`^/api`) matches after the first two fail.
+            name: "regex_host_third_regex",
+            host: host(r),
+            path: "/api/orders/17",
+            expect: Some((host(r), "/api")),
+        },
+        Case {
+            // No regex matches: all three tried, then the host's default (the 404).
+            name: "regex_host_miss",
+            host: host(r),
+            path: "/index.html",
+            expect: None,
+        },
+        Case {
+            // An Exact path on a regex host: one map probe, no regex.
+            name: "regex_host_exact_path",
+            host: host(r),
+            path: "/healthz",
+            expect: Some((host(r), "/healthz")),
         },
     ]
 }

@@ -12,6 +12,12 @@
 //!   `*.{host(i)}` with the same paths, so 10,000 Ingresses give 10,000 exact hosts and 1,000
 //!   wildcard hosts. Every fourth Ingress carries two ingress-nginx annotations that Sluice
 //!   implements (`proxy-body-size`, `proxy-read-timeout`);
+//! - every [`REGEX_EVERY`]-th Ingress, starting at [`REGEX_OFFSET`] (5, 15, 25, ...: never one
+//!   with a wildcard rule), is a regex Ingress instead: `use-regex: "true"` and the paths
+//!   [`REGEX_PATHS`], `/api/v[0-9]+/users/([0-9]+)` and `/static/.*\.(css|js)`
+//!   (ImplementationSpecific), `/api` (Prefix, so a regex prefix on that host) and `/healthz`
+//!   (Exact, which stays exact). Its host (see [`is_regex`]) is a regex host: 1,000 of the
+//!   10,000 hosts at the large scale, each with three regexes, tried in the order listed;
 //! - `2N` Services, two of its own per Ingress: Ingress `i` uses `svc-{2i}` and `svc-{2i+1}`,
 //!   in its namespace. Each Service has one port `http` (80 -> 8080), referenced by number from
 //!   `/` and `/healthz` and by name from the `/api` paths;
@@ -54,6 +60,17 @@ pub const PATHS_PER_INGRESS: usize = PATHS.len();
 /// The paths of every rule, with their pathType.
 pub const PATHS: [(&str, &str); 4] =
     [("/", "Prefix"), ("/api", "Prefix"), ("/api/v1/users", "Prefix"), ("/healthz", "Exact")];
+/// Every this many Ingresses, one is a regex Ingress (Ingress 5, 15, 25, ...).
+pub const REGEX_EVERY: usize = 10;
+/// The first regex Ingress; chosen so that no regex Ingress has a wildcard rule.
+pub const REGEX_OFFSET: usize = 5;
+/// The paths of a regex Ingress's rule, with their pathType, in the order they are tried.
+pub const REGEX_PATHS: [(&str, &str); 4] = [
+    ("/api/v[0-9]+/users/([0-9]+)", "ImplementationSpecific"),
+    (r"/static/.*\.(css|js)", "ImplementationSpecific"),
+    ("/api", "Prefix"),
+    ("/healthz", "Exact"),
+];
 /// The longest Prefix path of every rule: a request under it probes the most prefixes.
 pub const DEEPEST_PREFIX: &str = "/api/v1/users";
 /// Endpoints per EndpointSlice at most, as the EndpointSlice controller does by default.
@@ -97,6 +114,11 @@ pub fn host(i: usize) -> String {
 /// The wildcard host of Ingress `i` (only when `i % WILDCARD_EVERY == 0`): `*.` and [`host`].
 pub fn wildcard_host(i: usize) -> String {
     format!("*.{}", host(i))
+}
+
+/// Whether Ingress `i` is a regex Ingress (its host a regex host).
+pub fn is_regex(i: usize) -> bool {
+    i % REGEX_EVERY == REGEX_OFFSET
 }
 
 /// The namespace of Ingress `i` (and of Services `2i` and `2i + 1`).
@@ -164,15 +186,20 @@ fn ingress(i: usize) -> Ingress {
     // One second apart, in a fixed year: translation orders Ingresses by age.
     let created = Timestamp::from_second(1_767_225_600 + i as i64).expect("a valid timestamp");
     metadata.creation_timestamp = Some(Time(created));
+    let mut annotations = BTreeMap::new();
     if i.is_multiple_of(4) {
-        metadata.annotations = Some(BTreeMap::from([
+        annotations.extend([
             ("nginx.ingress.kubernetes.io/proxy-body-size".to_string(), "8m".to_string()),
             ("nginx.ingress.kubernetes.io/proxy-read-timeout".to_string(), "120".to_string()),
-        ]));
+        ]);
     }
+    if is_regex(i) {
+        annotations.insert("nginx.ingress.kubernetes.io/use-regex".into(), "true".into());
+    }
+    metadata.annotations = (!annotations.is_empty()).then_some(annotations);
     let first = service_name(2 * i);
     let second = service_name(2 * i + 1);
-    let paths: Vec<HTTPIngressPath> = PATHS
+    let paths: Vec<HTTPIngressPath> = if is_regex(i) { &REGEX_PATHS } else { &PATHS }
         .iter()
         .map(|&(path, path_type)| {
             // `/api...` goes to the second Service by port name, the rest to the first by
@@ -312,5 +339,16 @@ mod tests {
 
         let miss = table.lookup("nowhere.example.org", "/");
         assert!(matches!(miss.route.target, Target::Respond { status: 404, .. }));
+
+        // Regex hosts: first matching regex in order, Exact first, else the host's 404.
+        assert!(is_regex(15) && !is_regex(10) && !is_regex(7));
+        assert_eq!(table.hosts.iter().filter(|h| h.regex.is_some()).count(), 1_000 / REGEX_EVERY);
+        let regex = |path| table.lookup(&host(15), path).route;
+        assert_eq!(regex("/api/V2/users/42").path, REGEX_PATHS[0].0);
+        assert_eq!(regex("/static/css/site.css").path, REGEX_PATHS[1].0);
+        assert_eq!(regex("/api/v2/orders").path, "/api");
+        assert_eq!(regex("/apiary").path, "/api");
+        assert_eq!(regex("/healthz").path_match, PathMatch::Exact);
+        assert!(matches!(regex("/index.html").target, Target::Respond { status: 404, .. }));
     }
 }

@@ -13,6 +13,7 @@ mod diagnostics;
 mod hostmap;
 mod lookup;
 mod names;
+mod pathregex;
 mod settings;
 mod snapshot;
 mod table;
@@ -22,6 +23,7 @@ pub use diagnostics::{Diagnostic, Reason, Severity};
 pub use hostmap::HostMap;
 pub use lookup::{Lookup, normalize_host, normalize_path};
 pub use names::{Kind, NamespacedName, ObjectRef};
+pub use pathregex::{RegexPaths, Rewrite, RewriteTarget, location_regex};
 pub use settings::Settings;
 pub use snapshot::Snapshot;
 pub use table::{

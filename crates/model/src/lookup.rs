@@ -36,6 +36,10 @@ fn match_path(routes: &crate::HostRoutes, path: &str) -> RouteId {
         // `Exact` wins ties.
         return id;
     }
+    if let Some(regex) = &routes.regex {
+        // A host in regex mode has no prefix paths: the first matching regex, else the default.
+        return regex.first_match(path).unwrap_or(routes.default_route);
+    }
     if !routes.prefix.is_empty() {
         // Probe the request's element-wise prefixes from the longest to the shortest.
         let mut candidate = path.trim_end_matches('/');

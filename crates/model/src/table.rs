@@ -7,7 +7,8 @@ use std::time::Duration;
 use serde::{Serialize, Serializer};
 
 use crate::{
-    Diagnostic, HostMap, HttpsBehaviour, NamespacedName, Tls, UpstreamProtocol, UpstreamTls,
+    Diagnostic, HostMap, HttpsBehaviour, NamespacedName, RegexPaths, Rewrite, Tls,
+    UpstreamProtocol, UpstreamTls,
 };
 
 /// Index of a [`Route`] in [`RoutingTable::routes`].
@@ -18,8 +19,9 @@ pub type BackendId = u32;
 /// Everything the proxy needs to route requests: immutable once built, swapped whole.
 ///
 /// Hosts resolve in the order exact name, one-label wildcard, catch-all (the rules without a
-/// host); within a host, paths resolve exact first, then the longest element-wise prefix, then
-/// the host's default route. See [`RoutingTable::lookup`].
+/// host); within a host, paths resolve exact first, then the longest element-wise prefix (or,
+/// on a host in regex mode, the first matching regex), then the host's default route. See
+/// [`RoutingTable::lookup`].
 #[derive(Debug, Serialize)]
 pub struct RoutingTable {
     /// Bumped by whoever publishes tables, so that per-route state kept outside the table (such
@@ -55,7 +57,12 @@ pub struct HostRoutes {
     /// `Exact` paths.
     pub exact: HashMap<Box<str>, RouteId>,
     /// `Prefix` (and `ImplementationSpecific`) paths, without trailing slashes: `/` is `""`.
+    /// Empty on a host in regex mode.
     pub prefix: HashMap<Box<str>, RouteId>,
+    /// On a host in regex mode (`use-regex` or `rewrite-target` on one of its Ingresses), its
+    /// non-`Exact` paths as regexes, in ingress-nginx's order; `None` on other hosts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub regex: Option<Box<RegexPaths>>,
     /// Where requests go that match no path of this host.
     pub default_route: RouteId,
 }
@@ -154,6 +161,9 @@ pub struct Policy {
     /// Name the HTTPS port in that redirect (`use-port-in-redirects`); else no port, as
     /// clients then use 443.
     pub port_in_redirect: bool,
+    /// `rewrite-target`: the path sent upstream is rewritten. `Some` is the proxy's cheap
+    /// test for "this route rewrites".
+    pub rewrite: Option<Arc<Rewrite>>,
 }
 
 impl Default for Policy {
@@ -171,6 +181,7 @@ impl Default for Policy {
             redirect_to_https: false,
             preserve_trailing_slash: false,
             port_in_redirect: false,
+            rewrite: None,
         }
     }
 }

@@ -6,7 +6,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::Uri;
 use http::{Request, Version};
 
-use sluice_model::UpstreamProtocol;
+use sluice_model::{Rewrite, UpstreamProtocol, normalize_path};
 
 use crate::server::ConnInfo;
 use crate::tls::client_auth::ClientCert;
@@ -110,6 +110,8 @@ pub(crate) struct Forwarding<'a> {
     pub pass_certificate: bool,
     /// How the upstream is spoken to.
     pub upstream: UpstreamProtocol,
+    /// The route's `rewrite-target`, if any.
+    pub rewrite: Option<&'a Rewrite>,
 }
 
 /// The name of `host[:port]` (IPv6 literals keep their brackets).
@@ -131,6 +133,21 @@ pub(crate) fn exempt_from_redirect<B>(req: &Request<B>, prefixes: &[String]) -> 
     prefixes.iter().any(|p| path.starts_with(p.as_str()))
 }
 
+/// The path and query sent upstream: the client's as received, or, for a route with a
+/// `rewrite-target`, the target applied to the normalised path (NGINX's `rewrite` works on
+/// `$uri`), the query string kept as NGINX keeps it. When the route's pattern does not match,
+/// NGINX leaves the URI alone, and so does this.
+fn upstream_path_and_query(uri: &Uri, rewrite: Option<&Rewrite>) -> http::uri::PathAndQuery {
+    let original = || {
+        uri.path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"))
+    };
+    let Some(rewrite) = rewrite else { return original() };
+    rewrite
+        .apply(&normalize_path(uri.path()), uri.query())
+        .and_then(|pq| http::uri::PathAndQuery::try_from(pq).ok())
+        .unwrap_or_else(original)
+}
+
 /// Rewrites a client request for the upstream, in place.
 pub(crate) fn prepare_request<B>(req: &mut Request<B>, f: &Forwarding<'_>) {
     // HTTP/2 carries the host in `:authority`: an HTTP/1.1 upstream needs a Host header.
@@ -140,11 +157,7 @@ pub(crate) fn prepare_request<B>(req: &mut Request<B>, f: &Forwarding<'_>) {
     {
         req.headers_mut().insert(header::HOST, v);
     }
-    let pq = req
-        .uri()
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    let pq = upstream_path_and_query(req.uri(), f.rewrite);
     let mut parts = http::uri::Parts::default();
     if f.upstream.h2() {
         // HTTP/2 requests carry scheme and authority (the client's Host) in the URI.

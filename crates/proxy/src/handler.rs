@@ -129,6 +129,7 @@ async fn route_request(
             client: client.as_ref().map(|(_, c)| c),
             pass_certificate: passes_cert,
             upstream: backend.protocol,
+            rewrite: policy.rewrite.as_deref(),
         },
     );
     let (parts, incoming) = req.into_parts();

@@ -140,7 +140,9 @@ impl<'a> ConfigView<'a> {
 }
 
 fn host_view<'a>(table: &'a RoutingTable, host: &'a HostRoutes) -> HostView<'a> {
-    let mut ids: Vec<RouteId> = host.exact.values().chain(host.prefix.values()).copied().collect();
+    let regex = host.regex.iter().flat_map(|r| r.iter().map(|(_, id)| id));
+    let mut ids: Vec<RouteId> =
+        host.exact.values().chain(host.prefix.values()).copied().chain(regex).collect();
     ids.sort_by(|a, b| {
         let (ra, rb) = (&table.routes[*a as usize], &table.routes[*b as usize]);
         (ra.path.as_str(), ra.path_match.as_str()).cmp(&(rb.path.as_str(), rb.path_match.as_str()))

@@ -138,3 +138,44 @@ async fn dot_segments_and_slashes_cannot_reach_a_fail_closed_path_through_an_ope
         assert_eq!(r.status, 503, "{path} was routed past the fail-closed Ingress");
     }
 }
+
+// rewrite-target: the backend receives the path rebuilt from the route's capture groups, with
+// the client's query string kept (NGINX's `rewrite ... break`). The host is a regex host, so a
+// neighbour Ingress's path matches case-insensitively as a regex prefix, forwarded unchanged.
+#[tokio::test(flavor = "multi_thread")]
+async fn rewrite_target_reaches_the_backend_with_the_query_kept() {
+    let (app, other) = (echo("app").await, echo("other").await);
+    let m = Manifests::new();
+    m.write("class.yaml", &ingress_class());
+    m.write("svc.yaml", &[service("app", &[app]), service("other", &[other])].join("---\n"));
+    m.write(
+        "ing.yaml",
+        &[
+            ingress(
+                "rw",
+                "rw.example.com",
+                &[("/something(/|$)(.*)", "ImplementationSpecific", "app")],
+                &[("nginx.ingress.kubernetes.io/rewrite-target", "/$2")],
+            ),
+            ingress("keep", "rw.example.com", &[("/keep", "Prefix", "other")], &[]),
+        ]
+        .join("---\n"),
+    );
+    let s = Sluice::start(m.path(), &[]);
+
+    let c = client();
+    for (path, backend, upstream) in [
+        ("/something/new/path?a=1&b=two", "app", "/new/path?a=1&b=two"),
+        ("/SOMETHING", "app", "/"),
+        ("/something/a%20b", "app", "/a%20b"),
+        ("/Keep/x?q=1", "other", "/Keep/x?q=1"),
+        ("/keeper", "other", "/keeper"),
+    ] {
+        let r = send(&c, request("GET", &s.url(path), Some("rw.example.com"), Bytes::new())).await;
+        assert_eq!(r.status, 200, "{path}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.backend(), backend, "{path}");
+        assert_eq!(r.json()["path"], upstream, "{path}");
+    }
+    let r = send(&c, request("GET", &s.url("/elsewhere"), Some("rw.example.com"), Bytes::new()));
+    assert_eq!(r.await.status, 404);
+}

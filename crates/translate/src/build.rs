@@ -17,6 +17,7 @@ use crate::backends::{self, Unresolved};
 use crate::class;
 use crate::config::{self, GlobalConfig};
 use crate::index::Index;
+use crate::regex_mode::RegexMode;
 
 /// Builds the routing table for `snapshot` under `settings`.
 ///
@@ -40,6 +41,7 @@ pub fn translate(snapshot: &Snapshot, settings: &Settings) -> RoutingTable {
     ingresses.sort_by(|a, b| oldest_first(a, b));
     let mut owned: Vec<NamespacedName> = ingresses.iter().map(|i| name_of(i)).collect();
     owned.sort();
+    b.regex_mode = RegexMode::new(&ingresses, &settings.annotations_prefix);
     for ingress in ingresses {
         b.add_ingress(ingress, &global);
     }
@@ -99,6 +101,8 @@ pub(crate) struct Builder<'s> {
     /// What each host's Ingresses asked of its handshake, by host as written; made into
     /// policies at the end.
     pub(crate) host_policies: std::collections::BTreeMap<String, crate::build_tls::HostPolicy>,
+    /// Hosts whose paths are regexes (`use-regex`, `rewrite-target`), and their paths.
+    regex_mode: RegexMode,
 }
 
 /// An Ingress being added, with what its annotations decided.
@@ -128,6 +132,7 @@ impl<'s> Builder<'s> {
             cert_ids: HashMap::new(),
             failed_hosts: HashMap::new(),
             host_policies: Default::default(),
+            regex_mode: RegexMode::default(),
         }
     }
 
@@ -342,8 +347,12 @@ impl<'s> Builder<'s> {
             ));
             return;
         }
+        let Ok(regex) = self.regex_mode.location(cur, host, raw, path_match, &mut self.diagnostics)
+        else {
+            return;
+        };
         let target = self.target(cur, &path.backend);
-        let route = Route {
+        let mut route = Route {
             ingress: Some(cur.name.clone()),
             host: host.to_string(),
             path: raw.to_string(),
@@ -351,19 +360,18 @@ impl<'s> Builder<'s> {
             target: cur.fail_closed_or(target),
             policy: cur.annotations.policy.clone(),
         };
+        route.policy.rewrite = RegexMode::rewrite(cur, raw, &mut self.diagnostics);
         let next_id = self.routes.len() as RouteId;
         let routes = &mut self.hosts[host_idx as usize];
-        let slot = match path_match {
-            PathMatch::Exact => routes.exact.entry(raw.into()),
-            _ => routes.prefix.entry(raw.trim_end_matches('/').into()),
+        let taken = match (path_match, regex) {
+            (PathMatch::Exact, _) => first_writer(&mut routes.exact, raw, next_id),
+            (_, Some(regex)) => self.regex_mode.insert(host_idx, raw, regex, next_id),
+            _ => first_writer(&mut routes.prefix, raw.trim_end_matches('/'), next_id),
         };
-        match slot {
-            Entry::Vacant(v) => {
-                v.insert(next_id);
-                self.routes.push(route);
-            }
-            Entry::Occupied(o) => {
-                let winner = &self.routes[*o.get() as usize];
+        match taken {
+            None => self.routes.push(route),
+            Some(winner) => {
+                let winner = &self.routes[winner as usize];
                 let owner = winner.ingress.as_ref().map(ToString::to_string).unwrap_or_default();
                 let shown = if host.is_empty() { "(any host)" } else { host };
                 let message = if winner.ingress.as_ref() == Some(&cur.name) {
@@ -529,6 +537,7 @@ impl<'s> Builder<'s> {
             host: host.to_string(),
             exact: HashMap::new(),
             prefix: HashMap::new(),
+            regex: None,
             default_route: self.global_default,
         });
         self.host_ids.insert(host.to_string(), id);
@@ -537,6 +546,7 @@ impl<'s> Builder<'s> {
 
     fn finish(mut self, owned: Vec<NamespacedName>, global: GlobalConfig) -> RoutingTable {
         self.finish_tls(&global);
+        std::mem::take(&mut self.regex_mode).finish(&mut self.hosts);
         let mut host_index = HostMap::default();
         for (host, &id) in &self.host_ids {
             if !host.is_empty() {
@@ -599,6 +609,17 @@ impl<'s> Builder<'s> {
                 host.default_route = (self.routes.len() - 1) as RouteId;
             }
         }
+    }
+}
+
+/// Inserts `key` unless present; returns the value already there.
+fn first_writer(map: &mut HashMap<Box<str>, RouteId>, key: &str, id: RouteId) -> Option<RouteId> {
+    match map.entry(key.into()) {
+        Entry::Vacant(v) => {
+            v.insert(id);
+            None
+        }
+        Entry::Occupied(o) => Some(*o.get()),
     }
 }
 

@@ -35,6 +35,7 @@ mod build_tls;
 pub mod class;
 pub mod config;
 mod index;
+mod regex_mode;
 mod tls;
 
 pub use build::translate;

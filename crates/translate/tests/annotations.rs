@@ -204,19 +204,19 @@ fn client_certificates_with_a_missing_ca_fail_closed() {
     );
 }
 
-// Not-implemented annotations (rewrite-target) warn and the routes are still served; names
+// Not-implemented annotations (app-root) warn and the routes are still served; names
 // ingress-nginx does not know either warn as UnknownAnnotation.
 #[test]
 fn unsupported_and_unknown_annotations_warn_and_still_serve() {
     let t = table();
-    assert_eq!(route(&t, &host("rewrite"), "/x"), format!("annotations/rewrite {APP}"));
-    assert_eq!(summary_for(&t, &ingress("rewrite")), vec!["Warning UnsupportedAnnotation"]);
+    assert_eq!(route(&t, &host("pending"), "/x"), format!("annotations/pending {APP}"));
+    assert_eq!(summary_for(&t, &ingress("pending")), vec!["Warning UnsupportedAnnotation"]);
     assert_diag(
         &t,
         Severity::Warning,
         Reason::UnsupportedAnnotation,
-        &ingress("rewrite"),
-        "rewrite-target",
+        &ingress("pending"),
+        "app-root",
     );
     assert_eq!(route(&t, &host("typo"), "/x"), format!("annotations/typo {APP}"));
     assert_eq!(summary_for(&t, &ingress("typo")), vec!["Warning UnknownAnnotation"]);

@@ -128,7 +128,7 @@ pub const CATALOG: &[(&str, Support)] = &[
     ("proxy-ssl-server-name", Implemented),
     ("proxy-ssl-verify", Implemented),
     ("proxy-ssl-verify-depth", Implemented),
-    ("rewrite-target", Pending),
+    ("rewrite-target", Implemented),
     ("satisfy", Pending),
     ("secure-backends", Removed("use backend-protocol: HTTPS")),
     ("server-alias", Pending),
@@ -157,7 +157,7 @@ pub const CATALOG: &[(&str, Support)] = &[
     ("upstream-hash-by-subset-size", Pending),
     ("upstream-vhost", Pending),
     ("use-port-in-redirects", Implemented),
-    ("use-regex", Pending),
+    ("use-regex", Implemented),
     ("whitelist-source-range", Enforced),
     ("x-forwarded-prefix", Pending),
 ];

@@ -18,6 +18,7 @@ pub mod catalog;
 pub mod proxy;
 pub mod proxy_ssl;
 pub mod redirect;
+pub mod rewrite;
 pub mod ssl_cipher;
 pub mod ssl_passthrough;
 
@@ -48,6 +49,8 @@ pub struct IngressAnnotations {
     pub backend_protocol: UpstreamProtocol,
     /// `proxy-ssl-*`.
     pub proxy_ssl: proxy_ssl::ProxySsl,
+    /// `use-regex`, `rewrite-target`.
+    pub rewrite: rewrite::Rewrite,
 }
 
 /// The annotations under one prefix.
@@ -145,6 +148,7 @@ pub fn parse(
         ssl_passthrough: false,
         backend_protocol: UpstreamProtocol::Http1,
         proxy_ssl: proxy_ssl::ProxySsl::default(),
+        rewrite: rewrite::Rewrite::default(),
     };
     let names = map
         .into_iter()
@@ -209,6 +213,7 @@ pub fn parse(
     }
     proxy::parse(&annotations, object, &mut out.policy, diagnostics);
     redirect::parse(&annotations, object, &mut out.policy, diagnostics);
+    out.rewrite = rewrite::parse(&annotations, object, diagnostics);
     out.auth_tls = auth_tls::parse(&annotations, object, diagnostics);
     out.ssl_ciphers = ssl_cipher::parse(&annotations, object, diagnostics);
     out.ssl_passthrough = ssl_passthrough::parse(&annotations, object, diagnostics);
