@@ -13,8 +13,15 @@
 #   - Two identical nginx proxies differ by about ±10% measured this way: smaller differences
 #     mean nothing.
 #
-# Three modes (MODE):
+# Four modes (MODE):
 #   http        plain HTTP/1.1 over kept-alive connections (the default)
+#   h2          HTTP/2 over cleartext with prior knowledge (h2c): h2load (nghttp2-client) with
+#               CONNECTIONS connections and H2_STREAMS concurrent streams each, against Sluice's
+#               HTTP port (which detects the HTTP/2 preface) and an nginx `listen ... http2`
+#               cleartext port (NGINX_H2_PORT: nginx 1.22 serves h2c with prior knowledge only
+#               there); both proxies still talk HTTP/1.1 to the backend. Latency percentiles
+#               come from h2load's per-request log (--log-file); the backend-alone rows use wrk
+#               (the backend speaks HTTP/1.1 only)
 #   https       the same over kept-alive TLS connections: wrk to the HTTPS port; both proxies
 #               terminate TLS with the same certificate (in Sluice, a kubernetes.io/tls Secret
 #               and an Ingress tls section; in nginx, ingress-nginx's TLS defaults)
@@ -25,12 +32,15 @@
 # Usage: bench/proxy-vs-nginx.sh            (5 pairs of 10 s runs: about 3 minutes)
 #        DURATION=3 PAIRS=1 bench/proxy-vs-nginx.sh   (a quick check that it works)
 #        MODE=https bench/proxy-vs-nginx.sh; MODE=handshakes bench/proxy-vs-nginx.sh
+#        MODE=h2 bench/proxy-vs-nginx.sh
 #
 # Environment (defaults in brackets):
-#   MODE [http]         http, https or handshakes (above)
+#   MODE [http]         http, https, handshakes or h2 (above)
 #   KEY_TYPE [rsa]      the certificate's key in the TLS modes: rsa (2048 bits, what most
 #                       ingress certificates and ingress-nginx's fake certificate use) or ecdsa
 #                       (P-256)
+#   H2_STREAMS [1]      concurrent streams per connection in h2 mode (h2load -m); 1 keeps the
+#                       same number of requests in flight as wrk's CONNECTIONS
 #   HANDSHAKE_CLIENTS [4] concurrent `openssl s_time` processes in handshakes mode (one alone
 #                       waits for each handshake and leaves the server idle half of the time)
 #   DURATION [10]       seconds per measured run
@@ -48,16 +58,17 @@
 #                       with a warning in the results
 #   SLUICE_BIN []       a sluice binary to use instead of building with cargo build --release
 #   BACKEND_PORT [28480] NGINX_PORT [28481] SLUICE_PORT [28482] SLUICE_ADMIN_PORT [28483]
-#   NGINX_TLS_PORT [28484] SLUICE_TLS_PORT [28485]
+#   NGINX_TLS_PORT [28484] SLUICE_TLS_PORT [28485] NGINX_H2_PORT [28486]
 #   KEEP_TMP [0]        1 keeps the temporary directory (configs, logs, wrk outputs)
 #
-# Needs nginx, wrk, taskset, curl and openssl; installs what is missing with apt-get (as root, or
+# Needs nginx, wrk, taskset, curl and openssl (and h2load in h2 mode); installs what is missing with apt-get (as root, or
 # through sudo).
 set -euo pipefail
 
 MODE=${MODE:-http}
 KEY_TYPE=${KEY_TYPE:-rsa}
 HANDSHAKE_CLIENTS=${HANDSHAKE_CLIENTS:-4}
+H2_STREAMS=${H2_STREAMS:-1}
 DURATION=${DURATION:-10}
 PAIRS=${PAIRS:-5}
 WARMUP=${WARMUP:-3}
@@ -73,6 +84,7 @@ SLUICE_PORT=${SLUICE_PORT:-28482}
 SLUICE_ADMIN_PORT=${SLUICE_ADMIN_PORT:-28483}
 NGINX_TLS_PORT=${NGINX_TLS_PORT:-28484}
 SLUICE_TLS_PORT=${SLUICE_TLS_PORT:-28485}
+NGINX_H2_PORT=${NGINX_H2_PORT:-28486}
 KEEP_TMP=${KEEP_TMP:-0}
 
 HOST_HEADER=bench.example.com
@@ -85,17 +97,22 @@ die() {
 	exit 1
 }
 
-for v in HANDSHAKE_CLIENTS DURATION PAIRS WARMUP CONNECTIONS LOADGEN_CPU SERVER_CPU QUIET_WAIT \
-	BACKEND_PORT NGINX_PORT SLUICE_PORT SLUICE_ADMIN_PORT NGINX_TLS_PORT SLUICE_TLS_PORT; do
+for v in HANDSHAKE_CLIENTS H2_STREAMS DURATION PAIRS WARMUP CONNECTIONS LOADGEN_CPU SERVER_CPU QUIET_WAIT \
+	BACKEND_PORT NGINX_PORT SLUICE_PORT SLUICE_ADMIN_PORT NGINX_TLS_PORT SLUICE_TLS_PORT NGINX_H2_PORT; do
 	[[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, not '${!v}'"
 done
 ((PAIRS >= 1)) || die "PAIRS must be at least 1"
 ((DURATION >= 1)) || die "DURATION must be at least 1"
 [[ $ACCESS_LOG == on || $ACCESS_LOG == off ]] || die "ACCESS_LOG must be on or off"
-[[ $MODE == http || $MODE == https || $MODE == handshakes ]] || die "MODE must be http, https or handshakes"
+((H2_STREAMS >= 1)) || die "H2_STREAMS must be at least 1"
+[[ $MODE == http || $MODE == https || $MODE == handshakes || $MODE == h2 ]] ||
+	die "MODE must be http, https, handshakes or h2"
 [[ $KEY_TYPE == rsa || $KEY_TYPE == ecdsa ]] || die "KEY_TYPE must be rsa or ecdsa"
 TLS=0
-[[ $MODE == http ]] || TLS=1
+[[ $MODE == https || $MODE == handshakes ]] && TLS=1
+# curl's options to reach a proxy in this mode (nginx's h2c port speaks nothing but HTTP/2).
+CURL_PROTO=()
+[[ $MODE == h2 ]] && CURL_PROTO=(--http2-prior-knowledge)
 
 # --- tools -------------------------------------------------------------------------------------
 
@@ -129,6 +146,9 @@ install_missing() {
 	command -v taskset >/dev/null || missing+=(util-linux)
 	command -v curl >/dev/null || missing+=(curl)
 	command -v openssl >/dev/null || missing+=(openssl)
+	if [[ $MODE == h2 ]]; then
+		command -v h2load >/dev/null || missing+=(nghttp2-client)
+	fi
 	if ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
 		# apt-cache needs the package lists.
 		as_root apt-get update -qq
@@ -180,8 +200,8 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in "$BACKEND_PORT" "$NGINX_PORT" "$SLUICE_PORT" "$SLUICE_ADMIN_PORT" "$NGINX_TLS_PORT" "$SLUICE_TLS_PORT"; do
-	port_free "$p" || die "port $p is in use (set BACKEND_PORT, NGINX_PORT, SLUICE_PORT, SLUICE_ADMIN_PORT, NGINX_TLS_PORT, SLUICE_TLS_PORT)"
+for p in "$BACKEND_PORT" "$NGINX_PORT" "$SLUICE_PORT" "$SLUICE_ADMIN_PORT" "$NGINX_TLS_PORT" "$SLUICE_TLS_PORT" "$NGINX_H2_PORT"; do
+	port_free "$p" || die "port $p is in use (set BACKEND_PORT, NGINX_PORT, SLUICE_PORT, SLUICE_ADMIN_PORT, NGINX_TLS_PORT, SLUICE_TLS_PORT, NGINX_H2_PORT)"
 done
 
 # Waits until `curl ARGS...` succeeds (up to 10 s).
@@ -294,6 +314,12 @@ nginx_tls_server() {
 EOF
 }
 
+# A cleartext HTTP/2 port (prior knowledge, no upgrade) for the h2 mode.
+nginx_h2_server() {
+	[[ $MODE == h2 ]] || return 0
+	echo "        listen 127.0.0.1:$NGINX_H2_PORT http2 backlog=4096;"
+}
+
 write_proxy_conf() {
 	local dir=$TMP/nginx access
 	if [[ $ACCESS_LOG == on ]]; then
@@ -321,6 +347,7 @@ $(nginx_http_common "$dir")
     server {
         listen 127.0.0.1:$NGINX_PORT backlog=4096;
 $(nginx_tls_server)
+$(nginx_h2_server)
         location / {
             proxy_pass http://backend;
             proxy_http_version 1.1;
@@ -502,6 +529,8 @@ target() {
 	nginx) http=$NGINX_PORT tls=$NGINX_TLS_PORT ;;
 	sluice) http=$SLUICE_PORT tls=$SLUICE_TLS_PORT ;;
 	esac
+	# Sluice serves HTTP/1.1 and h2c on one port; nginx needs its own h2c port.
+	[[ $MODE == h2 && $1 == nginx ]] && http=$NGINX_H2_PORT
 	if ((TLS)); then echo "https://127.0.0.1:$tls/"; else echo "http://127.0.0.1:$http/"; fi
 }
 
@@ -511,6 +540,8 @@ run_load() {
 	shift 2
 	if [[ $MODE == handshakes && $kind != backend ]]; then
 		run_stime "$name" "$(target "$kind")" "$@"
+	elif [[ $MODE == h2 && $kind != backend ]]; then
+		run_h2load "$name" "$(target "$kind")" "$@"
 	else
 		run_wrk "$name" "$(target "$kind")" "$@"
 	fi
@@ -545,6 +576,43 @@ run_wrk() {
 	[[ -n $rps && -n $requests ]] || die "cannot read wrk's output: $(cat "$out")"
 	WRK_LINE=$(awk -v rps="$rps" -v p50="$p50" -v p99="$p99" -v req="$requests" \
 		-v ticks=$((after - before)) -v hz="$CLK_TCK" -v bad=$((${non2xx:-0} + ${sockerr:-0})) \
+		'BEGIN { printf "%s %s %s %.2f %d %d\n", rps, p50, p99, (req > 0 ? ticks / hz * 1e6 / req : 0), req, bad }')
+}
+
+# run_h2load NAME URL SECONDS PID... : h2load (h2c with prior knowledge, CONNECTIONS connections,
+# H2_STREAMS streams each) against URL for SECONDS; sets WRK_LINE and WRK_BUSY as run_wrk does.
+# h2load prints no percentiles: p50 and p99 come from its per-request log (--log-file, third
+# column: microseconds to the end of the response).
+run_h2load() {
+	local name=$1 url=$2 secs=$3
+	shift 3
+	local out=$TMP/h2load-$name-$RUN_NO.txt lat=$TMP/h2load-$name-$RUN_NO.log before after load0 server0
+	note_busy
+	load0=$(cpu_jiffies "$LOADGEN_CPU")
+	server0=$(cpu_jiffies "$SERVER_CPU")
+	before=$(cpu_ticks "$@")
+	taskset -c "$LOADGEN_CPU" h2load -t1 -c"$CONNECTIONS" -m"$H2_STREAMS" -D"$secs" \
+		-H ":authority: $HOST_HEADER" --log-file="$lat" "$url" >"$out" 2>&1 ||
+		die "h2load failed against $url: $(tail -5 "$out")"
+	after=$(cpu_ticks "$@")
+	WRK_BUSY="$(busy_pct "$load0" "$(cpu_jiffies "$LOADGEN_CPU")") $(busy_pct "$server0" "$(cpu_jiffies "$SERVER_CPU")")"
+	note_busy
+	RUN_NO=$((RUN_NO + 1))
+	local rps requests bad p50 p99
+	# "finished in 10.00s, 31234.50 req/s, 1.20MB/s"
+	rps=$(awk '/^finished in/ { print $4 }' "$out")
+	# "requests: T total, S started, D done, K succeeded, F failed, E errored, O timeout"
+	requests=$(awk '/^requests:/ { print $6 }' "$out")
+	# Failed, errored and timed-out requests, and 4xx/5xx ("status codes: A 2xx, B 3xx, C 4xx, D 5xx").
+	bad=$(awk '/^requests:/ { b += $10 + $12 + $14 } /^status codes:/ { b += $7 + $9 } END { print b + 0 }' "$out")
+	[[ -n $rps && -n $requests ]] || die "cannot read h2load's output: $(cat "$out")"
+	read -r p50 p99 < <(awk -F'\t' '{ print $3 }' "$lat" | sort -n |
+		awk '{ v[NR] = $1 } END { if (NR == 0) { print "0 0"; exit }
+			i50 = int(NR * 0.50); if (i50 < NR * 0.50) i50++; i99 = int(NR * 0.99); if (i99 < NR * 0.99) i99++
+			print v[i50], v[i99] }')
+	rm -f "$lat"
+	WRK_LINE=$(awk -v rps="$rps" -v p50="$p50" -v p99="$p99" -v req="$requests" \
+		-v ticks=$((after - before)) -v hz="$CLK_TCK" -v bad="$bad" \
 		'BEGIN { printf "%s %s %s %.2f %d %d\n", rps, p50, p99, (req > 0 ? ticks / hz * 1e6 / req : 0), req, bad }')
 }
 
@@ -602,7 +670,7 @@ mapfile -t BACKEND_PIDS < <(family "$BACKEND_PID")
 
 start_nginx nginx
 NGINX_PID=$REPLY
-wait_for -k -H "Host: $HOST_HEADER" "$(target nginx)" || die "nginx did not start: $(cat "$TMP/nginx/error.log" "$TMP/nginx/stdout.log")"
+wait_for -k "${CURL_PROTO[@]}" -H "Host: $HOST_HEADER" "$(target nginx)" || die "nginx did not start: $(cat "$TMP/nginx/error.log" "$TMP/nginx/stdout.log")"
 pin_nginx "$NGINX_PID"
 mapfile -t NGINX_PIDS < <(family "$NGINX_PID")
 
@@ -618,8 +686,8 @@ taskset -c "$SERVER_CPU" "$SLUICE_BIN" serve --manifests "$TMP/manifests" \
 SLUICE_PID=$!
 STARTED+=("$SLUICE_PID")
 wait_for "http://127.0.0.1:$SLUICE_ADMIN_PORT/readyz" || die "sluice did not start: $(cat "$TMP/sluice.log")"
-wait_for -k -H "Host: $HOST_HEADER" "$(target sluice)" ||
-	die "sluice does not route to the backend: $(curl -sk -H "Host: $HOST_HEADER" "$(target sluice)"; cat "$TMP/sluice.log")"
+wait_for -k "${CURL_PROTO[@]}" -H "Host: $HOST_HEADER" "$(target sluice)" ||
+	die "sluice does not route to the backend: $(curl -sk "${CURL_PROTO[@]}" -H "Host: $HOST_HEADER" "$(target sluice)"; cat "$TMP/sluice.log")"
 SLUICE_PIDS=("$SLUICE_PID")
 
 for name in backend nginx sluice; do
@@ -724,6 +792,10 @@ https)
 	LOAD="wrk -t1 -c$CONNECTIONS, HTTP/1.1 over kept-alive TLS connections ($KEY_TYPE certificate)"
 	UNIT=requests
 	;;
+h2)
+	LOAD="h2load -t1 -c$CONNECTIONS -m$H2_STREAMS, HTTP/2 over cleartext with prior knowledge (h2c), kept-alive connections"
+	UNIT=requests
+	;;
 handshakes)
 	LOAD="$HANDSHAKE_CLIENTS × openssl s_time -new: a full TLS handshake per connection, no request ($KEY_TYPE certificate)"
 	UNIT=handshakes
@@ -733,8 +805,11 @@ TLS_NOTE=""
 if ((TLS)); then
 	TLS_NOTE="- Negotiated with an OpenSSL client: nginx $(negotiated "$NGINX_TLS_PORT"), Sluice $(negotiated "$SLUICE_TLS_PORT"). Both serve the same certificate; nginx with ingress-nginx's TLS settings (session cache, no tickets, HSTS header), Sluice with its defaults (HSTS too)."
 fi
+if [[ $MODE == h2 ]]; then
+	TLS_NOTE="- HTTP/2 without TLS, prior knowledge: h2load to Sluice's HTTP port (HTTP/1.1 and h2c on one port) and to nginx's \`listen ... http2\` port ($H2_STREAMS stream(s) per connection, h2load's default window sizes); both proxies forward over HTTP/1.1 with kept-alive upstream connections. p50/p99 are from h2load's per-request log (time to the end of each response). The backend-alone rows are wrk over HTTP/1.1."
+fi
 BACKEND_ROW=""
-[[ $MODE == handshakes ]] || BACKEND_ROW=$(row "backend alone (nginx \`return 200\`, 1 worker, plain HTTP)" backend "—")$'\n'
+[[ $MODE == handshakes ]] || BACKEND_ROW=$(row "backend alone (nginx \`return 200\`, 1 worker, plain HTTP/1.1 with wrk)" backend "—")$'\n'
 if [[ $MODE == handshakes ]]; then
 	LOAD_BUSY=$(med nginx 10)
 	TLS_NOTE+=$'\n'"- With handshakes the client side costs as much as the server side: when CPU $LOADGEN_CPU is near 100% (here $(printf '%.0f' "$LOAD_BUSY")% during nginx's runs), the load generator is the limit and handshakes/s says little; CPU µs per handshake is then the figure to compare (1,000,000 / that = handshakes per second one core could do)."

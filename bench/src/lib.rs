@@ -32,8 +32,16 @@
 //!
 //! [`Scale::SMALL`], [`Scale::MEDIUM`] and [`Scale::LARGE`] are the sizes the benchmarks use:
 //! 100, 1,000 and 10,000 Ingresses with twice as many Services and five times as many endpoints.
+//!
+//! [`manifests`] writes a snapshot as a directory of JSON manifests that `sluice serve
+//! --manifests` and `sluice check` load (the `gen-manifests` binary), and [`with_local_backend`]
+//! points one Ingress's Services at a real backend, for the end-to-end probes (the
+//! `propagation` binary).
+
+pub mod manifests;
 
 use std::collections::BTreeMap;
+use std::net::SocketAddrV4;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
@@ -158,6 +166,68 @@ pub fn generate(scale: Scale) -> Snapshot {
         }
     }
     snapshot
+}
+
+/// The Service names of Ingress `i`: `svc-{2i}` (for `/` and `/healthz`) and `svc-{2i+1}` (for
+/// the `/api` paths), in [`namespace(i)`](namespace).
+pub fn services_of(i: usize) -> [String; 2] {
+    [service_name(2 * i), service_name(2 * i + 1)]
+}
+
+/// Points both Services of Ingress `i` at one real backend `addr`: their EndpointSlices are
+/// replaced by one slice with a single ready endpoint at `addr` (and the Services' `targetPort`
+/// becomes its port), so that requests for [`host(i)`](host) reach a process that answers.
+/// The snapshot then has the endpoints of those two Services fewer (2 or 3 each), plus two.
+pub fn with_local_backend(snapshot: &mut Snapshot, i: usize, addr: SocketAddrV4) {
+    let ns = namespace(i);
+    let names = services_of(i);
+    let ours = |meta: &ObjectMeta, name: &str| -> bool {
+        meta.namespace.as_deref() == Some(ns.as_str()) && name_in(name, &names)
+    };
+    snapshot.endpoint_slices.retain(|s| {
+        let service = s
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("kubernetes.io/service-name"))
+            .map_or("", String::as_str);
+        !ours(&s.metadata, service)
+    });
+    for service in &mut snapshot.services {
+        let name = service.metadata.name.clone().unwrap_or_default();
+        if !ours(&service.metadata, &name) {
+            continue;
+        }
+        let service = Arc::make_mut(service);
+        for port in service.spec.iter_mut().flat_map(|s| s.ports.iter_mut().flatten()) {
+            port.target_port = Some(IntOrString::Int(i32::from(addr.port())));
+        }
+        let mut metadata = meta(Some(ns.clone()), format!("{name}-local"));
+        metadata.labels =
+            Some(BTreeMap::from([("kubernetes.io/service-name".to_string(), name.clone())]));
+        snapshot.endpoint_slices.push(Arc::new(EndpointSlice {
+            metadata,
+            address_type: "IPv4".into(),
+            endpoints: vec![Endpoint {
+                addresses: vec![addr.ip().to_string()],
+                conditions: Some(EndpointConditions {
+                    ready: Some(true),
+                    ..EndpointConditions::default()
+                }),
+                ..Endpoint::default()
+            }],
+            ports: Some(vec![EndpointPort {
+                name: Some("http".into()),
+                port: Some(i32::from(addr.port())),
+                protocol: Some("TCP".into()),
+                ..EndpointPort::default()
+            }]),
+        }));
+    }
+}
+
+fn name_in(name: &str, names: &[String]) -> bool {
+    names.iter().any(|n| n == name)
 }
 
 fn meta(namespace: Option<String>, name: String) -> ObjectMeta {
