@@ -66,7 +66,8 @@ struct Local {
 }
 
 thread_local! {
-    static LOCAL: RefCell<HashMap<Key, Local>> = RefCell::new(HashMap::new());
+    static LOCAL: RefCell<HashMap<Key, Local, foldhash::fast::RandomState>> =
+        RefCell::new(HashMap::default());
 }
 
 /// Methods get a closed set of label values: a client cannot grow the series count.

@@ -207,7 +207,8 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 thread_local! {
     /// This worker's idle fast-path connections by endpoint, most recently used last. Only
     /// this thread's tasks touch it.
-    static IDLE: RefCell<HashMap<SocketAddr, Vec<Upstream>>> = RefCell::new(HashMap::new());
+    static IDLE: RefCell<HashMap<SocketAddr, Vec<Upstream>, foldhash::fast::RandomState>> =
+        RefCell::new(HashMap::default());
 }
 
 impl Upstream {

@@ -1,7 +1,7 @@
 //! The HTTP/1.1 fast path. Connections on the HTTP port are read here first, and the requests
 //! that make up most traffic — `GET` and `HEAD` without a body, to a route whose backend speaks
-//! HTTP/1.1 in clear, with no redirect or client-certificate check to apply — are proxied
-//! straight between sockets:
+//! HTTP/1.1 in clear, with no redirect, path rewrite or client-certificate check to apply — are
+//! proxied straight between sockets:
 //!
 //! 1. the request head is parsed once with `httparse`, in the connection's buffer;
 //! 2. the upstream's head is written into one buffer: the client's header lines copied as they
@@ -92,7 +92,12 @@ pub(crate) async fn serve(
     mut shutdown: watch::Receiver<bool>,
     _live: watch::Receiver<()>,
 ) {
-    let mut client = Client { stream, buf: ReadBuf::new(4096), out: Vec::with_capacity(4096), timer: Timer::new() };
+    let mut client = Client {
+        stream,
+        buf: ReadBuf::new(4096),
+        out: Vec::with_capacity(4096),
+        timer: Timer::new(),
+    };
     loop {
         match next(&mut client, &conn, shared, &mut shutdown).await {
             Next::KeepAlive if !*shutdown.borrow() => {}
@@ -249,7 +254,10 @@ async fn proxy(
             }
         };
         if !client.out.is_empty() {
-            if write_all(&client.stream, &client.out, &mut client.timer, send_timeout).await.is_err() {
+            if write_all(&client.stream, &client.out, &mut client.timer, send_timeout)
+                .await
+                .is_err()
+            {
                 // The client is gone: nothing more to tell it.
                 record.complete = false;
                 record.finish();

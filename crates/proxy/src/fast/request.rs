@@ -150,7 +150,8 @@ pub(super) fn plan<'a>(
     let path = target.split_once('?').map_or(target, |(p, _)| p);
     let found = table.lookup(host, path);
     let route = found.route;
-    if route.policy.redirect_to_https && !https {
+    // Redirects and rewritten paths are the general path's.
+    if (route.policy.redirect_to_https && !https) || route.policy.rewrite.is_some() {
         return None;
     }
     let Target::Backend(backend_id) = route.target else { return None };
