@@ -14,6 +14,7 @@ mod hostmap;
 mod lookup;
 mod names;
 mod settings;
+mod shared;
 mod snapshot;
 mod table;
 mod tls;
@@ -23,10 +24,11 @@ pub use hostmap::HostMap;
 pub use lookup::{Lookup, normalize_host, normalize_path};
 pub use names::{Kind, NamespacedName, ObjectRef};
 pub use settings::Settings;
+pub use shared::SharedVec;
 pub use snapshot::Snapshot;
 pub use table::{
-    Backend, BackendId, Endpoint, HostRoutes, PathMatch, Policy, Route, RouteId, RoutingTable,
-    Target,
+    Backend, BackendId, Endpoint, HostRoutes, PathMatch, Policy, Referrers, Route, RouteId,
+    RoutingTable, Target,
 };
 pub use tls::{
     ClientAuth, ClientVerify, HandshakePolicy, HttpsBehaviour, KeyFormat, PrivateKey, Tls, TlsCert,

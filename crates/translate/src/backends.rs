@@ -19,7 +19,7 @@ pub struct Resolved {
 }
 
 /// Why a service backend cannot be served.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Unresolved {
     /// No such Service in the Ingress's namespace.
     MissingService,

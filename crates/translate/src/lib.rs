@@ -34,7 +34,9 @@ mod build;
 mod build_tls;
 pub mod class;
 pub mod config;
+mod incremental;
 mod index;
 mod tls;
 
 pub use build::translate;
+pub use incremental::update_endpoints;
