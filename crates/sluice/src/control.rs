@@ -12,7 +12,9 @@ use prometheus::{
 };
 use sluice_manifests::ManifestDir;
 use sluice_model::{Diagnostic, Route, RoutingTable, Settings, Severity, SharedVec, Snapshot};
-use sluice_proxy::{CertStore, Published, Shared, TlsState};
+use sluice_proxy::{
+    AccessLog, CertStore, ControllerLabels, LogFormat, Metrics, Published, Shared, TlsState,
+};
 
 /// Metrics about applying configuration.
 pub struct ControlMetrics {
@@ -166,6 +168,24 @@ impl Publisher {
             shown_errors: HashSet::new(),
             counted: (SharedVec::default(), 0),
         }
+    }
+
+    /// A publisher with shared state of its own, as `serve` sets it up but with no proxy
+    /// reading it and no access log: for benchmarks of the control loop.
+    pub fn standalone(settings: &Settings) -> anyhow::Result<Self> {
+        let labels = ControllerLabels {
+            namespace: String::new(),
+            class: settings.controller_class.clone(),
+            pod: String::new(),
+        };
+        let metrics = Metrics::new(&labels);
+        let control_metrics = Arc::new(ControlMetrics::new(metrics.registry()));
+        let access_log = AccessLog::new(LogFormat::Upstreaminfo, Box::new(std::io::sink()));
+        let empty = sluice_translate::translate(&Snapshot::default(), settings);
+        let mut certs = CertStore::new().map_err(anyhow::Error::msg)?;
+        let (tls, _) = certs.build(&empty);
+        let shared = Shared::leak(Published { table: Arc::new(empty), tls }, metrics, access_log);
+        Ok(Self::new(shared, control_metrics, certs))
     }
 
     /// Puts `table` in force as the next generation, then logs the diagnostics and source

@@ -153,8 +153,8 @@ impl Slot {
 
 /// A resolved Service port.
 struct SlotPort {
-    /// The port as the Ingress named it.
-    label: String,
+    /// The port as the Ingress named it, until a backend takes it.
+    label: Option<String>,
     /// Its ready endpoints, until a backend takes them.
     endpoints: Option<Vec<Endpoint>>,
     /// Whether it has none.
@@ -555,7 +555,7 @@ impl<'s> Builder<'s> {
             let index = self.index;
             let resolved = self.slot_list[slot as usize].resolved.get_or_insert_with(|| {
                 backends::resolve(index, ns, service).map(|Resolved { port, endpoints }| SlotPort {
-                    label: port,
+                    label: Some(port),
                     empty: endpoints.is_empty(),
                     endpoints: Some(endpoints),
                 })
@@ -603,9 +603,15 @@ impl<'s> Builder<'s> {
                 let (port, endpoints) = match fresh.take() {
                     Some(r) => (r.port, Some(r.endpoints)),
                     None => {
-                        let resolved = self.slot_list[slot as usize].resolved.as_mut();
-                        let port = resolved.and_then(|r| r.as_mut().ok()).expect("resolved above");
-                        (port.label.clone(), port.endpoints.take())
+                        let slot = &mut self.slot_list[slot as usize];
+                        let resolved = slot.resolved.as_mut().and_then(|r| r.as_mut().ok());
+                        let port = resolved.expect("resolved above");
+                        // The first backend takes the label; others copy it.
+                        let label = port.label.take().or_else(|| {
+                            let (.., first) = slot.first.as_ref()?;
+                            Some(self.backends[*first as usize].port.clone())
+                        });
+                        (label.expect("a backend or a label"), port.endpoints.take())
                     }
                 };
                 self.new_backend(slot, (ns, &service.name), port, endpoints, protocol, tls)

@@ -13,7 +13,7 @@ use sluice_model::{BackendId, Diagnostic, RoutingTable, Snapshot};
 
 use crate::backends::ready_endpoints;
 use crate::build::no_ready_endpoints;
-use crate::index::{self, Index};
+use crate::index::{self, FastSet, Index};
 
 /// The table for `after`, built from `previous` (the table of `before`, as published: it may
 /// carry more diagnostics than translation's own, which are kept) by rebuilding only the
@@ -39,7 +39,7 @@ pub fn update_endpoints(
     {
         return None;
     }
-    let mut touched: HashSet<(&str, &str)> = HashSet::new();
+    let mut touched: FastSet<(&str, &str)> = FastSet::default();
     for slice in changed(&before.endpoint_slices, &after.endpoint_slices) {
         if let Some(service) = index::service_of(slice) {
             touched.insert(service);
@@ -49,14 +49,16 @@ pub fn update_endpoints(
     if touched.is_empty() {
         return Some(table);
     }
-    // Namespaces first: a cheap test that spares most backends the set lookup.
-    let namespaces: HashSet<&str> = touched.iter().map(|&(ns, _)| ns).collect();
-    let index = Index::of_services(after, &touched);
+    // Namespaces first: a cheap test (there are few) that spares most backends the lookup.
+    let mut namespaces: Vec<&str> = touched.iter().map(|&(ns, _)| ns).collect();
+    namespaces.sort_unstable();
+    namespaces.dedup();
+    let index = Index::of_services(after, &touched, &namespaces);
     let mut warnings_gone = Vec::new();
     let mut warnings_new = Vec::new();
     for (id, backend) in table.backends.iter_mut().enumerate() {
         let svc = &backend.service;
-        if !namespaces.contains(svc.namespace.as_str())
+        if !namespaces.contains(&svc.namespace.as_str())
             || !touched.contains(&(svc.namespace.as_str(), svc.name.as_str()))
         {
             continue;
@@ -114,19 +116,27 @@ fn certificates_still_valid(previous: &RoutingTable, then: Option<i64>, now: Opt
 }
 
 /// The EndpointSlices in one list and not the other (both versions of a changed slice). Lists
-/// from the same source keep their order, so the common head and tail are skipped by pointer;
-/// what remains is compared as sets of pointers.
+/// from the same source keep their order: where both have the same length, the slices that
+/// differ are at the positions that differ (an update replaces an object in place); otherwise
+/// the common head and tail are skipped and the rest compared as sets of pointers.
 fn changed<'a>(
     before: &'a [Arc<EndpointSlice>],
     after: &'a [Arc<EndpointSlice>],
 ) -> Vec<&'a EndpointSlice> {
+    if before.len() == after.len() {
+        let differ = || before.iter().zip(after).filter(|(a, b)| !Arc::ptr_eq(a, b));
+        // Many differences are more likely a reordering (a store that grew) than changes.
+        if differ().nth(64).is_none() {
+            return differ().flat_map(|(a, b)| [&**a, &**b]).collect();
+        }
+    }
     let head = before.iter().zip(after).take_while(|(a, b)| Arc::ptr_eq(a, b)).count();
     let (before, after) = (&before[head..], &after[head..]);
     let tail =
         before.iter().rev().zip(after.iter().rev()).take_while(|(a, b)| Arc::ptr_eq(a, b)).count();
     let before = &before[..before.len() - tail];
     let after = &after[..after.len() - tail];
-    let pointers = |list: &[Arc<EndpointSlice>]| -> HashSet<*const EndpointSlice> {
+    let pointers = |list: &[Arc<EndpointSlice>]| -> FastSet<*const EndpointSlice> {
         list.iter().map(Arc::as_ptr).collect()
     };
     let (in_before, in_after) = (pointers(before), pointers(after));

@@ -13,6 +13,9 @@ const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// A map for translation's own lookups, hashed with foldhash (seeded per process).
 pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
+/// A set for translation's own lookups, hashed with foldhash.
+pub(crate) type FastSet<T> = HashSet<T, foldhash::fast::RandomState>;
+
 /// namespace -> name -> value; nested so that lookups borrow their keys.
 type ByName<'s, V> = FastMap<&'s str, FastMap<&'s str, V>>;
 
@@ -59,19 +62,24 @@ pub(crate) fn service_of(slice: &EndpointSlice) -> Option<(&str, &str)> {
 impl<'s> Index<'s> {
     /// An index of `wanted`'s Services and their EndpointSlices only (no Secret, no
     /// ConfigMap): what rebuilding their endpoints needs.
-    pub(crate) fn of_services(snapshot: &'s Snapshot, wanted: &HashSet<(&str, &str)>) -> Self {
-        let namespaces: HashSet<&str> = wanted.iter().map(|&(ns, _)| ns).collect();
+    /// `namespaces` are those of `wanted`, in a list: there are few, and most objects are
+    /// elsewhere, which comparing a namespace tells more cheaply than a lookup.
+    pub(crate) fn of_services(
+        snapshot: &'s Snapshot,
+        wanted: &FastSet<(&str, &str)>,
+        namespaces: &[&str],
+    ) -> Self {
         let mut services: ByName<'s, &'s Service> = FastMap::default();
         for s in &snapshot.services {
             let (ns, name) = ns_name(&s.metadata);
-            if namespaces.contains(ns) && wanted.contains(&(ns, name)) {
+            if namespaces.contains(&ns) && wanted.contains(&(ns, name)) {
                 services.entry(ns).or_default().insert(name, &**s);
             }
         }
         let mut slices: ByName<'s, Option<Slices<'s>>> = FastMap::default();
         for s in &snapshot.endpoint_slices {
             // The namespace first: most slices are elsewhere, and it is cheaper than the label.
-            if !namespaces.contains(ns_name(&s.metadata).0) {
+            if !namespaces.contains(&ns_name(&s.metadata).0) {
                 continue;
             }
             let Some((ns, service)) = service_of(s) else { continue };
