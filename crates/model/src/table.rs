@@ -69,6 +69,10 @@ pub struct Referrers {
     pub offsets: Vec<u32>,
     /// Indexes in [`RoutingTable::owned`], without duplicates per backend.
     pub ingresses: Vec<u32>,
+    /// Every backend under a hash of its Service's namespace and name (translation's own,
+    /// seeded per process), sorted: a Service's backends are found without reading every
+    /// backend.
+    pub by_service: Vec<(u64, BackendId)>,
     /// False when translation met a case that an endpoint-only update cannot redo exactly (a
     /// port named like a number, backend TLS that could not be set up): such tables are
     /// always rebuilt whole.

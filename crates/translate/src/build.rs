@@ -19,7 +19,7 @@ use crate::annotations::{self, IngressAnnotations};
 use crate::backends::{self, Resolved, Unresolved};
 use crate::class;
 use crate::config::{self, GlobalConfig};
-use crate::index::{FastMap, Index};
+use crate::index::{FastMap, Index, service_hash};
 
 /// Builds the routing table for `snapshot` under `settings`.
 ///
@@ -176,6 +176,8 @@ pub(crate) struct Builder<'s> {
     refs: Vec<(BackendId, u32)>,
     /// Whether an endpoint-only update can redo this table (see [`Referrers::incremental`]).
     incremental: bool,
+    /// Backends by their Service's hash (see [`Referrers::by_service`]).
+    by_service: Vec<(u64, BackendId)>,
     hosts: Vec<HostRoutes>,
     /// Named hosts to their index in `hosts`.
     host_index: HostMap<u32>,
@@ -225,6 +227,7 @@ impl<'s> Builder<'s> {
             slot_list: Vec::new(),
             refs: Vec::new(),
             incremental: true,
+            by_service: Vec::new(),
             hosts: Vec::new(),
             host_index: HostMap::default(),
             catch_all: None,
@@ -720,6 +723,7 @@ impl<'s> Builder<'s> {
         backend.tls = tls.clone();
         let id = self.backends.len() as BackendId;
         self.backends.push(Arc::new(backend));
+        self.by_service.push((service_hash(namespace, service), id));
         match slot.first {
             None => slot.first = Some((protocol, tls, id)),
             Some(_) => slot.others.push((protocol, tls, id)),
@@ -831,7 +835,9 @@ impl<'s> Builder<'s> {
         }
         offsets[self.backends.len()] = compact.len() as u32;
         compact.shrink_to_fit();
-        Referrers { offsets, ingresses: compact, incremental: self.incremental }
+        let mut by_service = std::mem::take(&mut self.by_service);
+        by_service.sort_unstable();
+        Referrers { offsets, ingresses: compact, by_service, incremental: self.incremental }
     }
 
     /// Every route (for the TLS pass at the end).

@@ -13,7 +13,7 @@ use sluice_model::{BackendId, Diagnostic, RoutingTable, Snapshot};
 
 use crate::backends::ready_endpoints;
 use crate::build::no_ready_endpoints;
-use crate::index::{self, FastSet, Index};
+use crate::index::{self, FastSet, Index, service_hash};
 
 /// The table for `after`, built from `previous` (the table of `before`, as published: it may
 /// carry more diagnostics than translation's own, which are kept) by rebuilding only the
@@ -49,20 +49,26 @@ pub fn update_endpoints(
     if touched.is_empty() {
         return Some(table);
     }
-    // Namespaces first: a cheap test (there are few) that spares most backends the lookup.
     let mut namespaces: Vec<&str> = touched.iter().map(|&(ns, _)| ns).collect();
     namespaces.sort_unstable();
     namespaces.dedup();
     let index = Index::of_services(after, &touched, &namespaces);
+    let by_service = &previous.referrers.by_service;
+    let mut ids: Vec<BackendId> = Vec::new();
+    for &(ns, name) in &touched {
+        let hash = service_hash(ns, name);
+        let start = by_service.partition_point(|&(h, _)| h < hash);
+        let same = by_service[start..].iter().take_while(|&&(h, _)| h == hash);
+        ids.extend(same.map(|&(_, id)| id).filter(|&id| {
+            let svc = &previous.backends[id as usize].service;
+            svc.namespace == ns && svc.name == name
+        }));
+    }
     let mut warnings_gone = Vec::new();
     let mut warnings_new = Vec::new();
-    for (id, backend) in table.backends.iter_mut().enumerate() {
+    for id in ids {
+        let backend = &mut table.backends[id as usize];
         let svc = &backend.service;
-        if !namespaces.contains(&svc.namespace.as_str())
-            || !touched.contains(&(svc.namespace.as_str(), svc.name.as_str()))
-        {
-            continue;
-        }
         // Services did not change: every backend's port still resolves.
         let service = index.service(&svc.namespace, &svc.name)?;
         let port = port_by_label(service, &backend.port)?;
@@ -73,7 +79,7 @@ pub fn update_endpoints(
         let was_empty = backend.endpoints.is_empty();
         if was_empty != endpoints.is_empty() {
             let warnings = if was_empty { &mut warnings_gone } else { &mut warnings_new };
-            for &place in previous.referrers.of(id as BackendId) {
+            for &place in previous.referrers.of(id) {
                 let ingress = &previous.owned[place as usize];
                 warnings.push(no_ready_endpoints(
                     ingress,

@@ -16,6 +16,14 @@ pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// A set for translation's own lookups, hashed with foldhash.
 pub(crate) type FastSet<T> = HashSet<T, foldhash::fast::RandomState>;
 
+/// A hash of a Service's namespace and name, the same for the life of the process (it keys
+/// [`Referrers::by_service`](sluice_model::Referrers::by_service)).
+pub(crate) fn service_hash(namespace: &str, name: &str) -> u64 {
+    use std::hash::BuildHasher;
+    static STATE: std::sync::OnceLock<foldhash::fast::RandomState> = std::sync::OnceLock::new();
+    STATE.get_or_init(Default::default).hash_one((namespace, name))
+}
+
 /// namespace -> name -> value; nested so that lookups borrow their keys.
 type ByName<'s, V> = FastMap<&'s str, FastMap<&'s str, V>>;
 
