@@ -3,15 +3,25 @@
 //! translation, from the snapshot to a routing table, including dropping that table (the control
 //! loop pays for that too when the next table replaces it). Throughput is in Ingresses.
 //!
+//! Endpoint changes, at 10,000 Ingresses: `endpoints/update` is
+//! `sluice_translate::update_endpoints` after three EndpointSlices changed (an endpoint added,
+//! one removed, one gone not ready); `endpoints/apply` is what the control loop does with such
+//! a change, from the new snapshot to the new table in force: the update, then
+//! `Publisher::publish` (TLS side, diagnostics, metrics, the swap, dropping the old table).
+//!
 //! `cargo bench -p sluice-bench --bench translate`
 
 use std::hint::black_box;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use criterion::{
     BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointSlice};
+use sluice::control::{Applied, Publisher, next_table};
 use sluice_bench::{Scale, generate, settings};
+use sluice_model::Snapshot;
 
 fn translate(c: &mut Criterion) {
     let settings = settings();
@@ -48,5 +58,75 @@ fn translate(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, translate);
+/// `snapshot` with `f` applied to a copy of the EndpointSlice named `name`.
+fn edit(snapshot: &Snapshot, name: &str, f: impl FnOnce(&mut EndpointSlice)) -> Snapshot {
+    let mut next = snapshot.clone();
+    let slot = next
+        .endpoint_slices
+        .iter_mut()
+        .find(|s| s.metadata.name.as_deref() == Some(name))
+        .expect("a generated slice");
+    let mut slice = (**slot).clone();
+    f(&mut slice);
+    *slot = Arc::new(slice);
+    next
+}
+
+/// `snapshot` after three pods changed: one more endpoint, one less, one not ready.
+fn endpoints_changed(snapshot: &Snapshot) -> Snapshot {
+    let next = edit(snapshot, "svc-7-00000", |s| {
+        s.endpoints.push(Endpoint { addresses: vec!["192.168.0.1".into()], ..Endpoint::default() })
+    });
+    let next = edit(&next, "svc-4242-00000", |s| {
+        s.endpoints.pop();
+    });
+    edit(&next, "svc-19999-00000", |s| {
+        s.endpoints[0].conditions =
+            Some(EndpointConditions { ready: Some(false), ..EndpointConditions::default() })
+    })
+}
+
+fn endpoints(c: &mut Criterion) {
+    let settings = settings();
+    let scale = Scale::LARGE;
+    let before = generate(scale);
+    let after = endpoints_changed(&before);
+    let previous = sluice_translate::translate(&before, &settings);
+    let mut group = c.benchmark_group("endpoints");
+    group.sample_size(50).measurement_time(Duration::from_secs(5));
+    let id = format!("{}i_{}s_{}e", scale.ingresses, scale.services(), scale.endpoints);
+
+    // Checked once: the update applies, and rebuilds three backends.
+    let updated = sluice_translate::update_endpoints(&previous, &before, &after).expect("applies");
+    let rebuilt = previous.backends.iter().zip(&updated.backends);
+    assert_eq!(rebuilt.filter(|(a, b)| !Arc::ptr_eq(a, b)).count(), 3);
+    drop(updated);
+    group.bench_function(BenchmarkId::new("update", &id), |b| {
+        b.iter(|| sluice_translate::update_endpoints(&previous, black_box(&before), &after));
+    });
+
+    // The control loop: every iteration applies the other snapshot, so each one is a change.
+    let mut publisher = Publisher::standalone(&settings).expect("a publisher");
+    let first = publisher.publish(previous, Vec::new(), Duration::ZERO);
+    let mut applied = Applied { snapshot: before.clone(), table: first };
+    let snapshots = [after, before];
+    group.bench_function(BenchmarkId::new("apply", &id), |b| {
+        b.iter_custom(|iters| {
+            let mut took = Duration::ZERO;
+            for i in 0..iters {
+                // The new snapshot is available: the clock starts.
+                let snapshot = snapshots[i as usize % 2].clone();
+                let started = Instant::now();
+                let table = next_table(Some(&applied), &snapshot, &settings);
+                let table = publisher.publish(table, Vec::new(), started.elapsed());
+                applied = Applied { snapshot, table };
+                took += started.elapsed();
+            }
+            took
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, translate, endpoints);
 criterion_main!(benches);

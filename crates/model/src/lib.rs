@@ -15,6 +15,7 @@ mod lookup;
 mod names;
 mod pathregex;
 mod settings;
+mod shared;
 mod snapshot;
 mod table;
 mod tls;
@@ -25,10 +26,11 @@ pub use lookup::{Lookup, normalize_host, normalize_path};
 pub use names::{Kind, NamespacedName, ObjectRef};
 pub use pathregex::{RegexPaths, Rewrite, RewriteTarget, location_regex};
 pub use settings::Settings;
+pub use shared::SharedVec;
 pub use snapshot::Snapshot;
 pub use table::{
-    Backend, BackendId, Endpoint, HostRoutes, PathMatch, Policy, Route, RouteId, RoutingTable,
-    Target,
+    Backend, BackendId, Endpoint, HostRoutes, PathMatch, Policy, Referrers, Route, RouteId,
+    RoutingTable, Target,
 };
 pub use tls::{
     ClientAuth, ClientVerify, HandshakePolicy, HttpsBehaviour, KeyFormat, PrivateKey, Tls, TlsCert,

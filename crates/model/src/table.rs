@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Serialize, Serializer};
 
 use crate::{
-    Diagnostic, HostMap, HttpsBehaviour, NamespacedName, RegexPaths, Rewrite, Tls,
+    Diagnostic, HostMap, HttpsBehaviour, NamespacedName, RegexPaths, Rewrite, SharedVec, Tls,
     UpstreamProtocol, UpstreamTls,
 };
 
@@ -20,33 +20,71 @@ pub type BackendId = u32;
 ///
 /// Hosts resolve in the order exact name, one-label wildcard, catch-all (the rules without a
 /// host); within a host, paths resolve exact first, then the longest element-wise prefix (or,
-/// on a host in regex mode, the first matching regex), then the host's default route. See
-/// [`RoutingTable::lookup`].
-#[derive(Debug, Serialize)]
+/// on a host in regex mode, the first matching regex), then the host's default route. See [`RoutingTable::lookup`].
+///
+/// The large parts are shared (`Arc`), so cloning a table is cheap: a table for an
+/// endpoint-only change shares everything with the previous one but the backends it rebuilt
+/// (and, when warnings change, the diagnostics). Parts are written with
+/// [`SharedVec::make_mut`] and [`Arc::make_mut`].
+#[derive(Clone, Debug, Serialize)]
 pub struct RoutingTable {
     /// Bumped by whoever publishes tables, so that per-route state kept outside the table (such
     /// as metric handles) can tell routes of different tables apart.
     pub generation: u64,
     /// Host names (exact, and one-label wildcards) to their index in `hosts`.
     #[serde(skip)]
-    pub host_index: HostMap<u32>,
+    pub host_index: Arc<HostMap<u32>>,
     /// Every host's paths; the catch-all host (rules without a host) has the name `""`.
-    pub hosts: Vec<HostRoutes>,
+    pub hosts: SharedVec<HostRoutes>,
     /// Index in `hosts` of the catch-all host.
     pub catch_all: u32,
     /// Every route; a [`RouteId`] indexes this.
-    pub routes: Vec<Route>,
+    pub routes: SharedVec<Route>,
     /// Every backend (a Service port and its ready endpoints); a [`BackendId`] indexes this.
-    pub backends: Vec<Backend>,
+    /// Each is shared on its own: a backend whose endpoints did not change keeps its
+    /// round-robin position across tables.
+    pub backends: Vec<Arc<Backend>>,
     /// What translation found wrong, per object.
-    pub diagnostics: Vec<Diagnostic>,
+    pub diagnostics: SharedVec<Diagnostic>,
     /// The Ingresses this controller serves (its class), sorted; their status carries our
     /// address, whether or not any of their rules could be applied.
-    pub owned: Vec<NamespacedName>,
+    pub owned: SharedVec<NamespacedName>,
     /// Certificates, handshake policies, passthrough hosts.
-    pub tls: Tls,
+    pub tls: Arc<Tls>,
     /// Redirects to HTTPS and HSTS.
     pub https: HttpsBehaviour,
+    /// Which Ingresses reference which backend: what an endpoint-only update needs to redo
+    /// the "no ready endpoint" warnings.
+    #[serde(skip)]
+    pub referrers: Arc<Referrers>,
+}
+
+/// The Ingresses that reference each backend, as translation resolved them: kept so that an
+/// endpoint-only change can rebuild the endpoints, and the `NoReadyEndpoints` warnings, of
+/// just the backends it touches (`sluice_translate::update_endpoints`).
+#[derive(Debug, Default)]
+pub struct Referrers {
+    /// For backend `b`, `ingresses[offsets[b]..offsets[b + 1]]`; one more entry than there
+    /// are backends.
+    pub offsets: Vec<u32>,
+    /// Indexes in [`RoutingTable::owned`], without duplicates per backend.
+    pub ingresses: Vec<u32>,
+    /// Every backend under a hash of its Service's namespace and name (translation's own,
+    /// seeded per process), sorted: a Service's backends are found without reading every
+    /// backend.
+    pub by_service: Vec<(u64, BackendId)>,
+    /// False when translation met a case that an endpoint-only update cannot redo exactly (a
+    /// port named like a number, backend TLS that could not be set up): such tables are
+    /// always rebuilt whole.
+    pub incremental: bool,
+}
+
+impl Referrers {
+    /// The Ingresses (indexes in [`RoutingTable::owned`]) that reference backend `id`.
+    pub fn of(&self, id: BackendId) -> &[u32] {
+        let range = self.offsets.get(id as usize).zip(self.offsets.get(id as usize + 1));
+        range.map_or(&[], |(&start, &end)| &self.ingresses[start as usize..end as usize])
+    }
 }
 
 /// The paths of one host, merged from every Ingress that names it.
@@ -226,6 +264,20 @@ impl Backend {
             protocol: UpstreamProtocol::Http1,
             tls: None,
             cursor: AtomicUsize::new(0),
+        }
+    }
+
+    /// The same backend with other endpoints. The round-robin position carries over, so that
+    /// an endpoint change does not send every backend's next request to its first endpoint.
+    pub fn with_endpoints(&self, endpoints: Vec<Endpoint>) -> Self {
+        Self {
+            name: self.name.clone(),
+            service: self.service.clone(),
+            port: self.port.clone(),
+            endpoints,
+            protocol: self.protocol,
+            tls: self.tls.clone(),
+            cursor: AtomicUsize::new(self.cursor.load(Ordering::Relaxed)),
         }
     }
 

@@ -11,8 +11,10 @@ use prometheus::{
     Gauge, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 use sluice_manifests::ManifestDir;
-use sluice_model::{Diagnostic, RoutingTable, Settings, Severity, Snapshot};
-use sluice_proxy::{CertStore, Published, Shared, TlsState};
+use sluice_model::{Diagnostic, Route, RoutingTable, Settings, Severity, SharedVec, Snapshot};
+use sluice_proxy::{
+    AccessLog, CertStore, ControllerLabels, LogFormat, Metrics, Published, Shared, TlsState,
+};
 
 /// Metrics about applying configuration.
 pub struct ControlMetrics {
@@ -144,7 +146,11 @@ pub struct Publisher {
     pub source_errors: Arc<ArcSwap<Vec<String>>>,
     generation: u64,
     shown: HashSet<Diagnostic>,
+    /// The diagnostics `shown` was made from: a table that shares them changes nothing there.
+    shown_from: SharedVec<Diagnostic>,
     shown_errors: HashSet<String>,
+    /// The routes last counted for the log, and their count.
+    counted: (SharedVec<Route>, usize),
 }
 
 impl Publisher {
@@ -158,28 +164,75 @@ impl Publisher {
             source_errors: Arc::new(ArcSwap::from_pointee(Vec::new())),
             generation: 0,
             shown: HashSet::new(),
+            shown_from: SharedVec::default(),
             shown_errors: HashSet::new(),
+            counted: (SharedVec::default(), 0),
         }
+    }
+
+    /// A publisher with shared state of its own, as `serve` sets it up but with no proxy
+    /// reading it and no access log: for benchmarks of the control loop.
+    pub fn standalone(settings: &Settings) -> anyhow::Result<Self> {
+        let labels = ControllerLabels {
+            namespace: String::new(),
+            class: settings.controller_class.clone(),
+            pod: String::new(),
+        };
+        let metrics = Metrics::new(&labels);
+        let control_metrics = Arc::new(ControlMetrics::new(metrics.registry()));
+        let access_log = AccessLog::new(LogFormat::Upstreaminfo, Box::new(std::io::sink()));
+        let empty = sluice_translate::translate(&Snapshot::default(), settings);
+        let mut certs = CertStore::new().map_err(anyhow::Error::msg)?;
+        let (tls, _) = certs.build(&empty);
+        let shared = Shared::leak(Published { table: Arc::new(empty), tls }, metrics, access_log);
+        Ok(Self::new(shared, control_metrics, certs))
     }
 
     /// Puts `table` in force as the next generation, then logs the diagnostics and source
     /// `errors` that are new or resolved, and updates the metrics. `took` is the time spent
-    /// reading and translating, for the logs and `sluice_config_apply_duration_seconds`.
+    /// reading and translating; with the time publishing takes, it goes to the logs and
+    /// `sluice_config_apply_duration_seconds`.
+    ///
+    /// Parts that `table` shares with the table in force (as an endpoint-only update does)
+    /// are not processed again: the same TLS side keeps its server configurations, the same
+    /// diagnostics log nothing and leave their metrics as they are.
     pub fn publish(
         &mut self,
         mut table: RoutingTable,
         errors: Vec<String>,
         took: Duration,
     ) -> Arc<RoutingTable> {
+        let started = Instant::now();
         self.generation += 1;
         table.generation = self.generation;
-        // Keys are checked against their certificates here; what fails joins the diagnostics.
-        let (tls, tls_diagnostics) = self.certs.build(&table);
-        table.diagnostics.extend(tls_diagnostics);
-        table.diagnostics.sort();
-        table.diagnostics.dedup();
+        let in_force = self.shared.state.load_full();
+        // An endpoint-only update shares the routes of the table in force.
+        let update = if SharedVec::ptr_eq(&table.routes, &in_force.table.routes) {
+            "endpoints"
+        } else {
+            "full"
+        };
+        let tls_changed = !Arc::ptr_eq(&table.tls, &in_force.table.tls);
+        let tls = if tls_changed {
+            // Keys are checked against their certificates here; what fails joins the
+            // diagnostics.
+            let (tls, tls_diagnostics) = self.certs.build(&table);
+            if !tls_diagnostics.is_empty() {
+                let diagnostics = table.diagnostics.make_mut();
+                diagnostics.extend(tls_diagnostics);
+                diagnostics.sort();
+                diagnostics.dedup();
+            }
+            tls
+        } else {
+            // The same certificates: the diagnostics already hold what loading them found.
+            in_force.tls.clone()
+        };
+        drop(in_force);
         let table = Arc::new(table);
-        self.metrics.certificates(&table, &tls);
+        if tls_changed {
+            self.metrics.certificates(&table, &tls);
+        }
         self.shared.publish(Published { table: table.clone(), tls });
 
         for e in errors.iter().filter(|e| !self.shown_errors.contains(*e)) {
@@ -189,8 +242,44 @@ impl Publisher {
             tracing::info!("resolved: {e}");
         }
         self.shown_errors = errors.iter().cloned().collect();
-        let now: HashSet<Diagnostic> = table.diagnostics.iter().cloned().collect();
-        for d in table.diagnostics.iter().filter(|d| !self.shown.contains(*d)) {
+        if !SharedVec::ptr_eq(&table.diagnostics, &self.shown_from) {
+            self.show_diagnostics(&table.diagnostics);
+        }
+
+        let ok = errors.is_empty();
+        let took = took + started.elapsed();
+        let m = &self.metrics;
+        m.applies.with_label_values(&[if ok { "ok" } else { "source_error" }]).inc();
+        m.duration.observe(took.as_secs_f64());
+        m.generation.set(table.generation as i64);
+        m.source_errors.set(errors.len() as i64);
+        m.last_ok.set(i64::from(ok));
+        if ok {
+            let ts = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
+            m.last_ok_timestamp.set(ts);
+        }
+        self.source_errors.store(Arc::new(errors));
+        if !SharedVec::ptr_eq(&table.routes, &self.counted.0) {
+            let routes = table.routes.iter().filter(|r| r.ingress.is_some()).count();
+            self.counted = (table.routes.clone(), routes);
+        }
+        tracing::info!(
+            generation = table.generation,
+            hosts = table.hosts.len(),
+            routes = self.counted.1,
+            backends = table.backends.len(),
+            diagnostics = table.diagnostics.len(),
+            update,
+            took_ms = format!("{:.2}", took.as_secs_f64() * 1000.0),
+            "applied configuration"
+        );
+        table
+    }
+
+    /// Logs the diagnostics that are new or resolved, and counts them in the metrics.
+    fn show_diagnostics(&mut self, diagnostics: &SharedVec<Diagnostic>) {
+        let now: HashSet<Diagnostic> = diagnostics.iter().cloned().collect();
+        for d in diagnostics.iter().filter(|d| !self.shown.contains(*d)) {
             match d.severity {
                 Severity::Error => {
                     tracing::error!(object = %d.object, reason = %d.reason, "{}", d.message)
@@ -204,38 +293,16 @@ impl Publisher {
             tracing::info!(object = %d.object, reason = %d.reason, "resolved: {}", d.message);
         }
         self.shown = now;
-
-        let ok = errors.is_empty();
+        self.shown_from = diagnostics.clone();
         let m = &self.metrics;
-        m.applies.with_label_values(&[if ok { "ok" } else { "source_error" }]).inc();
-        m.duration.observe(took.as_secs_f64());
-        m.generation.set(table.generation as i64);
-        m.source_errors.set(errors.len() as i64);
-        m.last_ok.set(i64::from(ok));
-        if ok {
-            let ts = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
-            m.last_ok_timestamp.set(ts);
-        }
         m.diagnostics.reset();
-        for d in &table.diagnostics {
+        for d in diagnostics.iter() {
             let severity = match d.severity {
                 Severity::Error => "error",
                 Severity::Warning => "warning",
             };
             m.diagnostics.with_label_values(&[severity, d.reason.as_str()]).inc();
         }
-        self.source_errors.store(Arc::new(errors));
-        let routes = table.routes.iter().filter(|r| r.ingress.is_some()).count();
-        tracing::info!(
-            generation = table.generation,
-            hosts = table.hosts.len(),
-            routes,
-            backends = table.backends.len(),
-            diagnostics = table.diagnostics.len(),
-            took_ms = format!("{:.2}", took.as_secs_f64() * 1000.0),
-            "applied configuration"
-        );
-        table
     }
 
     /// Counts a change that could not be read at all (the last configuration keeps serving).
@@ -244,11 +311,35 @@ impl Publisher {
     }
 }
 
+/// A table in force, with the snapshot it was built from: what the next change is compared
+/// with.
+pub struct Applied {
+    /// The snapshot.
+    pub snapshot: Snapshot,
+    /// The table, as published.
+    pub table: Arc<RoutingTable>,
+}
+
+/// The table for `snapshot`: the table in force with new endpoint lists when only
+/// EndpointSlices changed since its snapshot (the usual change: pods come and go), else a
+/// full translation.
+pub fn next_table(
+    previous: Option<&Applied>,
+    snapshot: &Snapshot,
+    settings: &Settings,
+) -> RoutingTable {
+    previous
+        .and_then(|p| sluice_translate::update_endpoints(&p.table, &p.snapshot, snapshot))
+        .unwrap_or_else(|| sluice_translate::translate(snapshot, settings))
+}
+
 /// The manifests source: scans, translates and publishes on every change.
 pub struct ManifestControl {
     dir: ManifestDir,
     settings: Settings,
     publisher: Publisher,
+    /// What is in force, with the source's own diagnostics it was built with.
+    applied: Option<(Applied, Vec<Diagnostic>)>,
 }
 
 impl ManifestControl {
@@ -263,7 +354,9 @@ impl ManifestControl {
         let scan = dir.rescan().map_err(|e| {
             anyhow::anyhow!("cannot read manifests from {}: {e}", dir.root().display())
         })?;
-        let (table, snapshot) = table_for(&dir, &settings);
+        let mut control = Self { dir, settings, publisher, applied: None };
+        control.publish(started);
+        let snapshot = &control.applied.as_ref().expect("just published").0.snapshot;
         tracing::info!(
             files = scan.files,
             objects = snapshot.len(),
@@ -271,11 +364,8 @@ impl ManifestControl {
             services = snapshot.services.len(),
             endpoint_slices = snapshot.endpoint_slices.len(),
             "loaded manifests from {}",
-            dir.root().display()
+            control.dir.root().display()
         );
-        let mut control = Self { dir, settings, publisher };
-        let errors = control.errors();
-        control.publisher.publish(table, errors, started.elapsed());
         Ok(control)
     }
 
@@ -302,9 +392,28 @@ impl ManifestControl {
         if scan.unchanged() {
             return;
         }
-        let (table, _) = table_for(&self.dir, &self.settings);
+        self.publish(started);
+    }
+
+    /// Builds the table for what the directory holds now and publishes it.
+    fn publish(&mut self, started: Instant) {
+        let (snapshot, source_diags) = self.dir.snapshot();
+        // The source's own diagnostics are part of the table in force: an update of its
+        // endpoints is only right if they did not change.
+        let previous = self.applied.take().filter(|(_, diags)| *diags == source_diags);
+        let table = previous
+            .as_ref()
+            .and_then(|(p, _)| sluice_translate::update_endpoints(&p.table, &p.snapshot, &snapshot))
+            .unwrap_or_else(|| {
+                with_diagnostics(
+                    sluice_translate::translate(&snapshot, &self.settings),
+                    &source_diags,
+                )
+            });
+        drop(previous);
         let errors = self.errors();
-        self.publisher.publish(table, errors, started.elapsed());
+        let table = self.publisher.publish(table, errors, started.elapsed());
+        self.applied = Some((Applied { snapshot, table }, source_diags));
     }
 }
 
@@ -313,9 +422,17 @@ impl ManifestControl {
 /// it came from. Shared by `serve` and `check`, so both always agree.
 pub fn table_for(dir: &ManifestDir, settings: &Settings) -> (RoutingTable, Snapshot) {
     let (snapshot, source_diags) = dir.snapshot();
-    let mut table = sluice_translate::translate(&snapshot, settings);
-    table.diagnostics.extend(source_diags);
-    table.diagnostics.sort();
-    table.diagnostics.dedup();
+    let table = with_diagnostics(sluice_translate::translate(&snapshot, settings), &source_diags);
     (table, snapshot)
+}
+
+/// `table` with `extra` diagnostics among its own (sorted, without duplicates).
+fn with_diagnostics(mut table: RoutingTable, extra: &[Diagnostic]) -> RoutingTable {
+    if !extra.is_empty() {
+        let diagnostics = table.diagnostics.make_mut();
+        diagnostics.extend_from_slice(extra);
+        diagnostics.sort();
+        diagnostics.dedup();
+    }
+    table
 }

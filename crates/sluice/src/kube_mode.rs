@@ -12,18 +12,12 @@ use sluice_kube::events::Events;
 use sluice_kube::leader::Election;
 use sluice_kube::status::{self, StatusConfig};
 use sluice_kube::{KubeSource, SourceConfig};
-use sluice_model::{NamespacedName, RoutingTable, Settings, Snapshot};
+use sluice_model::{NamespacedName, Settings};
 use tokio::sync::watch;
 
 use crate::cli::ServeArgs;
-use crate::control::Publisher;
+use crate::control::{Applied, Publisher, next_table};
 use crate::serve::{Base, debounced, shutdown_signal};
-
-/// A table in force, with the snapshot it was built from (for status and Events).
-struct Applied {
-    snapshot: Snapshot,
-    table: Arc<RoutingTable>,
-}
 
 /// Runs until SIGTERM or SIGINT.
 pub(crate) async fn run(
@@ -54,10 +48,10 @@ pub(crate) async fn run(
     while changes.try_recv().is_ok() {}
     let objects: usize = synced.counts.iter().map(|(_, n)| n).sum();
     tracing::info!(objects, took_ms = synced.took.as_millis() as u64, "initial sync complete");
-    let applied = rebuild(&source, &base.settings, &mut publisher);
+    let mut applied = Arc::new(rebuild(&source, &base.settings, &mut publisher, None));
     let proxy = base.serve_traffic(&args, on_listening)?;
 
-    let (applied_tx, applied_rx) = watch::channel(Arc::new(applied));
+    let (applied_tx, applied_rx) = watch::channel(applied.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let duties =
         tokio::spawn(leader_duties(client, LeaderConfig::from(&args), applied_rx, stop_rx));
@@ -70,8 +64,10 @@ pub(crate) async fn run(
                     break;
                 }
                 debounced(&mut changes, debounce).await;
-                let applied = tokio::task::block_in_place(|| rebuild(&source, &base.settings, &mut publisher));
-                let _ = applied_tx.send(Arc::new(applied));
+                applied = Arc::new(tokio::task::block_in_place(|| {
+                    rebuild(&source, &base.settings, &mut publisher, Some(&applied))
+                }));
+                let _ = applied_tx.send(applied.clone());
             }
             () = shutdown_signal() => break,
         }
@@ -84,11 +80,17 @@ pub(crate) async fn run(
     base.drain(&args, proxy).await
 }
 
-/// Builds and publishes a table from the stores as they are now.
-fn rebuild(source: &KubeSource, settings: &Settings, publisher: &mut Publisher) -> Applied {
+/// Builds and publishes a table from the stores as they are now (only new endpoints, when
+/// only EndpointSlices changed since `previous`).
+fn rebuild(
+    source: &KubeSource,
+    settings: &Settings,
+    publisher: &mut Publisher,
+    previous: Option<&Applied>,
+) -> Applied {
     let started = Instant::now();
     let snapshot = source.snapshot();
-    let table = sluice_translate::translate(&snapshot, settings);
+    let table = next_table(previous, &snapshot, settings);
     let table = publisher.publish(table, Vec::new(), started.elapsed());
     Applied { snapshot, table }
 }

@@ -63,6 +63,39 @@ async fn added_changed_and_removed_ingresses_take_effect() {
     assert!(applied.contains("took_ms="), "apply timings are logged: {applied}");
 }
 
+// A change of endpoints only (pods come and go) is applied as an endpoint update, which keeps
+// the rest of the table: requests follow the new endpoints, a Service whose last endpoint
+// goes not ready answers 503, and serves again when one is back.
+#[tokio::test(flavor = "multi_thread")]
+async fn endpoint_changes_apply_as_endpoint_updates() {
+    let (blue, blue_2, green) = (echo("blue").await, echo("blue-2").await, echo("green").await);
+    let m = Manifests::new();
+    m.write("class.yaml", &ingress_class());
+    m.write("app.yaml", &app("blue"));
+    let services = |blue: &str| format!("{blue}---\n{}", service("green", &[green]));
+    m.write("svc.yaml", &services(&service("blue", &[blue])));
+    let s = Sluice::start(m.path(), &[]);
+    wait_routed(&s, "app.example.com", "/", "blue").await;
+
+    m.write("svc.yaml", &services(&service("blue", &[blue_2])));
+    wait_routed(&s, "app.example.com", "/", "blue-2").await;
+    let g = s.generation().await;
+    m.write("svc.yaml", &services(&service_with("blue", &[], &[blue_2])));
+    s.wait_generation_after(g).await;
+    assert_eq!(get(&s.url("/"), Some("app.example.com")).await.status, 503);
+    m.write("svc.yaml", &services(&service("blue", &[blue])));
+    wait_routed(&s, "app.example.com", "/", "blue").await;
+    // Requests follow a table as soon as it is published; its log line comes just after.
+    s.wait_stderr(|l| l.contains("applied configuration") && l.contains("generation=4"));
+    let updates: Vec<String> = s
+        .stderr()
+        .into_iter()
+        .filter(|l| l.contains("applied configuration") && !l.contains("generation=1 "))
+        .collect();
+    assert_eq!(updates.len(), 3, "{updates:#?}");
+    assert!(updates.iter().all(|l| l.contains("update=\"endpoints\"")), "{updates:#?}");
+}
+
 /// The done-means test: a stream of requests during 50 manifest changes sees no failure.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_changes_under_load_fail_no_request() {

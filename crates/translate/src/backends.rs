@@ -4,6 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use k8s_openapi::api::core::v1::ServicePort;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::IngressServiceBackend;
 use sluice_model::Endpoint;
 
@@ -19,7 +20,7 @@ pub struct Resolved {
 }
 
 /// Why a service backend cannot be served.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Unresolved {
     /// No such Service in the Ingress's namespace.
     MissingService,
@@ -85,20 +86,31 @@ pub(crate) fn ready_endpoints(
     service_port: &ServicePort,
 ) -> Vec<Endpoint> {
     let port_name = service_port.name.as_deref().unwrap_or_default();
-    let mut endpoints = Vec::new();
-    for slice in index.slices(ns, service) {
+    // Each slice's port number for this Service port, if it has one.
+    let port_of = |slice: &EndpointSlice| {
         if slice.address_type == "FQDN" {
-            continue;
+            return None;
         }
         let number = slice.ports.as_deref().unwrap_or_default().iter().find_map(|p| {
             (p.name.as_deref().unwrap_or_default() == port_name).then_some(p.port).flatten()
         });
-        let Some(number) = number.and_then(|n| u16::try_from(n).ok()) else { continue };
-        for ep in &slice.endpoints {
-            let ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
-            if !ready {
-                continue;
-            }
+        u16::try_from(number?).ok()
+    };
+    let ready = |ep: &&k8s_openapi::api::discovery::v1::Endpoint| {
+        ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true)
+    };
+    let slices = index.slices(ns, service);
+    // Sized exactly: tables keep these lists, one per backend.
+    let count: usize = slices
+        .iter()
+        .filter(|s| port_of(s).is_some())
+        .flat_map(|s| s.endpoints.iter().filter(ready))
+        .map(|ep| ep.addresses.len())
+        .sum();
+    let mut endpoints = Vec::with_capacity(count);
+    for slice in slices {
+        let Some(number) = port_of(slice) else { continue };
+        for ep in slice.endpoints.iter().filter(ready) {
             for address in &ep.addresses {
                 if let Ok(ip) = address.parse::<IpAddr>() {
                     endpoints.push(Endpoint { addr: SocketAddr::new(ip, number) });

@@ -1,22 +1,25 @@
 //! The translation itself: owned Ingresses, oldest first, merged host by host.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use k8s_openapi::api::networking::v1::{HTTPIngressPath, Ingress, IngressBackend};
+use k8s_openapi::api::networking::v1::{
+    HTTPIngressPath, Ingress, IngressBackend, IngressServiceBackend,
+};
 use sluice_model::{
-    Backend, BackendId, Diagnostic, HostMap, HostRoutes, Kind, NamespacedName, ObjectRef,
-    PathMatch, Policy, Reason, Route, RouteId, RoutingTable, Settings, Snapshot, Target, Tls,
-    UpstreamProtocol, UpstreamTls,
+    Backend, BackendId, Diagnostic, Endpoint, HostMap, HostRoutes, Kind, NamespacedName, ObjectRef,
+    PathMatch, Policy, Reason, Referrers, Route, RouteId, RoutingTable, Settings, SharedVec,
+    Snapshot, Target, Tls, UpstreamProtocol, UpstreamTls,
 };
 
 use crate::annotations::{self, IngressAnnotations};
-use crate::backends::{self, Unresolved};
+use crate::backends::{self, Resolved, Unresolved};
 use crate::class;
 use crate::config::{self, GlobalConfig};
-use crate::index::Index;
+use crate::index::{FastMap, Index, service_hash};
 use crate::regex_mode::RegexMode;
 
 /// Builds the routing table for `snapshot` under `settings`.
@@ -39,13 +42,39 @@ pub fn translate(snapshot: &Snapshot, settings: &Settings) -> RoutingTable {
         .filter(|i| class::is_ours(i, &classes, settings))
         .collect();
     ingresses.sort_by(|a, b| oldest_first(a, b));
-    let mut owned: Vec<NamespacedName> = ingresses.iter().map(|i| name_of(i)).collect();
-    owned.sort();
+    // `owned` is sorted by name; an Ingress's place in it names it in `Referrers`.
+    let mut by_name: Vec<u32> = (0..ingresses.len() as u32).collect();
+    by_name.sort_unstable_by(|&x, &y| {
+        ns_name(ingresses[x as usize]).cmp(&ns_name(ingresses[y as usize]))
+    });
+    let owned: Vec<NamespacedName> =
+        by_name.iter().map(|&i| name_of(ingresses[i as usize])).collect();
+    let mut place = vec![0; ingresses.len()];
+    for (pos, &i) in by_name.iter().enumerate() {
+        place[i as usize] = pos as u32;
+    }
+    // Sized once from the rules and paths, rather than grown (and copied) as they come.
+    let (mut rules, mut paths) = (0, 0);
+    for spec in ingresses.iter().filter_map(|i| i.spec.as_ref()) {
+        for rule in spec.rules.iter().flatten() {
+            rules += 1;
+            paths += rule.http.as_ref().map_or(0, |h| h.paths.len());
+        }
+        paths += 1;
+    }
+    b.reserve(rules, paths);
     b.regex_mode = RegexMode::new(&ingresses, &settings.annotations_prefix);
-    for ingress in ingresses {
-        b.add_ingress(ingress, &global);
+    for (ingress, place) in ingresses.into_iter().zip(place) {
+        b.add_ingress(ingress, place, &global);
     }
     b.finish(owned, global)
+}
+
+fn ns_name(i: &Ingress) -> (&str, &str) {
+    (
+        i.metadata.namespace.as_deref().unwrap_or_default(),
+        i.metadata.name.as_deref().unwrap_or_default(),
+    )
 }
 
 fn name_of(i: &Ingress) -> NamespacedName {
@@ -59,18 +88,80 @@ fn name_of(i: &Ingress) -> NamespacedName {
 /// on a tie, `namespace/name` descending.
 fn oldest_first(a: &Ingress, b: &Ingress) -> Ordering {
     let ts = |i: &Ingress| i.metadata.creation_timestamp.as_ref().map(|t| t.0);
-    let key = |i: &Ingress| {
-        format!(
-            "{}/{}",
-            i.metadata.namespace.as_deref().unwrap_or_default(),
-            i.metadata.name.as_deref().unwrap_or_default()
-        )
-    };
-    ts(a).cmp(&ts(b)).then_with(|| key(b).cmp(&key(a)))
+    // The bytes of `namespace/name`, compared without building the string: manifests rarely
+    // set creationTimestamp, so every comparison may be a tie.
+    fn key(i: &Ingress) -> impl Iterator<Item = u8> + '_ {
+        let (ns, name) = ns_name(i);
+        ns.bytes().chain(std::iter::once(b'/')).chain(name.bytes())
+    }
+    ts(a).cmp(&ts(b)).then_with(|| key(b).cmp(key(a)))
 }
 
-/// A backend's identity: the Service port, and how it is reached.
-type BackendKey = (String, String, String, UpstreamProtocol, Option<Arc<UpstreamTls>>);
+/// A Service port as an Ingress names it, the way [`backends::port_label`] writes it: backends
+/// are told apart by that label, which this spells without formatting numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Label<'s> {
+    /// A port name (or `""` when the Ingress names no port).
+    Name(&'s str),
+    /// A port number.
+    Number(i32),
+}
+
+impl<'s> Label<'s> {
+    /// The label of `backend`'s port, and whether resolving by that label is resolving
+    /// `backend` (false for a port *name* written like a number, which labels the same
+    /// backend as that number but resolves by name).
+    fn of(backend: &'s IngressServiceBackend) -> (Label<'s>, bool) {
+        let Some(port) = &backend.port else { return (Label::Name(""), true) };
+        match (port.name.as_deref(), port.number) {
+            (Some(name), _) if !name.is_empty() => {
+                match name.parse::<i32>().ok().filter(|n| n.to_string() == name) {
+                    Some(n) => (Label::Number(n), false),
+                    None => (Label::Name(name), true),
+                }
+            }
+            (_, Some(n)) => (Label::Number(n), true),
+            _ => (Label::Name(""), true),
+        }
+    }
+}
+
+/// One Service port under one label: resolved once per translation, and the backends made of
+/// it (one per protocol and backend TLS).
+#[derive(Default)]
+struct Slot {
+    /// The Ingresses' resolution; `None` until an Ingress names it (the default backend
+    /// makes a backend without it).
+    resolved: Option<Result<SlotPort, Unresolved>>,
+    /// Its backends, by how they are reached: nearly always one, kept inline.
+    first: Option<(UpstreamProtocol, Option<Arc<UpstreamTls>>, BackendId)>,
+    others: Vec<(UpstreamProtocol, Option<Arc<UpstreamTls>>, BackendId)>,
+}
+
+impl Slot {
+    /// Its backend reached with `protocol` and `tls`, if made.
+    fn backend(
+        &self,
+        protocol: UpstreamProtocol,
+        tls: &Option<Arc<UpstreamTls>>,
+    ) -> Option<BackendId> {
+        self.first
+            .iter()
+            .chain(&self.others)
+            .find(|(p, t, _)| *p == protocol && t == tls)
+            .map(|&(.., id)| id)
+    }
+}
+
+/// A resolved Service port.
+struct SlotPort {
+    /// The port as the Ingress named it, until a backend takes it.
+    label: Option<String>,
+    /// Its ready endpoints, until a backend takes them.
+    endpoints: Option<Vec<Endpoint>>,
+    /// Whether it has none.
+    empty: bool,
+}
 
 pub(crate) struct Builder<'s> {
     pub(crate) index: &'s Index<'s>,
@@ -78,10 +169,22 @@ pub(crate) struct Builder<'s> {
     /// When the snapshot was taken (certificate expiry).
     pub(crate) observed_at: Option<i64>,
     routes: Vec<Route>,
-    backends: Vec<Backend>,
-    backend_ids: HashMap<BackendKey, BackendId>,
+    backends: Vec<Arc<Backend>>,
+    /// Service ports by namespace, Service and label; values index `slot_list`.
+    slots: FastMap<(&'s str, &'s str, Label<'s>), u32>,
+    slot_list: Vec<Slot>,
+    /// (backend, Ingress place in `owned`) for every reference to a backend: the makings of
+    /// [`Referrers`], and of the `NoReadyEndpoints` warnings.
+    refs: Vec<(BackendId, u32)>,
+    /// Whether an endpoint-only update can redo this table (see [`Referrers::incremental`]).
+    incremental: bool,
+    /// Backends by their Service's hash (see [`Referrers::by_service`]).
+    by_service: Vec<(u64, BackendId)>,
     hosts: Vec<HostRoutes>,
-    host_ids: HashMap<String, u32>,
+    /// Named hosts to their index in `hosts`.
+    host_index: HostMap<u32>,
+    /// The catch-all host's index in `hosts`, once created.
+    catch_all: Option<u32>,
     /// The route for requests no host or path claims.
     global_default: RouteId,
     /// Whether a rule-less Ingress already took the catch-all default.
@@ -106,7 +209,11 @@ pub(crate) struct Builder<'s> {
 }
 
 /// An Ingress being added, with what its annotations decided.
-pub(crate) struct Current {
+pub(crate) struct Current<'s> {
+    /// Its namespace, borrowed from the snapshot (keys of per-translation caches).
+    pub(crate) namespace: &'s str,
+    /// Its place in the table's `owned`.
+    pub(crate) place: u32,
     pub(crate) name: NamespacedName,
     pub(crate) object: ObjectRef,
     pub(crate) annotations: IngressAnnotations,
@@ -120,9 +227,14 @@ impl<'s> Builder<'s> {
             observed_at,
             routes: Vec::new(),
             backends: Vec::new(),
-            backend_ids: HashMap::new(),
+            slots: FastMap::default(),
+            slot_list: Vec::new(),
+            refs: Vec::new(),
+            incremental: true,
+            by_service: Vec::new(),
             hosts: Vec::new(),
-            host_ids: HashMap::new(),
+            host_index: HostMap::default(),
+            catch_all: None,
             global_default: 0,
             catch_all_taken: None,
             diagnostics: Vec::new(),
@@ -134,6 +246,16 @@ impl<'s> Builder<'s> {
             host_policies: Default::default(),
             regex_mode: RegexMode::default(),
         }
+    }
+
+    /// Room for about `rules` hosts and `paths` routes, backends and references.
+    fn reserve(&mut self, rules: usize, paths: usize) {
+        self.routes.reserve(paths);
+        self.hosts.reserve(rules);
+        self.host_creators.reserve(rules);
+        self.slots.reserve(paths);
+        self.slot_list.reserve(paths);
+        self.refs.reserve(paths);
     }
 
     fn global_config(&mut self) -> GlobalConfig {
@@ -152,9 +274,10 @@ impl<'s> Builder<'s> {
     /// The route for unmatched requests: `--default-backend-service`, else a built-in 404. It
     /// is also the default of the catch-all host until a rule-less Ingress claims that.
     fn global_default(&mut self, policy: &Policy) {
-        let target = match self.settings.default_backend_service.clone() {
+        let settings: &'s Settings = self.settings;
+        let target = match &settings.default_backend_service {
             None => Target::Respond { status: 404, reason: "no rule matches".into() },
-            Some(svc) => self.default_backend_target(&svc),
+            Some(svc) => self.default_backend_target(svc),
         };
         self.global_default = self.push_route(Route {
             ingress: None,
@@ -169,7 +292,7 @@ impl<'s> Builder<'s> {
 
     /// `--default-backend-service` names a Service without a port: its first port is used, as
     /// ingress-nginx does.
-    fn default_backend_target(&mut self, svc: &NamespacedName) -> Target {
+    fn default_backend_target(&mut self, svc: &'s NamespacedName) -> Target {
         let object = ObjectRef::new(Kind::Service, &svc.namespace, &svc.name);
         let Some(service) = self.index.service(&svc.namespace, &svc.name) else {
             self.diagnostics.push(Diagnostic::error(
@@ -196,17 +319,22 @@ impl<'s> Builder<'s> {
             };
         };
         let endpoints = backends::ready_endpoints(self.index, &svc.namespace, &svc.name, port);
-        let label = port.name.clone().filter(|n| !n.is_empty()).unwrap_or(port.port.to_string());
-        Target::Backend(self.backend_id(
-            svc.clone(),
+        let (key_label, label) = match port.name.as_deref().filter(|n| !n.is_empty()) {
+            Some(name) => (Label::Name(name), name.to_string()),
+            None => (Label::Number(port.port), port.port.to_string()),
+        };
+        let slot = self.slot((&svc.namespace, &svc.name, key_label));
+        Target::Backend(self.new_backend(
+            slot,
+            (&svc.namespace, &svc.name),
             label,
-            endpoints,
+            Some(endpoints),
             UpstreamProtocol::Http1,
             None,
         ))
     }
 
-    fn add_ingress(&mut self, ingress: &Ingress, global: &GlobalConfig) {
+    fn add_ingress(&mut self, ingress: &'s Ingress, place: u32, global: &GlobalConfig) {
         let name = name_of(ingress);
         let object = ObjectRef::new(Kind::Ingress, &name.namespace, &name.name);
         let annotations = annotations::parse(
@@ -227,7 +355,8 @@ impl<'s> Builder<'s> {
             ));
             return;
         }
-        let cur = Current { name, object, annotations };
+        let namespace = ingress.metadata.namespace.as_deref().unwrap_or_default();
+        let cur = Current { namespace, place, name, object, annotations };
         let spec = ingress.spec.as_ref();
         let tls_sections = spec.and_then(|s| s.tls.as_deref()).unwrap_or_default();
         let rules = spec.and_then(|s| s.rules.as_deref()).unwrap_or_default();
@@ -307,7 +436,13 @@ impl<'s> Builder<'s> {
         }
     }
 
-    fn add_path(&mut self, cur: &Current, host_idx: u32, host: &str, path: &HTTPIngressPath) {
+    fn add_path(
+        &mut self,
+        cur: &Current<'s>,
+        host_idx: u32,
+        host: &str,
+        path: &'s HTTPIngressPath,
+    ) {
         let raw = path.path.as_deref().unwrap_or_default();
         let path_match = match path.path_type.as_str() {
             "Exact" => PathMatch::Exact,
@@ -396,8 +531,8 @@ impl<'s> Builder<'s> {
     }
 
     /// Where a backend of the current Ingress sends requests.
-    pub(crate) fn target(&mut self, cur: &Current, backend: &IngressBackend) -> Target {
-        let ns = cur.name.namespace.as_str();
+    pub(crate) fn target(&mut self, cur: &Current<'s>, backend: &'s IngressBackend) -> Target {
+        let ns = cur.namespace;
         let service = match (&backend.service, &backend.resource) {
             (Some(s), None) => s,
             (None, Some(r)) => {
@@ -423,99 +558,185 @@ impl<'s> Builder<'s> {
                 return Target::Respond { status: 503, reason: "invalid backend".into() };
             }
         };
-        match backends::resolve(self.index, ns, service) {
-            Ok(resolved) => {
-                if resolved.endpoints.is_empty() {
-                    self.diagnostics.push(Diagnostic::warning(
-                        cur.object.clone(),
-                        Reason::NoReadyEndpoints,
-                        format!(
-                            "Service {ns}/{} port {} has no ready endpoint; its paths answer 503 until one is ready",
-                            service.name, resolved.port
-                        ),
-                    ));
+        let (label, exact) = Label::of(service);
+        let slot = self.slot((ns, &service.name, label));
+        // Resolved once per Service port, not once per path; `fresh` is this reference's own
+        // resolution when the port's cannot be used.
+        let (mut fresh, empty) = if exact {
+            let index = self.index;
+            let resolved = self.slot_list[slot as usize].resolved.get_or_insert_with(|| {
+                backends::resolve(index, ns, service).map(|Resolved { port, endpoints }| SlotPort {
+                    label: Some(port),
+                    empty: endpoints.is_empty(),
+                    endpoints: Some(endpoints),
+                })
+            });
+            match resolved {
+                Ok(port) => (None, port.empty),
+                Err(why) => {
+                    let why = why.clone();
+                    return self.unresolved(cur, service, why);
                 }
-                let svc = NamespacedName::new(ns, &service.name);
-                let protocol = cur.annotations.backend_protocol;
-                let tls = match self.upstream_tls(cur, &svc) {
-                    Ok(tls) => tls,
-                    Err(why) => return Target::Respond { status: 503, reason: why },
-                };
-                Target::Backend(self.backend_id(
-                    svc,
-                    resolved.port,
-                    resolved.endpoints,
-                    protocol,
-                    tls,
-                ))
             }
-            Err(why) => {
-                let port = backends::port_label(service);
-                let (reason, message) = match why {
-                    Unresolved::MissingService => (
-                        Reason::MissingService,
-                        format!(
-                            "Service {ns}/{} does not exist; its paths answer 503",
-                            service.name
-                        ),
-                    ),
-                    Unresolved::MissingPort(p) => (
-                        Reason::MissingServicePort,
-                        format!(
-                            "Service {ns}/{} has no port {p}; its paths answer 503",
-                            service.name
-                        ),
-                    ),
-                    Unresolved::NoPort => (
-                        Reason::InvalidBackend,
-                        format!(
-                            "backend Service {ns}/{} names no port; its paths answer 503",
-                            service.name
-                        ),
-                    ),
-                    Unresolved::ExternalName => (
-                        Reason::UnsupportedService,
-                        format!(
-                            "Service {ns}/{} is of type ExternalName, not supported yet; its paths answer 503",
-                            service.name
-                        ),
-                    ),
-                };
-                self.diagnostics.push(Diagnostic::error(cur.object.clone(), reason, message));
-                Target::Respond {
-                    status: 503,
-                    reason: format!("backend {ns}/{}:{port} unavailable", service.name),
+        } else {
+            // Resolved by name, yet the same backend as the number: not worth a cache, nor
+            // an incremental update.
+            self.incremental = false;
+            match backends::resolve(self.index, ns, service) {
+                Ok(r) => {
+                    let empty = r.endpoints.is_empty();
+                    (Some(r), empty)
                 }
+                Err(why) => return self.unresolved(cur, service, why),
+            }
+        };
+        let protocol = cur.annotations.backend_protocol;
+        let tls = if protocol.tls() {
+            match self.upstream_tls(cur, &NamespacedName::new(ns, &service.name)) {
+                Ok(tls) => tls,
+                Err(why) => {
+                    // No backend to hang the warning on: it is reported now.
+                    self.incremental = false;
+                    if empty {
+                        let port = backends::port_label(service);
+                        let warning = no_ready_endpoints(&cur.name, ns, &service.name, &port);
+                        self.diagnostics.push(warning);
+                    }
+                    return Target::Respond { status: 503, reason: why };
+                }
+            }
+        } else {
+            None
+        };
+        let id = match self.slot_list[slot as usize].backend(protocol, &tls) {
+            Some(id) => id,
+            None => {
+                let (port, endpoints) = match fresh.take() {
+                    Some(r) => (r.port, Some(r.endpoints)),
+                    None => {
+                        let slot = &mut self.slot_list[slot as usize];
+                        let resolved = slot.resolved.as_mut().and_then(|r| r.as_mut().ok());
+                        let port = resolved.expect("resolved above");
+                        // The first backend takes the label; others copy it.
+                        let label = port.label.take().or_else(|| {
+                            let (.., first) = slot.first.as_ref()?;
+                            Some(self.backends[*first as usize].port.clone())
+                        });
+                        (label.expect("a backend or a label"), port.endpoints.take())
+                    }
+                };
+                self.new_backend(slot, (ns, &service.name), port, endpoints, protocol, tls)
+            }
+        };
+        if exact && self.backends[id as usize].endpoints.is_empty() == empty {
+            if self.refs.last() != Some(&(id, cur.place)) {
+                self.refs.push((id, cur.place));
+            }
+        } else {
+            // This reference's endpoints are not the backend's: warn from its own.
+            self.incremental = false;
+            if empty {
+                let b = &self.backends[id as usize];
+                self.diagnostics.push(no_ready_endpoints(&cur.name, ns, &service.name, &b.port));
+            }
+        }
+        Target::Backend(id)
+    }
+
+    /// Reports a service backend that cannot be served; its paths answer 503.
+    fn unresolved(
+        &mut self,
+        cur: &Current<'s>,
+        service: &IngressServiceBackend,
+        why: Unresolved,
+    ) -> Target {
+        let ns = cur.namespace;
+        let port = backends::port_label(service);
+        let (reason, message) = match why {
+            Unresolved::MissingService => (
+                Reason::MissingService,
+                format!("Service {ns}/{} does not exist; its paths answer 503", service.name),
+            ),
+            Unresolved::MissingPort(p) => (
+                Reason::MissingServicePort,
+                format!("Service {ns}/{} has no port {p}; its paths answer 503", service.name),
+            ),
+            Unresolved::NoPort => (
+                Reason::InvalidBackend,
+                format!(
+                    "backend Service {ns}/{} names no port; its paths answer 503",
+                    service.name
+                ),
+            ),
+            Unresolved::ExternalName => (
+                Reason::UnsupportedService,
+                format!(
+                    "Service {ns}/{} is of type ExternalName, not supported yet; its paths answer 503",
+                    service.name
+                ),
+            ),
+        };
+        self.diagnostics.push(Diagnostic::error(cur.object.clone(), reason, message));
+        Target::Respond {
+            status: 503,
+            reason: format!("backend {ns}/{}:{port} unavailable", service.name),
+        }
+    }
+
+    /// The slot of a Service port, made on first use.
+    fn slot(&mut self, key: (&'s str, &'s str, Label<'s>)) -> u32 {
+        let next = self.slot_list.len() as u32;
+        match self.slots.entry(key) {
+            Entry::Occupied(o) => *o.get(),
+            Entry::Vacant(v) => {
+                v.insert(next);
+                self.slot_list.push(Slot::default());
+                next
             }
         }
     }
 
-    fn backend_id(
+    /// A new backend of a Service port reached with `protocol` and `tls`, with `endpoints`
+    /// (else those of the port's first backend).
+    fn new_backend(
         &mut self,
-        service: NamespacedName,
+        slot: u32,
+        (namespace, service): (&str, &str),
         port: String,
-        endpoints: Vec<sluice_model::Endpoint>,
+        endpoints: Option<Vec<Endpoint>>,
         protocol: UpstreamProtocol,
         tls: Option<Arc<UpstreamTls>>,
     ) -> BackendId {
-        let key =
-            (service.namespace.clone(), service.name.clone(), port.clone(), protocol, tls.clone());
-        let next = self.backends.len() as BackendId;
-        *self.backend_ids.entry(key).or_insert_with(|| {
-            // Backends of one Service port reached differently need their own names.
-            let name = match protocol {
-                UpstreamProtocol::Http1 => {
-                    format!("{}-{}-{}", service.namespace, service.name, port)
+        let slot = &mut self.slot_list[slot as usize];
+        let endpoints = endpoints.unwrap_or_else(|| match &slot.first {
+            Some((.., first)) => self.backends[*first as usize].endpoints.clone(),
+            None => Vec::new(),
+        });
+        // Backends of one Service port reached differently need their own names.
+        let name = match protocol {
+            UpstreamProtocol::Http1 => {
+                // Built in one allocation: there is one per backend.
+                let mut name =
+                    String::with_capacity(namespace.len() + service.len() + port.len() + 2);
+                for part in [namespace, "-", service, "-", &port] {
+                    name.push_str(part);
                 }
-                _ => format!("{}-{}-{}-{protocol:?}", service.namespace, service.name, port)
-                    .to_lowercase(),
-            };
-            let mut backend = Backend::new(name, service, port, endpoints);
-            backend.protocol = protocol;
-            backend.tls = tls;
-            self.backends.push(backend);
-            next
-        })
+                name
+            }
+            _ => format!("{namespace}-{service}-{port}-{protocol:?}").to_lowercase(),
+        };
+        let mut backend =
+            Backend::new(name, NamespacedName::new(namespace, service), port, endpoints);
+        backend.protocol = protocol;
+        backend.tls = tls.clone();
+        let id = self.backends.len() as BackendId;
+        self.backends.push(Arc::new(backend));
+        self.by_service.push((service_hash(namespace, service), id));
+        match slot.first {
+            None => slot.first = Some((protocol, tls, id)),
+            Some(_) => slot.others.push((protocol, tls, id)),
+        }
+        id
     }
 
     fn push_route(&mut self, route: Route) -> RouteId {
@@ -529,7 +750,12 @@ impl<'s> Builder<'s> {
 
     /// The host's index, and whether this call created it.
     fn host_id_created(&mut self, host: &str) -> (u32, bool) {
-        if let Some(&id) = self.host_ids.get(host) {
+        let known = if host.is_empty() {
+            self.catch_all
+        } else {
+            self.host_index.get_written(host).copied()
+        };
+        if let Some(id) = known {
             return (id, false);
         }
         let id = self.hosts.len() as u32;
@@ -540,33 +766,88 @@ impl<'s> Builder<'s> {
             regex: None,
             default_route: self.global_default,
         });
-        self.host_ids.insert(host.to_string(), id);
+        if host.is_empty() {
+            self.catch_all = Some(id);
+        } else {
+            self.host_index.insert(host, id);
+        }
         (id, true)
     }
 
     fn finish(mut self, owned: Vec<NamespacedName>, global: GlobalConfig) -> RoutingTable {
         self.finish_tls(&global);
         std::mem::take(&mut self.regex_mode).finish(&mut self.hosts);
-        let mut host_index = HostMap::default();
-        for (host, &id) in &self.host_ids {
-            if !host.is_empty() {
-                host_index.insert(host, id);
+        let referrers = self.referrers();
+        for (id, backend) in self.backends.iter().enumerate() {
+            if backend.endpoints.is_empty() {
+                for &place in referrers.of(id as BackendId) {
+                    let s = &backend.service;
+                    let ingress = &owned[place as usize];
+                    self.diagnostics.push(no_ready_endpoints(
+                        ingress,
+                        &s.namespace,
+                        &s.name,
+                        &backend.port,
+                    ));
+                }
             }
         }
         self.diagnostics.sort();
         self.diagnostics.dedup();
+        self.routes.shrink_to_fit();
+        self.hosts.shrink_to_fit();
+        self.backends.shrink_to_fit();
         RoutingTable {
             generation: 0,
-            host_index,
-            catch_all: self.host_ids[""],
-            hosts: self.hosts,
-            routes: self.routes,
+            host_index: Arc::new(self.host_index),
+            catch_all: self.catch_all.expect("the catch-all host is made first"),
+            hosts: SharedVec::new(self.hosts),
+            routes: SharedVec::new(self.routes),
             backends: self.backends,
-            diagnostics: self.diagnostics,
-            owned,
-            tls: self.tls,
+            diagnostics: SharedVec::new(self.diagnostics),
+            owned: SharedVec::new(owned),
+            tls: Arc::new(self.tls),
             https: global.https,
+            referrers: Arc::new(referrers),
         }
+    }
+
+    /// The references to each backend, grouped by backend (a counting sort: the references
+    /// come grouped by Ingress).
+    fn referrers(&mut self) -> Referrers {
+        let refs = std::mem::take(&mut self.refs);
+        let mut offsets = vec![0u32; self.backends.len() + 1];
+        for &(id, _) in &refs {
+            offsets[id as usize + 1] += 1;
+        }
+        for i in 1..offsets.len() {
+            offsets[i] += offsets[i - 1];
+        }
+        let mut next = offsets.clone();
+        let mut ingresses = vec![0; refs.len()];
+        for (id, place) in refs {
+            ingresses[next[id as usize] as usize] = place;
+            next[id as usize] += 1;
+        }
+        // One Ingress's references to a backend are adjacent (Ingresses are added one after
+        // the other): drop the repeats.
+        let mut compact = Vec::with_capacity(ingresses.len());
+        let mut start = 0;
+        for b in 0..self.backends.len() {
+            let end = offsets[b + 1] as usize;
+            offsets[b] = compact.len() as u32;
+            for i in start..end {
+                if i == start || ingresses[i] != ingresses[i - 1] {
+                    compact.push(ingresses[i]);
+                }
+            }
+            start = end;
+        }
+        offsets[self.backends.len()] = compact.len() as u32;
+        compact.shrink_to_fit();
+        let mut by_service = std::mem::take(&mut self.by_service);
+        by_service.sort_unstable();
+        Referrers { offsets, ingresses: compact, by_service, incremental: self.incremental }
     }
 
     /// Every route (for the TLS pass at the end).
@@ -623,7 +904,23 @@ fn first_writer(map: &mut HashMap<Box<str>, RouteId>, key: &str, id: RouteId) ->
     }
 }
 
-impl Current {
+/// The warning for an Ingress whose backend Service port has no ready endpoint.
+pub(crate) fn no_ready_endpoints(
+    ingress: &NamespacedName,
+    namespace: &str,
+    service: &str,
+    port: &str,
+) -> Diagnostic {
+    Diagnostic::warning(
+        ObjectRef::new(Kind::Ingress, &ingress.namespace, &ingress.name),
+        Reason::NoReadyEndpoints,
+        format!(
+            "Service {namespace}/{service} port {port} has no ready endpoint; its paths answer 503 until one is ready"
+        ),
+    )
+}
+
+impl Current<'_> {
     /// `target`, unless an annotation the proxy cannot enforce makes every route answer 503.
     fn fail_closed_or(&self, target: Target) -> Target {
         match &self.annotations.fail_closed {
@@ -635,11 +932,15 @@ impl Current {
 
 /// Checks a rule's host: a lower-case DNS name, or `*.` and a DNS name; no IP, no port.
 /// Upper case is folded (the API server would reject it; hosts compare case-insensitively).
-fn validate_host(host: &str) -> Result<String, String> {
+fn validate_host(host: &str) -> Result<Cow<'_, str>, String> {
     if host.is_empty() {
-        return Ok(String::new());
+        return Ok(Cow::Borrowed(""));
     }
-    let lower = host.to_ascii_lowercase();
+    // Hosts are lower case already but for mistakes: borrowed, not copied.
+    let lower = match host.bytes().any(|c| c.is_ascii_uppercase()) {
+        true => Cow::Owned(host.to_ascii_lowercase()),
+        false => Cow::Borrowed(host),
+    };
     let name = lower.strip_prefix("*.").unwrap_or(&lower);
     let label_ok = |l: &str| {
         !l.is_empty()

@@ -25,7 +25,7 @@ pub(crate) struct HostPolicy {
     tls12_suites: Option<Vec<String>>,
 }
 
-impl Builder<'_> {
+impl<'s> Builder<'s> {
     /// Table-wide TLS settings from the ConfigMap and flags: versions, the default policy
     /// (index 0) and `--default-ssl-certificate`.
     pub(crate) fn start_tls(&mut self, global: &GlobalConfig) {
@@ -207,9 +207,9 @@ impl Builder<'_> {
     /// `ssl-passthrough` for one host: its TLS connections go, raw, to `backend`.
     pub(crate) fn add_passthrough(
         &mut self,
-        cur: &Current,
+        cur: &Current<'s>,
         host: &str,
-        backend: Option<&IngressBackend>,
+        backend: Option<&'s IngressBackend>,
     ) {
         if !self.settings.enable_ssl_passthrough {
             self.diagnostics.push(Diagnostic::warning(

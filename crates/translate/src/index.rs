@@ -1,6 +1,6 @@
 //! Lookups over the snapshot that translation needs, built once per translation.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -10,41 +10,113 @@ use sluice_model::Snapshot;
 /// The label an EndpointSlice carries to name its Service.
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
+/// A map for translation's own lookups, hashed with foldhash (seeded per process).
+pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// A set for translation's own lookups, hashed with foldhash.
+pub(crate) type FastSet<T> = HashSet<T, foldhash::fast::RandomState>;
+
+/// A hash of a Service's namespace and name, the same for the life of the process (it keys
+/// [`Referrers::by_service`](sluice_model::Referrers::by_service)).
+pub(crate) fn service_hash(namespace: &str, name: &str) -> u64 {
+    use std::hash::BuildHasher;
+    static STATE: std::sync::OnceLock<foldhash::fast::RandomState> = std::sync::OnceLock::new();
+    STATE.get_or_init(Default::default).hash_one((namespace, name))
+}
+
 /// namespace -> name -> value; nested so that lookups borrow their keys.
-type ByName<'s, V> = HashMap<&'s str, HashMap<&'s str, V>>;
+type ByName<'s, V> = FastMap<&'s str, FastMap<&'s str, V>>;
+
+/// One Service's EndpointSlices: most Services have one, which needs no vector.
+enum Slices<'s> {
+    One(&'s EndpointSlice),
+    More(Vec<&'s EndpointSlice>),
+}
+
+impl<'s> Slices<'s> {
+    fn push(slot: &mut Option<Slices<'s>>, slice: &'s EndpointSlice) {
+        *slot = Some(match slot.take() {
+            None => Slices::One(slice),
+            Some(Slices::One(first)) => Slices::More(vec![first, slice]),
+            Some(Slices::More(mut list)) => {
+                list.push(slice);
+                Slices::More(list)
+            }
+        });
+    }
+
+    fn as_slice(&self) -> &[&'s EndpointSlice] {
+        match self {
+            Slices::One(one) => std::slice::from_ref(one),
+            Slices::More(list) => list,
+        }
+    }
+}
 
 pub(crate) struct Index<'s> {
     services: ByName<'s, &'s Service>,
     /// namespace -> Service name -> its EndpointSlices, sorted by name.
-    slices: ByName<'s, Vec<&'s EndpointSlice>>,
+    slices: ByName<'s, Option<Slices<'s>>>,
     config_maps: ByName<'s, &'s ConfigMap>,
     secrets: ByName<'s, &'s Secret>,
 }
 
+/// The Service an EndpointSlice belongs to (namespace, name), from its label.
+pub(crate) fn service_of(slice: &EndpointSlice) -> Option<(&str, &str)> {
+    let service = slice.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?;
+    Some((ns_name(&slice.metadata).0, service.as_str()))
+}
+
 impl<'s> Index<'s> {
+    /// An index of `wanted`'s Services and their EndpointSlices only (no Secret, no
+    /// ConfigMap): what rebuilding their endpoints needs.
+    /// `namespaces` are those of `wanted`, in a list: there are few, and most objects are
+    /// elsewhere, which comparing a namespace tells more cheaply than a lookup.
+    pub(crate) fn of_services(
+        snapshot: &'s Snapshot,
+        wanted: &FastSet<(&str, &str)>,
+        namespaces: &[&str],
+    ) -> Self {
+        let mut services: ByName<'s, &'s Service> = FastMap::default();
+        for s in &snapshot.services {
+            let (ns, name) = ns_name(&s.metadata);
+            if namespaces.contains(&ns) && wanted.contains(&(ns, name)) {
+                services.entry(ns).or_default().insert(name, &**s);
+            }
+        }
+        let mut slices: ByName<'s, Option<Slices<'s>>> = FastMap::default();
+        for s in &snapshot.endpoint_slices {
+            // The namespace first: most slices are elsewhere, and it is cheaper than the label.
+            if !namespaces.contains(&ns_name(&s.metadata).0) {
+                continue;
+            }
+            let Some((ns, service)) = service_of(s) else { continue };
+            if wanted.contains(&(ns, service)) {
+                Slices::push(slices.entry(ns).or_default().entry(service).or_default(), s);
+            }
+        }
+        sort_slices(&mut slices);
+        Self { services, slices, config_maps: FastMap::default(), secrets: FastMap::default() }
+    }
+
     pub(crate) fn new(snapshot: &'s Snapshot) -> Self {
-        let mut services: ByName<'s, &'s Service> = HashMap::new();
+        let mut services: ByName<'s, &'s Service> = FastMap::default();
         for s in &snapshot.services {
             let (ns, name) = ns_name(&s.metadata);
             services.entry(ns).or_default().insert(name, &**s);
         }
-        let mut slices: ByName<'s, Vec<&'s EndpointSlice>> = HashMap::new();
+        let mut slices: ByName<'s, Option<Slices<'s>>> = FastMap::default();
         for s in &snapshot.endpoint_slices {
-            let labels = s.metadata.labels.as_ref();
-            let Some(service) = labels.and_then(|l| l.get(SERVICE_NAME_LABEL)) else { continue };
-            let (ns, _) = ns_name(&s.metadata);
-            slices.entry(ns).or_default().entry(service.as_str()).or_default().push(&**s);
+            let Some((ns, service)) = service_of(s) else { continue };
+            Slices::push(slices.entry(ns).or_default().entry(service).or_default(), s);
         }
-        for list in slices.values_mut().flat_map(HashMap::values_mut) {
-            // Stable endpoint order whatever order the source listed slices in.
-            list.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-        }
-        let mut config_maps: ByName<'s, &'s ConfigMap> = HashMap::new();
+        sort_slices(&mut slices);
+        let mut config_maps: ByName<'s, &'s ConfigMap> = FastMap::default();
         for c in &snapshot.config_maps {
             let (ns, name) = ns_name(&c.metadata);
             config_maps.entry(ns).or_default().insert(name, &**c);
         }
-        let mut secrets: ByName<'s, &'s Secret> = HashMap::new();
+        let mut secrets: ByName<'s, &'s Secret> = FastMap::default();
         for s in &snapshot.secrets {
             let (ns, name) = ns_name(&s.metadata);
             secrets.entry(ns).or_default().insert(name, &**s);
@@ -57,7 +129,8 @@ impl<'s> Index<'s> {
     }
 
     pub(crate) fn slices(&self, ns: &str, service: &str) -> &[&'s EndpointSlice] {
-        self.slices.get(ns).and_then(|m| m.get(service)).map(Vec::as_slice).unwrap_or_default()
+        let found = self.slices.get(ns).and_then(|m| m.get(service)?.as_ref());
+        found.map(Slices::as_slice).unwrap_or_default()
     }
 
     pub(crate) fn secret(&self, ns: &str, name: &str) -> Option<&'s Secret> {
@@ -66,6 +139,14 @@ impl<'s> Index<'s> {
 
     pub(crate) fn config_map(&self, ns: &str, name: &str) -> Option<&'s ConfigMap> {
         self.config_maps.get(ns)?.get(name).copied()
+    }
+}
+
+/// Stable endpoint order whatever order the source listed slices in.
+fn sort_slices(slices: &mut ByName<'_, Option<Slices<'_>>>) {
+    for slot in slices.values_mut().flat_map(|m| m.values_mut()) {
+        let Some(Slices::More(list)) = slot else { continue };
+        list.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     }
 }
 

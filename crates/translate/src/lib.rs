@@ -34,8 +34,10 @@ mod build;
 mod build_tls;
 pub mod class;
 pub mod config;
+mod incremental;
 mod index;
 mod regex_mode;
 mod tls;
 
 pub use build::translate;
+pub use incremental::update_endpoints;

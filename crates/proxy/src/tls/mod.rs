@@ -43,7 +43,9 @@ pub(crate) fn key_der(key: &PrivateKey) -> PrivateKeyDer<'static> {
     }
 }
 
-/// The server side of TLS for one routing table: published together with it.
+/// The server side of TLS for one routing table: published together with it. A clone shares
+/// the configurations (a table whose TLS side did not change keeps them).
+#[derive(Clone)]
 pub struct TlsState {
     /// One server configuration per handshake policy of the table.
     pub(crate) configs: Vec<Arc<ServerConfig>>,
