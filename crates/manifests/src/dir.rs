@@ -16,6 +16,9 @@ use crate::{DocError, Object, ParseError, parse_str};
 pub struct ManifestDir {
     root: PathBuf,
     files: BTreeMap<PathBuf, FileState>,
+    /// Which objects the files define, to know without a look-up per object whether any is
+    /// defined twice.
+    refs: RefCounts,
     /// [`SETTLE`], except in tests.
     settle: Duration,
 }
@@ -100,7 +103,12 @@ impl ManifestDir {
     /// A source for `root`, which may be a directory or one file. Nothing is read until
     /// [`rescan`](Self::rescan).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into(), files: BTreeMap::new(), settle: SETTLE }
+        Self {
+            root: root.into(),
+            files: BTreeMap::new(),
+            refs: RefCounts::default(),
+            settle: SETTLE,
+        }
     }
 
     /// The directory or file read.
@@ -123,9 +131,16 @@ impl ManifestDir {
             walk(&self.root, &mut paths)?;
         }
         let mut report = ScanReport { files: paths.len(), ..ScanReport::default() };
-        let before = self.files.len();
-        self.files.retain(|p, _| paths.binary_search_by(|(q, _)| q.cmp(p)).is_ok());
-        report.changed += before - self.files.len();
+        let gone: Vec<PathBuf> = self
+            .files
+            .keys()
+            .filter(|p| paths.binary_search_by(|(q, _)| q.cmp(p)).is_err())
+            .cloned()
+            .collect();
+        for path in gone {
+            self.remove(&path);
+            report.changed += 1;
+        }
         for (path, meta) in paths {
             // Taken before the read: a write after it changes the metadata seen next time.
             let stat = Stat::of(&meta);
@@ -141,7 +156,7 @@ impl ManifestDir {
                 Ok(bytes) => bytes,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     // Deleted between the walk and the read: gone, like a file never seen.
-                    report.changed += usize::from(self.files.remove(&path).is_some());
+                    report.changed += usize::from(self.remove(&path));
                     continue;
                 }
                 Err(e) => {
@@ -165,7 +180,11 @@ impl ManifestDir {
             };
             match parsed {
                 Ok(objects) => {
-                    self.files.insert(path, FileState { stat, fingerprint, objects, error: None });
+                    self.refs.add(&objects);
+                    let state = FileState { stat, fingerprint, objects, error: None };
+                    if let Some(old) = self.files.insert(path, state) {
+                        self.refs.remove(&old.objects);
+                    }
                 }
                 Err(DocError { line, message }) => {
                     let state = self.record_error(&path, line, message, &mut report);
@@ -175,6 +194,13 @@ impl ManifestDir {
             }
         }
         Ok(report)
+    }
+
+    /// Forgets `path` and its objects; false if it was not known.
+    fn remove(&mut self, path: &Path) -> bool {
+        let Some(state) = self.files.remove(path) else { return false };
+        self.refs.remove(&state.objects);
+        true
     }
 
     /// Marks `path` as failing, keeping its last good objects (none if it never parsed).
@@ -211,6 +237,14 @@ impl ManifestDir {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let mut snapshot = Snapshot { observed_at: Some(now as i64), ..Snapshot::default() };
+        if self.refs.repeated == 0 {
+            // No object is defined twice (the usual case): take every object, without the
+            // look-up per object that finding the first definition of each takes.
+            for (_, object) in self.files.values().flat_map(|f| &f.objects) {
+                push(&mut snapshot, object);
+            }
+            return (snapshot, Vec::new());
+        }
         let mut seen: HashMap<ObjectRef, (&Path, usize)> = HashMap::new();
         let mut diagnostics = Vec::new();
         for (path, state) in &self.files {
@@ -234,18 +268,59 @@ impl ManifestDir {
                         v.insert((path, *line));
                     }
                 }
-                // Objects are shared with the snapshot, not copied.
-                match object.clone() {
-                    Object::Ingress(o) => snapshot.ingresses.push(o),
-                    Object::IngressClass(o) => snapshot.ingress_classes.push(o),
-                    Object::Service(o) => snapshot.services.push(o),
-                    Object::EndpointSlice(o) => snapshot.endpoint_slices.push(o),
-                    Object::Secret(o) => snapshot.secrets.push(o),
-                    Object::ConfigMap(o) => snapshot.config_maps.push(o),
-                }
+                push(&mut snapshot, object);
             }
         }
         (snapshot, diagnostics)
+    }
+}
+
+/// Adds `object` to `snapshot`, shared, not copied.
+fn push(snapshot: &mut Snapshot, object: &Object) {
+    match object.clone() {
+        Object::Ingress(o) => snapshot.ingresses.push(o),
+        Object::IngressClass(o) => snapshot.ingress_classes.push(o),
+        Object::Service(o) => snapshot.services.push(o),
+        Object::EndpointSlice(o) => snapshot.endpoint_slices.push(o),
+        Object::Secret(o) => snapshot.secrets.push(o),
+        Object::ConfigMap(o) => snapshot.config_maps.push(o),
+    }
+}
+
+/// How many of the files' objects have each reference (by [`Object::ref_hash`]), kept up to
+/// date file by file as they change. Two objects with one hash are most likely one object
+/// defined twice; a hash collision between distinct objects only sends
+/// [`ManifestDir::snapshot`] down its slower, exact path.
+#[derive(Debug, Default)]
+struct RefCounts {
+    counts: HashMap<u64, u32>,
+    /// Hashes counted more than once.
+    repeated: usize,
+}
+
+impl RefCounts {
+    fn add(&mut self, objects: &[(usize, Object)]) {
+        for (_, object) in objects {
+            let count = self.counts.entry(object.ref_hash()).or_default();
+            *count += 1;
+            self.repeated += usize::from(*count == 2);
+        }
+    }
+
+    fn remove(&mut self, objects: &[(usize, Object)]) {
+        for (_, object) in objects {
+            let Entry::Occupied(mut count) = self.counts.entry(object.ref_hash()) else {
+                unreachable!("every object removed was added");
+            };
+            *count.get_mut() -= 1;
+            match *count.get() {
+                0 => {
+                    count.remove();
+                }
+                1 => self.repeated -= 1,
+                _ => {}
+            }
+        }
     }
 }
 
@@ -453,6 +528,39 @@ mod tests {
         assert_eq!(diags.len(), 1);
         assert_eq!(diags[0].reason, Reason::DuplicateObject);
         assert!(diags[0].message.contains("b.yaml:1"), "{}", diags[0].message);
+    }
+
+    #[test]
+    fn duplicates_are_tracked_as_files_change() {
+        let tmp = tempfile::tempdir().unwrap();
+        let two = format!("{}---\n{}", svc("x"), svc("x"));
+        std::fs::write(tmp.path().join("a.yaml"), &two).unwrap();
+        let mut dir = ManifestDir::new(tmp.path());
+        dir.rescan().unwrap();
+        assert_eq!(dir.refs.repeated, 1, "twice in one file");
+        assert_eq!(dir.snapshot().1.len(), 1);
+        std::fs::write(tmp.path().join("a.yaml"), svc("x")).unwrap();
+        std::fs::write(tmp.path().join("b.yaml"), svc("x")).unwrap();
+        dir.rescan().unwrap();
+        assert_eq!(dir.refs.repeated, 1, "once in each of two files");
+        std::fs::write(tmp.path().join("b.yaml"), svc("other")).unwrap();
+        dir.rescan().unwrap();
+        assert_eq!(dir.refs.repeated, 0);
+        let (snap, diags) = dir.snapshot();
+        assert!(diags.is_empty());
+        assert_eq!(snap.services.len(), 2);
+        // A broken file keeps its objects, and so its references.
+        std::fs::write(tmp.path().join("b.yaml"), svc("x")).unwrap();
+        dir.rescan().unwrap();
+        std::fs::write(tmp.path().join("a.yaml"), "kind: [").unwrap();
+        dir.rescan().unwrap();
+        assert_eq!(dir.refs.repeated, 1);
+        assert_eq!(dir.snapshot().1.len(), 1);
+        std::fs::remove_file(tmp.path().join("a.yaml")).unwrap();
+        dir.rescan().unwrap();
+        assert_eq!((dir.refs.repeated, dir.refs.counts.len()), (0, 1));
+        assert_eq!(names(&dir), ["x"]);
+        assert!(dir.snapshot().1.is_empty());
     }
 
     #[test]

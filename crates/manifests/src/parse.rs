@@ -1,4 +1,5 @@
 use std::fmt;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -33,19 +34,37 @@ pub enum Object {
 impl Object {
     /// The object's kind, namespace and name.
     pub fn object_ref(&self) -> ObjectRef {
-        let (kind, meta) = match self {
+        let (kind, meta) = self.kind_and_meta();
+        ObjectRef::new(
+            kind,
+            meta.namespace.clone().unwrap_or_default(),
+            meta.name.clone().unwrap_or_default(),
+        )
+    }
+
+    /// A hash of [`object_ref`](Self::object_ref), without building it: equal for equal
+    /// references (so distinct hashes mean distinct objects), and stable across calls.
+    pub(crate) fn ref_hash(&self) -> u64 {
+        let (kind, meta) = self.kind_and_meta();
+        let mut h = DefaultHasher::new();
+        (
+            kind,
+            meta.namespace.as_deref().unwrap_or_default(),
+            meta.name.as_deref().unwrap_or_default(),
+        )
+            .hash(&mut h);
+        h.finish()
+    }
+
+    fn kind_and_meta(&self) -> (Kind, &ObjectMeta) {
+        match self {
             Object::Ingress(o) => (Kind::Ingress, &o.metadata),
             Object::IngressClass(o) => (Kind::IngressClass, &o.metadata),
             Object::Service(o) => (Kind::Service, &o.metadata),
             Object::EndpointSlice(o) => (Kind::EndpointSlice, &o.metadata),
             Object::Secret(o) => (Kind::Secret, &o.metadata),
             Object::ConfigMap(o) => (Kind::ConfigMap, &o.metadata),
-        };
-        ObjectRef::new(
-            kind,
-            meta.namespace.clone().unwrap_or_default(),
-            meta.name.clone().unwrap_or_default(),
-        )
+        }
     }
 }
 
