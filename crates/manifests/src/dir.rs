@@ -1,8 +1,11 @@
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
+use std::fs::Metadata;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sluice_model::{Diagnostic, ObjectRef, Reason, Snapshot};
 
@@ -13,16 +16,65 @@ use crate::{DocError, Object, ParseError, parse_str};
 pub struct ManifestDir {
     root: PathBuf,
     files: BTreeMap<PathBuf, FileState>,
+    /// Which objects the files define, to know without a look-up per object whether any is
+    /// defined twice.
+    refs: RefCounts,
+    /// [`SETTLE`], except in tests.
+    settle: Duration,
 }
 
 #[derive(Debug)]
 struct FileState {
+    /// The file's metadata when its content was last read, if it can be trusted to change
+    /// with the content (see [`Stat::settled`]); a file whose metadata is unchanged is not read
+    /// again.
+    stat: Option<Stat>,
     /// Length and hash of the content last read, to skip re-parsing unchanged files.
     fingerprint: (usize, u64),
     /// The objects of the last version that parsed, with their lines.
     objects: Vec<(usize, Object)>,
     /// Why the current version does not parse, if it does not.
     error: Option<ParseError>,
+}
+
+/// What identifies one version of a file without reading it: any write changes the
+/// modification and status-change times (and a rename into place, the inode), unless two
+/// writes fall within one tick of the filesystem's clock, which [`Stat::settled`] guards
+/// against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stat {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+/// How long after its last change a file's metadata is trusted. Timestamps come from a coarse
+/// clock (a few milliseconds per tick on Linux, up to seconds on some filesystems), so a file
+/// written again within the same tick, with the same size, would look unchanged; such a
+/// recently changed file is read (and hashed) on every scan until its timestamps are older
+/// than this, which costs one read of the few files being edited.
+const SETTLE: Duration = Duration::from_secs(2);
+
+impl Stat {
+    fn of(meta: &Metadata) -> Self {
+        Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    /// This stat if both its times are at least `settle` (whole seconds) before `scan_started`
+    /// (seconds and nanoseconds since the epoch): any later write then gets different
+    /// timestamps.
+    fn settled(self, scan_started: (i64, i64), settle: Duration) -> Option<Self> {
+        let limit = (scan_started.0 - settle.as_secs() as i64, scan_started.1);
+        (self.mtime < limit && self.ctime < limit).then_some(self)
+    }
 }
 
 /// What one [`ManifestDir::rescan`] did.
@@ -34,6 +86,10 @@ pub struct ScanReport {
     pub changed: usize,
     /// Files whose current content does not parse (their last good objects stay).
     pub failed: usize,
+    /// Files whose content was read: new ones, those whose metadata changed, and those changed
+    /// too recently for their metadata to be trusted. The others are known unchanged from
+    /// their metadata alone.
+    pub read: usize,
 }
 
 impl ScanReport {
@@ -47,7 +103,12 @@ impl ManifestDir {
     /// A source for `root`, which may be a directory or one file. Nothing is read until
     /// [`rescan`](Self::rescan).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into(), files: BTreeMap::new() }
+        Self {
+            root: root.into(),
+            files: BTreeMap::new(),
+            refs: RefCounts::default(),
+            settle: SETTLE,
+        }
     }
 
     /// The directory or file read.
@@ -55,27 +116,47 @@ impl ManifestDir {
         &self.root
     }
 
-    /// Reads the tree again, parsing only the files whose content changed. Fails only when the
-    /// root itself cannot be read; a file that cannot be read or parsed is an error of that
-    /// file (see [`errors`](Self::errors)).
+    /// Reads the tree again, parsing only the files whose content changed; files whose
+    /// metadata (inode, size, modification and change times) is unchanged since they were
+    /// last read are not read at all. Fails only when the root itself cannot be read; a file
+    /// that cannot be read or parsed is an error of that file (see [`errors`](Self::errors)).
     pub fn rescan(&mut self) -> io::Result<ScanReport> {
+        let started = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let started = (started.as_secs() as i64, i64::from(started.subsec_nanos()));
         let mut paths = Vec::new();
-        if std::fs::metadata(&self.root)?.is_file() {
-            paths.push(self.root.clone());
+        let root_meta = std::fs::metadata(&self.root)?;
+        if root_meta.is_file() {
+            paths.push((self.root.clone(), root_meta));
         } else {
             walk(&self.root, &mut paths)?;
         }
         let mut report = ScanReport { files: paths.len(), ..ScanReport::default() };
-        let before = self.files.len();
-        self.files.retain(|p, _| paths.binary_search(p).is_ok());
-        report.changed += before - self.files.len();
-        for path in paths {
+        let gone: Vec<PathBuf> = self
+            .files
+            .keys()
+            .filter(|p| paths.binary_search_by(|(q, _)| q.cmp(p)).is_err())
+            .cloned()
+            .collect();
+        for path in gone {
+            self.remove(&path);
+            report.changed += 1;
+        }
+        for (path, meta) in paths {
+            // Taken before the read: a write after it changes the metadata seen next time.
+            let stat = Stat::of(&meta);
+            if let Some(state) = self.files.get(&path)
+                && state.stat == Some(stat)
+            {
+                report.failed += usize::from(state.error.is_some());
+                continue;
+            }
+            report.read += 1;
             let read = std::fs::read(&path);
             let content = match read {
                 Ok(bytes) => bytes,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     // Deleted between the walk and the read: gone, like a file never seen.
-                    report.changed += usize::from(self.files.remove(&path).is_some());
+                    report.changed += usize::from(self.remove(&path));
                     continue;
                 }
                 Err(e) => {
@@ -83,10 +164,12 @@ impl ManifestDir {
                     continue;
                 }
             };
+            let stat = stat.settled(started, self.settle);
             let fingerprint = fingerprint(&content);
-            if let Some(state) = self.files.get(&path)
+            if let Some(state) = self.files.get_mut(&path)
                 && state.fingerprint == fingerprint
             {
+                state.stat = stat;
                 report.failed += usize::from(state.error.is_some());
                 continue;
             }
@@ -97,15 +180,27 @@ impl ManifestDir {
             };
             match parsed {
                 Ok(objects) => {
-                    self.files.insert(path, FileState { fingerprint, objects, error: None });
+                    self.refs.add(&objects);
+                    let state = FileState { stat, fingerprint, objects, error: None };
+                    if let Some(old) = self.files.insert(path, state) {
+                        self.refs.remove(&old.objects);
+                    }
                 }
                 Err(DocError { line, message }) => {
                     let state = self.record_error(&path, line, message, &mut report);
                     state.fingerprint = fingerprint;
+                    state.stat = stat;
                 }
             }
         }
         Ok(report)
+    }
+
+    /// Forgets `path` and its objects; false if it was not known.
+    fn remove(&mut self, path: &Path) -> bool {
+        let Some(state) = self.files.remove(path) else { return false };
+        self.refs.remove(&state.objects);
+        true
     }
 
     /// Marks `path` as failing, keeping its last good objects (none if it never parsed).
@@ -119,6 +214,7 @@ impl ManifestDir {
         report.failed += 1;
         let error = ParseError { file: path.to_path_buf(), line, message };
         let state = self.files.entry(path.to_path_buf()).or_insert_with(|| FileState {
+            stat: None,
             fingerprint: (0, 0),
             objects: Vec::new(),
             error: None,
@@ -141,6 +237,14 @@ impl ManifestDir {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let mut snapshot = Snapshot { observed_at: Some(now as i64), ..Snapshot::default() };
+        if self.refs.repeated == 0 {
+            // No object is defined twice (the usual case): take every object, without the
+            // look-up per object that finding the first definition of each takes.
+            for (_, object) in self.files.values().flat_map(|f| &f.objects) {
+                push(&mut snapshot, object);
+            }
+            return (snapshot, Vec::new());
+        }
         let mut seen: HashMap<ObjectRef, (&Path, usize)> = HashMap::new();
         let mut diagnostics = Vec::new();
         for (path, state) in &self.files {
@@ -164,18 +268,59 @@ impl ManifestDir {
                         v.insert((path, *line));
                     }
                 }
-                // Objects are shared with the snapshot, not copied.
-                match object.clone() {
-                    Object::Ingress(o) => snapshot.ingresses.push(o),
-                    Object::IngressClass(o) => snapshot.ingress_classes.push(o),
-                    Object::Service(o) => snapshot.services.push(o),
-                    Object::EndpointSlice(o) => snapshot.endpoint_slices.push(o),
-                    Object::Secret(o) => snapshot.secrets.push(o),
-                    Object::ConfigMap(o) => snapshot.config_maps.push(o),
-                }
+                push(&mut snapshot, object);
             }
         }
         (snapshot, diagnostics)
+    }
+}
+
+/// Adds `object` to `snapshot`, shared, not copied.
+fn push(snapshot: &mut Snapshot, object: &Object) {
+    match object.clone() {
+        Object::Ingress(o) => snapshot.ingresses.push(o),
+        Object::IngressClass(o) => snapshot.ingress_classes.push(o),
+        Object::Service(o) => snapshot.services.push(o),
+        Object::EndpointSlice(o) => snapshot.endpoint_slices.push(o),
+        Object::Secret(o) => snapshot.secrets.push(o),
+        Object::ConfigMap(o) => snapshot.config_maps.push(o),
+    }
+}
+
+/// How many of the files' objects have each reference (by [`Object::ref_hash`]), kept up to
+/// date file by file as they change. Two objects with one hash are most likely one object
+/// defined twice; a hash collision between distinct objects only sends
+/// [`ManifestDir::snapshot`] down its slower, exact path.
+#[derive(Debug, Default)]
+struct RefCounts {
+    counts: HashMap<u64, u32>,
+    /// Hashes counted more than once.
+    repeated: usize,
+}
+
+impl RefCounts {
+    fn add(&mut self, objects: &[(usize, Object)]) {
+        for (_, object) in objects {
+            let count = self.counts.entry(object.ref_hash()).or_default();
+            *count += 1;
+            self.repeated += usize::from(*count == 2);
+        }
+    }
+
+    fn remove(&mut self, objects: &[(usize, Object)]) {
+        for (_, object) in objects {
+            let Entry::Occupied(mut count) = self.counts.entry(object.ref_hash()) else {
+                unreachable!("every object removed was added");
+            };
+            *count.get_mut() -= 1;
+            match *count.get() {
+                0 => {
+                    count.remove();
+                }
+                1 => self.repeated -= 1,
+                _ => {}
+            }
+        }
     }
 }
 
@@ -188,7 +333,7 @@ fn fingerprint(content: &[u8]) -> (usize, u64) {
 /// Collects manifest files under `dir`, sorted. Skips hidden entries, and the `..data` and
 /// `..<timestamp>` entries of a mounted ConfigMap (whose files are also reachable through the
 /// visible symlinks, and would otherwise be read twice).
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
+fn walk(dir: &Path, out: &mut Vec<(PathBuf, Metadata)>) -> io::Result<()> {
     let mut stack = vec![dir.to_path_buf()];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir)? {
@@ -203,11 +348,11 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
             if meta.is_dir() {
                 stack.push(path);
             } else if is_manifest(&path) {
-                out.push(path);
+                out.push((path, meta));
             }
         }
     }
-    out.sort();
+    out.sort_by(|(a, _), (b, _)| a.cmp(b));
     Ok(())
 }
 
@@ -246,6 +391,98 @@ mod tests {
         std::fs::remove_file(tmp.path().join("sub/b.yml")).unwrap();
         assert_eq!(dir.rescan().unwrap().changed, 1);
         assert_eq!(names(&dir), ["a"]);
+    }
+
+    /// A directory whose files' metadata is trusted as soon as it is older than the scan.
+    fn trusting(root: &Path) -> ManifestDir {
+        ManifestDir { settle: Duration::ZERO, ..ManifestDir::new(root) }
+    }
+
+    /// Returns once a file written now gets a later change time than `file`'s (timestamps
+    /// come from a clock that ticks every few milliseconds).
+    fn wait_for_next_tick(dir: &Path, file: &Path) {
+        let ctime = |p: &Path| {
+            let m = std::fs::metadata(p).unwrap();
+            (m.ctime(), m.ctime_nsec())
+        };
+        let before = ctime(file);
+        let probe = dir.join("tick.txt");
+        for _ in 0..1_000_000 {
+            std::fs::write(&probe, "").unwrap();
+            if ctime(&probe) > before {
+                return;
+            }
+            std::thread::yield_now();
+        }
+        panic!("the filesystem clock did not move");
+    }
+
+    #[test]
+    fn files_with_unchanged_metadata_are_not_read_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("a.yaml"), svc("a")).unwrap();
+        std::fs::write(tmp.path().join("b.yaml"), svc("b")).unwrap();
+        let mut dir = trusting(tmp.path());
+        assert_eq!(dir.rescan().unwrap().read, 2);
+        let r = dir.rescan().unwrap();
+        assert_eq!((r.read, r.changed), (0, 0));
+        std::fs::write(tmp.path().join("a.yaml"), svc("longer")).unwrap();
+        let r = dir.rescan().unwrap();
+        assert_eq!((r.read, r.changed), (1, 1));
+        assert_eq!(names(&dir), ["longer", "b"]);
+        // Replaced by a rename with the same content: read (new inode), but not reparsed.
+        std::fs::write(tmp.path().join(".b.tmp"), svc("b")).unwrap();
+        std::fs::rename(tmp.path().join(".b.tmp"), tmp.path().join("b.yaml")).unwrap();
+        let r = dir.rescan().unwrap();
+        assert_eq!((r.read, r.changed), (1, 0));
+    }
+
+    #[test]
+    fn a_file_written_back_with_its_old_timestamp_is_noticed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("a.yaml");
+        std::fs::write(&file, svc("a")).unwrap();
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        std::fs::File::options().write(true).open(&file).unwrap().set_modified(old).unwrap();
+        let mut dir = trusting(tmp.path());
+        dir.rescan().unwrap();
+        // As a copy that preserves times would: same size and modification time. The change
+        // time (which no one can set) still moves, once the filesystem's clock has.
+        wait_for_next_tick(tmp.path(), &file);
+        std::fs::write(&file, svc("b")).unwrap();
+        std::fs::File::options().write(true).open(&file).unwrap().set_modified(old).unwrap();
+        let r = dir.rescan().unwrap();
+        assert_eq!((r.read, r.changed), (1, 1));
+        assert_eq!(names(&dir), ["b"]);
+    }
+
+    #[test]
+    fn recently_written_files_are_read_until_their_times_settle() {
+        // Two writes within one tick of the filesystem clock, with the same size, leave the
+        // metadata unchanged: a file written within `SETTLE` of a scan is read again next
+        // time, whatever its metadata says.
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("a.yaml");
+        std::fs::write(&file, svc("a")).unwrap();
+        let mut dir = ManifestDir::new(tmp.path());
+        dir.rescan().unwrap();
+        let r = dir.rescan().unwrap();
+        assert_eq!((r.read, r.changed), (1, 0), "read again, found unchanged");
+        std::fs::write(&file, svc("b")).unwrap();
+        assert_eq!(dir.rescan().unwrap().changed, 1);
+        assert_eq!(names(&dir), ["b"]);
+    }
+
+    #[test]
+    fn settled_needs_both_times_older_than_the_margin() {
+        let stat = |m: i64, c: i64| Stat { dev: 1, ino: 2, len: 3, mtime: (m, 5), ctime: (c, 5) };
+        let now = (1_000, 10);
+        let settle = Duration::from_secs(2);
+        assert_eq!(stat(997, 997).settled(now, settle), Some(stat(997, 997)));
+        assert_eq!(stat(998, 998).settled(now, settle), Some(stat(998, 998)), "5 ns < 10 ns");
+        assert_eq!(stat(999, 997).settled(now, settle), None, "modified too recently");
+        assert_eq!(stat(997, 999).settled(now, settle), None, "changed too recently");
+        assert_eq!(stat(2_000, 997).settled(now, settle), None, "modified in the future");
     }
 
     #[test]
@@ -291,6 +528,39 @@ mod tests {
         assert_eq!(diags.len(), 1);
         assert_eq!(diags[0].reason, Reason::DuplicateObject);
         assert!(diags[0].message.contains("b.yaml:1"), "{}", diags[0].message);
+    }
+
+    #[test]
+    fn duplicates_are_tracked_as_files_change() {
+        let tmp = tempfile::tempdir().unwrap();
+        let two = format!("{}---\n{}", svc("x"), svc("x"));
+        std::fs::write(tmp.path().join("a.yaml"), &two).unwrap();
+        let mut dir = ManifestDir::new(tmp.path());
+        dir.rescan().unwrap();
+        assert_eq!(dir.refs.repeated, 1, "twice in one file");
+        assert_eq!(dir.snapshot().1.len(), 1);
+        std::fs::write(tmp.path().join("a.yaml"), svc("x")).unwrap();
+        std::fs::write(tmp.path().join("b.yaml"), svc("x")).unwrap();
+        dir.rescan().unwrap();
+        assert_eq!(dir.refs.repeated, 1, "once in each of two files");
+        std::fs::write(tmp.path().join("b.yaml"), svc("other")).unwrap();
+        dir.rescan().unwrap();
+        assert_eq!(dir.refs.repeated, 0);
+        let (snap, diags) = dir.snapshot();
+        assert!(diags.is_empty());
+        assert_eq!(snap.services.len(), 2);
+        // A broken file keeps its objects, and so its references.
+        std::fs::write(tmp.path().join("b.yaml"), svc("x")).unwrap();
+        dir.rescan().unwrap();
+        std::fs::write(tmp.path().join("a.yaml"), "kind: [").unwrap();
+        dir.rescan().unwrap();
+        assert_eq!(dir.refs.repeated, 1);
+        assert_eq!(dir.snapshot().1.len(), 1);
+        std::fs::remove_file(tmp.path().join("a.yaml")).unwrap();
+        dir.rescan().unwrap();
+        assert_eq!((dir.refs.repeated, dir.refs.counts.len()), (0, 1));
+        assert_eq!(names(&dir), ["x"]);
+        assert!(dir.snapshot().1.is_empty());
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! [`ManifestDir`] walks a directory (recursively; multi-document YAML; `List` kinds), keeps
 //! the kinds Sluice uses and builds a [`Snapshot`]. On every [`ManifestDir::rescan`] only the
-//! files whose content changed are parsed again; a file that no longer parses keeps its last
+//! files whose metadata changed are read, and only those whose content changed are parsed
+//! again; a file that no longer parses keeps its last
 //! good objects, and the error (file and line) is reported by [`ManifestDir::errors`].
 //! [`watch`] turns filesystem events into wake-ups for the caller's debounce loop.
 
