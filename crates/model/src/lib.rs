@@ -21,7 +21,7 @@ mod table;
 mod tls;
 
 pub use diagnostics::{Diagnostic, Reason, Severity};
-pub use hostmap::HostMap;
+pub use hostmap::{FastMap, HostMap};
 pub use lookup::{Lookup, normalize_host, normalize_path};
 pub use names::{Kind, NamespacedName, ObjectRef};
 pub use pathregex::{RegexPaths, Rewrite, RewriteTarget, location_regex};

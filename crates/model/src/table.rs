@@ -1,4 +1,3 @@
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -7,8 +6,8 @@ use std::time::Duration;
 use serde::{Serialize, Serializer};
 
 use crate::{
-    Diagnostic, HostMap, HttpsBehaviour, NamespacedName, RegexPaths, Rewrite, SharedVec, Tls,
-    UpstreamProtocol, UpstreamTls,
+    Diagnostic, FastMap, HostMap, HttpsBehaviour, NamespacedName, RegexPaths, Rewrite, SharedVec,
+    Tls, UpstreamProtocol, UpstreamTls,
 };
 
 /// Index of a [`Route`] in [`RoutingTable::routes`].
@@ -93,10 +92,10 @@ pub struct HostRoutes {
     /// The host as written in the rules (`*.example.com` for a wildcard); `""` for the catch-all.
     pub host: String,
     /// `Exact` paths.
-    pub exact: HashMap<Box<str>, RouteId>,
+    pub exact: FastMap<Box<str>, RouteId>,
     /// `Prefix` (and `ImplementationSpecific`) paths, without trailing slashes: `/` is `""`.
     /// Empty on a host in regex mode.
-    pub prefix: HashMap<Box<str>, RouteId>,
+    pub prefix: FastMap<Box<str>, RouteId>,
     /// On a host in regex mode (`use-regex` or `rewrite-target` on one of its Ingresses), its
     /// non-`Exact` paths as regexes, in ingress-nginx's order; `None` on other hosts.
     #[serde(skip_serializing_if = "Option::is_none")]

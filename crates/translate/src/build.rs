@@ -761,8 +761,8 @@ impl<'s> Builder<'s> {
         let id = self.hosts.len() as u32;
         self.hosts.push(HostRoutes {
             host: host.to_string(),
-            exact: HashMap::new(),
-            prefix: HashMap::new(),
+            exact: sluice_model::FastMap::default(),
+            prefix: sluice_model::FastMap::default(),
             regex: None,
             default_route: self.global_default,
         });
@@ -894,7 +894,11 @@ impl<'s> Builder<'s> {
 }
 
 /// Inserts `key` unless present; returns the value already there.
-fn first_writer(map: &mut HashMap<Box<str>, RouteId>, key: &str, id: RouteId) -> Option<RouteId> {
+fn first_writer(
+    map: &mut sluice_model::FastMap<Box<str>, RouteId>,
+    key: &str,
+    id: RouteId,
+) -> Option<RouteId> {
     match map.entry(key.into()) {
         Entry::Vacant(v) => {
             v.insert(id);
