@@ -242,7 +242,7 @@ fn worker(
                     let watcher = graceful.watcher();
                     tokio::spawn(async move {
                         if let Some((io, conn)) = tls_handshake(stream, remote, https_port, shared).await {
-                            serve(&builder, watcher, io, conn, shared);
+                            serve_hyper(&builder, watcher, io, conn, shared).await;
                         }
                     });
                 }
@@ -298,24 +298,6 @@ pub(crate) async fn serve_hyper<I>(
     let service = service_fn(move |req| handler::handle(req, conn.clone(), shared));
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     let _ = watcher.watch(connection).await;
-}
-
-/// Serves HTTP/1.1 and HTTP/2 on one connection in a task of its own.
-fn serve<I>(
-    builder: &HyperBuilder,
-    watcher: Watcher,
-    io: I,
-    conn: Arc<ConnInfo>,
-    shared: &'static Shared,
-) where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let service = service_fn(move |req| handler::handle(req, conn.clone(), shared));
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
-    let connection = watcher.watch(connection);
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
 }
 
 /// The TLS side of a connection on the HTTPS port: the ClientHello decides between
