@@ -124,9 +124,30 @@ async fn run_manifests(
     on_listening: impl OnListening,
 ) -> anyhow::Result<()> {
     let settings = base.settings.clone();
-    let control = tokio::task::block_in_place(|| {
-        ManifestControl::start(ManifestDir::new(&root), settings, publisher)
+    // The first load and every change run on one thread of their own. glibc's malloc gives
+    // each thread an arena and does not hand one arena's free memory to another: building
+    // each table on whichever runtime thread was free left a table's worth of free memory
+    // in several arenas (with 10,000 Ingresses, RSS went from 167 to 343 MB over the first
+    // changes; 236 MB with every table built in one arena).
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let (apply_tx, apply_rx) = std::sync::mpsc::sync_channel::<()>(1);
+    let control_root = root.clone();
+    std::thread::Builder::new().name("sluice-control".into()).spawn(move || {
+        let dir = ManifestDir::new(&control_root);
+        let mut control = match ManifestControl::start(dir, settings, publisher) {
+            Ok(control) => control,
+            Err(e) => {
+                let _ = started_tx.send(Err(e));
+                return;
+            }
+        };
+        let _ = started_tx.send(Ok(()));
+        // Until the sender goes, at shutdown.
+        for () in apply_rx {
+            control.apply();
+        }
     })?;
+    started_rx.await.map_err(|_| anyhow::anyhow!("the control thread ended before loading"))??;
     let proxy = base.serve_traffic(&args, on_listening)?;
 
     let (watch, mut changes) = sluice_manifests::watch(&root)
@@ -134,12 +155,12 @@ async fn run_manifests(
     let debounce = Duration::from_millis(args.debounce_ms);
     let apply_loop = tokio::spawn(async move {
         let _watch = watch;
-        let mut control = control;
         while changes.recv().await.is_some() {
             // Apply once the changes stop arriving for `debounce` (an editor's save, a
             // rewrite of many files, a ConfigMap volume swap).
             debounced(&mut changes, debounce).await;
-            tokio::task::block_in_place(|| control.apply());
+            // Full: an apply is already waiting, and its rescan will see these changes too.
+            let _ = apply_tx.try_send(());
         }
     });
     shutdown_signal().await;
