@@ -58,11 +58,11 @@ pub(crate) struct PoolKey {
 
 /// Idle connections kept per endpoint per worker (ingress-nginx's
 /// `upstream-keepalive-connections`).
-const MAX_IDLE_PER_ENDPOINT: usize = 320;
+pub(crate) const MAX_IDLE_PER_ENDPOINT: usize = 320;
 /// How long an idle connection is kept (`upstream-keepalive-timeout`).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Attempts on fresh connections after pooled ones turned out closed, per request.
-const MAX_STALE_RETRIES: usize = 4;
+pub(crate) const MAX_STALE_RETRIES: usize = 4;
 
 struct Idle {
     sender: Sender,

@@ -15,6 +15,9 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
+// The same limits as the general path's pool.
+use crate::upstream::{IDLE_TIMEOUT, MAX_IDLE_PER_ENDPOINT};
+
 /// Why a read or write gave up.
 #[derive(Debug)]
 pub(super) enum IoFail {
@@ -198,11 +201,6 @@ pub(super) struct Upstream {
 
 /// Read buffer of an upstream connection: a small response arrives in one read.
 const UPSTREAM_BUF: usize = 16 * 1024;
-/// Idle connections kept per endpoint per worker (ingress-nginx's
-/// `upstream-keepalive-connections`).
-const MAX_IDLE_PER_ENDPOINT: usize = 320;
-/// How long an idle connection is kept (`upstream-keepalive-timeout`).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 thread_local! {
     /// This worker's idle fast-path connections by endpoint, most recently used last. Only

@@ -39,7 +39,7 @@ use response::{Dechunker, Framing, LAST_CHUNK};
 use crate::record::Record;
 use crate::server::{ConnInfo, HyperBuilder};
 use crate::tls::hello::Rewind;
-use crate::upstream::Failure;
+use crate::upstream::{Failure, MAX_STALE_RETRIES};
 use crate::{Shared, local, server};
 
 /// Longest request head the fast path reads before leaving the connection to hyper (which
@@ -50,9 +50,6 @@ const MAX_HEADERS: usize = 64;
 /// NGINX's `client_header_timeout`: the time to send a request head, and to start one on an
 /// idle keep-alive connection.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(60);
-/// Fresh connections tried after pooled ones turned out closed, per request (not counted as
-/// tries, as NGINX does for cached connections).
-const MAX_STALE_RETRIES: usize = 4;
 /// Longest upstream response head accepted (NGINX: "upstream sent too big header", 502).
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Uri, Version};
 use sluice_model::{RouteId, Target, UpstreamProtocol, normalize_host};
 
-use super::response::{header, is_framing, parse_length, trim};
+use super::response::{HOP_BY_HOP, header, is_framing, listed, parse_length, trim};
 use crate::record::RequestFacts;
 use crate::server::ConnInfo;
 use crate::{Published, Shared, forward};
@@ -31,14 +31,7 @@ pub(super) struct Plan {
 /// (httpoxy), client-certificate headers (only Sluice may send those) and the forwarding
 /// headers it computes.
 fn replaced(name: &[u8]) -> bool {
-    const NAMES: [&[u8]; 19] = [
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
+    const NAMES: [&[u8]; 13] = [
         b"proxy",
         b"ssl-client-verify",
         b"ssl-client-subject-dn",
@@ -51,8 +44,9 @@ fn replaced(name: &[u8]) -> bool {
         b"x-forwarded-port",
         b"x-forwarded-proto",
         b"x-forwarded-scheme",
+        b"x-scheme",
     ];
-    NAMES.iter().any(|n| n.eq_ignore_ascii_case(name)) || name.eq_ignore_ascii_case(b"x-scheme")
+    listed(&HOP_BY_HOP, name) || listed(&NAMES, name)
 }
 
 /// Bytes of a request target the fast path passes on as they are; anything else (rare, and

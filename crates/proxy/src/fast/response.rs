@@ -33,19 +33,25 @@ pub(super) struct ResponseHead {
 #[derive(Debug)]
 pub(super) struct Invalid;
 
-/// Headers that never cross a proxy (RFC 9110 section 7.6.1), and `Server`, which is Sluice's.
+/// Headers that never cross a proxy in either direction (RFC 9110 section 7.6.1).
+pub(super) const HOP_BY_HOP: [&[u8]; 7] = [
+    b"connection",
+    b"keep-alive",
+    b"proxy-connection",
+    b"te",
+    b"trailer",
+    b"transfer-encoding",
+    b"upgrade",
+];
+
+/// True for `name` in `names`, whatever its case.
+pub(super) fn listed(names: &[&[u8]], name: &[u8]) -> bool {
+    names.iter().any(|n| n.eq_ignore_ascii_case(name))
+}
+
+/// Hop-by-hop headers, and `Server`, which is Sluice's.
 fn dropped(name: &[u8]) -> bool {
-    const NAMES: [&[u8]; 8] = [
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"server",
-    ];
-    NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
+    listed(&HOP_BY_HOP, name) || name.eq_ignore_ascii_case(b"server")
 }
 
 /// Writes the client's response head for `resp` into `out` and says how its body comes.
