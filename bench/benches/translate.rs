@@ -23,6 +23,10 @@ use sluice::control::{Applied, Publisher, next_table};
 use sluice_bench::{Scale, generate, settings};
 use sluice_model::Snapshot;
 
+/// The `sluice` binary's allocator: translation is mostly allocation, so it is timed with it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn translate(c: &mut Criterion) {
     let settings = settings();
     let mut group = c.benchmark_group("translate");
