@@ -32,7 +32,7 @@
 #   MEMORY_CHANGES [1000]     target 4: consecutive configuration changes
 #   WRK_CONNECTIONS [16]      targets 3 and 4: wrk connections loading an existing route
 #   TRAFFIC_S [5]             target 4: seconds of traffic before measuring memory
-#   DEBOUNCE_MS []            Sluice's --debounce-ms in targets 2-4 (empty: its default, 50)
+#   DEBOUNCE_MS []            Sluice's --debounce-ms in targets 2-4 (empty: its default, 10)
 #   SKIP []                   targets not to run, e.g. "1 5"
 #   LOADGEN_CPU [0] SERVER_CPU [1]
 #   QUIET_WAIT [120]          seconds to wait for running builds before target 1 (see
@@ -333,7 +333,7 @@ if ((BUSY_SEEN)); then QUIET="no: builds ran during the measurements; wall-clock
 	printf '%s\n' "${ROWS[@]}"
 	echo
 	echo "- Load generators on CPU $LOADGEN_CPU, Sluice/nginx/backends on CPU $SERVER_CPU; target 1: $T1_PAIRS alternating pair(s) of ${T1_DURATION}s runs per mode (medians; ±10% between identical proxies is noise)."
-	echo "- Targets 2-4 run \`sluice serve --manifests --workers 1\` (debounce ${DEBOUNCE_MS:-50 (default)} ms) on $(head -1 "$OUT_DIR/gen-manifests.txt" | sed 's/^wrote //; s/, to .*//')."
+	echo "- Targets 2-4 run \`sluice serve --manifests --workers 1\` (debounce ${DEBOUNCE_MS:-10 (default)} ms) on $(head -1 "$OUT_DIR/gen-manifests.txt" | sed 's/^wrote //; s/, to .*//')."
 	echo "- Machine quiet during the measurements: $QUIET."
 	echo "- Full outputs: $OUT_DIR. Total time: $(elapsed)."
 } | tee "$OUT_DIR/table.md"

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointSlice};
 use sluice_bench::{Scale, generate, settings};
-use sluice_model::{Reason, RoutingTable, SharedVec, Snapshot};
+use sluice_model::{ChunkVec, Reason, RoutingTable, Snapshot};
 use sluice_translate::{translate, update_endpoints};
 
 /// Updates `before`'s table to `after` and checks it against a full translation of `after`.
@@ -19,8 +19,8 @@ fn check(before: &Snapshot, after: &Snapshot) -> (RoutingTable, RoutingTable) {
     let full = translate(after, &settings());
     let json = |t: &RoutingTable| serde_json::to_value(t).unwrap();
     assert!(json(&updated) == json(&full), "the update differs from a full translation");
-    assert!(SharedVec::ptr_eq(&updated.routes, &previous.routes), "routes are shared");
-    assert!(SharedVec::ptr_eq(&updated.hosts, &previous.hosts), "hosts are shared");
+    assert!(ChunkVec::ptr_eq(&updated.routes, &previous.routes), "routes are shared");
+    assert!(ChunkVec::ptr_eq(&updated.hosts, &previous.hosts), "hosts are shared");
     assert!(Arc::ptr_eq(&updated.tls, &previous.tls), "TLS is shared");
     (previous, updated)
 }

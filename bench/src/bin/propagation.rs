@@ -28,7 +28,7 @@
 //!   --http-port P --https-port P --admin-port P   Sluice's ports (28490, 28491, 28492)
 //!   --server-cpu N         pin Sluice and the backend to CPU N (taskset); run this probe itself
 //!                          pinned to the load generator's CPU (wrk inherits it)
-//!   --debounce-ms N        Sluice's --debounce-ms (default: Sluice's, 50)
+//!   --debounce-ms N        Sluice's --debounce-ms (default: Sluice's, 10)
 //!   --changes N            changes (apply: of each kind, 20; propagate: 200; memory: 1000)
 //!   --connections N        wrk connections (16)
 //!   --traffic-s N          memory: seconds of wrk traffic before measuring (5)

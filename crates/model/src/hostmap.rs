@@ -33,6 +33,14 @@ impl<T> HostMap<T> {
         true
     }
 
+    /// Removes `host` as written; returns its value.
+    pub fn remove(&mut self, host: &str) -> Option<T> {
+        match host.strip_prefix("*.") {
+            Some(parent) => self.wildcard.remove(parent),
+            None => self.exact.remove(host),
+        }
+    }
+
     /// The value for a normalised request name (lower case, no port): exact first, then the
     /// wildcard of its parent.
     pub fn get(&self, name: &str) -> Option<&T> {
@@ -84,6 +92,9 @@ mod tests {
         assert_eq!(m.get("x.b.example.com"), None);
         assert_eq!(m.get("example.com"), None);
         assert_eq!(m.get_written("*.example.com"), Some(&2));
+        assert_eq!(m.remove("*.example.com"), Some(2));
+        assert_eq!(m.get("b.example.com"), None);
+        assert!(m.insert("*.example.com", 2));
         let mut all: Vec<_> = m.iter().map(|(h, v)| (h, *v)).collect();
         all.sort();
         assert_eq!(all, [("*.example.com".to_string(), 2), ("a.example.com".to_string(), 1)]);

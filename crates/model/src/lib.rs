@@ -26,10 +26,10 @@ pub use lookup::{Lookup, normalize_host, normalize_path};
 pub use names::{Kind, NamespacedName, ObjectRef};
 pub use pathregex::{RegexPaths, Rewrite, RewriteTarget, location_regex};
 pub use settings::Settings;
-pub use shared::SharedVec;
+pub use shared::{ChunkVec, SharedVec};
 pub use snapshot::Snapshot;
 pub use table::{
-    Backend, BackendId, Endpoint, HostRoutes, PathMatch, Policy, Referrers, Route, RouteId,
+    Backend, BackendId, Endpoint, HostRoutes, Origin, PathMatch, Policy, Referrers, Route, RouteId,
     RoutingTable, Target,
 };
 pub use tls::{

@@ -52,6 +52,7 @@ fn one_line(s: &str) -> String {
 }
 
 /// A host's regex paths in ingress-nginx's location order, each with its route.
+#[derive(Clone)]
 pub struct RegexPaths {
     /// `(path as written, its location regex, route)`, in match order. The regex is shared
     /// by every host with the same path (compiled once per table), and so is its match cache,
@@ -99,6 +100,13 @@ impl RegexPaths {
             set.matches(hay).iter().next()
         };
         first.map(|i| self.paths[i].2)
+    }
+
+    /// Renumbers the routes: each id becomes `f(id)` (paths moved into another table).
+    pub fn map_routes(&mut self, f: impl Fn(RouteId) -> RouteId) {
+        for (_, _, id) in &mut self.paths {
+            *id = f(*id);
+        }
     }
 
     /// How many regex paths the host has.

@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde::{Serialize, Serializer};
 
 use crate::{
-    Diagnostic, FastMap, HostMap, HttpsBehaviour, NamespacedName, RegexPaths, Rewrite, SharedVec,
-    Tls, UpstreamProtocol, UpstreamTls,
+    ChunkVec, Diagnostic, FastMap, HostMap, HttpsBehaviour, NamespacedName, RegexPaths, Rewrite,
+    SharedVec, Tls, UpstreamProtocol, UpstreamTls,
 };
 
 /// Index of a [`Route`] in [`RoutingTable::routes`].
@@ -23,22 +23,30 @@ pub type BackendId = u32;
 ///
 /// The large parts are shared (`Arc`), so cloning a table is cheap: a table for an
 /// endpoint-only change shares everything with the previous one but the backends it rebuilt
-/// (and, when warnings change, the diagnostics). Parts are written with
-/// [`SharedVec::make_mut`] and [`Arc::make_mut`].
+/// (and, when warnings change, the diagnostics); one for a few changed Ingresses shares all
+/// but the last chunk of routes and hosts ([`ChunkVec`]). Parts are written with
+/// [`SharedVec::make_mut`], [`ChunkVec::extend`] and [`Arc::make_mut`].
+///
+/// Routes, hosts and backends of a table made that way may be unreachable (those of a
+/// removed Ingress): only [`RoutingTable::host_index`], [`RoutingTable::catch_all`] and what
+/// they lead to are in force.
 #[derive(Clone, Debug, Serialize)]
 pub struct RoutingTable {
     /// Bumped by whoever publishes tables, so that per-route state kept outside the table (such
     /// as metric handles) can tell routes of different tables apart.
     pub generation: u64,
+    /// How it was made: a full translation, or an update of the previous table.
+    #[serde(skip)]
+    pub origin: Origin,
     /// Host names (exact, and one-label wildcards) to their index in `hosts`.
     #[serde(skip)]
     pub host_index: Arc<HostMap<u32>>,
     /// Every host's paths; the catch-all host (rules without a host) has the name `""`.
-    pub hosts: SharedVec<HostRoutes>,
+    pub hosts: ChunkVec<HostRoutes>,
     /// Index in `hosts` of the catch-all host.
     pub catch_all: u32,
     /// Every route; a [`RouteId`] indexes this.
-    pub routes: SharedVec<Route>,
+    pub routes: ChunkVec<Route>,
     /// Every backend (a Service port and its ready endpoints); a [`BackendId`] indexes this.
     /// Each is shared on its own: a backend whose endpoints did not change keeps its
     /// round-robin position across tables.
@@ -56,6 +64,51 @@ pub struct RoutingTable {
     /// the "no ready endpoint" warnings.
     #[serde(skip)]
     pub referrers: Arc<Referrers>,
+}
+
+impl RoutingTable {
+    /// The hosts in force: every named host and the catch-all, not those a removed Ingress
+    /// left behind.
+    pub fn live_hosts(&self) -> impl Iterator<Item = &HostRoutes> {
+        self.hosts
+            .iter()
+            .enumerate()
+            .filter(|&(i, h)| {
+                i == self.catch_all as usize
+                    || (!h.host.is_empty()
+                        && self.host_index.get_written(&h.host) == Some(&(i as u32)))
+            })
+            .map(|(_, h)| h)
+    }
+
+    /// How many hosts are in force, the catch-all included.
+    pub fn host_count(&self) -> usize {
+        let (exact, wildcard) = self.host_index.counts();
+        exact + wildcard + 1
+    }
+}
+
+/// How a [`RoutingTable`] was made (for logs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Origin {
+    /// Translated in full.
+    #[default]
+    Full,
+    /// The previous table with the endpoints of some backends rebuilt.
+    Endpoints,
+    /// The previous table with the hosts of some Ingresses replaced.
+    Ingresses,
+}
+
+impl Origin {
+    /// Its name in logs: `full`, `endpoints`, `ingresses`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Full => "full",
+            Origin::Endpoints => "endpoints",
+            Origin::Ingresses => "ingresses",
+        }
+    }
 }
 
 /// The Ingresses that reference each backend, as translation resolved them: kept so that an
@@ -76,6 +129,9 @@ pub struct Referrers {
     /// port named like a number, backend TLS that could not be set up): such tables are
     /// always rebuilt whole.
     pub incremental: bool,
+    /// Routes no host leads to any more: those of Ingresses an update removed or replaced.
+    /// Past a share of the table, the next change is translated in full, which drops them.
+    pub dead_routes: usize,
 }
 
 impl Referrers {
@@ -87,7 +143,7 @@ impl Referrers {
 }
 
 /// The paths of one host, merged from every Ingress that names it.
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct HostRoutes {
     /// The host as written in the rules (`*.example.com` for a wildcard); `""` for the catch-all.
     pub host: String,
@@ -102,6 +158,13 @@ pub struct HostRoutes {
     pub regex: Option<Box<RegexPaths>>,
     /// Where requests go that match no path of this host.
     pub default_route: RouteId,
+}
+
+impl HostRoutes {
+    /// How many paths it serves.
+    pub fn paths(&self) -> usize {
+        self.exact.len() + self.prefix.len() + self.regex.as_ref().map_or(0, |r| r.len())
+    }
 }
 
 /// How a route's path matches.

@@ -147,8 +147,8 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
     /// Quiet time after a change before it is applied, in milliseconds (changes arriving
-    /// together are applied as one).
-    #[arg(long, env = "SLUICE_DEBOUNCE_MS", default_value_t = 50)]
+    /// together are applied as one; a steady stream is still applied once a second).
+    #[arg(long, env = "SLUICE_DEBOUNCE_MS", default_value_t = 10)]
     pub debounce_ms: u64,
     /// Seconds in-flight requests may take to finish after SIGTERM.
     #[arg(long, env = "SLUICE_SHUTDOWN_GRACE_PERIOD", default_value_t = 10)]

@@ -11,7 +11,9 @@ use prometheus::{
     Gauge, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 use sluice_manifests::ManifestDir;
-use sluice_model::{Diagnostic, Route, RoutingTable, Settings, Severity, SharedVec, Snapshot};
+use sluice_model::{
+    ChunkVec, Diagnostic, HostRoutes, Route, RoutingTable, Settings, Severity, SharedVec, Snapshot,
+};
 use sluice_proxy::{
     AccessLog, CertStore, ControllerLabels, LogFormat, Metrics, Published, Shared, TlsState,
 };
@@ -149,8 +151,8 @@ pub struct Publisher {
     /// The diagnostics `shown` was made from: a table that shares them changes nothing there.
     shown_from: SharedVec<Diagnostic>,
     shown_errors: HashSet<String>,
-    /// The routes last counted for the log, and their count.
-    counted: (SharedVec<Route>, usize),
+    /// The routes last counted for the log, and how many paths they serve.
+    counted: (ChunkVec<Route>, usize),
 }
 
 impl Publisher {
@@ -166,7 +168,7 @@ impl Publisher {
             shown: HashSet::new(),
             shown_from: SharedVec::default(),
             shown_errors: HashSet::new(),
-            counted: (SharedVec::default(), 0),
+            counted: (ChunkVec::default(), 0),
         }
     }
 
@@ -206,12 +208,6 @@ impl Publisher {
         self.generation += 1;
         table.generation = self.generation;
         let in_force = self.shared.state.load_full();
-        // An endpoint-only update shares the routes of the table in force.
-        let update = if SharedVec::ptr_eq(&table.routes, &in_force.table.routes) {
-            "endpoints"
-        } else {
-            "full"
-        };
         let tls_changed = !Arc::ptr_eq(&table.tls, &in_force.table.tls);
         let tls = if tls_changed {
             // Keys are checked against their certificates here; what fails joins the
@@ -259,17 +255,17 @@ impl Publisher {
             m.last_ok_timestamp.set(ts);
         }
         self.source_errors.store(Arc::new(errors));
-        if !SharedVec::ptr_eq(&table.routes, &self.counted.0) {
-            let routes = table.routes.iter().filter(|r| r.ingress.is_some()).count();
+        if !ChunkVec::ptr_eq(&table.routes, &self.counted.0) {
+            let routes = table.live_hosts().map(HostRoutes::paths).sum();
             self.counted = (table.routes.clone(), routes);
         }
         tracing::info!(
             generation = table.generation,
-            hosts = table.hosts.len(),
+            hosts = table.host_count(),
             routes = self.counted.1,
             backends = table.backends.len(),
             diagnostics = table.diagnostics.len(),
-            update,
+            update = table.origin.as_str(),
             took_ms = format!("{:.2}", took.as_secs_f64() * 1000.0),
             "applied configuration"
         );
@@ -321,7 +317,8 @@ pub struct Applied {
 }
 
 /// The table for `snapshot`: the table in force with new endpoint lists when only
-/// EndpointSlices changed since its snapshot (the usual change: pods come and go), else a
+/// EndpointSlices changed since its snapshot (the usual change: pods come and go), or with
+/// the hosts of a few changed Ingresses replaced (an application deployed or changed), else a
 /// full translation.
 pub fn next_table(
     previous: Option<&Applied>,
@@ -329,8 +326,15 @@ pub fn next_table(
     settings: &Settings,
 ) -> RoutingTable {
     previous
-        .and_then(|p| sluice_translate::update_endpoints(&p.table, &p.snapshot, snapshot))
+        .and_then(|p| update(p, snapshot, settings))
         .unwrap_or_else(|| sluice_translate::translate(snapshot, settings))
+}
+
+/// The table in force updated to `snapshot`, when an incremental update can make it.
+fn update(previous: &Applied, snapshot: &Snapshot, settings: &Settings) -> Option<RoutingTable> {
+    let (table, before) = (&previous.table, &previous.snapshot);
+    sluice_translate::update_endpoints(table, before, snapshot)
+        .or_else(|| sluice_translate::update_ingresses(table, before, snapshot, settings))
 }
 
 /// The manifests source: scans, translates and publishes on every change.
@@ -401,15 +405,16 @@ impl ManifestControl {
         // The source's own diagnostics are part of the table in force: an update of its
         // endpoints is only right if they did not change.
         let previous = self.applied.take().filter(|(_, diags)| *diags == source_diags);
-        let table = previous
-            .as_ref()
-            .and_then(|(p, _)| sluice_translate::update_endpoints(&p.table, &p.snapshot, &snapshot))
-            .unwrap_or_else(|| {
-                with_diagnostics(
-                    sluice_translate::translate(&snapshot, &self.settings),
-                    &source_diags,
-                )
-            });
+        let table = match previous.as_ref().and_then(|(p, _)| update(p, &snapshot, &self.settings))
+        {
+            // An Ingress update replaces the changed Ingresses' diagnostics, the source's among
+            // them.
+            Some(table) => with_diagnostics(table, &source_diags),
+            None => with_diagnostics(
+                sluice_translate::translate(&snapshot, &self.settings),
+                &source_diags,
+            ),
+        };
         drop(previous);
         let errors = self.errors();
         let table = self.publisher.publish(table, errors, started.elapsed());
@@ -428,7 +433,8 @@ pub fn table_for(dir: &ManifestDir, settings: &Settings) -> (RoutingTable, Snaps
 
 /// `table` with `extra` diagnostics among its own (sorted, without duplicates).
 fn with_diagnostics(mut table: RoutingTable, extra: &[Diagnostic]) -> RoutingTable {
-    if !extra.is_empty() {
+    // An endpoint update keeps them: its diagnostics stay shared with the table in force.
+    if !extra.iter().all(|d| table.diagnostics.binary_search(d).is_ok()) {
         let diagnostics = table.diagnostics.make_mut();
         diagnostics.extend_from_slice(extra);
         diagnostics.sort();

@@ -73,7 +73,7 @@ impl<'a> ConfigView<'a> {
     /// Builds the view of `table`, with the source's parse errors.
     pub fn new(table: &'a RoutingTable, source_errors: &[String]) -> Self {
         let mut hosts: Vec<HostView<'a>> =
-            table.hosts.iter().map(|h| host_view(table, h)).collect();
+            table.live_hosts().map(|h| host_view(table, h)).collect();
         hosts.sort_by(|a, b| a.host.cmp(&b.host));
         Self {
             generation: table.generation,
@@ -184,10 +184,19 @@ pub fn backends_json(table: &RoutingTable) -> serde_json::Value {
         (None, Target::Backend(id)) => Some(*id as usize),
         _ => None,
     });
+    // A table updated after Ingresses were removed may keep backends no route leads to.
+    let passthrough: Vec<u32> = table.tls.passthrough.iter().map(|(_, &id)| id).collect();
+    let in_use = |i: usize| {
+        table.referrers.dead_routes == 0
+            || Some(i) == default_backend
+            || !table.referrers.of(i as u32).is_empty()
+            || passthrough.contains(&(i as u32))
+    };
     let mut list: Vec<serde_json::Value> = table
         .backends
         .iter()
         .enumerate()
+        .filter(|&(i, _)| in_use(i))
         .map(|(i, b)| {
             let name =
                 if Some(i) == default_backend { "upstream-default-backend" } else { &b.name };

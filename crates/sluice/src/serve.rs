@@ -168,9 +168,18 @@ async fn run_manifests(
     base.drain(&args, proxy).await
 }
 
-/// Waits until no wake-up arrived for `quiet`.
+/// The longest a change waits for quiet: a steady stream of changes (a controller rewriting
+/// objects, a flapping pod) is still applied once a second.
+const MAX_DEBOUNCE: Duration = Duration::from_secs(1);
+
+/// Waits until no wake-up arrived for `quiet`, or [`MAX_DEBOUNCE`] passed.
 pub(crate) async fn debounced(changes: &mut tokio::sync::mpsc::Receiver<()>, quiet: Duration) {
-    while let Ok(Some(())) = tokio::time::timeout(quiet, changes.recv()).await {}
+    let deadline = tokio::time::Instant::now() + MAX_DEBOUNCE.max(quiet);
+    while let Ok(Some(())) = tokio::time::timeout(quiet, changes.recv()).await {
+        if tokio::time::Instant::now() >= deadline {
+            break;
+        }
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -29,18 +29,28 @@ use crate::regex_mode::RegexMode;
 /// and without duplicates. The table's `generation` is 0; the publisher sets it.
 pub fn translate(snapshot: &Snapshot, settings: &Settings) -> RoutingTable {
     let index = Index::new(snapshot);
-    let mut b = Builder::new(&index, settings, snapshot.observed_at);
-    let global = b.global_config();
-    b.global_default(&global.policy);
-    b.start_tls(&global);
-
     let classes: Vec<_> = snapshot.ingress_classes.iter().map(|c| &**c).collect();
-    let mut ingresses: Vec<&Ingress> = snapshot
+    let ingresses: Vec<&Ingress> = snapshot
         .ingresses
         .iter()
         .map(|i| &**i)
         .filter(|i| class::is_ours(i, &classes, settings))
         .collect();
+    build(&index, settings, snapshot.observed_at, ingresses)
+}
+
+/// The table of `ingresses` (this controller's, in any order) over `index`. An Ingress update
+/// builds tables of just the changed Ingresses this way, over an index of what they name.
+pub(crate) fn build<'s>(
+    index: &'s Index<'s>,
+    settings: &'s Settings,
+    observed_at: Option<i64>,
+    mut ingresses: Vec<&'s Ingress>,
+) -> RoutingTable {
+    let mut b = Builder::new(index, settings, observed_at);
+    let global = b.global_config();
+    b.global_default(&global.policy);
+    b.start_tls(&global);
     ingresses.sort_by(|a, b| oldest_first(a, b));
     // `owned` is sorted by name; an Ingress's place in it names it in `Referrers`.
     let mut by_name: Vec<u32> = (0..ingresses.len() as u32).collect();
@@ -70,14 +80,14 @@ pub fn translate(snapshot: &Snapshot, settings: &Settings) -> RoutingTable {
     b.finish(owned, global)
 }
 
-fn ns_name(i: &Ingress) -> (&str, &str) {
+pub(crate) fn ns_name(i: &Ingress) -> (&str, &str) {
     (
         i.metadata.namespace.as_deref().unwrap_or_default(),
         i.metadata.name.as_deref().unwrap_or_default(),
     )
 }
 
-fn name_of(i: &Ingress) -> NamespacedName {
+pub(crate) fn name_of(i: &Ingress) -> NamespacedName {
     NamespacedName::new(
         i.metadata.namespace.as_deref().unwrap_or_default(),
         i.metadata.name.as_deref().unwrap_or_default(),
@@ -794,15 +804,14 @@ impl<'s> Builder<'s> {
         }
         self.diagnostics.sort();
         self.diagnostics.dedup();
-        self.routes.shrink_to_fit();
-        self.hosts.shrink_to_fit();
         self.backends.shrink_to_fit();
         RoutingTable {
             generation: 0,
+            origin: sluice_model::Origin::Full,
             host_index: Arc::new(self.host_index),
             catch_all: self.catch_all.expect("the catch-all host is made first"),
-            hosts: SharedVec::new(self.hosts),
-            routes: SharedVec::new(self.routes),
+            hosts: self.hosts.into(),
+            routes: self.routes.into(),
             backends: self.backends,
             diagnostics: SharedVec::new(self.diagnostics),
             owned: SharedVec::new(owned),
@@ -847,7 +856,13 @@ impl<'s> Builder<'s> {
         compact.shrink_to_fit();
         let mut by_service = std::mem::take(&mut self.by_service);
         by_service.sort_unstable();
-        Referrers { offsets, ingresses: compact, by_service, incremental: self.incremental }
+        Referrers {
+            offsets,
+            ingresses: compact,
+            by_service,
+            incremental: self.incremental,
+            dead_routes: 0,
+        }
     }
 
     /// Every route (for the TLS pass at the end).
@@ -936,7 +951,7 @@ impl Current<'_> {
 
 /// Checks a rule's host: a lower-case DNS name, or `*.` and a DNS name; no IP, no port.
 /// Upper case is folded (the API server would reject it; hosts compare case-insensitively).
-fn validate_host(host: &str) -> Result<Cow<'_, str>, String> {
+pub(crate) fn validate_host(host: &str) -> Result<Cow<'_, str>, String> {
     if host.is_empty() {
         return Ok(Cow::Borrowed(""));
     }

@@ -1,11 +1,13 @@
 //! Lookups over the snapshot that translation needs, built once per translation.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use sluice_model::Snapshot;
+use sluice_model::{Settings, Snapshot};
 
 /// The label an EndpointSlice carries to name its Service.
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -111,17 +113,43 @@ impl<'s> Index<'s> {
             Slices::push(slices.entry(ns).or_default().entry(service).or_default(), s);
         }
         sort_slices(&mut slices);
-        let mut config_maps: ByName<'s, &'s ConfigMap> = FastMap::default();
-        for c in &snapshot.config_maps {
-            let (ns, name) = ns_name(&c.metadata);
-            config_maps.entry(ns).or_default().insert(name, &**c);
+        Self {
+            services,
+            slices,
+            config_maps: by_name(&snapshot.config_maps, |c| &c.metadata),
+            secrets: by_name(&snapshot.secrets, |s| &s.metadata),
         }
-        let mut secrets: ByName<'s, &'s Secret> = FastMap::default();
-        for s in &snapshot.secrets {
-            let (ns, name) = ns_name(&s.metadata);
-            secrets.entry(ns).or_default().insert(name, &**s);
+    }
+
+    /// An index for translating `ingresses` alone: the Services (with their EndpointSlices)
+    /// that they and `--default-backend-service` name, and every ConfigMap and Secret.
+    pub(crate) fn for_ingresses(
+        snapshot: &'s Snapshot,
+        ingresses: &[&Ingress],
+        settings: &Settings,
+    ) -> Self {
+        let mut wanted: FastSet<(&str, &str)> = FastSet::default();
+        for ingress in ingresses {
+            let ns = ns_name(&ingress.metadata).0;
+            let Some(spec) = &ingress.spec else { continue };
+            let paths = spec.rules.iter().flatten().flat_map(|r| r.http.iter());
+            let backends = paths.flat_map(|h| h.paths.iter().map(|p| &p.backend));
+            for backend in backends.chain(&spec.default_backend) {
+                if let Some(service) = &backend.service {
+                    wanted.insert((ns, service.name.as_str()));
+                }
+            }
         }
-        Self { services, slices, config_maps, secrets }
+        if let Some(d) = &settings.default_backend_service {
+            wanted.insert((&d.namespace, &d.name));
+        }
+        let mut namespaces: Vec<&str> = wanted.iter().map(|&(ns, _)| ns).collect();
+        namespaces.sort_unstable();
+        namespaces.dedup();
+        let mut index = Self::of_services(snapshot, &wanted, &namespaces);
+        index.config_maps = by_name(&snapshot.config_maps, |c| &c.metadata);
+        index.secrets = by_name(&snapshot.secrets, |s| &s.metadata);
+        index
     }
 
     pub(crate) fn service(&self, ns: &str, name: &str) -> Option<&'s Service> {
@@ -140,6 +168,16 @@ impl<'s> Index<'s> {
     pub(crate) fn config_map(&self, ns: &str, name: &str) -> Option<&'s ConfigMap> {
         self.config_maps.get(ns)?.get(name).copied()
     }
+}
+
+/// `objects` by namespace and name.
+fn by_name<'s, T>(objects: &'s [Arc<T>], meta: impl Fn(&T) -> &ObjectMeta) -> ByName<'s, &'s T> {
+    let mut map: ByName<'s, &'s T> = FastMap::default();
+    for object in objects {
+        let (ns, name) = ns_name(meta(object));
+        map.entry(ns).or_default().insert(name, &**object);
+    }
+    map
 }
 
 /// Stable endpoint order whatever order the source listed slices in.

@@ -34,10 +34,10 @@ mod build;
 mod build_tls;
 pub mod class;
 pub mod config;
-mod incremental;
 mod index;
 mod regex_mode;
 mod tls;
+mod update;
 
 pub use build::translate;
-pub use incremental::update_endpoints;
+pub use update::{update_endpoints, update_ingresses};

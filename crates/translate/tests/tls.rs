@@ -1264,10 +1264,10 @@ fn canonical(t: &RoutingTable) -> String {
         )
         .unwrap();
     }
-    for r in &t.routes {
+    for r in t.routes.iter() {
         writeln!(out, "route {r:?}").unwrap();
     }
-    for h in &t.hosts {
+    for h in t.hosts.iter() {
         let mut exact: Vec<_> = h.exact.iter().collect();
         exact.sort();
         let mut prefix: Vec<_> = h.prefix.iter().collect();

@@ -8,9 +8,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Service, ServicePort};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use sluice_model::{BackendId, Diagnostic, RoutingTable, Snapshot};
+use sluice_model::{BackendId, Diagnostic, Origin, RoutingTable, Snapshot};
 
+use super::{certificates_still_valid, changed, ns_name, same};
 use crate::backends::ready_endpoints;
 use crate::build::no_ready_endpoints;
 use crate::index::{self, FastSet, Index, service_hash};
@@ -40,12 +40,15 @@ pub fn update_endpoints(
         return None;
     }
     let mut touched: FastSet<(&str, &str)> = FastSet::default();
-    for slice in changed(&before.endpoint_slices, &after.endpoint_slices) {
+    let (gone, new) =
+        changed(&before.endpoint_slices, &after.endpoint_slices, |s| ns_name(&s.metadata));
+    for slice in gone.into_iter().chain(new) {
         if let Some(service) = index::service_of(slice) {
             touched.insert(service);
         }
     }
     let mut table = previous.clone();
+    table.origin = Origin::Endpoints;
     if touched.is_empty() {
         return Some(table);
     }
@@ -100,55 +103,6 @@ pub fn update_endpoints(
         diagnostics.dedup();
     }
     Some(table)
-}
-
-/// True when both lists hold the same objects in the same order: the same `Arc`s (what a
-/// source that did not touch a kind hands over), else equal content.
-fn same<T: PartialEq>(a: &[Arc<T>], b: &[Arc<T>]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| Arc::ptr_eq(x, y) || x == y)
-}
-
-/// Whether every certificate of `previous` is still unexpired at `now`, and none that had
-/// expired at `then` could have come back. Translation judges expiry against the snapshot's
-/// time, and the new snapshot is taken later.
-fn certificates_still_valid(previous: &RoutingTable, then: Option<i64>, now: Option<i64>) -> bool {
-    match (then, now) {
-        _ if then == now => true,
-        (Some(then), Some(now)) if now >= then => {
-            previous.tls.certs.iter().all(|c| now <= c.not_after)
-        }
-        _ => false,
-    }
-}
-
-/// The EndpointSlices in one list and not the other (both versions of a changed slice). Lists
-/// from the same source keep their order: where both have the same length, the slices that
-/// differ are at the positions that differ (an update replaces an object in place); otherwise
-/// the common head and tail are skipped and the rest compared as sets of pointers.
-fn changed<'a>(
-    before: &'a [Arc<EndpointSlice>],
-    after: &'a [Arc<EndpointSlice>],
-) -> Vec<&'a EndpointSlice> {
-    if before.len() == after.len() {
-        let differ = || before.iter().zip(after).filter(|(a, b)| !Arc::ptr_eq(a, b));
-        // Many differences are more likely a reordering (a store that grew) than changes.
-        if differ().nth(64).is_none() {
-            return differ().flat_map(|(a, b)| [&**a, &**b]).collect();
-        }
-    }
-    let head = before.iter().zip(after).take_while(|(a, b)| Arc::ptr_eq(a, b)).count();
-    let (before, after) = (&before[head..], &after[head..]);
-    let tail =
-        before.iter().rev().zip(after.iter().rev()).take_while(|(a, b)| Arc::ptr_eq(a, b)).count();
-    let before = &before[..before.len() - tail];
-    let after = &after[..after.len() - tail];
-    let pointers = |list: &[Arc<EndpointSlice>]| -> FastSet<*const EndpointSlice> {
-        list.iter().map(Arc::as_ptr).collect()
-    };
-    let (in_before, in_after) = (pointers(before), pointers(after));
-    let gone = before.iter().filter(|s| !in_after.contains(&Arc::as_ptr(s)));
-    let new = after.iter().filter(|s| !in_before.contains(&Arc::as_ptr(s)));
-    gone.chain(new).map(|s| &**s).collect()
 }
 
 /// The port a backend's label names: a number (as translation writes numbers), else a name.

@@ -1,0 +1,345 @@
+//! Ingress updates: when a few Ingresses were added, changed or removed, and each is alone on
+//! its hosts, the new table is the previous one without the hosts of their old versions and
+//! with tables of their new versions appended. Routes, hosts and backends already there are
+//! shared, not rebuilt: the cost is that of the changed Ingresses, not of all 10,000.
+//!
+//! "Alone on its hosts" is what makes the result the same as a full translation's: a host
+//! that one Ingress names is not merged with anything (no path collision, no older Ingress's
+//! default backend), so the Ingress can be translated by itself. Anything else that could
+//! reach across Ingresses is refused, and the caller translates in full: rules without a host
+//! (the catch-all host), `spec.defaultBackend`, TLS sections, and annotations that change the
+//! table's TLS side (client certificates, ciphers, passthrough).
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use k8s_openapi::api::networking::v1::Ingress;
+use sluice_model::{
+    Backend, BackendId, Diagnostic, HostRoutes, Kind, NamespacedName, Origin, Referrers, RouteId,
+    RoutingTable, Settings, Snapshot, Target, Tls,
+};
+
+use super::{certificates_still_valid, changed, ns_name, same};
+use crate::build::{build, validate_host};
+use crate::class;
+use crate::index::{FastSet, Index, service_hash};
+
+/// More changed Ingresses than this are translated in full: a bulk change (a namespace
+/// applied at once) costs a full translation anyway.
+const MAX_CHANGED: usize = 64;
+
+/// The table for `after`, built from `previous` (the table of `before`, as published) by
+/// replacing the hosts of the Ingresses that changed between the two snapshots.
+///
+/// `None` when that would not give what a full translation gives, and the caller translates
+/// in full: an object other than an Ingress changed, more than [`MAX_CHANGED`] Ingresses did,
+/// a changed Ingress (old or new version) shares a host with another Ingress or has what an
+/// Ingress alone on its hosts may not (see the module's documentation), or `previous` holds
+/// too many routes of removed Ingresses already ([`Referrers::dead_routes`]).
+///
+/// The returned table's `generation` is `previous`'s. It may carry diagnostics about the
+/// changed Ingresses that were added to `previous` after translation (the source's own), so
+/// a caller that adds such diagnostics adds them again.
+pub fn update_ingresses(
+    previous: &RoutingTable,
+    before: &Snapshot,
+    after: &Snapshot,
+    settings: &Settings,
+) -> Option<RoutingTable> {
+    if !previous.referrers.incremental
+        || !same(&before.ingress_classes, &after.ingress_classes)
+        || !same(&before.services, &after.services)
+        || !same(&before.endpoint_slices, &after.endpoint_slices)
+        || !same(&before.secrets, &after.secrets)
+        || !same(&before.config_maps, &after.config_maps)
+        || !certificates_still_valid(previous, before.observed_at, after.observed_at)
+    {
+        return None;
+    }
+    let (gone, new) = changed(&before.ingresses, &after.ingresses, |i| ns_name(&i.metadata));
+    if gone.len() + new.len() > 2 * MAX_CHANGED {
+        return None;
+    }
+    let classes: Vec<_> = after.ingress_classes.iter().map(|c| &**c).collect();
+    let ours = |i: &&Ingress| class::is_ours(i, &classes, settings);
+    let gone: Vec<&Ingress> = gone.into_iter().filter(ours).collect();
+    let added: Vec<&Ingress> = new.iter().copied().filter(ours).collect();
+    if gone.is_empty() && added.is_empty() {
+        // Only other controllers' Ingresses changed.
+        return Some(RoutingTable { origin: Origin::Ingresses, ..previous.clone() });
+    }
+    if !gone.iter().chain(&added).all(|i| alone_possible(i)) {
+        return None;
+    }
+    // Alone on their hosts: no other Ingress of ours names one of them.
+    let hosts: FastSet<Cow<str>> = gone.iter().chain(&added).flat_map(|i| rule_hosts(i)).collect();
+    let changed_now: FastSet<*const Ingress> = new.iter().map(|i| *i as *const _).collect();
+    let unchanged = after.ingresses.iter().filter(|i| !changed_now.contains(&Arc::as_ptr(i)));
+    for ingress in unchanged {
+        if rule_hosts(ingress).any(|h| hosts.contains(&h)) && ours(&&**ingress) {
+            return None;
+        }
+    }
+
+    // The changed Ingresses' tables, old and new, over an index of what they name (the
+    // other kinds did not change: `after`'s are `before`'s).
+    let all: Vec<&Ingress> = gone.iter().chain(&added).copied().collect();
+    let index = Index::for_ingresses(after, &all, settings);
+    let old = build(&index, settings, after.observed_at, gone);
+    let new = build(&index, settings, after.observed_at, added);
+    if ![&old, &new].iter().all(|t| tls_untouched(&t.tls) && alone_shaped(t)) {
+        return None;
+    }
+    if !new.referrers.incremental {
+        return None;
+    }
+    // Each old version's routes are left behind (all but the shared global default).
+    let dead_routes = previous.referrers.dead_routes + old.routes.len() - 1;
+    if dead_routes > MAX_CHANGED.max(previous.routes.len() / 4) {
+        return None;
+    }
+
+    let mut table = previous.clone();
+    table.origin = Origin::Ingresses;
+    let places = Places::new(&previous.owned, &old.owned, &new.owned)?;
+    let backends = Backends::merge(previous, &new);
+
+    // Routes: the new table's, but its global default (route 0 in every table) is ours.
+    let base = previous.routes.len() as RouteId;
+    let route_id = |id: RouteId| if id == 0 { 0 } else { base + id - 1 };
+    table.routes.extend(new.routes.iter().skip(1).map(|r| {
+        let mut route = r.clone();
+        if let Target::Backend(b) = &mut route.target {
+            *b = backends.ids[*b as usize];
+        }
+        route
+    }));
+
+    // Hosts: the old versions' leave the index, the new versions' are appended.
+    let host_index = Arc::make_mut(&mut table.host_index);
+    for (host, _) in old.host_index.iter() {
+        host_index.remove(&host)?;
+    }
+    let host_base = previous.hosts.len() as u32;
+    let mut hosts: Vec<HostRoutes> = Vec::with_capacity(new.hosts.len());
+    for (i, h) in new.hosts.iter().enumerate().filter(|&(i, _)| i != new.catch_all as usize) {
+        let mut host = h.clone();
+        host.exact.values_mut().chain(host.prefix.values_mut()).for_each(|id| *id = route_id(*id));
+        if let Some(regex) = &mut host.regex {
+            regex.map_routes(route_id);
+        }
+        host.default_route = route_id(host.default_route);
+        if new.host_index.get_written(&host.host) != Some(&(i as u32))
+            || !host_index.insert(&host.host, host_base + hosts.len() as u32)
+        {
+            return None;
+        }
+        hosts.push(host);
+    }
+    table.hosts.extend(hosts);
+
+    // Diagnostics: the changed Ingresses' own are replaced.
+    let is_changed = |d: &Diagnostic| {
+        d.object.kind == Kind::Ingress
+            && places
+                .changed
+                .binary_search_by(|n| {
+                    (n.namespace.as_str(), n.name.as_str())
+                        .cmp(&(d.object.namespace.as_str(), d.object.name.as_str()))
+                })
+                .is_ok()
+    };
+    let mut diagnostics: Vec<Diagnostic> =
+        previous.diagnostics.iter().filter(|d| !is_changed(d)).cloned().collect();
+    diagnostics.extend(new.diagnostics.iter().filter(|d| is_changed(d)).cloned());
+    diagnostics.sort();
+    diagnostics.dedup();
+    if diagnostics != *previous.diagnostics {
+        table.diagnostics = diagnostics.into();
+    }
+
+    table.referrers = Arc::new(Referrers {
+        incremental: true,
+        dead_routes,
+        ..references(previous, &new, &places, &backends)
+    });
+    table.backends = backends.list;
+    table.owned = places.owned.into();
+    Some(table)
+}
+
+/// What an Ingress alone on its hosts may have, read from its spec: rules, each with a host,
+/// and no TLS section nor default backend.
+fn alone_possible(ingress: &Ingress) -> bool {
+    let Some(spec) = &ingress.spec else { return false };
+    let rules = spec.rules.as_deref().unwrap_or_default();
+    !rules.is_empty()
+        && rules.iter().all(|r| r.host.as_deref().is_some_and(|h| !h.is_empty()))
+        && spec.tls.as_deref().unwrap_or_default().is_empty()
+        && spec.default_backend.is_none()
+}
+
+/// An Ingress's rule hosts as translation writes them (lower case); invalid ones are left out,
+/// as translation leaves them out.
+fn rule_hosts(ingress: &Ingress) -> impl Iterator<Item = Cow<'_, str>> {
+    let rules = ingress.spec.iter().flat_map(|s| s.rules.iter().flatten());
+    rules.filter_map(|r| validate_host(r.host.as_deref().unwrap_or_default()).ok())
+}
+
+/// The table of changed Ingresses leaves the TLS side as it was: no certificate but the
+/// default one, no handshake policy, no passthrough.
+fn tls_untouched(tls: &Tls) -> bool {
+    tls.certs.len() <= usize::from(tls.default_cert.is_some())
+        && tls.cert_by_name.is_empty()
+        && tls.policy_by_name.is_empty()
+        && tls.passthrough.is_empty()
+}
+
+/// The table of changed Ingresses has nothing on the catch-all host: its default is the
+/// global default (route 0), as in every table.
+fn alone_shaped(table: &RoutingTable) -> bool {
+    let catch_all = &table.hosts[table.catch_all as usize];
+    catch_all.paths() == 0 && catch_all.default_route == 0
+}
+
+/// The owned Ingresses after the change, and where each one's place (its index in `owned`)
+/// moved.
+struct Places {
+    /// The new `owned`, sorted.
+    owned: Vec<NamespacedName>,
+    /// For each place in the previous `owned`, its new place; `u32::MAX` when removed.
+    moved: Vec<u32>,
+    /// For each place in the new versions' table, its place in `owned`.
+    added: Vec<u32>,
+    /// The names of every changed Ingress, sorted (their diagnostics are replaced).
+    changed: Vec<NamespacedName>,
+}
+
+impl Places {
+    /// `None` when `gone` names an Ingress `previous` does not own, or `added` one it still
+    /// does: the snapshots are not what the table was built from.
+    fn new(
+        previous: &[NamespacedName],
+        gone: &[NamespacedName],
+        added: &[NamespacedName],
+    ) -> Option<Self> {
+        let mut changed: Vec<NamespacedName> = gone.iter().chain(added).cloned().collect();
+        changed.sort();
+        changed.dedup();
+        let mut removed = vec![false; previous.len()];
+        for name in gone {
+            removed[previous.binary_search(name).ok()?] = true;
+        }
+        let mut owned = Vec::with_capacity(previous.len() + added.len());
+        let mut moved = vec![u32::MAX; previous.len()];
+        let mut added_places = vec![0; added.len()];
+        let (mut p, mut a) = (0, 0);
+        while p < previous.len() || a < added.len() {
+            let take_added = match (previous.get(p), added.get(a)) {
+                (Some(x), Some(y)) if x == y => {
+                    if !removed[p] {
+                        return None;
+                    }
+                    false
+                }
+                (Some(x), Some(y)) => y < x,
+                (None, _) => true,
+                (Some(_), None) => false,
+            };
+            if take_added {
+                added_places[a] = owned.len() as u32;
+                owned.push(added[a].clone());
+                a += 1;
+            } else {
+                if !removed[p] {
+                    moved[p] = owned.len() as u32;
+                    owned.push(previous[p].clone());
+                }
+                p += 1;
+            }
+        }
+        Some(Self { owned, moved, added: added_places, changed })
+    }
+}
+
+/// The backends after the change: the previous ones, then those of the new versions that no
+/// previous backend already is (same Service port, reached the same way).
+struct Backends {
+    list: Vec<Arc<Backend>>,
+    /// For each backend of the new versions' table, its id in `list`.
+    ids: Vec<BackendId>,
+    /// `previous`'s `by_service` with the appended backends.
+    by_service: Vec<(u64, BackendId)>,
+}
+
+impl Backends {
+    fn merge(previous: &RoutingTable, new: &RoutingTable) -> Self {
+        let mut list = previous.backends.clone();
+        let mut by_service = previous.referrers.by_service.clone();
+        let mut ids = Vec::with_capacity(new.backends.len());
+        for backend in &new.backends {
+            let s = &backend.service;
+            let hash = service_hash(&s.namespace, &s.name);
+            let start = by_service.partition_point(|&(h, _)| h < hash);
+            let known = by_service[start..]
+                .iter()
+                .take_while(|&&(h, _)| h == hash)
+                .map(|&(_, id)| id)
+                .find(|&id| same_backend(&list[id as usize], backend));
+            let id = known.unwrap_or_else(|| {
+                let id = list.len() as BackendId;
+                list.push(backend.clone());
+                by_service.insert(start, (hash, id));
+                id
+            });
+            ids.push(id);
+        }
+        Self { list, ids, by_service }
+    }
+}
+
+/// One Service port reached the same way: what translation makes one backend of.
+fn same_backend(a: &Backend, b: &Backend) -> bool {
+    a.service == b.service && a.port == b.port && a.protocol == b.protocol && a.tls == b.tls
+}
+
+/// `previous`'s references without the removed Ingresses', with the new versions' added, in
+/// the places of the new `owned`.
+fn references(
+    previous: &RoutingTable,
+    new: &RoutingTable,
+    places: &Places,
+    backends: &Backends,
+) -> Referrers {
+    let count = backends.list.len();
+    let mut refs: Vec<(BackendId, u32)> = Vec::with_capacity(previous.referrers.ingresses.len());
+    for id in 0..previous.backends.len() as BackendId {
+        for &place in previous.referrers.of(id) {
+            let moved = places.moved[place as usize];
+            if moved != u32::MAX {
+                refs.push((id, moved));
+            }
+        }
+    }
+    for (id, &merged) in backends.ids.iter().enumerate() {
+        for &place in new.referrers.of(id as BackendId) {
+            refs.push((merged, places.added[place as usize]));
+        }
+    }
+    refs.sort_unstable();
+    refs.dedup();
+    let mut offsets = vec![0u32; count + 1];
+    for &(id, _) in &refs {
+        offsets[id as usize + 1] += 1;
+    }
+    for i in 1..offsets.len() {
+        offsets[i] += offsets[i - 1];
+    }
+    Referrers {
+        offsets,
+        ingresses: refs.into_iter().map(|(_, place)| place).collect(),
+        by_service: backends.by_service.clone(),
+        incremental: true,
+        dead_routes: 0,
+    }
+}

@@ -1,0 +1,102 @@
+//! Incremental updates: the table for a new snapshot made from the table of the previous one,
+//! for the changes that come often and touch little. Each update gives what
+//! [`translate`](crate::translate) would give (tests hold them to that), or `None` when it
+//! cannot be sure to, and the caller translates in full.
+//!
+//! - [`update_endpoints`]: only EndpointSlices changed (pods come and go);
+//! - [`update_ingresses`]: a few Ingresses changed, each alone on its hosts (an application
+//!   deployed, changed or removed).
+
+mod endpoints;
+mod ingresses;
+
+use std::sync::Arc;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use sluice_model::RoutingTable;
+
+use crate::index::{FastMap, FastSet};
+
+pub use endpoints::update_endpoints;
+pub use ingresses::update_ingresses;
+
+/// True when both lists hold the same objects in the same order: the same `Arc`s (what a
+/// source that did not touch a kind hands over), else equal content.
+fn same<T: PartialEq>(a: &[Arc<T>], b: &[Arc<T>]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| Arc::ptr_eq(x, y) || x == y)
+}
+
+/// Whether every certificate of `previous` is still unexpired at `now`, and none that had
+/// expired at `then` could have come back. Translation judges expiry against the snapshot's
+/// time, and the new snapshot is taken later.
+fn certificates_still_valid(previous: &RoutingTable, then: Option<i64>, now: Option<i64>) -> bool {
+    match (then, now) {
+        _ if then == now => true,
+        (Some(then), Some(now)) if now >= then => {
+            previous.tls.certs.iter().all(|c| now <= c.not_after)
+        }
+        _ => false,
+    }
+}
+
+/// The objects in one list and not the other: `(gone, new)`, both versions of a changed
+/// object. Lists from the same source keep their order: where both have the same length, the
+/// objects that differ are at the positions that differ (an update replaces an object in
+/// place); otherwise the common head and tail are skipped and the rest compared as sets of
+/// pointers. A source that parses a file again hands over new copies of the objects it did
+/// not change: those, equal in content to an object of the same `name`, are left out.
+fn changed<'a, T: PartialEq>(
+    before: &'a [Arc<T>],
+    after: &'a [Arc<T>],
+    name: impl Fn(&T) -> (&str, &str),
+) -> (Vec<&'a T>, Vec<&'a T>) {
+    let (gone, new) = by_pointer(before, after);
+    if gone.is_empty() || new.is_empty() {
+        return (gone, new);
+    }
+    let mut by_name: FastMap<(&str, &str), usize> = FastMap::default();
+    for (i, object) in gone.iter().enumerate() {
+        by_name.insert(name(object), i);
+    }
+    let mut same = vec![false; gone.len()];
+    let new: Vec<&T> = new
+        .into_iter()
+        .filter(|object| match by_name.get(&name(object)) {
+            Some(&i) if !same[i] && gone[i] == *object => {
+                same[i] = true;
+                false
+            }
+            _ => true,
+        })
+        .collect();
+    let gone = gone.into_iter().zip(same).filter(|(_, same)| !same).map(|(o, _)| o).collect();
+    (gone, new)
+}
+
+/// [`changed`] by pointer only.
+fn by_pointer<'a, T>(before: &'a [Arc<T>], after: &'a [Arc<T>]) -> (Vec<&'a T>, Vec<&'a T>) {
+    if before.len() == after.len() {
+        let differ = || before.iter().zip(after).filter(|(a, b)| !Arc::ptr_eq(a, b));
+        // Many differences are more likely a reordering (a store that grew) than changes.
+        if differ().nth(64).is_none() {
+            return differ().map(|(a, b)| (&**a, &**b)).unzip();
+        }
+    }
+    let head = before.iter().zip(after).take_while(|(a, b)| Arc::ptr_eq(a, b)).count();
+    let (before, after) = (&before[head..], &after[head..]);
+    let tail =
+        before.iter().rev().zip(after.iter().rev()).take_while(|(a, b)| Arc::ptr_eq(a, b)).count();
+    let before = &before[..before.len() - tail];
+    let after = &after[..after.len() - tail];
+    let pointers =
+        |list: &[Arc<T>]| -> FastSet<*const T> { list.iter().map(Arc::as_ptr).collect() };
+    let (in_before, in_after) = (pointers(before), pointers(after));
+    let gone = before.iter().filter(|s| !in_after.contains(&Arc::as_ptr(s))).map(|s| &**s);
+    let new = after.iter().filter(|s| !in_before.contains(&Arc::as_ptr(s))).map(|s| &**s);
+    (gone.collect(), new.collect())
+}
+
+/// An object's namespace and name.
+fn ns_name(meta: &ObjectMeta) -> (&str, &str) {
+    (meta.namespace.as_deref().unwrap_or_default(), meta.name.as_deref().unwrap_or_default())
+}
