@@ -4,8 +4,8 @@
 #   1. proxy throughput, HTTP/1.1 keep-alive, one worker each: >= 1.3x nginx's requests/s with
 #      p99 <= nginx's (bench/proxy-vs-nginx.sh, MODE=http); HTTPS and h2c reported alongside
 #   2. translation of 10,000 Ingresses / 20,000 Services / 50,000 endpoints: a full rebuild
-#      < 100 ms, an endpoint-only change < 5 ms (propagation apply: Sluice's own took_ms of
-#      each apply; the criterion translate bench for reference)
+#      < 100 ms (the criterion translate bench), an endpoint-only change < 5 ms (propagation
+#      apply: Sluice's own took_ms of each apply; also an Ingress change, now incremental)
 #   3. propagation: from a manifest written to the first request served by the new route,
 #      p99 < 100 ms with 10,000 Ingresses loaded, under wrk load, zero failed requests
 #      (propagation propagate)
@@ -252,10 +252,17 @@ else
 	log "target 2: propagation apply, $APPLY_CHANGES changes of each kind ($(elapsed))"
 	out=$OUT_DIR/target2-apply.txt
 	probe apply "$out" --changes "$APPLY_CHANGES"
+	# A changed Ingress alone on its hosts is an incremental update now: the full rebuild is
+	# criterion's figure (translation alone, what every other change costs).
 	p99=$(val "$out" ingress_took_p99_ms)
-	if holds "$p99 < 100"; then met=yes; else met="no: $(over "$p99" 100)"; fi
-	row 2a "translation: full rebuild (one Ingress changed), $INGRESSES Ingresses" "< 100 ms" \
-		"p50 $(val "$out" ingress_took_p50_ms) ms, **p99 $p99 ms** (Sluice's took_ms, $APPLY_CHANGES changes); $(val "$out" ingress_cpu_mean_ms) ms CPU/apply; write→applied p50 $(val "$out" ingress_write_to_applied_p50_ms) ms (with debounce); cold load $(val "$out" cold_load_ms) ms; criterion translate alone: $criterion" \
+	if [[ $criterion == *" ms" ]]; then
+		full=${criterion% ms}
+		if holds "$full < 100"; then met=yes; else met="no: $(over "$full" 100)"; fi
+	else
+		met="not measured (TRANSLATE_BENCH=1 measures it)"
+	fi
+	row 2a "translation: full rebuild, $INGRESSES Ingresses" "< 100 ms" \
+		"**$criterion** (criterion, translation alone); cold load $(val "$out" cold_load_ms) ms. One Ingress changed (an incremental update): p50 $(val "$out" ingress_took_p50_ms) ms, p99 $p99 ms (Sluice's took_ms, $APPLY_CHANGES changes), $(val "$out" ingress_cpu_mean_ms) ms CPU/apply, write→applied p50 $(val "$out" ingress_write_to_applied_p50_ms) ms (with debounce)" \
 		"100 ms" "$met"
 	p99=$(val "$out" endpoint_took_p99_ms)
 	if holds "$p99 < 5"; then met=yes; else met="no: $(over "$p99" 5)"; fi

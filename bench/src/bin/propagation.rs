@@ -1,8 +1,8 @@
 //! End-to-end probes of the control plane of a real `sluice serve --manifests DIR` (the release
 //! binary, one proxy worker), on a directory written by `gen-manifests`:
 //!
-//! - `apply` (issue 5, target 2): with the directory loaded, changes one Ingress (a full
-//!   rebuild) and, separately, one EndpointSlice (an endpoint-only change), `--changes` times
+//! - `apply` (issue 5, target 2): with the directory loaded, changes one Ingress (an
+//!   incremental update: it is alone on its host) and, separately, one EndpointSlice (an endpoint-only change), `--changes` times
 //!   each, and reports how long Sluice took to apply each (`took_ms` of its "applied
 //!   configuration" log line: rescan, parse, translate), the time from the write to that log
 //!   line (which includes the debounce), and Sluice's CPU time per apply (robust to a busy
@@ -548,8 +548,8 @@ impl Changes {
         })
     }
 
-    /// Changes an annotation of one Ingress of the namespace (its proxy-read-timeout): a
-    /// change every route of the cluster is rebuilt for today.
+    /// Changes an annotation of one Ingress of the namespace (its proxy-read-timeout): an
+    /// Ingress alone on its host, so an incremental update.
     fn ingress(&mut self) -> Result<()> {
         self.flips += 1;
         let item = &mut self.ingresses["items"][0];
