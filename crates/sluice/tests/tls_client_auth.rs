@@ -432,6 +432,8 @@ async fn clients_cannot_send_their_own_ssl_client_headers() {
 async fn the_check_follows_the_request_host_not_the_handshake() {
     // A second mTLS host with its own CA: a certificate valid there must not open the first.
     let t = start(&[]).await;
+    // Read before writing: with a 10 ms debounce the change can be in force before a read after.
+    let g = t.s.generation().await;
     let partners = Ca::new("Partner CA");
     t.m.write("partner-ca.yaml", &tls::ca_secret("partner-ca", &partners.cert));
     let partner_tls = tls::tls_secret("partner-tls", &t.server_ca.server(&["partner.example.com"]));
@@ -448,7 +450,6 @@ async fn the_check_follows_the_request_host_not_the_handshake() {
             &[(&["partner.example.com"], Some("partner-tls"))],
         ),
     );
-    let g = t.s.generation().await;
     t.s.wait_generation_after(g).await;
     let alice = t.clients.client("alice");
     let partner = partners.client("partner");
