@@ -821,48 +821,13 @@ impl<'s> Builder<'s> {
         }
     }
 
-    /// The references to each backend, grouped by backend (a counting sort: the references
-    /// come grouped by Ingress).
+    /// The references to each backend, and the backends by Service.
     fn referrers(&mut self) -> Referrers {
-        let refs = std::mem::take(&mut self.refs);
-        let mut offsets = vec![0u32; self.backends.len() + 1];
-        for &(id, _) in &refs {
-            offsets[id as usize + 1] += 1;
-        }
-        for i in 1..offsets.len() {
-            offsets[i] += offsets[i - 1];
-        }
-        let mut next = offsets.clone();
-        let mut ingresses = vec![0; refs.len()];
-        for (id, place) in refs {
-            ingresses[next[id as usize] as usize] = place;
-            next[id as usize] += 1;
-        }
-        // One Ingress's references to a backend are adjacent (Ingresses are added one after
-        // the other): drop the repeats.
-        let mut compact = Vec::with_capacity(ingresses.len());
-        let mut start = 0;
-        for b in 0..self.backends.len() {
-            let end = offsets[b + 1] as usize;
-            offsets[b] = compact.len() as u32;
-            for i in start..end {
-                if i == start || ingresses[i] != ingresses[i - 1] {
-                    compact.push(ingresses[i]);
-                }
-            }
-            start = end;
-        }
-        offsets[self.backends.len()] = compact.len() as u32;
-        compact.shrink_to_fit();
+        let (offsets, ingresses) =
+            group_references(std::mem::take(&mut self.refs), self.backends.len());
         let mut by_service = std::mem::take(&mut self.by_service);
         by_service.sort_unstable();
-        Referrers {
-            offsets,
-            ingresses: compact,
-            by_service,
-            incremental: self.incremental,
-            dead_routes: 0,
-        }
+        Referrers { offsets, ingresses, by_service, incremental: self.incremental, dead_routes: 0 }
     }
 
     /// Every route (for the TLS pass at the end).
@@ -906,6 +871,44 @@ impl<'s> Builder<'s> {
             }
         }
     }
+}
+
+/// `(backend, Ingress place)` references grouped by backend, as [`Referrers`] keeps them:
+/// `(offsets, ingresses)`. A counting sort, stable: a backend's references keep their order,
+/// and repeats must be adjacent to be dropped (one Ingress's references are: Ingresses are
+/// added one after the other).
+pub(crate) fn group_references(
+    refs: Vec<(BackendId, u32)>,
+    backends: usize,
+) -> (Vec<u32>, Vec<u32>) {
+    let mut offsets = vec![0u32; backends + 1];
+    for &(id, _) in &refs {
+        offsets[id as usize + 1] += 1;
+    }
+    for i in 1..offsets.len() {
+        offsets[i] += offsets[i - 1];
+    }
+    let mut next = offsets.clone();
+    let mut ingresses = vec![0; refs.len()];
+    for (id, place) in refs {
+        ingresses[next[id as usize] as usize] = place;
+        next[id as usize] += 1;
+    }
+    let mut compact = Vec::with_capacity(ingresses.len());
+    let mut start = 0;
+    for b in 0..backends {
+        let end = offsets[b + 1] as usize;
+        offsets[b] = compact.len() as u32;
+        for i in start..end {
+            if i == start || ingresses[i] != ingresses[i - 1] {
+                compact.push(ingresses[i]);
+            }
+        }
+        start = end;
+    }
+    offsets[backends] = compact.len() as u32;
+    compact.shrink_to_fit();
+    (offsets, compact)
 }
 
 /// Inserts `key` unless present; returns the value already there.

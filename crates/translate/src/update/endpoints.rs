@@ -8,9 +8,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Service, ServicePort};
-use sluice_model::{BackendId, Diagnostic, Origin, RoutingTable, Snapshot};
+use sluice_model::{BackendId, Diagnostic, Kind, Origin, RoutingTable, Snapshot};
 
-use super::{certificates_still_valid, changed, ns_name, same};
+use super::{changed, ns_name, only_changed};
 use crate::backends::ready_endpoints;
 use crate::build::no_ready_endpoints;
 use crate::index::{self, FastSet, Index, service_hash};
@@ -29,14 +29,7 @@ pub fn update_endpoints(
     before: &Snapshot,
     after: &Snapshot,
 ) -> Option<RoutingTable> {
-    if !previous.referrers.incremental
-        || !same(&before.ingresses, &after.ingresses)
-        || !same(&before.ingress_classes, &after.ingress_classes)
-        || !same(&before.services, &after.services)
-        || !same(&before.secrets, &after.secrets)
-        || !same(&before.config_maps, &after.config_maps)
-        || !certificates_still_valid(previous, before.observed_at, after.observed_at)
-    {
+    if !only_changed(Kind::EndpointSlice, previous, before, after) {
         return None;
     }
     let mut touched: FastSet<(&str, &str)> = FastSet::default();

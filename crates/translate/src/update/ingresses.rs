@@ -19,8 +19,8 @@ use sluice_model::{
     RoutingTable, Settings, Snapshot, Target, Tls,
 };
 
-use super::{certificates_still_valid, changed, ns_name, same};
-use crate::build::{build, validate_host};
+use super::{changed, ns_name, only_changed};
+use crate::build::{build, group_references, validate_host};
 use crate::class;
 use crate::index::{FastSet, Index, service_hash};
 
@@ -46,14 +46,7 @@ pub fn update_ingresses(
     after: &Snapshot,
     settings: &Settings,
 ) -> Option<RoutingTable> {
-    if !previous.referrers.incremental
-        || !same(&before.ingress_classes, &after.ingress_classes)
-        || !same(&before.services, &after.services)
-        || !same(&before.endpoint_slices, &after.endpoint_slices)
-        || !same(&before.secrets, &after.secrets)
-        || !same(&before.config_maps, &after.config_maps)
-        || !certificates_still_valid(previous, before.observed_at, after.observed_at)
-    {
+    if !only_changed(Kind::Ingress, previous, before, after) {
         return None;
     }
     let (gone, new) = changed(&before.ingresses, &after.ingresses, |i| ns_name(&i.metadata));
@@ -158,10 +151,13 @@ pub fn update_ingresses(
         table.diagnostics = diagnostics.into();
     }
 
+    let (offsets, ingresses) = references(previous, &new, &places, &backends);
     table.referrers = Arc::new(Referrers {
+        offsets,
+        ingresses,
+        by_service: backends.by_service,
         incremental: true,
         dead_routes,
-        ..references(previous, &new, &places, &backends)
     });
     table.backends = backends.list;
     table.owned = places.owned.into();
@@ -304,14 +300,14 @@ fn same_backend(a: &Backend, b: &Backend) -> bool {
 }
 
 /// `previous`'s references without the removed Ingresses', with the new versions' added, in
-/// the places of the new `owned`.
+/// the places of the new `owned`: `(offsets, ingresses)` as [`Referrers`] keeps them. No pair
+/// repeats: previous and added places differ, and each table's lists have no repeats.
 fn references(
     previous: &RoutingTable,
     new: &RoutingTable,
     places: &Places,
     backends: &Backends,
-) -> Referrers {
-    let count = backends.list.len();
+) -> (Vec<u32>, Vec<u32>) {
     let mut refs: Vec<(BackendId, u32)> = Vec::with_capacity(previous.referrers.ingresses.len());
     for id in 0..previous.backends.len() as BackendId {
         for &place in previous.referrers.of(id) {
@@ -326,20 +322,5 @@ fn references(
             refs.push((merged, places.added[place as usize]));
         }
     }
-    refs.sort_unstable();
-    refs.dedup();
-    let mut offsets = vec![0u32; count + 1];
-    for &(id, _) in &refs {
-        offsets[id as usize + 1] += 1;
-    }
-    for i in 1..offsets.len() {
-        offsets[i] += offsets[i - 1];
-    }
-    Referrers {
-        offsets,
-        ingresses: refs.into_iter().map(|(_, place)| place).collect(),
-        by_service: backends.by_service.clone(),
-        incremental: true,
-        dead_routes: 0,
-    }
+    group_references(refs, backends.list.len())
 }

@@ -13,12 +13,32 @@ mod ingresses;
 use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use sluice_model::RoutingTable;
+use sluice_model::{Kind, RoutingTable, Snapshot};
 
 use crate::index::{FastMap, FastSet};
 
 pub use endpoints::update_endpoints;
 pub use ingresses::update_ingresses;
+
+/// Whether an update of `previous` (the table of `before`) to `after` may rebuild only what
+/// objects of kind `changing` touch: `previous` allows updates, no object of another kind
+/// changed, and no certificate's expiry changed between the snapshots' times.
+fn only_changed(
+    changing: Kind,
+    previous: &RoutingTable,
+    before: &Snapshot,
+    after: &Snapshot,
+) -> bool {
+    previous.referrers.incremental
+        && (changing == Kind::Ingress || same(&before.ingresses, &after.ingresses))
+        && same(&before.ingress_classes, &after.ingress_classes)
+        && same(&before.services, &after.services)
+        && (changing == Kind::EndpointSlice
+            || same(&before.endpoint_slices, &after.endpoint_slices))
+        && same(&before.secrets, &after.secrets)
+        && same(&before.config_maps, &after.config_maps)
+        && certificates_still_valid(previous, before.observed_at, after.observed_at)
+}
 
 /// True when both lists hold the same objects in the same order: the same `Arc`s (what a
 /// source that did not touch a kind hands over), else equal content.
