@@ -252,21 +252,21 @@ fn upstreaminfo(out: &mut Vec<u8>, r: &Record, elapsed: Duration) {
     out.extend_from_slice(b" - - [");
     with_time_local(|t| out.extend_from_slice(t.as_bytes()));
     out.extend_from_slice(b"] \"");
-    out.extend_from_slice(r.method.as_str().as_bytes());
+    out.extend_from_slice(r.request.method.as_str().as_bytes());
     out.push(b' ');
-    escaped(out, r.uri.path_and_query().map_or(b"/", |p| p.as_str().as_bytes()));
+    escaped(out, r.request.uri.path_and_query().map_or(b"/", |p| p.as_str().as_bytes()));
     out.push(b' ');
-    out.extend_from_slice(version(r.version).as_bytes());
+    out.extend_from_slice(version(r.request.version).as_bytes());
     out.extend_from_slice(b"\" ");
     num(out, u64::from(r.status));
     out.push(b' ');
     num(out, r.bytes_sent);
     out.extend_from_slice(b" \"");
-    or_dash(out, r.referer.as_ref().map(|v| v.as_bytes()));
+    or_dash(out, r.request.referer.as_ref().map(|v| v.as_bytes()));
     out.extend_from_slice(b"\" \"");
-    or_dash(out, r.user_agent.as_ref().map(|v| v.as_bytes()));
+    or_dash(out, r.request.user_agent.as_ref().map(|v| v.as_bytes()));
     out.extend_from_slice(b"\" ");
-    num(out, r.request_length);
+    num(out, r.request.request_length);
     out.push(b' ');
     secs(out, elapsed);
     out.extend_from_slice(b" [");
@@ -304,14 +304,14 @@ fn json(out: &mut Vec<u8>, r: &Record, elapsed: Duration) {
         "time": with_time_local(str::to_owned),
         "remote_addr": r.conn.remote.ip().to_string(),
         "remote_user": "",
-        "request": format!("{} {} {}", r.method, r.uri.path_and_query().map_or("/", |p| p.as_str()), version(r.version)),
-        "method": r.method.as_str(),
-        "path": r.uri.path(),
+        "request": format!("{} {} {}", r.request.method, r.request.uri.path_and_query().map_or("/", |p| p.as_str()), version(r.request.version)),
+        "method": r.request.method.as_str(),
+        "path": r.request.uri.path(),
         "status": r.status,
         "body_bytes_sent": r.bytes_sent,
-        "http_referer": text(&r.referer),
-        "http_user_agent": text(&r.user_agent),
-        "request_length": r.request_length,
+        "http_referer": text(&r.request.referer),
+        "http_user_agent": text(&r.request.user_agent),
+        "request_length": r.request.request_length,
         "request_time": (elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
         "proxy_upstream_name": upstream_name(r),
         "proxy_alternative_upstream_name": "",

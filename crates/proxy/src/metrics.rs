@@ -171,7 +171,7 @@ impl Metrics {
             generation: r.table.generation,
             route: r.route,
             status: r.status,
-            method: method_index(&r.method),
+            method: method_index(&r.request.method),
         };
         LOCAL.with(|local| {
             let mut local = local.borrow_mut();
@@ -207,7 +207,7 @@ impl Metrics {
             if let Some(up) = r.upstream_start {
                 entry.response_duration.observe(up.elapsed().as_secs_f64());
             }
-            entry.request_size.observe(r.request_length as f64);
+            entry.request_size.observe(r.request.request_length as f64);
             entry.response_size.observe(r.bytes_sent as f64);
         });
     }

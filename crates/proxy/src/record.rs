@@ -33,14 +33,8 @@ pub(crate) struct Record {
     pub conn: Arc<ConnInfo>,
     pub table: Arc<RoutingTable>,
     pub route: RouteId,
-    pub method: Method,
-    pub uri: Uri,
-    pub version: Version,
-    pub referer: Option<HeaderValue>,
-    pub user_agent: Option<HeaderValue>,
-    /// Request line and header bytes, approximately as NGINX's `$request_length` counts them
-    /// (the body is added when known).
-    pub request_length: u64,
+    /// The request's head, as the log and metrics need it.
+    pub request: RequestFacts,
     pub request_id: HeaderValue,
     pub status: u16,
     pub bytes_sent: u64,
@@ -62,7 +56,7 @@ pub(crate) struct RequestFacts {
     pub version: Version,
     pub referer: Option<HeaderValue>,
     pub user_agent: Option<HeaderValue>,
-    /// Request line and header bytes.
+    /// Request line and header bytes, approximately as NGINX's `$request_length` counts them.
     pub request_length: u64,
 }
 
@@ -90,25 +84,19 @@ impl Record {
     pub(crate) fn new(
         shared: &'static Shared,
         conn: Arc<ConnInfo>,
-        facts: RequestFacts,
+        request: RequestFacts,
         table: Arc<RoutingTable>,
         route: RouteId,
         start: Instant,
         request_id: HeaderValue,
     ) -> Self {
-        let RequestFacts { method, uri, version, referer, user_agent, request_length } = facts;
         Self {
             shared,
             start,
             conn,
             table,
             route,
-            method,
-            uri,
-            version,
-            referer,
-            user_agent,
-            request_length,
+            request,
             request_id,
             status: 0,
             bytes_sent: 0,
