@@ -49,7 +49,7 @@ use std::time::{Duration, Instant};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper::client::conn::http1::SendRequest;
-use hyper::{Request, header};
+use hyper::{Request, StatusCode, header};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use sluice_bench::{CLASS_NAME, host, manifests, namespace, services_of};
@@ -474,21 +474,8 @@ impl Conn {
         Ok(Conn { sender })
     }
 
-    /// GET `path` with `Host: host`; the status, once the body is read.
-    async fn get(&mut self, host: &str, path: &str) -> Result<u16> {
-        self.sender.ready().await.map_err(|e| e.to_string())?;
-        let request = Request::get(path)
-            .header(header::HOST, host)
-            .body(Empty::new())
-            .map_err(|e| e.to_string())?;
-        let response = self.sender.send_request(request).await.map_err(|e| e.to_string())?;
-        let status = response.status().as_u16();
-        response.into_body().collect().await.map_err(|e| e.to_string())?;
-        Ok(status)
-    }
-
-    /// GET `path` and return the body as text, if the status is 200.
-    async fn text(&mut self, host: &str, path: &str) -> Result<String> {
+    /// GET `path` with `Host: host`: the status and the whole body.
+    async fn fetch(&mut self, host: &str, path: &str) -> Result<(StatusCode, Bytes)> {
         self.sender.ready().await.map_err(|e| e.to_string())?;
         let request = Request::get(path)
             .header(header::HOST, host)
@@ -497,6 +484,17 @@ impl Conn {
         let response = self.sender.send_request(request).await.map_err(|e| e.to_string())?;
         let status = response.status();
         let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok((status, body))
+    }
+
+    /// GET `path` with `Host: host`; the status, once the body is read.
+    async fn get(&mut self, host: &str, path: &str) -> Result<u16> {
+        Ok(self.fetch(host, path).await?.0.as_u16())
+    }
+
+    /// GET `path` and return the body as text, if the status is 200.
+    async fn text(&mut self, host: &str, path: &str) -> Result<String> {
+        let (status, body) = self.fetch(host, path).await?;
         if status != 200 {
             return Err(format!("GET {path}: {status}"));
         }
