@@ -10,10 +10,12 @@
 //! - [`Diagnostic`]: what translation found wrong, per object.
 
 mod diagnostics;
+mod hostindex;
 mod hostmap;
 mod lookup;
 mod names;
 mod pathregex;
+mod pathtable;
 mod settings;
 mod shared;
 mod snapshot;
@@ -21,10 +23,12 @@ mod table;
 mod tls;
 
 pub use diagnostics::{Diagnostic, Reason, Severity};
+pub use hostindex::HostIndex;
 pub use hostmap::{FastMap, HostMap};
 pub use lookup::{Lookup, normalize_host, normalize_path};
 pub use names::{Kind, NamespacedName, ObjectRef};
 pub use pathregex::{RegexPaths, Rewrite, RewriteTarget, location_regex};
+pub use pathtable::PathTable;
 pub use settings::Settings;
 pub use shared::{ChunkVec, SharedVec};
 pub use snapshot::Snapshot;

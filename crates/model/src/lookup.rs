@@ -22,7 +22,8 @@ impl RoutingTable {
     /// No allocation unless the host has upper-case letters or the path needs normalising.
     pub fn lookup(&self, host: &str, path: &str) -> Lookup<'_> {
         let host = normalize_host(host);
-        let host_idx = self.host_index.get(&host).copied().unwrap_or(self.catch_all);
+        let host_idx =
+            self.host_index.get(&host, |i| self.hosts[i as usize].host()).unwrap_or(self.catch_all);
         let routes = &self.hosts[host_idx as usize];
         let path = normalize_path(path);
         let id = match_path(routes, &path);
@@ -31,32 +32,14 @@ impl RoutingTable {
 }
 
 fn match_path(routes: &crate::HostRoutes, path: &str) -> RouteId {
-    if let Some(&id) = routes.exact.get(path) {
-        // An exact match is as long as the request path: nothing longer can match, and
-        // `Exact` wins ties.
-        return id;
-    }
-    if let Some(regex) = &routes.regex {
-        // A host in regex mode has no prefix paths: the first matching regex, else the default.
-        return regex.first_match(path).unwrap_or(routes.default_route);
-    }
-    if !routes.prefix.is_empty() {
-        // Probe the request's element-wise prefixes from the longest to the shortest.
-        let mut candidate = path.trim_end_matches('/');
-        loop {
-            if let Some(&id) = routes.prefix.get(candidate) {
-                return id;
-            }
-            match candidate.rfind('/') {
-                Some(i) => candidate = candidate[..i].trim_end_matches('/'),
-                None => break,
-            }
-        }
-        if let Some(&id) = routes.prefix.get("") {
-            return id;
-        }
-    }
-    routes.default_route
+    let found = match &routes.regex {
+        // An exact match wins; a host in regex mode has no prefix paths, but the first
+        // matching regex.
+        Some(regex) => routes.paths.find_exact(path).or_else(|| regex.first_match(path)),
+        // An exact match, else the longest prefix.
+        None => routes.paths.find(path),
+    };
+    found.unwrap_or(routes.default_route)
 }
 
 /// Lower-cases a host and strips its port and any trailing dot; borrows when nothing changes.

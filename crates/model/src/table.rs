@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde::{Serialize, Serializer};
 
 use crate::{
-    ChunkVec, Diagnostic, FastMap, HostMap, HttpsBehaviour, NamespacedName, RegexPaths, Rewrite,
-    SharedVec, Tls, UpstreamProtocol, UpstreamTls,
+    ChunkVec, Diagnostic, HostIndex, HttpsBehaviour, NamespacedName, PathTable, RegexPaths,
+    Rewrite, SharedVec, Tls, UpstreamProtocol, UpstreamTls,
 };
 
 /// Index of a [`Route`] in [`RoutingTable::routes`].
@@ -40,7 +40,7 @@ pub struct RoutingTable {
     pub origin: Origin,
     /// Host names (exact, and one-label wildcards) to their index in `hosts`.
     #[serde(skip)]
-    pub host_index: Arc<HostMap<u32>>,
+    pub host_index: Arc<HostIndex>,
     /// Every host's paths; the catch-all host (rules without a host) has the name `""`.
     pub hosts: ChunkVec<HostRoutes>,
     /// Index in `hosts` of the catch-all host.
@@ -75,8 +75,8 @@ impl RoutingTable {
             .enumerate()
             .filter(|&(i, h)| {
                 i == self.catch_all as usize
-                    || (!h.host.is_empty()
-                        && self.host_index.get_written(&h.host) == Some(&(i as u32)))
+                    || (!h.host().is_empty()
+                        && self.host_index.get_written(h.host()) == Some(i as u32))
             })
             .map(|(_, h)| h)
     }
@@ -145,13 +145,10 @@ impl Referrers {
 /// The paths of one host, merged from every Ingress that names it.
 #[derive(Clone, Debug, Serialize)]
 pub struct HostRoutes {
-    /// The host as written in the rules (`*.example.com` for a wildcard); `""` for the catch-all.
-    pub host: String,
-    /// `Exact` paths.
-    pub exact: FastMap<Box<str>, RouteId>,
-    /// `Prefix` (and `ImplementationSpecific`) paths, without trailing slashes: `/` is `""`.
-    /// Empty on a host in regex mode.
-    pub prefix: FastMap<Box<str>, RouteId>,
+    /// The host as written in the rules (`*.example.com` for a wildcard; `""` for the
+    /// catch-all), its `Exact` paths and its `Prefix` (and `ImplementationSpecific`) paths.
+    /// No `Prefix` paths on a host in regex mode.
+    pub paths: PathTable,
     /// On a host in regex mode (`use-regex` or `rewrite-target` on one of its Ingresses), its
     /// non-`Exact` paths as regexes, in ingress-nginx's order; `None` on other hosts.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -161,9 +158,14 @@ pub struct HostRoutes {
 }
 
 impl HostRoutes {
+    /// The host as written in the rules; `""` for the catch-all.
+    pub fn host(&self) -> &str {
+        self.paths.host()
+    }
+
     /// How many paths it serves.
-    pub fn paths(&self) -> usize {
-        self.exact.len() + self.prefix.len() + self.regex.as_ref().map_or(0, |r| r.len())
+    pub fn path_count(&self) -> usize {
+        self.paths.len() + self.regex.as_ref().map_or(0, |r| r.len())
     }
 }
 

@@ -256,7 +256,7 @@ impl Publisher {
         }
         self.source_errors.store(Arc::new(errors));
         if !ChunkVec::ptr_eq(&table.routes, &self.counted.0) {
-            let routes = table.live_hosts().map(HostRoutes::paths).sum();
+            let routes = table.live_hosts().map(HostRoutes::path_count).sum();
             self.counted = (table.routes.clone(), routes);
         }
         tracing::info!(

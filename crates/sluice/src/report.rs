@@ -141,14 +141,13 @@ impl<'a> ConfigView<'a> {
 
 fn host_view<'a>(table: &'a RoutingTable, host: &'a HostRoutes) -> HostView<'a> {
     let regex = host.regex.iter().flat_map(|r| r.iter().map(|(_, id)| id));
-    let mut ids: Vec<RouteId> =
-        host.exact.values().chain(host.prefix.values()).copied().chain(regex).collect();
+    let mut ids: Vec<RouteId> = host.paths.iter().map(|(_, _, id)| id).chain(regex).collect();
     ids.sort_by(|a, b| {
         let (ra, rb) = (&table.routes[*a as usize], &table.routes[*b as usize]);
         (ra.path.as_str(), ra.path_match.as_str()).cmp(&(rb.path.as_str(), rb.path_match.as_str()))
     });
     HostView {
-        host: if host.host.is_empty() { "*".into() } else { host.host.clone() },
+        host: if host.host().is_empty() { "*".into() } else { host.host().to_string() },
         paths: ids.into_iter().map(|id| route_view(table, id)).collect(),
         default: route_view(table, host.default_route),
     }

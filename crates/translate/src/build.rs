@@ -10,9 +10,9 @@ use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, Ingress, IngressBackend, IngressServiceBackend,
 };
 use sluice_model::{
-    Backend, BackendId, Diagnostic, Endpoint, HostMap, HostRoutes, Kind, NamespacedName, ObjectRef,
-    PathMatch, Policy, Reason, Referrers, Route, RouteId, RoutingTable, Settings, SharedVec,
-    Snapshot, Target, Tls, UpstreamProtocol, UpstreamTls,
+    Backend, BackendId, Diagnostic, Endpoint, HostIndex, HostRoutes, Kind, NamespacedName,
+    ObjectRef, PathMatch, Policy, Reason, Referrers, Route, RouteId, RoutingTable, Settings,
+    SharedVec, Snapshot, Target, Tls, UpstreamProtocol, UpstreamTls,
 };
 
 use crate::annotations::{self, IngressAnnotations};
@@ -190,9 +190,9 @@ pub(crate) struct Builder<'s> {
     incremental: bool,
     /// Backends by their Service's hash (see [`Referrers::by_service`]).
     by_service: Vec<(u64, BackendId)>,
-    hosts: Vec<HostRoutes>,
+    hosts: Vec<HostDraft>,
     /// Named hosts to their index in `hosts`.
-    host_index: HostMap<u32>,
+    host_index: HostIndex,
     /// The catch-all host's index in `hosts`, once created.
     catch_all: Option<u32>,
     /// The route for requests no host or path claims.
@@ -243,7 +243,7 @@ impl<'s> Builder<'s> {
             incremental: true,
             by_service: Vec::new(),
             hosts: Vec::new(),
-            host_index: HostMap::default(),
+            host_index: HostIndex::default(),
             catch_all: None,
             global_default: 0,
             catch_all_taken: None,
@@ -760,16 +760,13 @@ impl<'s> Builder<'s> {
 
     /// The host's index, and whether this call created it.
     fn host_id_created(&mut self, host: &str) -> (u32, bool) {
-        let known = if host.is_empty() {
-            self.catch_all
-        } else {
-            self.host_index.get_written(host).copied()
-        };
+        let known =
+            if host.is_empty() { self.catch_all } else { self.host_index.get_written(host) };
         if let Some(id) = known {
             return (id, false);
         }
         let id = self.hosts.len() as u32;
-        self.hosts.push(HostRoutes {
+        self.hosts.push(HostDraft {
             host: host.to_string(),
             exact: sluice_model::FastMap::default(),
             prefix: sluice_model::FastMap::default(),
@@ -810,7 +807,7 @@ impl<'s> Builder<'s> {
             origin: sluice_model::Origin::Full,
             host_index: Arc::new(self.host_index),
             catch_all: self.catch_all.expect("the catch-all host is made first"),
-            hosts: self.hosts.into(),
+            hosts: self.hosts.into_iter().map(HostDraft::freeze).collect::<Vec<_>>().into(),
             routes: self.routes.into(),
             backends: self.backends,
             diagnostics: SharedVec::new(self.diagnostics),
@@ -912,6 +909,28 @@ pub(crate) fn group_references(
 }
 
 /// Inserts `key` unless present; returns the value already there.
+/// A host's paths while the table is built: maps, so that the first Ingress to claim a path
+/// keeps it; [`HostDraft::freeze`] lays them out for lookup.
+pub(crate) struct HostDraft {
+    pub(crate) host: String,
+    pub(crate) exact: sluice_model::FastMap<Box<str>, RouteId>,
+    pub(crate) prefix: sluice_model::FastMap<Box<str>, RouteId>,
+    pub(crate) regex: Option<Box<sluice_model::RegexPaths>>,
+    pub(crate) default_route: RouteId,
+}
+
+impl HostDraft {
+    fn freeze(self) -> HostRoutes {
+        let exact = self.exact.iter().map(|(p, &id)| (&**p, id));
+        let prefix = self.prefix.iter().map(|(p, &id)| (&**p, id));
+        HostRoutes {
+            paths: sluice_model::PathTable::new(&self.host, exact, prefix),
+            regex: self.regex,
+            default_route: self.default_route,
+        }
+    }
+}
+
 fn first_writer(
     map: &mut sluice_model::FastMap<Box<str>, RouteId>,
     key: &str,

@@ -7,9 +7,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::Ingress;
 use regex::bytes::Regex;
-use sluice_model::{
-    Diagnostic, HostRoutes, PathMatch, Reason, RegexPaths, Rewrite, RouteId, location_regex,
-};
+use sluice_model::{Diagnostic, PathMatch, Reason, RegexPaths, Rewrite, RouteId, location_regex};
 
 use crate::annotations::rewrite;
 use crate::build::Current;
@@ -136,7 +134,7 @@ impl RegexMode {
     }
 
     /// Gives each regex host its paths, in ingress-nginx's order.
-    pub(crate) fn finish(self, hosts: &mut [HostRoutes]) {
+    pub(crate) fn finish(self, hosts: &mut [crate::build::HostDraft]) {
         for (idx, (list, _)) in self.paths {
             hosts[idx as usize].regex = Some(Box::new(RegexPaths::new(list)));
         }

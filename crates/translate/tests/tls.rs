@@ -1268,11 +1268,9 @@ fn canonical(t: &RoutingTable) -> String {
         writeln!(out, "route {r:?}").unwrap();
     }
     for h in t.hosts.iter() {
-        let mut exact: Vec<_> = h.exact.iter().collect();
-        exact.sort();
-        let mut prefix: Vec<_> = h.prefix.iter().collect();
-        prefix.sort();
-        writeln!(out, "host {:?} {exact:?} {prefix:?} {}", h.host, h.default_route).unwrap();
+        let mut paths: Vec<_> = h.paths.iter().collect();
+        paths.sort();
+        writeln!(out, "host {:?} {paths:?} {}", h.host(), h.default_route).unwrap();
     }
     writeln!(out, "{:#?}", t.diagnostics).unwrap();
     out

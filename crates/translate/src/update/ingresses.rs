@@ -117,13 +117,13 @@ pub fn update_ingresses(
     let mut hosts: Vec<HostRoutes> = Vec::with_capacity(new.hosts.len());
     for (i, h) in new.hosts.iter().enumerate().filter(|&(i, _)| i != new.catch_all as usize) {
         let mut host = h.clone();
-        host.exact.values_mut().chain(host.prefix.values_mut()).for_each(|id| *id = route_id(*id));
+        host.paths.map_routes(route_id);
         if let Some(regex) = &mut host.regex {
             regex.map_routes(route_id);
         }
         host.default_route = route_id(host.default_route);
-        if new.host_index.get_written(&host.host) != Some(&(i as u32))
-            || !host_index.insert(&host.host, host_base + hosts.len() as u32)
+        if new.host_index.get_written(host.host()) != Some(i as u32)
+            || !host_index.insert(host.host(), host_base + hosts.len() as u32)
         {
             return None;
         }
@@ -195,7 +195,7 @@ fn tls_untouched(tls: &Tls) -> bool {
 /// global default (route 0), as in every table.
 fn alone_shaped(table: &RoutingTable) -> bool {
     let catch_all = &table.hosts[table.catch_all as usize];
-    catch_all.paths() == 0 && catch_all.default_route == 0
+    catch_all.path_count() == 0 && catch_all.default_route == 0
 }
 
 /// The owned Ingresses after the change, and where each one's place (its index in `owned`)

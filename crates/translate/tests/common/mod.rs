@@ -195,7 +195,7 @@ pub fn policy_with(f: impl FnOnce(&mut Policy)) -> Policy {
 
 /// Every host of the table (the catch-all as `""`), sorted.
 pub fn hosts(table: &RoutingTable) -> Vec<String> {
-    let mut hosts: Vec<String> = table.hosts.iter().map(|h| h.host.clone()).collect();
+    let mut hosts: Vec<String> = table.hosts.iter().map(|h| h.host().to_string()).collect();
     hosts.sort();
     hosts
 }
