@@ -61,6 +61,15 @@ async fn added_changed_and_removed_ingresses_take_effect() {
     let applied =
         s.wait_stderr(|l| l.contains("applied configuration") && l.contains("generation=4"));
     assert!(applied.contains("took_ms="), "apply timings are logged: {applied}");
+    // An Ingress alone on its host, added, changed or removed, updates the table in force
+    // instead of translating everything again.
+    let updates: Vec<String> = s
+        .stderr()
+        .into_iter()
+        .filter(|l| l.contains("applied configuration") && !l.contains("generation=1 "))
+        .collect();
+    assert_eq!(updates.len(), 3, "{updates:#?}");
+    assert!(updates.iter().all(|l| l.contains("update=\"ingresses\"")), "{updates:#?}");
 }
 
 // A change of endpoints only (pods come and go) is applied as an endpoint update, which keeps

@@ -319,6 +319,46 @@ async fn routes_follow_ingresses_services_and_endpoint_slices() {
     assert_eq!(answer(&s, "api.example.com").await, "b");
 }
 
+/// Ingress changes from watch events are applied as updates of the table in force (the
+/// unchanged objects keep comparing equal across snapshots), and route as a full
+/// translation would.
+#[tokio::test(flavor = "multi_thread")]
+async fn ingress_changes_update_the_table_in_force() {
+    let t = Test::new("update").await;
+    let (a, b) = (backend("a").await, backend("b").await);
+    t.service("one", &[a]).await;
+    t.service("two", &[b]).await;
+    t.ingress("web", "web.example.com", "one", Some(&t.class()), json!({})).await;
+    t.ingress("api", "api.example.com", "two", Some(&t.class()), json!({})).await;
+    let s = t.sluice(&[]);
+    assert_eq!(answer(&s, "web.example.com").await, "a");
+    s.wait_stderr(|l| l.contains("initial sync complete"));
+
+    // A changed backend, then a renamed host: each a single Ingress alone on its host.
+    t.ingress("web", "web.example.com", "two", Some(&t.class()), json!({})).await;
+    eventually("web.example.com reaches b", || async {
+        answer(&s, "web.example.com").await == "b"
+    })
+    .await;
+    t.ingress("web", "www.example.com", "one", Some(&t.class()), json!({})).await;
+    eventually("www.example.com reaches a", || async {
+        answer(&s, "www.example.com").await == "a"
+    })
+    .await;
+    assert_eq!(answer(&s, "web.example.com").await, "404", "the old host is gone");
+    assert_eq!(answer(&s, "api.example.com").await, "b", "the neighbour is untouched");
+    // Requests follow a table as soon as it is published; its log line comes just after.
+    let applies = || -> Vec<String> {
+        let lines = s.stderr().into_iter();
+        lines
+            .filter(|l| l.contains("applied configuration") && !l.contains("generation=1 "))
+            .collect()
+    };
+    eventually("both changes are logged", || async { applies().len() >= 2 }).await;
+    let applies = applies();
+    assert!(applies.iter().all(|l| l.contains("update=\"ingresses\"")), "{applies:#?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn scaling_an_endpoint_slice_reaches_every_endpoint_within_a_second() {
     let t = Test::new("scale").await;
