@@ -57,54 +57,6 @@ fn shuffled_snapshot(s: &Snapshot, seed: u64) -> Snapshot {
     }
 }
 
-/// Requests covering every host of the table (plus undeclared ones) and a spread of paths,
-/// each described in full: owner, rule, target with endpoints, policy.
-fn observe(table: &RoutingTable) -> Vec<String> {
-    let mut hosts: Vec<String> =
-        hosts(table).into_iter().map(|h| h.replace("*.", "any.")).collect();
-    hosts.extend(["undeclared.test".to_string(), "deep.any.foo.com".to_string()]);
-    let paths = [
-        "/",
-        "/foo",
-        "/foo/",
-        "/aaa/bbb",
-        "/api",
-        "/api/x",
-        "/app",
-        "/blog",
-        "/docs",
-        "/cart",
-        "/metrics",
-        "/by-name",
-        "/idle",
-        "/nope",
-        "/bucket",
-        "/legacy",
-        "/x",
-        "/late",
-        "/other",
-        "/public/../admin",
-        "/%61lpha",
-        "//alpha",
-    ];
-    let mut out = Vec::new();
-    for host in &hosts {
-        for path in paths {
-            out.push(describe(table, host, path));
-        }
-    }
-    out
-}
-
-fn assert_same(a: &RoutingTable, b: &RoutingTable, what: &str) {
-    assert_eq!(a.diagnostics, b.diagnostics, "{what}: diagnostics differ");
-    assert_eq!(hosts(a), hosts(b), "{what}: hosts differ");
-    let (oa, ob) = (observe(a), observe(b));
-    let diff: Vec<String> =
-        oa.iter().zip(&ob).filter(|(x, y)| x != y).map(|(x, y)| format!("  {x}\n  {y}")).collect();
-    assert!(diff.is_empty(), "{what}: {} lookups differ:\n{}", diff.len(), diff.join("\n"));
-}
-
 // The combined fixtures really exercise something: many hosts, diagnostics of many kinds.
 #[test]
 fn combined_fixtures_are_rich() {

@@ -193,9 +193,9 @@ pub fn policy_with(f: impl FnOnce(&mut Policy)) -> Policy {
     p
 }
 
-/// Every host of the table (the catch-all as `""`), sorted.
+/// Every host in force in the table (the catch-all as `""`), sorted.
 pub fn hosts(table: &RoutingTable) -> Vec<String> {
-    let mut hosts: Vec<String> = table.hosts.iter().map(|h| h.host().to_string()).collect();
+    let mut hosts: Vec<String> = table.live_hosts().map(|h| h.host().to_string()).collect();
     hosts.sort();
     hosts
 }
@@ -211,4 +211,55 @@ pub fn shuffled<T: Clone>(items: &[T], seed: u64) -> Vec<T> {
         out.swap(i, j);
     }
     out
+}
+
+/// Requests covering every host of the table (plus undeclared ones) and a spread of paths,
+/// each described in full: owner, rule, target with endpoints, policy.
+pub fn observe(table: &RoutingTable) -> Vec<String> {
+    let mut hosts: Vec<String> =
+        hosts(table).into_iter().map(|h| h.replace("*.", "any.")).collect();
+    hosts.extend(["undeclared.test".to_string(), "deep.any.foo.com".to_string()]);
+    let paths = [
+        "/",
+        "/foo",
+        "/foo/",
+        "/aaa/bbb",
+        "/api",
+        "/api/x",
+        "/app",
+        "/blog",
+        "/docs",
+        "/cart",
+        "/metrics",
+        "/by-name",
+        "/idle",
+        "/nope",
+        "/bucket",
+        "/legacy",
+        "/x",
+        "/late",
+        "/other",
+        "/public/../admin",
+        "/%61lpha",
+        "//alpha",
+    ];
+    let mut out = Vec::new();
+    for host in &hosts {
+        for path in paths {
+            out.push(describe(table, host, path));
+        }
+    }
+    out
+}
+
+/// Asserts that two tables have the same diagnostics and hosts, and route the requests of
+/// [`observe`] the same way.
+#[track_caller]
+pub fn assert_same(a: &RoutingTable, b: &RoutingTable, what: &str) {
+    assert_eq!(a.diagnostics, b.diagnostics, "{what}: diagnostics differ");
+    assert_eq!(hosts(a), hosts(b), "{what}: hosts differ");
+    let (oa, ob) = (observe(a), observe(b));
+    let diff: Vec<String> =
+        oa.iter().zip(&ob).filter(|(x, y)| x != y).map(|(x, y)| format!("  {x}\n  {y}")).collect();
+    assert!(diff.is_empty(), "{what}: {} lookups differ:\n{}", diff.len(), diff.join("\n"));
 }
