@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use sluice_model::{RoutingTable, Settings, Snapshot};
+use sluice_model::{Settings, Snapshot};
 
 const ALL: &[&str] = &[
     "paths",
