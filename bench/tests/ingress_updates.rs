@@ -190,8 +190,11 @@ fn changes_that_reach_across_ingresses_are_refused() {
         &edit(&s0, "ing-3", |i| {
             i.spec.as_mut().unwrap().tls =
                 Some(vec![IngressTLS { hosts: Some(vec![host(3)]), secret_name: None }]);
+            let ciphers = "ECDHE-RSA-AES128-GCM-SHA256".to_string();
+            let key = "nginx.ingress.kubernetes.io/ssl-ciphers".to_string();
+            i.metadata.annotations = Some([(key, ciphers)].into());
         }),
-        "a TLS section",
+        "a handshake policy of its own (ssl-ciphers)",
     );
     refused(
         &edit(&s0, "ing-3", |i| {

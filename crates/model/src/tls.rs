@@ -152,8 +152,9 @@ pub struct UpstreamTls {
     pub fingerprint: u64,
 }
 
-/// The TLS side of a routing table.
-#[derive(Debug, Default, Serialize)]
+/// The TLS side of a routing table. Cloned only by an Ingress update that changes which
+/// certificate a host gets.
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct Tls {
     /// Every certificate referenced by a served host.
     pub certs: Vec<TlsCert>,

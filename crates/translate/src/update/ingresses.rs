@@ -7,16 +7,24 @@
 //! that one Ingress names is not merged with anything (no path collision, no older Ingress's
 //! default backend), so the Ingress can be translated by itself. Anything else that could
 //! reach across Ingresses is refused, and the caller translates in full: rules without a host
-//! (the catch-all host), `spec.defaultBackend`, TLS sections, and annotations that change the
-//! table's TLS side (client certificates, ciphers, passthrough).
+//! (the catch-all host), `spec.defaultBackend`, and annotations that give hosts a handshake
+//! policy of their own (client certificates, ciphers) or pass TLS through.
+//!
+//! TLS sections are taken: translation gives a host a certificate only from the sections of
+//! the Ingresses that name it in their rules, so an Ingress alone on its hosts decides their
+//! certificates alone. The old versions' hosts leave `cert_by_name`, the new versions' enter
+//! it, and a certificate no host uses any more leaves the list. (A full translation also
+//! lists certificates it loaded without giving them to any host, such as one a section names
+//! for a host it does not cover; an update only keeps those of unchanged Ingresses. No host is
+//! served differently: at most, the proxy loads fewer unused certificates.)
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::Ingress;
 use sluice_model::{
-    Backend, BackendId, Diagnostic, HostRoutes, Kind, NamespacedName, Origin, Referrers, RouteId,
-    RoutingTable, Settings, Snapshot, Target, Tls,
+    Backend, BackendId, Diagnostic, FastMap, HostMap, HostRoutes, Kind, NamespacedName, Origin,
+    Referrers, RouteId, RoutingTable, Settings, Snapshot, Target, Tls,
 };
 
 use super::{changed, ns_name, only_changed};
@@ -80,9 +88,10 @@ pub fn update_ingresses(
     let index = Index::for_ingresses(after, &all, settings);
     let old = build(&index, settings, after.observed_at, gone);
     let new = build(&index, settings, after.observed_at, added);
-    if ![&old, &new].iter().all(|t| tls_untouched(&t.tls) && alone_shaped(t)) {
+    if ![&old, &new].iter().all(|t| no_policies(&t.tls) && alone_shaped(t)) {
         return None;
     }
+    let tls = merge_tls(&previous.tls, &old.tls, &new.tls)?;
     if !new.referrers.incremental {
         return None;
     }
@@ -161,17 +170,19 @@ pub fn update_ingresses(
     });
     table.backends = backends.list;
     table.owned = places.owned.into();
+    if let Some(tls) = tls {
+        table.tls = Arc::new(tls);
+    }
     Some(table)
 }
 
 /// What an Ingress alone on its hosts may have, read from its spec: rules, each with a host,
-/// and no TLS section nor default backend.
+/// and no default backend.
 fn alone_possible(ingress: &Ingress) -> bool {
     let Some(spec) = &ingress.spec else { return false };
     let rules = spec.rules.as_deref().unwrap_or_default();
     !rules.is_empty()
         && rules.iter().all(|r| r.host.as_deref().is_some_and(|h| !h.is_empty()))
-        && spec.tls.as_deref().unwrap_or_default().is_empty()
         && spec.default_backend.is_none()
 }
 
@@ -182,13 +193,74 @@ fn rule_hosts(ingress: &Ingress) -> impl Iterator<Item = Cow<'_, str>> {
     rules.filter_map(|r| validate_host(r.host.as_deref().unwrap_or_default()).ok())
 }
 
-/// The table of changed Ingresses leaves the TLS side as it was: no certificate but the
-/// default one, no handshake policy, no passthrough.
-fn tls_untouched(tls: &Tls) -> bool {
-    tls.certs.len() <= usize::from(tls.default_cert.is_some())
-        && tls.cert_by_name.is_empty()
-        && tls.policy_by_name.is_empty()
-        && tls.passthrough.is_empty()
+/// The table of changed Ingresses gives no host a handshake policy of its own nor passes one
+/// through: those are shared table-wide (policies are numbered), and left to a full
+/// translation.
+fn no_policies(tls: &Tls) -> bool {
+    tls.policy_by_name.is_empty() && tls.passthrough.is_empty() && tls.policies.len() <= 1
+}
+
+/// `previous`'s certificates with the hosts of `old` (the changed Ingresses' old versions)
+/// replaced by those of `new`: `Some(None)` when neither gives a host a certificate (the TLS
+/// side stays shared), `None` when the tables do not fit together (the caller translates in
+/// full).
+fn merge_tls(previous: &Tls, old: &Tls, new: &Tls) -> Option<Option<Tls>> {
+    if old.cert_by_name.is_empty() && new.cert_by_name.is_empty() {
+        return Some(None);
+    }
+    // Each side's default certificate is `--default-ssl-certificate`, loaded the same way.
+    let fingerprint = |t: &Tls| t.default_cert.map(|i| t.certs[i as usize].fingerprint);
+    if fingerprint(new) != fingerprint(previous) {
+        return None;
+    }
+    let mut tls = previous.clone();
+    let mut released = Vec::new();
+    for (host, _) in old.cert_by_name.iter() {
+        released.push(tls.cert_by_name.remove(&host)?);
+    }
+    let mut known: FastMap<(&NamespacedName, u64), u32> = FastMap::default();
+    for (i, c) in previous.certs.iter().enumerate() {
+        known.entry((&c.secret, c.fingerprint)).or_insert(i as u32);
+    }
+    for (host, &id) in new.cert_by_name.iter() {
+        let cert = &new.certs[id as usize];
+        let id = match known.get(&(&cert.secret, cert.fingerprint)) {
+            Some(&id) => id,
+            None => {
+                tls.certs.push(cert.clone());
+                let id = (tls.certs.len() - 1) as u32;
+                known.insert((&cert.secret, cert.fingerprint), id);
+                id
+            }
+        };
+        if !tls.cert_by_name.insert(&host, id) {
+            return None;
+        }
+    }
+    // Certificates only the old versions' hosts used leave the list.
+    let mut used = vec![false; tls.certs.len()];
+    tls.cert_by_name.iter().for_each(|(_, &i)| used[i as usize] = true);
+    tls.default_cert.iter().for_each(|&i| used[i as usize] = true);
+    if released.iter().all(|&i| used[i as usize]) {
+        return Some(Some(tls));
+    }
+    let unused = |i: u32| released.contains(&i) && !used[i as usize];
+    let mut renumbered = vec![u32::MAX; tls.certs.len()];
+    let mut certs = Vec::with_capacity(tls.certs.len());
+    for (i, cert) in std::mem::take(&mut tls.certs).into_iter().enumerate() {
+        if !unused(i as u32) {
+            renumbered[i] = certs.len() as u32;
+            certs.push(cert);
+        }
+    }
+    tls.certs = certs;
+    tls.default_cert = tls.default_cert.map(|i| renumbered[i as usize]);
+    let mut by_name = HostMap::default();
+    for (host, &i) in tls.cert_by_name.iter() {
+        by_name.insert(&host, renumbered[i as usize]);
+    }
+    tls.cert_by_name = by_name;
+    Some(Some(tls))
 }
 
 /// The table of changed Ingresses has nothing on the catch-all host: its default is the
