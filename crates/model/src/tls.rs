@@ -7,6 +7,7 @@
 //! table is published. Key material is never serialised (`/debug/config`) nor printed.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -156,8 +157,9 @@ pub struct UpstreamTls {
 /// certificate a host gets.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Tls {
-    /// Every certificate referenced by a served host.
-    pub certs: Vec<TlsCert>,
+    /// Every certificate referenced by a served host; shared, so that an update that changes
+    /// one host's certificate copies pointers, not every chain and key.
+    pub certs: Vec<Arc<TlsCert>>,
     /// Which certificate answers which server name.
     #[serde(skip)]
     pub cert_by_name: HostMap<u32>,

@@ -54,7 +54,7 @@ impl<'s> Builder<'s> {
             None => Err((Reason::MissingSecret, "does not exist".to_string())),
             Some(secret) => match load_cert(name, secret, self.observed_at) {
                 Ok(cert) => {
-                    self.tls.certs.push(cert);
+                    self.tls.certs.push(Arc::new(cert));
                     Ok((self.tls.certs.len() - 1) as u32)
                 }
                 Err(why) => Err((Reason::InvalidSecret, why)),
