@@ -18,10 +18,9 @@ use std::time::{Duration, Instant};
 use criterion::{
     BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
-use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointSlice};
 use sluice::control::{Applied, Publisher, next_table};
 use sluice_bench::{Scale, generate, settings};
-use sluice_model::Snapshot;
+use sluice_model::{LeanSlice, SliceEndpoint, Snapshot};
 
 /// The `sluice` binary's allocator: translation is mostly allocation, so it is timed with it.
 #[global_allocator]
@@ -62,31 +61,24 @@ fn translate(c: &mut Criterion) {
     group.finish();
 }
 
-/// `snapshot` with `f` applied to a copy of the EndpointSlice named `name`.
-fn edit(snapshot: &Snapshot, name: &str, f: impl FnOnce(&mut EndpointSlice)) -> Snapshot {
+/// `snapshot` with `f` applied to a copy of the EndpointSlice named `name` (its namespace's
+/// chunk rebuilt, the others shared, as the sources do).
+fn edit(snapshot: &Snapshot, name: &str, f: impl FnOnce(&mut LeanSlice)) -> Snapshot {
     let mut next = snapshot.clone();
-    let slot = next
-        .endpoint_slices
-        .iter_mut()
-        .find(|s| s.metadata.name.as_deref() == Some(name))
-        .expect("a generated slice");
-    let mut slice = (**slot).clone();
-    f(&mut slice);
-    *slot = Arc::new(slice);
+    assert!(next.endpoint_slices.edit(|s| s.name == name, f), "a generated slice");
     next
 }
 
 /// `snapshot` after three pods changed: one more endpoint, one less, one not ready.
 fn endpoints_changed(snapshot: &Snapshot) -> Snapshot {
     let next = edit(snapshot, "svc-7-00000", |s| {
-        s.endpoints.push(Endpoint { addresses: vec!["192.168.0.1".into()], ..Endpoint::default() })
+        s.endpoints.push(SliceEndpoint { addresses: vec!["192.168.0.1".into()], ready: None })
     });
     let next = edit(&next, "svc-4242-00000", |s| {
         s.endpoints.pop();
     });
     edit(&next, "svc-19999-00000", |s| {
-        s.endpoints[0].conditions =
-            Some(EndpointConditions { ready: Some(false), ..EndpointConditions::default() })
+        s.endpoints[0].ready = Some(false);
     })
 }
 

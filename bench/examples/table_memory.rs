@@ -33,11 +33,12 @@ fn main() {
     let snapshot = generate(Scale::of(ingresses));
     // The same snapshot with the first slice's last endpoint gone.
     let mut other = snapshot.clone();
-    if let Some(first) = other.endpoint_slices.first_mut() {
-        let mut slice = (**first).clone();
-        slice.endpoints.pop();
-        *first = std::sync::Arc::new(slice);
-    }
+    other.endpoint_slices.edit(
+        |_| true,
+        |slice| {
+            slice.endpoints.pop();
+        },
+    );
     let snapshots = [&other, &snapshot];
     let settings = settings();
     let before = rss_kib();

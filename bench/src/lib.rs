@@ -53,7 +53,9 @@ use k8s_openapi::api::networking::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
-use sluice_model::{Settings, Snapshot};
+use sluice_model::{
+    Chunk, LeanSlice, Named, Objects, Settings, SliceEndpoint, SlicePort, Snapshot,
+};
 
 /// The IngressClass every generated Ingress names.
 pub const CLASS_NAME: &str = "sluice";
@@ -139,15 +141,24 @@ pub fn settings() -> Settings {
     Settings::default()
 }
 
-/// Builds the snapshot for `scale`; the same `scale` always gives the same objects.
+/// Builds the snapshot for `scale`; the same `scale` always gives the same objects. Each
+/// kind comes in a chunk per namespace, as the manifests source hands over the files
+/// [`manifests::write`] makes (and as the Kubernetes source buckets its stores).
 pub fn generate(scale: Scale) -> Snapshot {
     let services = scale.services();
-    let mut snapshot =
-        Snapshot { ingress_classes: vec![Arc::new(ingress_class())], ..Snapshot::default() };
-    snapshot.ingresses = (0..scale.ingresses).map(|i| Arc::new(ingress(i))).collect();
-    snapshot.services = (0..services).map(|j| Arc::new(service(j))).collect();
-    // Endpoints: `base` per Service, one more for the first `extra`; numbered globally so that
-    // every address is unique.
+    fn per_namespace<T>() -> Vec<Vec<Arc<T>>> {
+        (0..NAMESPACES).map(|_| Vec::new()).collect()
+    }
+    fn chunks<T: Named>(lists: Vec<Vec<Arc<T>>>) -> Objects<T> {
+        Objects::from_chunks(lists.into_iter().map(Chunk::new))
+    }
+    let (mut ingresses, mut svcs, mut slices) = (per_namespace(), per_namespace(), per_namespace());
+    for i in 0..scale.ingresses {
+        ingresses[i % NAMESPACES].push(Arc::new(ingress(i)));
+    }
+    for j in 0..services {
+        svcs[(j / 2) % NAMESPACES].push(Arc::new(service(j)));
+    }
     let base = scale.endpoints.checked_div(services).unwrap_or(0);
     let extra = scale.endpoints.checked_rem(services).unwrap_or(0);
     let mut next_endpoint = 0;
@@ -156,16 +167,19 @@ pub fn generate(scale: Scale) -> Snapshot {
         let mut chunk = 0;
         while chunk * ENDPOINTS_PER_SLICE < count {
             let size = ENDPOINTS_PER_SLICE.min(count - chunk * ENDPOINTS_PER_SLICE);
-            snapshot.endpoint_slices.push(Arc::new(endpoint_slice(
-                j,
-                chunk,
-                next_endpoint..next_endpoint + size,
-            )));
+            let slice = endpoint_slice(j, chunk, next_endpoint..next_endpoint + size);
+            slices[(j / 2) % NAMESPACES].push(Arc::new(LeanSlice::from(slice)));
             next_endpoint += size;
             chunk += 1;
         }
     }
-    snapshot
+    Snapshot {
+        ingress_classes: vec![Arc::new(ingress_class())].into(),
+        ingresses: chunks(ingresses),
+        services: chunks(svcs),
+        endpoint_slices: chunks(slices),
+        ..Snapshot::default()
+    }
 }
 
 /// The Service names of Ingress `i`: `svc-{2i}` (for `/` and `/healthz`) and `svc-{2i+1}` (for
@@ -181,49 +195,37 @@ pub fn services_of(i: usize) -> [String; 2] {
 pub fn with_local_backend(snapshot: &mut Snapshot, i: usize, addr: SocketAddrV4) {
     let ns = namespace(i);
     let names = services_of(i);
-    let ours = |meta: &ObjectMeta, name: &str| -> bool {
-        meta.namespace.as_deref() == Some(ns.as_str()) && name_in(name, &names)
-    };
-    snapshot.endpoint_slices.retain(|s| {
-        let service = s
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get("kubernetes.io/service-name"))
-            .map_or("", String::as_str);
-        !ours(&s.metadata, service)
-    });
-    for service in &mut snapshot.services {
+    let ours = |namespace: &str, name: &str| -> bool { namespace == ns && name_in(name, &names) };
+    snapshot
+        .endpoint_slices
+        .make_mut()
+        .retain(|s| !ours(&s.namespace, s.service.as_deref().unwrap_or_default()));
+    let mut local = Vec::new();
+    for service in snapshot.services.make_mut() {
         let name = service.metadata.name.clone().unwrap_or_default();
-        if !ours(&service.metadata, &name) {
+        if !ours(service.metadata.namespace.as_deref().unwrap_or_default(), &name) {
             continue;
         }
         let service = Arc::make_mut(service);
         for port in service.spec.iter_mut().flat_map(|s| s.ports.iter_mut().flatten()) {
             port.target_port = Some(IntOrString::Int(i32::from(addr.port())));
         }
-        let mut metadata = meta(Some(ns.clone()), format!("{name}-local"));
-        metadata.labels =
-            Some(BTreeMap::from([("kubernetes.io/service-name".to_string(), name.clone())]));
-        snapshot.endpoint_slices.push(Arc::new(EndpointSlice {
-            metadata,
+        local.push(Arc::new(LeanSlice {
+            namespace: ns.clone(),
+            name: format!("{name}-local"),
+            service: Some(name),
             address_type: "IPv4".into(),
-            endpoints: vec![Endpoint {
+            endpoints: vec![SliceEndpoint {
                 addresses: vec![addr.ip().to_string()],
-                conditions: Some(EndpointConditions {
-                    ready: Some(true),
-                    ..EndpointConditions::default()
-                }),
-                ..Endpoint::default()
+                ready: Some(true),
             }],
-            ports: Some(vec![EndpointPort {
+            ports: vec![SlicePort {
                 name: Some("http".into()),
                 port: Some(i32::from(addr.port())),
-                protocol: Some("TCP".into()),
-                ..EndpointPort::default()
-            }]),
+            }],
         }));
     }
+    snapshot.endpoint_slices.make_mut().extend(local);
 }
 
 fn name_in(name: &str, names: &[String]) -> bool {

@@ -25,8 +25,9 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::Metadata;
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use sluice_model::Snapshot;
+use sluice_model::{LeanSlice, SERVICE_NAME_LABEL, Snapshot};
 
 /// What [`write`] wrote.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +70,8 @@ pub fn write(snapshot: &Snapshot, dir: &Path) -> io::Result<Written> {
         add(namespaced(&**o, "services.json"), serde_json::to_string(&**o))?;
     }
     for o in &snapshot.endpoint_slices {
-        add(namespaced(&**o, "endpointslices.json"), serde_json::to_string(&**o))?;
+        let file = Path::new(&o.namespace).join("endpointslices.json");
+        add(file, serde_json::to_string(&endpoint_slice(o)))?;
     }
     for o in &snapshot.secrets {
         add(namespaced(&**o, "secrets.json"), serde_json::to_string(&**o))?;
@@ -121,6 +123,41 @@ fn namespaced<T: Metadata<Ty = ObjectMeta>>(object: &T, file: &str) -> PathBuf {
     Path::new(ns).join(file)
 }
 
+/// The EndpointSlice a [`LeanSlice`] was read from (as far as routing can tell: the fields it
+/// keeps), to write it back as a manifest.
+pub fn endpoint_slice(lean: &LeanSlice) -> EndpointSlice {
+    let labels = lean.service.clone().map(|s| BTreeMap::from([(SERVICE_NAME_LABEL.into(), s)]));
+    EndpointSlice {
+        metadata: ObjectMeta {
+            namespace: Some(lean.namespace.clone()),
+            name: Some(lean.name.clone()),
+            labels,
+            ..ObjectMeta::default()
+        },
+        address_type: lean.address_type.clone(),
+        endpoints: lean
+            .endpoints
+            .iter()
+            .map(|e| Endpoint {
+                addresses: e.addresses.clone(),
+                conditions: Some(EndpointConditions { ready: e.ready, ..Default::default() }),
+                ..Endpoint::default()
+            })
+            .collect(),
+        ports: Some(
+            lean.ports
+                .iter()
+                .map(|p| EndpointPort {
+                    name: p.name.clone(),
+                    port: p.port,
+                    protocol: Some("TCP".into()),
+                    ..EndpointPort::default()
+                })
+                .collect(),
+        ),
+    }
+}
+
 /// The first file under `dir` (recursively) that the manifests source would read.
 fn first_manifest(dir: &Path) -> io::Result<Option<PathBuf>> {
     for entry in fs::read_dir(dir)? {
@@ -164,6 +201,12 @@ mod tests {
         let (read, duplicates) = dir.snapshot();
         assert!(duplicates.is_empty());
         assert_eq!(read.len(), snapshot.len());
+        let slices = |s: &Snapshot| {
+            let mut v: Vec<_> = s.endpoint_slices.iter().map(|e| (**e).clone()).collect();
+            v.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+            v
+        };
+        assert_eq!(slices(&read), slices(&snapshot), "EndpointSlices read back as they were");
         let table = sluice_translate::translate(&read, &crate::settings());
         assert!(table.diagnostics.is_empty(), "{:?}", &table.diagnostics[..1]);
         assert_eq!(table.host_index.counts().0, 100);

@@ -6,9 +6,8 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointSlice};
 use sluice_bench::{Scale, generate, settings};
-use sluice_model::{ChunkVec, Reason, RoutingTable, Snapshot};
+use sluice_model::{ChunkVec, LeanSlice, Reason, RoutingTable, SliceEndpoint, Snapshot};
 use sluice_translate::{translate, update_endpoints};
 
 /// Updates `before`'s table to `after` and checks it against a full translation of `after`.
@@ -25,26 +24,16 @@ fn check(before: &Snapshot, after: &Snapshot) -> (RoutingTable, RoutingTable) {
     (previous, updated)
 }
 
-/// The slices of `snapshot` with `f` applied to the one named `name`.
-fn edit(snapshot: &Snapshot, name: &str, f: impl FnOnce(&mut EndpointSlice)) -> Snapshot {
+/// The slices of `snapshot` with `f` applied to the one named `name` (its namespace's chunk
+/// rebuilt, the others shared, as the sources do).
+fn edit(snapshot: &Snapshot, name: &str, f: impl FnOnce(&mut LeanSlice)) -> Snapshot {
     let mut after = snapshot.clone();
-    let slot = after
-        .endpoint_slices
-        .iter_mut()
-        .find(|s| s.metadata.name.as_deref() == Some(name))
-        .unwrap_or_else(|| panic!("no slice {name}"));
-    let mut slice = (**slot).clone();
-    f(&mut slice);
-    *slot = Arc::new(slice);
+    assert!(after.endpoint_slices.edit(|s| s.name == name, f), "no slice {name}");
     after
 }
 
-fn endpoint(address: &str, ready: bool) -> Endpoint {
-    Endpoint {
-        addresses: vec![address.into()],
-        conditions: Some(EndpointConditions { ready: Some(ready), ..Default::default() }),
-        ..Default::default()
-    }
+fn endpoint(address: &str, ready: bool) -> SliceEndpoint {
+    SliceEndpoint { addresses: vec![address.into()], ready: Some(ready) }
 }
 
 /// The backend of Service `svc-{j}`.
@@ -70,7 +59,7 @@ fn a_few_slices_change_at_large_scale() {
     let after = edit(&after, "svc-100-00000", |s| s.endpoints[0] = endpoint("192.168.0.2", true));
     let after = edit(&after, "svc-19999-00000", |s| {
         for e in &mut s.endpoints {
-            e.conditions = Some(EndpointConditions { ready: Some(false), ..Default::default() });
+            e.ready = Some(false);
         }
     });
     let (previous, updated) = check(&before, &after);
@@ -93,11 +82,7 @@ fn a_few_slices_change_at_large_scale() {
 fn a_slice_moves_to_another_service() {
     let before = generate(Scale::of(10));
     let after = edit(&before, "svc-2-00000", |s| {
-        s.metadata
-            .labels
-            .as_mut()
-            .unwrap()
-            .insert("kubernetes.io/service-name".into(), "svc-3".into());
+        s.service = Some("svc-3".into());
     });
     let (previous, updated) = check(&before, &after);
     assert!(backend(&updated, 2).endpoints.is_empty());
@@ -111,7 +96,7 @@ fn a_slice_moves_to_another_service() {
 fn the_last_slice_goes_and_comes_back() {
     let before = generate(Scale::of(10));
     let mut after = before.clone();
-    after.endpoint_slices.retain(|s| s.metadata.name.as_deref() != Some("svc-5-00000"));
+    after.endpoint_slices.make_mut().retain(|s| s.name != "svc-5-00000");
     let (_, updated) = check(&before, &after);
     assert!(backend(&updated, 5).endpoints.is_empty());
     assert_eq!(no_endpoint_warnings(&updated), 1);
@@ -129,7 +114,7 @@ fn readiness_and_new_slices() {
     let before = generate(Scale::of(10));
     let after = edit(&before, "svc-1-00000", |s| {
         for e in &mut s.endpoints {
-            e.conditions = Some(EndpointConditions { ready: Some(false), ..Default::default() });
+            e.ready = Some(false);
         }
     });
     let (_, updated) = check(&before, &after);
@@ -137,9 +122,9 @@ fn readiness_and_new_slices() {
 
     let mut grown = before.clone();
     let mut extra = (*before.endpoint_slices[0]).clone();
-    extra.metadata.name = Some("svc-0-00001".into());
+    extra.name = "svc-0-00001".into();
     extra.endpoints = vec![endpoint("192.168.1.1", true), endpoint("192.168.1.2", false)];
-    grown.endpoint_slices.insert(3, Arc::new(extra));
+    grown.endpoint_slices.make_mut().insert(3, Arc::new(extra));
     let (previous, updated) = check(&before, &grown);
     assert_eq!(backend(&updated, 0).endpoints.len(), backend(&previous, 0).endpoints.len() + 1);
 }
@@ -151,15 +136,15 @@ fn only_endpoint_changes_are_updated() {
     let before = generate(Scale::of(10));
     let previous = translate(&before, &settings());
     let mut shuffled = before.clone();
-    shuffled.endpoint_slices.reverse();
+    shuffled.endpoint_slices.make_mut().reverse();
     let same = update_endpoints(&previous, &before, &shuffled).expect("only slices moved");
     assert!(previous.backends.iter().zip(&same.backends).all(|(a, b)| Arc::ptr_eq(a, b)));
 
     let mut services = before.clone();
-    services.services.pop();
+    services.services.make_mut().pop();
     assert!(update_endpoints(&previous, &before, &services).is_none());
     let mut ingresses = before.clone();
-    ingresses.ingresses.reverse();
+    ingresses.ingresses.make_mut().reverse();
     assert!(update_endpoints(&previous, &before, &ingresses).is_none());
     // The same objects as new copies (a manifest file parsed again) are the same objects.
     let mut copies = before.clone();

@@ -75,13 +75,12 @@ fn position(snapshot: &Snapshot, name: &str) -> usize {
         .unwrap_or_else(|| panic!("no Ingress {name}"))
 }
 
-/// `snapshot` with `f` applied to a copy of Ingress `name`, in place.
+/// `snapshot` with `f` applied to a copy of Ingress `name`, in place in its namespace's chunk
+/// (the others shared, as the sources do).
 fn edit(snapshot: &Snapshot, name: &str, f: impl FnOnce(&mut Ingress)) -> Snapshot {
     let mut after = snapshot.clone();
-    let at = position(&after, name);
-    let mut ingress = (*after.ingresses[at]).clone();
-    f(&mut ingress);
-    after.ingresses[at] = Arc::new(ingress);
+    let found = after.ingresses.edit(|i| i.metadata.name.as_deref() == Some(name), f);
+    assert!(found, "no Ingress {name}");
     after
 }
 
@@ -150,7 +149,8 @@ fn ingresses_added_changed_and_removed_at_large_scale() {
     // Ingress 9 is deleted: its host falls to the catch-all's default (the built-in 404).
     let t3 = check(&t2, &s2, &s3);
     let mut s4 = s3.clone();
-    s4.ingresses.remove(position(&s4, "ing-9"));
+    let at = position(&s4, "ing-9");
+    s4.ingresses.make_mut().remove(at);
     let t4 = check(&t3, &s3, &s4);
     assert_eq!(t4.lookup(&host(9), "/").route.ingress, None);
 
@@ -164,8 +164,7 @@ fn ingresses_added_changed_and_removed_at_large_scale() {
     // Endpoint updates after Ingress updates still warn the right Ingresses: the Services of
     // the new Ingress lose their endpoints.
     let mut s6 = s5.clone();
-    s6.endpoint_slices
-        .retain(|s| !matches!(s.metadata.name.as_deref(), Some("svc-14-00000" | "svc-15-00000")));
+    s6.endpoint_slices.make_mut().retain(|s| !matches!(&*s.name, "svc-14-00000" | "svc-15-00000"));
     let t6 = update_endpoints(&t5, &s5, &s6).expect("an endpoint-only change");
     assert_same(&t6, &s6);
     assert!(
@@ -224,7 +223,7 @@ fn changes_that_reach_across_ingresses_are_refused() {
         "a handshake policy",
     );
     let mut services = add(&s0, "ing-3", "new-app", "new-app.example.com");
-    services.services.pop();
+    services.services.make_mut().pop();
     refused(&services, "another kind changed too");
 
     // Another controller's Ingress changing changes nothing.

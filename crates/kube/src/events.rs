@@ -6,13 +6,12 @@
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
-use sluice_model::{Diagnostic, Kind, NamespacedName, Severity};
+use sluice_model::{Diagnostic, Kind, NamespacedName, Objects, Severity};
 
 /// Publishes Events for what changed since the last call.
 pub struct Events {
@@ -48,7 +47,7 @@ impl Events {
     /// each.
     pub async fn publish(
         &mut self,
-        ingresses: &[Arc<Ingress>],
+        ingresses: &Objects<Ingress>,
         owned: &HashSet<NamespacedName>,
         diagnostics: &[Diagnostic],
     ) {

@@ -1,8 +1,9 @@
 //! Sluice's production source: the Kubernetes API.
 //!
-//! - [`KubeSource`]: one reflector per kind (Ingress, IngressClass, Service, EndpointSlice,
-//!   Secret, ConfigMap, and Namespace for `--watch-namespace-selector`), whose stores become a
-//!   [`Snapshot`](sluice_model::Snapshot) on demand. Changes arrive as coalesced wake-ups for
+//! - [`KubeSource`]: one watch per kind (Ingress, IngressClass, Service, EndpointSlice,
+//!   Secret, ConfigMap, and Namespace for `--watch-namespace-selector`), whose stores (objects
+//!   kept as snapshots take them, in buckets whose chunks are shared until they change) become
+//!   a [`Snapshot`](sluice_model::Snapshot) on demand. Changes arrive as coalesced wake-ups for
 //!   the caller's debounce loop. A relist (watch expired, 410 Gone) swaps a store only once the
 //!   new list is complete, so a snapshot is never half empty; while the API server is
 //!   unreachable, the stores keep their last state and the watchers retry with backoff.
@@ -14,6 +15,7 @@ pub mod events;
 pub mod leader;
 mod source;
 pub mod status;
+mod store;
 
 pub use source::{KubeSource, SourceConfig, SyncReport};
 

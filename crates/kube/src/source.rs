@@ -2,7 +2,6 @@ use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
 use std::fmt::Debug;
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -11,12 +10,13 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::api::Api;
 use kube::runtime::WatchStreamExt;
-use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
-use sluice_model::{NamespacedName, Snapshot};
+use sluice_model::{LeanSlice, NamespacedName, Objects, Snapshot, slim_metadata, slim_service};
 use tokio::sync::mpsc;
+
+use crate::store::{Store, Writer, store};
 
 /// What to watch.
 #[derive(Clone, Debug, Default)]
@@ -31,11 +31,12 @@ pub struct SourceConfig {
     pub configmap: Option<NamespacedName>,
 }
 
-/// The stores of every watched kind.
+/// The stores of every watched kind, holding objects as snapshots keep them (EndpointSlices as
+/// [`LeanSlice`]s, the other kinds slimmed).
 pub struct KubeSource {
     ingresses: Vec<Store<Ingress>>,
     services: Vec<Store<Service>>,
-    endpoint_slices: Vec<Store<EndpointSlice>>,
+    endpoint_slices: Vec<Store<LeanSlice>>,
     secrets: Vec<Store<Secret>>,
     config_maps: Vec<Store<ConfigMap>>,
     ingress_classes: Store<IngressClass>,
@@ -63,19 +64,42 @@ impl KubeSource {
         let namespaces = config.namespaces.clone();
         let per_ns = |kind: &'static str| Scope { kind, namespaces: namespaces.clone() };
         let configmap = config.configmap.clone();
-        let ingresses =
-            per_ns("Ingress").reflect(&client, watcher::Config::default(), &tx, ingress_filter);
-        let services = per_ns("Service").reflect(&client, watcher::Config::default(), &tx, always);
-        let endpoint_slices =
-            per_ns("EndpointSlice").reflect(&client, watcher::Config::default(), &tx, always);
+        let ingresses = per_ns("Ingress").reflect(
+            &client,
+            watcher::Config::default(),
+            &tx,
+            ingress_filter,
+            slim,
+        );
+        let services = per_ns("Service").reflect(
+            &client,
+            watcher::Config::default(),
+            &tx,
+            always,
+            |mut s: Service| {
+                slim_service(&mut s);
+                s
+            },
+        );
+        let endpoint_slices = per_ns("EndpointSlice").reflect(
+            &client,
+            watcher::Config::default(),
+            &tx,
+            always,
+            <LeanSlice as From<EndpointSlice>>::from,
+        );
         let secrets = per_ns("Secret").reflect(
             &client,
             watcher::Config::default().fields(HELM_RELEASE_SECRETS),
             &tx,
             always,
+            slim,
         );
-        let config_maps =
-            per_ns("ConfigMap").reflect(&client, watcher::Config::default(), &tx, move || {
+        let config_maps = per_ns("ConfigMap").reflect(
+            &client,
+            watcher::Config::default(),
+            &tx,
+            move || {
                 let configmap = configmap.clone();
                 move |cm: &ConfigMap| {
                     configmap.as_ref().is_some_and(|c| {
@@ -83,13 +107,16 @@ impl KubeSource {
                             && cm.name_any() == c.name
                     })
                 }
-            });
+            },
+            slim,
+        );
         let ingress_classes = spawn_reflector(
             "IngressClass",
             Api::all(client.clone()),
             watcher::Config::default(),
             tx.clone(),
             always(),
+            slim,
         );
         let selected_namespaces = match (&config.namespaces, &config.namespace_selector) {
             (None, Some(selector)) => Some(spawn_reflector(
@@ -98,6 +125,7 @@ impl KubeSource {
                 watcher::Config::default().labels(selector),
                 tx.clone(),
                 always(),
+                slim,
             )),
             _ => None,
         };
@@ -124,7 +152,7 @@ impl KubeSource {
                     // the source lives.
                     let _ = store.wait_until_ready().await;
                 }
-                let n: usize = $stores.iter().map(|s| s.state().len()).sum();
+                let n: usize = $stores.iter().map(|s| s.len()).sum();
                 tracing::info!(
                     kind = $kind,
                     objects = n,
@@ -146,28 +174,25 @@ impl KubeSource {
         SyncReport { counts, took: started.elapsed() }
     }
 
-    /// Everything watched, as one snapshot (objects shared with the stores, not copied).
+    /// Everything watched, as one snapshot: the stores' chunks, shared with the previous
+    /// snapshot where their buckets did not change.
     pub fn snapshot(&self) -> Snapshot {
         let selected = self.selected_namespaces.as_ref().map(|s| {
-            s.state().iter().map(|n| n.name_any()).collect::<std::collections::HashSet<_>>()
+            s.objects().iter().map(|n| n.name_any()).collect::<std::collections::HashSet<_>>()
         });
-        let keep = |ns: Option<String>| match (&selected, ns) {
-            (None, _) => true,
-            (Some(set), Some(ns)) => set.contains(&ns),
-            (Some(_), None) => true,
+        let keep = |ns: &str| match &selected {
+            None => true,
+            Some(set) => ns.is_empty() || set.contains(ns),
         };
-        fn all<K: Resource + Clone>(
-            stores: &[Store<K>],
-            keep: &impl Fn(Option<String>) -> bool,
-        ) -> Vec<Arc<K>>
-        where
-            K::DynamicType: Eq + Hash + Clone,
-        {
-            stores.iter().flat_map(|s| s.state()).filter(|o| keep(o.namespace())).collect()
+        fn all<T: sluice_model::Named>(
+            stores: &[Store<T>],
+            keep: &impl Fn(&str) -> bool,
+        ) -> Objects<T> {
+            Objects::from_chunks(stores.iter().flat_map(|s| s.chunks(keep)))
         }
         Snapshot {
             ingresses: all(&self.ingresses, &keep),
-            ingress_classes: self.ingress_classes.state(),
+            ingress_classes: all(std::slice::from_ref(&self.ingress_classes), &|_| true),
             services: all(&self.services, &keep),
             endpoint_slices: all(&self.endpoint_slices, &keep),
             secrets: all(&self.secrets, &keep),
@@ -184,16 +209,19 @@ struct Scope {
 }
 
 impl Scope {
-    /// One reflector per namespace (or one for the cluster); `filter` makes, per reflector, the
-    /// predicate deciding which applied objects wake the control loop.
-    fn reflect<K, F, P>(
+    /// One watch per namespace (or one for the cluster); `filter` makes, per watch, the
+    /// predicate deciding which applied objects wake the control loop; `convert` turns objects
+    /// into what the store keeps.
+    fn reflect<K, T, F, P>(
         &self,
         client: &Client,
         config: watcher::Config,
         tx: &mpsc::Sender<()>,
         filter: F,
-    ) -> Vec<Store<K>>
+        convert: fn(K) -> T,
+    ) -> Vec<Store<T>>
     where
+        T: sluice_model::Named + Send + Sync + 'static,
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
             + Clone
             + DeserializeOwned
@@ -212,6 +240,7 @@ impl Scope {
                 config,
                 tx.clone(),
                 filter(),
+                convert,
             )],
             Some(list) => list
                 .iter()
@@ -222,6 +251,7 @@ impl Scope {
                         config.clone(),
                         tx.clone(),
                         filter(),
+                        convert,
                     )
                 })
                 .collect(),
@@ -248,31 +278,39 @@ fn ingress_filter() -> impl FnMut(&Ingress) -> bool + Send + 'static {
     }
 }
 
-fn spawn_reflector<K, P>(
+/// Slims an object's metadata, as every kind but Service and EndpointSlice is kept.
+fn slim<K: Resource>(mut object: K) -> K {
+    slim_metadata(object.meta_mut());
+    object
+}
+
+fn spawn_reflector<K, T, P>(
     kind: &'static str,
     api: Api<K>,
     config: watcher::Config,
     tx: mpsc::Sender<()>,
     mut matters: P,
-) -> Store<K>
+    convert: fn(K) -> T,
+) -> Store<T>
 where
+    T: sluice_model::Named + Send + Sync + 'static,
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
     P: FnMut(&K) -> bool + Send + 'static,
 {
-    let (reader, writer) = reflector::store();
-    let stream = watcher::watcher(api, config).default_backoff().reflect(writer);
+    let (reader, writer): (Store<T>, Writer<T>) = store();
+    let stream = watcher::watcher(api, config).default_backoff();
     tokio::spawn(async move {
         futures::pin_mut!(stream);
         let mut failing = false;
         let mut listed = false;
         while let Some(event) = stream.next().await {
-            let wake = match event {
-                Ok(Event::Apply(obj)) => matters(&obj),
+            let wake = match &event {
+                Ok(Event::Apply(obj)) => matters(obj),
                 // Deletions always matter; the filter still learns the object is gone.
                 Ok(Event::Delete(_)) => true,
                 Ok(Event::InitApply(obj)) => {
-                    matters(&obj);
+                    matters(obj);
                     false
                 }
                 Ok(Event::Init) => false,
@@ -299,6 +337,9 @@ where
             if failing {
                 tracing::info!(kind, "watch recovered");
                 failing = false;
+            }
+            if let Ok(event) = event {
+                writer.apply(event, convert);
             }
             if wake {
                 // A full channel already holds a wake-up that covers this change.

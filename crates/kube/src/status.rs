@@ -9,7 +9,6 @@
 //! status differs.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
@@ -19,7 +18,7 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use sluice_model::NamespacedName;
+use sluice_model::{NamespacedName, Objects};
 use tokio::sync::watch;
 
 use crate::FIELD_MANAGER;
@@ -172,7 +171,7 @@ pub async fn sync(
     client: &Client,
     addresses: &[String],
     owned: &HashSet<NamespacedName>,
-    ingresses: &[Arc<Ingress>],
+    ingresses: &Objects<Ingress>,
 ) -> SyncStats {
     let mut stats = SyncStats::default();
     for ing in ingresses {
@@ -202,7 +201,7 @@ pub async fn sync(
 pub async fn clear(
     client: &Client,
     owned: &HashSet<NamespacedName>,
-    ingresses: &[Arc<Ingress>],
+    ingresses: &Objects<Ingress>,
 ) -> usize {
     let mut cleared = 0;
     for ing in ingresses {

@@ -7,7 +7,11 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sluice_model::{Diagnostic, ObjectRef, Reason, Snapshot};
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use sluice_model::{Chunk, Diagnostic, LeanSlice, Named, ObjectRef, Objects, Reason, Snapshot};
 
 use crate::{DocError, Object, ParseError, parse_str};
 
@@ -33,6 +37,8 @@ struct FileState {
     fingerprint: (usize, u64),
     /// The objects of the last version that parsed, with their lines.
     objects: Vec<(usize, Object)>,
+    /// The same objects as snapshot chunks, shared by every snapshot until the file changes.
+    chunks: Chunks,
     /// Why the current version does not parse, if it does not.
     error: Option<ParseError>,
 }
@@ -181,7 +187,8 @@ impl ManifestDir {
             match parsed {
                 Ok(objects) => {
                     self.refs.add(&objects);
-                    let state = FileState { stat, fingerprint, objects, error: None };
+                    let chunks = Chunks::of(objects.iter().map(|(_, o)| o));
+                    let state = FileState { stat, fingerprint, objects, chunks, error: None };
                     if let Some(old) = self.files.insert(path, state) {
                         self.refs.remove(&old.objects);
                     }
@@ -217,6 +224,7 @@ impl ManifestDir {
             stat: None,
             fingerprint: (0, 0),
             objects: Vec::new(),
+            chunks: Chunks::default(),
             error: None,
         });
         state.error = Some(error);
@@ -236,17 +244,15 @@ impl ManifestDir {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let mut snapshot = Snapshot { observed_at: Some(now as i64), ..Snapshot::default() };
         if self.refs.repeated == 0 {
-            // No object is defined twice (the usual case): take every object, without the
-            // look-up per object that finding the first definition of each takes.
-            for (_, object) in self.files.values().flat_map(|f| &f.objects) {
-                push(&mut snapshot, object);
-            }
-            return (snapshot, Vec::new());
+            // No object is defined twice (the usual case): every file's chunks as they are,
+            // without the look-up per object that finding the first definition of each takes.
+            let files = self.files.values().map(|f| &f.chunks);
+            return (Chunks::snapshot(files, now), Vec::new());
         }
         let mut seen: HashMap<ObjectRef, (&Path, usize)> = HashMap::new();
         let mut diagnostics = Vec::new();
+        let mut first = Vec::new();
         for (path, state) in &self.files {
             for (line, object) in &state.objects {
                 let key = object.object_ref();
@@ -268,22 +274,69 @@ impl ManifestDir {
                         v.insert((path, *line));
                     }
                 }
-                push(&mut snapshot, object);
+                first.push(object);
             }
         }
-        (snapshot, diagnostics)
+        (Chunks::snapshot([&Chunks::of(first.into_iter())], now), diagnostics)
     }
 }
 
-/// Adds `object` to `snapshot`, shared, not copied.
-fn push(snapshot: &mut Snapshot, object: &Object) {
-    match object.clone() {
-        Object::Ingress(o) => snapshot.ingresses.push(o),
-        Object::IngressClass(o) => snapshot.ingress_classes.push(o),
-        Object::Service(o) => snapshot.services.push(o),
-        Object::EndpointSlice(o) => snapshot.endpoint_slices.push(o),
-        Object::Secret(o) => snapshot.secrets.push(o),
-        Object::ConfigMap(o) => snapshot.config_maps.push(o),
+/// Objects by kind, as snapshot chunks.
+#[derive(Debug, Default)]
+struct Chunks {
+    ingresses: Option<Chunk<Ingress>>,
+    ingress_classes: Option<Chunk<IngressClass>>,
+    services: Option<Chunk<Service>>,
+    endpoint_slices: Option<Chunk<LeanSlice>>,
+    secrets: Option<Chunk<Secret>>,
+    config_maps: Option<Chunk<ConfigMap>>,
+}
+
+impl Chunks {
+    /// `objects` sorted by kind (shared, not copied).
+    fn of<'a>(objects: impl Iterator<Item = &'a Object>) -> Self {
+        let (mut ingresses, mut classes, mut services) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut slices, mut secrets, mut config_maps) = (Vec::new(), Vec::new(), Vec::new());
+        for object in objects {
+            match object.clone() {
+                Object::Ingress(o) => ingresses.push(o),
+                Object::IngressClass(o) => classes.push(o),
+                Object::Service(o) => services.push(o),
+                Object::EndpointSlice(o) => slices.push(o),
+                Object::Secret(o) => secrets.push(o),
+                Object::ConfigMap(o) => config_maps.push(o),
+            }
+        }
+        fn chunk<T: Named>(objects: Vec<Arc<T>>) -> Option<Chunk<T>> {
+            (!objects.is_empty()).then(|| Chunk::new(objects))
+        }
+        Self {
+            ingresses: chunk(ingresses),
+            ingress_classes: chunk(classes),
+            services: chunk(services),
+            endpoint_slices: chunk(slices),
+            secrets: chunk(secrets),
+            config_maps: chunk(config_maps),
+        }
+    }
+
+    /// A snapshot of these chunks, taken at `now` (seconds since the epoch).
+    fn snapshot<'a>(files: impl IntoIterator<Item = &'a Chunks> + Clone, now: u64) -> Snapshot {
+        fn all<'a, T: 'a>(
+            files: impl IntoIterator<Item = &'a Chunks>,
+            kind: impl Fn(&'a Chunks) -> &'a Option<Chunk<T>>,
+        ) -> Objects<T> {
+            Objects::from_chunks(files.into_iter().filter_map(|f| kind(f).clone()))
+        }
+        Snapshot {
+            ingresses: all(files.clone(), |f| &f.ingresses),
+            ingress_classes: all(files.clone(), |f| &f.ingress_classes),
+            services: all(files.clone(), |f| &f.services),
+            endpoint_slices: all(files.clone(), |f| &f.endpoint_slices),
+            secrets: all(files.clone(), |f| &f.secrets),
+            config_maps: all(files, |f| &f.config_maps),
+            observed_at: Some(now as i64),
+        }
     }
 }
 
@@ -391,6 +444,28 @@ mod tests {
         std::fs::remove_file(tmp.path().join("sub/b.yml")).unwrap();
         assert_eq!(dir.rescan().unwrap().changed, 1);
         assert_eq!(names(&dir), ["a"]);
+    }
+
+    #[test]
+    fn snapshots_share_the_chunks_of_unchanged_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let many = format!("{}---\n{}", svc("a1"), svc("a2"));
+        std::fs::write(tmp.path().join("a.yaml"), many).unwrap();
+        std::fs::write(tmp.path().join("b.yaml"), svc("b")).unwrap();
+        let mut dir = ManifestDir::new(tmp.path());
+        dir.rescan().unwrap();
+        let (first, _) = dir.snapshot();
+        let chunks = first.services.chunks();
+        assert_eq!(chunks.len(), 2, "a chunk per file");
+        assert_eq!(chunks[0].namespace(), Some("default"), "one namespace per file: known");
+        std::fs::write(tmp.path().join("b.yaml"), svc("c")).unwrap();
+        dir.rescan().unwrap();
+        let (second, _) = dir.snapshot();
+        let (a, b) = (&second.services.chunks()[0], &second.services.chunks()[1]);
+        assert!(Chunk::ptr_eq(a, &chunks[0]), "a.yaml did not change: its chunk is shared");
+        assert!(!Chunk::ptr_eq(b, &chunks[1]));
+        assert_eq!(names(&dir), ["a1", "a2", "c"]);
+        assert!(first.ingresses.is_empty() && first.ingresses.chunks().is_empty());
     }
 
     /// A directory whose files' metadata is trusted as soon as it is older than the scan.

@@ -12,9 +12,11 @@ use serde::Deserialize;
 use serde::de::{DeserializeOwned, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use serde_saphyr::Spanned;
-use sluice_model::{Kind, ObjectRef};
+use sluice_model::{Kind, LeanSlice, Named, ObjectRef, slim_metadata, slim_service};
 
-/// One object of a kind Sluice reads, shared (snapshots hold the same `Arc`).
+/// One object of a kind Sluice reads, shared (snapshots hold the same `Arc`), as snapshots
+/// keep it: EndpointSlices as [`LeanSlice`]s, the other kinds without what routing never reads
+/// ([`sluice_model::slim_metadata`]).
 #[derive(Clone, Debug)]
 pub enum Object {
     /// An Ingress.
@@ -24,7 +26,7 @@ pub enum Object {
     /// A Service.
     Service(Arc<Service>),
     /// An EndpointSlice.
-    EndpointSlice(Arc<EndpointSlice>),
+    EndpointSlice(Arc<LeanSlice>),
     /// A Secret (`stringData` already folded into `data`, as the API server does).
     Secret(Arc<Secret>),
     /// A ConfigMap.
@@ -34,36 +36,27 @@ pub enum Object {
 impl Object {
     /// The object's kind, namespace and name.
     pub fn object_ref(&self) -> ObjectRef {
-        let (kind, meta) = self.kind_and_meta();
-        ObjectRef::new(
-            kind,
-            meta.namespace.clone().unwrap_or_default(),
-            meta.name.clone().unwrap_or_default(),
-        )
+        let (kind, object) = self.kind_and_name();
+        ObjectRef::new(kind, object.namespace(), object.name())
     }
 
     /// A hash of [`object_ref`](Self::object_ref), without building it: equal for equal
     /// references (so distinct hashes mean distinct objects), and stable across calls.
     pub(crate) fn ref_hash(&self) -> u64 {
-        let (kind, meta) = self.kind_and_meta();
+        let (kind, object) = self.kind_and_name();
         let mut h = DefaultHasher::new();
-        (
-            kind,
-            meta.namespace.as_deref().unwrap_or_default(),
-            meta.name.as_deref().unwrap_or_default(),
-        )
-            .hash(&mut h);
+        (kind, object.namespace(), object.name()).hash(&mut h);
         h.finish()
     }
 
-    fn kind_and_meta(&self) -> (Kind, &ObjectMeta) {
+    fn kind_and_name(&self) -> (Kind, &dyn Named) {
         match self {
-            Object::Ingress(o) => (Kind::Ingress, &o.metadata),
-            Object::IngressClass(o) => (Kind::IngressClass, &o.metadata),
-            Object::Service(o) => (Kind::Service, &o.metadata),
-            Object::EndpointSlice(o) => (Kind::EndpointSlice, &o.metadata),
-            Object::Secret(o) => (Kind::Secret, &o.metadata),
-            Object::ConfigMap(o) => (Kind::ConfigMap, &o.metadata),
+            Object::Ingress(o) => (Kind::Ingress, &**o),
+            Object::IngressClass(o) => (Kind::IngressClass, &**o),
+            Object::Service(o) => (Kind::Service, &**o),
+            Object::EndpointSlice(o) => (Kind::EndpointSlice, &**o),
+            Object::Secret(o) => (Kind::Secret, &**o),
+            Object::ConfigMap(o) => (Kind::ConfigMap, &**o),
         }
     }
 }
@@ -239,21 +232,27 @@ fn collect(mut value: Value, out: &mut Vec<Object>) -> Result<(), String> {
         value.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
     let object = match (api_version.as_str(), kind.as_str()) {
         ("networking.k8s.io/v1", "Ingress") => {
-            Object::Ingress(namespaced(typed(value, &kind, &name)?))
+            Object::Ingress(Arc::new(namespaced(typed(value, &kind, &name)?)))
         }
         ("networking.k8s.io/v1", "IngressClass") => {
             let mut class: IngressClass = typed(value, &kind, &name)?;
             class.metadata.namespace = None;
+            slim_metadata(&mut class.metadata);
             Object::IngressClass(Arc::new(class))
         }
-        ("v1", "Service") => Object::Service(namespaced(typed(value, &kind, &name)?)),
+        ("v1", "Service") => {
+            let mut service: Service = typed(value, &kind, &name)?;
+            slim_service(&mut service);
+            Object::Service(Arc::new(namespaced(service)))
+        }
         ("discovery.k8s.io/v1", "EndpointSlice") => {
-            Object::EndpointSlice(namespaced(typed(value, &kind, &name)?))
+            let slice: EndpointSlice = typed(value, &kind, &name)?;
+            Object::EndpointSlice(Arc::new(LeanSlice::from(namespaced(slice))))
         }
         ("v1", "Secret") => {
-            Object::Secret(namespaced(fold_string_data(typed(value, &kind, &name)?)))
+            Object::Secret(Arc::new(namespaced(fold_string_data(typed(value, &kind, &name)?))))
         }
-        ("v1", "ConfigMap") => Object::ConfigMap(namespaced(typed(value, &kind, &name)?)),
+        ("v1", "ConfigMap") => Object::ConfigMap(Arc::new(namespaced(typed(value, &kind, &name)?))),
         (v, "Ingress" | "IngressClass")
             if v.starts_with("networking.k8s.io/") || v.starts_with("extensions/") =>
         {
@@ -284,13 +283,15 @@ fn typed<T: DeserializeOwned>(value: Value, kind: &str, name: &str) -> Result<T,
         .map_err(|e| format!("{kind} {name:?}: field {}: {}", e.path(), e.inner()))
 }
 
-/// Shares a namespaced object, in `default` when it names no namespace (as `kubectl apply`).
-fn namespaced<T: Metadata<Ty = ObjectMeta>>(mut object: T) -> Arc<T> {
+/// A namespaced object, in `default` when it names no namespace (as `kubectl apply`), and
+/// slimmed.
+fn namespaced<T: Metadata<Ty = ObjectMeta>>(mut object: T) -> T {
     let meta = object.metadata_mut();
     if meta.namespace.as_deref().unwrap_or_default().is_empty() {
         meta.namespace = Some("default".into());
     }
-    Arc::new(object)
+    slim_metadata(meta);
+    object
 }
 
 /// The API server merges `stringData` into `data` on write; manifests read from disk get the
@@ -333,6 +334,47 @@ items:
             refs,
             vec![(1, "Service default/a".to_string()), (9, "ConfigMap other/c".to_string())]
         );
+    }
+
+    #[test]
+    fn objects_are_kept_as_snapshots_keep_them() {
+        let text = "\
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  annotations:
+    kubectl.kubernetes.io/last-applied-configuration: '{\"kind\": \"Service\"}'
+    nginx.ingress.kubernetes.io/x: 'y'
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-1
+  labels: {kubernetes.io/service-name: web, app: web}
+addressType: IPv4
+endpoints:
+- addresses: [10.0.0.1]
+  conditions: {ready: true, serving: true}
+  nodeName: node-1
+ports: [{name: http, port: 8080, protocol: TCP}]
+";
+        let objs = parse_str(text).unwrap();
+        let Object::Service(service) = &objs[0].1 else { panic!("{objs:?}") };
+        let annotations = service.metadata.annotations.as_ref().unwrap();
+        assert_eq!(annotations.keys().collect::<Vec<_>>(), ["nginx.ingress.kubernetes.io/x"]);
+        let spec = service.spec.as_ref().unwrap();
+        assert!(spec.selector.is_none());
+        assert_eq!(spec.ports.as_ref().unwrap()[0].port, 80);
+        let Object::EndpointSlice(slice) = &objs[1].1 else { panic!("{objs:?}") };
+        assert_eq!((slice.namespace(), slice.name()), ("default", "web-1"));
+        assert_eq!(slice.service.as_deref(), Some("web"));
+        assert_eq!(slice.endpoints[0].addresses, ["10.0.0.1"]);
+        assert_eq!(slice.endpoints[0].ready, Some(true));
+        assert_eq!(slice.ports[0].port, Some(8080));
     }
 
     #[test]

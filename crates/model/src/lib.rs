@@ -4,7 +4,8 @@
 //! the data that crosses those arrows:
 //!
 //! - [`Snapshot`]: the Kubernetes objects a source observed (the same types whichever source
-//!   filled it: the API server or a directory of manifests);
+//!   filled it: the API server or a directory of manifests), without the fields routing never
+//!   reads ([`LeanSlice`], [`slim_service`]);
 //! - [`Settings`]: the controller's own flags that change how objects are read;
 //! - [`RoutingTable`]: what the proxy serves, built for lookup ([`RoutingTable::lookup`]);
 //! - [`Diagnostic`]: what translation found wrong, per object.
@@ -12,6 +13,7 @@
 mod diagnostics;
 mod hostindex;
 mod hostmap;
+mod lean;
 mod lookup;
 mod names;
 mod pathregex;
@@ -25,13 +27,16 @@ mod tls;
 pub use diagnostics::{Diagnostic, Reason, Severity};
 pub use hostindex::HostIndex;
 pub use hostmap::{FastMap, HostMap};
+pub use lean::{
+    LeanSlice, SERVICE_NAME_LABEL, SliceEndpoint, SlicePort, slim_metadata, slim_service,
+};
 pub use lookup::{Lookup, normalize_host, normalize_path};
 pub use names::{Kind, NamespacedName, ObjectRef};
 pub use pathregex::{RegexPaths, Rewrite, RewriteTarget, location_regex};
 pub use pathtable::PathTable;
 pub use settings::Settings;
 pub use shared::{ChunkVec, SharedVec};
-pub use snapshot::Snapshot;
+pub use snapshot::{Chunk, Named, Objects, Snapshot};
 pub use table::{
     Backend, BackendId, Endpoint, HostRoutes, Origin, PathMatch, Policy, Referrers, Route, RouteId,
     RoutingTable, Target,

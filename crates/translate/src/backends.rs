@@ -4,9 +4,8 @@
 use std::net::{IpAddr, SocketAddr};
 
 use k8s_openapi::api::core::v1::ServicePort;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::IngressServiceBackend;
-use sluice_model::Endpoint;
+use sluice_model::{Endpoint, LeanSlice, SliceEndpoint};
 
 use crate::index::Index;
 
@@ -87,18 +86,16 @@ pub(crate) fn ready_endpoints(
 ) -> Vec<Endpoint> {
     let port_name = service_port.name.as_deref().unwrap_or_default();
     // Each slice's port number for this Service port, if it has one.
-    let port_of = |slice: &EndpointSlice| {
+    let port_of = |slice: &LeanSlice| {
         if slice.address_type == "FQDN" {
             return None;
         }
-        let number = slice.ports.as_deref().unwrap_or_default().iter().find_map(|p| {
+        let number = slice.ports.iter().find_map(|p| {
             (p.name.as_deref().unwrap_or_default() == port_name).then_some(p.port).flatten()
         });
         u16::try_from(number?).ok()
     };
-    let ready = |ep: &&k8s_openapi::api::discovery::v1::Endpoint| {
-        ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true)
-    };
+    let ready = |ep: &&SliceEndpoint| ep.ready.unwrap_or(true);
     let slices = index.slices(ns, service);
     // Sized exactly: tables keep these lists, one per backend.
     let count: usize = slices

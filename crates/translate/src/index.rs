@@ -1,16 +1,10 @@
 //! Lookups over the snapshot that translation needs, built once per translation.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
-
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use sluice_model::{Settings, Snapshot};
-
-/// The label an EndpointSlice carries to name its Service.
-const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+use sluice_model::{LeanSlice, Named, Objects, Settings, Snapshot};
+use std::collections::{HashMap, HashSet};
 
 /// A map for translation's own lookups, hashed with foldhash (seeded per process).
 pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
@@ -31,12 +25,12 @@ type ByName<'s, V> = FastMap<&'s str, FastMap<&'s str, V>>;
 
 /// One Service's EndpointSlices: most Services have one, which needs no vector.
 enum Slices<'s> {
-    One(&'s EndpointSlice),
-    More(Vec<&'s EndpointSlice>),
+    One(&'s LeanSlice),
+    More(Vec<&'s LeanSlice>),
 }
 
 impl<'s> Slices<'s> {
-    fn push(slot: &mut Option<Slices<'s>>, slice: &'s EndpointSlice) {
+    fn push(slot: &mut Option<Slices<'s>>, slice: &'s LeanSlice) {
         *slot = Some(match slot.take() {
             None => Slices::One(slice),
             Some(Slices::One(first)) => Slices::More(vec![first, slice]),
@@ -47,7 +41,7 @@ impl<'s> Slices<'s> {
         });
     }
 
-    fn as_slice(&self) -> &[&'s EndpointSlice] {
+    fn as_slice(&self) -> &[&'s LeanSlice] {
         match self {
             Slices::One(one) => std::slice::from_ref(one),
             Slices::More(list) => list,
@@ -63,10 +57,10 @@ pub(crate) struct Index<'s> {
     secrets: ByName<'s, &'s Secret>,
 }
 
-/// The Service an EndpointSlice belongs to (namespace, name), from its label.
-pub(crate) fn service_of(slice: &EndpointSlice) -> Option<(&str, &str)> {
-    let service = slice.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?;
-    Some((ns_name(&slice.metadata).0, service.as_str()))
+/// The Service an EndpointSlice belongs to (namespace, name), from its
+/// `kubernetes.io/service-name` label.
+pub(crate) fn service_of(slice: &LeanSlice) -> Option<(&str, &str)> {
+    Some((slice.namespace.as_str(), slice.service.as_deref()?))
 }
 
 impl<'s> Index<'s> {
@@ -80,19 +74,18 @@ impl<'s> Index<'s> {
         namespaces: &[&str],
     ) -> Self {
         let mut services: ByName<'s, &'s Service> = FastMap::default();
-        for s in &snapshot.services {
+        for s in snapshot.services.in_namespaces(namespaces) {
             let (ns, name) = ns_name(&s.metadata);
             if namespaces.contains(&ns) && wanted.contains(&(ns, name)) {
                 services.entry(ns).or_default().insert(name, &**s);
             }
         }
         let mut slices: ByName<'s, Option<Slices<'s>>> = FastMap::default();
-        for s in &snapshot.endpoint_slices {
-            // The namespace first: most slices are elsewhere, and it is cheaper than the label.
-            if !namespaces.contains(&ns_name(&s.metadata).0) {
+        for s in snapshot.endpoint_slices.in_namespaces(namespaces) {
+            let Some((ns, service)) = service_of(s) else { continue };
+            if !namespaces.contains(&ns) {
                 continue;
             }
-            let Some((ns, service)) = service_of(s) else { continue };
             if wanted.contains(&(ns, service)) {
                 Slices::push(slices.entry(ns).or_default().entry(service).or_default(), s);
             }
@@ -116,8 +109,8 @@ impl<'s> Index<'s> {
         Self {
             services,
             slices,
-            config_maps: by_name(&snapshot.config_maps, |c| &c.metadata),
-            secrets: by_name(&snapshot.secrets, |s| &s.metadata),
+            config_maps: by_name(&snapshot.config_maps),
+            secrets: by_name(&snapshot.secrets),
         }
     }
 
@@ -147,8 +140,8 @@ impl<'s> Index<'s> {
         namespaces.sort_unstable();
         namespaces.dedup();
         let mut index = Self::of_services(snapshot, &wanted, &namespaces);
-        index.config_maps = by_name(&snapshot.config_maps, |c| &c.metadata);
-        index.secrets = by_name(&snapshot.secrets, |s| &s.metadata);
+        index.config_maps = by_name(&snapshot.config_maps);
+        index.secrets = by_name(&snapshot.secrets);
         index
     }
 
@@ -156,7 +149,7 @@ impl<'s> Index<'s> {
         self.services.get(ns)?.get(name).copied()
     }
 
-    pub(crate) fn slices(&self, ns: &str, service: &str) -> &[&'s EndpointSlice] {
+    pub(crate) fn slices(&self, ns: &str, service: &str) -> &[&'s LeanSlice] {
         let found = self.slices.get(ns).and_then(|m| m.get(service)?.as_ref());
         found.map(Slices::as_slice).unwrap_or_default()
     }
@@ -171,11 +164,10 @@ impl<'s> Index<'s> {
 }
 
 /// `objects` by namespace and name.
-fn by_name<'s, T>(objects: &'s [Arc<T>], meta: impl Fn(&T) -> &ObjectMeta) -> ByName<'s, &'s T> {
-    let mut map: ByName<'s, &'s T> = FastMap::default();
+fn by_name<T: Named>(objects: &Objects<T>) -> ByName<'_, &T> {
+    let mut map: ByName<'_, &T> = FastMap::default();
     for object in objects {
-        let (ns, name) = ns_name(meta(object));
-        map.entry(ns).or_default().insert(name, &**object);
+        map.entry(object.namespace()).or_default().insert(object.name(), &**object);
     }
     map
 }
@@ -184,7 +176,7 @@ fn by_name<'s, T>(objects: &'s [Arc<T>], meta: impl Fn(&T) -> &ObjectMeta) -> By
 fn sort_slices(slices: &mut ByName<'_, Option<Slices<'_>>>) {
     for slot in slices.values_mut().flat_map(|m| m.values_mut()) {
         let Some(Slices::More(list)) = slot else { continue };
-        list.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        list.sort_by(|a, b| a.name.cmp(&b.name));
     }
 }
 

@@ -94,7 +94,7 @@ fn ruleless_ingress_is_the_catch_all_and_the_oldest_wins() {
 #[test]
 fn catch_all_ingress_takes_precedence_over_the_flag() {
     let mut snapshot = load(&["default-backends", "global-default"]);
-    snapshot.ingresses.retain(|i| i.metadata.namespace.as_deref() != Some("shop"));
+    snapshot.ingresses.make_mut().retain(|i| i.metadata.namespace.as_deref() != Some("shop"));
     let settings = with_default_service("sluice-system/default-http-backend");
     let t = sluice_translate::translate(&snapshot, &settings);
     assert_eq!(route(&t, "unknown.example.org", "/"), CATCHALL_OLD);

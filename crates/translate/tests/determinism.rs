@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use sluice_model::{Settings, Snapshot};
+use sluice_model::{Named, Objects, Settings, Snapshot};
 
 const ALL: &[&str] = &[
     "paths",
@@ -27,7 +27,7 @@ fn settings() -> Settings {
     }
 }
 
-fn rev<T: Clone>(items: &[T]) -> Vec<T> {
+fn rev<T: Named>(items: &Objects<T>) -> Objects<T> {
     items.iter().rev().cloned().collect()
 }
 
@@ -40,19 +40,6 @@ fn reversed(s: &Snapshot) -> Snapshot {
         endpoint_slices: rev(&s.endpoint_slices),
         secrets: rev(&s.secrets),
         config_maps: rev(&s.config_maps),
-        observed_at: s.observed_at,
-    }
-}
-
-/// The snapshot with every object list shuffled (deterministically, by `seed`).
-fn shuffled_snapshot(s: &Snapshot, seed: u64) -> Snapshot {
-    Snapshot {
-        ingresses: shuffled(&s.ingresses, seed),
-        ingress_classes: shuffled(&s.ingress_classes, seed + 1),
-        services: shuffled(&s.services, seed + 2),
-        endpoint_slices: shuffled(&s.endpoint_slices, seed + 3),
-        secrets: shuffled(&s.secrets, seed + 4),
-        config_maps: shuffled(&s.config_maps, seed + 5),
         observed_at: s.observed_at,
     }
 }

@@ -1291,15 +1291,7 @@ fn translating_the_same_tls_snapshot_is_deterministic() {
     assert!(base.len() > 10_000, "the canonical form covers a rich table");
     assert_eq!(canonical(&sluice_translate::translate(&snapshot, &settings)), base, "twice");
     for seed in [3, 17, 2024] {
-        let shuffled = Snapshot {
-            ingresses: shuffled(&snapshot.ingresses, seed),
-            ingress_classes: shuffled(&snapshot.ingress_classes, seed + 1),
-            services: shuffled(&snapshot.services, seed + 2),
-            endpoint_slices: shuffled(&snapshot.endpoint_slices, seed + 3),
-            secrets: shuffled(&snapshot.secrets, seed + 4),
-            config_maps: shuffled(&snapshot.config_maps, seed + 5),
-            observed_at: snapshot.observed_at,
-        };
+        let shuffled = shuffled_snapshot(&snapshot, seed);
         let other = canonical(&sluice_translate::translate(&shuffled, &settings));
         assert!(other == base, "seed {seed}: the tables differ");
     }

@@ -92,14 +92,14 @@ fn every_change(all: &Snapshot, settings: &Settings) -> (usize, usize) {
             all.ingresses[i].metadata.name.as_deref().unwrap_or_default()
         );
         let mut without = all.clone();
-        without.ingresses.remove(i);
+        without.ingresses.make_mut().remove(i);
         let mut renamed = all.clone();
         let mut ingress = (*renamed.ingresses[i]).clone();
         let rule = ingress.spec.as_mut().and_then(|s| s.rules.as_mut()).and_then(|r| r.first_mut());
         if let Some(rule) = rule {
             rule.host = Some(format!("renamed-{i}.updates.test"));
         }
-        renamed.ingresses[i] = Arc::new(ingress);
+        renamed.ingresses.make_mut()[i] = Arc::new(ingress);
 
         for (before, after, what) in [
             (all, &without, "removed"),
@@ -130,12 +130,12 @@ fn tls_ingress_updates_serve_as_a_full_translation_does() {
     // Without the few Ingresses (backend TLS that cannot be set up) that make any table
     // translated in full from then on.
     let alone = |i: &Arc<Ingress>| {
-        let one = Snapshot { ingresses: vec![i.clone()], ..all.clone() };
+        let one = Snapshot { ingresses: vec![i.clone()].into(), ..all.clone() };
         translate(&one, &tls_settings()).referrers.incremental
     };
     let ingresses: Vec<Arc<Ingress>> = all.ingresses.iter().filter(|i| alone(i)).cloned().collect();
     assert_eq!(all.ingresses.len() - ingresses.len(), 5, "the fixtures changed: check this test");
-    all.ingresses = ingresses;
+    all.ingresses = ingresses.into();
     let (accepted, tried) = every_change(&all, &tls_settings());
     assert!(accepted >= 40, "only {accepted} of {tried} updates accepted");
 }
@@ -145,7 +145,7 @@ fn tls_ingress_updates_serve_as_a_full_translation_does() {
 fn other_kinds_are_refused() {
     let all = load(ALL);
     let mut other = all.clone();
-    other.services.pop();
+    other.services.make_mut().pop();
     let settings = settings();
     let previous: RoutingTable = translate(&all, &settings);
     assert!(update_ingresses(&previous, &all, &other, &settings).is_none());

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Service, ServicePort};
 use sluice_model::{BackendId, Diagnostic, Kind, Origin, RoutingTable, Snapshot};
 
-use super::{changed, ns_name, only_changed};
+use super::{changed, only_changed};
 use crate::backends::ready_endpoints;
 use crate::build::no_ready_endpoints;
 use crate::index::{self, FastSet, Index, service_hash};
@@ -33,8 +33,7 @@ pub fn update_endpoints(
         return None;
     }
     let mut touched: FastSet<(&str, &str)> = FastSet::default();
-    let (gone, new) =
-        changed(&before.endpoint_slices, &after.endpoint_slices, |s| ns_name(&s.metadata));
+    let (gone, new) = changed(&before.endpoint_slices, &after.endpoint_slices);
     for slice in gone.into_iter().chain(new) {
         if let Some(service) = index::service_of(slice) {
             touched.insert(service);

@@ -27,7 +27,7 @@ use sluice_model::{
     Referrers, RouteId, RoutingTable, Settings, Snapshot, Target, Tls,
 };
 
-use super::{changed, ns_name, only_changed};
+use super::{changed, only_changed};
 use crate::build::{build, group_references, validate_host};
 use crate::class;
 use crate::index::{FastSet, Index, service_hash};
@@ -57,7 +57,7 @@ pub fn update_ingresses(
     if !only_changed(Kind::Ingress, previous, before, after) {
         return None;
     }
-    let (gone, new) = changed(&before.ingresses, &after.ingresses, |i| ns_name(&i.metadata));
+    let (gone, new) = changed(&before.ingresses, &after.ingresses);
     if gone.len() + new.len() > 2 * MAX_CHANGED {
         return None;
     }

@@ -12,8 +12,7 @@ mod ingresses;
 
 use std::sync::Arc;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use sluice_model::{Kind, RoutingTable, Snapshot};
+use sluice_model::{Chunk, Kind, Named, Objects, RoutingTable, Snapshot};
 
 use crate::index::{FastMap, FastSet};
 
@@ -40,9 +39,18 @@ fn only_changed(
         && certificates_still_valid(previous, before.observed_at, after.observed_at)
 }
 
-/// True when both lists hold the same objects in the same order: the same `Arc`s (what a
-/// source that did not touch a kind hands over), else equal content.
-fn same<T: PartialEq>(a: &[Arc<T>], b: &[Arc<T>]) -> bool {
+/// True when both lists hold the same objects in the same order: the same chunks or the
+/// same `Arc`s (what a source that did not touch them hands over), else equal content.
+fn same<T: PartialEq>(a: &Objects<T>, b: &Objects<T>) -> bool {
+    let (x, y) = (a.chunks(), b.chunks());
+    if x.len() == y.len() {
+        return x.iter().zip(y).all(|(x, y)| Chunk::ptr_eq(x, y) || same_objects(x, y));
+    }
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| Arc::ptr_eq(x, y) || x == y)
+}
+
+fn same_objects<T: PartialEq>(a: &Chunk<T>, b: &Chunk<T>) -> bool {
+    let (a, b) = (a.objects(), b.objects());
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| Arc::ptr_eq(x, y) || x == y)
 }
 
@@ -60,17 +68,27 @@ fn certificates_still_valid(previous: &RoutingTable, then: Option<i64>, now: Opt
 }
 
 /// The objects in one list and not the other: `(gone, new)`, both versions of a changed
-/// object. Lists from the same source keep their order: where both have the same length, the
-/// objects that differ are at the positions that differ (an update replaces an object in
-/// place); otherwise the common head and tail are skipped and the rest compared as sets of
-/// pointers. A source that parses a file again hands over new copies of the objects it did
-/// not change: those, equal in content to an object of the same `name`, are left out.
-fn changed<'a, T: PartialEq>(
-    before: &'a [Arc<T>],
-    after: &'a [Arc<T>],
-    name: impl Fn(&T) -> (&str, &str),
+/// object. Chunks that both lists hold are skipped unread: a source rebuilds only the chunks
+/// that changed. In the others, lists from the same source keep their order: where both have
+/// the same length, the objects that differ are at the positions that differ (an update
+/// replaces an object in place); otherwise the common head and tail are skipped and the rest
+/// compared as sets of pointers. A source that parses a file again hands over new copies of
+/// the objects it did not change: those, equal in content to an object of the same `name`,
+/// are left out.
+fn changed<'a, T: PartialEq + Named>(
+    before: &'a Objects<T>,
+    after: &'a Objects<T>,
 ) -> (Vec<&'a T>, Vec<&'a T>) {
-    let (gone, new) = by_pointer(before, after);
+    let name = |o: &'a T| (o.namespace(), o.name());
+    let chunks = |list: &Objects<T>| -> FastSet<*const ()> {
+        list.chunks().iter().map(Chunk::as_ptr).collect()
+    };
+    let (in_before, in_after) = (chunks(before), chunks(after));
+    let rest = |list: &'a Objects<T>, other: &FastSet<*const ()>| -> Vec<&'a Arc<T>> {
+        let chunks = list.chunks().iter().filter(|c| !other.contains(&c.as_ptr()));
+        chunks.flat_map(|c| c.objects()).collect()
+    };
+    let (gone, new) = by_pointer(&rest(before, &in_after), &rest(after, &in_before));
     if gone.is_empty() || new.is_empty() {
         return (gone, new);
     }
@@ -94,12 +112,12 @@ fn changed<'a, T: PartialEq>(
 }
 
 /// [`changed`] by pointer only.
-fn by_pointer<'a, T>(before: &'a [Arc<T>], after: &'a [Arc<T>]) -> (Vec<&'a T>, Vec<&'a T>) {
+fn by_pointer<'a, T>(before: &[&'a Arc<T>], after: &[&'a Arc<T>]) -> (Vec<&'a T>, Vec<&'a T>) {
     if before.len() == after.len() {
         let differ = || before.iter().zip(after).filter(|(a, b)| !Arc::ptr_eq(a, b));
         // Many differences are more likely a reordering (a store that grew) than changes.
         if differ().nth(64).is_none() {
-            return differ().map(|(a, b)| (&**a, &**b)).unzip();
+            return differ().map(|(a, b)| (&***a, &***b)).unzip();
         }
     }
     let head = before.iter().zip(after).take_while(|(a, b)| Arc::ptr_eq(a, b)).count();
@@ -109,14 +127,9 @@ fn by_pointer<'a, T>(before: &'a [Arc<T>], after: &'a [Arc<T>]) -> (Vec<&'a T>, 
     let before = &before[..before.len() - tail];
     let after = &after[..after.len() - tail];
     let pointers =
-        |list: &[Arc<T>]| -> FastSet<*const T> { list.iter().map(Arc::as_ptr).collect() };
+        |list: &[&Arc<T>]| -> FastSet<*const T> { list.iter().map(|o| Arc::as_ptr(o)).collect() };
     let (in_before, in_after) = (pointers(before), pointers(after));
-    let gone = before.iter().filter(|s| !in_after.contains(&Arc::as_ptr(s))).map(|s| &**s);
-    let new = after.iter().filter(|s| !in_before.contains(&Arc::as_ptr(s))).map(|s| &**s);
+    let gone = before.iter().filter(|s| !in_after.contains(&Arc::as_ptr(s))).map(|s| &***s);
+    let new = after.iter().filter(|s| !in_before.contains(&Arc::as_ptr(s))).map(|s| &***s);
     (gone.collect(), new.collect())
-}
-
-/// An object's namespace and name.
-fn ns_name(meta: &ObjectMeta) -> (&str, &str) {
-    (meta.namespace.as_deref().unwrap_or_default(), meta.name.as_deref().unwrap_or_default())
 }

@@ -4,10 +4,13 @@
 //! Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
+use std::sync::Arc;
+
+use k8s_openapi::api::networking::v1::IngressClass;
 use sluice_manifests::{Object, parse_str};
 use sluice_model::{
-    Diagnostic, NamespacedName, PathMatch, Policy, Reason, RoutingTable, Settings, Severity,
-    Snapshot, Target,
+    Chunk, Diagnostic, Named, NamespacedName, Objects, PathMatch, Policy, Reason, RoutingTable,
+    Settings, Severity, Snapshot, Target,
 };
 
 /// The text of `tests/fixtures/<name>.yaml`.
@@ -22,34 +25,51 @@ pub fn fixture(name: &str) -> String {
 /// loaded together, an identical cluster-scoped IngressClass is kept once, as a real source
 /// would hold it (a differing redefinition is a mistake in the test data).
 pub fn snapshot_of(texts: &[&str]) -> Snapshot {
-    let mut snapshot = Snapshot::default();
+    // A chunk per text and kind, as the manifests source keeps a chunk per file.
+    let mut classes = Vec::new();
+    let mut parts: (Vec<_>, Vec<_>, Vec<_>, Vec<_>, Vec<_>) = Default::default();
     for text in texts {
         let objects = parse_str(text).unwrap_or_else(|e| {
             panic!("manifest does not parse (line {:?}): {}\n{text}", e.line, e.message)
         });
+        let (mut ingresses, mut services, mut slices, mut secrets, mut config_maps) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (_, object) in objects {
             match object {
-                Object::Ingress(o) => snapshot.ingresses.push(o),
+                Object::Ingress(o) => ingresses.push(o),
                 Object::IngressClass(o) => {
-                    match snapshot
-                        .ingress_classes
+                    let known = classes
                         .iter()
-                        .find(|c| c.metadata.name == o.metadata.name)
-                    {
+                        .find(|c: &&Arc<IngressClass>| c.metadata.name == o.metadata.name)
+                        .cloned();
+                    match known {
                         Some(known) => {
-                            assert_eq!(known, &o, "IngressClass {:?} redefined", o.metadata.name)
+                            assert_eq!(known, o, "IngressClass {:?} redefined", o.metadata.name)
                         }
-                        None => snapshot.ingress_classes.push(o),
+                        None => classes.push(o),
                     }
                 }
-                Object::Service(o) => snapshot.services.push(o),
-                Object::EndpointSlice(o) => snapshot.endpoint_slices.push(o),
-                Object::Secret(o) => snapshot.secrets.push(o),
-                Object::ConfigMap(o) => snapshot.config_maps.push(o),
+                Object::Service(o) => services.push(o),
+                Object::EndpointSlice(o) => slices.push(o),
+                Object::Secret(o) => secrets.push(o),
+                Object::ConfigMap(o) => config_maps.push(o),
             }
         }
+        parts.0.push(Chunk::new(ingresses));
+        parts.1.push(Chunk::new(services));
+        parts.2.push(Chunk::new(slices));
+        parts.3.push(Chunk::new(secrets));
+        parts.4.push(Chunk::new(config_maps));
     }
-    snapshot
+    Snapshot {
+        ingresses: Objects::from_chunks(parts.0),
+        ingress_classes: classes.into(),
+        services: Objects::from_chunks(parts.1),
+        endpoint_slices: Objects::from_chunks(parts.2),
+        secrets: Objects::from_chunks(parts.3),
+        config_maps: Objects::from_chunks(parts.4),
+        observed_at: None,
+    }
 }
 
 /// The snapshot of the named fixtures.
@@ -202,6 +222,34 @@ pub fn hosts(table: &RoutingTable) -> Vec<String> {
 
 /// A deterministic permutation of `items` (Fisher-Yates driven by a fixed LCG), to present
 /// the same objects in another order without a random number generator.
+/// The snapshot with every object list shuffled (deterministically, by `seed`).
+pub fn shuffled_snapshot(s: &Snapshot, seed: u64) -> Snapshot {
+    Snapshot {
+        ingresses: shuffled_objects(&s.ingresses, seed),
+        ingress_classes: shuffled_objects(&s.ingress_classes, seed + 1),
+        services: shuffled_objects(&s.services, seed + 2),
+        endpoint_slices: shuffled_objects(&s.endpoint_slices, seed + 3),
+        secrets: shuffled_objects(&s.secrets, seed + 4),
+        config_maps: shuffled_objects(&s.config_maps, seed + 5),
+        observed_at: s.observed_at,
+    }
+}
+
+/// `objects` shuffled like [`shuffled`], and cut into chunks of varied sizes, as a source
+/// that keeps a chunk per file hands them over: translation must not depend on either.
+pub fn shuffled_objects<T: Named>(objects: &Objects<T>, seed: u64) -> Objects<T> {
+    let all: Vec<_> = objects.iter().cloned().collect();
+    let mut all = shuffled(&all, seed).into_iter().peekable();
+    let mut chunks = Vec::new();
+    let mut size = 1 + (seed % 3) as usize;
+    while all.peek().is_some() {
+        chunks.push(Chunk::new(all.by_ref().take(size).collect()));
+        size = size % 4 + 1;
+    }
+    Objects::from_chunks(chunks)
+}
+
+/// `items` in an order given by `seed`.
 pub fn shuffled<T: Clone>(items: &[T], seed: u64) -> Vec<T> {
     let mut out = items.to_vec();
     let mut state = seed;
