@@ -3,6 +3,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::Metadata;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io;
+use std::ops::Bound;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -13,7 +14,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use sluice_model::{Chunk, Diagnostic, LeanSlice, Named, ObjectRef, Objects, Reason, Snapshot};
 
-use crate::{DocError, Object, ParseError, parse_str};
+use crate::{Changes, DocError, Object, ParseError, parse_str};
 
 /// A directory (or a single file) of manifests, remembered file by file.
 #[derive(Debug)]
@@ -127,8 +128,7 @@ impl ManifestDir {
     /// last read are not read at all. Fails only when the root itself cannot be read; a file
     /// that cannot be read or parsed is an error of that file (see [`errors`](Self::errors)).
     pub fn rescan(&mut self) -> io::Result<ScanReport> {
-        let started = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        let started = (started.as_secs() as i64, i64::from(started.subsec_nanos()));
+        let started = scan_time();
         let mut paths = Vec::new();
         let root_meta = std::fs::metadata(&self.root)?;
         if root_meta.is_file() {
@@ -136,7 +136,7 @@ impl ManifestDir {
         } else {
             walk(&self.root, &mut paths)?;
         }
-        let mut report = ScanReport { files: paths.len(), ..ScanReport::default() };
+        let mut report = ScanReport::default();
         let gone: Vec<PathBuf> = self
             .files
             .keys()
@@ -148,59 +148,128 @@ impl ManifestDir {
             report.changed += 1;
         }
         for (path, meta) in paths {
-            // Taken before the read: a write after it changes the metadata seen next time.
-            let stat = Stat::of(&meta);
-            if let Some(state) = self.files.get(&path)
-                && state.stat == Some(stat)
-            {
-                report.failed += usize::from(state.error.is_some());
-                continue;
+            self.scan_file(path, &meta, started, false, &mut report);
+        }
+        Ok(self.finish(report))
+    }
+
+    /// Reads again only what `changes` names (files, and directories read whole), as
+    /// [`rescan`](Self::rescan) would find it: the files a watch saw written, created,
+    /// renamed or removed. Each named file is read even if its metadata looks unchanged (the
+    /// watch saw a write, which a coarse clock may not show). [`Changes::Everything`], a root
+    /// that is a single file, or a path that cannot be looked at, make a full rescan.
+    pub fn rescan_changes(&mut self, changes: &Changes) -> io::Result<ScanReport> {
+        let Changes::Paths(paths) = changes else { return self.rescan() };
+        if std::fs::metadata(&self.root)?.is_file() {
+            return self.rescan();
+        }
+        let started = scan_time();
+        let mut report = ScanReport::default();
+        for path in paths {
+            let Ok(below) = path.strip_prefix(&self.root) else { return self.rescan() };
+            if below.components().any(|c| c.as_os_str().to_string_lossy().starts_with('.')) {
+                continue; // hidden: never read (the watch sends `..data` swaps as Everything)
             }
-            report.read += 1;
-            let read = std::fs::read(&path);
-            let content = match read {
-                Ok(bytes) => bytes,
+            let meta = match std::fs::metadata(path) {
+                Ok(meta) => meta,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    // Deleted between the walk and the read: gone, like a file never seen.
-                    report.changed += usize::from(self.remove(&path));
+                    report.changed += self.forget_under(path, &[]);
                     continue;
                 }
-                Err(e) => {
-                    self.record_error(&path, None, format!("cannot read: {e}"), &mut report);
-                    continue;
-                }
+                Err(_) => return self.rescan(),
             };
-            let stat = stat.settled(started, self.settle);
-            let fingerprint = fingerprint(&content);
-            if let Some(state) = self.files.get_mut(&path)
-                && state.fingerprint == fingerprint
-            {
-                state.stat = stat;
-                report.failed += usize::from(state.error.is_some());
-                continue;
-            }
-            report.changed += 1;
-            let parsed = match std::str::from_utf8(&content) {
-                Ok(text) => parse_str(text),
-                Err(e) => Err(DocError { line: None, message: format!("not UTF-8 text: {e}") }),
-            };
-            match parsed {
-                Ok(objects) => {
-                    self.refs.add(&objects);
-                    let chunks = Chunks::of(objects.iter().map(|(_, o)| o));
-                    let state = FileState { stat, fingerprint, objects, chunks, error: None };
-                    if let Some(old) = self.files.insert(path, state) {
-                        self.refs.remove(&old.objects);
-                    }
+            if meta.is_dir() {
+                let mut found = Vec::new();
+                if walk(path, &mut found).is_err() {
+                    return self.rescan();
                 }
-                Err(DocError { line, message }) => {
-                    let state = self.record_error(&path, line, message, &mut report);
-                    state.fingerprint = fingerprint;
-                    state.stat = stat;
+                report.changed += self.forget_under(path, &found);
+                for (file, meta) in found {
+                    self.scan_file(file, &meta, started, true, &mut report);
                 }
+            } else if is_manifest(path) {
+                self.scan_file(path.clone(), &meta, started, true, &mut report);
             }
         }
-        Ok(report)
+        Ok(self.finish(report))
+    }
+
+    /// Forgets the known files at or below `path` that are not in `found`; how many.
+    fn forget_under(&mut self, path: &Path, found: &[(PathBuf, Metadata)]) -> usize {
+        let gone: Vec<PathBuf> = self
+            .files
+            .range::<Path, _>((Bound::Included(path), Bound::Unbounded))
+            .map(|(p, _)| p)
+            .take_while(|p| p.starts_with(path))
+            .filter(|p| found.binary_search_by(|(q, _)| q.as_path().cmp(p)).is_err())
+            .cloned()
+            .collect();
+        gone.iter().filter(|p| self.remove(p)).count()
+    }
+
+    /// `report` with the totals over every known file.
+    fn finish(&self, mut report: ScanReport) -> ScanReport {
+        report.files = self.files.len();
+        report.failed = self.files.values().filter(|f| f.error.is_some()).count();
+        report
+    }
+
+    /// Reads `path` again unless its metadata shows it unchanged (or `always`), and parses it
+    /// if its content changed.
+    fn scan_file(
+        &mut self,
+        path: PathBuf,
+        meta: &Metadata,
+        started: (i64, i64),
+        always: bool,
+        report: &mut ScanReport,
+    ) {
+        // Taken before the read: a write after it changes the metadata seen next time.
+        let stat = Stat::of(meta);
+        if !always && self.files.get(&path).is_some_and(|state| state.stat == Some(stat)) {
+            return;
+        }
+        report.read += 1;
+        let content = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // Deleted between the walk and the read: gone, like a file never seen.
+                report.changed += usize::from(self.remove(&path));
+                return;
+            }
+            Err(e) => {
+                self.record_error(&path, None, format!("cannot read: {e}"));
+                return;
+            }
+        };
+        let stat = stat.settled(started, self.settle);
+        let fingerprint = fingerprint(&content);
+        if let Some(state) = self.files.get_mut(&path)
+            && state.fingerprint == fingerprint
+        {
+            state.stat = stat;
+            return;
+        }
+        report.changed += 1;
+        let parsed = match std::str::from_utf8(&content) {
+            Ok(text) => parse_str(text),
+            Err(e) => Err(DocError { line: None, message: format!("not UTF-8 text: {e}") }),
+        };
+        match parsed {
+            Ok(objects) => {
+                self.refs.add(&objects);
+                let chunks = Chunks::of(objects.iter().map(|(_, o)| o));
+                let state = FileState { stat, fingerprint, objects, chunks, error: None };
+                if let Some(old) = self.files.insert(path, state) {
+                    self.refs.remove(&old.objects);
+                }
+            }
+            Err(DocError { line, message }) => {
+                let state = self.record_error(&path, line, message);
+                state.fingerprint = fingerprint;
+                state.stat = stat;
+            }
+        }
     }
 
     /// Forgets `path` and its objects; false if it was not known.
@@ -216,9 +285,7 @@ impl ManifestDir {
         path: &Path,
         line: Option<usize>,
         message: String,
-        report: &mut ScanReport,
     ) -> &mut FileState {
-        report.failed += 1;
         let error = ParseError { file: path.to_path_buf(), line, message };
         let state = self.files.entry(path.to_path_buf()).or_insert_with(|| FileState {
             stat: None,
@@ -377,6 +444,12 @@ impl RefCounts {
     }
 }
 
+/// Now, as (seconds, nanoseconds) since the epoch: what [`Stat::settled`] compares with.
+fn scan_time() -> (i64, i64) {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    (now.as_secs() as i64, i64::from(now.subsec_nanos()))
+}
+
 fn fingerprint(content: &[u8]) -> (usize, u64) {
     let mut h = DefaultHasher::new();
     content.hash(&mut h);
@@ -466,6 +539,46 @@ mod tests {
         assert!(!Chunk::ptr_eq(b, &chunks[1]));
         assert_eq!(names(&dir), ["a1", "a2", "c"]);
         assert!(first.ingresses.is_empty() && first.ingresses.chunks().is_empty());
+    }
+
+    #[test]
+    fn named_changes_are_read_and_nothing_else() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        std::fs::create_dir(root.join("sub")).unwrap();
+        std::fs::write(root.join("a.yaml"), svc("a")).unwrap();
+        std::fs::write(root.join("sub/b.yaml"), svc("b")).unwrap();
+        let mut dir = trusting(root);
+        dir.rescan().unwrap();
+        let paths = |list: &[&str]| Changes::Paths(list.iter().map(|p| root.join(p)).collect());
+
+        // Both change; only the one named is read: the watch names every file written.
+        std::fs::write(root.join("a.yaml"), svc("a2")).unwrap();
+        std::fs::write(root.join("sub/b.yaml"), svc("b2")).unwrap();
+        let r = dir.rescan_changes(&paths(&["sub/b.yaml"])).unwrap();
+        assert_eq!((r.files, r.read, r.changed), (2, 1, 1));
+        assert_eq!(names(&dir), ["a", "b2"]);
+        // Named again unchanged: read (a write may not show in coarse timestamps), not parsed.
+        let r = dir.rescan_changes(&paths(&["sub/b.yaml"])).unwrap();
+        assert_eq!((r.read, r.changed), (1, 0));
+
+        // A directory created with files, one removed: read whole, forgotten whole.
+        std::fs::create_dir_all(root.join("new/deep")).unwrap();
+        std::fs::write(root.join("new/deep/c.yaml"), svc("c")).unwrap();
+        std::fs::write(root.join("new/.hidden.yaml"), svc("hidden")).unwrap();
+        std::fs::remove_dir_all(root.join("sub")).unwrap();
+        let r = dir.rescan_changes(&paths(&["new", "sub", ".tmp.yaml"])).unwrap();
+        assert_eq!((r.files, r.changed), (2, 2), "{r:?}");
+        assert_eq!(names(&dir), ["a", "c"]);
+
+        // Everything, or a path outside the tree: a full rescan, which finds a.yaml's change.
+        let outside = tmp.path().parent().unwrap().join("elsewhere.yaml");
+        let r = dir.rescan_changes(&Changes::Paths([outside].into()));
+        assert_eq!(r.unwrap().changed, 1);
+        assert_eq!(names(&dir), ["a2", "c"]);
+        std::fs::write(root.join("a.yaml"), svc("a3")).unwrap();
+        assert_eq!(dir.rescan_changes(&Changes::Everything).unwrap().changed, 1);
+        assert_eq!(names(&dir), ["a3", "c"]);
     }
 
     /// A directory whose files' metadata is trusted as soon as it is older than the scan.

@@ -5,7 +5,8 @@
 //! files whose metadata changed are read, and only those whose content changed are parsed
 //! again; a file that no longer parses keeps its last
 //! good objects, and the error (file and line) is reported by [`ManifestDir::errors`].
-//! [`watch`] turns filesystem events into wake-ups for the caller's debounce loop.
+//! [`watch`] turns filesystem events into wake-ups for the caller's debounce loop, and keeps
+//! the paths they name, so that [`ManifestDir::rescan_changes`] reads only those again.
 
 mod dir;
 mod parse;
@@ -13,4 +14,4 @@ mod watch;
 
 pub use dir::{ManifestDir, ScanReport};
 pub use parse::{DocError, Object, ParseError, parse_str};
-pub use watch::{Watch, watch};
+pub use watch::{ChangeLog, Changes, Watch, watch};

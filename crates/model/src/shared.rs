@@ -132,6 +132,12 @@ impl<T> ChunkVec<T> {
 }
 
 impl<T: Clone> ChunkVec<T> {
+    /// The item at `i`, for writing: only its chunk is copied, and only if another vector
+    /// shares it. An endpoint update rewrites a few backends of 20,000 this way.
+    pub fn make_mut(&mut self, i: usize) -> &mut T {
+        &mut Arc::make_mut(&mut self.chunks[i / CHUNK])[i % CHUNK]
+    }
+
     /// Appends `items`; only a partly filled last chunk is copied.
     pub fn extend(&mut self, items: impl IntoIterator<Item = T>) {
         let mut items = items.into_iter().peekable();
@@ -177,6 +183,19 @@ impl<T> From<Vec<T>> for ChunkVec<T> {
             chunks.push(items.by_ref().take(CHUNK).collect());
         }
         Self { chunks, len }
+    }
+}
+
+impl<'a, T> IntoIterator for &'a ChunkVec<T> {
+    type Item = &'a T;
+    type IntoIter = std::iter::FlatMap<
+        std::slice::Iter<'a, Arc<[T]>>,
+        std::slice::Iter<'a, T>,
+        fn(&'a Arc<[T]>) -> std::slice::Iter<'a, T>,
+    >;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.chunks.iter().flat_map(|c| c.iter())
     }
 }
 
@@ -234,5 +253,11 @@ mod tests {
         assert!(ChunkVec::shares_start(&a, &b) && !ChunkVec::ptr_eq(&a, &b));
         assert_eq!(a.len(), n, "the original is unchanged");
         assert!(!ChunkVec::shares_start(&a, &ChunkVec::from(vec![0])));
+        let mut c = a.clone();
+        *c.make_mut(CHUNK + 1) = 0;
+        assert_eq!((c[CHUNK + 1], a[CHUNK + 1]), (0, CHUNK + 1), "written in a copy");
+        assert!(Arc::ptr_eq(&a.chunks[0], &c.chunks[0]), "the other chunks are shared");
+        assert!(!Arc::ptr_eq(&a.chunks[1], &c.chunks[1]));
+        assert_eq!((&c).into_iter().count(), n);
     }
 }

@@ -49,8 +49,9 @@ pub struct RoutingTable {
     pub routes: ChunkVec<Route>,
     /// Every backend (a Service port and its ready endpoints); a [`BackendId`] indexes this.
     /// Each is shared on its own: a backend whose endpoints did not change keeps its
-    /// round-robin position across tables.
-    pub backends: Vec<Arc<Backend>>,
+    /// round-robin position across tables. In chunks, so that a table made by changing a
+    /// few backends copies their chunks' pointers, not 20,000.
+    pub backends: ChunkVec<Arc<Backend>>,
     /// What translation found wrong, per object.
     pub diagnostics: SharedVec<Diagnostic>,
     /// The Ingresses this controller serves (its class), sorted; their status carries our

@@ -10,7 +10,7 @@ use arc_swap::ArcSwap;
 use prometheus::{
     Gauge, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
-use sluice_manifests::ManifestDir;
+use sluice_manifests::{Changes, ManifestDir};
 use sluice_model::{
     ChunkVec, Diagnostic, HostRoutes, Route, RoutingTable, Settings, Severity, SharedVec, Snapshot,
 };
@@ -344,6 +344,8 @@ pub struct ManifestControl {
     publisher: Publisher,
     /// What is in force, with the source's own diagnostics it was built with.
     applied: Option<(Applied, Vec<Diagnostic>)>,
+    /// The last scan failed: the changes it was given are lost, so the next reads everything.
+    rescan_all: bool,
 }
 
 impl ManifestControl {
@@ -358,7 +360,7 @@ impl ManifestControl {
         let scan = dir.rescan().map_err(|e| {
             anyhow::anyhow!("cannot read manifests from {}: {e}", dir.root().display())
         })?;
-        let mut control = Self { dir, settings, publisher, applied: None };
+        let mut control = Self { dir, settings, publisher, applied: None, rescan_all: false };
         control.publish(started);
         let snapshot = &control.applied.as_ref().expect("just published").0.snapshot;
         tracing::info!(
@@ -382,17 +384,21 @@ impl ManifestControl {
         self.dir.errors().iter().map(ToString::to_string).collect()
     }
 
-    /// Scans again and, if anything changed, publishes a new table.
-    pub fn apply(&mut self) {
+    /// Reads again what `changes` names (everything, for [`Changes::Everything`]) and, if
+    /// anything changed, publishes a new table.
+    pub fn apply(&mut self, changes: &Changes) {
         let started = Instant::now();
-        let scan = match self.dir.rescan() {
+        let changes = if self.rescan_all { &Changes::Everything } else { changes };
+        let scan = match self.dir.rescan_changes(changes) {
             Ok(scan) => scan,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read manifests from {}; the last configuration keeps serving", self.dir.root().display());
                 self.publisher.failed();
+                self.rescan_all = true;
                 return;
             }
         };
+        self.rescan_all = false;
         if scan.unchanged() {
             return;
         }

@@ -349,3 +349,44 @@ async fn a_single_manifest_file_is_watched_across_replacements() {
     m.write("all.yaml", &all("blue"));
     wait_routed(&s, "app.example.com", "/", "blue").await;
 }
+
+// Each apply reads only the files the watch saw change: directories created with their
+// files, and removed, must still be seen whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn directories_added_and_removed_take_effect() {
+    let m = blue_green().await;
+    let s = Sluice::start(m.path(), &[]);
+    let staged = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(staged.path().join("team/apps")).unwrap();
+    std::fs::write(staged.path().join("team/apps/app.yaml"), app("blue")).unwrap();
+    // Moved in whole, already full: no event names the file itself.
+    std::fs::rename(staged.path().join("team"), m.path().join("team")).unwrap();
+    wait_routed(&s, "app.example.com", "/", "blue").await;
+    let g = s.generation().await;
+    std::fs::remove_dir_all(m.path().join("team")).unwrap();
+    s.wait_generation_after(g).await;
+    assert_eq!(get(&s.url("/"), Some("app.example.com")).await.status, 404);
+}
+
+// A ConfigMap mounted as a volume: every file is a link into `..data`, itself a link to a
+// directory of the current version, swapped whole on an update. No event names the files.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_configmap_volume_update_takes_effect() {
+    use std::os::unix::fs::symlink;
+    let m = blue_green().await;
+    let version = |name: &str, backend: &str| {
+        std::fs::create_dir(m.path().join(name)).unwrap();
+        std::fs::write(m.path().join(name).join("app.yaml"), app(backend)).unwrap();
+    };
+    version("..2026_12_02_01", "blue");
+    symlink("..2026_12_02_01", m.path().join("..data")).unwrap();
+    symlink("..data/app.yaml", m.path().join("app.yaml")).unwrap();
+    let s = Sluice::start(m.path(), &[]);
+    wait_routed(&s, "app.example.com", "/", "blue").await;
+    // What the kubelet does: the new version, a new link, renamed over `..data`.
+    version("..2026_12_02_02", "green");
+    symlink("..2026_12_02_02", m.path().join("..data_tmp")).unwrap();
+    std::fs::rename(m.path().join("..data_tmp"), m.path().join("..data")).unwrap();
+    std::fs::remove_dir_all(m.path().join("..2026_12_02_01")).unwrap();
+    wait_routed(&s, "app.example.com", "/", "green").await;
+}

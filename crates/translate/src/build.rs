@@ -809,7 +809,7 @@ impl<'s> Builder<'s> {
             catch_all: self.catch_all.expect("the catch-all host is made first"),
             hosts: self.hosts.into_iter().map(HostDraft::freeze).collect::<Vec<_>>().into(),
             routes: self.routes.into(),
-            backends: self.backends,
+            backends: self.backends.into(),
             diagnostics: SharedVec::new(self.diagnostics),
             owned: SharedVec::new(owned),
             tls: Arc::new(self.tls),

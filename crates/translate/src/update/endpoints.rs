@@ -62,7 +62,7 @@ pub fn update_endpoints(
     let mut warnings_gone = Vec::new();
     let mut warnings_new = Vec::new();
     for id in ids {
-        let backend = &mut table.backends[id as usize];
+        let backend = table.backends.make_mut(id as usize);
         let svc = &backend.service;
         // Services did not change: every backend's port still resolves.
         let service = index.service(&svc.namespace, &svc.name)?;

@@ -23,8 +23,8 @@ use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::Ingress;
 use sluice_model::{
-    Backend, BackendId, Diagnostic, FastMap, HostMap, HostRoutes, Kind, NamespacedName, Origin,
-    Referrers, RouteId, RoutingTable, Settings, Snapshot, Target, Tls,
+    Backend, BackendId, ChunkVec, Diagnostic, FastMap, HostMap, HostRoutes, Kind, NamespacedName,
+    Origin, Referrers, RouteId, RoutingTable, Settings, Snapshot, Target, Tls,
 };
 
 use super::{changed, only_changed};
@@ -333,7 +333,7 @@ impl Places {
 /// The backends after the change: the previous ones, then those of the new versions that no
 /// previous backend already is (same Service port, reached the same way).
 struct Backends {
-    list: Vec<Arc<Backend>>,
+    list: ChunkVec<Arc<Backend>>,
     /// For each backend of the new versions' table, its id in `list`.
     ids: Vec<BackendId>,
     /// `previous`'s `by_service` with the appended backends.
@@ -345,6 +345,12 @@ impl Backends {
         let mut list = previous.backends.clone();
         let mut by_service = previous.referrers.by_service.clone();
         let mut ids = Vec::with_capacity(new.backends.len());
+        // Appended at the end in one go: each append copies the last, partly filled chunk.
+        let mut added: Vec<Arc<Backend>> = Vec::new();
+        let backend_at = |id: BackendId, added: &[Arc<Backend>]| -> Arc<Backend> {
+            let id = id as usize;
+            if id < list.len() { list[id].clone() } else { added[id - list.len()].clone() }
+        };
         for backend in &new.backends {
             let s = &backend.service;
             let hash = service_hash(&s.namespace, &s.name);
@@ -353,15 +359,16 @@ impl Backends {
                 .iter()
                 .take_while(|&&(h, _)| h == hash)
                 .map(|&(_, id)| id)
-                .find(|&id| same_backend(&list[id as usize], backend));
+                .find(|&id| same_backend(&backend_at(id, &added), backend));
             let id = known.unwrap_or_else(|| {
-                let id = list.len() as BackendId;
-                list.push(backend.clone());
+                let id = (list.len() + added.len()) as BackendId;
+                added.push(backend.clone());
                 by_service.insert(start, (hash, id));
                 id
             });
             ids.push(id);
         }
+        list.extend(added);
         Self { list, ids, by_service }
     }
 }
