@@ -269,6 +269,9 @@ impl Publisher {
             took_ms = format!("{:.2}", took.as_secs_f64() * 1000.0),
             "applied configuration"
         );
+        let released = Instant::now();
+        crate::alloc::release_free_memory();
+        tracing::debug!(took_us = released.elapsed().as_micros() as u64, "released free memory");
         table
     }
 

@@ -3,6 +3,7 @@
 //! ([`check`], [`report`]), the echo backend ([`echo`]) and the quickstart ([`quickstart`]).
 
 pub mod admin;
+pub mod alloc;
 pub mod check;
 pub mod cli;
 pub mod control;
