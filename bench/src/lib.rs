@@ -54,7 +54,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 use sluice_model::{
-    Chunk, LeanSlice, Named, Objects, Settings, SliceEndpoint, SlicePort, Snapshot,
+    Chunk, LeanService, LeanSlice, Named, Objects, Settings, SliceEndpoint, SlicePort, Snapshot,
 };
 
 /// The IngressClass every generated Ingress names.
@@ -157,7 +157,7 @@ pub fn generate(scale: Scale) -> Snapshot {
         ingresses[i % NAMESPACES].push(Arc::new(ingress(i)));
     }
     for j in 0..services {
-        svcs[(j / 2) % NAMESPACES].push(Arc::new(service(j)));
+        svcs[(j / 2) % NAMESPACES].push(Arc::new(LeanService::from(service(j))));
     }
     let base = scale.endpoints.checked_div(services).unwrap_or(0);
     let extra = scale.endpoints.checked_rem(services).unwrap_or(0);
@@ -189,8 +189,8 @@ pub fn services_of(i: usize) -> [String; 2] {
 }
 
 /// Points both Services of Ingress `i` at one real backend `addr`: their EndpointSlices are
-/// replaced by one slice with a single ready endpoint at `addr` (and the Services' `targetPort`
-/// becomes its port), so that requests for [`host(i)`](host) reach a process that answers.
+/// replaced by one slice with a single ready endpoint at `addr`, so that requests for
+/// [`host(i)`](host) reach a process that answers.
 /// The snapshot then has the endpoints of those two Services fewer (2 or 3 each), plus two.
 pub fn with_local_backend(snapshot: &mut Snapshot, i: usize, addr: SocketAddrV4) {
     let ns = namespace(i);
@@ -201,14 +201,10 @@ pub fn with_local_backend(snapshot: &mut Snapshot, i: usize, addr: SocketAddrV4)
         .make_mut()
         .retain(|s| !ours(&s.namespace, s.service.as_deref().unwrap_or_default()));
     let mut local = Vec::new();
-    for service in snapshot.services.make_mut() {
-        let name = service.metadata.name.clone().unwrap_or_default();
-        if !ours(service.metadata.namespace.as_deref().unwrap_or_default(), &name) {
+    for service in &snapshot.services {
+        let name = service.name.clone();
+        if !ours(&service.namespace, &name) {
             continue;
-        }
-        let service = Arc::make_mut(service);
-        for port in service.spec.iter_mut().flat_map(|s| s.ports.iter_mut().flatten()) {
-            port.target_port = Some(IntOrString::Int(i32::from(addr.port())));
         }
         local.push(Arc::new(LeanSlice {
             namespace: ns.clone(),

@@ -25,9 +25,10 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::Metadata;
+use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use sluice_model::{LeanSlice, SERVICE_NAME_LABEL, Snapshot};
+use sluice_model::{LeanService, LeanSlice, SERVICE_NAME_LABEL, Snapshot};
 
 /// What [`write`] wrote.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +68,7 @@ pub fn write(snapshot: &Snapshot, dir: &Path) -> io::Result<Written> {
         add(namespaced(&**o, "ingresses.json"), serde_json::to_string(&**o))?;
     }
     for o in &snapshot.services {
-        add(namespaced(&**o, "services.json"), serde_json::to_string(&**o))?;
+        add(Path::new(&o.namespace).join("services.json"), serde_json::to_string(&service(o)))?;
     }
     for o in &snapshot.endpoint_slices {
         let file = Path::new(&o.namespace).join("endpointslices.json");
@@ -121,6 +122,34 @@ pub fn replace(path: &Path, content: &[u8]) -> io::Result<()> {
 fn namespaced<T: Metadata<Ty = ObjectMeta>>(object: &T, file: &str) -> PathBuf {
     let ns = object.metadata().namespace.as_deref().unwrap_or("default");
     Path::new(ns).join(file)
+}
+
+/// The Service a [`LeanService`] was read from (as far as routing can tell), to write it
+/// back as a manifest: each port forwards to the same port number on the pods.
+pub fn service(lean: &LeanService) -> Service {
+    Service {
+        metadata: ObjectMeta {
+            namespace: Some(lean.namespace.clone()),
+            name: Some(lean.name.clone()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(ServiceSpec {
+            type_: lean.service_type.clone(),
+            ports: Some(
+                lean.ports
+                    .iter()
+                    .map(|p| ServicePort {
+                        name: p.name.clone(),
+                        port: p.port,
+                        protocol: Some("TCP".into()),
+                        ..ServicePort::default()
+                    })
+                    .collect(),
+            ),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
 }
 
 /// The EndpointSlice a [`LeanSlice`] was read from (as far as routing can tell: the fields it

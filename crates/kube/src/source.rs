@@ -13,7 +13,7 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
-use sluice_model::{LeanSlice, NamespacedName, Objects, Snapshot, slim_metadata, slim_service};
+use sluice_model::{LeanService, LeanSlice, NamespacedName, Objects, Snapshot, slim_metadata};
 use tokio::sync::mpsc;
 
 use crate::store::{Store, Writer, store};
@@ -31,11 +31,11 @@ pub struct SourceConfig {
     pub configmap: Option<NamespacedName>,
 }
 
-/// The stores of every watched kind, holding objects as snapshots keep them (EndpointSlices as
-/// [`LeanSlice`]s, the other kinds slimmed).
+/// The stores of every watched kind, holding objects as snapshots keep them (EndpointSlices and
+/// Services as [`LeanSlice`]s and [`LeanService`]s, the other kinds slimmed).
 pub struct KubeSource {
     ingresses: Vec<Store<Ingress>>,
-    services: Vec<Store<Service>>,
+    services: Vec<Store<LeanService>>,
     endpoint_slices: Vec<Store<LeanSlice>>,
     secrets: Vec<Store<Secret>>,
     config_maps: Vec<Store<ConfigMap>>,
@@ -76,10 +76,7 @@ impl KubeSource {
             watcher::Config::default(),
             &tx,
             always,
-            |mut s: Service| {
-                slim_service(&mut s);
-                s
-            },
+            <LeanService as From<Service>>::from,
         );
         let endpoint_slices = per_ns("EndpointSlice").reflect(
             &client,

@@ -10,9 +10,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
-use sluice_model::{Chunk, Diagnostic, LeanSlice, Named, ObjectRef, Objects, Reason, Snapshot};
+use sluice_model::{
+    Chunk, Diagnostic, LeanService, LeanSlice, Named, ObjectRef, Objects, Reason, Snapshot,
+};
 
 use crate::{Changes, DocError, Object, ParseError, parse_str};
 
@@ -353,7 +355,7 @@ impl ManifestDir {
 struct Chunks {
     ingresses: Option<Chunk<Ingress>>,
     ingress_classes: Option<Chunk<IngressClass>>,
-    services: Option<Chunk<Service>>,
+    services: Option<Chunk<LeanService>>,
     endpoint_slices: Option<Chunk<LeanSlice>>,
     secrets: Option<Chunk<Secret>>,
     config_maps: Option<Chunk<ConfigMap>>,
@@ -498,7 +500,7 @@ mod tests {
 
     fn names(dir: &ManifestDir) -> Vec<String> {
         let (snap, _) = dir.snapshot();
-        snap.services.iter().map(|s| s.metadata.name.clone().unwrap()).collect()
+        snap.services.iter().map(|s| s.name.clone()).collect()
     }
 
     #[test]

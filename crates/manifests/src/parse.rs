@@ -12,11 +12,11 @@ use serde::Deserialize;
 use serde::de::{DeserializeOwned, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use serde_saphyr::Spanned;
-use sluice_model::{Kind, LeanSlice, Named, ObjectRef, slim_metadata, slim_service};
+use sluice_model::{Kind, LeanService, LeanSlice, Named, ObjectRef, slim_metadata};
 
 /// One object of a kind Sluice reads, shared (snapshots hold the same `Arc`), as snapshots
-/// keep it: EndpointSlices as [`LeanSlice`]s, the other kinds without what routing never reads
-/// ([`sluice_model::slim_metadata`]).
+/// keep it: EndpointSlices and Services as [`LeanSlice`]s and [`LeanService`]s, the other kinds
+/// without what nothing reads ([`sluice_model::slim_metadata`]).
 #[derive(Clone, Debug)]
 pub enum Object {
     /// An Ingress.
@@ -24,7 +24,7 @@ pub enum Object {
     /// An IngressClass.
     IngressClass(Arc<IngressClass>),
     /// A Service.
-    Service(Arc<Service>),
+    Service(Arc<LeanService>),
     /// An EndpointSlice.
     EndpointSlice(Arc<LeanSlice>),
     /// A Secret (`stringData` already folded into `data`, as the API server does).
@@ -241,9 +241,8 @@ fn collect(mut value: Value, out: &mut Vec<Object>) -> Result<(), String> {
             Object::IngressClass(Arc::new(class))
         }
         ("v1", "Service") => {
-            let mut service: Service = typed(value, &kind, &name)?;
-            slim_service(&mut service);
-            Object::Service(Arc::new(namespaced(service)))
+            let service: Service = typed(value, &kind, &name)?;
+            Object::Service(Arc::new(LeanService::from(namespaced(service))))
         }
         ("discovery.k8s.io/v1", "EndpointSlice") => {
             let slice: EndpointSlice = typed(value, &kind, &name)?;
@@ -364,11 +363,8 @@ ports: [{name: http, port: 8080, protocol: TCP}]
 ";
         let objs = parse_str(text).unwrap();
         let Object::Service(service) = &objs[0].1 else { panic!("{objs:?}") };
-        let annotations = service.metadata.annotations.as_ref().unwrap();
-        assert_eq!(annotations.keys().collect::<Vec<_>>(), ["nginx.ingress.kubernetes.io/x"]);
-        let spec = service.spec.as_ref().unwrap();
-        assert!(spec.selector.is_none());
-        assert_eq!(spec.ports.as_ref().unwrap()[0].port, 80);
+        assert_eq!((service.namespace(), service.name()), ("default", "web"));
+        assert_eq!((service.ports[0].name.as_deref(), service.ports[0].port), (Some("http"), 80));
         let Object::EndpointSlice(slice) = &objs[1].1 else { panic!("{objs:?}") };
         assert_eq!((slice.namespace(), slice.name()), ("default", "web-1"));
         assert_eq!(slice.service.as_deref(), Some("web"));

@@ -5,7 +5,7 @@
 //!
 //! - [`Snapshot`]: the Kubernetes objects a source observed (the same types whichever source
 //!   filled it: the API server or a directory of manifests), without the fields routing never
-//!   reads ([`LeanSlice`], [`slim_service`]);
+//!   reads ([`LeanSlice`], [`LeanService`], [`slim_metadata`]);
 //! - [`Settings`]: the controller's own flags that change how objects are read;
 //! - [`RoutingTable`]: what the proxy serves, built for lookup ([`RoutingTable::lookup`]);
 //! - [`Diagnostic`]: what translation found wrong, per object.
@@ -28,7 +28,8 @@ pub use diagnostics::{Diagnostic, Reason, Severity};
 pub use hostindex::HostIndex;
 pub use hostmap::{FastMap, HostMap};
 pub use lean::{
-    LeanSlice, SERVICE_NAME_LABEL, SliceEndpoint, SlicePort, slim_metadata, slim_service,
+    LeanService, LeanServicePort, LeanSlice, SERVICE_NAME_LABEL, SliceEndpoint, SlicePort,
+    slim_metadata,
 };
 pub use lookup::{Lookup, normalize_host, normalize_path};
 pub use names::{Kind, NamespacedName, ObjectRef};

@@ -5,7 +5,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::LeanSlice;
+use crate::{LeanService, LeanSlice};
 
 /// Every object of the kinds Sluice reads, as one consistent set.
 ///
@@ -16,9 +16,9 @@ use crate::LeanSlice;
 /// bucket of its store and rebuilds only the chunks that changed. Order carries no meaning:
 /// translation sorts what it needs.
 ///
-/// Every kind is kept as its k8s-openapi type, except EndpointSlices, which are kept as the
-/// fields routing reads ([`LeanSlice`]): they are the most numerous objects of a cluster, and
-/// the full type takes six times the memory.
+/// Every kind is kept as its k8s-openapi type, except EndpointSlices and Services, which are
+/// kept as the fields routing reads ([`LeanSlice`], [`LeanService`]): they are the most
+/// numerous objects of a cluster, and the full types take six times the memory.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
     /// Ingresses of every class; translation keeps those it owns.
@@ -26,7 +26,7 @@ pub struct Snapshot {
     /// IngressClasses.
     pub ingress_classes: Objects<IngressClass>,
     /// Services.
-    pub services: Objects<Service>,
+    pub services: Objects<LeanService>,
     /// EndpointSlices.
     pub endpoint_slices: Objects<LeanSlice>,
     /// Secrets.

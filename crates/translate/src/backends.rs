@@ -3,9 +3,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use k8s_openapi::api::core::v1::ServicePort;
 use k8s_openapi::api::networking::v1::IngressServiceBackend;
-use sluice_model::{Endpoint, LeanSlice, SliceEndpoint};
+use sluice_model::{Endpoint, LeanServicePort, LeanSlice, SliceEndpoint};
 
 use crate::index::Index;
 
@@ -56,17 +55,16 @@ pub(crate) fn resolve(
     backend: &IngressServiceBackend,
 ) -> Result<Resolved, Unresolved> {
     let service = index.service(ns, &backend.name).ok_or(Unresolved::MissingService)?;
-    let spec = service.spec.as_ref();
-    if spec.and_then(|s| s.type_.as_deref()) == Some("ExternalName") {
+    if service.service_type.as_deref() == Some("ExternalName") {
         return Err(Unresolved::ExternalName);
     }
     let port = port_label(backend);
     if port.is_empty() {
         return Err(Unresolved::NoPort);
     }
-    let ports = spec.and_then(|s| s.ports.as_deref()).unwrap_or_default();
     let wanted = backend.port.as_ref();
-    let service_port = ports
+    let service_port = service
+        .ports
         .iter()
         .find(|p| match wanted.and_then(|w| w.name.as_deref()).filter(|n| !n.is_empty()) {
             Some(name) => p.name.as_deref() == Some(name),
@@ -82,7 +80,7 @@ pub(crate) fn ready_endpoints(
     index: &Index<'_>,
     ns: &str,
     service: &str,
-    service_port: &ServicePort,
+    service_port: &LeanServicePort,
 ) -> Vec<Endpoint> {
     let port_name = service_port.name.as_deref().unwrap_or_default();
     // Each slice's port number for this Service port, if it has one.

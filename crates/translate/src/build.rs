@@ -315,8 +315,7 @@ impl<'s> Builder<'s> {
                 reason: "default backend Service not found".into(),
             };
         };
-        let first_port =
-            service.spec.as_ref().and_then(|s| s.ports.as_ref()).and_then(|p| p.first());
+        let first_port = service.ports.first();
         let Some(port) = first_port else {
             self.diagnostics.push(Diagnostic::error(
                 object,

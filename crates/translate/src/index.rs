@@ -1,9 +1,9 @@
 //! Lookups over the snapshot that translation needs, built once per translation.
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use sluice_model::{LeanSlice, Named, Objects, Settings, Snapshot};
+use sluice_model::{LeanService, LeanSlice, Named, Objects, Settings, Snapshot};
 use std::collections::{HashMap, HashSet};
 
 /// A map for translation's own lookups, hashed with foldhash (seeded per process).
@@ -50,7 +50,7 @@ impl<'s> Slices<'s> {
 }
 
 pub(crate) struct Index<'s> {
-    services: ByName<'s, &'s Service>,
+    services: ByName<'s, &'s LeanService>,
     /// namespace -> Service name -> its EndpointSlices, sorted by name.
     slices: ByName<'s, Option<Slices<'s>>>,
     config_maps: ByName<'s, &'s ConfigMap>,
@@ -73,9 +73,9 @@ impl<'s> Index<'s> {
         wanted: &FastSet<(&str, &str)>,
         namespaces: &[&str],
     ) -> Self {
-        let mut services: ByName<'s, &'s Service> = FastMap::default();
+        let mut services: ByName<'s, &'s LeanService> = FastMap::default();
         for s in snapshot.services.in_namespaces(namespaces) {
-            let (ns, name) = ns_name(&s.metadata);
+            let (ns, name) = (s.namespace(), s.name());
             if namespaces.contains(&ns) && wanted.contains(&(ns, name)) {
                 services.entry(ns).or_default().insert(name, &**s);
             }
@@ -95,10 +95,9 @@ impl<'s> Index<'s> {
     }
 
     pub(crate) fn new(snapshot: &'s Snapshot) -> Self {
-        let mut services: ByName<'s, &'s Service> = FastMap::default();
+        let mut services: ByName<'s, &'s LeanService> = FastMap::default();
         for s in &snapshot.services {
-            let (ns, name) = ns_name(&s.metadata);
-            services.entry(ns).or_default().insert(name, &**s);
+            services.entry(s.namespace()).or_default().insert(s.name(), &**s);
         }
         let mut slices: ByName<'s, Option<Slices<'s>>> = FastMap::default();
         for s in &snapshot.endpoint_slices {
@@ -145,7 +144,7 @@ impl<'s> Index<'s> {
         index
     }
 
-    pub(crate) fn service(&self, ns: &str, name: &str) -> Option<&'s Service> {
+    pub(crate) fn service(&self, ns: &str, name: &str) -> Option<&'s LeanService> {
         self.services.get(ns)?.get(name).copied()
     }
 

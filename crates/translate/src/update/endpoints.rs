@@ -7,8 +7,9 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Service, ServicePort};
-use sluice_model::{BackendId, Diagnostic, Kind, Origin, RoutingTable, Snapshot};
+use sluice_model::{
+    BackendId, Diagnostic, Kind, LeanService, LeanServicePort, Origin, RoutingTable, Snapshot,
+};
 
 use super::{changed, only_changed};
 use crate::backends::ready_endpoints;
@@ -98,8 +99,8 @@ pub fn update_endpoints(
 }
 
 /// The port a backend's label names: a number (as translation writes numbers), else a name.
-fn port_by_label<'s>(service: &'s Service, label: &str) -> Option<&'s ServicePort> {
-    let ports = service.spec.as_ref()?.ports.as_deref()?;
+fn port_by_label<'s>(service: &'s LeanService, label: &str) -> Option<&'s LeanServicePort> {
+    let ports = &service.ports;
     match label.parse::<i32>().ok().filter(|n| n.to_string() == label) {
         Some(number) => ports.iter().find(|p| p.port == number),
         None => ports.iter().find(|p| p.name.as_deref() == Some(label)),
