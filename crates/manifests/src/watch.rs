@@ -189,11 +189,15 @@ mod tests {
                 Changes::Everything => panic!("a plain write is not Everything"),
             }
         }
-        assert_eq!(log.take(), Changes::Paths(BTreeSet::new()), "taken: nothing left");
         // A ConfigMap volume's update swaps a `..data` link: every file may have changed.
         std::fs::create_dir(root.join("..2026_12_02")).unwrap();
-        tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap();
-        assert_eq!(log.take(), Changes::Everything);
+        // (The rename's own events may still come first, as paths.)
+        loop {
+            tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap();
+            if log.take() == Changes::Everything {
+                break;
+            }
+        }
     }
 
     #[tokio::test]
