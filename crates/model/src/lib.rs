@@ -16,6 +16,7 @@ mod lookup;
 mod names;
 mod pathregex;
 mod pathtable;
+mod record;
 mod settings;
 mod shared;
 mod snapshot;

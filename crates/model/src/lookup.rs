@@ -1,5 +1,6 @@
 use std::borrow::Cow;
 
+use crate::record::{ELSEWHERE, REGEX, Record};
 use crate::{Route, RouteId, RoutingTable};
 
 /// The result of a lookup: the route, its id, and whether a host matched by name.
@@ -22,24 +23,35 @@ impl RoutingTable {
     /// No allocation unless the host has upper-case letters or the path needs normalising.
     pub fn lookup(&self, host: &str, path: &str) -> Lookup<'_> {
         let host = normalize_host(host);
-        let host_idx =
-            self.host_index.get(&host, |i| self.hosts[i as usize].host()).unwrap_or(self.catch_all);
-        let routes = &self.hosts[host_idx as usize];
+        let record = self.host_index.find(&host);
         let path = normalize_path(path);
-        let id = match_path(routes, &path);
+        let id = self.match_path(record, &path);
         Lookup { route: &self.routes[id as usize], id }
     }
-}
 
-fn match_path(routes: &crate::HostRoutes, path: &str) -> RouteId {
-    let found = match &routes.regex {
-        // An exact match wins; a host in regex mode has no prefix paths, but the first
-        // matching regex.
-        Some(regex) => routes.paths.find_exact(path).or_else(|| regex.first_match(path)),
-        // An exact match, else the longest prefix.
-        None => routes.paths.find(path),
-    };
-    found.unwrap_or(routes.default_route)
+    /// The route of `path` on the host of `record`: an exact match, else the longest prefix
+    /// (or, on a host in regex mode, which has no prefix paths, the first matching regex),
+    /// else the host's default. Most hosts are matched in their record alone; hosts in regex
+    /// mode and hosts whose paths are not inline go on to their [`HostRoutes`](crate::HostRoutes).
+    fn match_path(&self, record: Record<'_>, path: &str) -> RouteId {
+        let flags = record.flags();
+        let regex_mode = flags & REGEX != 0;
+        let inline = if flags & ELSEWHERE == 0 { record.find(path, !regex_mode) } else { None };
+        let found = match inline {
+            Some(id) => Some(id),
+            None if flags == 0 => None,
+            None => {
+                let host = &self.hosts[record.index() as usize];
+                let listed = match (flags & ELSEWHERE != 0, regex_mode) {
+                    (false, _) => None,
+                    (true, false) => host.paths.find(path),
+                    (true, true) => host.paths.find_exact(path),
+                };
+                listed.or_else(|| host.regex.as_ref()?.first_match(path))
+            }
+        };
+        found.unwrap_or(record.default_route())
+    }
 }
 
 /// Lower-cases a host and strips its port and any trailing dot; borrows when nothing changes.
