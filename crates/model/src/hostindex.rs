@@ -4,8 +4,8 @@ use std::fmt;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use crate::HostRoutes;
 use crate::record::{self, Record};
+use crate::{HostRoutes, Location};
 
 /// Bytes per chunk of the record arena, a power of two: an offset splits into chunk and
 /// position with a shift and a mask.
@@ -25,8 +25,10 @@ const FREE: u32 = u32::MAX;
 /// slot points to, where it confirms the name (so a hash collision never routes to the wrong
 /// host) and matches the path: two dependent cache misses for a known host. Records are packed
 /// one after the other in 64 KiB chunks (10,000 hosts: about 1 MB), so the lookup's working set
-/// is a few hundred pages, not one allocation per host scattered over the heap. Only hosts in
-/// regex mode and hosts with many (or very long) paths send the lookup on to their
+/// is a few hundred pages, not one allocation per host scattered over the heap. A host in regex
+/// mode with a few regexes has them inline too, each with its literal prefix, and numbers their
+/// [`Location`]s in a list the index keeps (shared locations: the regexes' caches stay warm).
+/// Only hosts with many (or very long) paths or regexes send the lookup on to their
 /// [`HostRoutes`].
 ///
 /// Clones share the chunks: an update that adds hosts ([`HostIndex::insert`]) copies the
@@ -38,6 +40,9 @@ pub struct HostIndex {
     records: Records,
     /// The catch-all's record (not in a slot: it is what a lookup finds when no slot matches).
     catch_all: u32,
+    /// The locations of inline regexes, which records number. Like records, those of removed
+    /// hosts stay until the next full translation.
+    locations: Vec<Arc<Location>>,
     exact: usize,
     wildcard: usize,
     hasher: foldhash::fast::RandomState,
@@ -61,12 +66,15 @@ impl HostIndex {
     /// without a host, name `""`), which is host `index` of its table.
     pub fn new(index: u32, catch_all: &HostRoutes) -> Self {
         let mut records = Records::default();
-        let bytes = record::encode(index, catch_all).expect("a catch-all name fits a record");
+        let mut locations = Vec::new();
+        let bytes =
+            record::encode(index, catch_all, &mut locations).expect("a catch-all name fits");
         let catch_all = records.push(&bytes);
         Self {
             slots: vec![EMPTY; 16].into(),
             records,
             catch_all,
+            locations,
             exact: 0,
             wildcard: 0,
             hasher: foldhash::fast::RandomState::default(),
@@ -86,7 +94,7 @@ impl HostIndex {
         if name.is_empty() || self.get_written(name).is_some() {
             return false;
         }
-        let Some(bytes) = record::encode(index, host) else {
+        let Some(bytes) = record::encode(index, host, &mut self.locations) else {
             return false;
         };
         if (self.exact + self.wildcard + 1) * 2 > self.slots.len() {
@@ -137,6 +145,11 @@ impl HostIndex {
             self.probe(self.hash(true, parent), is_wildcard)
         });
         found.map_or_else(|| self.records.get(self.catch_all), |(_, record)| record)
+    }
+
+    /// The locations that records with inline regexes number.
+    pub(crate) fn locations(&self) -> &[Arc<Location>] {
+        &self.locations
     }
 
     /// The index stored for `host` exactly as written (`*.example.com` finds the wildcard).

@@ -28,7 +28,7 @@ pub use hostindex::HostIndex;
 pub use hostmap::{FastMap, HostMap};
 pub use lookup::{Lookup, normalize_host, normalize_path};
 pub use names::{Kind, NamespacedName, ObjectRef};
-pub use pathregex::{RegexPaths, Rewrite, RewriteTarget, location_regex};
+pub use pathregex::{Location, RegexPaths, Rewrite, RewriteTarget, location_regex};
 pub use pathtable::PathTable;
 pub use settings::Settings;
 pub use shared::{ChunkVec, SharedVec};

@@ -1,6 +1,6 @@
 use std::borrow::Cow;
 
-use crate::record::{ELSEWHERE, REGEX, Record};
+use crate::record::{ELSEWHERE, INLINE_REGEX, REGEX, Record};
 use crate::{Route, RouteId, RoutingTable};
 
 /// The result of a lookup: the route, its id, and whether a host matched by name.
@@ -31,23 +31,25 @@ impl RoutingTable {
 
     /// The route of `path` on the host of `record`: an exact match, else the longest prefix
     /// (or, on a host in regex mode, which has no prefix paths, the first matching regex),
-    /// else the host's default. Most hosts are matched in their record alone; hosts in regex
-    /// mode and hosts whose paths are not inline go on to their [`HostRoutes`](crate::HostRoutes).
+    /// else the host's default. Most hosts are matched in their record alone; only hosts with
+    /// many (or very long) paths or regexes go on to their [`HostRoutes`](crate::HostRoutes).
     fn match_path(&self, record: Record<'_>, path: &str) -> RouteId {
-        let flags = record.flags();
-        let regex_mode = flags & REGEX != 0;
-        let inline = if flags & ELSEWHERE == 0 { record.find(path, !regex_mode) } else { None };
-        let found = match inline {
-            Some(id) => Some(id),
-            None if flags == 0 => None,
-            None => {
-                let host = &self.hosts[record.index() as usize];
-                let listed = match (flags & ELSEWHERE != 0, regex_mode) {
-                    (false, _) => None,
-                    (true, false) => host.paths.find(path),
-                    (true, true) => host.paths.find_exact(path),
-                };
-                listed.or_else(|| host.regex.as_ref()?.first_match(path))
+        let found = match record.flags() {
+            0 => record.find(path, true),
+            INLINE_REGEX => record
+                .find(path, false)
+                .or_else(|| record.first_regex(path, self.host_index.locations())),
+            flags => {
+                let inline = if flags & ELSEWHERE == 0 { record.find(path, false) } else { None };
+                inline.or_else(|| {
+                    let host = &self.hosts[record.index() as usize];
+                    let listed = match (flags & ELSEWHERE != 0, flags & REGEX != 0) {
+                        (false, _) => None,
+                        (true, false) => host.paths.find(path),
+                        (true, true) => host.paths.find_exact(path),
+                    };
+                    listed.or_else(|| host.regex.as_ref()?.first_match(path))
+                })
             }
         };
         found.unwrap_or(record.default_route())
