@@ -11,6 +11,8 @@ use crate::{HostRoutes, Location};
 /// position with a shift and a mask.
 const CHUNK_BITS: u32 = 16;
 const CHUNK: usize = 1 << CHUNK_BITS;
+/// A cache line.
+const LINE: usize = 64;
 /// Marks a free slot. No record starts there: it would be the last byte of the last chunk an
 /// offset can name, and a record is longer than that.
 const FREE: u32 = u32::MAX;
@@ -246,13 +248,23 @@ struct Records {
 
 impl Records {
     /// Appends a record (at most a chunk long); returns its offset. The last chunk is copied
-    /// first if another table shares it.
+    /// first if another table shares it. A record starts on the next cache line when it would
+    /// otherwise span one line more than its length needs: a lookup reads the whole record.
     fn push(&mut self, record: &[u8]) -> u32 {
-        assert!(record.len() <= CHUNK, "a record fits a chunk");
+        assert!(record.len() <= CHUNK - LINE, "a record fits a chunk");
+        if let Some(last) = self.chunks.last() {
+            let start = last.as_ptr().addr() + self.used;
+            let end = start + record.len().max(1) - 1;
+            let spanned = end / LINE - start / LINE + 1;
+            if spanned > record.len().div_ceil(LINE) {
+                self.used += LINE - start % LINE;
+            }
+        }
         if self.chunks.is_empty() || self.used + record.len() > CHUNK {
             assert!(self.chunks.len() < 1 << (32 - CHUNK_BITS), "offsets are 32-bit");
             self.chunks.push(vec![0; CHUNK].into());
             self.used = 0;
+            return self.push(record);
         }
         let last = self.chunks.len() - 1;
         let chunk = Arc::make_mut(&mut self.chunks[last]);
@@ -387,6 +399,26 @@ mod tests {
         }
         assert_eq!(index.counts().0 + index.counts().1, written.len());
         assert!(index.records.chunks.len() > 1, "records span chunks");
+    }
+
+    /// Records of any length span as few cache lines as their length allows, and read back as
+    /// written.
+    #[test]
+    fn records_span_few_lines() {
+        let mut records = Records::default();
+        let mut written = Vec::new();
+        for i in 0..5000usize {
+            let record: Vec<u8> = (0..(i * 37) % 300 + 1).map(|b| (b + i) as u8).collect();
+            written.push((records.push(&record), record));
+        }
+        assert!(records.chunks.len() > 10);
+        for (at, record) in &written {
+            let chunk = &records.chunks[(at >> CHUNK_BITS) as usize];
+            let start = chunk.as_ptr().addr() + (*at as usize & (CHUNK - 1));
+            let lines = (start + record.len() - 1) / LINE - start / LINE + 1;
+            assert_eq!(lines, record.len().div_ceil(LINE));
+            assert_eq!(&records.get(*at).0[..record.len()], &record[..]);
+        }
     }
 
     /// A clone shares the records: adding hosts to it copies the last chunk only, and leaves
