@@ -139,11 +139,12 @@ impl HostIndex {
 
     /// The record a normalised request name (lower case, no port) leads to: its exact name,
     /// else the wildcard of its parent, else the catch-all.
-    pub(crate) fn find(&self, name: &str) -> Record<'_> {
-        let exact = self.probe(self.hash(false, name), |n| n == name.as_bytes());
+    pub(crate) fn find(&self, name: &[u8]) -> Record<'_> {
+        let exact = self.probe(self.hash(false, name), |n| n == name);
         let found = exact.or_else(|| {
-            let (_, parent) = name.split_once('.')?;
-            let is_wildcard = |n: &[u8]| n.strip_prefix(b"*.") == Some(parent.as_bytes());
+            let dot = name.iter().position(|&c| c == b'.')?;
+            let parent = &name[dot + 1..];
+            let is_wildcard = |n: &[u8]| n.strip_prefix(b"*.") == Some(parent);
             self.probe(self.hash(true, parent), is_wildcard)
         });
         found.map_or_else(|| self.records.get(self.catch_all), |(_, record)| record)
@@ -194,7 +195,7 @@ impl HostIndex {
         }
     }
 
-    fn hash(&self, wildcard: bool, key: &str) -> u32 {
+    fn hash(&self, wildcard: bool, key: &[u8]) -> u32 {
         #[cfg(test)]
         if self.collide {
             return 7;
@@ -204,8 +205,8 @@ impl HostIndex {
 
     fn hash_written(&self, host: &str) -> u32 {
         match host.strip_prefix("*.") {
-            Some(parent) => self.hash(true, parent),
-            None => self.hash(false, host),
+            Some(parent) => self.hash(true, parent.as_bytes()),
+            None => self.hash(false, host.as_bytes()),
         }
     }
 
@@ -296,7 +297,7 @@ mod tests {
 
     /// The index of the host a request name finds (the catch-all is `u32::MAX`).
     fn found(index: &HostIndex, name: &str) -> u32 {
-        let record = index.find(name);
+        let record = index.find(name.as_bytes());
         assert_eq!(record.default_route(), 100 + record.index(), "{name}: a record of its own");
         record.index()
     }

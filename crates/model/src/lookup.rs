@@ -1,6 +1,6 @@
 use std::borrow::Cow;
 
-use crate::record::{ELSEWHERE, INLINE_REGEX, REGEX, Record};
+use crate::record::{ELSEWHERE, INLINE_REGEX, MAX_NAME, REGEX, Record};
 use crate::{Route, RouteId, RoutingTable};
 
 /// The result of a lookup: the route, its id, and whether a host matched by name.
@@ -20,10 +20,21 @@ impl RoutingTable {
     /// normalised as NGINX does before matching (percent-decoding, merged slashes, dot segments
     /// resolved), so `/public/../admin` matches the `/admin` rule, never `/public`.
     ///
-    /// No allocation unless the host has upper-case letters or the path needs normalising.
+    /// No allocation unless the path needs normalising (or the host is longer than a host name
+    /// can be and has upper-case letters).
     pub fn lookup(&self, host: &str, path: &str) -> Lookup<'_> {
-        let host = normalize_host(host);
-        let record = self.host_index.find(&host);
+        let record = match host_name(host) {
+            (name, false) => self.host_index.find(name.as_bytes()),
+            // Lower-cased on the stack: host names are short.
+            (name, true) if name.len() <= MAX_NAME => {
+                let mut buf = [0; MAX_NAME];
+                let lower = &mut buf[..name.len()];
+                lower.copy_from_slice(name.as_bytes());
+                lower.make_ascii_lowercase();
+                self.host_index.find(lower)
+            }
+            (name, true) => self.host_index.find(name.to_ascii_lowercase().as_bytes()),
+        };
         let path = normalize_path(path);
         let id = self.match_path(record, &path);
         Lookup { route: &self.routes[id as usize], id }
@@ -58,6 +69,14 @@ impl RoutingTable {
 
 /// Lower-cases a host and strips its port and any trailing dot; borrows when nothing changes.
 pub fn normalize_host(host: &str) -> Cow<'_, str> {
+    match host_name(host) {
+        (name, true) => Cow::Owned(name.to_ascii_lowercase()),
+        (name, false) => Cow::Borrowed(name),
+    }
+}
+
+/// A host without its port and trailing dot, and whether it has upper-case letters.
+fn host_name(host: &str) -> (&str, bool) {
     // One pass without early exit, which the compiler vectorises: most hosts have neither a
     // port nor upper case, and byte-at-a-time searches for each were a third of a lookup.
     let (mut colon, mut upper) = (false, false);
@@ -80,11 +99,7 @@ pub fn normalize_host(host: &str) -> Cow<'_, str> {
         }
     };
     let name = name.strip_suffix('.').unwrap_or(name);
-    if upper && name.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(name.to_ascii_lowercase())
-    } else {
-        Cow::Borrowed(name)
-    }
+    (name, upper && name.bytes().any(|b| b.is_ascii_uppercase()))
 }
 
 /// Normalises a request path for matching, as NGINX does before choosing a location:
