@@ -13,6 +13,11 @@ use sluice_bench::{
 };
 use sluice_model::{PathMatch, RoutingTable, Target};
 
+// The `sluice` binary's allocator: where the table's parts lie in memory, and so how many
+// cache lines and pages a lookup touches, depends on it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A lookup case: what is looked up, and what it must find.
 struct Case {
     name: &'static str,

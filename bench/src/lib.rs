@@ -38,6 +38,7 @@
 //! points one Ingress's Services at a real backend, for the end-to-end probes (the
 //! `propagation` binary).
 
+pub mod lookup_mix;
 pub mod manifests;
 
 use std::collections::BTreeMap;

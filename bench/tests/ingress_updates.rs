@@ -12,7 +12,9 @@ use k8s_openapi::api::networking::v1::{
 };
 use sluice::report::ConfigView;
 use sluice_bench::{Scale, generate, host, settings};
-use sluice_model::{ChunkVec, NamespacedName, Origin, Reason, RoutingTable, Settings, Snapshot};
+use sluice_model::{
+    ChunkVec, NamespacedName, Origin, Reason, RoutingTable, Settings, Snapshot, Target,
+};
 use sluice_translate::{translate, update_endpoints, update_ingresses};
 
 /// What a table serves, as `/debug/config` shows it.
@@ -39,11 +41,37 @@ fn referrers(t: &RoutingTable) -> Vec<(String, Vec<NamespacedName>)> {
     list
 }
 
+/// Where a request lands, by names (route ids and backend ids differ between the tables).
+fn landing(t: &RoutingTable, host: &str, path: &str) -> String {
+    let r = t.lookup(host, path).route;
+    let target = match &r.target {
+        Target::Backend(b) => t.backends[*b as usize].name.clone(),
+        Target::Respond { status, .. } => status.to_string(),
+    };
+    format!("{host}{path} -> {:?} {} {:?} {:?}: {target}", r.ingress, r.host, r.path, r.path_match)
+}
+
+/// Asserts that every host in force, and hosts of none, look up alike in both tables: the
+/// lookup reads the hosts' records, which updates append, not the hosts `served` shows.
+#[track_caller]
+fn assert_same_lookups(updated: &RoutingTable, full: &RoutingTable) {
+    let mut hosts: Vec<String> =
+        full.live_hosts().map(|h| h.host().replace("*.", "any.")).collect();
+    hosts.extend(["unknown.example.org".into(), host(9), host(7).to_uppercase()]);
+    let paths = ["/", "/api", "/api/v1/users/7", "/api/v2/users/7", "/healthz", "/static/a.css"];
+    for h in &hosts {
+        for p in paths {
+            assert_eq!(landing(updated, h, p), landing(full, h, p));
+        }
+    }
+}
+
 /// Asserts that `updated` is what a full translation of `after` gives.
 #[track_caller]
 fn assert_same(updated: &RoutingTable, after: &Snapshot) {
     let full = translate(after, &settings());
     assert!(served(updated) == served(&full), "the update serves what a full translation does");
+    assert_same_lookups(updated, &full);
     assert_eq!(*updated.owned, *full.owned);
     assert_eq!(*updated.diagnostics, *full.diagnostics);
     assert_eq!(referrers(updated), referrers(&full));

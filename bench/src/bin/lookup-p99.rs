@@ -5,10 +5,11 @@
 //!
 //! It translates the large synthetic snapshot (10,000 Ingresses, 1,000 of them regex hosts;
 //! see `sluice_bench`), then prepares a realistic mix of requests spread over many hosts (so
-//! the caches see different hosts, as a proxy does): exact hosts with a deep prefix and with
-//! an Exact path, wildcard hosts, regex hosts whose first regex matches, whose last regex
-//! matches, and where none does (the host's 404), hosts with upper case and a port, and
-//! unknown hosts (the table's 404). Each request is checked to land where its case says.
+//! the caches see different hosts, as a proxy does; see `sluice_bench::lookup_mix`): exact
+//! hosts with a deep prefix and with an Exact path, wildcard hosts, regex hosts whose first
+//! regex matches, whose last regex matches, and where none does (the host's 404), hosts with
+//! upper case and a port, and unknown hosts (the table's 404). Each request is checked to land
+//! where its case says. It allocates with mimalloc, as the `sluice` binary does.
 //!
 //! **Method.** Every lookup is timed on its own: `Instant::now()` before and after, minus the
 //! cost of the two clock reads themselves (the median of 100,000 back-to-back pairs, measured
@@ -23,116 +24,14 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use sluice_bench::{REGEX_PATHS, Scale, generate, host, is_regex, settings, wildcard_host};
-use sluice_model::{PathMatch, RoutingTable, Target};
+use sluice_bench::lookup_mix::{CASES, PER_CASE, check, requests};
+use sluice_bench::{Scale, generate, settings};
 
-/// Requests per case in one round.
-const PER_CASE: usize = 2_000;
-
-/// What a request must find: a path of its host, or a 404.
-#[derive(Clone, Copy)]
-enum Expect {
-    Path(&'static str),
-    NotFound,
-}
-
-struct Request {
-    case: usize,
-    host: String,
-    path: &'static str,
-    /// The route's host, checked with `expect`.
-    route_host: Option<String>,
-    expect: Expect,
-}
-
-const CASES: [&str; 8] = [
-    "exact host, deep prefix",
-    "exact host, Exact path",
-    "wildcard host",
-    "regex host, first regex",
-    "regex host, last regex",
-    "regex host, no match (404)",
-    "host with upper case and port",
-    "unknown host (404)",
-];
-
-/// A deterministic pseudo-random sequence (an LCG), so every run times the same requests.
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        ((self.0 >> 33) % n as u64) as usize
-    }
-}
-
-fn requests(ingresses: usize) -> Vec<Request> {
-    let mut rng = Lcg(42);
-    let mut out = Vec::new();
-    let pick = |rng: &mut Lcg, want_regex: bool, step: usize| loop {
-        let i = rng.below(ingresses / step) * step;
-        let i = if want_regex { i + 5 } else { i };
-        if i < ingresses && is_regex(i) == want_regex {
-            return i;
-        }
-    };
-    for _ in 0..PER_CASE {
-        let i = pick(&mut rng, false, 1);
-        let r = pick(&mut rng, true, 10);
-        let w = pick(&mut rng, false, 10);
-        let rows = [
-            (
-                host(i),
-                "/api/v1/users/42/profile/settings",
-                Some(host(i)),
-                Expect::Path("/api/v1/users"),
-            ),
-            (host(i), "/healthz", Some(host(i)), Expect::Path("/healthz")),
-            (
-                format!("tenant-7.{}", host(w)),
-                "/api/orders/17",
-                Some(wildcard_host(w)),
-                Expect::Path("/api"),
-            ),
-            (host(r), "/api/v2/users/42", Some(host(r)), Expect::Path(REGEX_PATHS[0].0)),
-            (host(r), "/api/orders/17", Some(host(r)), Expect::Path("/api")),
-            (host(r), "/index.html", None, Expect::NotFound),
-            (
-                format!("{}:8080", host(i).to_ascii_uppercase()),
-                "/api/v1/users/42",
-                Some(host(i)),
-                Expect::Path("/api/v1/users"),
-            ),
-            (format!("unknown-{i}.example.org"), "/index.html", None, Expect::NotFound),
-        ];
-        for (case, (h, path, route_host, expect)) in rows.into_iter().enumerate() {
-            out.push(Request { case, host: h, path, route_host, expect });
-        }
-    }
-    // Shuffle (Fisher-Yates), so consecutive lookups go to different hosts and cases.
-    for k in (1..out.len()).rev() {
-        out.swap(k, rng.below(k + 1));
-    }
-    out
-}
-
-fn check(table: &RoutingTable, req: &Request) {
-    let route = table.lookup(&req.host, req.path).route;
-    match req.expect {
-        Expect::Path(p) => {
-            assert_eq!(route.path, p, "{} {}{}", CASES[req.case], req.host, req.path);
-            assert_eq!(Some(&route.host), req.route_host.as_ref(), "{}", CASES[req.case]);
-        }
-        Expect::NotFound => assert!(
-            route.path_match == PathMatch::Default
-                && matches!(route.target, Target::Respond { status: 404, .. }),
-            "{} {}{}: {route:?}",
-            CASES[req.case],
-            req.host,
-            req.path
-        ),
-    }
-}
+// The `sluice` binary's allocator: where the table's parts lie in memory, and so how many
+// cache lines and pages a lookup touches, depends on it; timed with another, the lookup would
+// not be the one the proxy runs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The median cost of two back-to-back clock reads, in ns.
 fn clock_overhead() -> u64 {

@@ -18,6 +18,7 @@ mod lookup;
 mod names;
 mod pathregex;
 mod pathtable;
+mod record;
 mod settings;
 mod shared;
 mod snapshot;
@@ -33,7 +34,7 @@ pub use lean::{
 };
 pub use lookup::{Lookup, normalize_host, normalize_path};
 pub use names::{Kind, NamespacedName, ObjectRef};
-pub use pathregex::{RegexPaths, Rewrite, RewriteTarget, location_regex};
+pub use pathregex::{Location, RegexPaths, Rewrite, RewriteTarget, location_regex};
 pub use pathtable::PathTable;
 pub use settings::Settings;
 pub use shared::{ChunkVec, SharedVec};

@@ -1,5 +1,6 @@
 use std::borrow::Cow;
 
+use crate::record::{ELSEWHERE, INLINE_REGEX, MAX_NAME, REGEX, Record};
 use crate::{Route, RouteId, RoutingTable};
 
 /// The result of a lookup: the route, its id, and whether a host matched by name.
@@ -19,32 +20,73 @@ impl RoutingTable {
     /// normalised as NGINX does before matching (percent-decoding, merged slashes, dot segments
     /// resolved), so `/public/../admin` matches the `/admin` rule, never `/public`.
     ///
-    /// No allocation unless the host has upper-case letters or the path needs normalising.
+    /// No allocation unless the path needs normalising (or the host is longer than a host name
+    /// can be and has upper-case letters).
     pub fn lookup(&self, host: &str, path: &str) -> Lookup<'_> {
-        let host = normalize_host(host);
-        let host_idx =
-            self.host_index.get(&host, |i| self.hosts[i as usize].host()).unwrap_or(self.catch_all);
-        let routes = &self.hosts[host_idx as usize];
+        let record = match host_name(host) {
+            (name, false) => self.host_index.find(name.as_bytes()),
+            // Lower-cased on the stack: host names are short.
+            (name, true) if name.len() <= MAX_NAME => {
+                let mut buf = [0; MAX_NAME];
+                let lower = &mut buf[..name.len()];
+                lower.copy_from_slice(name.as_bytes());
+                lower.make_ascii_lowercase();
+                self.host_index.find(lower)
+            }
+            (name, true) => self.host_index.find(name.to_ascii_lowercase().as_bytes()),
+        };
         let path = normalize_path(path);
-        let id = match_path(routes, &path);
+        let id = self.match_path(record, &path);
         Lookup { route: &self.routes[id as usize], id }
     }
-}
 
-fn match_path(routes: &crate::HostRoutes, path: &str) -> RouteId {
-    let found = match &routes.regex {
-        // An exact match wins; a host in regex mode has no prefix paths, but the first
-        // matching regex.
-        Some(regex) => routes.paths.find_exact(path).or_else(|| regex.first_match(path)),
-        // An exact match, else the longest prefix.
-        None => routes.paths.find(path),
-    };
-    found.unwrap_or(routes.default_route)
+    /// The route of `path` on the host of `record`: an exact match, else the longest prefix
+    /// (or, on a host in regex mode, which has no prefix paths, the first matching regex),
+    /// else the host's default. Most hosts are matched in their record alone; only hosts with
+    /// many (or very long) paths or regexes go on to their [`HostRoutes`](crate::HostRoutes).
+    fn match_path(&self, record: Record<'_>, path: &str) -> RouteId {
+        let found = match record.flags() {
+            0 => record.find(path, true),
+            INLINE_REGEX => record
+                .find(path, false)
+                .or_else(|| record.first_regex(path, self.host_index.locations())),
+            flags => {
+                let inline = if flags & ELSEWHERE == 0 { record.find(path, false) } else { None };
+                inline.or_else(|| {
+                    let host = &self.hosts[record.index() as usize];
+                    let listed = match (flags & ELSEWHERE != 0, flags & REGEX != 0) {
+                        (false, _) => None,
+                        (true, false) => host.paths.find(path),
+                        (true, true) => host.paths.find_exact(path),
+                    };
+                    listed.or_else(|| host.regex.as_ref()?.first_match(path))
+                })
+            }
+        };
+        found.unwrap_or(record.default_route())
+    }
 }
 
 /// Lower-cases a host and strips its port and any trailing dot; borrows when nothing changes.
 pub fn normalize_host(host: &str) -> Cow<'_, str> {
-    let name = if let Some(rest) = host.strip_prefix('[') {
+    match host_name(host) {
+        (name, true) => Cow::Owned(name.to_ascii_lowercase()),
+        (name, false) => Cow::Borrowed(name),
+    }
+}
+
+/// A host without its port and trailing dot, and whether it has upper-case letters.
+fn host_name(host: &str) -> (&str, bool) {
+    // One pass without early exit, which the compiler vectorises: most hosts have neither a
+    // port nor upper case, and byte-at-a-time searches for each were a third of a lookup.
+    let (mut colon, mut upper) = (false, false);
+    for &c in host.as_bytes() {
+        colon |= c == b':';
+        upper |= c.is_ascii_uppercase();
+    }
+    let name = if !colon {
+        host
+    } else if let Some(rest) = host.strip_prefix('[') {
         // An IPv6 literal keeps its brackets: `[::1]:8080` -> `[::1]`.
         match rest.find(']') {
             Some(end) => &host[..end + 2],
@@ -57,11 +99,7 @@ pub fn normalize_host(host: &str) -> Cow<'_, str> {
         }
     };
     let name = name.strip_suffix('.').unwrap_or(name);
-    if name.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(name.to_ascii_lowercase())
-    } else {
-        Cow::Borrowed(name)
-    }
+    (name, upper && name.bytes().any(|b| b.is_ascii_uppercase()))
 }
 
 /// Normalises a request path for matching, as NGINX does before choosing a location:
@@ -69,8 +107,12 @@ pub fn normalize_host(host: &str) -> Cow<'_, str> {
 /// above the root). Borrows when the path is already normal, which is the common case.
 pub fn normalize_path(path: &str) -> Cow<'_, str> {
     let b = path.as_bytes();
-    let needs_work =
-        b.contains(&b'%') || b.windows(2).any(|w| w == b"//" || w == b"/.") || path.is_empty();
+    // Passes without early exit, which the compiler vectorises (see `normalize_host`).
+    let escaped = b.iter().fold(false, |found, &c| found | (c == b'%'));
+    let dot_or_slash = b.iter().zip(&b[b.len().min(1)..]).fold(false, |found, (&c, &next)| {
+        found | ((c == b'/') & ((next == b'/') | (next == b'.')))
+    });
+    let needs_work = escaped || dot_or_slash || path.is_empty();
     if !needs_work {
         return Cow::Borrowed(path);
     }
@@ -135,6 +177,14 @@ mod tests {
         assert_eq!(normalize_host("[::1]:8080"), "[::1]");
         assert_eq!(normalize_host("[::1]"), "[::1]");
         assert!(matches!(normalize_host("plain.example"), Cow::Borrowed(_)));
+        assert!(matches!(normalize_host("plain.example:8080"), Cow::Borrowed(_)));
+        assert!(matches!(normalize_host("plain.example:ABC"), Cow::Borrowed(_)));
+        assert_eq!(
+            normalize_host("a-very-long-name.with.Upper.case.example.com"),
+            "a-very-long-name.with.upper.case.example.com"
+        );
+        assert_eq!(normalize_host("UPPER"), "upper");
+        assert_eq!(normalize_host(""), "");
     }
 
     #[test]
@@ -150,5 +200,23 @@ mod tests {
         assert_eq!(normalize_path("/bad%zzescape%"), "/bad%zzescape%");
         assert_eq!(normalize_path(""), "/");
         assert_eq!(normalize_path("/."), "/");
+        assert_eq!(
+            normalize_path("/a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p/q//r"),
+            "/a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p/q/r"
+        );
+        assert_eq!(
+            normalize_path("/a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p/q/%72"),
+            "/a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p/q/r"
+        );
+        assert_eq!(
+            normalize_path("/a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p/q/."),
+            "/a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p/q/"
+        );
+        for normal in ["/", "/a.b", "/a/b.c/d", "/.well-known", "/a/.b"] {
+            assert!(
+                matches!(normalize_path(normal), Cow::Borrowed(_)) == !normal.contains("/."),
+                "{normal}"
+            );
+        }
     }
 }

@@ -18,6 +18,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+use regex_syntax::hir::{Class, Hir, HirKind, Look};
 use serde::ser::{Serialize, SerializeSeq, SerializeStruct, Serializer};
 
 use crate::RouteId;
@@ -42,8 +43,92 @@ fn builder(pattern: &str) -> RegexBuilder {
 
 /// Compiles an Ingress path as ingress-nginx's location `~* "^<path>"`; `Err` says why the
 /// pattern is not a valid (or supported) regex.
-pub fn location_regex(path: &str) -> Result<Regex, String> {
-    builder(&format!("(?i)^{path}")).build().map_err(|e| one_line(&e.to_string()))
+pub fn location_regex(path: &str) -> Result<Location, String> {
+    let pattern = format!("(?i)^{path}");
+    let regex = builder(&pattern).build().map_err(|e| one_line(&e.to_string()))?;
+    let (prefix, literal) = literal_prefix(&pattern);
+    Ok(Location { regex, prefix: prefix.into(), literal })
+}
+
+/// An Ingress path compiled as a location regex ([`location_regex`]), with its literal
+/// prefix.
+#[derive(Clone, Debug)]
+pub struct Location {
+    regex: Regex,
+    /// In lower case: every path the regex matches starts with it, ASCII case aside.
+    prefix: Box<[u8]>,
+    /// The regex matches exactly the paths that start with `prefix`, ASCII case aside.
+    literal: bool,
+}
+
+impl Location {
+    /// Whether the location matches a normalised request path.
+    pub fn is_match(&self, path: &[u8]) -> bool {
+        starts_with_ignore_case(path, &self.prefix) && (self.literal || self.regex.is_match(path))
+    }
+
+    /// The compiled regex.
+    pub fn regex(&self) -> &Regex {
+        &self.regex
+    }
+
+    /// The literal prefix (lower case), and whether it is the whole pattern.
+    pub fn prefix(&self) -> (&[u8], bool) {
+        (&self.prefix, self.literal)
+    }
+}
+
+/// True when `path` starts with `prefix` (lower case), ASCII case aside: how `(?i)` without
+/// Unicode compares letters.
+pub(crate) fn starts_with_ignore_case(path: &[u8], prefix: &[u8]) -> bool {
+    path.get(..prefix.len()).is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+}
+
+/// What every match of `pattern` (a location regex, `(?i)^...`) starts with, in lower case, and
+/// whether the pattern is that literal alone. Read from the parsed pattern: after the start
+/// anchor, the literal bytes and ASCII letters in either case (how `(?i)` spells a letter) up to
+/// the first anything else (a class, a repetition, a group). Any doubt gives an empty prefix,
+/// which every path starts with: the regex then decides alone.
+fn literal_prefix(pattern: &str) -> (Vec<u8>, bool) {
+    let parsed =
+        regex_syntax::ParserBuilder::new().unicode(false).utf8(false).build().parse(pattern);
+    let Ok(hir) = parsed else { return (Vec::new(), false) };
+    let parts: &[Hir] = match hir.kind() {
+        HirKind::Concat(parts) => parts,
+        _ => std::slice::from_ref(&hir),
+    };
+    let mut parts = parts.iter().peekable();
+    // Not anchored at the start (a top-level alternation, `^/a|/b`, anchors only its first
+    // branch): no prefix.
+    if !matches!(parts.next().map(Hir::kind), Some(HirKind::Look(Look::Start))) {
+        return (Vec::new(), false);
+    }
+    while parts.next_if(|h| matches!(h.kind(), HirKind::Look(Look::Start))).is_some() {}
+    let mut prefix = Vec::new();
+    // A letter matched in one case only (`(?-i)`) is compared in any case here, which lets
+    // more paths through to the regex, never fewer; but then the prefix is not the pattern.
+    let mut folded = true;
+    for part in parts.by_ref() {
+        match part.kind() {
+            HirKind::Literal(lit) => {
+                folded &= !lit.0.iter().any(u8::is_ascii_alphabetic);
+                prefix.extend(lit.0.iter().map(u8::to_ascii_lowercase));
+            }
+            HirKind::Class(Class::Bytes(class)) => match class.ranges() {
+                [upper, lower]
+                    if upper.start() == upper.end()
+                        && lower.start() == lower.end()
+                        && upper.start().is_ascii_uppercase()
+                        && upper.start().to_ascii_lowercase() == lower.start() =>
+                {
+                    prefix.push(lower.start())
+                }
+                _ => return (prefix, false),
+            },
+            _ => return (prefix, false),
+        }
+    }
+    (prefix, folded)
 }
 
 /// The regex error on one line (the crate's messages draw the pattern over several lines).
@@ -54,24 +139,25 @@ fn one_line(s: &str) -> String {
 /// A host's regex paths in ingress-nginx's location order, each with its route.
 #[derive(Clone)]
 pub struct RegexPaths {
-    /// `(path as written, its location regex, route)`, in match order. The regex is shared
-    /// by every host with the same path (compiled once per table), and so is its match cache,
-    /// which then stays warm.
-    paths: Vec<(Box<str>, Arc<Regex>, RouteId)>,
+    /// `(path as written, its location, route)`, in match order. The location is shared by
+    /// every host with the same path (compiled once per table), and so is its regex's match
+    /// cache, which then stays warm.
+    paths: Vec<(Box<str>, Arc<Location>, RouteId)>,
     /// Every pattern at once, for hosts with many paths (see [`SET_THRESHOLD`]).
     set: Option<RegexSet>,
 }
 
 impl RegexPaths {
     /// Orders `paths` as ingress-nginx orders locations (longest path first, then path
-    /// descending) and indexes them. Each regex must come from [`location_regex`] of its path.
-    pub fn new(mut paths: Vec<(String, Arc<Regex>, RouteId)>) -> Self {
+    /// descending) and indexes them. Each location must come from [`location_regex`] of its
+    /// path.
+    pub fn new(mut paths: Vec<(String, Arc<Location>, RouteId)>) -> Self {
         paths.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| b.0.cmp(&a.0)));
         let set = (paths.len() > SET_THRESHOLD)
             .then(|| {
                 // The patterns compiled one by one, so the set only fails on its total size;
                 // trying them in turn then still answers correctly.
-                RegexSetBuilder::new(paths.iter().map(|(_, r, _)| r.as_str()))
+                RegexSetBuilder::new(paths.iter().map(|(_, l, _)| l.regex.as_str()))
                     .unicode(false)
                     .size_limit(SIZE_LIMIT * 8)
                     .dfa_size_limit(SIZE_LIMIT)
@@ -87,7 +173,7 @@ impl RegexPaths {
     pub fn first_match(&self, path: &str) -> Option<RouteId> {
         let hay = path.as_bytes();
         let Some(set) = &self.set else {
-            return self.paths.iter().find(|(_, r, _)| r.is_match(hay)).map(|&(_, _, id)| id);
+            return self.paths.iter().find(|(_, l, _)| l.is_match(hay)).map(|&(_, _, id)| id);
         };
         let first = if set.len() <= STACK_PATTERNS {
             let mut hits = [false; STACK_PATTERNS];
@@ -122,6 +208,12 @@ impl RegexPaths {
     /// The paths as written, in match order, with their routes.
     pub fn iter(&self) -> impl Iterator<Item = (&str, RouteId)> {
         self.paths.iter().map(|(p, _, id)| (&**p, *id))
+    }
+
+    /// The locations in match order, with their routes, when they are tried one after the
+    /// other (no [`RegexSet`]).
+    pub(crate) fn in_turn(&self) -> Option<impl Iterator<Item = (&Arc<Location>, RouteId)>> {
+        self.set.is_none().then(|| self.paths.iter().map(|(_, l, id)| (l, *id)))
     }
 }
 
@@ -388,12 +480,92 @@ mod tests {
     }
 
     #[test]
+    fn literal_prefixes_are_read_from_the_pattern() {
+        let prefix = |p: &str| {
+            let (prefix, literal) = literal_prefix(&format!("(?i)^{p}"));
+            (String::from_utf8(prefix).unwrap(), literal)
+        };
+        let yes = |s: &str| (s.to_string(), true);
+        let no = |s: &str| (s.to_string(), false);
+        assert_eq!(prefix("/api/v[0-9]+/users/([0-9]+)"), no("/api/v"));
+        assert_eq!(prefix(r"/static/.*\.(css|js)"), no("/static/"));
+        assert_eq!(prefix("/API"), yes("/api"));
+        assert_eq!(prefix(""), yes(""));
+        assert_eq!(prefix("/"), yes("/"));
+        assert_eq!(prefix(r"/a\.b-c_d~e"), yes("/a.b-c_d~e"));
+        assert_eq!(prefix("/café"), yes("/café"));
+        assert_eq!(prefix("/api/v+"), no("/api/"), "a repeated letter is not in the prefix");
+        assert_eq!(prefix("/api/v?"), no("/api/"));
+        assert_eq!(prefix("/api/v{0,2}"), no("/api/"));
+        assert_eq!(prefix("/a$"), no("/a"), "an end anchor is not a literal");
+        assert_eq!(prefix("^/a"), yes("/a"), "a second start anchor changes nothing");
+        assert_eq!(prefix("/a|/b"), no(""), "only the first branch is anchored");
+        assert_eq!(prefix("(/a|/b)"), no(""));
+        assert_eq!(prefix("/x(/a|/b)"), no("/x"));
+        assert_eq!(prefix("/[a]b"), yes("/ab"), "a one-letter class is that letter");
+        assert_eq!(prefix("/(?-i)AB/c"), no("/ab/c"), "compared in any case, not the pattern");
+        assert_eq!(prefix("/(?-i:x)y"), no("/xy"));
+        assert_eq!(prefix(r"/\d"), no("/"));
+        assert_eq!(prefix(r"/a\b"), no("/a"));
+        assert_eq!(prefix("(?x)/a b"), yes("/ab"), "flags as the regex reads them");
+        assert_eq!(prefix("/(unclosed"), no(""));
+    }
+
+    /// Over patterns of every kind and paths near them, a location answers as its regex does:
+    /// the prefix turns away no path the regex matches, and a literal pattern needs no regex.
+    #[test]
+    fn locations_match_as_their_regex_does() {
+        let patterns = [
+            "",
+            "/",
+            "/api",
+            "/api/",
+            "/api/v[0-9]+/users/([0-9]+)",
+            r"/static/.*\.(css|js)",
+            "/a|/b",
+            "/a$",
+            "/(?-i)AbC",
+            "/ab(?-i:C)d",
+            "/Ab+c",
+            "/ab?c",
+            "/ab*",
+            "/(a|b)c",
+            r"/x\.y",
+            "/café",
+            "^/Z",
+            "/[Aa]pi",
+            "/.*",
+            "(?m)/a$",
+            r"/a\b",
+        ];
+        let stems = ["", "/", "/a", "/A", "/ab", "/aB", "/abc", "/AbC", "/abd", "/ac", "/bc", "/b"];
+        let more = ["/api", "/API/V2/users/7", "/api/v/users/1", "/static/x.CSS", "/static/x.cs"];
+        let tails = ["", "/", "x", "/x", "$", ".", "c", "C", "d"];
+        let mut paths: Vec<String> = Vec::new();
+        for stem in stems.iter().chain(&more).chain(&["/x.y", "/xzy", "/CAFé", "/CAFÉ", "/z"]) {
+            for tail in tails {
+                paths.push(format!("{stem}{tail}"));
+                paths.push(format!("/q{stem}{tail}"));
+            }
+        }
+        for p in patterns {
+            let location = location_regex(p).unwrap();
+            let regex = builder(&format!("(?i)^{p}")).build().unwrap();
+            for path in &paths {
+                let hay = path.as_bytes();
+                assert_eq!(location.is_match(hay), regex.is_match(hay), "{p:?} on {path:?}");
+            }
+        }
+    }
+
+    #[test]
     fn hostile_and_invalid_patterns_are_refused() {
         assert!(location_regex("/(a{1000}){1000}").unwrap_err().contains("size limit"));
         assert!(location_regex("/(unclosed").is_err());
         assert!(location_regex("/(?=lookahead)").is_err());
         // Non-ASCII literals still compile (matched as their UTF-8 bytes).
         assert!(location_regex("/café").unwrap().is_match("/CAFé".as_bytes()));
+        assert!(!location_regex("/café").unwrap().is_match("/CAFÉ".as_bytes()), "ASCII folding");
     }
 
     fn rewrite(path: &str, target: &str) -> Rewrite {

@@ -38,7 +38,8 @@ pub struct RoutingTable {
     /// How it was made: a full translation, or an update of the previous table.
     #[serde(skip)]
     pub origin: Origin,
-    /// Host names (exact, and one-label wildcards) to their index in `hosts`.
+    /// Host names (exact, and one-label wildcards) to their index in `hosts`, with what a
+    /// lookup reads of each host (the catch-all too) laid out densely: see [`HostIndex`].
     #[serde(skip)]
     pub host_index: Arc<HostIndex>,
     /// Every host's paths; the catch-all host (rules without a host) has the name `""`.

@@ -10,7 +10,7 @@ use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, Ingress, IngressBackend, IngressServiceBackend,
 };
 use sluice_model::{
-    Backend, BackendId, Diagnostic, Endpoint, HostIndex, HostRoutes, Kind, NamespacedName,
+    Backend, BackendId, Diagnostic, Endpoint, HostIndex, HostMap, HostRoutes, Kind, NamespacedName,
     ObjectRef, PathMatch, Policy, Reason, Referrers, Route, RouteId, RoutingTable, Settings,
     SharedVec, Snapshot, Target, Tls, UpstreamProtocol, UpstreamTls,
 };
@@ -191,8 +191,9 @@ pub(crate) struct Builder<'s> {
     /// Backends by their Service's hash (see [`Referrers::by_service`]).
     by_service: Vec<(u64, BackendId)>,
     hosts: Vec<HostDraft>,
-    /// Named hosts to their index in `hosts`.
-    host_index: HostIndex,
+    /// Named hosts to their index in `hosts` (the table's [`HostIndex`] is made at the end,
+    /// from the hosts' final paths).
+    host_ids: HostMap<u32>,
     /// The catch-all host's index in `hosts`, once created.
     catch_all: Option<u32>,
     /// The route for requests no host or path claims.
@@ -243,7 +244,7 @@ impl<'s> Builder<'s> {
             incremental: true,
             by_service: Vec::new(),
             hosts: Vec::new(),
-            host_index: HostIndex::default(),
+            host_ids: HostMap::default(),
             catch_all: None,
             global_default: 0,
             catch_all_taken: None,
@@ -760,7 +761,7 @@ impl<'s> Builder<'s> {
     /// The host's index, and whether this call created it.
     fn host_id_created(&mut self, host: &str) -> (u32, bool) {
         let known =
-            if host.is_empty() { self.catch_all } else { self.host_index.get_written(host) };
+            if host.is_empty() { self.catch_all } else { self.host_ids.get_written(host).copied() };
         if let Some(id) = known {
             return (id, false);
         }
@@ -775,7 +776,7 @@ impl<'s> Builder<'s> {
         if host.is_empty() {
             self.catch_all = Some(id);
         } else {
-            self.host_index.insert(host, id);
+            self.host_ids.insert(host, id);
         }
         (id, true)
     }
@@ -801,12 +802,20 @@ impl<'s> Builder<'s> {
         self.diagnostics.sort();
         self.diagnostics.dedup();
         self.backends.shrink_to_fit();
+        let catch_all = self.catch_all.expect("the catch-all host is made first");
+        let hosts: Vec<HostRoutes> = self.hosts.into_iter().map(HostDraft::freeze).collect();
+        let mut host_index = HostIndex::new(catch_all, &hosts[catch_all as usize]);
+        for (i, host) in hosts.iter().enumerate().filter(|&(i, _)| i != catch_all as usize) {
+            // Names are valid host names, each once in `host_ids`.
+            let added = host_index.insert(i as u32, host);
+            debug_assert!(added, "{}", host.host());
+        }
         RoutingTable {
             generation: 0,
             origin: sluice_model::Origin::Full,
-            host_index: Arc::new(self.host_index),
-            catch_all: self.catch_all.expect("the catch-all host is made first"),
-            hosts: self.hosts.into_iter().map(HostDraft::freeze).collect::<Vec<_>>().into(),
+            host_index: Arc::new(host_index),
+            catch_all,
+            hosts: hosts.into(),
             routes: self.routes.into(),
             backends: self.backends.into(),
             diagnostics: SharedVec::new(self.diagnostics),

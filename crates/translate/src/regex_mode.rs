@@ -6,14 +6,15 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::Ingress;
-use regex::bytes::Regex;
-use sluice_model::{Diagnostic, PathMatch, Reason, RegexPaths, Rewrite, RouteId, location_regex};
+use sluice_model::{
+    Diagnostic, Location, PathMatch, Reason, RegexPaths, Rewrite, RouteId, location_regex,
+};
 
 use crate::annotations::rewrite;
 use crate::build::Current;
 
-/// One host's regex paths: `(path, regex, route)` in the order added, and the paths taken.
-type HostPaths = (Vec<(String, Arc<Regex>, RouteId)>, HashMap<String, RouteId>);
+/// One host's regex paths: `(path, location, route)` in the order added, and the paths taken.
+type HostPaths = (Vec<(String, Arc<Location>, RouteId)>, HashMap<String, RouteId>);
 
 /// Regex hosts and their paths so far.
 #[derive(Default)]
@@ -24,7 +25,7 @@ pub(crate) struct RegexMode {
     paths: HashMap<u32, HostPaths>,
     /// Every pattern compiled so far, by path: hosts often share paths (one chart deployed per
     /// tenant), and compiling is what regex paths cost a translation.
-    compiled: HashMap<String, Result<Arc<Regex>, String>>,
+    compiled: HashMap<String, Result<Arc<Location>, String>>,
 }
 
 impl RegexMode {
@@ -33,7 +34,7 @@ impl RegexMode {
         Self { hosts: rewrite::regex_hosts(ingresses, prefix), ..Self::default() }
     }
 
-    /// How `raw` matches on `host`: `Ok(Some(regex))` for a regex path, `Ok(None)` for a path
+    /// How `raw` matches on `host`: `Ok(Some(location))` for a regex path, `Ok(None)` for a path
     /// matched as usual (any path on other hosts; `Exact` paths everywhere), `Err(())` when the
     /// path is not a valid regex (reported; the caller drops it).
     pub(crate) fn location(
@@ -43,7 +44,7 @@ impl RegexMode {
         raw: &str,
         path_match: PathMatch,
         diagnostics: &mut Vec<Diagnostic>,
-    ) -> Result<Option<Arc<Regex>>, ()> {
+    ) -> Result<Option<Arc<Location>>, ()> {
         if path_match == PathMatch::Exact || !self.hosts.contains(host) {
             return Ok(None);
         }
@@ -92,7 +93,7 @@ impl RegexMode {
         &mut self,
         host_idx: u32,
         raw: &str,
-        regex: Arc<Regex>,
+        regex: Arc<Location>,
         id: RouteId,
     ) -> Option<RouteId> {
         let (list, taken) = self.paths.entry(host_idx).or_default();

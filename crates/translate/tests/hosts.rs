@@ -45,9 +45,12 @@ fn exact_host_ignores_case_and_port() {
 // (those fall to the host-less rules).
 #[test]
 fn wildcard_covers_exactly_one_label() {
+    // Longer than any host name, and in upper case: still under the wildcard.
+    let long = format!("{}.FOO.com", "B".repeat(300));
     check(
         &table(),
         &[
+            (&long, "/", WILD),
             ("bar.foo.com", "/", WILD),
             ("BAR.foo.com:8080", "/x", WILD),
             ("baz.bar.foo.com", "/", ANY),

@@ -199,3 +199,103 @@ fn query_strings_are_not_part_of_the_path() {
         assert_eq!(rule(&t, "query.paths.test", &path_only(target)), want, "{target}");
     }
 }
+
+/// The fixture and one Ingress on `host` with these `(pathType, path)` rules to its Service,
+/// and `annotations`.
+fn generated(host: &str, annotations: &str, paths: &[(&str, String)]) -> RoutingTable {
+    let mut yaml = format!(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: big\n  \
+         namespace: paths\n  annotations: {{{annotations}}}\nspec:\n  ingressClassName: sluice\n  \
+         rules:\n    - host: {host}\n      http:\n        paths:\n"
+    );
+    for (kind, path) in paths {
+        yaml.push_str(&format!(
+            "          - path: \"{path}\"\n            pathType: {kind}\n            backend:\n\
+             \x20             service:\n                name: echo\n                port:\n\
+             \x20                 number: 80\n"
+        ));
+    }
+    let snapshot = snapshot_of(&[&fixture("paths"), &yaml]);
+    sluice_translate::translate(&snapshot, &sluice_model::Settings::default())
+}
+
+// Hosts with more paths than a lookup keeps inline (16), or a path longer than 255 bytes,
+// are matched through their own tables, with the same precedence.
+#[test]
+fn hosts_with_many_or_long_paths_match_alike() {
+    let mut paths: Vec<(&str, String)> = (0..20).map(|i| ("Prefix", format!("/p{i}"))).collect();
+    paths.extend([("Prefix", "/p1/deep".to_string()), ("Exact", "/p2".to_string())]);
+    let long = format!("/{}", "l".repeat(300));
+    let t = generated("many.paths.test", "", &paths);
+    let t2 = generated("long.paths.test", "", &[("Prefix", long.clone()), ("Exact", "/e".into())]);
+    for t in [&t, &t2] {
+        assert_eq!(summary(t), Vec::<String>::new(), "{}", dump(t));
+    }
+    let deep = format!("{long}/x");
+    check(
+        &t,
+        &[
+            ("many.paths.test", "/p7/x", "Prefix /p7"),
+            ("MANY.paths.test:80", "/p19", "Prefix /p19"),
+            ("many.paths.test", "/p1/deep/er", "Prefix /p1/deep"),
+            ("many.paths.test", "/p1/deeper", "Prefix /p1"),
+            ("many.paths.test", "/p2", "Exact /p2"),
+            ("many.paths.test", "/p2/x", "Prefix /p2"),
+            ("many.paths.test", "/p20", "default"),
+        ],
+    );
+    check(
+        &t2,
+        &[
+            ("long.paths.test", &deep, &format!("Prefix {long}")),
+            ("long.paths.test", "/e", "Exact /e"),
+            ("long.paths.test", "/l", "default"),
+        ],
+    );
+}
+
+// A host with more than four regex paths tries them all at once (a `RegexSet`), the others one
+// after the other, each checked against its literal prefix first: the same first match.
+#[test]
+fn regex_hosts_with_few_and_many_paths_match_alike() {
+    let regexes =
+        ["/api/v[0-9]+/x", "/api", "/static/.*\\\\.css", "/(a|b)/c", "/Z+", "/.*\\\\.png"];
+    for n in [2, 4, 6] {
+        let mut paths: Vec<(&str, String)> =
+            regexes[..n].iter().map(|p| ("ImplementationSpecific", p.to_string())).collect();
+        paths.push(("Exact", "/api/exact".into()));
+        let t = generated(
+            "regex.paths.test",
+            "nginx.ingress.kubernetes.io/use-regex: \"true\"",
+            &paths,
+        );
+        assert_eq!(summary(&t), Vec::<String>::new(), "{}", dump(&t));
+        let rows: Vec<(&str, &str, String)> = [
+            ("/api/v2/x", regexes[0]),
+            ("/API/v2/x/y", regexes[0]),
+            ("/api/v/x", regexes[1]),
+            ("/apiary", regexes[1]),
+            ("/Api", regexes[1]),
+            ("/api/exact", "Exact"),
+            ("/static/a/b.CSS", regexes[2]),
+            ("/b/c", regexes[3]),
+            ("/zzz", regexes[4]),
+            ("/img/x.png", regexes[5]),
+            ("/img/x.gif", "default"),
+        ]
+        .into_iter()
+        .map(|(path, pattern)| {
+            let i = regexes.iter().position(|r| *r == pattern).unwrap_or(usize::MAX);
+            let want = match pattern {
+                "Exact" => "Exact /api/exact".to_string(),
+                _ if i < n => format!("ImplementationSpecific {pattern}").replace("\\\\", "\\"),
+                _ => "default".to_string(),
+            };
+            ("regex.paths.test", path, want)
+        })
+        .collect();
+        let rows: Vec<(&str, &str, &str)> =
+            rows.iter().map(|(h, p, w)| (*h, *p, w.as_str())).collect();
+        check(&t, &rows);
+    }
+}

@@ -120,7 +120,7 @@ pub fn update_ingresses(
     // Hosts: the old versions' leave the index, the new versions' are appended.
     let host_index = Arc::make_mut(&mut table.host_index);
     for (host, _) in old.host_index.iter() {
-        host_index.remove(&host)?;
+        host_index.remove(host)?;
     }
     let host_base = previous.hosts.len() as u32;
     let mut hosts: Vec<HostRoutes> = Vec::with_capacity(new.hosts.len());
@@ -132,7 +132,7 @@ pub fn update_ingresses(
         }
         host.default_route = route_id(host.default_route);
         if new.host_index.get_written(host.host()) != Some(i as u32)
-            || !host_index.insert(host.host(), host_base + hosts.len() as u32)
+            || !host_index.insert(host_base + hosts.len() as u32, &host)
         {
             return None;
         }
