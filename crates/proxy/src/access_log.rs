@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::Version;
 use sluice_model::Target;
+use tokio::time::Instant;
 
 use crate::record::Record;
 
@@ -67,12 +68,13 @@ impl AccessLog {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn write(&self, record: &Record, elapsed: Duration) {
+    /// Formats `record`'s line, for a request that ended at `end`.
+    pub(crate) fn write(&self, record: &Record, end: Instant) {
         let full = BUFFER.with(|b| {
             let mut b = b.borrow_mut();
             match self.format {
-                LogFormat::Upstreaminfo => upstreaminfo(&mut b, record, elapsed),
-                LogFormat::Json => json(&mut b, record, elapsed),
+                LogFormat::Upstreaminfo => upstreaminfo(&mut b, record, end),
+                LogFormat::Json => json(&mut b, record, end),
             }
             b.len() >= BATCH_BYTES
         });
@@ -119,11 +121,18 @@ fn with_time_local<R>(f: impl FnOnce(&str) -> R) -> R {
 
 /// NGINX's default log escaping: `"`, `\`, control and non-ASCII bytes become `\xHH`.
 fn escaped(out: &mut Vec<u8>, bytes: &[u8]) {
+    let plain = |c: u8| c != b'"' && c != b'\\' && (0x20..0x7f).contains(&c);
+    // Nearly always nothing to escape: one copy instead of a push per byte. (A fold, not
+    // `all`, so that the check has no early exit and runs on whole vectors.)
+    if bytes.iter().fold(true, |ok, &c| ok & plain(c)) {
+        out.extend_from_slice(bytes);
+        return;
+    }
     for &c in bytes {
-        if c == b'"' || c == b'\\' || !(0x20..0x7f).contains(&c) {
-            let _ = write!(out, "\\x{c:02X}");
-        } else {
+        if plain(c) {
             out.push(c);
+        } else {
+            let _ = write!(out, "\\x{c:02X}");
         }
     }
 }
@@ -183,18 +192,41 @@ fn secs(out: &mut Vec<u8>, d: Duration) {
     ]);
 }
 
+/// Writes `n` in decimal into `text` at `*len`, which it advances.
+fn put_u16(text: &mut [u8], len: &mut usize, n: u16) {
+    let width = match n {
+        0..=9 => 1,
+        10..=99 => 2,
+        100..=999 => 3,
+        1000..=9999 => 4,
+        _ => 5,
+    };
+    let mut v = n;
+    for i in (0..width).rev() {
+        text[*len + i] = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    *len += width;
+}
+
 /// Appends `ip:port`.
 fn socket_addr(out: &mut Vec<u8>, addr: SocketAddr) {
     match addr {
         SocketAddr::V4(a) => {
+            // Built on the stack and copied once: `255.255.255.255:65535` at most.
+            let mut text = [0u8; 21];
+            let mut len = 0;
             for (i, octet) in a.ip().octets().into_iter().enumerate() {
                 if i > 0 {
-                    out.push(b'.');
+                    text[len] = b'.';
+                    len += 1;
                 }
-                num(out, u64::from(octet));
+                put_u16(&mut text, &mut len, u16::from(octet));
             }
-            out.push(b':');
-            num(out, u64::from(a.port()));
+            text[len] = b':';
+            len += 1;
+            put_u16(&mut text, &mut len, a.port());
+            out.extend_from_slice(&text[..len]);
         }
         SocketAddr::V6(a) => {
             let _ = write!(out, "{a}");
@@ -211,8 +243,9 @@ enum Field {
     Status,
 }
 
-/// Appends one `$upstream_*` list: one entry per try, comma-separated, `-` without any.
-fn upstream_field(out: &mut Vec<u8>, record: &Record, field: Field) {
+/// Appends one `$upstream_*` list: one entry per try, comma-separated, `-` without any. The
+/// try that answered last is timed to `end`, the end of the response.
+fn upstream_field(out: &mut Vec<u8>, record: &Record, field: Field, end: Instant) {
     if record.attempt_count == 0 {
         out.push(b'-');
         return;
@@ -222,31 +255,30 @@ fn upstream_field(out: &mut Vec<u8>, record: &Record, field: Field) {
         if i > 0 {
             out.extend_from_slice(b", ");
         }
-        let (bytes, took) = if i == last && a.answered {
-            (record.bytes_sent, a.started.elapsed())
-        } else {
-            (0, a.elapsed)
-        };
+        let whole = i == last && a.answered;
         match field {
             Field::Addr => socket_addr(out, a.addr),
-            Field::Length => num(out, bytes),
-            Field::Time => secs(out, took),
+            Field::Length => num(out, if whole { record.bytes_sent } else { 0 }),
+            Field::Time => {
+                secs(out, if whole { end.saturating_duration_since(a.started) } else { a.elapsed })
+            }
             Field::Status => num(out, u64::from(a.status)),
         }
     }
 }
 
 /// The four `$upstream_*` lists as strings (for the JSON format).
-fn upstream_fields(record: &Record) -> (String, String, String, String) {
+fn upstream_fields(record: &Record, end: Instant) -> (String, String, String, String) {
     let field = |f| {
         let mut out = Vec::new();
-        upstream_field(&mut out, record, f);
+        upstream_field(&mut out, record, f, end);
         String::from_utf8(out).unwrap_or_default()
     };
     (field(Field::Addr), field(Field::Length), field(Field::Time), field(Field::Status))
 }
 
-fn upstreaminfo(out: &mut Vec<u8>, r: &Record, elapsed: Duration) {
+fn upstreaminfo(out: &mut Vec<u8>, r: &Record, end: Instant) {
+    let elapsed = end.saturating_duration_since(r.start);
     // The connection's address, already formatted for X-Real-IP.
     out.extend_from_slice(r.conn.remote_ip.as_bytes());
     out.extend_from_slice(b" - - [");
@@ -278,7 +310,7 @@ fn upstreaminfo(out: &mut Vec<u8>, r: &Record, elapsed: Duration) {
         if i > 0 {
             out.push(b' ');
         }
-        upstream_field(out, r, field);
+        upstream_field(out, r, field, end);
     }
     out.push(b' ');
     // Request IDs are visible ASCII (checked, or generated).
@@ -286,7 +318,8 @@ fn upstreaminfo(out: &mut Vec<u8>, r: &Record, elapsed: Duration) {
     out.push(b'\n');
 }
 
-fn json(out: &mut Vec<u8>, r: &Record, elapsed: Duration) {
+fn json(out: &mut Vec<u8>, r: &Record, end: Instant) {
+    let elapsed = end.saturating_duration_since(r.start);
     let route = &r.table.routes[r.route as usize];
     let (namespace, ingress) = route.ingress_parts();
     let (service, port) = match &route.target {
@@ -296,7 +329,7 @@ fn json(out: &mut Vec<u8>, r: &Record, elapsed: Duration) {
         }
         Target::Respond { .. } => ("", ""),
     };
-    let (addr, len, time, status) = upstream_fields(r);
+    let (addr, len, time, status) = upstream_fields(r, end);
     let text = |v: &Option<http::HeaderValue>| {
         v.as_ref().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
     };

@@ -14,12 +14,12 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::time::Duration;
 
 use http::Method;
 use prometheus::local::{LocalHistogram, LocalIntCounter};
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, exponential_buckets};
 use sluice_model::{Backend, Target};
+use tokio::time::Instant;
 
 use crate::record::Record;
 
@@ -162,11 +162,13 @@ impl Metrics {
             .inc();
     }
 
-    pub(crate) fn observe(&self, r: &Record, elapsed: Duration) {
+    /// Counts one request that ended at `end`.
+    pub(crate) fn observe(&self, r: &Record, end: Instant) {
         let route = &r.table.routes[r.route as usize];
         if route.ingress.is_none() {
             return;
         }
+        let elapsed = end.saturating_duration_since(r.start);
         let key = Key {
             generation: r.table.generation,
             route: r.route,
@@ -205,7 +207,7 @@ impl Metrics {
             entry.requests.inc();
             entry.request_duration.observe(elapsed.as_secs_f64());
             if let Some(up) = r.upstream_start {
-                entry.response_duration.observe(up.elapsed().as_secs_f64());
+                entry.response_duration.observe(end.saturating_duration_since(up).as_secs_f64());
             }
             entry.request_size.observe(r.request.request_length as f64);
             entry.response_size.observe(r.bytes_sent as f64);

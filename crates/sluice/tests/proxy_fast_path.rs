@@ -229,3 +229,25 @@ async fn invalid_or_oversized_response_heads_are_502_and_the_client_connection_s
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutting_down_closes_idle_keep_alive_connections_at_once() {
+    let app = echo("app").await;
+    let m = catch_all("app", &[app], &[]);
+    // A grace period far longer than the test may wait: an idle connection left open would
+    // hold the exit back for all of it.
+    let mut s = Sluice::start_workers(m.path(), 1, &["--shutdown-grace-period", "300"]);
+    let mut stream = TcpStream::connect(s.http).await.unwrap();
+    let mut rest = Vec::new();
+    for path in ["/one", "/two"] {
+        let head = format!("GET {path} HTTP/1.1\r\nHost: k.example.com\r\n\r\n");
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let r = read_response(&mut stream, &mut rest).await;
+        assert_eq!(echoed(&r)["path"], path, "{r}");
+    }
+    // Idle between requests, on the fast path: SIGTERM closes it without an answer.
+    assert!(s.terminate(), "exit status 0 after SIGTERM");
+    let mut byte = [0u8; 1];
+    let n = tokio::time::timeout(WAIT, stream.read(&mut byte)).await.expect("closed").unwrap_or(0);
+    assert_eq!(n, 0, "the idle connection was closed, not answered");
+}

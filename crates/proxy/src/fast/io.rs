@@ -230,14 +230,15 @@ impl Upstream {
         })
     }
 
-    /// An idle connection to `addr`, most recently used first. It may have been closed by
-    /// the peer meanwhile: callers retry on a fresh one when it fails before answering.
-    pub(super) fn checkout(addr: SocketAddr) -> Option<Self> {
+    /// An idle connection to `addr`, most recently used first, if one has been idle less
+    /// than [`IDLE_TIMEOUT`] at `now`. It may have been closed by the peer meanwhile: callers
+    /// retry on a fresh one when it fails before answering.
+    pub(super) fn checkout(addr: SocketAddr, now: Instant) -> Option<Self> {
         IDLE.with(|idle| {
             let mut idle = idle.borrow_mut();
             let list = idle.get_mut(&addr)?;
             while let Some(up) = list.pop() {
-                if up.idle_since.elapsed() < IDLE_TIMEOUT {
+                if now.saturating_duration_since(up.idle_since) < IDLE_TIMEOUT {
                     return Some(up);
                 }
             }
@@ -245,14 +246,14 @@ impl Upstream {
         })
     }
 
-    /// Gives a connection back after a response was read whole.
-    pub(super) fn checkin(mut self) {
+    /// Gives a connection back after a response was read whole, at `now`.
+    pub(super) fn checkin(mut self, now: Instant) {
         self.buf.clear();
         if self.buf.capacity() > 4 * UPSTREAM_BUF {
             // A large head grew it: do not keep the memory for every idle connection.
             self.buf = ReadBuf::new(UPSTREAM_BUF);
         }
-        self.idle_since = Instant::now();
+        self.idle_since = now;
         IDLE.with(|idle| {
             let mut idle = idle.borrow_mut();
             let list = idle.entry(self.addr).or_default();

@@ -22,6 +22,7 @@ mod io;
 mod request;
 mod response;
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -86,7 +87,7 @@ pub(crate) async fn serve(
     conn: Arc<ConnInfo>,
     shared: &'static Shared,
     handoff: Handoff,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     _live: watch::Receiver<()>,
 ) {
     let mut client = Client {
@@ -95,8 +96,14 @@ pub(crate) async fn serve(
         out: Vec::with_capacity(4096),
         timer: Timer::new(),
     };
+    // One wait for shutdown for the whole connection, polled at each idle read: making a new
+    // one per request would register and unregister a waiter (under the channel's lock) each
+    // time.
+    let mut watching = shutdown.clone();
+    let stopping = watching.changed();
+    tokio::pin!(stopping);
     loop {
-        match next(&mut client, &conn, shared, &mut shutdown).await {
+        match next(&mut client, &conn, shared, stopping.as_mut()).await {
             Next::KeepAlive if !*shutdown.borrow() => {}
             Next::KeepAlive | Next::Close => return,
             Next::Handoff => {
@@ -113,7 +120,7 @@ async fn next(
     client: &mut Client,
     conn: &Arc<ConnInfo>,
     shared: &'static Shared,
-    shutdown: &mut watch::Receiver<bool>,
+    mut stopping: Pin<&mut impl Future<Output = Result<(), watch::error::RecvError>>>,
 ) -> Next {
     let deadline = Instant::now() + HEAD_TIMEOUT;
     let (plan, head_len) = loop {
@@ -134,8 +141,9 @@ async fn next(
         let read = if client.buf.is_empty() {
             // Idle between requests: the only point where shutting down closes at once.
             tokio::select! {
+                biased;
                 r = read_more(&client.stream, &mut client.buf, &mut client.timer, deadline) => r,
-                _ = shutdown.changed() => return Next::Close,
+                _ = stopping.as_mut() => return Next::Close,
             }
         } else {
             read_more(&client.stream, &mut client.buf, &mut client.timer, deadline).await
@@ -281,13 +289,13 @@ async fn proxy(
         }
     };
     record.complete = complete;
-    record.finish();
+    let end = record.finish();
     if !complete {
         // Cut short: the client must see the response end abnormally, as with hyper.
         return Next::Close;
     }
     if reusable {
-        up.checkin();
+        up.checkin(end);
     }
     keep_or_close(close)
 }
@@ -316,7 +324,7 @@ async fn forward(
     while t < tries {
         let addr = backend.endpoints[(first + t) % n].addr;
         let started = Instant::now();
-        let pooled = if stale == 0 { Upstream::checkout(addr) } else { None };
+        let pooled = if stale == 0 { Upstream::checkout(addr, started) } else { None };
         let reused = pooled.is_some();
         let mut up = match pooled {
             Some(up) => up,
