@@ -119,7 +119,8 @@ trap 'exit 143' TERM
 
 BUSY_SEEN=0
 note_busy() {
-	if [[ -n $(pgrep -x 'cargo|rustc|cc1|ld|ld.lld|mold' || true) ]]; then
+	# Each pgrep pattern under 16 characters: pgrep refuses longer ones (and matches nothing).
+	if [[ -n $(pgrep -x 'cargo|rustc' || true; pgrep -x 'cc1|cc1plus' || true; pgrep -x 'ld|ld.lld|mold' || true) ]]; then
 		BUSY_SEEN=1
 	fi
 }
