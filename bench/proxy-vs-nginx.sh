@@ -231,6 +231,16 @@ cpu_ticks() {
 	echo "$total"
 }
 
+# "utime stime", in clock ticks, of the processes given: where cpu_ticks' total went.
+cpu_split() {
+	local pid u=0 k=0 a b
+	for pid in "$@"; do
+		read -r a b < <(sed 's/^.*) //' "/proc/$pid/stat" | awk '{ print $12, $13 }')
+		u=$((u + a)) k=$((k + b))
+	done
+	echo "$u $k"
+}
+
 # nginx config shared by the backend and the proxy: everything in $1, nothing in /var.
 nginx_common() {
 	local dir=$1
@@ -722,13 +732,21 @@ measure() {
 	nginx) pids=("${NGINX_PIDS[@]}") ;;
 	sluice) pids=("${SLUICE_PIDS[@]}") ;;
 	esac
+	local split_before split_after
 	bticks_before=$(cpu_ticks "${BACKEND_PIDS[@]}")
+	split_before=$(cpu_split "${pids[@]}")
 	run_load "$kind" "$kind" "$DURATION" "${pids[@]}"
 	line=$WRK_LINE
+	split_after=$(cpu_split "${pids[@]}")
 	bticks_after=$(cpu_ticks "${BACKEND_PIDS[@]}")
 	bcpu=$(awk -v t=$((bticks_after - bticks_before)) -v hz="$CLK_TCK" -v req="$(echo "$line" | awk '{ print $5 }')" \
 		'BEGIN { printf "%.2f", (req > 0 ? t / hz * 1e6 / req : 0) }')
-	echo "$kind $pair $line $bcpu $WRK_BUSY" >>"$RESULTS"
+	# User-space and kernel CPU µs per request, appended as the 12th and 13th fields.
+	split=$(awk -v b="$split_before" -v a="$split_after" -v hz="$CLK_TCK" -v req="$(echo "$line" | awk '{ print $5 }')" \
+		'BEGIN { split(b, x, " "); split(a, y, " ")
+			if (req > 0) printf "%.2f %.2f", (y[1] - x[1]) / hz * 1e6 / req, (y[2] - x[2]) / hz * 1e6 / req
+			else print "0 0" }')
+	echo "$kind $pair $line $bcpu $WRK_BUSY $split" >>"$RESULTS"
 	log "$(printf '%-8s pair %-2s %10s req/s  p50 %7sus  p99 %7sus  %6s CPU us/req  (backend %s)  CPU busy %s%%/%s%%' \
 		"$kind" "$pair" "$(echo "$line" | awk '{ print $1 }')" "$(echo "$line" | awk '{ print $2 }')" \
 		"$(echo "$line" | awk '{ print $3 }')" "$(echo "$line" | awk '{ print $4 }')" "$bcpu" "${WRK_BUSY% *}" "${WRK_BUSY#* }")"
@@ -827,6 +845,7 @@ $(row "sluice serve --workers 1 ($SLUICE_VERSION)" sluice "$(printf '%.2f' "$RAT
 - sluice/nginx: median of $PAIRS per-pair ratio(s) $(printf '%.2f' "$RATIO") (range $(printf '%.2f' "$RATIO_MIN")–$(printf '%.2f' "$RATIO_MAX")); expect about ±0.10 between two identical proxies measured this way.
 - Latencies and CPU are medians over runs; the backend-alone row is the median of a run before and a run after the pairs: the physical limit of this setup.
 - CPU µs/request: utime+stime of all the proxy's processes (nginx master and worker; every sluice thread) over the run, divided by requests served. It does not depend on how much of CPU $SERVER_CPU the proxy got.
+- Of that, in user space / in the kernel (medians): nginx $(med nginx 12) / $(med nginx 13) µs, Sluice $(med sluice 12) / $(med sluice 13) µs. The kernel's part is mostly TCP on loopback, where each write also runs the receiving side's processing. Were Sluice's user space free, the ratio here would be $(awk -v n="$(med nginx 6)" -v nb="$(med nginx 9)" -v k="$(med sluice 13)" -v sb="$(med sluice 9)" 'BEGIN { printf "%.2f", (k + sb > 0 ? (n + nb) / (k + sb) : 0) }') (nginx's CPU and its backend's, over Sluice's kernel time and its backend's): the ceiling of user-space work on this machine.
 - Access logs: Sluice formats a line per request and writes it (batched by a thread) to stdout, sent to /dev/null. nginx: $(if [[ $ACCESS_LOG == on ]]; then echo "the same, an upstreaminfo line per request, buffered 64k, to /dev/null"; else echo "no access log (ACCESS_LOG=off), so nginx does less work than Sluice"; fi). The backend logs nothing.
 - CPU busy: how much of the load generator's CPU and of the servers' CPU was in use during the runs. With CPU $SERVER_CPU near 100% the proxy and backend are the limit, as intended; with CPU $LOADGEN_CPU near 100% wrk is (typically for the backend alone, which is then a lower bound of the limit).
 - Error responses and socket errors across all runs: $BAD.
