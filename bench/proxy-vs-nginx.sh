@@ -60,6 +60,12 @@
 #   BACKEND_PORT [28480] NGINX_PORT [28481] SLUICE_PORT [28482] SLUICE_ADMIN_PORT [28483]
 #   NGINX_TLS_PORT [28484] SLUICE_TLS_PORT [28485] NGINX_H2_PORT [28486]
 #   KEEP_TMP [0]        1 keeps the temporary directory (configs, logs, wrk outputs)
+#   PROFILE [0]         1 adds, after the pairs, one more run of each proxy under strace -c (system
+#                       calls per request), with nstat (TCP segments and pure ACKs per request),
+#                       and one under perf record -e cpu-clock (kernel share of the CPU samples,
+#                       top symbols), and a section with those to the results; installs strace,
+#                       linux-perf and iproute2 when missing. strace slows the proxy, so the
+#                       profiled runs are left out of every other figure (not with handshakes)
 #
 # Needs nginx, wrk, taskset, curl and openssl (and h2load in h2 mode); installs what is missing with apt-get (as root, or
 # through sudo).
@@ -86,6 +92,7 @@ NGINX_TLS_PORT=${NGINX_TLS_PORT:-28484}
 SLUICE_TLS_PORT=${SLUICE_TLS_PORT:-28485}
 NGINX_H2_PORT=${NGINX_H2_PORT:-28486}
 KEEP_TMP=${KEEP_TMP:-0}
+PROFILE=${PROFILE:-0}
 
 HOST_HEADER=bench.example.com
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -148,6 +155,11 @@ install_missing() {
 	command -v openssl >/dev/null || missing+=(openssl)
 	if [[ $MODE == h2 ]]; then
 		command -v h2load >/dev/null || missing+=(nghttp2-client)
+	fi
+	if ((PROFILE)); then
+		command -v strace >/dev/null || missing+=(strace)
+		command -v perf >/dev/null || missing+=(linux-perf)
+		command -v nstat >/dev/null || missing+=(iproute2)
 	fi
 	if ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
 		# apt-cache needs the package lists.
@@ -769,6 +781,67 @@ if [[ $MODE != handshakes ]]; then
 	measure backend 0
 fi
 
+# --- profile (PROFILE=1) ------------------------------------------------------------------------
+
+# profile KIND: one run under strace -c and nstat, one under perf record; appends a row to
+# $PROFILE_ROWS and the top symbols to $PROFILE_TOP.
+PROFILE_ROWS="" PROFILE_TOP=""
+profile() {
+	local kind=$1 pids st tr req calls segs acks perf_note="perf record did not run (perf_event_paranoid, or no perf)"
+	case $kind in
+	nginx) pids=("${NGINX_PIDS[@]}") ;;
+	sluice) pids=("${SLUICE_PIDS[@]}") ;;
+	esac
+	tr=$TMP/strace-$kind.txt
+	local args=()
+	for p in "${pids[@]}"; do args+=(-p "$p"); done
+	strace -c -f -o "$tr" "${args[@]}" 2>"$TMP/strace-$kind.log" &
+	st=$!
+	# Attached once strace says so for every process.
+	local waited=0
+	until (($(grep -c 'attached' "$TMP/strace-$kind.log" 2>/dev/null || true) >= ${#pids[@]})) || ((waited > 100)); do
+		sleep 0.1
+		waited=$((waited + 1))
+	done
+	nstat -n >/dev/null
+	run_load "profile-$kind" "$kind" "$DURATION" "${pids[@]}"
+	req=$(echo "$WRK_LINE" | awk '{ print $5 }')
+	read -r segs acks < <(nstat 2>/dev/null | awk '$1 == "TcpOutSegs" { s = $2 } $1 == "TcpExtTCPPureAcks" { a = $2 } END { print s + 0, a + 0 }')
+	kill -INT "$st" 2>/dev/null || true
+	wait "$st" 2>/dev/null || true
+	# strace -c: "% time seconds usecs/call calls [errors] syscall"; the total line last.
+	calls=$(awk -v req="$req" '$NF != "total" && $4 ~ /^[0-9]+$/ && req > 0 { n = $4 / req; t += n; if (n >= 0.05) l = l sprintf("%s%s %.2f", (l == "" ? "" : ", "), $NF, n) }
+		END { printf "%.2f (%s)", t, l }' "$tr")
+	if command -v perf >/dev/null; then
+		perf record -q -e cpu-clock -o "$TMP/perf-$kind.data" "${args[@]}" -- sleep "$DURATION" >/dev/null 2>"$TMP/perf-$kind.log" &
+		local pp=$!
+		run_load "perf-$kind" "$kind" "$DURATION" "${pids[@]}"
+		if wait "$pp" && [[ -s $TMP/perf-$kind.data ]]; then
+			local kshare
+			kshare=$(perf report -q -i "$TMP/perf-$kind.data" --sort dso --stdio 2>/dev/null |
+				awk '/\[kernel/ { gsub(/%/, "", $1); k += $1 } END { printf "%.0f%%", k }')
+			perf_note="$kshare of the CPU samples in the kernel"
+			PROFILE_TOP+=$'\n'"$kind, top symbols (perf record -e cpu-clock, $DURATION s):"$'\n\n```\n'"$(perf report -q -i "$TMP/perf-$kind.data" --sort dso,sym --stdio 2>/dev/null | awk 'NF && n++ < 15')"$'\n```\n'
+		fi
+	fi
+	PROFILE_ROWS+="| $kind | $calls | $(awk -v s="$segs" -v r="$req" 'BEGIN { printf "%.2f", (r > 0 ? s / r : 0) }') | $(awk -v s="$acks" -v r="$req" 'BEGIN { printf "%.3f", (r > 0 ? s / r : 0) }') | $perf_note |"$'\n'
+}
+
+PROFILE_SECTION=""
+if ((PROFILE)) && [[ $MODE != handshakes ]]; then
+	log "profiling: a run of each proxy under strace and nstat, one under perf (${DURATION}s each)"
+	profile nginx
+	profile sluice
+	PROFILE_SECTION="
+### Profile (PROFILE=1; these runs are left out of every figure above)
+
+| proxy | system calls per request (the frequent ones) | TCP segments sent per request, all processes | pure ACKs per request | perf |
+|---|---|---|---|---|
+${PROFILE_ROWS}
+Segments count every process on the machine (load generator, proxy, backend): 4 is one segment each way on both connections.
+${PROFILE_TOP}"
+fi
+
 # --- report -------------------------------------------------------------------------------------
 
 col() { awk -v k="$1" -v c="$2" '$1 == k { print $c }' "$RESULTS"; }
@@ -851,6 +924,7 @@ $(row "sluice serve --workers 1 ($SLUICE_VERSION)" sluice "$(printf '%.2f' "$RAT
 - Error responses and socket errors across all runs: $BAD.
 - Machine quiet (no cargo/rustc/linker running) during every run: $QUIET.
 $TLS_NOTE
+$PROFILE_SECTION
 
 <details><summary>every run</summary>
 
