@@ -165,18 +165,23 @@ fn upstream_name(record: &Record) -> &str {
 }
 
 /// Appends `n` in decimal (without `fmt`, which costs more than the rest of a line).
-fn num(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+fn num(out: &mut Vec<u8>, n: u64) {
+    let mut text = [0u8; 20];
+    let mut len = 0;
+    put_decimal(&mut text, &mut len, n);
+    out.extend_from_slice(&text[..len]);
+}
+
+/// Writes `n` in decimal into `text` at `*len`, which it advances: for fields assembled on
+/// the stack and copied out once.
+fn put_decimal(text: &mut [u8], len: &mut usize, n: u64) {
+    let width = n.checked_ilog10().map_or(1, |l| l as usize + 1);
+    let mut v = n;
+    for digit in text[*len..*len + width].iter_mut().rev() {
+        *digit = b'0' + (v % 10) as u8;
+        v /= 10;
     }
-    out.extend_from_slice(&digits[i..]);
+    *len += width;
 }
 
 /// Appends `d` in seconds with millisecond resolution (`0.004`), as NGINX's `$request_time`.
@@ -192,23 +197,6 @@ fn secs(out: &mut Vec<u8>, d: Duration) {
     ]);
 }
 
-/// Writes `n` in decimal into `text` at `*len`, which it advances.
-fn put_u16(text: &mut [u8], len: &mut usize, n: u16) {
-    let width = match n {
-        0..=9 => 1,
-        10..=99 => 2,
-        100..=999 => 3,
-        1000..=9999 => 4,
-        _ => 5,
-    };
-    let mut v = n;
-    for i in (0..width).rev() {
-        text[*len + i] = b'0' + (v % 10) as u8;
-        v /= 10;
-    }
-    *len += width;
-}
-
 /// Appends `ip:port`.
 fn socket_addr(out: &mut Vec<u8>, addr: SocketAddr) {
     match addr {
@@ -221,11 +209,11 @@ fn socket_addr(out: &mut Vec<u8>, addr: SocketAddr) {
                     text[len] = b'.';
                     len += 1;
                 }
-                put_u16(&mut text, &mut len, u16::from(octet));
+                put_decimal(&mut text, &mut len, u64::from(octet));
             }
             text[len] = b':';
             len += 1;
-            put_u16(&mut text, &mut len, a.port());
+            put_decimal(&mut text, &mut len, u64::from(a.port()));
             out.extend_from_slice(&text[..len]);
         }
         SocketAddr::V6(a) => {
