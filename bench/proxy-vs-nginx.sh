@@ -232,25 +232,22 @@ family() {
 	pgrep -P "$1" || true
 }
 
-# utime+stime, in clock ticks, of the processes given (every thread of each is included).
-cpu_ticks() {
-	local pid total=0 t
-	for pid in "$@"; do
-		# Fields after "pid (comm) ": state is 1st, utime 12th, stime 13th.
-		t=$(sed 's/^.*) //' "/proc/$pid/stat" | awk '{ print $12 + $13 }')
-		total=$((total + t))
-	done
-	echo "$total"
-}
-
-# "utime stime", in clock ticks, of the processes given: where cpu_ticks' total went.
+# "utime stime", in clock ticks, of the processes given (every thread of each is included).
 cpu_split() {
 	local pid u=0 k=0 a b
 	for pid in "$@"; do
+		# Fields after "pid (comm) ": state is 1st, utime 12th, stime 13th.
 		read -r a b < <(sed 's/^.*) //' "/proc/$pid/stat" | awk '{ print $12, $13 }')
 		u=$((u + a)) k=$((k + b))
 	done
 	echo "$u $k"
+}
+
+# utime+stime, in clock ticks, of the processes given.
+cpu_ticks() {
+	local u k
+	read -r u k < <(cpu_split "$@")
+	echo $((u + k))
 }
 
 # nginx config shared by the backend and the proxy: everything in $1, nothing in /var.
