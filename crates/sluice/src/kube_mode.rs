@@ -81,7 +81,9 @@ pub(crate) async fn run(
 }
 
 /// Builds and publishes a table from the stores as they are now (only new endpoints, when
-/// only EndpointSlices changed since `previous`).
+/// only EndpointSlices changed since `previous`). Nothing is published when nothing changed:
+/// a wake-up can come with no change (see [`sluice_translate::unchanged`]), and a new
+/// generation for it would only be noise in the logs and metrics.
 fn rebuild(
     source: &KubeSource,
     settings: &Settings,
@@ -90,6 +92,15 @@ fn rebuild(
 ) -> Applied {
     let started = Instant::now();
     let snapshot = source.snapshot();
+    if let Some(p) =
+        previous.filter(|p| sluice_translate::unchanged(&p.table, &p.snapshot, &snapshot))
+    {
+        tracing::debug!(
+            generation = p.table.generation,
+            "woken with nothing changed; the table in force stays"
+        );
+        return Applied { snapshot, table: p.table.clone() };
+    }
     let table = next_table(previous, &snapshot, settings);
     let table = publisher.publish(table, Vec::new(), started.elapsed());
     Applied { snapshot, table }

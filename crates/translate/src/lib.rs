@@ -40,4 +40,4 @@ mod tls;
 mod update;
 
 pub use build::translate;
-pub use update::{update_endpoints, update_ingresses};
+pub use update::{unchanged, update_endpoints, update_ingresses};

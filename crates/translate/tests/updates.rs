@@ -11,7 +11,7 @@ use std::sync::Arc;
 use common::*;
 use k8s_openapi::api::networking::v1::Ingress;
 use sluice_model::{RoutingTable, Settings, Snapshot};
-use sluice_translate::{translate, update_ingresses};
+use sluice_translate::{translate, unchanged, update_ingresses};
 
 const ALL: &[&str] = &[
     "paths",
@@ -149,4 +149,49 @@ fn other_kinds_are_refused() {
     let settings = settings();
     let previous: RoutingTable = translate(&all, &settings);
     assert!(update_ingresses(&previous, &all, &other, &settings).is_none());
+}
+
+// The same objects (the very ones, or new copies of them: a file parsed again) are no change;
+// an object of any kind added, removed or changed is one, and so is the time passing a
+// certificate's expiry.
+#[test]
+fn nothing_changed_is_told_apart_from_any_change() {
+    let mut before =
+        load(&["tls-objects", "tls-hosts", "tls-redirect", "classes", "global-default"]);
+    before.observed_at = Some(2_000_000_000);
+    let settings = tls_settings();
+    let previous = translate(&before, &settings);
+    assert!(unchanged(&previous, &before, &before.clone()));
+    let mut copies = before.clone();
+    copies.ingresses = before.ingresses.iter().map(|i| Arc::new((**i).clone())).collect();
+    copies.secrets = before.secrets.iter().map(|s| Arc::new((**s).clone())).collect();
+    assert!(unchanged(&previous, &before, &copies), "copies of the same objects");
+    let mut later = before.clone();
+    later.observed_at = Some(2_000_000_060);
+    assert!(unchanged(&previous, &before, &later), "a minute later, every certificate valid");
+
+    type Edit = fn(&mut Snapshot) -> bool;
+    let edits: [(&str, Edit); 6] = [
+        ("Ingress", |s| s.ingresses.make_mut().pop().is_some()),
+        ("IngressClass", |s| s.ingress_classes.make_mut().pop().is_some()),
+        ("Service", |s| s.services.make_mut().pop().is_some()),
+        ("EndpointSlice", |s| s.endpoint_slices.make_mut().pop().is_some()),
+        ("Secret", |s| s.secrets.make_mut().pop().is_some()),
+        ("ConfigMap", |s| s.config_maps.make_mut().pop().is_some()),
+    ];
+    for (what, edit) in edits {
+        let mut after = before.clone();
+        assert!(edit(&mut after), "the fixtures hold no {what}: check this test");
+        assert!(!unchanged(&previous, &before, &after), "a removed {what} is a change");
+    }
+    let mut changed = before.clone();
+    let mut ingress = (*changed.ingresses.make_mut()[0]).clone();
+    ingress.metadata.labels = Some([("new".to_string(), "label".to_string())].into());
+    changed.ingresses.make_mut()[0] = Arc::new(ingress);
+    assert!(!unchanged(&previous, &before, &changed), "an Ingress's labels changed");
+
+    let first_expiry = previous.tls.certs.iter().map(|c| c.not_after).min();
+    let mut expired = before.clone();
+    expired.observed_at = Some(first_expiry.expect("the fixtures hold certificates") + 1);
+    assert!(!unchanged(&previous, &before, &expired), "a certificate expired in between");
 }

@@ -5,7 +5,8 @@
 //!
 //! - [`update_endpoints`]: only EndpointSlices changed (pods come and go);
 //! - [`update_ingresses`]: a few Ingresses changed, each alone on its hosts (an application
-//!   deployed, changed or removed).
+//!   deployed, changed or removed);
+//! - [`unchanged`]: nothing changed, and the table in force stands.
 
 mod endpoints;
 mod ingresses;
@@ -19,6 +20,16 @@ use crate::index::{FastMap, FastSet};
 pub use endpoints::update_endpoints;
 pub use ingresses::update_ingresses;
 
+/// Whether `after` holds what `before` held, so that `previous` (the table of `before`) is
+/// still the table a translation of `after` gives and there is nothing to publish: every kind
+/// holds the same objects, and no certificate's expiry changed between the snapshots' times.
+///
+/// A source can wake its loop with nothing changed: a wake-up of its first list that comes
+/// after the loop has started, a relist that finds what the store already held.
+pub fn unchanged(previous: &RoutingTable, before: &Snapshot, after: &Snapshot) -> bool {
+    same_except(None, previous, before, after)
+}
+
 /// Whether an update of `previous` (the table of `before`) to `after` may rebuild only what
 /// objects of kind `changing` touch: `previous` allows updates, no object of another kind
 /// changed, and no certificate's expiry changed between the snapshots' times.
@@ -28,11 +39,22 @@ fn only_changed(
     before: &Snapshot,
     after: &Snapshot,
 ) -> bool {
-    previous.referrers.incremental
-        && (changing == Kind::Ingress || same(&before.ingresses, &after.ingresses))
+    previous.referrers.incremental && same_except(Some(changing), previous, before, after)
+}
+
+/// Whether the objects of every kind but `changing` are the same in both snapshots, and the
+/// certificates of `previous` are judged as they were.
+fn same_except(
+    changing: Option<Kind>,
+    previous: &RoutingTable,
+    before: &Snapshot,
+    after: &Snapshot,
+) -> bool {
+    let may_change = |kind| changing == Some(kind);
+    (may_change(Kind::Ingress) || same(&before.ingresses, &after.ingresses))
         && same(&before.ingress_classes, &after.ingress_classes)
         && same(&before.services, &after.services)
-        && (changing == Kind::EndpointSlice
+        && (may_change(Kind::EndpointSlice)
             || same(&before.endpoint_slices, &after.endpoint_slices))
         && same(&before.secrets, &after.secrets)
         && same(&before.config_maps, &after.config_maps)
