@@ -27,7 +27,8 @@ pub struct SourceConfig {
     /// `--watch-namespace-selector`: only namespaces with these labels (used when
     /// `namespaces` is `None`).
     pub namespace_selector: Option<String>,
-    /// `--configmap`: the only ConfigMap whose changes matter to routing today.
+    /// `--configmap`: the only ConfigMap routing reads, and the only one watched (in its own
+    /// namespace, whichever namespaces the other kinds are watched in).
     pub configmap: Option<NamespacedName>,
 }
 
@@ -63,7 +64,6 @@ impl KubeSource {
         let (tx, rx) = mpsc::channel(1);
         let namespaces = config.namespaces.clone();
         let per_ns = |kind: &'static str| Scope { kind, namespaces: namespaces.clone() };
-        let configmap = config.configmap.clone();
         let ingresses = per_ns("Ingress").reflect(
             &client,
             watcher::Config::default(),
@@ -92,21 +92,24 @@ impl KubeSource {
             always,
             slim,
         );
-        let config_maps = per_ns("ConfigMap").reflect(
-            &client,
-            watcher::Config::default(),
-            &tx,
-            move || {
-                let configmap = configmap.clone();
-                move |cm: &ConfigMap| {
-                    configmap.as_ref().is_some_and(|c| {
-                        cm.namespace().as_deref() == Some(c.namespace.as_str())
-                            && cm.name_any() == c.name
-                    })
-                }
-            },
-            slim,
-        );
+        // The one ConfigMap routing reads, watched by name in its own namespace whatever
+        // `--watch-namespace` or the selector say: it usually lives with the controller, not
+        // with the applications (ingress-nginx reads it there too). No other ConfigMap is
+        // kept.
+        let config_maps = config
+            .configmap
+            .iter()
+            .map(|c| {
+                spawn_reflector(
+                    "ConfigMap",
+                    Api::namespaced(client.clone(), &c.namespace),
+                    watcher::Config::default().fields(&format!("metadata.name={}", c.name)),
+                    tx.clone(),
+                    always(),
+                    slim,
+                )
+            })
+            .collect();
         let ingress_classes = spawn_reflector(
             "IngressClass",
             Api::all(client.clone()),
@@ -193,7 +196,7 @@ impl KubeSource {
             services: all(&self.services, &keep),
             endpoint_slices: all(&self.endpoint_slices, &keep),
             secrets: all(&self.secrets, &keep),
-            config_maps: all(&self.config_maps, &keep),
+            config_maps: all(&self.config_maps, &|_| true),
             observed_at: Some(unix_now()),
         }
     }

@@ -486,18 +486,21 @@ async fn ingress_class_selection() {
 #[tokio::test(flavor = "multi_thread")]
 async fn configmap_and_secret_changes_apply() {
     let t = Test::new("config").await;
+    // The ConfigMap lives with the controller, in a namespace `--watch-namespace` leaves out
+    // (as ingress-nginx's chart puts it when its scope is one namespace).
+    let home = Test::new("config-home").await;
     let a = backend("a").await;
     t.service("web", &[a]).await;
     t.ingress("web", "web.example.com", "web", Some(&t.class()), json!({})).await;
     let config = |size: &str| {
         json!({
             "apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "sluice-config", "namespace": t.ns},
+            "metadata": {"name": "sluice-config", "namespace": home.ns},
             "data": {"proxy-body-size": size},
         })
     };
-    t.apply(config("1k")).await;
-    let s = t.sluice(&[&format!("--configmap={}/sluice-config", t.ns)]);
+    home.apply(config("1k")).await;
+    let s = t.sluice(&[&format!("--configmap={}/sluice-config", home.ns)]);
     let post = |s: &Sluice| {
         let url = s.url("/");
         async move {
@@ -510,7 +513,7 @@ async fn configmap_and_secret_changes_apply() {
         }
     };
     assert_eq!(post(&s).await, 413, "proxy-body-size 1k from the ConfigMap");
-    t.apply(config("8k")).await;
+    home.apply(config("8k")).await;
     eventually("the new body size applies", || async { post(&s).await == 200 }).await;
 
     // An unrelated ConfigMap changing does not rebuild the table.
