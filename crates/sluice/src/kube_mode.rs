@@ -64,10 +64,16 @@ pub(crate) async fn run(
                     break;
                 }
                 debounced(&mut changes, debounce).await;
-                applied = Arc::new(tokio::task::block_in_place(|| {
+                let next = Arc::new(tokio::task::block_in_place(|| {
                     rebuild(&source, &base.settings, &mut publisher, Some(&applied))
                 }));
-                let _ = applied_tx.send(applied.clone());
+                // Leader duties sync status and Events from a new table only: the same table
+                // (nothing changed) would have them walk every Ingress for nothing.
+                let published = !Arc::ptr_eq(&next.table, &applied.table);
+                applied = next;
+                if published {
+                    let _ = applied_tx.send(applied.clone());
+                }
             }
             () = shutdown_signal() => break,
         }
