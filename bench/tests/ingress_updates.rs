@@ -47,6 +47,7 @@ fn landing(t: &RoutingTable, host: &str, path: &str) -> String {
     let target = match &r.target {
         Target::Backend(b) => t.backends[*b as usize].name.clone(),
         Target::Respond { status, .. } => status.to_string(),
+        Target::RedirectHost { host } => format!("redirect to {host}"),
     };
     format!("{host}{path} -> {:?} {} {:?} {:?}: {target}", r.ingress, r.host, r.path, r.path_match)
 }

@@ -61,6 +61,9 @@ pub enum Reason {
     MissingSecret,
     /// A referenced Secret cannot be used (bad PEM, expired, key mismatch, wrong host).
     InvalidSecret,
+    /// A canary Ingress's rule matches no main Ingress's host, path and pathType: it diverts
+    /// nothing.
+    UnmatchedCanary,
 }
 
 impl Reason {
@@ -87,6 +90,7 @@ impl Reason {
             Reason::UnsupportedFeature => "UnsupportedFeature",
             Reason::MissingSecret => "MissingSecret",
             Reason::InvalidSecret => "InvalidSecret",
+            Reason::UnmatchedCanary => "UnmatchedCanary",
         }
     }
 }

@@ -88,6 +88,8 @@ pub struct LeanService {
     pub name: String,
     /// `spec.type` (`ClusterIP` when unset, as the API defaults it).
     pub service_type: Option<String>,
+    /// `spec.clusterIP` (`None` for headless Services), for `service-upstream`.
+    pub cluster_ip: Option<String>,
     /// `spec.ports`.
     pub ports: Vec<LeanServicePort>,
 }
@@ -109,6 +111,7 @@ impl From<Service> for LeanService {
             namespace: service.metadata.namespace.unwrap_or_default(),
             name: service.metadata.name.unwrap_or_default(),
             service_type: spec.type_,
+            cluster_ip: spec.cluster_ip.filter(|ip| !ip.is_empty() && ip != "None"),
             ports: exact(ports.map(|p| LeanServicePort { name: p.name, port: p.port })),
         }
     }

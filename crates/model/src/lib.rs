@@ -10,6 +10,7 @@
 //! - [`RoutingTable`]: what the proxy serves, built for lookup ([`RoutingTable::lookup`]);
 //! - [`Diagnostic`]: what translation found wrong, per object.
 
+mod balance;
 mod diagnostics;
 mod hostindex;
 mod hostmap;
@@ -18,13 +19,16 @@ mod lookup;
 mod names;
 mod pathregex;
 mod pathtable;
+mod policy;
 mod record;
 mod settings;
 mod shared;
 mod snapshot;
 mod table;
+mod template;
 mod tls;
 
+pub use balance::{EwmaSlot, Ring, address_bytes, subset, subset_count};
 pub use diagnostics::{Diagnostic, Reason, Severity};
 pub use hostindex::HostIndex;
 pub use hostmap::{FastMap, HostMap};
@@ -36,13 +40,18 @@ pub use lookup::{Lookup, normalize_host, normalize_path};
 pub use names::{Kind, NamespacedName, ObjectRef};
 pub use pathregex::{Location, RegexPaths, Rewrite, RewriteTarget, location_regex};
 pub use pathtable::PathTable;
+pub use policy::{
+    Affinity, Balance, Canary, CanaryPattern, ErrorPages, HashBy, HttpsRedirect, Limits, LogPolicy,
+    Mirror, Policy, Redirect, ResponseRules, Retry, UpstreamRequest,
+};
 pub use settings::Settings;
 pub use shared::{ChunkVec, SharedVec};
 pub use snapshot::{Chunk, Named, Objects, Snapshot};
 pub use table::{
-    Backend, BackendId, Endpoint, HostRoutes, Origin, PathMatch, Policy, Referrers, Route, RouteId,
-    RoutingTable, Target,
+    Backend, BackendId, BalanceState, CookieKeys, Endpoint, HostRoutes, Origin, PathMatch,
+    Referrers, Route, RouteId, RoutingTable, Target,
 };
+pub use template::{Part, Template, Var, Vars};
 pub use tls::{
     ClientAuth, ClientVerify, HandshakePolicy, HttpsBehaviour, KeyFormat, PrivateKey, Tls, TlsCert,
     TlsVersions, UpstreamProtocol, UpstreamTls,

@@ -1,13 +1,13 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 
 use crate::{
-    ChunkVec, Diagnostic, HostIndex, HttpsBehaviour, NamespacedName, PathTable, RegexPaths,
-    Rewrite, SharedVec, Tls, UpstreamProtocol, UpstreamTls,
+    Balance, Canary, ChunkVec, Diagnostic, EwmaSlot, HostIndex, HttpsBehaviour, NamespacedName,
+    PathTable, Policy, RegexPaths, Rewrite, Ring, SharedVec, Tls, UpstreamProtocol, UpstreamTls,
 };
 
 /// Index of a [`Route`] in [`RoutingTable::routes`].
@@ -134,6 +134,12 @@ pub struct Referrers {
     /// Routes no host leads to any more: those of Ingresses an update removed or replaced.
     /// Past a share of the table, the next change is translated in full, which drops them.
     pub dead_routes: usize,
+    /// True when no Ingress of the table reaches beyond its own hosts and routes: none is a
+    /// canary, none has aliases or a `www` redirect, and none sets how a backend is balanced
+    /// or reached (`load-balance`, `upstream-hash-by`, `affinity`, `service-upstream`,
+    /// `default-backend`). An Ingress update of such Ingresses alone keeps the other
+    /// Ingresses' routes as they are.
+    pub alone: bool,
 }
 
 impl Referrers {
@@ -209,16 +215,90 @@ pub struct Route {
     pub path_match: PathMatch,
     /// Where its requests go.
     pub target: Target,
-    /// Limits and timeouts for its requests.
-    pub policy: Policy,
+    /// The `default-backend` annotation's backend: it serves when the target's backend has no
+    /// ready endpoint, and answers `custom-http-errors`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<BackendId>,
+    /// What its Ingress asks of its requests, shared by the Ingress's routes.
+    pub policy: Arc<Policy>,
+    /// `rewrite-target` for this path: the path sent upstream is rewritten.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rewrite: Option<Arc<Rewrite>>,
+    /// Plain-HTTP requests get a redirect to HTTPS (`ssl-redirect` and the host's TLS, or
+    /// `force-ssl-redirect`).
+    pub redirect_to_https: bool,
+    /// `app-root` of the route's host: a request for `/` is redirected there (302).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_root: Option<Arc<str>>,
+    /// Translation's verdict: the HTTP/1.1 fast path may carry this route's requests (every
+    /// backend it may pick speaks HTTP/1.1 in clear, and [`Policy::fast_path_carries`]). The
+    /// fast path runs the same life cycle as the general path; this only says whether its way
+    /// of moving bytes is enough.
+    pub fast: bool,
+}
+
+impl RoutingTable {
+    /// The route for requests no host or path claims (`--default-backend-service`, else the
+    /// built-in 404): always route 0. `custom-http-errors` without a `default-backend`
+    /// answers from it.
+    pub fn global_default(&self) -> &Route {
+        &self.routes[0]
+    }
 }
 
 impl Route {
+    /// A route of `target` with the default policy, not yet judged for the fast path.
+    pub fn new(
+        ingress: Option<NamespacedName>,
+        host: String,
+        path: String,
+        path_match: PathMatch,
+        target: Target,
+        policy: Arc<Policy>,
+    ) -> Self {
+        Self {
+            ingress,
+            host,
+            path,
+            path_match,
+            target,
+            fallback: None,
+            policy,
+            rewrite: None,
+            redirect_to_https: false,
+            app_root: None,
+            fast: false,
+        }
+    }
+
     /// The Ingress's namespace and name, or empty strings (for metric labels and logs).
     pub fn ingress_parts(&self) -> (&str, &str) {
         match &self.ingress {
             Some(n) => (&n.namespace, &n.name),
             None => ("", ""),
+        }
+    }
+
+    /// Every backend the route may send to: its target, the target's canary, its fallback.
+    pub fn backends<'a>(
+        &'a self,
+        backends: &'a [Arc<Backend>],
+    ) -> impl Iterator<Item = BackendId> + 'a {
+        let main = match self.target {
+            Target::Backend(id) => Some(id),
+            Target::Respond { .. } | Target::RedirectHost { .. } => None,
+        };
+        let canary = main.and_then(|id| Some(backends.get(id as usize)?.canary.as_ref()?.backend));
+        main.into_iter().chain(canary).chain(self.fallback)
+    }
+
+    /// Renumbers the backends it names (an update that merges backend lists).
+    pub fn map_backends(&mut self, f: impl Fn(BackendId) -> BackendId) {
+        if let Target::Backend(b) = &mut self.target {
+            *b = f(*b);
+        }
+        if let Some(b) = &mut self.fallback {
+            *b = f(*b);
         }
     }
 }
@@ -236,62 +316,12 @@ pub enum Target {
         /// Why, for the debug endpoints and logs (never sent to clients).
         reason: String,
     },
-}
-
-/// Per-route limits and timeouts (ingress-nginx's `proxy-*` annotations and ConfigMap keys).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Policy {
-    /// Largest request body accepted (`proxy-body-size`); `None` means unlimited (`0`).
-    pub max_body_size: Option<u64>,
-    /// Time to establish an upstream connection (`proxy-connect-timeout`).
-    #[serde(serialize_with = "secs")]
-    pub connect_timeout: Duration,
-    /// Longest wait between two reads from the upstream (`proxy-read-timeout`).
-    #[serde(serialize_with = "secs")]
-    pub read_timeout: Duration,
-    /// Longest wait between two writes to the upstream (`proxy-send-timeout`).
-    #[serde(serialize_with = "secs")]
-    pub send_timeout: Duration,
-    /// Attempts on different endpoints when connecting fails (`proxy-next-upstream-tries`).
-    pub next_upstream_tries: u32,
-    /// `ssl-redirect`: redirect plain-HTTP requests to HTTPS when the host has TLS.
-    pub ssl_redirect: bool,
-    /// `force-ssl-redirect`: redirect them even when it has not.
-    pub force_ssl_redirect: bool,
-    /// The two above applied to the route's host: plain-HTTP requests get a redirect.
-    pub redirect_to_https: bool,
-    /// Keep a trailing slash in that redirect (`preserve-trailing-slash`).
-    pub preserve_trailing_slash: bool,
-    /// Name the HTTPS port in that redirect (`use-port-in-redirects`); else no port, as
-    /// clients then use 443.
-    pub port_in_redirect: bool,
-    /// `rewrite-target`: the path sent upstream is rewritten. `Some` is the proxy's cheap
-    /// test for "this route rewrites".
-    pub rewrite: Option<Arc<Rewrite>>,
-}
-
-impl Default for Policy {
-    /// ingress-nginx's defaults: 1m body, 5 s connect, 60 s read and send, 3 tries,
-    /// `ssl-redirect` on.
-    fn default() -> Self {
-        Self {
-            max_body_size: Some(1024 * 1024),
-            connect_timeout: Duration::from_secs(5),
-            read_timeout: Duration::from_secs(60),
-            send_timeout: Duration::from_secs(60),
-            next_upstream_tries: 3,
-            ssl_redirect: true,
-            force_ssl_redirect: false,
-            redirect_to_https: false,
-            preserve_trailing_slash: false,
-            port_in_redirect: false,
-            rewrite: None,
-        }
-    }
-}
-
-fn secs<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(d.as_secs_f64())
+    /// Redirect every request to another host, keeping the path (`from-to-www-redirect`):
+    /// `<scheme>://<host>:<port><uri>` with the table's `http-redirect-code`.
+    RedirectHost {
+        /// The host redirected to.
+        host: String,
+    },
 }
 
 /// A Service port and its ready endpoints: ingress-nginx's "upstream".
@@ -309,13 +339,22 @@ pub struct Backend {
     pub protocol: UpstreamProtocol,
     /// TLS settings, for `HTTPS` and `GRPCS` (`proxy-ssl-*`).
     pub tls: Option<Arc<UpstreamTls>>,
-    /// Round-robin position, shared by every worker (lock-free).
+    /// How its endpoints are chosen (`load-balance`, `upstream-hash-by`, `affinity`), as the
+    /// oldest Ingress naming it decides.
+    pub balance: Balance,
+    /// `service-upstream`: the endpoint is the Service's cluster IP, not its pods.
+    pub service_upstream: bool,
+    /// The canary attached to it (`canary` Ingresses for the same host and path).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary: Option<Box<Canary>>,
+    /// Per-endpoint state of the balancer (round-robin position, hash ring, response times),
+    /// shared by every worker (lock-free) and carried over while the endpoints stay the same.
     #[serde(skip)]
-    pub cursor: AtomicUsize,
+    pub state: BalanceState,
 }
 
 impl Backend {
-    /// Builds a plain-HTTP backend with its cursor at the start.
+    /// Builds a plain-HTTP, round-robin backend.
     pub fn new(
         name: String,
         service: NamespacedName,
@@ -329,13 +368,18 @@ impl Backend {
             endpoints,
             protocol: UpstreamProtocol::Http1,
             tls: None,
-            cursor: AtomicUsize::new(0),
+            balance: Balance::RoundRobin,
+            service_upstream: false,
+            canary: None,
+            state: BalanceState::default(),
         }
     }
 
     /// The same backend with other endpoints. The round-robin position carries over, so that
-    /// an endpoint change does not send every backend's next request to its first endpoint.
+    /// an endpoint change does not send every backend's next request to its first endpoint;
+    /// the rest of the balancer's state is made anew for the new endpoints.
     pub fn with_endpoints(&self, endpoints: Vec<Endpoint>) -> Self {
+        let state = self.state.carried_over(&self.endpoints, &endpoints);
         Self {
             name: self.name.clone(),
             service: self.service.clone(),
@@ -343,17 +387,87 @@ impl Backend {
             endpoints,
             protocol: self.protocol,
             tls: self.tls.clone(),
-            cursor: AtomicUsize::new(self.cursor.load(Ordering::Relaxed)),
+            balance: self.balance.clone(),
+            service_upstream: self.service_upstream,
+            canary: self.canary.clone(),
+            state,
         }
     }
 
-    /// The index of the next endpoint in round-robin order; callers try consecutive indexes
-    /// (modulo the length) on retries. `None` when there is no endpoint.
+    /// The index of the next endpoint in round-robin order. `None` when there is no
+    /// endpoint.
     pub fn next_index(&self) -> Option<usize> {
         if self.endpoints.is_empty() {
             return None;
         }
-        Some(self.cursor.fetch_add(1, Ordering::Relaxed) % self.endpoints.len())
+        Some(self.state.cursor.fetch_add(1, Ordering::Relaxed) % self.endpoints.len())
+    }
+
+    /// The same backend as `other` for translation's purposes: one Service port reached and
+    /// balanced the same way, with the same canary.
+    pub fn same_upstream(&self, other: &Backend) -> bool {
+        self.service == other.service
+            && self.port == other.port
+            && self.protocol == other.protocol
+            && self.tls == other.tls
+            && self.balance == other.balance
+            && self.service_upstream == other.service_upstream
+            && self.canary == other.canary
+    }
+}
+
+/// A backend's balancer state.
+#[derive(Debug, Default)]
+pub struct BalanceState {
+    /// Round-robin position.
+    pub cursor: AtomicUsize,
+    /// The consistent-hash ring of its endpoints, made on first use.
+    pub ring: OnceLock<Ring>,
+    /// Per endpoint: the decaying average response time (`load-balance: ewma`), made on
+    /// first use.
+    pub ewma: OnceLock<Box<[EwmaSlot]>>,
+    /// Per endpoint: its key in a persistent session cookie (the proxy makes them on first
+    /// use), and the backend's own key in session cookies.
+    pub cookie_keys: OnceLock<CookieKeys>,
+}
+
+/// A sticky backend's keys in session cookies: one per endpoint (persistent mode), and the
+/// backend's own.
+pub type CookieKeys = (Box<[Box<str>]>, Box<str>);
+
+impl BalanceState {
+    /// The state for `new` endpoints after `old`: the round-robin position is kept, and so
+    /// are the response-time averages of endpoints still there; new endpoints start at the
+    /// average of those (ingress-nginx's slow start), so that they are not flooded for having
+    /// no history. The hash ring is made anew.
+    fn carried_over(&self, old: &[Endpoint], new: &[Endpoint]) -> Self {
+        let ewma = OnceLock::new();
+        if let Some(slots) = self.ewma.get() {
+            let kept: Vec<Option<&EwmaSlot>> = new
+                .iter()
+                .map(|e| old.iter().position(|o| o == e).and_then(|i| slots.get(i)))
+                .collect();
+            let known: Vec<&EwmaSlot> = kept.iter().flatten().copied().collect();
+            let now = known.iter().map(|s| s.touched()).max().unwrap_or(0);
+            let start = match known.len() {
+                0 => 0.0,
+                n => known.iter().map(|s| s.average()).sum::<f64>() / n as f64,
+            };
+            let slots: Box<[EwmaSlot]> = kept
+                .iter()
+                .map(|k| match k {
+                    Some(s) => EwmaSlot::new(s.average(), s.touched()),
+                    None => EwmaSlot::new(start, now),
+                })
+                .collect();
+            let _ = ewma.set(slots);
+        }
+        Self {
+            cursor: AtomicUsize::new(self.cursor.load(Ordering::Relaxed)),
+            ring: OnceLock::new(),
+            ewma,
+            cookie_keys: OnceLock::new(),
+        }
     }
 }
 

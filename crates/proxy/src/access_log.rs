@@ -153,15 +153,21 @@ fn version(v: Version) -> &'static str {
     }
 }
 
-/// `$proxy_upstream_name`: the backend's `namespace-service-port`, or ingress-nginx's name
-/// for the default backend.
+/// `$proxy_upstream_name`: the route's backend, `namespace-service-port` (ingress-nginx
+/// names the location's upstream even when a canary served), or ingress-nginx's name for the
+/// default backend.
 fn upstream_name(record: &Record) -> &str {
     let route = &record.table.routes[record.route as usize];
     match (&route.ingress, &route.target) {
         (None, _) => "upstream-default-backend",
         (Some(_), Target::Backend(id)) => &record.table.backends[*id as usize].name,
-        (Some(_), Target::Respond { .. }) => "",
+        (Some(_), _) => "",
     }
+}
+
+/// `$proxy_alternative_upstream_name`: the canary's backend, when it served.
+fn alternative_name(record: &Record) -> &str {
+    record.canary.map_or("", |id| &record.table.backends[id as usize].name)
 }
 
 /// Appends `n` in decimal (without `fmt`, which costs more than the rest of a line).
@@ -291,7 +297,9 @@ fn upstreaminfo(out: &mut Vec<u8>, r: &Record, end: Instant) {
     secs(out, elapsed);
     out.extend_from_slice(b" [");
     out.extend_from_slice(upstream_name(r).as_bytes());
-    out.extend_from_slice(b"] [] ");
+    out.extend_from_slice(b"] [");
+    out.extend_from_slice(alternative_name(r).as_bytes());
+    out.extend_from_slice(b"] ");
     for (i, field) in
         [Field::Addr, Field::Length, Field::Time, Field::Status].into_iter().enumerate()
     {
@@ -315,7 +323,7 @@ fn json(out: &mut Vec<u8>, r: &Record, end: Instant) {
             let b = &r.table.backends[*id as usize];
             (b.service.name.as_str(), b.port.as_str())
         }
-        Target::Respond { .. } => ("", ""),
+        _ => ("", ""),
     };
     let (addr, len, time, status) = upstream_fields(r, end);
     let text = |v: &Option<http::HeaderValue>| {
@@ -335,7 +343,7 @@ fn json(out: &mut Vec<u8>, r: &Record, end: Instant) {
         "request_length": r.request.request_length,
         "request_time": (elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
         "proxy_upstream_name": upstream_name(r),
-        "proxy_alternative_upstream_name": "",
+        "proxy_alternative_upstream_name": alternative_name(r),
         "upstream_addr": addr,
         "upstream_response_length": len,
         "upstream_response_time": time,

@@ -91,14 +91,45 @@ impl Progress {
 const DRAIN_BYTES: u64 = 16 * 1024 * 1024;
 const DRAIN_TIME: Duration = Duration::from_secs(5);
 
-/// The client's request body, forwarded as it arrives (no buffering). `None` for a request
-/// without a body, which can then be sent again on another connection.
+/// The client's request body on its way upstream: absent, held whole in memory (request
+/// buffering, or a body read again for a retry), or streamed as it arrives (after what was
+/// read already).
 pub(crate) struct RequestBody {
-    inner: Option<Incoming>,
+    inner: Inner,
     limit: u64,
     seen: u64,
     progress: Option<Arc<Progress>>,
 }
+
+enum Inner {
+    Absent,
+    /// Held whole; taken when sent.
+    Held(Option<Bytes>),
+    /// Streamed: the bytes read already, then the rest.
+    Stream {
+        prefix: Option<Bytes>,
+        rest: Incoming,
+    },
+}
+
+/// Why a body could not be read before going upstream.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Unread {
+    /// It exceeded `proxy-body-size` (413).
+    TooLarge,
+    /// The client sent nothing for [`BODY_TIMEOUT`] (408).
+    Timeout,
+    /// The client broke off before the end (400, as NGINX logs it).
+    Broken,
+}
+
+/// The most of a request body held in memory by request buffering (see the translate
+/// crate's `buffering` family); a larger body is streamed on from there.
+pub(crate) const BUFFER_LIMIT: u64 = 8 * 1024 * 1024;
+
+/// NGINX's `client_body_timeout`: the longest wait between two reads of a request body that
+/// is being buffered.
+const BODY_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl RequestBody {
     /// Wraps `inner`, failing once more than `limit` bytes went through.
@@ -107,25 +138,94 @@ impl RequestBody {
         limit: Option<u64>,
         progress: Option<Arc<Progress>>,
     ) -> Self {
-        let inner = (!inner.is_end_stream()).then_some(inner);
+        let inner = if inner.is_end_stream() {
+            Inner::Absent
+        } else {
+            Inner::Stream { prefix: None, rest: inner }
+        };
         Self { inner, limit: limit.unwrap_or(u64::MAX), seen: 0, progress }
+    }
+
+    /// Reads `incoming` before anything goes upstream (`proxy-request-buffering`): held whole
+    /// when it ends within `hold` bytes, else streamed once `hold` bytes have arrived. `Err`
+    /// when it is larger than `limit` (the rest is drained meanwhile), or stalls.
+    pub(crate) async fn buffered(
+        mut incoming: Incoming,
+        limit: Option<u64>,
+        hold: u64,
+        progress: Option<Arc<Progress>>,
+    ) -> Result<Self, Unread> {
+        use http_body_util::BodyExt;
+        let limit = limit.unwrap_or(u64::MAX);
+        let mut held = bytes::BytesMut::new();
+        let stream = loop {
+            if incoming.is_end_stream() {
+                break false;
+            }
+            let frame = tokio::time::timeout(BODY_TIMEOUT, incoming.frame())
+                .await
+                .map_err(|_| Unread::Timeout)?;
+            match frame {
+                Some(Ok(frame)) => {
+                    if let Some(data) = frame.data_ref() {
+                        held.extend_from_slice(data);
+                        if held.len() as u64 > limit {
+                            tokio::spawn(drain(incoming));
+                            return Err(Unread::TooLarge);
+                        }
+                        if held.len() as u64 >= hold {
+                            break true;
+                        }
+                    }
+                }
+                // A client that breaks off mid-body: nothing goes upstream.
+                Some(Err(_)) => return Err(Unread::Broken),
+                None => break false,
+            }
+        };
+        let seen = held.len() as u64;
+        let held = held.freeze();
+        let inner = if stream {
+            Inner::Stream { prefix: Some(held), rest: incoming }
+        } else {
+            Inner::Held(Some(held))
+        };
+        Ok(Self { inner, limit, seen, progress })
+    }
+
+    /// A body held whole.
+    pub(crate) fn held(body: Bytes) -> Self {
+        Self { inner: Inner::Held(Some(body)), limit: u64::MAX, seen: 0, progress: None }
     }
 
     /// A body with nothing in it.
     pub(crate) fn empty() -> Self {
-        Self { inner: None, limit: u64::MAX, seen: 0, progress: None }
+        Self { inner: Inner::Absent, limit: u64::MAX, seen: 0, progress: None }
     }
 
-    /// True when there is no body at all (not merely an empty one still to be read).
-    pub(crate) fn is_absent(&self) -> bool {
-        self.inner.is_none()
+    /// The body, when it can be sent again: `Some(None)` when absent, `Some(Some(bytes))`
+    /// when held whole; `None` when streamed.
+    pub(crate) fn held_bytes(&self) -> Option<Option<Bytes>> {
+        match &self.inner {
+            Inner::Absent => Some(None),
+            Inner::Held(Some(b)) => Some(Some(b.clone())),
+            _ => None,
+        }
+    }
+
+    /// Its length, when held whole.
+    pub(crate) fn held_len(&self) -> Option<u64> {
+        match &self.inner {
+            Inner::Held(Some(b)) => Some(b.len() as u64),
+            _ => None,
+        }
     }
 }
 
 impl Drop for RequestBody {
     fn drop(&mut self) {
         if self.seen > self.limit
-            && let Some(rest) = self.inner.take()
+            && let Inner::Stream { rest, .. } = std::mem::replace(&mut self.inner, Inner::Absent)
             && let Ok(rt) = tokio::runtime::Handle::try_current()
         {
             rt.spawn(drain(rest));
@@ -157,7 +257,24 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
-        let Some(inner) = this.inner.as_mut() else { return Poll::Ready(None) };
+        let (prefix, inner) = match &mut this.inner {
+            Inner::Absent => return Poll::Ready(None),
+            Inner::Held(data) => {
+                let frame = data.take().map(|d| Ok(Frame::data(d)));
+                if let Some(p) = &this.progress {
+                    p.touch();
+                    p.done.store(true, Ordering::Relaxed);
+                }
+                return Poll::Ready(frame);
+            }
+            Inner::Stream { prefix, rest } => (prefix, rest),
+        };
+        if let Some(first) = prefix.take() {
+            if let Some(p) = &this.progress {
+                p.touch();
+            }
+            return Poll::Ready(Some(Ok(Frame::data(first))));
+        }
         let frame = ready!(Pin::new(&mut *inner).poll_frame(cx));
         if let Some(p) = &this.progress {
             p.touch();
@@ -183,11 +300,28 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
+        match &self.inner {
+            Inner::Absent => true,
+            Inner::Held(data) => data.is_none(),
+            Inner::Stream { prefix, rest } => prefix.is_none() && rest.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.as_ref().map_or_else(|| SizeHint::with_exact(0), |b| b.size_hint())
+        match &self.inner {
+            Inner::Absent => SizeHint::with_exact(0),
+            Inner::Held(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Inner::Stream { prefix, rest } => {
+                let before = prefix.as_ref().map_or(0, |p| p.len() as u64);
+                let hint = rest.size_hint();
+                let mut out = SizeHint::new();
+                out.set_lower(hint.lower() + before);
+                if let Some(upper) = hint.upper() {
+                    out.set_upper(upper + before);
+                }
+                out
+            }
+        }
     }
 }
 

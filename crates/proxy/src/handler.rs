@@ -1,27 +1,28 @@
-//! The life cycle of one request, in phases (after Pingora's): refuse what NGINX refuses,
-//! match the route, redirect plain HTTP to HTTPS, check client certificates, apply the route's
-//! policies, pick and forward to an upstream, rewrite the response head (HSTS on HTTPS), stream
-//! the body back; the access log and metrics are written when the body ends
-//! ([`Record::finish`]).
+//! The general path: hyper carries the request, and [`pipeline::decide`] decides what becomes
+//! of it, as it does for the fast path. What only this path does follows the decision:
+//! request bodies (their limit and buffering), upgrades, HTTP/2 and TLS towards backends,
+//! error pages from the default backend (`custom-http-errors`) and mirrors. The access log
+//! and metrics are written when the response body ends ([`Record::finish`]).
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
+use http::request::Parts;
+use http::{
+    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version, header,
+};
 use hyper::body::{Body as _, Incoming};
-use sluice_model::{Route, Target, normalize_host};
+use sluice_model::{Backend, BackendId, Route, RoutingTable, Target};
 use tokio::time::Instant;
 
-use crate::body::{self, Progress, ProxyBody, RequestBody};
-use crate::forward::{self, Forwarding};
-use crate::local::{redirect, respond};
+use crate::body::{self, BUFFER_LIMIT, Progress, ProxyBody, RequestBody, Unread};
+use crate::local::respond;
+use crate::pipeline::{
+    self, Attempts, Carrier, Decision, Edit, Failure, HyperHead, Local, ResponsePlan, UpstreamSink,
+};
 use crate::record::{Record, RequestFacts};
 use crate::server::ConnInfo;
-use crate::tls::client_auth::ClientCert;
-use crate::upstream::{self, Failure};
-use crate::{Published, Shared, tunnel};
-
-static HSTS: header::HeaderName = header::STRICT_TRANSPORT_SECURITY;
+use crate::{Published, Shared, forward, mirror, tunnel, upstream};
 
 pub(crate) async fn handle(
     req: Request<Incoming>,
@@ -31,14 +32,62 @@ pub(crate) async fn handle(
     // The table (and its TLS side) is loaded once and kept until the response ends, so a
     // configuration swap never changes a request half-way.
     let published = shared.state.load_full();
-    let mut response = route_request(req, &conn, shared, &published).await;
-    if conn.tls.is_some()
-        && let Some(hsts) = published.table.https.hsts.as_deref()
-        && let Ok(v) = HeaderValue::from_str(hsts)
-    {
-        response.headers_mut().insert(HSTS.clone(), v);
+    Ok(route_request(req, &conn, shared, &published).await)
+}
+
+/// The upstream request's head as the life cycle writes it, applied to hyper's request.
+#[derive(Default)]
+struct HyperSink {
+    target: Option<Vec<u8>>,
+    http10: bool,
+    drop: Vec<HeaderName>,
+    set: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl UpstreamSink for HyperSink {
+    fn request_line(&mut self, _method: &str, target: &[u8], http10: bool) {
+        self.target = Some(target.to_vec());
+        self.http10 = http10;
     }
-    Ok(response)
+
+    fn keep(&mut self, _name: &[u8], _value: &[u8]) {}
+
+    fn drop(&mut self, name: &[u8]) {
+        if let Ok(n) = HeaderName::from_bytes(name) {
+            self.drop.push(n);
+        }
+    }
+
+    fn set(&mut self, name: &str, value: &[u8]) {
+        if let (Ok(n), Ok(v)) =
+            (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_bytes(value))
+        {
+            self.set.push((n, v));
+        }
+    }
+}
+
+impl HyperSink {
+    fn apply(self, parts: &mut Parts) {
+        for name in self.drop {
+            parts.headers.remove(name);
+        }
+        for (name, value) in self.set {
+            parts.headers.insert(name, value);
+        }
+        if let Some(target) = self.target
+            && let Ok(pq) = http::uri::PathAndQuery::try_from(target)
+        {
+            let mut uri = http::uri::Parts::default();
+            uri.path_and_query = Some(pq);
+            if let Ok(u) = http::Uri::from_parts(uri) {
+                parts.uri = u;
+            }
+        }
+        if self.http10 {
+            parts.version = Version::HTTP_10;
+        }
+    }
 }
 
 async fn route_request(
@@ -49,124 +98,460 @@ async fn route_request(
 ) -> Response<ProxyBody> {
     let start = Instant::now();
     let server = &shared.server_header;
-    let table = &published.table;
 
-    // Phase 0: requests NGINX refuses before routing.
+    // Requests NGINX refuses before routing.
     if let Some(status) = refuse(&req) {
         return respond(status, server, None);
     }
-
-    // Phase 1: match.
     let host = match forward::request_host(&req) {
-        Some(h) if forward::valid_host(h) => h,
+        Some(h) if forward::valid_host(h) => h.to_string(),
         // HTTP/1.0 may omit Host: the catch-all host serves it, as NGINX's default server.
-        None if req.version() == Version::HTTP_10 => "",
+        None if req.version() == Version::HTTP_10 => String::new(),
         _ => return respond(400, server, None),
     };
-    let found = table.lookup(host, req.uri().path());
-    let route = found.route;
-    let request_id = forward::request_id(req.headers());
+    // HTTP/2 carries the host in `:authority`: an HTTP/1.1 upstream needs a Host header.
+    if let Some(authority) = req.uri().authority()
+        && !req.headers().contains_key(header::HOST)
+        && let Ok(v) = HeaderValue::from_str(authority.as_str())
+    {
+        req.headers_mut().insert(header::HOST, v);
+    }
+    let websocket = forward::is_websocket_upgrade(&req);
+    let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, incoming) = req.into_parts();
+    let facts = RequestFacts::of_parts(&parts, &incoming);
+    let upgrade_value = parts.headers.get(header::UPGRADE).cloned();
+    let te_trailers = parts
+        .headers
+        .get_all(header::TE)
+        .iter()
+        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+
+    let mut sink = HyperSink::default();
+    let decision = {
+        let head = HyperHead { parts: &parts };
+        pipeline::decide(&head, &host, conn, published, shared, Carrier::General, &mut sink)
+    };
+    let table = &published.table;
+    let forward = match decision {
+        Decision::Forward(f) => f,
+        Decision::Local(local) => {
+            let mut record = Box::new(Record::new(
+                shared,
+                conn.clone(),
+                facts,
+                table.clone(),
+                local.route,
+                start,
+                local.request_id.clone(),
+            ));
+            record.log = local.log;
+            let errors = table.routes[local.route as usize]
+                .policy
+                .errors
+                .is_some()
+                .then(|| error_request(&parts, &local.request_id, conn, &host));
+            return answer_local(local, errors, incoming, table, shared, record).await;
+        }
+        Decision::Handoff => unreachable!("the general path carries every route"),
+    };
+    let route = &table.routes[forward.route as usize];
+    let backend = &table.backends[forward.backend as usize];
     let mut record = Box::new(Record::new(
         shared,
         conn.clone(),
-        RequestFacts::of(&req),
+        facts,
         table.clone(),
-        found.id,
+        forward.route,
         start,
-        request_id.clone(),
+        forward.request_id.clone(),
     ));
+    record.backend = Some(forward.backend);
+    record.canary = forward.canary;
+    record.log = forward.log;
+    let errors = route
+        .policy
+        .errors
+        .is_some()
+        .then(|| error_request(&parts, &forward.request_id, conn, &host));
 
-    // Phase 2: plain HTTP to a host that wants HTTPS.
-    let trust_forwarded = table.https.use_forwarded_headers;
-    let https =
-        conn.tls.is_some() || (trust_forwarded && forward::forwarded_proto(&req) == Some("https"));
-    if route.policy.redirect_to_https
-        && !https
-        && !forward::exempt_from_redirect(&req, &table.https.no_redirect_prefixes)
-    {
-        let location = https_location(&req, host, route, shared);
-        return redirect(table.https.redirect_code, &location, server, record);
-    }
-
-    // Phase 3: client certificates, as the request's host asks for them.
-    let client = match client_certificate(published, &normalize_host(host), conn) {
-        Ok(c) => c,
-        Err(status) => return respond(status, server, Some(record)),
-    };
-
-    // Phase 4: the route's own answer, or its backend.
-    let backend = match &route.target {
-        Target::Respond { status, .. } => return respond(*status, server, Some(record)),
-        Target::Backend(id) => &table.backends[*id as usize],
-    };
-    if backend.endpoints.is_empty() {
-        return respond(503, server, Some(record));
-    }
-
-    // Phase 5: request policies.
-    let policy = &route.policy;
-    let declared = req.body().size_hint().exact();
-    if let (Some(limit), Some(len)) = (policy.max_body_size, declared)
+    // The request body: its declared size, then, with request buffering, the body itself.
+    let limits = &route.policy.limits;
+    let declared = incoming.size_hint().exact();
+    if let (Some(limit), Some(len)) = (limits.max_body_size, declared)
         && len > limit
     {
         // Read what the client is still sending while it reads the 413 (lingering close).
-        tokio::spawn(body::drain(req.into_body()));
-        return respond(413, server, Some(record));
+        tokio::spawn(body::drain(incoming));
+        return answer(413, forward.response, errors, table, route, shared, record).await;
     }
-
-    // Phase 6: rewrite the request and forward it.
-    let upgrade = !backend.protocol.h2() && forward::is_websocket_upgrade(&req);
-    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let passes_cert = client.as_ref().is_some_and(|(pass, _)| *pass);
-    forward::prepare_request(
-        &mut req,
-        &Forwarding {
-            conn,
-            request_id: &request_id,
-            upgrade,
-            https,
-            trust_forwarded,
-            client: client.as_ref().map(|(_, c)| c),
-            pass_certificate: passes_cert,
-            upstream: backend.protocol,
-            rewrite: policy.rewrite.as_deref(),
-        },
-    );
-    let (parts, incoming) = req.into_parts();
+    let upgrade = websocket && !backend.protocol.h2();
     let progress = (!incoming.is_end_stream()).then(|| Progress::new(start));
-    let body = RequestBody::new(incoming, policy.max_body_size, progress.clone());
+    let body = if route.policy.upstream.request_buffering && !incoming.is_end_stream() && !upgrade {
+        let hold = limits.max_body_size.unwrap_or(u64::MAX).min(BUFFER_LIMIT);
+        match RequestBody::buffered(incoming, limits.max_body_size, hold, progress.clone()).await {
+            Ok(b) => b,
+            Err(Unread::TooLarge) => {
+                return answer(413, forward.response, errors, table, route, shared, record).await;
+            }
+            Err(Unread::Timeout) => return respond(408, server, Some(record)),
+            Err(Unread::Broken) => return respond(400, server, Some(record)),
+        }
+    } else {
+        RequestBody::new(incoming, limits.max_body_size, progress.clone())
+    };
+
+    // A mirror gets the client's request as it came.
+    let mirror_head = forward.mirror.as_ref().map(|_| {
+        let mut headers = parts.headers.clone();
+        for name in pipeline::HOP_BY_HOP {
+            headers.remove(name);
+        }
+        let uri = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+        (parts.method.clone(), headers, uri)
+    });
+    // The upstream request's head, as the life cycle wrote it, in hyper's terms.
+    sink.apply(&mut parts);
+    prepare_for(&mut parts, backend, upgrade.then_some(upgrade_value).flatten(), te_trailers);
+    if let Some(len) = body.held_len() {
+        parts.headers.remove(header::TRANSFER_ENCODING);
+        parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    if let (Some(m), Some(url), Some((method, headers, uri))) =
+        (&route.policy.mirror, forward.mirror, mirror_head)
+    {
+        let body = if m.request_body { body.held_bytes().flatten() } else { None };
+        let copy = mirror::Copy { url, host: m.host.clone(), method, headers, body, uri };
+        mirror::send(copy, shared);
+    }
     let upstream_req = Request::from_parts(parts, body);
-    let forwarded =
-        upstream::forward(upstream_req, backend, policy, progress.as_ref(), upgrade, &mut record)
-            .await;
+    let mut attempts = forward.attempts;
+    let forwarded = upstream::forward(
+        upstream_req,
+        backend,
+        &mut attempts,
+        limits,
+        progress.as_ref(),
+        upgrade,
+        &mut record,
+    )
+    .await;
+    let mut plan = forward.response;
+    if let Some(key) = attempts.repinned() {
+        let ua =
+            errors.as_ref().and_then(|e| e.headers.get(header::USER_AGENT)).map(|v| v.as_bytes());
+        plan.set_cookie = pipeline::repin_cookie(backend, key, &route.path, forward.https, ua);
+    }
     let forwarded = match forwarded {
         Ok(f) => f,
         Err(failure) => {
             if failure != Failure::TooLarge {
                 shared.metrics.upstream_error(backend, failure.label());
             }
-            return respond(failure.status(), server, Some(record));
+            return answer(failure.status(), plan, errors, table, route, shared, record).await;
         }
     };
 
-    // Phase 7: the response head.
+    // The response head.
     let mut response = forwarded.response;
+    let status = response.status().as_u16();
+    if let Some(errors) = errors
+        && let Some(pages) = &route.policy.errors
+        && pages.intercept_upstream
+        && pages.codes.contains(&status)
+    {
+        drop(response);
+        return error_page(status, plan, errors, table, route, shared, record).await;
+    }
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     if switching && let Some(client) = client_upgrade {
-        tunnel::spawn_upgrade(client, hyper::upgrade::on(&mut response), policy.read_timeout);
+        tunnel::spawn_upgrade(client, hyper::upgrade::on(&mut response), limits.read_timeout);
     }
-    record.status = response.status().as_u16();
+    record.status = status;
     record.connection = forwarded.connection;
-    let (mut parts, body) = response.into_parts();
-    forward::prepare_response(&mut parts.headers, server, switching);
+    let (mut head, body) = response.into_parts();
+    forward::prepare_response(&mut head.headers, switching);
+    apply_response(&mut head.headers, &plan, route, table, &shared.server_header, true);
     if switching {
         // The tunnel carries the bytes from here; the record is written now.
-        parts.headers.remove(header::CONTENT_LENGTH);
-        return Response::from_parts(parts, ProxyBody::local(Default::default(), Some(record)));
+        head.headers.remove(header::CONTENT_LENGTH);
+        return Response::from_parts(head, ProxyBody::local(Default::default(), Some(record)));
     }
+    // The body streams back; the record is written when it ends.
+    Response::from_parts(head, ProxyBody::upstream(body, limits.read_timeout, record))
+}
 
-    // Phase 8: stream the body back; the record is written when it ends.
-    Response::from_parts(parts, ProxyBody::upstream(body, policy.read_timeout, record))
+/// The upstream request in the terms of `backend`'s protocol: HTTP/2 carries scheme and
+/// authority in the URI and no `Host`; gRPC keeps `TE: trailers`; a WebSocket upgrade keeps
+/// its `Upgrade` and `Connection`.
+fn prepare_for(
+    parts: &mut Parts,
+    backend: &Backend,
+    upgrade: Option<HeaderValue>,
+    te_trailers: bool,
+) {
+    let protocol = backend.protocol;
+    if protocol.h2() {
+        let mut uri = http::uri::Parts::default();
+        uri.scheme =
+            Some(if protocol.tls() { http::uri::Scheme::HTTPS } else { http::uri::Scheme::HTTP });
+        uri.authority = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.parse().ok());
+        uri.path_and_query = parts.uri.path_and_query().cloned();
+        if let Ok(u) = http::Uri::from_parts(uri) {
+            parts.uri = u;
+        }
+        parts.version = Version::HTTP_2;
+        parts.headers.remove(header::HOST);
+        if te_trailers {
+            parts.headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        }
+    } else if parts.version != Version::HTTP_10 {
+        parts.version = Version::HTTP_11;
+    }
+    if let Some(v) = upgrade {
+        parts.headers.insert(header::UPGRADE, v);
+        parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// Applies the response phase to a response head: the upstream's headers edited (when
+/// `upstream`), then Sluice's set.
+fn apply_response(
+    headers: &mut HeaderMap,
+    plan: &ResponsePlan,
+    route: &Route,
+    table: &RoutingTable,
+    server: &HeaderValue,
+    upstream: bool,
+) {
+    if upstream {
+        let rules = &route.policy.response;
+        let mut edits: Vec<(HeaderName, Option<HeaderValue>)> = Vec::new();
+        let mut names: Vec<&HeaderName> = headers.keys().collect();
+        names.dedup();
+        for name in names {
+            for value in headers.get_all(name) {
+                match plan.edit(rules, name.as_str().as_bytes(), value.as_bytes()) {
+                    Edit::Keep => {}
+                    Edit::Drop => edits.push((name.clone(), None)),
+                    Edit::Replace(v) => {
+                        edits.push((name.clone(), HeaderValue::from_bytes(&v).ok()));
+                    }
+                }
+            }
+        }
+        // Replacements keep the other values of the same name (several `Set-Cookie`).
+        let mut replaced: Vec<(HeaderName, Vec<HeaderValue>)> = Vec::new();
+        for (name, value) in edits {
+            match value {
+                None => {
+                    headers.remove(&name);
+                }
+                Some(v) => match replaced.iter_mut().find(|(n, _)| *n == name) {
+                    Some((_, vs)) => vs.push(v),
+                    None => replaced.push((name, vec![v])),
+                },
+            }
+        }
+        for (name, new) in replaced {
+            let kept: Vec<HeaderValue> = headers
+                .get_all(&name)
+                .iter()
+                .filter(|v| {
+                    plan.edit(&route.policy.response, name.as_str().as_bytes(), v.as_bytes())
+                        == Edit::Keep
+                })
+                .cloned()
+                .collect();
+            headers.remove(&name);
+            for v in kept.into_iter().chain(new) {
+                headers.append(&name, v);
+            }
+        }
+    }
+    plan.each_set(table.https.hsts.as_deref(), server.as_bytes(), |name, value| {
+        if let (Ok(n), Ok(v)) =
+            (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_bytes(value))
+        {
+            if n == header::SET_COOKIE {
+                headers.append(n, v);
+            } else {
+                headers.insert(n, v);
+            }
+        }
+    });
+}
+
+/// A local answer of the life cycle: its page (or redirect), with the response phase's
+/// headers; replaced by an error page when the route intercepts its status.
+async fn answer_local(
+    local: Local,
+    errors: Option<ErrorRequest>,
+    incoming: Incoming,
+    table: &Arc<RoutingTable>,
+    shared: &'static Shared,
+    record: Box<Record>,
+) -> Response<ProxyBody> {
+    if !incoming.is_end_stream() {
+        // Read what the client is still sending while it reads the answer (lingering close).
+        tokio::spawn(body::drain(incoming));
+    }
+    let route = &table.routes[local.route as usize];
+    if let Some(location) = &local.location {
+        let mut resp = respond(local.status, &shared.server_header, Some(record));
+        apply_response(
+            resp.headers_mut(),
+            &local.response,
+            route,
+            table,
+            &shared.server_header,
+            false,
+        );
+        if let Ok(v) = HeaderValue::from_str(location) {
+            resp.headers_mut().insert(header::LOCATION, v);
+        }
+        return resp;
+    }
+    answer(local.status, local.response, errors, table, route, shared, record).await
+}
+
+/// Sluice's own error answer `status` on `route`, or the default backend's error page when
+/// the route intercepts it (`custom-http-errors`).
+async fn answer(
+    status: u16,
+    plan: ResponsePlan,
+    errors: Option<ErrorRequest>,
+    table: &Arc<RoutingTable>,
+    route: &Route,
+    shared: &'static Shared,
+    record: Box<Record>,
+) -> Response<ProxyBody> {
+    if let Some(errors) = errors
+        && route.policy.errors.as_ref().is_some_and(|p| p.codes.contains(&status))
+    {
+        return error_page(status, plan, errors, table, route, shared, record).await;
+    }
+    let mut resp = respond(status, &shared.server_header, Some(record));
+    apply_response(resp.headers_mut(), &plan, route, table, &shared.server_header, false);
+    resp
+}
+
+/// What an error page request carries of the client's request.
+struct ErrorRequest {
+    method: Method,
+    /// The client's headers (hop-by-hop ones left out).
+    headers: HeaderMap,
+    /// `X-Original-URI`.
+    original_uri: String,
+    request_id: HeaderValue,
+    client_ip: Vec<u8>,
+    host: String,
+}
+
+/// The error page request's makings, for a route with `custom-http-errors`.
+fn error_request(
+    parts: &Parts,
+    request_id: &HeaderValue,
+    conn: &ConnInfo,
+    host: &str,
+) -> ErrorRequest {
+    let mut headers = parts.headers.clone();
+    for name in pipeline::HOP_BY_HOP {
+        headers.remove(name);
+    }
+    ErrorRequest {
+        method: parts.method.clone(),
+        headers,
+        original_uri: parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string(),
+        request_id: request_id.clone(),
+        client_ip: conn.remote_ip.as_bytes().to_vec(),
+        host: host.to_string(),
+    }
+}
+
+/// The error page for `status`, from the route's `default-backend` (when it has ready
+/// endpoints) or else the global default backend, as ingress-nginx's `@custom_*` locations
+/// ask for it. Without a default backend, the built-in one answers (a 404 page).
+async fn error_page(
+    status: u16,
+    plan: ResponsePlan,
+    errors: ErrorRequest,
+    table: &Arc<RoutingTable>,
+    route: &Route,
+    shared: &'static Shared,
+    mut record: Box<Record>,
+) -> Response<ProxyBody> {
+    let server = &shared.server_header;
+    let fallback = route.fallback.filter(|&f| !table.backends[f as usize].endpoints.is_empty());
+    let id: BackendId = match (fallback, &table.global_default().target) {
+        (Some(id), _) => id,
+        (None, Target::Backend(id)) => *id,
+        (None, Target::Respond { status, .. }) => {
+            return respond(*status, server, Some(record));
+        }
+        (None, Target::RedirectHost { .. }) => return respond(404, server, Some(record)),
+    };
+    let backend = &table.backends[id as usize];
+    if backend.endpoints.is_empty() {
+        return respond(503, server, Some(record));
+    }
+    let query = errors.original_uri.split_once('?').map(|(_, q)| q);
+    let target = match query {
+        Some(q) => format!("/?{q}"),
+        None => "/".to_string(),
+    };
+    let mut req = Request::new(RequestBody::empty());
+    *req.method_mut() = errors.method;
+    *req.uri_mut() = target.parse().unwrap_or_else(|_| http::Uri::from_static("/"));
+    *req.headers_mut() = errors.headers;
+    let headers = req.headers_mut();
+    let mut set = |name: &str, value: &[u8]| {
+        if let (Ok(n), Ok(v)) =
+            (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_bytes(value))
+        {
+            headers.insert(n, v);
+        }
+    };
+    set("x-code", status.to_string().as_bytes());
+    set("x-original-uri", errors.original_uri.as_bytes());
+    set("x-request-id", errors.request_id.as_bytes());
+    set("x-forwarded-for", &errors.client_ip);
+    set("host", errors.host.as_bytes());
+    let accept = req.headers().get(header::ACCEPT).cloned();
+    pipeline::error_context(table, route, accept.as_ref().map(|v| v.as_bytes()), |name, value| {
+        if let (Ok(n), Ok(v)) =
+            (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_bytes(value))
+        {
+            req.headers_mut().insert(n, v);
+        }
+    });
+    headers_for_body(req.headers_mut());
+    let mut attempts = Attempts::for_error_page(backend);
+    let limits = &route.policy.limits;
+    record.backend = Some(id);
+    match upstream::forward(req, backend, &mut attempts, limits, None, false, &mut record).await {
+        Ok(forwarded) => {
+            let response = forwarded.response;
+            record.status = response.status().as_u16();
+            record.connection = forwarded.connection;
+            let (mut head, body) = response.into_parts();
+            forward::prepare_response(&mut head.headers, false);
+            apply_response(&mut head.headers, &plan, route, table, server, false);
+            Response::from_parts(head, ProxyBody::upstream(body, limits.read_timeout, record))
+        }
+        Err(failure) => respond(failure.status(), server, Some(record)),
+    }
+}
+
+/// An error page request has no body: its framing headers go.
+fn headers_for_body(headers: &mut HeaderMap) {
+    headers.remove(header::CONTENT_LENGTH);
+    headers.remove(header::TRANSFER_ENCODING);
+    headers.remove(header::EXPECT);
 }
 
 /// The status for a request NGINX would refuse outright, if any: `CONNECT` (405; a proxied
@@ -187,45 +572,4 @@ fn refuse<B>(req: &Request<B>) -> Option<u16> {
         return Some(501);
     }
     None
-}
-
-/// The client's certificate verdict for the request's host, or the status refusing it.
-/// `Ok(None)` when the host asks for no certificate. The handshake's verdict is reused when
-/// the request's host has the connection's check; otherwise (the Host differs from the server
-/// name, or the CAs changed since) the presented chain is checked again, so that a client
-/// cannot get past a host's check through another host's handshake.
-fn client_certificate(
-    published: &Published,
-    host: &str,
-    conn: &ConnInfo,
-) -> Result<Option<(bool, ClientCert)>, u16> {
-    let policy = published.table.tls.policy_for(host) as usize;
-    let Some(check) = published.tls.checks.get(policy).cloned().flatten() else { return Ok(None) };
-    let verdict = match &conn.tls {
-        None => check.inspect(None),
-        Some(t) => match &t.checked {
-            Some((c, v)) if Arc::ptr_eq(c, &check) => v.clone(),
-            _ => check.inspect(Some(&t.presented)),
-        },
-    };
-    if check.refuses(&verdict) {
-        return Err(400);
-    }
-    Ok(Some((check.passes_certificate(), verdict)))
-}
-
-/// `https://host/uri` for a redirect, as ingress-nginx builds it: without the port the client
-/// used (unless `use-port-in-redirects`: then Sluice's HTTPS port), and the request URI without
-/// its trailing slash unless `preserve-trailing-slash`.
-fn https_location<B>(req: &Request<B>, host: &str, route: &Route, shared: &Shared) -> String {
-    let name = forward::without_port(host);
-    let port = match shared.https_port() {
-        Some(p) if route.policy.port_in_redirect => format!(":{p}"),
-        _ => String::new(),
-    };
-    let mut uri = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
-    if !route.policy.preserve_trailing_slash && uri.ends_with('/') {
-        uri.pop();
-    }
-    format!("https://{name}{port}{uri}")
 }

@@ -4,8 +4,8 @@
 //!
 //! The proxy never sees a Kubernetes object. It reads the [`Published`] state (the table and
 //! its TLS side, swapped together by the control plane) once per request, and follows the
-//! request life cycle in `handler`: refuse, match, HTTPS redirect, client certificates,
-//! policies, upstream, response, log.
+//! request life cycle of `pipeline` (match, access, redirect, pick, upstream request,
+//! response, log), the same on the HTTP/1.1 fast path and the general path.
 //!
 //! Concurrency model: `--workers` threads, each a single-threaded tokio runtime with its own
 //! `SO_REUSEPORT` listeners, upstream connection pool, access-log buffer and metric handles.
@@ -18,7 +18,10 @@ mod forward;
 mod handler;
 mod local;
 mod metrics;
+mod mirror;
 mod passthrough;
+mod pipeline;
+mod pool;
 mod record;
 mod server;
 pub mod tls;

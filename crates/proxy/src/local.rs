@@ -26,20 +26,6 @@ pub(crate) fn respond(
     resp
 }
 
-/// A redirect to `location` with status `code` (301, 302, 307 or 308).
-pub(crate) fn redirect(
-    code: u16,
-    location: &str,
-    server: &HeaderValue,
-    record: Box<Record>,
-) -> Response<ProxyBody> {
-    let mut resp = respond(code, server, Some(record));
-    if let Ok(v) = HeaderValue::from_str(location) {
-        resp.headers_mut().insert(header::LOCATION, v);
-    }
-    resp
-}
-
 /// The error page for `status`, built at compile time for the statuses the proxy uses.
 pub(crate) fn page(status: StatusCode) -> Bytes {
     macro_rules! page {
@@ -69,6 +55,7 @@ pub(crate) fn page(status: StatusCode) -> Bytes {
         308 => page!("308", "Permanent Redirect"),
         400 => page!("400", "Bad Request"),
         404 => page!("404", "Not Found"),
+        408 => page!("408", "Request Time-out"),
         405 => page!("405", "Not Allowed"),
         421 => page!("421", "Misdirected Request"),
         413 => page!("413", "Request Entity Too Large"),

@@ -46,6 +46,7 @@ pub struct Metrics {
     request_size: HistogramVec,
     response_size: HistogramVec,
     upstream_errors: IntCounterVec,
+    mirrors: IntCounterVec,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -54,6 +55,8 @@ struct Key {
     route: u32,
     status: u16,
     method: u8,
+    /// Served by the route's canary (its `canary` label).
+    canary: bool,
 }
 
 struct Local {
@@ -124,9 +127,18 @@ impl Metrics {
         let upstream_errors = IntCounterVec::new(
             Opts::new(
                 "sluice_upstream_errors_total",
-                "Requests that failed upstream, by reason (connect, timeout, broken)",
+                "Requests that failed upstream, by reason (connect, timeout, broken, invalid_header)",
             ),
             &["namespace", "service", "reason"],
+        )
+        .expect("valid counter");
+        let mirrors = IntCounterVec::new(
+            Opts::new(
+                "sluice_mirror_requests_total",
+                "Mirrored copies of requests (mirror-target), by outcome: sent (an answer came \
+                 back), failed (no answer), dropped (too many copies in flight)",
+            ),
+            &["outcome"],
         )
         .expect("valid counter");
         for c in [
@@ -136,6 +148,7 @@ impl Metrics {
             Box::new(request_size.clone()),
             Box::new(response_size.clone()),
             Box::new(upstream_errors.clone()),
+            Box::new(mirrors.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -147,7 +160,13 @@ impl Metrics {
             request_size,
             response_size,
             upstream_errors,
+            mirrors,
         }
+    }
+
+    /// Counts one mirrored copy's outcome (`sent`, `failed`, `dropped`).
+    pub(crate) fn mirror(&self, outcome: &str) {
+        self.mirrors.with_label_values(&[outcome]).inc();
     }
 
     /// The registry to serve (the binary adds its own metrics to it).
@@ -174,6 +193,7 @@ impl Metrics {
             route: r.route,
             status: r.status,
             method: method_index(&r.request.method),
+            canary: r.canary.is_some(),
         };
         LOCAL.with(|local| {
             let mut local = local.borrow_mut();
@@ -181,8 +201,9 @@ impl Metrics {
                 let (namespace, ingress) = route.ingress_parts();
                 let service = match &route.target {
                     Target::Backend(id) => r.table.backends[*id as usize].service.name.as_str(),
-                    Target::Respond { .. } => "",
+                    _ => "",
                 };
+                let canary = r.canary.map_or("", |id| r.table.backends[id as usize].name.as_str());
                 let status = r.status.to_string();
                 let labels = [
                     status.as_str(),
@@ -191,7 +212,7 @@ impl Metrics {
                     namespace,
                     ingress,
                     service,
-                    "",
+                    canary,
                     route.host.as_str(),
                 ];
                 Local {

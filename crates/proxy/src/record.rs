@@ -5,13 +5,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderValue, Method, Request, Uri, Version, header};
-use sluice_model::{RouteId, RoutingTable};
+use http::request::Parts;
+use http::{HeaderValue, Method, Uri, Version, header};
+use sluice_model::{BackendId, RouteId, RoutingTable, Target};
 use tokio::time::Instant;
 
 use crate::Shared;
+use crate::pool::{self, PoolKey, Sender};
 use crate::server::ConnInfo;
-use crate::upstream::{self, PoolKey, Sender};
 
 /// One try of one upstream endpoint.
 #[derive(Clone, Copy, Debug)]
@@ -33,6 +34,12 @@ pub(crate) struct Record {
     pub conn: Arc<ConnInfo>,
     pub table: Arc<RoutingTable>,
     pub route: RouteId,
+    /// The backend the request went to (its route's, or a canary or `default-backend`).
+    pub backend: Option<BackendId>,
+    /// The canary backend, when it was picked (`$proxy_alternative_upstream_name`).
+    pub canary: Option<BackendId>,
+    /// Written to the access log (`enable-access-log`, `skip-access-log-urls`).
+    pub log: bool,
     /// The request's head, as the log and metrics need it.
     pub request: RequestFacts,
     pub request_id: HeaderValue,
@@ -61,21 +68,23 @@ pub(crate) struct RequestFacts {
 }
 
 impl RequestFacts {
-    /// The facts of a request hyper parsed (its length estimated from the parsed head).
-    pub(crate) fn of<B>(req: &Request<B>) -> Self {
-        let headers = req.headers();
-        let request_length = req.method().as_str().len()
-            + req.uri().path_and_query().map_or(1, |p| p.as_str().len())
+    /// The facts of a request hyper parsed (its length estimated from the parsed head, plus
+    /// the body's declared length, as NGINX's `$request_length` counts it).
+    pub(crate) fn of_parts<B: http_body::Body>(parts: &Parts, body: &B) -> Self {
+        let headers = &parts.headers;
+        let request_length = parts.method.as_str().len()
+            + parts.uri.path_and_query().map_or(1, |p| p.as_str().len())
             + 12
             + headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>()
             + 2;
+        let body = body.size_hint().exact().unwrap_or(0);
         Self {
-            method: req.method().clone(),
-            uri: req.uri().clone(),
-            version: req.version(),
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            version: parts.version,
             referer: headers.get(header::REFERER).cloned(),
             user_agent: headers.get(header::USER_AGENT).cloned(),
-            request_length: request_length as u64,
+            request_length: request_length as u64 + body,
         }
     }
 }
@@ -94,8 +103,14 @@ impl Record {
             shared,
             start,
             conn,
+            backend: match table.routes.get(route as usize).map(|r| &r.target) {
+                Some(Target::Backend(id)) => Some(*id),
+                _ => None,
+            },
             table,
             route,
+            canary: None,
+            log: true,
             request,
             request_id,
             status: 0,
@@ -145,10 +160,12 @@ impl Record {
         if let Some((key, sender)) = self.connection.take()
             && self.complete
         {
-            upstream::checkin(key, sender);
+            pool::checkin(key, sender);
         }
         let now = Instant::now();
-        self.shared.access_log.write(&self, now);
+        if self.log {
+            self.shared.access_log.write(&self, now);
+        }
         self.shared.metrics.observe(&self, now);
         now
     }

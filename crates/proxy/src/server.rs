@@ -25,7 +25,7 @@ use tokio_rustls::server::TlsStream;
 
 use crate::tls::client_auth::{ClientCert, ClientCheck};
 use crate::tls::hello::{self, Rewind};
-use crate::{Shared, fast, handler, passthrough, upstream};
+use crate::{Shared, fast, handler, passthrough, pool};
 
 /// Where and how the proxy listens.
 #[derive(Clone, Debug)]
@@ -364,8 +364,7 @@ async fn housekeeping(shared: &'static Shared) {
         shared.access_log.flush_worker();
         if n.is_multiple_of(4) {
             shared.metrics.flush_worker();
-            upstream::sweep();
-            fast::sweep();
+            pool::sweep();
         }
     }
 }

@@ -4,7 +4,9 @@
 use std::fmt::Write as _;
 
 use serde::Serialize;
-use sluice_model::{Diagnostic, HostRoutes, Policy, RouteId, RoutingTable, Severity, Target};
+use sluice_model::{
+    Balance, Diagnostic, HostRoutes, Policy, RouteId, RoutingTable, Severity, Target,
+};
 
 /// The whole configuration as applied: source errors, hosts and their routes, diagnostics.
 #[derive(Debug, Serialize)]
@@ -67,6 +69,11 @@ pub enum TargetView<'a> {
         /// Why.
         reason: &'a str,
     },
+    /// A redirect of every request to another host (`from-to-www-redirect`).
+    Redirect {
+        /// The host redirected to.
+        to: &'a str,
+    },
 }
 
 impl<'a> ConfigView<'a> {
@@ -111,6 +118,7 @@ impl<'a> ConfigView<'a> {
                         },
                     ),
                     TargetView::Respond { status, .. } => (format!("answers {status}"), "-".into()),
+                    TargetView::Redirect { to } => (format!("redirects to {to}"), "-".into()),
                 };
                 let kind = if r.path_type == "Default" { "" } else { r.path_type };
                 rows.push([h.host.clone(), path.to_string(), kind.to_string(), backend, endpoints]);
@@ -166,6 +174,7 @@ fn route_view(table: &RoutingTable, id: RouteId) -> RouteView<'_> {
             }
         }
         Target::Respond { status, reason } => TargetView::Respond { status: *status, reason },
+        Target::RedirectHost { host } => TargetView::Redirect { to: host },
     };
     RouteView {
         path: &r.path,
@@ -185,11 +194,14 @@ pub fn backends_json(table: &RoutingTable) -> serde_json::Value {
     });
     // A table updated after Ingresses were removed may keep backends no route leads to.
     let passthrough: Vec<u32> = table.tls.passthrough.iter().map(|(_, &id)| id).collect();
+    let canaries: Vec<u32> =
+        table.backends.iter().filter_map(|b| Some(b.canary.as_ref()?.backend)).collect();
     let in_use = |i: usize| {
         table.referrers.dead_routes == 0
             || Some(i) == default_backend
             || !table.referrers.of(i as u32).is_empty()
             || passthrough.contains(&(i as u32))
+            || canaries.contains(&(i as u32))
     };
     let mut list: Vec<serde_json::Value> = table
         .backends
@@ -199,11 +211,34 @@ pub fn backends_json(table: &RoutingTable) -> serde_json::Value {
         .map(|(i, b)| {
             let name =
                 if Some(i) == default_backend { "upstream-default-backend" } else { &b.name };
+            let (lb, affinity, hash) = match &b.balance {
+                Balance::RoundRobin => ("round_robin", None, None),
+                Balance::Ewma => ("ewma", None, None),
+                Balance::Hash(h) => ("round_robin", None, Some(h)),
+                Balance::Sticky(a) => ("round_robin", Some(a), None),
+            };
             serde_json::json!({
                 "name": name,
                 "service": { "namespace": b.service.namespace, "name": b.service.name },
                 "port": b.port,
                 "sslPassthrough": false,
+                "load-balance": lb,
+                "noServer": canaries.contains(&(i as u32)),
+                "sessionAffinityConfig": affinity.map_or_else(
+                    || serde_json::json!({ "name": "", "mode": "" }),
+                    |a| serde_json::json!({
+                        "name": "cookie",
+                        "mode": if a.persistent { "persistent" } else { "balanced" },
+                        "cookieSessionAffinity": a,
+                    }),
+                ),
+                "upstreamHashByConfig": hash.map(|h| serde_json::json!({
+                    "upstream-hash-by": h.key.to_string(),
+                    "upstream-hash-by-subset": h.subset.is_some(),
+                    "upstream-hash-by-subset-size": h.subset.unwrap_or(3),
+                })),
+                "alternativeBackends": b.canary.as_ref().map(|c| vec![table.backends[c.backend as usize].name.clone()]),
+                "trafficShapingPolicy": b.canary.as_deref(),
                 "endpoints": b.endpoints.iter().map(|e| serde_json::json!({
                     "address": e.addr.ip().to_string(),
                     "port": e.addr.port().to_string(),

@@ -258,6 +258,6 @@ async fn readiness_and_debug_endpoints() {
     assert_eq!(route["ingress"], "default/public");
     assert_eq!(route["target"]["backend"], "default-alpha-80");
     assert_eq!(route["target"]["endpoints"][0], alpha.to_string());
-    assert_eq!(route["policy"]["max_body_size"], 8 * 1024 * 1024);
+    assert_eq!(route["policy"]["limits"]["max_body_size"], 8 * 1024 * 1024);
     assert_eq!(host["default"]["target"]["status"], 404);
 }

@@ -131,9 +131,10 @@ async fn uploads_and_downloads_keep_their_length() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn chunked_uploads_pass_through() {
+async fn chunked_uploads_pass_through_without_request_buffering() {
     let app = echo("app").await;
-    let m = catch_all("app", &[app], &[]);
+    let m =
+        catch_all("app", &[app], &[("nginx.ingress.kubernetes.io/proxy-request-buffering", "off")]);
     let s = Sluice::start(m.path(), &[]);
 
     let r = send_streaming(
@@ -148,6 +149,28 @@ async fn chunked_uploads_pass_through() {
     assert_eq!(doc["body_bytes"], 300_000);
     assert!(doc["headers"].get("content-length").is_none(), "{}", doc["headers"]);
     assert_eq!(doc["headers"]["transfer-encoding"], "chunked");
+}
+
+// With request buffering (ingress-nginx's default), a chunked upload is read whole first and
+// reaches the backend with its length, as NGINX sends it.
+#[tokio::test(flavor = "multi_thread")]
+async fn request_buffering_sends_chunked_uploads_with_their_length() {
+    let app = echo("app").await;
+    let m = catch_all("app", &[app], &[]);
+    let s = Sluice::start(m.path(), &[]);
+
+    let r = send_streaming(
+        &streaming_client(),
+        &s.url("/up"),
+        "c.example.com",
+        chunked(300_000, 7_000),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let doc = r.json();
+    assert_eq!(doc["body_bytes"], 300_000);
+    assert_eq!(doc["headers"]["content-length"], "300000", "{}", doc["headers"]);
+    assert!(doc["headers"].get("transfer-encoding").is_none(), "{}", doc["headers"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -288,11 +311,10 @@ async fn proxy_body_size_annotation_raises_or_removes_the_limit() {
     assert_eq!(r.json()["body_bytes"], 3 * MIB);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn streamed_body_chunks_are_forwarded_as_they_come() {
-    // The upload is forwarded before it is complete: the backend sees the first part while
-    // the client still holds the rest.
-    let (first_tx, mut first_rx) = tokio::sync::mpsc::channel::<usize>(1);
+/// A backend that reports the size of the first body chunk it receives, and answers the
+/// body's size once it has it all.
+async fn first_chunk_backend() -> (SocketAddr, tokio::sync::mpsc::Receiver<usize>) {
+    let (first_tx, first_rx) = tokio::sync::mpsc::channel::<usize>(1);
     let backend = http_backend(move |req| {
         let first_tx = first_tx.clone();
         async move {
@@ -312,20 +334,37 @@ async fn streamed_body_chunks_are_forwarded_as_they_come() {
         }
     })
     .await;
-    let m = catch_all("up", &[backend], &[]);
-    let s = Sluice::start(m.path(), &[]);
+    (backend, first_rx)
+}
 
+/// Starts a chunked POST to `url` whose chunks the returned sender provides.
+fn streamed_post(
+    url: String,
+) -> (
+    tokio::sync::mpsc::Sender<Bytes>,
+    tokio::task::JoinHandle<
+        Result<http::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error>,
+    >,
+) {
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
     let body = StreamBody::new(stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
     }));
-    let req = http::Request::builder()
-        .method("POST")
-        .uri(s.url("/"))
-        .body(BodyExt::boxed_unsync(body))
-        .unwrap();
+    let req =
+        http::Request::builder().method("POST").uri(url).body(BodyExt::boxed_unsync(body)).unwrap();
     let client = streaming_client();
-    let pending = tokio::spawn(async move { client.request(req).await });
+    (tx, tokio::spawn(async move { client.request(req).await }))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn streamed_body_chunks_are_forwarded_as_they_come_without_request_buffering() {
+    // The upload is forwarded before it is complete: the backend sees the first part while
+    // the client still holds the rest.
+    let (backend, mut first_rx) = first_chunk_backend().await;
+    let off = [("nginx.ingress.kubernetes.io/proxy-request-buffering", "off")];
+    let m = catch_all("up", &[backend], &off);
+    let s = Sluice::start(m.path(), &[]);
+    let (tx, pending) = streamed_post(s.url("/"));
     tx.send(Bytes::from_static(b"hello")).await.unwrap();
     let first = tokio::time::timeout(Duration::from_secs(5), first_rx.recv())
         .await
@@ -334,6 +373,26 @@ async fn streamed_body_chunks_are_forwarded_as_they_come() {
     assert_eq!(first, 5);
     tx.send(Bytes::from_static(b" world")).await.unwrap();
     drop(tx);
+    let resp = tokio::time::timeout(WAIT, pending).await.unwrap().unwrap().unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(&resp.into_body().collect().await.unwrap().to_bytes()[..], b"11");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn request_buffering_holds_the_upload_until_it_ends() {
+    // ingress-nginx's default: the backend hears nothing of an upload until it is whole, so a
+    // slow client never holds a backend connection, and the body arrives in one piece.
+    let (backend, mut first_rx) = first_chunk_backend().await;
+    let m = catch_all("up", &[backend], &[]);
+    let s = Sluice::start(m.path(), &[]);
+    let (tx, pending) = streamed_post(s.url("/"));
+    tx.send(Bytes::from_static(b"hello")).await.unwrap();
+    let early = tokio::time::timeout(Duration::from_millis(500), first_rx.recv()).await;
+    assert!(early.is_err(), "the backend got part of the upload before it ended: {early:?}");
+    tx.send(Bytes::from_static(b" world")).await.unwrap();
+    drop(tx);
+    let first = tokio::time::timeout(WAIT, first_rx.recv()).await.unwrap().unwrap();
+    assert_eq!(first, 11, "the body arrives whole");
     let resp = tokio::time::timeout(WAIT, pending).await.unwrap().unwrap().unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(&resp.into_body().collect().await.unwrap().to_bytes()[..], b"11");

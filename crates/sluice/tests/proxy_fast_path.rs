@@ -225,7 +225,7 @@ async fn invalid_or_oversized_response_heads_are_502_and_the_client_connection_s
     assert!(
         metrics
             .lines()
-            .any(|l| l.starts_with("sluice_upstream_errors_total") && l.contains("broken")),
+            .any(|l| l.starts_with("sluice_upstream_errors_total") && l.contains("invalid_header")),
         "{metrics}"
     );
 }

@@ -1,26 +1,21 @@
 //! Global settings from the controller's ConfigMap (`--configmap`), with ingress-nginx's key
-//! names and defaults. Keys not listed here are reported as not implemented.
-//!
-//! | key | default | |
-//! |---|---|---|
-//! | `proxy-body-size`, `proxy-connect-timeout`, `proxy-read-timeout`, `proxy-send-timeout`, `proxy-next-upstream-tries` | `1m`, `5`, `60`, `60`, `3` | route defaults (see the `proxy` annotation family) |
-//! | `ssl-redirect`, `force-ssl-redirect` | `true`, `false` | route defaults (see the `redirect` family) |
-//! | `hsts`, `hsts-max-age`, `hsts-include-subdomains`, `hsts-preload` | `true`, `31536000`, `true`, `false` | `Strict-Transport-Security` on HTTPS responses |
-//! | `no-tls-redirect-locations` | `/.well-known/acme-challenge` | path prefixes never redirected to HTTPS (comma-separated) |
-//! | `http-redirect-code` | `308` | status of HTTPS redirects: 301, 302, 307 or 308 |
-//! | `use-forwarded-headers` | `false` | trust clients' `X-Forwarded-*` (behind a TLS load balancer) |
-//! | `ssl-protocols` | `TLSv1.2 TLSv1.3` | TLS versions (older ones are never enabled) |
-//! | `ssl-ciphers` | rustls' defaults | TLS 1.2 cipher suites (see the `ssl_cipher` family) |
+//! names and defaults. Each key is read by the annotation family it belongs to (their
+//! `FAMILY.configmap_keys`, listed in the README); keys no family reads are reported as not
+//! implemented, and `*-snippet` keys are refused.
 
 use std::collections::BTreeMap;
 
 use sluice_model::{Diagnostic, HttpsBehaviour, Kind, ObjectRef, Policy, Reason, TlsVersions};
 
-use crate::annotations::parse_bool;
-use crate::annotations::proxy::{parse_seconds, parse_size, parse_tries};
+use crate::annotations::load_balance::Balancing;
+use crate::annotations::{ConfigMaps, buffering};
+use crate::annotations::{
+    FAMILIES, custom_errors, load_balance, log, next_upstream, parse_bool, proxy, response_headers,
+    service_upstream, ssl_cipher, upstream_headers,
+};
 
 /// The global settings translation uses, after the ConfigMap is applied.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct GlobalConfig {
     /// Defaults for every route; annotations override them per Ingress.
     pub policy: Policy,
@@ -30,6 +25,47 @@ pub struct GlobalConfig {
     pub versions: TlsVersions,
     /// TLS 1.2 suites of hosts that set none (`None`: rustls' defaults).
     pub tls12_suites: Option<Vec<String>>,
+    /// `load-balance`, `upstream-hash-by*`: defaults of every backend.
+    pub balancing: Balancing,
+    /// `upstream-hash-by-subset` and `-size`, until `upstream-hash-by` is known.
+    pub(crate) hash_subset: (bool, u32),
+    /// `service-upstream`.
+    pub service_upstream: bool,
+    /// `global-allowed-response-headers`: what `custom-headers` may set.
+    pub allowed_response_headers: Vec<String>,
+    /// `proxy-redirect-from` and `-to`, as written (the annotations' defaults).
+    pub proxy_redirect: (String, String),
+    /// `disable-proxy-intercept-errors`.
+    pub(crate) disable_intercept: bool,
+    /// `enable-underscores-in-headers` and `ignore-invalid-headers`.
+    pub(crate) underscores: (bool, bool),
+}
+
+impl Default for GlobalConfig {
+    fn default() -> Self {
+        Self {
+            policy: Policy::default(),
+            https: HttpsBehaviour::default(),
+            versions: TlsVersions::default(),
+            tls12_suites: None,
+            balancing: Balancing::default(),
+            hash_subset: (false, 3),
+            service_upstream: false,
+            allowed_response_headers: Vec::new(),
+            proxy_redirect: ("off".into(), "off".into()),
+            disable_intercept: false,
+            underscores: (false, true),
+        }
+    }
+}
+
+/// Where the ConfigMap's values come from: the ConfigMap itself (for diagnostics) and the
+/// other ConfigMaps its keys name (`add-headers`, `proxy-set-headers`).
+pub(crate) struct Source<'a> {
+    /// The ConfigMap.
+    pub object: &'a ObjectRef,
+    /// Looks up a ConfigMap's data by namespace and name.
+    pub config_map: &'a ConfigMaps<'a>,
 }
 
 /// The HSTS keys, combined into one header value at the end.
@@ -42,104 +78,47 @@ struct Hsts {
 
 /// Reads the ConfigMap's `data` over the defaults. Invalid values keep the default and are
 /// reported; so are keys Sluice does not implement, and snippet keys, which are refused.
-pub fn parse(
-    object: &ObjectRef,
+/// `config_map` reads the other ConfigMaps some keys name.
+pub fn parse<'a>(
+    object: &'a ObjectRef,
     data: &BTreeMap<String, String>,
+    config_map: &'a ConfigMaps<'a>,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> GlobalConfig {
     let mut config = GlobalConfig::default();
+    let source = Source { object, config_map };
     let mut hsts = Hsts { on: true, max_age: 31_536_000, include_subdomains: true, preload: false };
     for (key, value) in data {
-        let policy = &mut config.policy;
-        let https = &mut config.https;
-        let result = match key.as_str() {
-            "proxy-body-size" => parse_size(value).map(|v| policy.max_body_size = v),
-            "proxy-connect-timeout" => parse_seconds(value).map(|v| policy.connect_timeout = v),
-            "proxy-read-timeout" => parse_seconds(value).map(|v| policy.read_timeout = v),
-            "proxy-send-timeout" => parse_seconds(value).map(|v| policy.send_timeout = v),
-            "proxy-next-upstream-tries" => {
-                parse_tries(value).map(|v| policy.next_upstream_tries = v)
-            }
-            "ssl-redirect" => parse_bool(value).map(|v| policy.ssl_redirect = v),
-            "force-ssl-redirect" => parse_bool(value).map(|v| policy.force_ssl_redirect = v),
-            "hsts" => parse_bool(value).map(|v| hsts.on = v),
-            "hsts-max-age" => value
-                .trim()
-                .parse::<u64>()
-                .map(|v| hsts.max_age = v)
-                .map_err(|_| format!("{value:?} is not a whole number of seconds")),
-            "hsts-include-subdomains" => parse_bool(value).map(|v| hsts.include_subdomains = v),
-            "hsts-preload" => parse_bool(value).map(|v| hsts.preload = v),
-            "no-tls-redirect-locations" => {
-                https.no_redirect_prefixes = value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|p| !p.is_empty())
-                    .map(str::to_string)
-                    .collect();
-                Ok(())
-            }
-            "http-redirect-code" => match value.trim().parse::<u16>() {
-                Ok(code @ (301 | 302 | 307 | 308)) => {
-                    https.redirect_code = code;
-                    Ok(())
-                }
-                _ => Err(format!("{value:?} is not 301, 302, 307 or 308")),
-            },
-            "use-forwarded-headers" => parse_bool(value).map(|v| https.use_forwarded_headers = v),
-            "ssl-protocols" => {
-                let (versions, unsupported) = crate::tls::map_protocols(value);
-                if !unsupported.is_empty() {
-                    diagnostics.push(Diagnostic::warning(
-                        object.clone(),
-                        Reason::UnsupportedConfigMapKey,
-                        format!(
-                            "ssl-protocols: {} never enabled by Sluice (only TLSv1.2 and TLSv1.3)",
-                            unsupported.join(", ")
-                        ),
-                    ));
-                }
-                if versions.tls12 || versions.tls13 {
-                    config.versions = versions;
-                    Ok(())
-                } else {
-                    Err(format!("{value:?} names neither TLSv1.2 nor TLSv1.3"))
-                }
-            }
-            "ssl-ciphers" => {
-                config.tls12_suites = crate::annotations::ssl_cipher::suites(
-                    value,
-                    object,
-                    "ssl-ciphers",
-                    diagnostics,
-                );
-                Ok(())
-            }
-            k if k.ends_with("-snippet") => {
-                diagnostics.push(Diagnostic::error(
-                    object.clone(),
-                    Reason::SnippetRefused,
-                    format!("{k}: raw NGINX configuration is never applied by Sluice; remove the key and use the equivalent setting"),
-                ));
-                continue;
-            }
-            k => {
-                diagnostics.push(Diagnostic::warning(
-                    object.clone(),
-                    Reason::UnsupportedConfigMapKey,
-                    format!("{k}: not implemented by Sluice; ignored"),
-                ));
-                continue;
-            }
-        };
-        if let Err(why) = result {
-            diagnostics.push(Diagnostic::error(
+        let result = family_key(key, value, &mut config, &mut hsts, &source, diagnostics);
+        match result {
+            Some(Ok(())) => {}
+            Some(Err(why)) => diagnostics.push(Diagnostic::error(
                 object.clone(),
                 Reason::InvalidConfigMapKey,
                 format!("{key}: {why}; the default applies"),
-            ));
+            )),
+            None if key.ends_with("-snippet") => diagnostics.push(Diagnostic::error(
+                object.clone(),
+                Reason::SnippetRefused,
+                format!("{key}: raw NGINX configuration is never applied by Sluice; remove the key and use the equivalent setting"),
+            )),
+            None => diagnostics.push(Diagnostic::warning(
+                object.clone(),
+                Reason::UnsupportedConfigMapKey,
+                format!("{key}: not implemented by Sluice; ignored"),
+            )),
         }
     }
+    let (from, to) = config.proxy_redirect.clone();
+    if let Err(why) = response_headers::set_location(&from, &to, &mut config.policy.response) {
+        diagnostics.push(Diagnostic::error(
+            object.clone(),
+            Reason::InvalidConfigMapKey,
+            format!("proxy-redirect-from: {why}; the default applies"),
+        ));
+    }
+    let (underscores, ignore_invalid) = config.underscores;
+    config.policy.upstream.keep_underscored_headers = underscores || !ignore_invalid;
     config.https.hsts = hsts.on.then(|| {
         let mut v = format!("max-age={}", hsts.max_age);
         if hsts.include_subdomains {
@@ -153,7 +132,149 @@ pub fn parse(
     config
 }
 
+/// One key, read by the family that lists it; `None` when no family does.
+fn family_key(
+    key: &str,
+    value: &str,
+    config: &mut GlobalConfig,
+    hsts: &mut Hsts,
+    source: &Source<'_>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<Result<(), String>> {
+    let listed = FAMILIES.iter().any(|f| f.configmap_keys.contains(&key));
+    if !listed {
+        return None;
+    }
+    let policy = &mut config.policy;
+    let https = &mut config.https;
+    let known = proxy::set(key, value, &mut policy.limits)
+        .or_else(|| next_upstream::set(key, value, &mut policy.retry))
+        .or_else(|| buffering::set(key, value, &mut policy.upstream))
+        .or_else(|| log::configmap(key, value, &mut policy.log))
+        .or_else(|| ssl_redirect(key, value, &mut policy.https, https, hsts));
+    if known.is_some() {
+        return known;
+    }
+    let known = upstream_headers::configmap(key, value, config, source, diagnostics)
+        .or_else(|| response_headers::configmap(key, value, config, source, diagnostics))
+        .or_else(|| custom_errors::configmap(key, value, config))
+        .or_else(|| load_balance::configmap(key, value, config))
+        .or_else(|| match key {
+            "service-upstream" => Some(parse_bool(value).map(|b| config.service_upstream = b)),
+            _ => None,
+        })
+        .or_else(|| tls(key, value, config, source.object, diagnostics));
+    debug_assert!(known.is_some(), "{key} is listed by a family but read by none");
+    debug_assert!(service_upstream::FAMILY.configmap_keys.contains(&"service-upstream"));
+    known
+}
+
+/// The keys of the HTTPS redirect family (`ssl_redirect`), HSTS included.
+fn ssl_redirect(
+    key: &str,
+    value: &str,
+    redirect: &mut sluice_model::HttpsRedirect,
+    https: &mut HttpsBehaviour,
+    hsts: &mut Hsts,
+) -> Option<Result<(), String>> {
+    Some(match key {
+        "ssl-redirect" => parse_bool(value).map(|v| redirect.ssl_redirect = v),
+        "force-ssl-redirect" => parse_bool(value).map(|v| redirect.force_ssl_redirect = v),
+        "hsts" => parse_bool(value).map(|v| hsts.on = v),
+        "hsts-max-age" => value
+            .trim()
+            .parse::<u64>()
+            .map(|v| hsts.max_age = v)
+            .map_err(|_| format!("{value:?} is not a whole number of seconds")),
+        "hsts-include-subdomains" => parse_bool(value).map(|v| hsts.include_subdomains = v),
+        "hsts-preload" => parse_bool(value).map(|v| hsts.preload = v),
+        "no-tls-redirect-locations" => {
+            https.no_redirect_prefixes = value
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_string)
+                .collect();
+            Ok(())
+        }
+        "http-redirect-code" => match value.trim().parse::<u16>() {
+            Ok(code @ (301 | 302 | 307 | 308)) => {
+                https.redirect_code = code;
+                Ok(())
+            }
+            _ => Err(format!("{value:?} is not 301, 302, 307 or 308")),
+        },
+        "use-forwarded-headers" => parse_bool(value).map(|v| https.use_forwarded_headers = v),
+        _ => return None,
+    })
+}
+
+/// The keys of the `ssl_cipher` family.
+fn tls(
+    key: &str,
+    value: &str,
+    config: &mut GlobalConfig,
+    object: &ObjectRef,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<Result<(), String>> {
+    Some(match key {
+        "ssl-protocols" => {
+            let (versions, unsupported) = crate::tls::map_protocols(value);
+            if !unsupported.is_empty() {
+                diagnostics.push(Diagnostic::warning(
+                    object.clone(),
+                    Reason::UnsupportedConfigMapKey,
+                    format!(
+                        "ssl-protocols: {} never enabled by Sluice (only TLSv1.2 and TLSv1.3)",
+                        unsupported.join(", ")
+                    ),
+                ));
+            }
+            if versions.tls12 || versions.tls13 {
+                config.versions = versions;
+                Ok(())
+            } else {
+                Err(format!("{value:?} names neither TLSv1.2 nor TLSv1.3"))
+            }
+        }
+        "ssl-ciphers" => {
+            config.tls12_suites = ssl_cipher::suites(value, object, "ssl-ciphers", diagnostics);
+            Ok(())
+        }
+        _ => return None,
+    })
+}
+
 /// The reference used in diagnostics about the ConfigMap `ns/name`.
 pub fn object_ref(ns: &str, name: &str) -> ObjectRef {
     ObjectRef::new(Kind::ConfigMap, ns, name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every key a family lists is read by this module (a value of the wrong shape is an
+    /// invalid value, never "not implemented"), and a key none lists is not.
+    #[test]
+    fn every_listed_key_is_read() {
+        let object = object_ref("ingress", "config");
+        let none = |_: &str, _: &str| None;
+        for family in FAMILIES {
+            for key in family.configmap_keys {
+                let data = BTreeMap::from([(key.to_string(), "\u{1}not a value".to_string())]);
+                let mut diagnostics = Vec::new();
+                parse(&object, &data, &none, &mut diagnostics);
+                assert!(
+                    diagnostics.iter().all(|d| !d.message.contains("not implemented by Sluice")),
+                    "{key} ({}): {diagnostics:?}",
+                    family.module
+                );
+            }
+        }
+        let data = BTreeMap::from([("no-such-key".to_string(), "1".to_string())]);
+        let mut diagnostics = Vec::new();
+        parse(&object, &data, &none, &mut diagnostics);
+        assert_eq!(diagnostics[0].reason, Reason::UnsupportedConfigMapKey);
+    }
 }

@@ -31,7 +31,6 @@
 pub mod annotations;
 pub mod backends;
 mod build;
-mod build_tls;
 pub mod class;
 pub mod config;
 mod index;

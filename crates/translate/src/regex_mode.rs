@@ -105,6 +105,11 @@ impl RegexMode {
         None
     }
 
+    /// The route of regex path `raw` on host `host_idx`, if one has it.
+    pub(crate) fn route_of(&self, host_idx: u32, raw: &str) -> Option<RouteId> {
+        self.paths.get(&host_idx)?.1.get(raw).copied()
+    }
+
     /// The rewrite of the current Ingress's path `raw`, if it has one. A path that is not a
     /// valid regex (an `Exact` one, as others were checked already) is reported and not
     /// rewritten.

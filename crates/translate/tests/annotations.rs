@@ -35,15 +35,15 @@ fn proxy_annotations_set_the_policy() {
     let t = table();
     let rows = [
         ("plain", policy_with(|_| {})),
-        ("body-8m", policy_with(|p| p.max_body_size = Some(8 * MIB))),
-        ("body-unlimited", policy_with(|p| p.max_body_size = None)),
-        ("read-120", policy_with(|p| p.read_timeout = Duration::from_secs(120))),
+        ("body-8m", policy_with(|p| p.limits.max_body_size = Some(8 * MIB))),
+        ("body-unlimited", policy_with(|p| p.limits.max_body_size = None)),
+        ("read-120", policy_with(|p| p.limits.read_timeout = Duration::from_secs(120))),
         (
             "upstream",
             policy_with(|p| {
-                p.next_upstream_tries = 7;
-                p.connect_timeout = Duration::from_secs(2);
-                p.send_timeout = Duration::from_secs(300);
+                p.retry.tries = 7;
+                p.limits.connect_timeout = Duration::from_secs(2);
+                p.limits.send_timeout = Duration::from_secs(300);
             }),
         ),
     ];
@@ -52,7 +52,7 @@ fn proxy_annotations_set_the_policy() {
         assert_eq!(route(&t, &host(name), "/"), format!("annotations/{name} {APP}"));
         assert_no_diag(&t, &ingress(name));
     }
-    assert_eq!(policy(&t, &host("plain"), "/").max_body_size, Some(MIB));
+    assert_eq!(policy(&t, &host("plain"), "/").limits.max_body_size, Some(MIB));
 }
 
 // A unit on a timeout (`120s`, which ingress-nginx silently ignores) is an InvalidAnnotation
@@ -60,7 +60,7 @@ fn proxy_annotations_set_the_policy() {
 #[test]
 fn invalid_timeout_keeps_the_default_and_is_reported() {
     let t = table();
-    assert_eq!(policy(&t, &host("read-120s"), "/").read_timeout, Duration::from_secs(60));
+    assert_eq!(policy(&t, &host("read-120s"), "/").limits.read_timeout, Duration::from_secs(60));
     assert_eq!(policy(&t, &host("read-120s"), "/"), policy_with(|_| {}));
     assert_eq!(route(&t, &host("read-120s"), "/"), format!("annotations/read-120s {APP}"));
     assert_eq!(summary_for(&t, &ingress("read-120s")), vec!["Error InvalidAnnotation"]);
@@ -79,21 +79,21 @@ fn invalid_timeout_keeps_the_default_and_is_reported() {
 fn configmap_sets_defaults_that_annotations_override() {
     let t = with_configmap();
     let cm = policy_with(|p| {
-        p.max_body_size = Some(16 * MIB);
-        p.read_timeout = Duration::from_secs(90);
-        p.next_upstream_tries = 5;
+        p.limits.max_body_size = Some(16 * MIB);
+        p.limits.read_timeout = Duration::from_secs(90);
+        p.retry.tries = 5;
     });
     let rows = [
         ("plain", cm.clone()),
-        ("body-8m", overriding(&cm, |p| p.max_body_size = Some(8 * MIB))),
-        ("read-120", overriding(&cm, |p| p.read_timeout = Duration::from_secs(120))),
+        ("body-8m", overriding(&cm, |p| p.limits.max_body_size = Some(8 * MIB))),
+        ("read-120", overriding(&cm, |p| p.limits.read_timeout = Duration::from_secs(120))),
         ("read-120s", cm.clone()),
         (
             "upstream",
             overriding(&cm, |p| {
-                p.next_upstream_tries = 7;
-                p.connect_timeout = Duration::from_secs(2);
-                p.send_timeout = Duration::from_secs(300);
+                p.retry.tries = 7;
+                p.limits.connect_timeout = Duration::from_secs(2);
+                p.limits.send_timeout = Duration::from_secs(300);
             }),
         ),
     ];
@@ -130,7 +130,7 @@ fn configmap_unknown_snippet_and_invalid_keys_are_reported() {
     assert_diag(&t, Severity::Warning, Reason::UnsupportedConfigMapKey, cm, "enable-brotli");
     assert_diag(&t, Severity::Error, Reason::SnippetRefused, cm, "http-snippet");
     assert_diag(&t, Severity::Error, Reason::InvalidConfigMapKey, cm, "proxy-connect-timeout");
-    assert_eq!(policy(&t, &host("plain"), "/").connect_timeout, Duration::from_secs(5));
+    assert_eq!(policy(&t, &host("plain"), "/").limits.connect_timeout, Duration::from_secs(5));
     // Without Settings.configmap the ConfigMap is not read at all.
     assert_no_diag(&table(), cm);
 }
@@ -204,7 +204,7 @@ fn client_certificates_with_a_missing_ca_fail_closed() {
     );
 }
 
-// Not-implemented annotations (app-root) warn and the routes are still served; names
+// Not-implemented annotations (enable-cors) warn and the routes are still served; names
 // ingress-nginx does not know either warn as UnknownAnnotation.
 #[test]
 fn unsupported_and_unknown_annotations_warn_and_still_serve() {
@@ -216,7 +216,7 @@ fn unsupported_and_unknown_annotations_warn_and_still_serve() {
         Severity::Warning,
         Reason::UnsupportedAnnotation,
         &ingress("pending"),
-        "app-root",
+        "enable-cors",
     );
     assert_eq!(route(&t, &host("typo"), "/x"), format!("annotations/typo {APP}"));
     assert_eq!(summary_for(&t, &ingress("typo")), vec!["Warning UnknownAnnotation"]);
@@ -229,26 +229,36 @@ fn unsupported_and_unknown_annotations_warn_and_still_serve() {
     );
 }
 
-// A canary Ingress is ignored entirely, even when OLDER than the main Ingress on the same
-// host and path: the main Ingress serves, the canary's own extra path does not exist, and the
-// canary gets an UnsupportedFeature warning (not a PathCollision).
+// A canary Ingress owns no host or path, even when OLDER than the main Ingress on the same
+// host and path: the main Ingress serves, and the canary's backend is attached to the main
+// backend with its weight. Its extra path, which no main Ingress serves, is reported
+// (UnmatchedCanary), not a PathCollision.
 #[test]
-fn canary_ingress_is_ignored_even_when_older() {
+fn canary_ingress_is_attached_to_the_main_backend_even_when_older() {
     let t = table();
     let main = format!("annotations/app-main {APP}");
     assert_eq!(route(&t, "canary.annotations.test", "/"), main);
     assert_eq!(route(&t, "canary.annotations.test", "/canary-only"), main);
+    let canary = canary_of(&t, "canary.annotations.test", "/").expect("a canary is attached");
+    assert_eq!(canary.0, "annotations-app-canary-80");
+    assert_eq!((canary.1.weight, canary.1.weight_total), (20, 100));
+    assert_eq!(summary_for(&t, &ingress("app-canary")), vec!["Warning UnmatchedCanary"]);
     assert_diag(
         &t,
         Severity::Warning,
-        Reason::UnsupportedFeature,
+        Reason::UnmatchedCanary,
         &ingress("app-canary"),
-        "canary",
+        "/canary-only",
     );
-    assert!(!summary_for(&t, &ingress("app-canary")).iter().any(|s| s.contains("PathCollision")));
     assert_no_diag(&t, &ingress("app-main"));
     assert!(t.routes.iter().all(|r| r.ingress != Some(nn("annotations/app-canary"))));
-    assert!(t.backends.iter().all(|b| b.service != nn("annotations/app-canary")));
+}
+
+/// The canary attached to the backend serving a request: its backend's name and rules.
+fn canary_of(t: &RoutingTable, host: &str, path: &str) -> Option<(String, sluice_model::Canary)> {
+    let sluice_model::Target::Backend(id) = t.lookup(host, path).route.target else { return None };
+    let c = t.backends[id as usize].canary.as_deref()?.clone();
+    Some((t.backends[c.backend as usize].name.clone(), c))
 }
 
 // With another annotations prefix, only annotations under it are read: `example.com/*` applies
@@ -260,7 +270,7 @@ fn custom_annotations_prefix_reads_only_its_own_annotations() {
     let t = translate_fixtures(&["annotations"], &settings);
     assert_eq!(
         policy(&t, &host("custom-prefix"), "/"),
-        policy_with(|p| p.max_body_size = Some(2 * MIB))
+        policy_with(|p| p.limits.max_body_size = Some(2 * MIB))
     );
     assert_eq!(route(&t, &host("custom-prefix"), "/"), format!("annotations/custom-prefix {APP}"));
     assert_eq!(route(&t, &host("custom-prefix-auth"), "/"), "503");
@@ -295,7 +305,7 @@ fn default_prefix_ignores_other_prefixes() {
     let t = table();
     assert_eq!(
         policy(&t, &host("custom-prefix"), "/"),
-        policy_with(|p| p.max_body_size = Some(4 * MIB))
+        policy_with(|p| p.limits.max_body_size = Some(4 * MIB))
     );
     assert_eq!(summary_for(&t, &ingress("custom-prefix")), vec!["Warning UnknownAnnotation"]);
     assert_no_diag(&t, &ingress("custom-prefix-auth"));
@@ -363,7 +373,7 @@ fn canary_false_is_an_ordinary_ingress() {
 }
 
 // ingress-nginx reads `canary` with Go's strconv.ParseBool (parser.GetBoolAnnotation), so
-// "True", "TRUE", "1" and "t" mark a canary too. Such a canary must be ignored like
+// "True", "TRUE", "1" and "t" mark a canary too. Such a canary must be attached like
 // `canary: "true"`; otherwise, being older, it takes the main Ingress's traffic.
 #[test]
 fn canary_values_follow_go_parse_bool() {
@@ -378,13 +388,9 @@ fn canary_values_follow_go_parse_bool() {
             format!("annotations/bool-main {APP}"),
             "canary: {value:?}"
         );
-        assert_diag(
-            &t,
-            Severity::Warning,
-            Reason::UnsupportedFeature,
-            &ingress("bool-canary"),
-            "canary",
-        );
+        let canary = canary_of(&t, "canary-bool.test", "/").expect("a canary");
+        assert_eq!(canary.0, "annotations-app-canary-80", "canary: {value:?}");
+        assert_no_diag(&t, &ingress("bool-canary"));
         assert_no_diag(&t, &ingress("bool-main"));
     }
 }

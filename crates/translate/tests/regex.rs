@@ -110,7 +110,7 @@ fn rewrite_target_captures_and_host_wide_effect() {
     assert_no_diag(&t, &ingress("rewrite"));
     let found = t.lookup("rewrite.regex.test", "/something/new/path");
     assert_eq!(found.route.path, "/something(/|$)(.*)");
-    let rw = found.route.policy.rewrite.as_ref().expect("a rewrite");
+    let rw = found.route.rewrite.as_ref().expect("a rewrite");
     assert_eq!(rw.target(), "/$2");
     assert_eq!(rw.apply("/something/new/path", Some("a=1")).as_deref(), Some("/new/path?a=1"));
     assert_eq!(rw.apply("/something", None).as_deref(), Some("/"));
@@ -122,14 +122,14 @@ fn rewrite_target_captures_and_host_wide_effect() {
     // The neighbour's path is a case-insensitive regex prefix now, without a rewrite.
     let n = t.lookup("rewrite.regex.test", "/mixedup");
     assert_eq!(n.route.path, "/Mixed");
-    assert!(n.route.policy.rewrite.is_none());
+    assert!(n.route.rewrite.is_none());
 
     // Target equal to the path: plain Prefix matching, no rewrite.
     assert_no_diag(&t, &ingress("same"));
     assert_eq!(rule(&t, "same.regex.test", "/samex"), "default");
     let s = t.lookup("same.regex.test", "/same/x");
     assert_eq!(s.route.path, "/same");
-    assert!(s.route.policy.rewrite.is_none());
+    assert!(s.route.rewrite.is_none());
 }
 
 // An invalid pattern (or one over the size limit) is an error naming the path; only that path
@@ -172,7 +172,7 @@ fn invalid_target_is_ignored() {
     assert_diag(&t, Severity::Error, Reason::InvalidAnnotation, &ingress("bad-target"), "$h");
     let found = t.lookup("bad-target.regex.test", "/x/y");
     assert_eq!(found.route.path, "/x");
-    assert!(found.route.policy.rewrite.is_none());
+    assert!(found.route.rewrite.is_none());
     assert_eq!(rule(&t, "bad-target.regex.test", "/xy"), "default");
 }
 

@@ -118,8 +118,9 @@ fn test_ca(t: &RoutingTable) -> Vec<u8> {
 /// The route-level redirect decision for a request: (ssl-redirect, force-ssl-redirect,
 /// redirect to HTTPS, preserve trailing slash).
 fn redirect(t: &RoutingTable, host: &str, path: &str) -> (bool, bool, bool, bool) {
-    let p = policy(t, host, path);
-    (p.ssl_redirect, p.force_ssl_redirect, p.redirect_to_https, p.preserve_trailing_slash)
+    let r = served(t, host, path);
+    let p = &r.policy.https;
+    (p.ssl_redirect, p.force_ssl_redirect, r.redirect_to_https, p.preserve_trailing_slash)
 }
 
 /// A ConfigMap `tls/<name>` with `data` (values double-quoted).
@@ -404,7 +405,7 @@ spec:
         sluice_translate::translate(&snapshot_at(Some(NOW), &[older, newer]), &Settings::default());
     assert_eq!(cert_for(&t, "shared.tls.test").as_deref(), Some("tls/shared-new"));
     // The host has TLS, so the older Ingress's path redirects too (see the redirect tests).
-    assert!(policy(&t, "shared.tls.test", "/older").redirect_to_https);
+    assert!(served(&t, "shared.tls.test", "/older").redirect_to_https);
 }
 
 // --- Unusable Secrets ----------------------------------------------------------------------
@@ -461,7 +462,7 @@ fn unusable_secrets_are_reported_and_the_host_falls_back_to_the_default() {
         assert_eq!(cert_for(&t, host), None, "{host}: the default certificate");
         let request_host = host.replace('*', "any");
         assert_eq!(route(&t, &request_host, "/"), format!("tls/broken {APP}"), "{host}");
-        assert!(policy(&t, &request_host, "/").redirect_to_https, "{host} still has TLS");
+        assert!(served(&t, &request_host, "/").redirect_to_https, "{host} still has TLS");
     }
     assert_eq!(cert_for(&t, "cn-only.tls.test").as_deref(), Some("tls/cnonly"));
     assert_eq!(cert_for(&t, "www.tls.test").as_deref(), Some("tls/www"));
@@ -712,9 +713,9 @@ fn invalid_https_configmap_values_keep_the_defaults() {
 fn a_tls_hosts_unmatched_paths_redirect_too() {
     let t = table();
     assert_eq!(owner(&t, &host("own-default"), "/other"), "tls/own-default");
-    assert!(policy(&t, &host("own-default"), "/only").redirect_to_https);
-    assert!(policy(&t, &host("own-default"), "/other").redirect_to_https, "defaultBackend");
-    assert!(policy(&t, &host("no-root"), "/other").redirect_to_https, "built-in 404");
+    assert!(served(&t, &host("own-default"), "/only").redirect_to_https);
+    assert!(served(&t, &host("own-default"), "/other").redirect_to_https, "defaultBackend");
+    assert!(served(&t, &host("no-root"), "/other").redirect_to_https, "built-in 404");
 }
 
 // In ingress-nginx, a rule host of an Ingress that has a TLS section but does not list the host
@@ -725,8 +726,8 @@ fn a_tls_hosts_unmatched_paths_redirect_too() {
 #[test]
 fn rule_hosts_an_ingress_with_tls_does_not_list_still_count_as_tls_hosts() {
     let t = table();
-    assert!(policy(&t, &host("listed"), "/").redirect_to_https);
-    assert!(policy(&t, &host("unlisted"), "/").redirect_to_https);
+    assert!(served(&t, &host("listed"), "/").redirect_to_https);
+    assert!(served(&t, &host("unlisted"), "/").redirect_to_https);
     assert_eq!(cert_for(&t, &host("unlisted")), None);
 }
 
@@ -1045,7 +1046,7 @@ fn passthrough_ignores_the_ingresses_other_annotations() {
     let id = *t.tls.passthrough.get(&phost("pass")).expect("pass is passed through");
     let b = &t.backends[id as usize];
     assert_eq!((b.protocol, b.tls.is_none()), (UpstreamProtocol::Http1, true));
-    assert_eq!(policy(&t, &phost("pass"), "/").max_body_size, Some(8 * 1024 * 1024));
+    assert_eq!(policy(&t, &phost("pass"), "/").limits.max_body_size, Some(8 * 1024 * 1024));
     assert_eq!(route(&t, &phost("pass"), "/"), "tls/pass -> tls-secure-443 [10.40.0.2:8443]");
     assert!(handshake(&t, &phost("pass")).client_auth.is_some());
 }

@@ -1,7 +1,5 @@
 //! Socket reads and writes for the fast path, and its per-worker pool of upstream connections.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::io::{self, Read as _};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -15,8 +13,7 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
-// The same limits as the general path's pool.
-use crate::upstream::{IDLE_TIMEOUT, MAX_IDLE_PER_ENDPOINT};
+use crate::pool::{self, IDLE_TIMEOUT};
 
 /// Why a read or write gave up.
 #[derive(Debug)]
@@ -29,7 +26,7 @@ pub(super) enum IoFail {
 
 /// A read buffer whose bytes are always initialised (no `unsafe`): `bytes` is zeroed once as
 /// it grows, and `len` says how much of it holds data.
-pub(super) struct ReadBuf {
+pub(crate) struct ReadBuf {
     bytes: Vec<u8>,
     len: usize,
 }
@@ -90,7 +87,7 @@ impl ReadBuf {
 /// costs nothing until the armed one fires (it is then moved to the real deadline). A busy
 /// keep-alive connection so waits for every message without touching the timer wheel, where
 /// a timeout per wait would register and remove an entry each time.
-pub(super) struct Timer {
+pub(crate) struct Timer {
     sleep: Pin<Box<Sleep>>,
     armed: Instant,
 }
@@ -191,23 +188,16 @@ pub(super) async fn write_all(
 }
 
 /// An HTTP/1.1 connection to an endpoint, with its read buffer.
-pub(super) struct Upstream {
-    pub stream: TcpStream,
-    pub buf: ReadBuf,
-    pub timer: Timer,
-    pub addr: SocketAddr,
+pub(crate) struct Upstream {
+    pub(crate) stream: TcpStream,
+    pub(crate) buf: ReadBuf,
+    pub(crate) timer: Timer,
+    pub(crate) addr: SocketAddr,
     idle_since: Instant,
 }
 
 /// Read buffer of an upstream connection: a small response arrives in one read.
 const UPSTREAM_BUF: usize = 16 * 1024;
-
-thread_local! {
-    /// This worker's idle fast-path connections by endpoint, most recently used last. Only
-    /// this thread's tasks touch it.
-    static IDLE: RefCell<HashMap<SocketAddr, Vec<Upstream>, foldhash::fast::RandomState>> =
-        RefCell::new(HashMap::default());
-}
 
 impl Upstream {
     /// Connects to `addr` within `timeout`.
@@ -230,20 +220,9 @@ impl Upstream {
         })
     }
 
-    /// An idle connection to `addr`, most recently used first, if one has been idle less
-    /// than [`IDLE_TIMEOUT`] at `now`. It may have been closed by the peer meanwhile: callers
-    /// retry on a fresh one when it fails before answering.
+    /// An idle connection to `addr` from the worker's pool.
     pub(super) fn checkout(addr: SocketAddr, now: Instant) -> Option<Self> {
-        IDLE.with(|idle| {
-            let mut idle = idle.borrow_mut();
-            let list = idle.get_mut(&addr)?;
-            while let Some(up) = list.pop() {
-                if now.saturating_duration_since(up.idle_since) < IDLE_TIMEOUT {
-                    return Some(up);
-                }
-            }
-            None
-        })
+        pool::checkout_raw(addr, now)
     }
 
     /// Gives a connection back after a response was read whole, at `now`.
@@ -254,32 +233,23 @@ impl Upstream {
             self.buf = ReadBuf::new(UPSTREAM_BUF);
         }
         self.idle_since = now;
-        IDLE.with(|idle| {
-            let mut idle = idle.borrow_mut();
-            let list = idle.entry(self.addr).or_default();
-            if list.len() < MAX_IDLE_PER_ENDPOINT {
-                list.push(self);
-            }
-        });
+        pool::checkin_raw(self);
     }
-}
 
-/// Drops expired idle connections, and those the peer closed or wrote to unasked (its
-/// readiness says readable: end of stream, or bytes no request asked for). Run periodically
-/// by each worker.
-pub(crate) fn sweep() {
-    IDLE.with(|idle| {
-        let mut idle = idle.borrow_mut();
-        for list in idle.values_mut() {
-            list.retain(|up| {
-                if up.idle_since.elapsed() >= IDLE_TIMEOUT {
-                    return false;
-                }
-                let mut probe = [0u8; 1];
-                // WouldBlock: still open and quiet.
-                matches!(up.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
-            });
+    /// When it went back to the pool.
+    pub(crate) fn idle_since(&self) -> Instant {
+        self.idle_since
+    }
+
+    /// Whether an idle connection is worth keeping: not expired, and neither closed by the
+    /// peer nor written to unasked (its readiness says readable: end of stream, or bytes no
+    /// request asked for).
+    pub(crate) fn still_idle(&self) -> bool {
+        if self.idle_since.elapsed() >= IDLE_TIMEOUT {
+            return false;
         }
-        idle.retain(|_, list| !list.is_empty());
-    });
+        let mut probe = [0u8; 1];
+        // WouldBlock: still open and quiet.
+        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
 }

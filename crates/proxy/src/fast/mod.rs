@@ -1,22 +1,22 @@
 //! The HTTP/1.1 fast path. Connections on the HTTP port are read here first, and the requests
-//! that make up most traffic — `GET` and `HEAD` without a body, to a route whose backend speaks
-//! HTTP/1.1 in clear, with no redirect, path rewrite or client-certificate check to apply — are
-//! proxied straight between sockets:
+//! that make up most traffic — `GET` and `HEAD` without a body, to a route translation lets
+//! this path carry ([`sluice_model::Route::fast`]) — are proxied straight between sockets:
 //!
 //! 1. the request head is parsed once with `httparse`, in the connection's buffer;
-//! 2. the upstream's head is written into one buffer: the client's header lines copied as they
-//!    came, less what Sluice replaces, plus the forwarding headers ([`request`]);
-//! 3. it goes out on a pooled keep-alive connection of this worker ([`io`]), with the same
-//!    endpoint order, retries and timeouts as the general path;
-//! 4. the response head is rewritten the same way and leaves with the first body bytes in one
-//!    write; the body streams through with its framing checked ([`response`]);
+//! 2. the request life cycle decides what becomes of it ([`crate::pipeline`], the same phases
+//!    the general path runs), writing the upstream's head as header lines: the client's
+//!    copied as they came, less what Sluice replaces, plus what it sets ([`request`]);
+//! 3. it goes out on a pooled keep-alive connection of this worker ([`io`]), to the endpoints
+//!    of the life cycle's [`Attempts`], with the same retries and timeouts as the general path;
+//! 4. the response head is edited by the same rules and leaves with the first body bytes in
+//!    one write; the body streams through with its framing checked ([`response`]); local
+//!    answers (redirects, 404, 503) are written here too;
 //! 5. the access log line and metrics are written from the same [`Record`].
 //!
 //! Everything else — request bodies, upgrades, `Expect`, HTTP/1.0, h2c, malformed or oversized
-//! heads, local answers (404, 503, redirects) — goes to hyper ([`crate::handler`]) together
-//! with the bytes already read, for the rest of the connection, so its behaviour is exactly the
-//! general path's. Reads clear socket readiness after a short read, which saves the
-//! `EWOULDBLOCK` read per message that a generic reader pays.
+//! heads, routes the life cycle hands over — goes to hyper ([`crate::handler`]) together with
+//! the bytes already read, for the rest of the connection. Reads clear socket readiness after a
+//! short read, which saves the `EWOULDBLOCK` read per message that a generic reader pays.
 
 mod io;
 mod request;
@@ -27,20 +27,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::server::graceful::Watcher;
-use sluice_model::{Backend, Policy};
+use sluice_model::{Backend, Limits, RoutingTable};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-pub(crate) use io::sweep;
-use io::{IoFail, ReadBuf, Timer, Upstream, read_more, write_all};
-use request::Plan;
+pub(crate) use io::Upstream;
+use io::{IoFail, ReadBuf, Timer, read_more, write_all};
+use request::{Plan, Planned};
 use response::{Dechunker, Framing, LAST_CHUNK};
 
+use crate::pipeline::{Attempts, Failure, Forward, Local, ResponsePlan};
 use crate::record::Record;
 use crate::server::{ConnInfo, HyperBuilder};
 use crate::tls::hello::Rewind;
-use crate::upstream::{Failure, MAX_STALE_RETRIES};
 use crate::{Shared, local, server};
 
 /// Longest request head the fast path reads before leaving the connection to hyper (which
@@ -155,72 +155,136 @@ async fn next(
     };
     client.buf.consume(head_len);
     let start = Instant::now();
-    proxy(client, conn, shared, plan, start).await
+    let Plan { published, decision, facts, head_request, close } = plan;
+    match decision {
+        Planned::Forward(forward) => {
+            proxy(client, conn, shared, &published, forward, facts, head_request, close, start)
+                .await
+        }
+        Planned::Local(answer) => {
+            let table = &published.table;
+            let mut record = Box::new(Record::new(
+                shared,
+                conn.clone(),
+                facts,
+                table.clone(),
+                answer.route,
+                start,
+                answer.request_id.clone(),
+            ));
+            record.log = answer.log;
+            local_answer(client, &answer, table, close, shared, record).await
+        }
+    }
 }
 
 /// Forwards a planned request and relays the response.
+#[allow(clippy::too_many_arguments)]
 async fn proxy(
     client: &mut Client,
     conn: &Arc<ConnInfo>,
     shared: &'static Shared,
-    plan: Plan,
+    published: &Arc<crate::Published>,
+    forward: Forward,
+    facts: crate::record::RequestFacts,
+    head_request: bool,
+    close: bool,
     start: Instant,
 ) -> Next {
-    let Plan { published, route, backend, facts, request_id, head_request, close } = plan;
     let table = &published.table;
-    let policy = &table.routes[route as usize].policy;
-    let backend = &table.backends[backend];
-    let mut record =
-        Box::new(Record::new(shared, conn.clone(), facts, table.clone(), route, start, request_id));
-    let sent = forward(&client.out, backend, policy, &mut record).await;
-    let mut up = match sent {
-        Ok(up) => up,
-        Err(failure) => {
-            shared.metrics.upstream_error(backend, failure.label());
-            return error_page(client, failure.status(), close, shared, record).await;
-        }
-    };
-
-    // The response head, after any interim (1xx) ones, which NGINX drops too.
-    let read_deadline = || Instant::now() + policy.read_timeout;
-    let (head, body_start) = loop {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut resp = httparse::Response::new(&mut headers);
-        match resp.parse(up.buf.filled()) {
-            Ok(httparse::Status::Complete(len)) => {
-                let status = resp.code.unwrap_or(0);
-                if (100..200).contains(&status) && status != 101 {
-                    up.buf.consume(len);
-                    continue;
+    let route = &table.routes[forward.route as usize];
+    let limits = &route.policy.limits;
+    let backend = &table.backends[forward.backend as usize];
+    let mut record = Box::new(Record::new(
+        shared,
+        conn.clone(),
+        facts,
+        table.clone(),
+        forward.route,
+        start,
+        forward.request_id.clone(),
+    ));
+    record.backend = Some(forward.backend);
+    record.canary = forward.canary;
+    record.log = forward.log;
+    let mut attempts = forward.attempts;
+    let mut plan = forward.response;
+    let method = if record.request.method == http::Method::HEAD { "HEAD" } else { "GET" };
+    let sent = send(&client.out, backend, &mut attempts, limits, method, &mut record).await;
+    if let Some(key) = attempts.repinned() {
+        let ua = record.request.user_agent.as_ref().map(|v| v.as_bytes());
+        plan.set_cookie = crate::pipeline::repin_cookie(backend, key, &route.path, false, ua);
+    }
+    let mut sent = sent;
+    // The response head, after any interim (1xx) ones, which NGINX drops too. A failure
+    // before it, or a status `proxy-next-upstream` retries, goes on to the next endpoint
+    // while one is left: the request (a GET or HEAD without a body) can always go again.
+    let read_deadline = || Instant::now() + limits.read_timeout;
+    let (mut up, head, body_start) = 'attempt: loop {
+        let mut up = match sent {
+            Ok(up) => up,
+            Err(failure) => {
+                shared.metrics.upstream_error(backend, failure.label());
+                return error_page(client, failure.status(), &plan, table, close, shared, record)
+                    .await;
+            }
+        };
+        let failure = loop {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut resp = httparse::Response::new(&mut headers);
+            match resp.parse(up.buf.filled()) {
+                Ok(httparse::Status::Complete(len)) => {
+                    let status = resp.code.unwrap_or(0);
+                    if (100..200).contains(&status) && status != 101 {
+                        up.buf.consume(len);
+                        continue;
+                    }
+                    if attempts.retries_status(status, method, true) {
+                        record.set_last_attempt(status, true);
+                        sent =
+                            send(&client.out, backend, &mut attempts, limits, method, &mut record)
+                                .await;
+                        continue 'attempt;
+                    }
+                    attempts.answered(backend, up_elapsed(&record));
+                    let mut out = std::mem::take(&mut client.out);
+                    out.clear();
+                    let edits = response::Edits {
+                        plan: &plan,
+                        rules: &route.policy.response,
+                        hsts: None,
+                        server: shared.server_header.as_bytes(),
+                    };
+                    let rewritten = response::rewrite(&resp, head_request, close, &edits, &mut out);
+                    client.out = out;
+                    match rewritten {
+                        Ok(head) if status != 101 => break 'attempt (up, head, len),
+                        _ => break Failure::InvalidHeader,
+                    }
                 }
-                client.out.clear();
-                let server_header = shared.server_header.as_bytes();
-                match response::rewrite(&resp, head_request, close, server_header, &mut client.out)
-                {
-                    Ok(head) if status != 101 => break (head, len),
-                    _ => return bad_response(client, &up, close, shared, backend, record).await,
-                }
+                Ok(httparse::Status::Partial) if up.buf.len() < MAX_RESPONSE_HEAD => {}
+                _ => break Failure::InvalidHeader,
             }
-            Ok(httparse::Status::Partial) if up.buf.len() < MAX_RESPONSE_HEAD => {}
-            _ => return bad_response(client, &up, close, shared, backend, record).await,
+            match read_more(&up.stream, &mut up.buf, &mut up.timer, read_deadline()).await {
+                Ok(n) if n > 0 => {}
+                Ok(_) | Err(IoFail::Failed) => break Failure::Broken,
+                Err(IoFail::Timeout) => break Failure::Timeout,
+            }
+        };
+        tracing::debug!(addr = %up.addr, ?failure, "upstream response head failed");
+        record.set_last_attempt(failure.status(), false);
+        if attempts.retries(failure, method, true) {
+            sent = send(&client.out, backend, &mut attempts, limits, method, &mut record).await;
+            continue;
         }
-        match read_more(&up.stream, &mut up.buf, &mut up.timer, read_deadline()).await {
-            Ok(n) if n > 0 => {}
-            Ok(_) | Err(IoFail::Failed) => {
-                return bad_response(client, &up, close, shared, backend, record).await;
-            }
-            Err(IoFail::Timeout) => {
-                record.set_last_attempt(504, false);
-                shared.metrics.upstream_error(backend, Failure::Timeout.label());
-                return error_page(client, 504, close, shared, record).await;
-            }
-        }
+        shared.metrics.upstream_error(backend, failure.label());
+        return error_page(client, failure.status(), &plan, table, close, shared, record).await;
     };
     record.status = head.status;
     record.set_last_attempt(head.status, true);
 
     // The body: whatever came with the head, then the rest as it arrives.
-    let send_timeout = policy.send_timeout;
+    let send_timeout = limits.send_timeout;
     let mut reusable = head.reusable;
     let mut dechunker = Dechunker::default();
     let mut remaining = match head.framing {
@@ -304,58 +368,64 @@ fn keep_or_close(close: bool) -> Next {
     if close { Next::Close } else { Next::KeepAlive }
 }
 
-/// Sends the request head to `backend`: endpoints in round-robin order, the next one when
-/// connecting fails, up to `proxy-next-upstream-tries`, a fresh connection (not counted as a
-/// try) when a pooled one turns out closed before answering — the same rules as
-/// [`crate::upstream::forward`]. Returns the connection once the response's first bytes are in
-/// its buffer.
-async fn forward(
+/// How long the current attempt has waited for its response head.
+fn up_elapsed(record: &Record) -> Duration {
+    record.attempts().last().map_or(Duration::ZERO, |a| a.started.elapsed())
+}
+
+/// Sends the request head to `backend`'s endpoints in the order of `attempts`, going on to
+/// the next when connecting fails (or the connection breaks before answering, when
+/// `proxy-next-upstream` says so), a fresh connection (not counted as an attempt) when a
+/// pooled one turns out closed before answering — the rules of
+/// [`crate::upstream::forward`]. Returns the connection once the response's first bytes are
+/// in its buffer.
+async fn send(
     head: &[u8],
     backend: &Backend,
-    policy: &Policy,
+    attempts: &mut Attempts,
+    limits: &Limits,
+    method: &str,
     record: &mut Record,
 ) -> Result<Upstream, Failure> {
-    let n = backend.endpoints.len();
-    let first = backend.next_index().ok_or(Failure::Unreachable)?;
-    let tries = (policy.next_upstream_tries as usize).clamp(1, n);
-    let mut failure = Failure::Unreachable;
-    let mut stale = 0;
-    let mut t = 0;
-    while t < tries {
-        let addr = backend.endpoints[(first + t) % n].addr;
+    let mut failure = Failure::Connect;
+    let mut next = attempts.next(backend);
+    let mut fresh = false;
+    while let Some(addr) = next.take() {
         let started = Instant::now();
-        let pooled = if stale == 0 { Upstream::checkout(addr, started) } else { None };
+        let pooled = if fresh { None } else { Upstream::checkout(addr, started) };
+        fresh = false;
         let reused = pooled.is_some();
         let mut up = match pooled {
             Some(up) => up,
-            None => match Upstream::connect(addr, policy.connect_timeout).await {
+            None => match Upstream::connect(addr, limits.connect_timeout).await {
                 Ok(up) => up,
                 Err(e) => {
                     failure = match e {
-                        IoFail::Timeout => Failure::Timeout,
-                        IoFail::Failed => Failure::Unreachable,
+                        IoFail::Timeout => Failure::ConnectTimeout,
+                        IoFail::Failed => Failure::Connect,
                     };
                     record.attempt(addr, failure.status(), false, started);
-                    t += 1;
+                    if attempts.retries(failure, method, true) {
+                        next = attempts.next(backend);
+                    }
                     continue;
                 }
             },
         };
-        if let Err(e) = write_all(&up.stream, head, &mut up.timer, policy.send_timeout).await {
-            if reused && stale < MAX_STALE_RETRIES {
-                stale += 1;
+        if let Err(e) = write_all(&up.stream, head, &mut up.timer, limits.send_timeout).await {
+            if reused && attempts.stale_again() {
+                next = Some(addr);
+                fresh = true;
                 continue;
             }
-            let timed_out = matches!(e, IoFail::Timeout);
-            failure = if timed_out { Failure::Timeout } else { Failure::Unreachable };
+            failure = if matches!(e, IoFail::Timeout) { Failure::Timeout } else { Failure::Broken };
             record.attempt(addr, failure.status(), false, started);
-            if timed_out {
-                return Err(failure);
+            if attempts.retries(failure, method, true) {
+                next = attempts.next(backend);
             }
-            t += 1;
             continue;
         }
-        let deadline = Instant::now() + policy.read_timeout;
+        let deadline = Instant::now() + limits.read_timeout;
         match read_more(&up.stream, &mut up.buf, &mut up.timer, deadline).await {
             Ok(got) if got > 0 => {
                 // The status is filled in once the head is parsed.
@@ -364,38 +434,62 @@ async fn forward(
             }
             Err(IoFail::Timeout) => {
                 record.attempt(addr, 504, false, started);
-                return Err(Failure::Timeout);
+                failure = Failure::Timeout;
             }
             // Closed before answering: a pooled connection the peer had dropped.
-            _ if reused && stale < MAX_STALE_RETRIES => stale += 1,
+            _ if reused && attempts.stale_again() => {
+                next = Some(addr);
+                fresh = true;
+                continue;
+            }
             _ => {
                 record.attempt(addr, 502, false, started);
-                return Err(Failure::Broken);
+                failure = Failure::Broken;
             }
+        }
+        if attempts.retries(failure, method, true) {
+            next = attempts.next(backend);
         }
     }
     Err(failure)
 }
 
-/// The upstream answered something that is not an HTTP/1.1 response head (or nothing): 502.
-async fn bad_response(
+/// Answers a local decision of the life cycle: a redirect, or Sluice's own page for its
+/// status, with the response phase's headers.
+async fn local_answer(
     client: &mut Client,
-    up: &Upstream,
+    answer: &Local,
+    table: &RoutingTable,
     close: bool,
     shared: &'static Shared,
-    backend: &Backend,
-    mut record: Box<Record>,
+    record: Box<Record>,
 ) -> Next {
-    tracing::debug!(addr = %up.addr, "upstream sent an invalid response head");
-    record.set_last_attempt(502, false);
-    shared.metrics.upstream_error(backend, Failure::Broken.label());
-    error_page(client, 502, close, shared, record).await
+    let location = answer.location.as_deref();
+    respond(client, answer.status, location, &answer.response, table, close, shared, record).await
 }
 
 /// Answers with Sluice's own error page for `status`.
 async fn error_page(
     client: &mut Client,
     status: u16,
+    plan: &ResponsePlan,
+    table: &RoutingTable,
+    close: bool,
+    shared: &'static Shared,
+    record: Box<Record>,
+) -> Next {
+    respond(client, status, None, plan, table, close, shared, record).await
+}
+
+/// Writes a response of Sluice's own: `status`, its page, `location` for a redirect, and the
+/// response phase's headers.
+#[allow(clippy::too_many_arguments)]
+async fn respond(
+    client: &mut Client,
+    status: u16,
+    location: Option<&str>,
+    plan: &ResponsePlan,
+    table: &RoutingTable,
     close: bool,
     shared: &'static Shared,
     mut record: Box<Record>,
@@ -409,10 +503,15 @@ async fn error_page(
     out.push(b' ');
     out.extend_from_slice(code.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
-    response::header(out, b"server", shared.server_header.as_bytes());
+    plan.each_set(table.https.hsts.as_deref(), shared.server_header.as_bytes(), |name, value| {
+        response::header(out, name.as_bytes(), value);
+    });
     response::with_date(|d| response::header(out, b"date", d));
     response::header(out, b"content-type", b"text/html");
     response::header(out, b"content-length", page.len().to_string().as_bytes());
+    if let Some(location) = location {
+        response::header(out, b"location", location.as_bytes());
+    }
     if close {
         response::header(out, b"connection", b"close");
     }

@@ -5,6 +5,10 @@
 use std::cell::RefCell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use sluice_model::ResponseRules;
+
+use crate::pipeline::{Edit, ResponsePlan};
+
 /// How the upstream delimits the body it sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Framing {
@@ -33,25 +37,20 @@ pub(super) struct ResponseHead {
 #[derive(Debug)]
 pub(super) struct Invalid;
 
-/// Headers that never cross a proxy in either direction (RFC 9110 section 7.6.1).
-pub(super) const HOP_BY_HOP: [&[u8]; 7] = [
-    b"connection",
-    b"keep-alive",
-    b"proxy-connection",
-    b"te",
-    b"trailer",
-    b"transfer-encoding",
-    b"upgrade",
-];
-
-/// True for `name` in `names`, whatever its case.
-pub(super) fn listed(names: &[&[u8]], name: &[u8]) -> bool {
-    names.iter().any(|n| n.eq_ignore_ascii_case(name))
+/// Hop-by-hop headers (RFC 9110 section 7.6.1): the life cycle's list.
+fn dropped(name: &[u8]) -> bool {
+    crate::pipeline::HOP_BY_HOP.iter().any(|n| n.as_bytes().eq_ignore_ascii_case(name))
 }
 
-/// Hop-by-hop headers, and `Server`, which is Sluice's.
-fn dropped(name: &[u8]) -> bool {
-    listed(&HOP_BY_HOP, name) || name.eq_ignore_ascii_case(b"server")
+/// The life cycle's response phase for one response.
+pub(super) struct Edits<'a> {
+    pub plan: &'a ResponsePlan,
+    /// The route's response rules.
+    pub rules: &'a ResponseRules,
+    /// The table's HSTS value.
+    pub hsts: Option<&'a str>,
+    /// The `Server` header value.
+    pub server: &'a [u8],
 }
 
 /// Writes the client's response head for `resp` into `out` and says how its body comes.
@@ -61,7 +60,7 @@ pub(super) fn rewrite(
     resp: &httparse::Response<'_, '_>,
     head_request: bool,
     close: bool,
-    server: &[u8],
+    edits: &Edits<'_>,
     out: &mut Vec<u8>,
 ) -> Result<ResponseHead, Invalid> {
     let status = resp.code.ok_or(Invalid)?;
@@ -133,6 +132,7 @@ pub(super) fn rewrite(
         ),
     }
     out.extend_from_slice(b"\r\n");
+    let rules = edits.rules;
     for h in resp.headers.iter() {
         let name = h.name.as_bytes();
         if dropped(name)
@@ -141,9 +141,15 @@ pub(super) fn rewrite(
         {
             continue;
         }
-        header(out, name, h.value);
+        match edits.plan.edit(rules, name, h.value) {
+            Edit::Keep => header(out, name, h.value),
+            Edit::Drop => {}
+            Edit::Replace(value) => header(out, name, &value),
+        }
     }
-    header(out, b"server", server);
+    edits
+        .plan
+        .each_set(edits.hsts, edits.server, |name, value| header(out, name.as_bytes(), value));
     if !has_date {
         with_date(|d| header(out, b"date", d));
     }
@@ -426,7 +432,9 @@ mod tests {
         let mut resp = httparse::Response::new(&mut headers);
         assert!(resp.parse(raw).unwrap().is_complete());
         let mut out = Vec::new();
-        let head = rewrite(&resp, head_request, close, b"sluice", &mut out).unwrap();
+        let (plan, rules) = (ResponsePlan::default(), ResponseRules::default());
+        let edits = Edits { plan: &plan, rules: &rules, hsts: None, server: b"sluice" };
+        let head = rewrite(&resp, head_request, close, &edits, &mut out).unwrap();
         (String::from_utf8(out).unwrap(), head)
     }
 
@@ -482,6 +490,8 @@ mod tests {
         let mut headers = [httparse::EMPTY_HEADER; 8];
         let mut resp = httparse::Response::new(&mut headers);
         resp.parse(raw).unwrap();
-        assert!(rewrite(&resp, false, false, b"sluice", &mut Vec::new()).is_err());
+        let (plan, rules) = (ResponsePlan::default(), ResponseRules::default());
+        let edits = Edits { plan: &plan, rules: &rules, hsts: None, server: b"sluice" };
+        assert!(rewrite(&resp, false, false, &edits, &mut Vec::new()).is_err());
     }
 }

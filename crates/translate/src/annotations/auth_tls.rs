@@ -17,7 +17,19 @@
 
 use sluice_model::{ClientVerify, Diagnostic, NamespacedName, ObjectRef};
 
-use super::{Annotations, parse_bool, secret_ref};
+use super::{Annotations, Effect, Family, parse_bool, secret_ref};
+
+/// The annotations of this family.
+pub const FAMILY: Family = Family {
+    module: "auth_tls",
+    annotations: &[
+        ("auth-tls-pass-certificate-to-upstream", Effect::Applied),
+        ("auth-tls-secret", Effect::Applied),
+        ("auth-tls-verify-client", Effect::Applied),
+        ("auth-tls-verify-depth", Effect::Applied),
+    ],
+    configmap_keys: &[],
+};
 
 /// What the annotations ask for; the CA itself is read by the builder.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -11,7 +11,14 @@
 
 use sluice_model::{Diagnostic, ObjectRef, Reason, UpstreamProtocol};
 
-use super::Annotations;
+use super::{Annotations, Effect, Family};
+
+/// The annotation of this family.
+pub const FAMILY: Family = Family {
+    module: "backend_protocol",
+    annotations: &[("backend-protocol", Effect::Applied)],
+    configmap_keys: &[],
+};
 
 pub(crate) fn parse(
     a: &Annotations<'_>,

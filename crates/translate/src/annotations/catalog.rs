@@ -1,11 +1,16 @@
 //! Every ingress-nginx annotation name (v1.15, `docs/user-guide/nginx-configuration/
 //! annotations-risk.md`, plus legacy aliases and removed names) and what Sluice does with it.
 
+use super::{Effect, FAMILIES, family_of};
+
 /// What Sluice does with one annotation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Support {
     /// Implemented by a family module.
     Implemented,
+    /// Read and validated by a family, with no effect a client or backend can see (NGINX
+    /// memory tuning); the note says why. No warning.
+    Accepted(&'static str),
     /// Known, not implemented yet: a warning, and ignored.
     Pending,
     /// A security annotation not enforced yet: the Ingress's routes answer 503.
@@ -18,13 +23,10 @@ pub enum Support {
 
 use Support::*;
 
-/// The catalogue, sorted by name.
+/// The annotations no family reads, and their fate, sorted by name. What families read is
+/// in their own lists ([`FAMILIES`]): a name is implemented only where a module reads it.
 pub const CATALOG: &[(&str, Support)] = &[
-    ("affinity", Pending),
-    ("affinity-canary-behavior", Pending),
-    ("affinity-mode", Pending),
     ("allowlist-source-range", Enforced),
-    ("app-root", Pending),
     ("auth-always-set-cookie", Pending),
     ("auth-cache-duration", Pending),
     ("auth-cache-key", Pending),
@@ -44,45 +46,23 @@ pub const CATALOG: &[(&str, Support)] = &[
     ("auth-snippet", Snippet),
     ("auth-tls-error-page", Pending),
     ("auth-tls-match-cn", Enforced),
-    ("auth-tls-pass-certificate-to-upstream", Implemented),
-    ("auth-tls-secret", Implemented),
-    ("auth-tls-verify-client", Implemented),
-    ("auth-tls-verify-depth", Implemented),
     ("auth-type", Enforced),
     ("auth-url", Enforced),
-    ("backend-protocol", Implemented),
-    ("canary", Pending),
-    ("canary-by-cookie", Pending),
-    ("canary-by-header", Pending),
-    ("canary-by-header-pattern", Pending),
-    ("canary-by-header-value", Pending),
-    ("canary-weight", Pending),
-    ("canary-weight-total", Pending),
-    ("client-body-buffer-size", Pending),
     ("configuration-snippet", Snippet),
-    ("connection-proxy-header", Pending),
     ("cors-allow-credentials", Pending),
     ("cors-allow-headers", Pending),
     ("cors-allow-methods", Pending),
     ("cors-allow-origin", Pending),
     ("cors-expose-headers", Pending),
     ("cors-max-age", Pending),
-    ("custom-headers", Pending),
-    ("custom-http-errors", Pending),
-    ("default-backend", Pending),
     ("denylist-source-range", Enforced),
-    ("disable-proxy-intercept-errors", Pending),
-    ("enable-access-log", Pending),
     ("enable-cors", Pending),
     ("enable-global-auth", Pending),
     ("enable-modsecurity", Pending),
     ("enable-opentelemetry", Pending),
     ("enable-owasp-core-rules", Pending),
-    ("enable-rewrite-log", Pending),
     ("fastcgi-index", Pending),
     ("fastcgi-params-configmap", Pending),
-    ("force-ssl-redirect", Implemented),
-    ("from-to-www-redirect", Pending),
     ("grpc-backend", Removed("use backend-protocol: GRPC")),
     ("http2-push-preload", Pending),
     ("limit-allowlist", Pending),
@@ -93,79 +73,43 @@ pub const CATALOG: &[(&str, Support)] = &[
     ("limit-rpm", Pending),
     ("limit-rps", Pending),
     ("limit-whitelist", Pending),
-    ("load-balance", Pending),
-    ("mirror-host", Pending),
-    ("mirror-request-body", Pending),
-    ("mirror-target", Pending),
     ("modsecurity-snippet", Snippet),
     ("modsecurity-transaction-id", Pending),
     ("opentelemetry-operation-name", Pending),
     ("opentelemetry-trust-incoming-span", Pending),
-    ("permanent-redirect", Pending),
-    ("permanent-redirect-code", Pending),
-    ("preserve-trailing-slash", Implemented),
-    ("proxy-body-size", Implemented),
-    ("proxy-buffer-size", Pending),
-    ("proxy-buffering", Pending),
-    ("proxy-buffers-number", Pending),
-    ("proxy-connect-timeout", Implemented),
-    ("proxy-cookie-domain", Pending),
-    ("proxy-cookie-path", Pending),
-    ("proxy-http-version", Pending),
-    ("proxy-max-temp-file-size", Pending),
-    ("proxy-next-upstream", Pending),
-    ("proxy-next-upstream-timeout", Pending),
-    ("proxy-next-upstream-tries", Implemented),
-    ("proxy-read-timeout", Implemented),
-    ("proxy-redirect-from", Pending),
-    ("proxy-redirect-to", Pending),
-    ("proxy-request-buffering", Pending),
-    ("proxy-send-timeout", Implemented),
     ("proxy-ssl-ciphers", Pending),
-    ("proxy-ssl-name", Implemented),
     ("proxy-ssl-protocols", Pending),
-    ("proxy-ssl-secret", Implemented),
-    ("proxy-ssl-server-name", Implemented),
-    ("proxy-ssl-verify", Implemented),
-    ("proxy-ssl-verify-depth", Implemented),
-    ("rewrite-target", Implemented),
     ("satisfy", Pending),
     ("secure-backends", Removed("use backend-protocol: HTTPS")),
-    ("server-alias", Pending),
     ("server-snippet", Snippet),
-    ("service-upstream", Pending),
-    ("session-cookie-change-on-failure", Pending),
-    ("session-cookie-conditional-samesite-none", Pending),
-    ("session-cookie-domain", Pending),
-    ("session-cookie-expires", Pending),
     ("session-cookie-hash", Removed("since 0.24")),
-    ("session-cookie-max-age", Pending),
-    ("session-cookie-name", Pending),
-    ("session-cookie-partitioned", Pending),
-    ("session-cookie-path", Pending),
-    ("session-cookie-samesite", Pending),
-    ("session-cookie-secure", Pending),
-    ("ssl-ciphers", Implemented),
-    ("ssl-passthrough", Implemented),
     ("ssl-prefer-server-ciphers", Pending),
-    ("ssl-redirect", Implemented),
     ("stream-snippet", Snippet),
-    ("temporal-redirect", Pending),
-    ("temporal-redirect-code", Pending),
-    ("upstream-hash-by", Pending),
-    ("upstream-hash-by-subset", Pending),
-    ("upstream-hash-by-subset-size", Pending),
-    ("upstream-vhost", Pending),
-    ("use-port-in-redirects", Implemented),
-    ("use-regex", Implemented),
     ("whitelist-source-range", Enforced),
-    ("x-forwarded-prefix", Pending),
 ];
 
 /// What Sluice does with annotation `name` (without the prefix); `None` if ingress-nginx does
 /// not know it either.
 pub fn support(name: &str) -> Option<Support> {
+    if let Some((_, effect)) = family_of(name) {
+        return Some(match effect {
+            Effect::Applied => Implemented,
+            Effect::Accepted(note) => Accepted(note),
+        });
+    }
     CATALOG.binary_search_by(|(n, _)| n.cmp(&name)).ok().map(|i| CATALOG[i].1)
+}
+
+/// Every annotation name Sluice knows, with its fate, sorted.
+pub fn all() -> Vec<(&'static str, Support)> {
+    let mut all: Vec<(&'static str, Support)> = CATALOG.to_vec();
+    for family in FAMILIES {
+        for &(name, _) in family.annotations {
+            all.push((name, support(name).expect("a family's name")));
+        }
+    }
+    all.sort_by_key(|(n, _)| *n);
+    all
 }
 
 #[cfg(test)]
@@ -175,10 +119,30 @@ mod tests {
     #[test]
     fn catalog_is_sorted_and_complete() {
         assert!(CATALOG.windows(2).all(|w| w[0].0 < w[1].0), "CATALOG must stay sorted");
+        let all = all();
+        assert!(all.windows(2).all(|w| w[0].0 != w[1].0), "a name has one fate: {all:?}");
         // 135 rows in annotations-risk.md (v1.15), 2 legacy aliases, 3 removed names.
-        assert_eq!(CATALOG.len(), 135 + 2 + 3);
+        assert_eq!(all.len(), 135 + 2 + 3);
         assert_eq!(support("whitelist-source-range"), Some(Enforced));
         assert_eq!(support("configuration-snippet"), Some(Snippet));
         assert_eq!(support("no-such-annotation"), None);
+    }
+
+    #[test]
+    fn implemented_means_a_family_reads_it() {
+        for (name, fate) in CATALOG {
+            assert!(
+                !matches!(fate, Implemented | Accepted(_)),
+                "{name}: only a family's list may call an annotation implemented"
+            );
+            assert!(family_of(name).is_none(), "{name} is in a family and in CATALOG");
+        }
+        for family in FAMILIES {
+            assert!(
+                family.annotations.windows(2).all(|w| w[0].0 < w[1].0),
+                "{}: keep the list sorted",
+                family.module
+            );
+        }
     }
 }

@@ -12,32 +12,118 @@
 //!   503, because a snippet may have carried access rules that Sluice cannot see;
 //! - unknown to ingress-nginx too (a typo?): reported as a warning.
 
+pub mod affinity;
+pub mod alias;
+pub mod app_root;
 pub mod auth_tls;
 pub mod backend_protocol;
+pub mod buffering;
+pub mod canary;
 pub mod catalog;
+pub mod custom_errors;
+pub mod default_backend;
+pub mod load_balance;
+pub mod log;
+pub mod mirror;
+pub mod next_upstream;
 pub mod proxy;
 pub mod proxy_ssl;
 pub mod redirect;
+pub mod response_headers;
 pub mod rewrite;
+pub mod service_upstream;
 pub mod ssl_cipher;
 pub mod ssl_passthrough;
+pub mod ssl_redirect;
+pub mod upstream_headers;
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::networking::v1::Ingress;
 use sluice_model::{Diagnostic, NamespacedName, ObjectRef, Policy, Reason, UpstreamProtocol};
 
+use crate::config::GlobalConfig;
 use catalog::Support;
 
-/// What an Ingress's annotations mean for its routes.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What Sluice does with an annotation that a family reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Applied as ingress-nginx applies it (differences in the family's doc).
+    Applied,
+    /// Read and validated, with no effect a client or backend can see: NGINX memory tuning
+    /// that Sluice has no use for. The note says why.
+    Accepted(&'static str),
+}
+
+/// An annotation family: one module, the annotations and ConfigMap keys it reads. These
+/// lists are the catalogue's source of truth for what is implemented ([`catalog::support`]).
+#[derive(Debug)]
+pub struct Family {
+    /// The module.
+    pub module: &'static str,
+    /// The annotations it reads (without the prefix), and what it does with each.
+    pub annotations: &'static [(&'static str, Effect)],
+    /// The keys of the controller's ConfigMap it reads.
+    pub configmap_keys: &'static [&'static str],
+}
+
+/// Every family.
+pub const FAMILIES: &[&Family] = &[
+    &affinity::FAMILY,
+    &alias::FAMILY,
+    &app_root::FAMILY,
+    &auth_tls::FAMILY,
+    &backend_protocol::FAMILY,
+    &buffering::FAMILY,
+    &canary::FAMILY,
+    &custom_errors::FAMILY,
+    &default_backend::FAMILY,
+    &load_balance::FAMILY,
+    &log::FAMILY,
+    &mirror::FAMILY,
+    &next_upstream::FAMILY,
+    &proxy::FAMILY,
+    &proxy_ssl::FAMILY,
+    &redirect::FAMILY,
+    &response_headers::FAMILY,
+    &rewrite::FAMILY,
+    &service_upstream::FAMILY,
+    &ssl_cipher::FAMILY,
+    &ssl_passthrough::FAMILY,
+    &ssl_redirect::FAMILY,
+    &upstream_headers::FAMILY,
+];
+
+/// The family that reads annotation `name`, and what it does with it.
+pub fn family_of(name: &str) -> Option<(&'static Family, Effect)> {
+    FAMILIES.iter().find_map(|f| {
+        f.annotations.iter().find(|(n, _)| *n == name).map(|&(_, effect)| (*f, effect))
+    })
+}
+
+/// What an Ingress's annotations mean for its routes, its hosts and its backends.
+#[derive(Clone, Debug, PartialEq)]
 pub struct IngressAnnotations {
-    /// Limits, timeouts and redirects for every route of the Ingress.
+    /// The request-time policy of every route of the Ingress.
     pub policy: Policy,
     /// When set, every route of the Ingress answers 503 for this reason.
     pub fail_closed: Option<String>,
-    /// `canary` true: the Ingress only diverts traffic of a main Ingress.
-    pub canary: bool,
+    /// `canary: "true"` and its rules: the Ingress only diverts traffic of a main Ingress.
+    pub canary: Option<canary::CanaryRules>,
+    /// How the Ingress's backends are balanced, for the backends it is first to name.
+    pub balance: load_balance::Balancing,
+    /// `affinity: cookie` and its settings.
+    pub affinity: Option<affinity::CookieAffinity>,
+    /// `service-upstream`: its backends are the Services' cluster IPs.
+    pub service_upstream: bool,
+    /// `default-backend`: a Service of the Ingress's namespace.
+    pub default_backend: Option<String>,
+    /// `app-root`.
+    pub app_root: Option<String>,
+    /// `from-to-www-redirect`.
+    pub from_to_www: bool,
+    /// `server-alias`.
+    pub aliases: Vec<String>,
     /// Client certificates for the Ingress's hosts (`auth-tls-*`); `Err` when asked for but
     /// unusable (the hosts fail closed).
     pub auth_tls: Result<Option<auth_tls::AuthTls>, String>,
@@ -51,6 +137,18 @@ pub struct IngressAnnotations {
     pub proxy_ssl: proxy_ssl::ProxySsl,
     /// `use-regex`, `rewrite-target`.
     pub rewrite: rewrite::Rewrite,
+}
+
+impl IngressAnnotations {
+    /// Whether the Ingress sets anything that belongs to a backend rather than to its own
+    /// routes (how endpoints are balanced, cluster IPs, a default backend): what another
+    /// Ingress naming the same Service sees too.
+    pub fn touches_backends(&self, global: &GlobalConfig) -> bool {
+        self.balance != load_balance::Balancing::default()
+            || self.affinity.is_some()
+            || self.service_upstream != global.service_upstream
+            || self.default_backend.is_some()
+    }
 }
 
 /// The annotations under one prefix.
@@ -72,6 +170,23 @@ impl<'a> Annotations<'a> {
                     && k.ends_with(name)
             })
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The annotations of `names` that are set, with their values.
+    fn values<'n>(
+        &'n self,
+        names: &'n [(&'static str, Effect)],
+    ) -> impl Iterator<Item = (&'static str, &'a str)> + 'n {
+        names.iter().filter_map(|&(name, _)| Some((name, self.get(name)?)))
+    }
+
+    /// Reports an invalid value of annotation `name`: the default applies.
+    fn report(&self, object: &ObjectRef, name: &str, why: &str, diagnostics: &mut Vec<Diagnostic>) {
+        diagnostics.push(Diagnostic::error(
+            object.clone(),
+            Reason::InvalidAnnotation,
+            format!("{}/{name}: {why}; the default applies", self.prefix),
+        ));
     }
 
     /// Applies annotation `name` with `f`; an error is reported as an invalid value (the
@@ -129,20 +244,39 @@ fn secret_ref(value: &str, namespace: &str) -> Result<NamespacedName, String> {
     Ok(NamespacedName::new(ns, name))
 }
 
-/// Parses `ingress`'s annotations under `prefix` over the global `defaults`.
+/// What the families need besides the annotations: the global settings (defaults, the
+/// response headers `custom-headers` may set) and the ConfigMaps of the snapshot.
+pub struct Context<'a> {
+    /// The ConfigMap's settings.
+    pub global: &'a GlobalConfig,
+    /// Looks up a ConfigMap's data by namespace and name.
+    pub config_map: &'a ConfigMaps<'a>,
+}
+
+/// Looks up a ConfigMap's data by namespace and name.
+pub type ConfigMaps<'a> = dyn Fn(&str, &str) -> Option<&'a BTreeMap<String, String>> + 'a;
+
+/// Parses `ingress`'s annotations under `prefix`, over the global settings of `cx`.
 pub fn parse(
     ingress: &Ingress,
     object: &ObjectRef,
     prefix: &str,
-    defaults: &Policy,
+    cx: &Context<'_>,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> IngressAnnotations {
     let map = ingress.metadata.annotations.as_ref();
-    let annotations = Annotations { map, prefix };
+    let a = Annotations { map, prefix };
     let mut out = IngressAnnotations {
-        policy: defaults.clone(),
+        policy: cx.global.policy.clone(),
         fail_closed: None,
-        canary: false,
+        canary: None,
+        balance: load_balance::Balancing::default(),
+        affinity: None,
+        service_upstream: cx.global.service_upstream,
+        default_backend: None,
+        app_root: None,
+        from_to_www: false,
+        aliases: Vec::new(),
         auth_tls: Ok(None),
         ssl_ciphers: None,
         ssl_passthrough: false,
@@ -150,30 +284,16 @@ pub fn parse(
         proxy_ssl: proxy_ssl::ProxySsl::default(),
         rewrite: rewrite::Rewrite::default(),
     };
-    let names = map
-        .into_iter()
-        .flatten()
-        .filter_map(|(k, v)| Some((k.strip_prefix(prefix)?.strip_prefix('/')?, v)));
-    for (name, value) in names {
+    let names =
+        map.into_iter().flatten().filter_map(|(k, _)| k.strip_prefix(prefix)?.strip_prefix('/'));
+    for name in names {
         match catalog::support(name) {
-            Some(Support::Implemented) => {}
-            Some(Support::Pending) => {
-                if name == "canary" {
-                    match parse_bool(value) {
-                        Ok(v) => out.canary = v,
-                        Err(why) => diagnostics.push(Diagnostic::error(
-                            object.clone(),
-                            Reason::InvalidAnnotation,
-                            format!("{prefix}/{name}: {why}; the default (false) applies"),
-                        )),
-                    }
-                }
-                diagnostics.push(Diagnostic::warning(
-                    object.clone(),
-                    Reason::UnsupportedAnnotation,
-                    format!("{prefix}/{name} is not implemented by Sluice yet; ignored"),
-                ));
-            }
+            Some(Support::Implemented | Support::Accepted(_)) => {}
+            Some(Support::Pending) => diagnostics.push(Diagnostic::warning(
+                object.clone(),
+                Reason::UnsupportedAnnotation,
+                format!("{prefix}/{name} is not implemented by Sluice yet; ignored"),
+            )),
             Some(Support::Enforced) => {
                 let why = format!(
                     "{prefix}/{name} cannot be enforced by this version of Sluice; \
@@ -211,15 +331,39 @@ pub fn parse(
             )),
         }
     }
-    proxy::parse(&annotations, object, &mut out.policy, diagnostics);
-    redirect::parse(&annotations, object, &mut out.policy, diagnostics);
-    out.rewrite = rewrite::parse(&annotations, object, diagnostics);
-    out.auth_tls = auth_tls::parse(&annotations, object, diagnostics);
-    out.ssl_ciphers = ssl_cipher::parse(&annotations, object, diagnostics);
-    out.ssl_passthrough = ssl_passthrough::parse(&annotations, object, diagnostics);
-    out.backend_protocol = backend_protocol::parse(&annotations, object, diagnostics);
-    match proxy_ssl::parse(&annotations, object, diagnostics) {
-        Ok(p) => out.proxy_ssl = p,
+    let d = diagnostics;
+    let p = &mut out.policy;
+    proxy::parse(&a, object, &mut p.limits, d);
+    next_upstream::parse(&a, object, &mut p.retry, d);
+    ssl_redirect::parse(&a, object, &mut p.https, d);
+    p.redirect = redirect::parse(&a, object, d);
+    out.from_to_www = redirect::from_to_www(&a, object, d);
+    buffering::parse(&a, object, &mut p.upstream, d);
+    upstream_headers::parse(&a, object, &mut p.upstream, d);
+    if let Err(why) = response_headers::parse(&a, object, cx, &mut p.response, d) {
+        out.fail_closed.get_or_insert(why);
+    }
+    p.errors = custom_errors::parse(&a, object, p.errors.take(), d);
+    p.mirror = mirror::parse(&a, object, d);
+    log::parse(&a, object, &mut p.log, d);
+    out.canary = canary::parse(&a, object, d).map(|mut c| {
+        c.sticky = affinity::canary_sticky(&a, object, d);
+        c
+    });
+    out.balance = load_balance::parse(&a, object, d);
+    out.affinity = affinity::parse(&a, object, d);
+    p.sets_affinity_cookie = out.affinity.is_some();
+    out.service_upstream = service_upstream::parse(&a, object, out.service_upstream, d);
+    out.default_backend = default_backend::parse(&a, object, d);
+    out.app_root = app_root::parse(&a, object, d);
+    out.aliases = alias::parse(&a, object, d);
+    out.rewrite = rewrite::parse(&a, object, d);
+    out.auth_tls = auth_tls::parse(&a, object, d);
+    out.ssl_ciphers = ssl_cipher::parse(&a, object, d);
+    out.ssl_passthrough = ssl_passthrough::parse(&a, object, d);
+    out.backend_protocol = backend_protocol::parse(&a, object, d);
+    match proxy_ssl::parse(&a, object, d) {
+        Ok(ssl) => out.proxy_ssl = ssl,
         Err(why) => {
             out.fail_closed.get_or_insert(why);
         }

@@ -1,4 +1,4 @@
-//! The `proxy-*` family: request body limit, upstream timeouts, retries.
+//! The `proxy-*` limits: request body size and upstream timeouts.
 //!
 //! | annotation | default | meaning |
 //! |---|---|---|
@@ -6,39 +6,56 @@
 //! | `proxy-connect-timeout` | `5` | seconds to connect to an endpoint; then the next endpoint, or 504 |
 //! | `proxy-read-timeout` | `60` | seconds between two reads from the upstream; then 504 (or the response is cut) |
 //! | `proxy-send-timeout` | `60` | seconds between two writes to the upstream; then 504 |
-//! | `proxy-next-upstream-tries` | `3` | endpoints tried when connecting fails (`0` = every endpoint) |
 //!
 //! Timeouts are whole seconds, as in ingress-nginx (which silently ignores `60s`; Sluice keeps
 //! the default too, and says so). The ConfigMap keys of the same names set the defaults.
 
 use std::time::Duration;
 
-use sluice_model::{Diagnostic, ObjectRef, Policy};
+use sluice_model::{Diagnostic, Limits, ObjectRef};
 
-use super::Annotations;
+use super::{Annotations, Effect, Family};
+
+/// The annotations and ConfigMap keys of this family.
+pub const FAMILY: Family = Family {
+    module: "proxy",
+    annotations: &[
+        ("proxy-body-size", Effect::Applied),
+        ("proxy-connect-timeout", Effect::Applied),
+        ("proxy-read-timeout", Effect::Applied),
+        ("proxy-send-timeout", Effect::Applied),
+    ],
+    configmap_keys: &[
+        "proxy-body-size",
+        "proxy-connect-timeout",
+        "proxy-read-timeout",
+        "proxy-send-timeout",
+    ],
+};
 
 pub(crate) fn parse(
-    annotations: &Annotations<'_>,
+    a: &Annotations<'_>,
     object: &ObjectRef,
-    policy: &mut Policy,
+    limits: &mut Limits,
     diagnostics: &mut Vec<Diagnostic>,
 ) {
-    let a = annotations;
-    a.apply(object, "proxy-body-size", diagnostics, |v| {
-        parse_size(v).map(|s| policy.max_body_size = s)
-    });
-    a.apply(object, "proxy-connect-timeout", diagnostics, |v| {
-        parse_seconds(v).map(|d| policy.connect_timeout = d)
-    });
-    a.apply(object, "proxy-read-timeout", diagnostics, |v| {
-        parse_seconds(v).map(|d| policy.read_timeout = d)
-    });
-    a.apply(object, "proxy-send-timeout", diagnostics, |v| {
-        parse_seconds(v).map(|d| policy.send_timeout = d)
-    });
-    a.apply(object, "proxy-next-upstream-tries", diagnostics, |v| {
-        parse_tries(v).map(|n| policy.next_upstream_tries = n)
-    });
+    for (name, value) in a.values(FAMILY.annotations) {
+        if let Some(Err(why)) = set(name, value, limits) {
+            a.report(object, name, &why, diagnostics);
+        }
+    }
+}
+
+/// Sets one key of this family (an annotation or a ConfigMap key: the names are the same);
+/// `None` for a key of another family.
+pub(crate) fn set(key: &str, value: &str, limits: &mut Limits) -> Option<Result<(), String>> {
+    Some(match key {
+        "proxy-body-size" => parse_size(value).map(|s| limits.max_body_size = s),
+        "proxy-connect-timeout" => parse_seconds(value).map(|d| limits.connect_timeout = d),
+        "proxy-read-timeout" => parse_seconds(value).map(|d| limits.read_timeout = d),
+        "proxy-send-timeout" => parse_seconds(value).map(|d| limits.send_timeout = d),
+        _ => return None,
+    })
 }
 
 /// An NGINX size (`1024`, `8k`, `10m`, `1g`, case-insensitive); `0` means unlimited (`None`).

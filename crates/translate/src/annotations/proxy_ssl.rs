@@ -16,7 +16,20 @@
 
 use sluice_model::{Diagnostic, NamespacedName, ObjectRef};
 
-use super::{Annotations, secret_ref};
+use super::{Annotations, Effect, Family, secret_ref};
+
+/// The annotations of this family.
+pub const FAMILY: Family = Family {
+    module: "proxy_ssl",
+    annotations: &[
+        ("proxy-ssl-name", Effect::Applied),
+        ("proxy-ssl-secret", Effect::Applied),
+        ("proxy-ssl-server-name", Effect::Applied),
+        ("proxy-ssl-verify", Effect::Applied),
+        ("proxy-ssl-verify-depth", Effect::Applied),
+    ],
+    configmap_keys: &[],
+};
 
 /// What the annotations ask for; the Secret is read by the builder.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

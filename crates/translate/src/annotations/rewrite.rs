@@ -45,7 +45,14 @@ use std::collections::HashSet;
 use k8s_openapi::api::networking::v1::Ingress;
 use sluice_model::{Diagnostic, ObjectRef, RewriteTarget};
 
-use super::{Annotations, parse_bool};
+use super::{Annotations, Effect, Family, parse_bool};
+
+/// The annotations of this family.
+pub const FAMILY: Family = Family {
+    module: "rewrite",
+    annotations: &[("rewrite-target", Effect::Applied), ("use-regex", Effect::Applied)],
+    configmap_keys: &[],
+};
 
 /// What an Ingress's rewrite annotations ask for.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -6,7 +6,14 @@
 
 use sluice_model::{Diagnostic, Kind, ObjectRef, Reason};
 
-use super::Annotations;
+use super::{Annotations, Effect, Family};
+
+/// The annotation and ConfigMap keys of this family.
+pub const FAMILY: Family = Family {
+    module: "ssl_cipher",
+    annotations: &[("ssl-ciphers", Effect::Applied)],
+    configmap_keys: &["ssl-ciphers", "ssl-protocols"],
+};
 
 /// The rustls TLS 1.2 suites asked for, if any usable.
 pub(crate) fn parse(

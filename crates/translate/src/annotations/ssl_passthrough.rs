@@ -6,7 +6,14 @@
 
 use sluice_model::{Diagnostic, ObjectRef};
 
-use super::{Annotations, parse_bool};
+use super::{Annotations, Effect, Family, parse_bool};
+
+/// The annotation of this family.
+pub const FAMILY: Family = Family {
+    module: "ssl_passthrough",
+    annotations: &[("ssl-passthrough", Effect::Applied)],
+    configmap_keys: &[],
+};
 
 pub(crate) fn parse(
     a: &Annotations<'_>,

@@ -63,6 +63,10 @@ pub fn update_endpoints(
     let mut warnings_gone = Vec::new();
     let mut warnings_new = Vec::new();
     for id in ids {
+        if previous.backends[id as usize].service_upstream {
+            // Its endpoint is the Service's cluster IP, not its EndpointSlices'.
+            continue;
+        }
         let backend = table.backends.make_mut(id as usize);
         let svc = &backend.service;
         // Services did not change: every backend's port still resolves.

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use k8s_openapi::api::networking::v1::Ingress;
 use sluice_model::{
     Backend, BackendId, ChunkVec, Diagnostic, FastMap, HostMap, HostRoutes, Kind, NamespacedName,
-    Origin, Referrers, RouteId, RoutingTable, Settings, Snapshot, Target, Tls,
+    Origin, Referrers, RouteId, RoutingTable, Settings, Snapshot, Tls,
 };
 
 use super::{changed, only_changed};
@@ -88,7 +88,7 @@ pub fn update_ingresses(
     let index = Index::for_ingresses(after, &all, settings);
     let old = build(&index, settings, after.observed_at, gone);
     let new = build(&index, settings, after.observed_at, added);
-    if ![&old, &new].iter().all(|t| no_policies(&t.tls) && alone_shaped(t)) {
+    if ![&old, &new].iter().all(|t| no_policies(&t.tls) && alone_shaped(t) && t.referrers.alone) {
         return None;
     }
     let tls = merge_tls(&previous.tls, &old.tls, &new.tls)?;
@@ -111,9 +111,7 @@ pub fn update_ingresses(
     let route_id = |id: RouteId| if id == 0 { 0 } else { base + id - 1 };
     table.routes.extend(new.routes.iter().skip(1).map(|r| {
         let mut route = r.clone();
-        if let Target::Backend(b) = &mut route.target {
-            *b = backends.ids[*b as usize];
-        }
+        route.map_backends(|b| backends.ids[b as usize]);
         route
     }));
 
@@ -167,6 +165,7 @@ pub fn update_ingresses(
         by_service: backends.by_service,
         incremental: true,
         dead_routes,
+        alone: previous.referrers.alone,
     });
     table.backends = backends.list;
     table.owned = places.owned.into();
@@ -375,7 +374,7 @@ impl Backends {
 
 /// One Service port reached the same way: what translation makes one backend of.
 fn same_backend(a: &Backend, b: &Backend) -> bool {
-    a.service == b.service && a.port == b.port && a.protocol == b.protocol && a.tls == b.tls
+    a.same_upstream(b)
 }
 
 /// `previous`'s references without the removed Ingresses', with the new versions' added, in

@@ -108,6 +108,7 @@ pub fn route(table: &RoutingTable, host: &str, path: &str) -> String {
             format!("{} -> {} [{}]", owner_of(found.route), backend.name, endpoints.join(", "))
         }
         Target::Respond { status, .. } => status.to_string(),
+        Target::RedirectHost { host } => format!("redirect to {host}"),
     }
 }
 
@@ -131,20 +132,32 @@ fn owner_of(route: &sluice_model::Route) -> String {
     route.ingress.as_ref().map(ToString::to_string).unwrap_or_else(|| "(default)".into())
 }
 
-/// `owner`, `rule` and `route` in one line, for comparing whole tables.
+/// `owner`, `rule` and `route` in one line, with the route's policy and what translation
+/// decided of it, for comparing whole tables.
 pub fn describe(table: &RoutingTable, host: &str, path: &str) -> String {
-    let policy = policy(table, host, path);
+    let r = served(table, host, path);
     format!(
-        "{host}{path}: {} {} => {} {policy:?}",
+        "{host}{path}: {} {} => {} {:?} https={} rewrite={:?} app_root={:?} fallback={:?} fast={}",
         owner(table, host, path),
         rule(table, host, path),
-        route(table, host, path)
+        route(table, host, path),
+        r.policy,
+        r.redirect_to_https,
+        r.rewrite.as_ref().map(|w| w.target().to_string()),
+        r.app_root,
+        r.fallback.map(|b| table.backends[b as usize].name.clone()),
+        r.fast,
     )
 }
 
 /// The policy of the route serving a request.
 pub fn policy(table: &RoutingTable, host: &str, path: &str) -> Policy {
-    table.lookup(host, path).route.policy.clone()
+    (*table.lookup(host, path).route.policy).clone()
+}
+
+/// The route serving a request.
+pub fn served(table: &RoutingTable, host: &str, path: &str) -> sluice_model::Route {
+    table.lookup(host, path).route.clone()
 }
 
 /// Every diagnostic as `"<Severity> <Reason> <Object>"` (the message left out), in table order.

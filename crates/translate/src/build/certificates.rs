@@ -11,7 +11,7 @@ use sluice_model::{
     UpstreamTls,
 };
 
-use crate::build::{Builder, Current};
+use super::{Builder, Current};
 use crate::config::GlobalConfig;
 use crate::tls::{covers, load_ca, load_cert, load_client_pair};
 
@@ -184,7 +184,7 @@ impl<'s> Builder<'s> {
 
     /// Makes the hosts' handshake policies: equal ones are shared; hosts that ask for nothing
     /// usable keep the default policy (index 0).
-    fn finish_policies(&mut self) {
+    pub(super) fn finish_policies(&mut self) {
         for (host, asked) in std::mem::take(&mut self.host_policies) {
             let client_auth = asked.client_auth.flatten();
             if client_auth.is_none() && asked.tls12_suites.is_none() {
@@ -210,6 +210,7 @@ impl<'s> Builder<'s> {
         cur: &Current<'s>,
         host: &str,
         backend: Option<&'s IngressBackend>,
+        global: &GlobalConfig,
     ) {
         if !self.settings.enable_ssl_passthrough {
             self.diagnostics.push(Diagnostic::warning(
@@ -227,7 +228,7 @@ impl<'s> Builder<'s> {
             ));
             return;
         };
-        if let Target::Backend(id) = self.target(cur, backend)
+        if let Target::Backend(id) = self.target(cur, backend, global)
             && !self.tls.passthrough.insert(host, id)
         {
             self.diagnostics.push(Diagnostic::error(
@@ -317,9 +318,10 @@ impl<'s> Builder<'s> {
         for route in self.routes_mut() {
             if let Some(why) = failed.get(&route.host) {
                 route.target = Target::Respond { status: 503, reason: why.clone() };
+                route.fallback = None;
             }
-            let p = &mut route.policy;
-            p.redirect_to_https =
+            let p = &route.policy.https;
+            route.redirect_to_https =
                 p.force_ssl_redirect || (p.ssl_redirect && tls_hosts.contains(&route.host));
         }
         self.fail_host_defaults(&failed);

@@ -1,0 +1,129 @@
+//! Mirroring (`mirror-target`): a copy of a request is sent to another URL and its answer
+//! thrown away. Sent and forgotten: the copy runs on its own task, so a mirror that is slow,
+//! failing or gone never delays or fails the request it copies (NGINX's `mirror` holds the
+//! main request until the copy is answered). Copies in flight are bounded per worker; beyond
+//! that they are dropped and counted (`sluice_mirror_requests_total{outcome="dropped"}`).
+
+use std::cell::Cell;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, header};
+use sluice_model::UpstreamTls;
+use tokio::net::TcpStream;
+
+use crate::Shared;
+use crate::body::RequestBody;
+use crate::pool::Sender;
+
+/// Copies in flight per worker.
+const MAX_IN_FLIGHT: usize = 256;
+/// The most time a copy may take in all (connecting, sending, the answer's head).
+const DEADLINE: Duration = Duration::from_secs(30);
+
+thread_local! {
+    static IN_FLIGHT: Cell<usize> = const { Cell::new(0) };
+}
+
+/// A copy of a request, ready to send.
+pub(crate) struct Copy {
+    /// The target URL, NGINX variables filled in.
+    pub url: String,
+    /// `mirror-host`, else the target's host.
+    pub host: Option<String>,
+    pub method: Method,
+    /// The client's headers (hop-by-hop ones left out).
+    pub headers: HeaderMap,
+    /// The body, when mirrored and held whole.
+    pub body: Option<Bytes>,
+    /// The request's path and query, for a target without a path of its own.
+    pub uri: String,
+}
+
+/// Sends `copy` on a task of its own, unless this worker has too many in flight.
+pub(crate) fn send(copy: Copy, shared: &'static Shared) {
+    let busy = IN_FLIGHT.with(|n| {
+        if n.get() >= MAX_IN_FLIGHT {
+            return true;
+        }
+        n.set(n.get() + 1);
+        false
+    });
+    if busy {
+        shared.metrics.mirror("dropped");
+        return;
+    }
+    tokio::spawn(async move {
+        let outcome = match tokio::time::timeout(DEADLINE, exchange(copy)).await {
+            Ok(Ok(())) => "sent",
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "mirror request failed");
+                "failed"
+            }
+            Err(_) => "failed",
+        };
+        shared.metrics.mirror(outcome);
+        IN_FLIGHT.with(|n| n.set(n.get().saturating_sub(1)));
+    });
+}
+
+/// One copy's exchange, up to its answer's head.
+async fn exchange(copy: Copy) -> Result<(), String> {
+    let uri: http::Uri = copy.url.parse().map_err(|e| format!("{}: {e}", copy.url))?;
+    let https = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => return Err(format!("{}: not an http or https URL", copy.url)),
+    };
+    let authority = uri.authority().ok_or_else(|| format!("{}: no host", copy.url))?;
+    let name = authority.host().trim_start_matches('[').trim_end_matches(']').to_string();
+    let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let addr = tokio::net::lookup_host((name.as_str(), port))
+        .await
+        .map_err(|e| format!("{name}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{name}: no address"))?;
+    let stream = TcpStream::connect(addr).await.map_err(|e| format!("{addr}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let mut sender = if https {
+        // As NGINX's `proxy_ssl_verify off` (its default): the mirror is not verified.
+        let tls = UpstreamTls { name: name.clone(), send_sni: true, ..UpstreamTls::default() };
+        let config = crate::tls::upstream::config(&tls, false)?;
+        let server = crate::tls::upstream::server_name(&tls)?;
+        let io = tokio_rustls::TlsConnector::from(config)
+            .connect(server, stream)
+            .await
+            .map_err(|e| format!("TLS to {addr}: {e}"))?;
+        crate::upstream::start_http(io, false, false).await
+    } else {
+        crate::upstream::start_http(stream, false, false).await
+    }
+    .map_err(|_| format!("HTTP to {addr} failed"))?;
+    // A target without a path of its own (`http://mirror.svc`) gets the request's.
+    let after_scheme = copy.url.split_once("://").map_or("", |(_, rest)| rest);
+    let has_path = after_scheme.contains(['/', '?']);
+    let path = match uri.path_and_query() {
+        Some(p) if has_path => p.as_str(),
+        _ => copy.uri.as_str(),
+    };
+    let body = match copy.body {
+        Some(b) => RequestBody::held(b),
+        None => RequestBody::empty(),
+    };
+    let mut req = Request::new(body);
+    *req.method_mut() = copy.method;
+    *req.uri_mut() = path.parse().map_err(|e| format!("{path}: {e}"))?;
+    *req.headers_mut() = copy.headers;
+    let host = copy.host.unwrap_or_else(|| authority.as_str().to_string());
+    let headers = req.headers_mut();
+    headers.remove(header::CONTENT_LENGTH);
+    headers.remove(header::TRANSFER_ENCODING);
+    if let Some(len) = req.body().held_len() {
+        req.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    if let Ok(h) = HeaderValue::from_str(&host) {
+        req.headers_mut().insert(header::HOST, h);
+    }
+    let Sender::H1(s) = &mut sender else { return Err("not HTTP/1.1".into()) };
+    s.send_request(req).await.map(drop).map_err(|e| format!("{addr}: {e}"))
+}

@@ -1,0 +1,279 @@
+//! The life cycle of a request: one ordered list of phases that both ways of carrying bytes
+//! run, the HTTP/1.1 fast path ([`crate::fast`]) and the general path ([`crate::handler`]).
+//! Neither has rules of its own: each calls [`decide`], which reads the request through
+//! [`Head`], and then moves bytes as the returned [`Decision`] says. A phase added here is run
+//! by both, so no request can skip it.
+//!
+//! Phases, in order (as ingress-nginx's NGINX phases run them):
+//!
+//! 1. **match**: the host is normalised once (lower case, port dropped) and the route found.
+//!    A route the fast path may not carry ([`Route::fast`], translation's verdict) is handed
+//!    to the general path here, before anything is decided.
+//! 2. **access**: client certificates, as the request's host asks for them (400); on plain
+//!    HTTP, after the redirects. *May answer.* (Allow-lists, authentication and limits
+//!    belong here too.)
+//! 3. **redirect**: `app-root` (302 for `/`), the `www` redirect of another host, the
+//!    annotation redirect (`permanent-redirect`, `temporal-redirect`), then the redirect of
+//!    plain HTTP to HTTPS. *May answer.*
+//! 4. **local target**: a route that answers by itself (the built-in 404, 503 for a route that
+//!    cannot be served). *May answer.*
+//! 5. **pick** ([`pick`]): the backend (the route's, its `default-backend` when it has no
+//!    ready endpoint, its canary by header, cookie or weight), then the endpoint order
+//!    (round robin, EWMA, consistent hash, session cookie) and how failures are retried.
+//!    *May answer* 503 when no endpoint is ready.
+//! 6. **upstream request** ([`headers`]): the path (`rewrite-target`), the client's headers
+//!    kept or dropped, and the headers Sluice sets (forwarding headers, client certificate,
+//!    `upstream-vhost`, `x-forwarded-prefix`, `proxy-set-headers`, `connection-proxy-header`),
+//!    written to the caller's [`UpstreamSink`].
+//! 7. **response** ([`ResponsePlan`]): applied by the caller to each response head, the
+//!    upstream's or a local one: hidden headers, `Location` and `Set-Cookie` rewrites, headers
+//!    set (`custom-headers`, `add-headers`), the session cookie, HSTS.
+//! 8. **log**: whether the access log line is written (`enable-access-log`,
+//!    `skip-access-log-urls`).
+//!
+//! The caller keeps what only it can do: reading and writing sockets, bodies, upgrades, and,
+//! on the general path, error pages from the default backend and mirrors.
+
+mod head;
+mod headers;
+mod pick;
+mod redirect;
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use http::HeaderValue;
+use sluice_model::{BackendId, Route, RouteId, RoutingTable, Target, normalize_host};
+
+use crate::server::ConnInfo;
+use crate::tls::client_auth::ClientCert;
+use crate::{Published, Shared, forward};
+
+pub(crate) use head::{FastHead, Head, HyperHead, RequestVars};
+pub(crate) use headers::{Edit, HOP_BY_HOP, ResponsePlan, UpstreamSink, error_context};
+pub(crate) use pick::{Attempts, Failure, repin_cookie};
+
+/// Which way of carrying bytes runs the life cycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Carrier {
+    /// The HTTP/1.1 fast path: hands routes it may not carry to the general path.
+    Fast,
+    /// hyper: carries everything.
+    General,
+}
+
+/// What the phases decided of a request, and what they read to decide it.
+pub(crate) struct Ctx<'a> {
+    pub table: &'a RoutingTable,
+    pub route: &'a Route,
+    pub route_id: RouteId,
+    pub conn: &'a ConnInfo,
+    /// The host, normalised (lower case, no port).
+    pub host: Cow<'a, str>,
+    /// The `Host` header (or `:authority`) as sent.
+    pub host_header: &'a str,
+    /// The request came over HTTPS (or says so, when forwarded headers are trusted).
+    pub https: bool,
+    /// `X-Request-ID`.
+    pub request_id: HeaderValue,
+    /// The client's address as the backend is told (`X-Real-IP`): the connection's, or the
+    /// first of a trusted `X-Forwarded-For`.
+    client_ip: Option<&'a [u8]>,
+    /// The host's client-certificate verdict, and whether the certificate is passed on.
+    pub client: Option<(ClientCert, bool)>,
+}
+
+impl Ctx<'_> {
+    /// The client's address, as `X-Real-IP` carries it.
+    pub fn client_ip(&self) -> &[u8] {
+        self.client_ip.unwrap_or(self.conn.remote_ip.as_bytes())
+    }
+}
+
+/// A request answered by the proxy itself.
+pub(crate) struct Local {
+    pub route: RouteId,
+    pub status: u16,
+    /// For redirects.
+    pub location: Option<String>,
+    pub response: ResponsePlan,
+    pub request_id: HeaderValue,
+    /// Written to the access log.
+    pub log: bool,
+}
+
+/// A request going to a backend.
+pub(crate) struct Forward {
+    pub route: RouteId,
+    /// The backend picked.
+    pub backend: BackendId,
+    /// The canary backend, when it was picked (ingress-nginx's alternative upstream).
+    pub canary: Option<BackendId>,
+    /// The endpoints to try, in order, and when to try the next.
+    pub attempts: Attempts,
+    pub response: ResponsePlan,
+    pub request_id: HeaderValue,
+    /// The request came over HTTPS.
+    pub https: bool,
+    /// Written to the access log.
+    pub log: bool,
+    /// The URL a copy of the request goes to (`mirror-target`, variables filled in).
+    pub mirror: Option<String>,
+}
+
+/// What to do with a request.
+pub(crate) enum Decision {
+    /// Answer it locally.
+    Local(Local),
+    /// Send it upstream; its head was written to the [`UpstreamSink`].
+    Forward(Forward),
+    /// The fast path may not carry this route: the general path takes the connection.
+    Handoff,
+}
+
+/// Runs the phases for one request: `head` read through [`Head`], `host` its `Host` (or
+/// `:authority`, validated by the caller), `published` the state loaded for it. A forwarded
+/// request's head is written to `sink`.
+pub(crate) fn decide<H: Head>(
+    head: &H,
+    host: &str,
+    conn: &ConnInfo,
+    published: &Arc<Published>,
+    shared: &Shared,
+    carrier: Carrier,
+    sink: &mut impl UpstreamSink,
+) -> Decision {
+    let table = &published.table;
+
+    // 1. Match.
+    let normal = normalize_host(host);
+    let found = table.lookup(&normal, head.path());
+    let route = found.route;
+    if carrier == Carrier::Fast && !route.fast {
+        return Decision::Handoff;
+    }
+    let trust = table.https.use_forwarded_headers;
+    let https = conn.tls.is_some()
+        || (trust && forwarded_proto(head).is_some_and(|p| p.eq_ignore_ascii_case(b"https")));
+    let request_id = match head.header("x-request-id") {
+        Some(v) if forward::sane_request_id(v) => {
+            HeaderValue::from_bytes(v).unwrap_or_else(|_| forward::fresh_request_id())
+        }
+        _ => forward::fresh_request_id(),
+    };
+    let client_ip = trust
+        .then(|| head.header("x-forwarded-for"))
+        .flatten()
+        .and_then(|v| v.split(|&c| c == b',').next())
+        .map(<[u8]>::trim_ascii)
+        .filter(|ip| {
+            std::str::from_utf8(ip).is_ok_and(|ip| ip.parse::<std::net::IpAddr>().is_ok())
+        });
+    let mut ctx = Ctx {
+        table,
+        route,
+        route_id: found.id,
+        conn,
+        host: normal,
+        host_header: host,
+        https,
+        request_id,
+        client_ip,
+        client: None,
+    };
+    let log = route.policy.log.logs(head.target());
+    let local = |ctx: &Ctx<'_>, status: u16, location: Option<String>| {
+        Decision::Local(Local {
+            route: ctx.route_id,
+            status,
+            location,
+            response: ResponsePlan::new(ctx, head, None),
+            request_id: ctx.request_id.clone(),
+            log,
+        })
+    };
+
+    // 2. Access: client certificates. NGINX refuses a TLS request with a bad certificate
+    // before anything else; a plain-HTTP one is redirected first (NGINX checks nothing on
+    // plain HTTP, and Sluice refuses it after the redirects, rather than serve it unchecked).
+    let tls = conn.tls.is_some();
+    let checked = tls.then(|| client_certificate(published, &ctx.host, conn));
+    if let Some(Err(status)) = checked {
+        return local(&ctx, status, None);
+    }
+
+    // 3. Redirects.
+    if let Some((status, location)) = redirect::redirect(&ctx, head, shared) {
+        return local(&ctx, status, Some(location));
+    }
+    match checked.unwrap_or_else(|| client_certificate(published, &ctx.host, conn)) {
+        Ok(client) => ctx.client = client,
+        Err(status) => return local(&ctx, status, None),
+    }
+
+    // 4. Local targets.
+    let main = match &route.target {
+        Target::Backend(id) => *id,
+        Target::Respond { status, .. } => return local(&ctx, *status, None),
+        Target::RedirectHost { .. } => unreachable!("answered by the redirect phase"),
+    };
+
+    // 5. Pick.
+    let Some(pick) = pick::pick(&ctx, head, main) else {
+        return local(&ctx, 503, None);
+    };
+
+    // 6. The upstream request.
+    headers::upstream_request(&ctx, head, &pick, sink);
+
+    let mirror = route.policy.mirror.as_ref().map(|m| {
+        let vars = RequestVars { head, ctx: &ctx };
+        String::from_utf8_lossy(&m.target.to_bytes(&vars)).into_owned()
+    });
+
+    // 7. The response's rules, decided now (they may read the request).
+    let response = ResponsePlan::new(&ctx, head, pick.set_cookie.clone());
+
+    // 8. Log.
+    Decision::Forward(Forward {
+        route: ctx.route_id,
+        backend: pick.backend,
+        canary: pick.canary.then_some(pick.backend),
+        attempts: pick.attempts,
+        response,
+        request_id: ctx.request_id,
+        https,
+        log,
+        mirror,
+    })
+}
+
+/// The client's `X-Forwarded-Proto`, first value.
+fn forwarded_proto<H: Head>(head: &H) -> Option<&[u8]> {
+    head.header("x-forwarded-proto")?.split(|&c| c == b',').next().map(<[u8]>::trim_ascii)
+}
+
+/// The client's certificate verdict for the request's host, or the status refusing it.
+/// `Ok(None)` when the host asks for no certificate. The handshake's verdict is reused when
+/// the request's host has the connection's check; otherwise (the Host differs from the server
+/// name, or the CAs changed since) the presented chain is checked again, so that a client
+/// cannot get past a host's check through another host's handshake.
+fn client_certificate(
+    published: &Published,
+    host: &str,
+    conn: &ConnInfo,
+) -> Result<Option<(ClientCert, bool)>, u16> {
+    let policy = published.table.tls.policy_for(host) as usize;
+    let Some(check) = published.tls.checks.get(policy).cloned().flatten() else { return Ok(None) };
+    let verdict = match &conn.tls {
+        None => check.inspect(None),
+        Some(t) => match &t.checked {
+            Some((c, v)) if Arc::ptr_eq(c, &check) => v.clone(),
+            _ => check.inspect(Some(&t.presented)),
+        },
+    };
+    if check.refuses(&verdict) {
+        return Err(400);
+    }
+    Ok(Some((verdict, check.passes_certificate())))
+}

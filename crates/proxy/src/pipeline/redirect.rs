@@ -1,0 +1,83 @@
+//! The redirect phase: what a request is answered with instead of being proxied, in
+//! ingress-nginx's order (server-level `app-root` and the `www` server first, then the
+//! location's `return`, then the HTTPS redirect of `rewrite_by_lua`).
+
+use sluice_model::{Target, normalize_path};
+
+use super::{Ctx, Head, RequestVars};
+use crate::{Shared, forward};
+
+/// The status and `Location` the request is redirected with, if it is.
+pub(super) fn redirect<H: Head>(ctx: &Ctx<'_>, head: &H, shared: &Shared) -> Option<(u16, String)> {
+    let route = ctx.route;
+    let table = ctx.table;
+    if let Some(root) = &route.app_root
+        && normalize_path(head.path()) == "/"
+    {
+        // `return 302 $scheme://$http_host<app-root>`: the Host as sent, port included.
+        return Some((302, format!("{}://{}{root}", scheme(ctx.https), ctx.host_header)));
+    }
+    if let Target::RedirectHost { host } = &route.target {
+        return Some((table.https.redirect_code, www_location(ctx, head, host)));
+    }
+    if let Some(r) = &route.policy.redirect {
+        let vars = RequestVars { head, ctx };
+        let location = String::from_utf8_lossy(&r.location.to_bytes(&vars)).into_owned();
+        let location = if location.starts_with('/') {
+            // NGINX makes a URI absolute with the request's scheme and host (without the
+            // port, `port_in_redirect` being off unless `use-port-in-redirects`).
+            let port = match ctx.conn.local_port.to_str() {
+                Ok(p) if route.policy.https.port_in_redirect => format!(":{p}"),
+                _ => String::new(),
+            };
+            format!("{}://{}{port}{location}", scheme(ctx.https), ctx.host)
+        } else {
+            location
+        };
+        return Some((r.code, location));
+    }
+    if route.redirect_to_https
+        && !ctx.https
+        && !table.https.no_redirect_prefixes.iter().any(|p| head.path().starts_with(p.as_str()))
+    {
+        return Some((table.https.redirect_code, https_location(ctx, head, shared)));
+    }
+    None
+}
+
+fn scheme(https: bool) -> &'static str {
+    if https { "https" } else { "http" }
+}
+
+/// `https://host/uri` for the HTTPS redirect, as ingress-nginx builds it: without the port
+/// the client used (unless `use-port-in-redirects`: then Sluice's HTTPS port), and the
+/// request URI without its trailing slash unless `preserve-trailing-slash`.
+fn https_location<H: Head>(ctx: &Ctx<'_>, head: &H, shared: &Shared) -> String {
+    let policy = &ctx.route.policy.https;
+    let name = forward::without_port(ctx.host_header);
+    let port = match shared.https_port() {
+        Some(p) if policy.port_in_redirect => format!(":{p}"),
+        _ => String::new(),
+    };
+    let mut uri = head.target();
+    if !policy.preserve_trailing_slash && uri.ends_with('/') {
+        uri = &uri[..uri.len() - 1];
+    }
+    format!("https://{name}{port}{uri}")
+}
+
+/// `<scheme>://<host>:<port><uri>` for the redirect from the other `www` name, as
+/// ingress-nginx's `ngx_srv_redirect.lua` builds it: the port always named (the one the
+/// client connected to, or the forwarded one), the trailing slash removed.
+fn www_location<H: Head>(ctx: &Ctx<'_>, head: &H, host: &str) -> String {
+    let trust = ctx.table.https.use_forwarded_headers;
+    let forwarded =
+        |name| trust.then(|| head.header(name)).flatten().and_then(|v| std::str::from_utf8(v).ok());
+    let scheme = forwarded("x-forwarded-proto").unwrap_or(scheme(ctx.conn.tls.is_some()));
+    let port = forwarded("x-forwarded-port")
+        .or_else(|| ctx.conn.local_port.to_str().ok())
+        .unwrap_or_default();
+    let uri = head.target();
+    let uri = uri.strip_suffix('/').unwrap_or(uri);
+    format!("{scheme}://{host}:{port}{uri}")
+}
