@@ -27,8 +27,8 @@ pub struct SourceConfig {
     /// `--watch-namespace-selector`: only namespaces with these labels (used when
     /// `namespaces` is `None`).
     pub namespace_selector: Option<String>,
-    /// `--configmap`: the only ConfigMap routing reads, and the only one watched (in its own
-    /// namespace, whichever namespaces the other kinds are watched in).
+    /// `--configmap`: the controller's ConfigMap, watched in its own namespace whichever
+    /// namespaces the other kinds are watched in.
     pub configmap: Option<NamespacedName>,
 }
 
@@ -42,6 +42,8 @@ pub struct KubeSource {
     config_maps: Vec<Store<ConfigMap>>,
     ingress_classes: Store<IngressClass>,
     selected_namespaces: Option<Store<Namespace>>,
+    /// The namespace of `--configmap`, kept whichever namespaces are selected.
+    configmap_namespace: Option<String>,
 }
 
 /// The outcome of the first full sync.
@@ -92,24 +94,28 @@ impl KubeSource {
             always,
             slim,
         );
-        // The one ConfigMap routing reads, watched by name in its own namespace whatever
-        // `--watch-namespace` or the selector say: it usually lives with the controller, not
-        // with the applications (ingress-nginx reads it there too). No other ConfigMap is
-        // kept.
-        let config_maps = config
-            .configmap
-            .iter()
-            .map(|c| {
-                spawn_reflector(
-                    "ConfigMap",
-                    Api::namespaced(client.clone(), &c.namespace),
-                    watcher::Config::default().fields(&format!("metadata.name={}", c.name)),
-                    tx.clone(),
-                    always(),
-                    slim,
-                )
-            })
-            .collect();
+        // ConfigMaps of the watched namespaces: Ingresses name some (`custom-headers`), and
+        // the controller's ConfigMap names others (`add-headers`, `proxy-set-headers`).
+        let mut config_maps =
+            per_ns("ConfigMap").reflect(&client, watcher::Config::default(), &tx, always, slim);
+        // The controller's own, by name in its own namespace, when the watched namespaces
+        // may leave it out: it usually lives with the controller, not with the applications
+        // (ingress-nginx reads it there too). A copy also in a watched namespace is harmless.
+        let covered = |ns: &str| match (&config.namespaces, &config.namespace_selector) {
+            (Some(list), _) => list.iter().any(|n| n == ns),
+            (None, None) => true,
+            (None, Some(_)) => false,
+        };
+        config_maps.extend(config.configmap.iter().filter(|c| !covered(&c.namespace)).map(|c| {
+            spawn_reflector(
+                "ConfigMap",
+                Api::namespaced(client.clone(), &c.namespace),
+                watcher::Config::default().fields(&format!("metadata.name={}", c.name)),
+                tx.clone(),
+                always(),
+                slim,
+            )
+        }));
         let ingress_classes = spawn_reflector(
             "IngressClass",
             Api::all(client.clone()),
@@ -137,6 +143,7 @@ impl KubeSource {
             config_maps,
             ingress_classes,
             selected_namespaces,
+            configmap_namespace: config.configmap.as_ref().map(|c| c.namespace.clone()),
         };
         (source, rx)
     }
@@ -174,6 +181,11 @@ impl KubeSource {
         SyncReport { counts, took: started.elapsed() }
     }
 
+    /// Whether `ns` is the controller's ConfigMap's namespace.
+    fn is_controller_ns(&self, ns: &str) -> bool {
+        self.configmap_namespace.as_deref() == Some(ns)
+    }
+
     /// Everything watched, as one snapshot: the stores' chunks, shared with the previous
     /// snapshot where their buckets did not change.
     pub fn snapshot(&self) -> Snapshot {
@@ -196,7 +208,8 @@ impl KubeSource {
             services: all(&self.services, &keep),
             endpoint_slices: all(&self.endpoint_slices, &keep),
             secrets: all(&self.secrets, &keep),
-            config_maps: all(&self.config_maps, &|_| true),
+            // The controller's own ConfigMap is kept whichever namespaces are selected.
+            config_maps: all(&self.config_maps, &|ns| keep(ns) || self.is_controller_ns(ns)),
             observed_at: Some(unix_now()),
         }
     }

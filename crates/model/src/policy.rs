@@ -235,6 +235,8 @@ pub struct Redirect {
     pub location: Template,
     /// 3xx.
     pub code: u16,
+    /// `relative-redirects`: a location starting with `/` is sent as it is.
+    pub relative: bool,
 }
 
 /// What the upstream request carries beyond the forwarding headers.
@@ -351,7 +353,7 @@ impl Default for LogPolicy {
 impl LogPolicy {
     /// Whether a request to `uri` (path and query as sent) is written to the access log.
     pub fn logs(&self, uri: &str) -> bool {
-        self.access_log && !self.skip_urls.iter().any(|u| u == uri)
+        self.access_log && !self.skip_urls.iter().any(|u| u.eq_ignore_ascii_case(uri))
     }
 }
 
@@ -460,13 +462,19 @@ pub struct Canary {
     pub sticky: bool,
 }
 
-/// A compiled `canary-by-header-pattern`.
+/// A `canary-by-header-pattern`: compiled, or `None` when it is not a valid regex (as in
+/// ingress-nginx, a request carrying the header then stays on the main backend).
 #[derive(Clone, Debug)]
-pub struct CanaryPattern(pub regex::Regex);
+pub struct CanaryPattern {
+    /// The compiled pattern.
+    pub regex: Option<regex::Regex>,
+    /// The pattern as written.
+    pub source: String,
+}
 
 impl PartialEq for CanaryPattern {
     fn eq(&self, other: &Self) -> bool {
-        self.0.as_str() == other.0.as_str()
+        self.source == other.source
     }
 }
 
@@ -474,7 +482,7 @@ impl Eq for CanaryPattern {}
 
 impl Serialize for CanaryPattern {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.0.as_str())
+        s.serialize_str(&self.source)
     }
 }
 

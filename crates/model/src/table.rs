@@ -137,9 +137,21 @@ pub struct Referrers {
     /// True when no Ingress of the table reaches beyond its own hosts and routes: none is a
     /// canary, none has aliases or a `www` redirect, and none sets how a backend is balanced
     /// or reached (`load-balance`, `upstream-hash-by`, `affinity`, `service-upstream`,
-    /// `default-backend`). An Ingress update of such Ingresses alone keeps the other
-    /// Ingresses' routes as they are.
+    /// `default-backend`). Only such Ingresses are updated without a full translation.
     pub alone: bool,
+    /// The names an alias or a `www` redirect wanted that a host of its own held, sorted:
+    /// removing that host gives the alias or redirect the name, which an Ingress update alone
+    /// does not see.
+    pub shadowed: Vec<String>,
+    /// The Services (hashed as [`by_service`](Self::by_service) is) named by Ingresses that
+    /// are not [`alone`](Self::alone), sorted: which Ingress naming one decides how its
+    /// backends are balanced depends on them all, so changes of Ingresses that name one are
+    /// translated in full.
+    pub shaping: Vec<u64>,
+    /// The ConfigMaps translation looked up (the controller's, and those its keys and the
+    /// Ingresses' annotations name), found or not, sorted: a change of any other ConfigMap
+    /// leaves the table as it is.
+    pub config_maps: Vec<NamespacedName>,
 }
 
 impl Referrers {

@@ -36,8 +36,11 @@ pub enum Var {
     RemoteAddr,
     /// `$remote_port`: the client's port.
     RemotePort,
-    /// `$scheme`, `$pass_access_scheme`: `http` or `https`.
+    /// `$scheme`: `http` or `https`, the connection's.
     Scheme,
+    /// `$pass_access_scheme`: the scheme the backend is told (`X-Forwarded-Proto`), which a
+    /// trusted load balancer's `X-Forwarded-Proto` sets.
+    PassAccessScheme,
     /// `$request_method`.
     Method,
     /// `$server_port`, `$pass_port`, `$pass_server_port`: the port the client connected to.
@@ -86,7 +89,8 @@ impl Var {
             "best_http_host" => Var::HttpHost,
             "remote_addr" | "binary_remote_addr" => Var::RemoteAddr,
             "remote_port" => Var::RemotePort,
-            "scheme" | "pass_access_scheme" => Var::Scheme,
+            "scheme" => Var::Scheme,
+            "pass_access_scheme" => Var::PassAccessScheme,
             "request_method" => Var::Method,
             "server_port" | "pass_port" | "pass_server_port" => Var::ServerPort,
             "server_name" => Var::ServerName,
@@ -115,6 +119,7 @@ impl Var {
             Var::RemoteAddr => "remote_addr".into(),
             Var::RemotePort => "remote_port".into(),
             Var::Scheme => "scheme".into(),
+            Var::PassAccessScheme => "pass_access_scheme".into(),
             Var::Method => "request_method".into(),
             Var::ServerPort => "server_port".into(),
             Var::ServerName => "server_name".into(),

@@ -187,7 +187,13 @@ async fn route_request(
     }
     let upgrade = websocket && !backend.protocol.h2();
     let progress = (!incoming.is_end_stream()).then(|| Progress::new(start));
-    let body = if route.policy.upstream.request_buffering && !incoming.is_end_stream() && !upgrade {
+    // NGINX's `mirror_request_body on` reads the whole body before the copy and the main
+    // request start, whatever `proxy_request_buffering` says: a mirrored body is held too, or
+    // the copy would go without it.
+    let hold = route.policy.upstream.request_buffering
+        || (forward.mirror.is_some()
+            && route.policy.mirror.as_ref().is_some_and(|m| m.request_body));
+    let body = if hold && !incoming.is_end_stream() && !upgrade {
         let hold = limits.max_body_size.unwrap_or(u64::MAX).min(BUFFER_LIMIT);
         match RequestBody::buffered(incoming, limits.max_body_size, hold, progress.clone()).await {
             Ok(b) => b,
@@ -330,46 +336,31 @@ fn apply_response(
 ) {
     if upstream {
         let rules = &route.policy.response;
-        let mut edits: Vec<(HeaderName, Option<HeaderValue>)> = Vec::new();
-        let mut names: Vec<&HeaderName> = headers.keys().collect();
-        names.dedup();
-        for name in names {
-            for value in headers.get_all(name) {
-                match plan.edit(rules, name.as_str().as_bytes(), value.as_bytes()) {
-                    Edit::Keep => {}
-                    Edit::Drop => edits.push((name.clone(), None)),
-                    Edit::Replace(v) => {
-                        edits.push((name.clone(), HeaderValue::from_bytes(&v).ok()));
-                    }
-                }
+        // The names with a value to drop or rewrite; most responses have none.
+        let mut edited: Vec<HeaderName> = Vec::new();
+        for (name, value) in headers.iter() {
+            if edited.last() != Some(name)
+                && plan.edit(rules, name.as_str().as_bytes(), value.as_bytes()) != Edit::Keep
+            {
+                edited.push(name.clone());
             }
         }
-        // Replacements keep the other values of the same name (several `Set-Cookie`).
-        let mut replaced: Vec<(HeaderName, Vec<HeaderValue>)> = Vec::new();
-        for (name, value) in edits {
-            match value {
-                None => {
-                    headers.remove(&name);
-                }
-                Some(v) => match replaced.iter_mut().find(|(n, _)| *n == name) {
-                    Some((_, vs)) => vs.push(v),
-                    None => replaced.push((name, vec![v])),
-                },
-            }
-        }
-        for (name, new) in replaced {
-            let kept: Vec<HeaderValue> = headers
-                .get_all(&name)
-                .iter()
-                .filter(|v| {
-                    plan.edit(&route.policy.response, name.as_str().as_bytes(), v.as_bytes())
-                        == Edit::Keep
-                })
-                .cloned()
-                .collect();
-            headers.remove(&name);
-            for v in kept.into_iter().chain(new) {
-                headers.append(&name, v);
+        // Each such name's values are rebuilt in their order, as NGINX passes several
+        // `Set-Cookie` lines, rewritten or not.
+        for name in edited {
+            let header::Entry::Occupied(entry) = headers.entry(name) else { continue };
+            let (name, drained) = entry.remove_entry_mult();
+            let values: Vec<HeaderValue> = drained.collect();
+            for value in values {
+                let value = match plan.edit(rules, name.as_str().as_bytes(), value.as_bytes()) {
+                    Edit::Keep => value,
+                    Edit::Drop => continue,
+                    Edit::Replace(v) => match HeaderValue::from_bytes(&v) {
+                        Ok(v) => v,
+                        Err(_) => continue,
+                    },
+                };
+                headers.append(&name, value);
             }
         }
     }
@@ -523,9 +514,12 @@ async fn error_page(
     set("host", errors.host.as_bytes());
     let accept = req.headers().get(header::ACCEPT).cloned();
     pipeline::error_context(table, route, accept.as_ref().map(|v| v.as_bytes()), |name, value| {
-        if let (Ok(n), Ok(v)) =
-            (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_bytes(value))
-        {
+        let Ok(n) = HeaderName::from_bytes(name.as_bytes()) else { return };
+        // NGINX's `proxy_set_header` with an empty value (`X-Format $http_accept` for a
+        // request without `Accept`) passes no such header at all, not an empty one.
+        if value.is_empty() {
+            req.headers_mut().remove(n);
+        } else if let Ok(v) = HeaderValue::from_bytes(value) {
             req.headers_mut().insert(n, v);
         }
     });

@@ -29,7 +29,7 @@ thread_local! {
 pub(crate) struct Copy {
     /// The target URL, NGINX variables filled in.
     pub url: String,
-    /// `mirror-host`, else the target's host.
+    /// `mirror-host`, else the target's host name (without its port).
     pub host: Option<String>,
     pub method: Method,
     /// The client's headers (hop-by-hop ones left out).
@@ -114,7 +114,9 @@ async fn exchange(copy: Copy) -> Result<(), String> {
     *req.method_mut() = copy.method;
     *req.uri_mut() = path.parse().map_err(|e| format!("{path}: {e}"))?;
     *req.headers_mut() = copy.headers;
-    let host = copy.host.unwrap_or_else(|| authority.as_str().to_string());
+    // Without `mirror-host`, ingress-nginx sets the target's host name without its port
+    // (`url.Hostname()` of the target in its mirror annotation parser).
+    let host = copy.host.unwrap_or_else(|| authority.host().to_string());
     let headers = req.headers_mut();
     headers.remove(header::CONTENT_LENGTH);
     headers.remove(header::TRANSFER_ENCODING);

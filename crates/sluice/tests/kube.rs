@@ -496,7 +496,7 @@ async fn configmap_and_secret_changes_apply() {
         json!({
             "apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": "sluice-config", "namespace": home.ns},
-            "data": {"proxy-body-size": size},
+            "data": {"proxy-body-size": size, "global-allowed-response-headers": "X-Team"},
         })
     };
     home.apply(config("1k")).await;
@@ -515,6 +515,35 @@ async fn configmap_and_secret_changes_apply() {
     assert_eq!(post(&s).await, 413, "proxy-body-size 1k from the ConfigMap");
     home.apply(config("8k")).await;
     eventually("the new body size applies", || async { post(&s).await == 200 }).await;
+
+    // A ConfigMap an annotation names, in the Ingress's namespace (watched like every object
+    // there): missing, the custom-headers route answers 503; created and changed, it applies.
+    let headers = format!("{}/team-headers", t.ns);
+    let annotations = json!({"nginx.ingress.kubernetes.io/custom-headers": headers});
+    t.ingress("headers", "headers.example.com", "web", Some(&t.class()), annotations).await;
+    let team = |s: &Sluice| {
+        let url = s.url("/");
+        async move {
+            let r = get(&url, Some("headers.example.com")).await;
+            let team = r.headers.get("x-team").map(|v| v.to_str().unwrap().to_string());
+            (r.status.as_u16(), team)
+        }
+    };
+    eventually("a missing custom-headers ConfigMap answers 503", || async {
+        team(&s).await == (503, None)
+    })
+    .await;
+    let team_headers = |v: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "team-headers", "namespace": t.ns}, "data": {"X-Team": v}});
+    t.apply(team_headers("blue")).await;
+    eventually("the created ConfigMap's header is set", || async {
+        team(&s).await == (200, Some("blue".into()))
+    })
+    .await;
+    t.apply(team_headers("green")).await;
+    eventually("the changed ConfigMap's header is set", || async {
+        team(&s).await == (200, Some("green".into()))
+    })
+    .await;
 
     // An unrelated ConfigMap changing does not rebuild the table.
     let generation = s.generation().await;

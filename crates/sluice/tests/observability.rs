@@ -3,27 +3,8 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use bytes::Bytes;
 use common::*;
-
-async fn metrics(s: &Sluice) -> String {
-    String::from_utf8(get(&s.admin_url("/metrics"), None).await.body.to_vec()).unwrap()
-}
-
-/// Waits until /metrics has a line containing every needle.
-async fn wait_metric(s: &Sluice, needles: &[&str]) -> String {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let text = metrics(s).await;
-        if let Some(line) = text.lines().find(|l| needles.iter().all(|n| l.contains(n))) {
-            return line.to_string();
-        }
-        assert!(Instant::now() < deadline, "no metric line with {needles:?} in:\n{text}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 fn quickstart_like(m: &Manifests, alpha: std::net::SocketAddr, annotations: &[(&str, &str)]) {
     m.write("class.yaml", &ingress_class());

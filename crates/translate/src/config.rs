@@ -27,10 +27,10 @@ pub struct GlobalConfig {
     pub tls12_suites: Option<Vec<String>>,
     /// `load-balance`, `upstream-hash-by*`: defaults of every backend.
     pub balancing: Balancing,
-    /// `upstream-hash-by-subset` and `-size`, until `upstream-hash-by` is known.
-    pub(crate) hash_subset: (bool, u32),
     /// `service-upstream`.
     pub service_upstream: bool,
+    /// `relative-redirects`.
+    pub relative_redirects: bool,
     /// `global-allowed-response-headers`: what `custom-headers` may set.
     pub allowed_response_headers: Vec<String>,
     /// `proxy-redirect-from` and `-to`, as written (the annotations' defaults).
@@ -49,8 +49,8 @@ impl Default for GlobalConfig {
             versions: TlsVersions::default(),
             tls12_suites: None,
             balancing: Balancing::default(),
-            hash_subset: (false, 3),
             service_upstream: false,
+            relative_redirects: false,
             allowed_response_headers: Vec::new(),
             proxy_redirect: ("off".into(), "off".into()),
             disable_intercept: false,
@@ -161,6 +161,7 @@ fn family_key(
         .or_else(|| load_balance::configmap(key, value, config))
         .or_else(|| match key {
             "service-upstream" => Some(parse_bool(value).map(|b| config.service_upstream = b)),
+            "relative-redirects" => Some(parse_bool(value).map(|b| config.relative_redirects = b)),
             _ => None,
         })
         .or_else(|| tls(key, value, config, source.object, diagnostics));

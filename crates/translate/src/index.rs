@@ -3,7 +3,8 @@
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use sluice_model::{LeanService, LeanSlice, Named, Objects, Settings, Snapshot};
+use sluice_model::{LeanService, LeanSlice, Named, NamespacedName, Objects, Settings, Snapshot};
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 
 /// A map for translation's own lookups, hashed with foldhash (seeded per process).
@@ -18,6 +19,16 @@ pub(crate) fn service_hash(namespace: &str, name: &str) -> u64 {
     use std::hash::BuildHasher;
     static STATE: std::sync::OnceLock<foldhash::fast::RandomState> = std::sync::OnceLock::new();
     STATE.get_or_init(Default::default).hash_one((namespace, name))
+}
+
+/// The Services an Ingress's spec names (rules and `defaultBackend`), as (namespace, name).
+pub(crate) fn named_services(ingress: &Ingress) -> impl Iterator<Item = (&str, &str)> {
+    let ns = ns_name(&ingress.metadata).0;
+    let spec = ingress.spec.iter();
+    let paths = spec.clone().flat_map(|s| s.rules.iter().flatten()).flat_map(|r| r.http.iter());
+    let backends = paths.flat_map(|h| h.paths.iter().map(|p| &p.backend));
+    let backends = backends.chain(spec.flat_map(|s| s.default_backend.iter()));
+    backends.filter_map(move |b| Some((ns, b.service.as_ref()?.name.as_str())))
 }
 
 /// namespace -> name -> value; nested so that lookups borrow their keys.
@@ -55,6 +66,9 @@ pub(crate) struct Index<'s> {
     slices: ByName<'s, Option<Slices<'s>>>,
     config_maps: ByName<'s, &'s ConfigMap>,
     secrets: ByName<'s, &'s Secret>,
+    /// The ConfigMaps looked up so far, found or not: only their changes can change the
+    /// table (see [`Referrers::config_maps`](sluice_model::Referrers::config_maps)).
+    read_config_maps: RefCell<Vec<NamespacedName>>,
 }
 
 /// The Service an EndpointSlice belongs to (namespace, name), from its
@@ -91,7 +105,13 @@ impl<'s> Index<'s> {
             }
         }
         sort_slices(&mut slices);
-        Self { services, slices, config_maps: FastMap::default(), secrets: FastMap::default() }
+        Self {
+            services,
+            slices,
+            config_maps: FastMap::default(),
+            secrets: FastMap::default(),
+            read_config_maps: RefCell::default(),
+        }
     }
 
     pub(crate) fn new(snapshot: &'s Snapshot) -> Self {
@@ -110,6 +130,7 @@ impl<'s> Index<'s> {
             slices,
             config_maps: by_name(&snapshot.config_maps),
             secrets: by_name(&snapshot.secrets),
+            read_config_maps: RefCell::default(),
         }
     }
 
@@ -120,18 +141,8 @@ impl<'s> Index<'s> {
         ingresses: &[&Ingress],
         settings: &Settings,
     ) -> Self {
-        let mut wanted: FastSet<(&str, &str)> = FastSet::default();
-        for ingress in ingresses {
-            let ns = ns_name(&ingress.metadata).0;
-            let Some(spec) = &ingress.spec else { continue };
-            let paths = spec.rules.iter().flatten().flat_map(|r| r.http.iter());
-            let backends = paths.flat_map(|h| h.paths.iter().map(|p| &p.backend));
-            for backend in backends.chain(&spec.default_backend) {
-                if let Some(service) = &backend.service {
-                    wanted.insert((ns, service.name.as_str()));
-                }
-            }
-        }
+        let mut wanted: FastSet<(&str, &str)> =
+            ingresses.iter().flat_map(|i| named_services(i)).collect();
         if let Some(d) = &settings.default_backend_service {
             wanted.insert((&d.namespace, &d.name));
         }
@@ -158,7 +169,16 @@ impl<'s> Index<'s> {
     }
 
     pub(crate) fn config_map(&self, ns: &str, name: &str) -> Option<&'s ConfigMap> {
+        self.read_config_maps.borrow_mut().push(NamespacedName::new(ns, name));
         self.config_maps.get(ns)?.get(name).copied()
+    }
+
+    /// The ConfigMaps looked up, sorted, without repeats.
+    pub(crate) fn config_maps_read(&self) -> Vec<NamespacedName> {
+        let mut read = self.read_config_maps.take();
+        read.sort_unstable();
+        read.dedup();
+        read
     }
 }
 

@@ -152,8 +152,8 @@ fn other_kinds_are_refused() {
 }
 
 // The same objects (the very ones, or new copies of them: a file parsed again) are no change;
-// an object of any kind added, removed or changed is one, and so is the time passing a
-// certificate's expiry.
+// an object of any kind added, removed or changed is one (for ConfigMaps, one translation
+// read), and so is the time passing a certificate's expiry.
 #[test]
 fn nothing_changed_is_told_apart_from_any_change() {
     let mut before =
@@ -177,13 +177,26 @@ fn nothing_changed_is_told_apart_from_any_change() {
         ("Service", |s| s.services.make_mut().pop().is_some()),
         ("EndpointSlice", |s| s.endpoint_slices.make_mut().pop().is_some()),
         ("Secret", |s| s.secrets.make_mut().pop().is_some()),
-        ("ConfigMap", |s| s.config_maps.make_mut().pop().is_some()),
+        // The controller's ConfigMap, which translation read.
+        ("ConfigMap", |s| {
+            let list = s.config_maps.make_mut();
+            let before = list.len();
+            list.retain(|c| c.metadata.name.as_deref() != Some("https"));
+            list.len() < before
+        }),
     ];
     for (what, edit) in edits {
         let mut after = before.clone();
         assert!(edit(&mut after), "the fixtures hold no {what}: check this test");
         assert!(!unchanged(&previous, &before, &after), "a removed {what} is a change");
     }
+    // A ConfigMap translation never read (another controller's, say) changes nothing.
+    let mut unread = before.clone();
+    let list = unread.config_maps.make_mut();
+    let count = list.len();
+    list.retain(|c| c.metadata.name.as_deref() != Some("hsts-off"));
+    assert!(list.len() < count, "the fixtures hold ConfigMap tls/hsts-off: check this test");
+    assert!(unchanged(&previous, &before, &unread), "an unread ConfigMap removed");
     let mut changed = before.clone();
     let mut ingress = (*changed.ingresses.make_mut()[0]).clone();
     ingress.metadata.labels = Some([("new".to_string(), "label".to_string())].into());

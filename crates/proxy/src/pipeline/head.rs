@@ -173,7 +173,12 @@ impl<H: Head> Vars for RequestVars<'_, H> {
             }
             Var::RemoteAddr => out.extend_from_slice(ctx.client_ip()),
             Var::RemotePort => out.extend_from_slice(ctx.conn.remote.port().to_string().as_bytes()),
-            Var::Scheme => out.extend_from_slice(if ctx.https { b"https" } else { b"http" }),
+            Var::Scheme => {
+                out.extend_from_slice(if ctx.conn.tls.is_some() { b"https" } else { b"http" })
+            }
+            Var::PassAccessScheme => {
+                out.extend_from_slice(if ctx.https { b"https" } else { b"http" })
+            }
             Var::Method => out.extend_from_slice(head.method().as_bytes()),
             Var::ServerPort => out.extend_from_slice(ctx.conn.local_port.as_bytes()),
             Var::ServerName => out.extend_from_slice(route.host.as_bytes()),

@@ -171,14 +171,22 @@ pub(super) fn upstream_request<H: Head>(
     if let Some(vhost) = &up.vhost {
         sink.set("host", &vhost.to_bytes(&vars));
     }
+    // NGINX's `proxy_set_header` sends no header whose value comes out empty (`""`, or a
+    // variable without a value): the client's header of that name is dropped all the same.
     if let Some(prefix) = &up.forwarded_prefix {
-        sink.set("x-forwarded-prefix", &prefix.to_bytes(&vars));
+        let value = prefix.to_bytes(&vars);
+        if !value.is_empty() {
+            sink.set("x-forwarded-prefix", &value);
+        }
     }
     if pick.substitute {
         substitute_headers(ctx, head, &mut sink);
     }
     for (name, value) in &up.set_headers {
-        sink.sink.set(name, &value.to_bytes(&vars));
+        let value = value.to_bytes(&vars);
+        if !value.is_empty() {
+            sink.sink.set(name, &value);
+        }
     }
     if let Some(connection) = &up.connection {
         sink.set("connection", connection.as_bytes());
@@ -219,7 +227,13 @@ const SUBSTITUTE: [&str; 6] =
 fn substitute_headers<H: Head>(ctx: &Ctx<'_>, head: &H, sink: &mut impl UpstreamSink) {
     sink.set("x-code", b"503");
     let accept = head.header("accept");
-    error_context(ctx.table, ctx.route, accept, |name, value| sink.set(name, value));
+    // The client's own were dropped (SUBSTITUTE); NGINX passes no header set to an empty
+    // value (`X-Format` without `Accept`).
+    error_context(ctx.table, ctx.route, accept, |name, value| {
+        if !value.is_empty() {
+            sink.set(name, value);
+        }
+    });
 }
 
 /// `X-Format` (the client's `Accept`), `X-Namespace`, `X-Ingress-Name`, `X-Service-Name`,
@@ -360,8 +374,16 @@ fn rewrite_cookie(rules: &ResponseRules, value: &[u8]) -> Option<Vec<u8>> {
             None
         } else if key.eq_ignore_ascii_case(b"domain") {
             rules.cookie_domain.as_ref().and_then(|(from, to)| {
-                let strip = |d: &[u8]| d.strip_prefix(b".").unwrap_or(d).to_ascii_lowercase();
-                (strip(val.trim_ascii()) == strip(from.as_bytes())).then(|| to.as_bytes().to_vec())
+                fn strip(d: &[u8]) -> &[u8] {
+                    d.strip_prefix(b".").unwrap_or(d)
+                }
+                // As NGINX: the leading dots of `from` and `to` are dropped, the cookie's own
+                // is kept (`Domain=.app.local` becomes `Domain=.example.com`).
+                let v = val.trim_ascii();
+                let dot = if v.starts_with(b".") { &b"."[..] } else { b"" };
+                strip(v)
+                    .eq_ignore_ascii_case(strip(from.as_bytes()))
+                    .then(|| [dot, strip(to.as_bytes())].concat())
             })
         } else if key.eq_ignore_ascii_case(b"path") {
             rules.cookie_path.as_ref().and_then(|(from, to)| {
@@ -416,7 +438,11 @@ mod tests {
         );
         assert_eq!(
             plan.edit(&r, b"Set-Cookie", b"s=1; Domain=.App.local; Path=/one/x; HttpOnly"),
-            Edit::Replace(b"s=1; Domain=example.com; Path=/two/x; HttpOnly".to_vec())
+            Edit::Replace(b"s=1; Domain=.example.com; Path=/two/x; HttpOnly".to_vec())
+        );
+        assert_eq!(
+            plan.edit(&r, b"Set-Cookie", b"s=1; Domain=app.local"),
+            Edit::Replace(b"s=1; Domain=example.com".to_vec())
         );
         assert_eq!(plan.edit(&r, b"Set-Cookie", b"s=1; Path=/other"), Edit::Keep);
         assert_eq!(plan.edit(&r, b"X-App", b"1"), Edit::Keep);

@@ -148,8 +148,14 @@ fn to_canary<H: Head>(main: &Backend, alternative: &Backend, c: &Canary, head: &
                 return true;
             }
         } else if let Some(pattern) = &c.header_pattern {
-            if std::str::from_utf8(value).is_ok_and(|v| pattern.0.is_match(v)) {
-                return true;
+            match &pattern.regex {
+                Some(re) if std::str::from_utf8(value).is_ok_and(|v| re.is_match(v)) => {
+                    return true;
+                }
+                Some(_) => {}
+                // A pattern that cannot run keeps the request on the main backend
+                // (`balancer.lua` returns false on `ngx.re.match`'s error).
+                None => return false,
             }
         } else if value == b"always" {
             return true;
@@ -213,14 +219,21 @@ fn sticky<H: Head>(
         .and_then(|v| v.split(|&c| c == b'|').next())
         .filter(|k| !k.is_empty())
         .and_then(|key| find_key(backend, affinity, key));
-    let repin = affinity.change_on_failure;
     if let Some(idx) = pinned {
-        let order = if repin { Order::Repin { first: idx } } else { Order::Pinned(idx) };
+        let order = if affinity.change_on_failure {
+            Order::Repin { first: idx }
+        } else {
+            Order::Pinned(idx)
+        };
         return Some((order, None));
     }
     let (idx, key) = new_key(backend, affinity, 0)?;
-    let order = if repin { Order::Repin { first: idx } } else { Order::Pinned(idx) };
-    Some((order, Some(key)))
+    // A request without a usable cookie is pinned again on each try, with or without
+    // `session-cookie-change-on-failure`: `sticky.lua` finds no endpoint in the request's
+    // cookie on the retry either, so it picks a new one away from the failed ones (and sets
+    // the cookie again). Pinning the first draw for every try would fail a new client whose
+    // first draw is a dead endpoint.
+    Some((Order::Repin { first: idx }, Some(key)))
 }
 
 /// The endpoint of a cookie's key, if it is still there.
@@ -375,7 +388,8 @@ enum Order {
     /// A session cookie's endpoint, every time (as ingress-nginx without
     /// `session-cookie-change-on-failure`).
     Pinned(usize),
-    /// A session cookie's endpoint, then new pins (`session-cookie-change-on-failure`).
+    /// A session cookie's endpoint, then new pins (`session-cookie-change-on-failure`); or a
+    /// new session's first pin, then new pins.
     Repin { first: usize },
 }
 
@@ -529,7 +543,7 @@ impl Attempts {
     }
 
     /// A new session cookie key when a failed pinned endpoint was replaced by another
-    /// (`session-cookie-change-on-failure`).
+    /// (`session-cookie-change-on-failure`, or a new session's first pin).
     pub(crate) fn repinned(&self) -> Option<&[u8]> {
         self.repinned.as_deref()
     }

@@ -11,11 +11,14 @@ use crate::{Shared, forward};
 pub(super) fn redirect<H: Head>(ctx: &Ctx<'_>, head: &H, shared: &Shared) -> Option<(u16, String)> {
     let route = ctx.route;
     let table = ctx.table;
+    // NGINX's `$scheme`, and the scheme it gives a relative `return` URL, are the
+    // connection's: a trusted `X-Forwarded-Proto` (`ctx.https`) changes neither.
+    let tls = ctx.conn.tls.is_some();
     if let Some(root) = &route.app_root
         && normalize_path(head.path()) == "/"
     {
         // `return 302 $scheme://$http_host<app-root>`: the Host as sent, port included.
-        return Some((302, format!("{}://{}{root}", scheme(ctx.https), ctx.host_header)));
+        return Some((302, format!("{}://{}{root}", scheme(tls), ctx.host_header)));
     }
     if let Target::RedirectHost { host } = &route.target {
         return Some((table.https.redirect_code, www_location(ctx, head, host)));
@@ -23,14 +26,18 @@ pub(super) fn redirect<H: Head>(ctx: &Ctx<'_>, head: &H, shared: &Shared) -> Opt
     if let Some(r) = &route.policy.redirect {
         let vars = RequestVars { head, ctx };
         let location = String::from_utf8_lossy(&r.location.to_bytes(&vars)).into_owned();
-        let location = if location.starts_with('/') {
-            // NGINX makes a URI absolute with the request's scheme and host (without the
-            // port, `port_in_redirect` being off unless `use-port-in-redirects`).
+        let location = if location.starts_with('/') && !r.relative {
+            // NGINX makes a URI absolute with the connection's scheme and the request's
+            // host, without the port (`port_in_redirect` is off unless
+            // `use-port-in-redirects`; even then NGINX leaves out 80 for http, 443 for https).
+            let default_port = if tls { "443" } else { "80" };
             let port = match ctx.conn.local_port.to_str() {
-                Ok(p) if route.policy.https.port_in_redirect => format!(":{p}"),
+                Ok(p) if route.policy.https.port_in_redirect && p != default_port => {
+                    format!(":{p}")
+                }
                 _ => String::new(),
             };
-            format!("{}://{}{port}{location}", scheme(ctx.https), ctx.host)
+            format!("{}://{}{port}{location}", scheme(tls), ctx.host)
         } else {
             location
         };

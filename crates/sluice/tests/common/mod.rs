@@ -582,6 +582,76 @@ fn raw_complete(buf: &[u8]) -> bool {
     false
 }
 
+/// Writes `req` on a keep-alive connection and reads one response (its head and a
+/// `Content-Length` body): `(status, head, body)`.
+pub async fn exchange(stream: &mut tokio::net::TcpStream, req: &str) -> (u16, String, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+                })
+                .unwrap_or_else(|| panic!("no Content-Length in {head}"));
+            if buf.len() >= end + 4 + len {
+                let body = buf[end + 4..end + 4 + len].to_vec();
+                return (raw_status(&head), head, body);
+            }
+        }
+        let n = tokio::time::timeout_at(deadline, stream.read(&mut chunk))
+            .await
+            .expect("a response in time")
+            .unwrap();
+        assert!(n > 0, "the connection closed: {}", String::from_utf8_lossy(&buf));
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// The admin port's /metrics page.
+pub async fn metrics(s: &Sluice) -> String {
+    String::from_utf8(get(&s.admin_url("/metrics"), None).await.body.to_vec()).unwrap()
+}
+
+/// Waits until /metrics has a line containing every needle; returns it.
+pub async fn wait_metric(s: &Sluice, needles: &[&str]) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = metrics(s).await;
+        if let Some(line) = text.lines().find(|l| needles.iter().all(|n| l.contains(n))) {
+            return line.to_string();
+        }
+        assert!(Instant::now() < deadline, "no metric line with {needles:?} in:\n{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Sends `req` over a new h2c (prior knowledge) connection to `addr`, whatever its URI's
+/// authority.
+pub async fn h2c_send(addr: SocketAddr, req: http::Request<Full<Bytes>>) -> Reply {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("an h2c connection");
+    tokio::spawn(conn);
+    let resp = tokio::time::timeout(WAIT, sender.send_request(req))
+        .await
+        .expect("no timeout")
+        .expect("a response");
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.expect("a whole body").to_bytes();
+    Reply { status: parts.status, headers: parts.headers, body }
+}
+
 /// The status code of a raw response (`HTTP/1.1 NNN ...`), 0 when there is none.
 pub fn raw_status(response: &str) -> u16 {
     response

@@ -19,8 +19,8 @@
 //! The cookie is `HttpOnly` and its value is `<key>|<backend key>`, as ingress-nginx's
 //! (`balancer/sticky.lua`): the backend key tells the main backend's cookies from its canary's.
 //! Affinity belongs to the backend, as ingress-nginx's upstream: the first Ingress with
-//! `affinity` to name a Service port makes it sticky (its mode decides), the cookie settings
-//! are the last such Ingress's, and only the paths of Ingresses with `affinity` issue the
+//! `affinity` to name a Service port makes it sticky, the first that sets `affinity-mode`
+//! decides the mode, the cookie settings are the last such Ingress's, and only the paths of Ingresses with `affinity` issue the
 //! cookie (other paths to the same backend honour it). Sticky wins over `upstream-hash-by` and
 //! `load-balance`. In `persistent` mode the key is ingress-nginx's (an MD5 of the backend
 //! name and the endpoint), so cookies issued by ingress-nginx keep their endpoint after a
@@ -83,17 +83,6 @@ pub(crate) fn parse(
         return None;
     }
     let mut c = Affinity::default();
-    a.apply(object, "affinity-mode", diagnostics, |v| match v.trim() {
-        "balanced" => {
-            c.persistent = false;
-            Ok(())
-        }
-        "persistent" => {
-            c.persistent = true;
-            Ok(())
-        }
-        _ => Err(format!("{v:?} is not balanced or persistent")),
-    });
     a.apply(object, "session-cookie-name", diagnostics, |v| basic(v).map(|n| c.name = n));
     a.apply(object, "session-cookie-path", diagnostics, |v| {
         let v = v.trim();
@@ -134,6 +123,29 @@ pub(crate) fn parse(
         parse_bool(v).map(|b| c.partitioned = b)
     });
     Some(c)
+}
+
+/// `affinity-mode`: `Some(true)` for `persistent`, `Some(false)` for `balanced`, `None` when
+/// not set (or invalid, reported). Read with or without `affinity`: in ingress-nginx the first
+/// Ingress naming a backend that sets it decides the backend's mode.
+pub(crate) fn mode(
+    a: &Annotations<'_>,
+    object: &ObjectRef,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<bool> {
+    let mut mode = None;
+    a.apply(object, "affinity-mode", diagnostics, |v| match v.trim() {
+        "balanced" => {
+            mode = Some(false);
+            Ok(())
+        }
+        "persistent" => {
+            mode = Some(true);
+            Ok(())
+        }
+        _ => Err(format!("{v:?} is not balanced or persistent")),
+    });
+    mode
 }
 
 /// `affinity-canary-behavior`: whether a canary takes its main backend's affinity.

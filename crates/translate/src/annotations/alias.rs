@@ -4,8 +4,10 @@
 //! comma-separated list of names; the oldest Ingress of a host that sets aliases decides them
 //! for the whole host (its paths, whichever Ingress defines them, its TLS and its
 //! client-certificate policy); an alias that another Ingress defines as a host is dropped, so
-//! an alias never takes a host away. Over HTTPS an alias gets the host's certificate when
-//! that covers it, else the default certificate.
+//! an alias never takes a host away. An alias that is the other name of a
+//! `from-to-www-redirect` host is dropped too: ingress-nginx writes the redirect's server
+//! first, and NGINX keeps the first server of a name. Over HTTPS an alias gets the host's
+//! certificate when that covers it, else the default certificate.
 //!
 //! Where Sluice differs: an alias must be a host name or a one-label wildcard (NGINX would
 //! take a regex too); an alias already given to another host stays with the first host (NGINX

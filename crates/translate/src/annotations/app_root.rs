@@ -4,7 +4,8 @@
 //! As in ingress-nginx, where it is `if ($uri = /) { return 302 $scheme://$http_host<app-root>; }`
 //! in the server block: it applies to the whole host, whichever Ingress of the host defines
 //! the path `/` (the oldest Ingress of the host that sets it decides), before anything else of
-//! the request (the HTTPS redirect included); `$http_host` keeps the port the client sent. The
+//! the request (the HTTPS redirect included); `$http_host` keeps the port the client sent, and
+//! `$scheme` is the connection's (a trusted `X-Forwarded-Proto` does not change it). The
 //! value must be a path (`/app`, with an optional query); a URL with a scheme is refused and
 //! ignored, as ingress-nginx does.
 

@@ -7,6 +7,7 @@
 //! | `proxy-buffering` | `off` | accepted: how NGINX holds a response in memory or on disk; Sluice streams responses either way, with the same bytes reaching the client |
 //! | `proxy-buffer-size` | `4k` | accepted: NGINX's buffer for the response head; Sluice takes response heads up to 64 KiB whatever the value |
 //! | `proxy-buffers-number` | `4` | accepted: NGINX's response buffers |
+//! | `proxy-busy-buffers-size` | — | accepted: NGINX's buffers busy sending to the client |
 //! | `proxy-max-temp-file-size` | `1024m` | accepted: NGINX's temporary files for buffered responses |
 //! | `client-body-buffer-size` | `8k` | accepted: NGINX's memory for a request body before it goes to a temporary file |
 //!
@@ -36,6 +37,7 @@ pub const FAMILY: Family = Family {
         ("proxy-buffer-size", Effect::Accepted(MEMORY)),
         ("proxy-buffering", Effect::Accepted(RESPONSE_BUFFERING)),
         ("proxy-buffers-number", Effect::Accepted(MEMORY)),
+        ("proxy-busy-buffers-size", Effect::Accepted(MEMORY)),
         ("proxy-http-version", Effect::Applied),
         ("proxy-max-temp-file-size", Effect::Accepted(RESPONSE_BUFFERING)),
         ("proxy-request-buffering", Effect::Applied),
@@ -45,6 +47,7 @@ pub const FAMILY: Family = Family {
         "proxy-buffer-size",
         "proxy-buffering",
         "proxy-buffers-number",
+        "proxy-busy-buffers-size",
         "proxy-http-version",
         "proxy-max-temp-file-size",
         "proxy-request-buffering",
@@ -84,9 +87,10 @@ pub(crate) fn set(
             _ => Err(format!("{value:?} is not 1.0 or 1.1")),
         },
         "proxy-buffering" => on_off(value).map(drop),
-        "client-body-buffer-size" | "proxy-buffer-size" | "proxy-max-temp-file-size" => {
-            parse_size(value).map(drop)
-        }
+        "client-body-buffer-size"
+        | "proxy-buffer-size"
+        | "proxy-busy-buffers-size"
+        | "proxy-max-temp-file-size" => parse_size(value).map(drop),
         "proxy-buffers-number" => match value.trim().parse::<u32>() {
             Ok(n) if n > 0 => Ok(()),
             _ => Err(format!("{value:?} is not a number of buffers")),

@@ -28,10 +28,11 @@
 //!   ("configured but not enabled"): the Ingress is then an ordinary Ingress.
 //!
 //! Where Sluice differs: `canary-by-header-pattern` is a Rust `regex` (no lookaround or
-//! backreferences), and an invalid pattern is reported at translation (ingress-nginx logs an
-//! error per request).
+//! backreferences); an invalid pattern is reported at translation (ingress-nginx logs an
+//! error per request), and, as in ingress-nginx, a request carrying the header then stays on
+//! the main backend, whatever its cookie or the weight.
 
-use sluice_model::{CanaryPattern, Diagnostic, ObjectRef};
+use sluice_model::{CanaryPattern, Diagnostic, ObjectRef, Reason};
 
 use super::{Annotations, Effect, Family, parse_bool};
 
@@ -105,14 +106,26 @@ pub(crate) fn parse(
         basic(v).map(|h| rules.header_value = h)
     });
     a.apply(object, "canary-by-cookie", diagnostics, |v| basic(v).map(|c| rules.cookie = c));
-    a.apply(object, "canary-by-header-pattern", diagnostics, |v| {
-        if v.trim().is_empty() {
-            return Ok(());
-        }
-        let re = regex::Regex::new(v.trim()).map_err(|e| format!("not a valid regex: {e}"))?;
-        rules.header_pattern = Some(CanaryPattern(re));
-        Ok(())
-    });
+    if let Some(v) = a.get("canary-by-header-pattern").map(str::trim).filter(|v| !v.is_empty()) {
+        let regex = match regex::Regex::new(v) {
+            Ok(re) => Some(re),
+            Err(e) => {
+                // As ingress-nginx, whose `ngx.re.match` fails per request: a request with the
+                // header stays on the main backend.
+                diagnostics.push(Diagnostic::error(
+                    object.clone(),
+                    Reason::InvalidAnnotation,
+                    format!(
+                        "{}/canary-by-header-pattern: {v:?} is not a valid regex ({e}); \
+                         requests with the header stay on the main Ingress's backend",
+                        a.prefix
+                    ),
+                ));
+                None
+            }
+        };
+        rules.header_pattern = Some(CanaryPattern { regex, source: v.to_string() });
+    }
     a.apply(object, "canary-weight", diagnostics, |v| match v.trim().parse::<i64>() {
         Ok(n) => {
             rules.weight = n.clamp(0, u32::MAX as i64) as u32;

@@ -121,8 +121,9 @@ mod tests {
         assert!(CATALOG.windows(2).all(|w| w[0].0 < w[1].0), "CATALOG must stay sorted");
         let all = all();
         assert!(all.windows(2).all(|w| w[0].0 != w[1].0), "a name has one fate: {all:?}");
-        // 135 rows in annotations-risk.md (v1.15), 2 legacy aliases, 3 removed names.
-        assert_eq!(all.len(), 135 + 2 + 3);
+        // 136 rows in annotations-risk.md (v1.15), 2 legacy aliases, 3 removed names, and
+        // `session-cookie-partitioned` of later ingress-nginx versions.
+        assert_eq!(all.len(), 136 + 2 + 3 + 1);
         assert_eq!(support("whitelist-source-range"), Some(Enforced));
         assert_eq!(support("configuration-snippet"), Some(Snippet));
         assert_eq!(support("no-such-annotation"), None);

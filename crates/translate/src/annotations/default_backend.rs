@@ -4,7 +4,9 @@
 //! As in ingress-nginx (`getBackendServers`): the Service's first port is used; it only takes
 //! over when it has ready endpoints itself, and requests it serves in place of a Service
 //! without endpoints carry `X-Code: 503` and the `X-Namespace`, `X-Ingress-Name`,
-//! `X-Service-Name`, `X-Service-Port`, `X-Format` and `X-Request-ID` headers. A Service that
+//! `X-Service-Name`, `X-Service-Port`, `X-Format` and `X-Request-ID` headers. A path whose own
+//! Service (or port) does not exist is served by it too: ingress-nginx makes an upstream
+//! without endpoints of it (its `default_backend` e2e test). A default-backend Service that
 //! does not exist is reported, and the paths answer as without the annotation.
 
 use sluice_model::{Diagnostic, ObjectRef};

@@ -7,7 +7,7 @@
 //! | `upstream-hash-by-subset` | `false` | keys map to a group of endpoints instead, one of them at random per request |
 //! | `upstream-hash-by-subset-size` | `3` | the size of those groups |
 //!
-//! The ConfigMap keys of the same names set the defaults. As in ingress-nginx, this belongs
+//! ConfigMap `load-balance` sets the default. As in ingress-nginx, this belongs
 //! to the backend: the oldest Ingress that names a Service port decides for every route to it;
 //! cookie affinity wins over hashing, which wins over `load-balance`. A retry goes to the next
 //! endpoint in the balancer's order (for hashing, the next one on the ring).
@@ -26,12 +26,9 @@ pub const FAMILY: Family = Family {
         ("upstream-hash-by-subset", Effect::Applied),
         ("upstream-hash-by-subset-size", Effect::Applied),
     ],
-    configmap_keys: &[
-        "load-balance",
-        "upstream-hash-by",
-        "upstream-hash-by-subset",
-        "upstream-hash-by-subset-size",
-    ],
+    // ingress-nginx parses `upstream-hash-by*` in the ConfigMap too, but never uses them:
+    // only `load-balance` is a default there.
+    configmap_keys: &["load-balance"],
 };
 
 /// `load-balance`.
@@ -114,17 +111,16 @@ fn set(
     })
 }
 
-/// The ConfigMap keys of this family; `None` for another family's key.
+/// The ConfigMap key of this family; `None` for another family's key.
 pub(crate) fn configmap(
     key: &str,
     value: &str,
     cfg: &mut GlobalConfig,
 ) -> Option<Result<(), String>> {
-    let result = set(key, value, &mut cfg.balancing, &mut cfg.hash_subset)?;
-    if let Some(hash) = &mut cfg.balancing.hash {
-        hash.subset = cfg.hash_subset.0.then_some(cfg.hash_subset.1);
+    if key != "load-balance" {
+        return None;
     }
-    Some(result)
+    set(key, value, &mut cfg.balancing, &mut (false, 3))
 }
 
 #[cfg(test)]

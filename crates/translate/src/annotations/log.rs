@@ -8,7 +8,7 @@
 //! | ConfigMap key | default | meaning |
 //! |---|---|---|
 //! | `disable-access-log` | `false` | no access log at all |
-//! | `skip-access-log-urls` | — | comma-separated request URIs (path and query, exactly as sent) never logged, such as health checks |
+//! | `skip-access-log-urls` | — | comma-separated request URIs (path and query, compared ignoring case as NGINX's `map` does) never logged, such as health checks; a `~` regular expression is refused |
 
 use sluice_model::{Diagnostic, LogPolicy, ObjectRef};
 
@@ -42,13 +42,20 @@ pub(crate) fn configmap(key: &str, value: &str, log: &mut LogPolicy) -> Option<R
     Some(match key {
         "disable-access-log" => parse_bool(value).map(|off| log.access_log = !off),
         "skip-access-log-urls" => {
-            log.skip_urls = value
+            let urls: Vec<String> = value
                 .split(',')
                 .map(str::trim)
                 .filter(|u| !u.is_empty())
                 .map(String::from)
                 .collect();
-            Ok(())
+            // NGINX's `map` reads `~` entries as regular expressions: not supported.
+            match urls.iter().find(|u| u.starts_with('~')) {
+                Some(regex) => Err(format!("{regex}: regular expressions are not supported")),
+                None => {
+                    log.skip_urls = urls;
+                    Ok(())
+                }
+            }
         }
         _ => return None,
     })

@@ -4,17 +4,20 @@
 //! |---|---|---|
 //! | `mirror-target` | — | the URL of the copy, with NGINX variables (`https://test.example$request_uri`) |
 //! | `mirror-request-body` | `on` | `off`: the copy is sent without the body |
-//! | `mirror-host` | the target's host | the `Host` of the copy |
+//! | `mirror-host` | the target's host name (without its port) | the `Host` of the copy |
 //!
-//! As in ingress-nginx, the copy carries the request's method and headers (with the
-//! forwarding headers), and applies to every path of the Ingress.
+//! As in ingress-nginx, the copy carries the request's method and the client's headers as
+//! sent (its `_mirror-*` location sets `Host` only, so none of the forwarding headers), and
+//! applies to every path of the Ingress.
 //!
 //! Where Sluice differs, on purpose: the copy is sent and forgotten. NGINX's `mirror` holds
 //! the main request until the mirror answers, so a slow mirror slows real traffic; in Sluice
 //! a mirror that is slow, failing or gone never delays nor fails the main request. Copies
 //! in flight are bounded per worker (beyond that, copies are dropped and counted in
-//! `sluice_mirror_dropped_total`), and a body is copied up to the route's `proxy-body-size`
-//! (up to 8 MiB); a larger body is not mirrored.
+//! `sluice_mirror_requests_total{outcome="dropped"}`), and a body is copied up to the route's
+//! `proxy-body-size` (up to 8 MiB); a larger body is not mirrored. As NGINX's
+//! `mirror_request_body on` does, the body is read whole before either request starts, even
+//! with `proxy-request-buffering: off`.
 
 use sluice_model::{Diagnostic, Mirror, ObjectRef, Template};
 

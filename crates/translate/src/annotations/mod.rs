@@ -114,6 +114,8 @@ pub struct IngressAnnotations {
     pub balance: load_balance::Balancing,
     /// `affinity: cookie` and its settings.
     pub affinity: Option<affinity::CookieAffinity>,
+    /// `affinity-mode`, when set (`true`: persistent), with or without `affinity`.
+    pub affinity_mode: Option<bool>,
     /// `service-upstream`: its backends are the Services' cluster IPs.
     pub service_upstream: bool,
     /// `default-backend`: a Service of the Ingress's namespace.
@@ -144,10 +146,16 @@ impl IngressAnnotations {
     /// routes (how endpoints are balanced, cluster IPs, a default backend): what another
     /// Ingress naming the same Service sees too.
     pub fn touches_backends(&self, global: &GlobalConfig) -> bool {
+        self.shapes_backends(global) || self.default_backend.is_some()
+    }
+
+    /// Whether the Ingress sets how its backends are balanced or reached: what decides the
+    /// backend of a Service port that other Ingresses name too.
+    pub fn shapes_backends(&self, global: &GlobalConfig) -> bool {
         self.balance != load_balance::Balancing::default()
             || self.affinity.is_some()
+            || self.affinity_mode.is_some()
             || self.service_upstream != global.service_upstream
-            || self.default_backend.is_some()
     }
 }
 
@@ -272,6 +280,7 @@ pub fn parse(
         canary: None,
         balance: load_balance::Balancing::default(),
         affinity: None,
+        affinity_mode: None,
         service_upstream: cx.global.service_upstream,
         default_backend: None,
         app_root: None,
@@ -336,7 +345,7 @@ pub fn parse(
     proxy::parse(&a, object, &mut p.limits, d);
     next_upstream::parse(&a, object, &mut p.retry, d);
     ssl_redirect::parse(&a, object, &mut p.https, d);
-    p.redirect = redirect::parse(&a, object, d);
+    p.redirect = redirect::parse(&a, object, cx.global.relative_redirects, d);
     out.from_to_www = redirect::from_to_www(&a, object, d);
     buffering::parse(&a, object, &mut p.upstream, d);
     upstream_headers::parse(&a, object, &mut p.upstream, d);
@@ -351,7 +360,11 @@ pub fn parse(
         c
     });
     out.balance = load_balance::parse(&a, object, d);
-    out.affinity = affinity::parse(&a, object, d);
+    out.affinity_mode = affinity::mode(&a, object, d);
+    out.affinity = affinity::parse(&a, object, d).map(|mut c| {
+        c.persistent = out.affinity_mode.unwrap_or(false);
+        c
+    });
     p.sets_affinity_cookie = out.affinity.is_some();
     out.service_upstream = service_upstream::parse(&a, object, out.service_upstream, d);
     out.default_backend = default_backend::parse(&a, object, d);

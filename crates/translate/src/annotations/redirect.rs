@@ -8,11 +8,13 @@
 //! | `temporal-redirect` | — | the same, temporary; wins over `permanent-redirect` |
 //! | `temporal-redirect-code` | `302` | its status: 300 to 307 (another value: 302) |
 //! | `from-to-www-redirect` | `false` | requests for `www.<host>` are redirected to `<host>` (or the other way round when the rule's host starts with `www.`) |
+//! | `relative-redirects` | `false` (ConfigMap `relative-redirects`) | a redirect URL starting with `/` is sent as it is, not made absolute (NGINX's `absolute_redirect off`) |
 //!
 //! As in ingress-nginx (`internal/ingress/annotations/redirect`, `nginx.tmpl`):
 //! - the URL is used as written (`return 301 <url>`); NGINX variables in it are filled in per
 //!   request, so `https://example.com$request_uri` keeps the path and query. A URL starting
-//!   with `/` becomes absolute with the request's scheme and host, as NGINX makes it;
+//!   with `/` becomes absolute with the connection's scheme (not a forwarded one) and the
+//!   request's host, as NGINX makes it, unless `relative-redirects`;
 //! - the redirect is answered before anything else of the location (the HTTPS redirect
 //!   included): NGINX's `return` runs in the rewrite phase;
 //! - a `temporal-redirect` URL must be `http` or `https`;
@@ -26,7 +28,7 @@
 //! silently); ingress-nginx 1.12+'s validator refuses `$` in these URLs, so
 //! `$request_uri` only works with validation off there, and always in Sluice.
 
-use sluice_model::{Diagnostic, ObjectRef, Redirect, Template};
+use sluice_model::{Diagnostic, ObjectRef, Reason, Redirect, Template};
 
 use super::{Annotations, Effect, Family, parse_bool};
 
@@ -37,18 +39,23 @@ pub const FAMILY: Family = Family {
         ("from-to-www-redirect", Effect::Applied),
         ("permanent-redirect", Effect::Applied),
         ("permanent-redirect-code", Effect::Applied),
+        ("relative-redirects", Effect::Applied),
         ("temporal-redirect", Effect::Applied),
         ("temporal-redirect-code", Effect::Applied),
     ],
-    configmap_keys: &[],
+    configmap_keys: &["relative-redirects"],
 };
 
-/// The redirect the Ingress's paths answer with, if any.
+/// The redirect the Ingress's paths answer with, if any; `relative`: ConfigMap
+/// `relative-redirects`, the default of the annotation.
 pub(crate) fn parse(
     a: &Annotations<'_>,
     object: &ObjectRef,
+    relative: bool,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Option<Redirect> {
+    let mut relative = relative;
+    a.apply(object, "relative-redirects", diagnostics, |v| parse_bool(v).map(|b| relative = b));
     let mut found = None;
     let kinds = [("temporal-redirect", 302, 307), ("permanent-redirect", 301, 308)];
     for (name, default, highest) in kinds {
@@ -59,7 +66,15 @@ pub(crate) fn parse(
         };
         let Some(url) = a.get(name).filter(|u| !u.trim().is_empty()) else { continue };
         if found.is_some() {
-            a.report(object, name, "temporal-redirect is set too and wins", diagnostics);
+            diagnostics.push(Diagnostic::warning(
+                object.clone(),
+                Reason::InvalidAnnotation,
+                format!(
+                    "{}/{name} is ignored: temporal-redirect is set too, and wins (as in \
+                     ingress-nginx)",
+                    a.prefix
+                ),
+            ));
             continue;
         }
         let location = match location(url, name == "temporal-redirect") {
@@ -77,7 +92,7 @@ pub(crate) fn parse(
             }
             _ => Err(format!("{v:?} is not a status from 300 to {highest}")),
         });
-        found = Some(Redirect { location, code });
+        found = Some(Redirect { location, code, relative });
     }
     found
 }

@@ -3,7 +3,7 @@
 //! | annotation | default | meaning |
 //! |---|---|---|
 //! | `upstream-vhost` | the client's `Host` | the `Host` header sent upstream (NGINX variables allowed: `$host`, `$http_x_site`) |
-//! | `x-forwarded-prefix` | — | an `X-Forwarded-Prefix` header with this value (variables allowed) |
+//! | `x-forwarded-prefix` | — | an `X-Forwarded-Prefix` header with this value (variables allowed); empty sets none |
 //! | `connection-proxy-header` | — | the `Connection` header sent upstream (`keep-alive`, `close`); WebSocket upgrades keep `upgrade` |
 //!
 //! | ConfigMap key | default | meaning |
@@ -15,7 +15,9 @@
 //! As in ingress-nginx, `proxy-set-headers` replaces a header Sluice sets itself when it names
 //! the same one, a missing ConfigMap is reported and nothing is set, and an entry whose name
 //! is not a header name, or whose value has a variable Sluice does not know, is reported and
-//! left out.
+//! left out. As NGINX's `proxy_set_header`, a value that comes out empty for a request (`""`,
+//! or a variable with no value) sends no header, and the client's header of that name is
+//! still not passed.
 
 use std::collections::BTreeMap;
 
@@ -56,6 +58,12 @@ pub(crate) fn parse(
     a.apply(object, "x-forwarded-prefix", diagnostics, |v| {
         if !header_value(v) {
             return Err(format!("{v:?} is not a header value"));
+        }
+        // An empty value sets nothing: ingress-nginx's template writes no `proxy_set_header`
+        // for it (its e2e test: no header reaches the backend), so a client's own
+        // X-Forwarded-Prefix passes as any other header.
+        if v.trim().is_empty() {
+            return Ok(());
         }
         upstream.forwarded_prefix = Some(Template::parse(v.trim())?);
         Ok(())

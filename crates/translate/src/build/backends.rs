@@ -85,13 +85,15 @@ struct SlotPort {
 
 /// How a backend will be balanced, as Ingresses name it (ingress-nginx's `createUpstreams`
 /// and `getBackendServers`): the Ingress that creates the upstream sets `load-balance` and
-/// `upstream-hash-by`; the first with `affinity` makes it sticky and sets the mode; every
-/// later one with `affinity` sets the cookie again.
+/// `upstream-hash-by`; the first with `affinity` makes it sticky, every later one with
+/// `affinity` sets the cookie again, and the first that sets `affinity-mode` sets the mode.
 #[derive(Default)]
 struct Draft {
     algorithm: Algorithm,
     hash: Option<HashBy>,
     affinity: Option<Affinity>,
+    /// `affinity-mode: persistent` (true) or `balanced`, as first set.
+    mode: Option<bool>,
 }
 
 /// The backends while the table is built.
@@ -164,6 +166,11 @@ impl Backends<'_> {
 
     /// Balancing decisions made, the lists put in their final form.
     pub(super) fn finish(mut self) -> Finished {
+        for draft in &mut self.drafts {
+            if let Some(a) = &mut draft.affinity {
+                a.persistent = draft.mode.unwrap_or(false);
+            }
+        }
         // A canary with `affinity-canary-behavior: sticky` takes its main backend's affinity.
         let sticky: Vec<(BackendId, Affinity)> = self
             .list
@@ -353,7 +360,7 @@ impl<'s> Builder<'s> {
         let slot = self.slot((ns, &service.name, label));
         // Resolved once per Service port, not once per path; `fresh` is this reference's own
         // resolution when the port's cannot be used.
-        let (mut fresh, empty) = if exact {
+        let resolution = if exact {
             let index = self.index;
             let resolved =
                 self.backends.slot_list[slot as usize].resolved.get_or_insert_with(|| {
@@ -366,22 +373,23 @@ impl<'s> Builder<'s> {
                     })
                 });
             match resolved {
-                Ok(port) => (None, port.empty),
-                Err(why) => {
-                    let why = why.clone();
-                    return Err(self.unresolved(cur, service, why));
-                }
+                Ok(port) => Ok((None, port.empty)),
+                Err(why) => Err(why.clone()),
             }
         } else {
             // Resolved by name, yet the same backend as the number: not worth a cache, nor
             // an incremental update.
             self.backends.incremental = false;
-            match backends::resolve(self.index, ns, service) {
-                Ok(r) => {
-                    let empty = r.endpoints.is_empty();
-                    (Some(r), empty)
-                }
-                Err(why) => return Err(self.unresolved(cur, service, why)),
+            backends::resolve(self.index, ns, service).map(|r| {
+                let empty = r.endpoints.is_empty();
+                (Some(r), empty)
+            })
+        };
+        let (mut fresh, empty) = match resolution {
+            Ok(resolved) => resolved,
+            Err(why) => {
+                let how = (protocol, reference);
+                return self.unresolved_backend(cur, slot, service, how, why, global);
             }
         };
         let tls = match tls {
@@ -455,31 +463,85 @@ impl<'s> Builder<'s> {
     }
 
     /// The current Ingress routes to backend `id`: with `affinity`, it makes the backend
-    /// sticky (the first one sets the mode) and sets its cookie (the last one wins).
+    /// sticky and sets its cookie (the last one wins); the first to set `affinity-mode` sets
+    /// the mode.
     fn affinity_of(&mut self, id: BackendId, cur: &Current<'s>) {
-        let Some(asked) = &cur.annotations.affinity else { return };
         let draft = &mut self.backends.drafts[id as usize];
-        let persistent = draft.affinity.as_ref().map_or(asked.persistent, |a| a.persistent);
-        draft.affinity = Some(Affinity { persistent, ..asked.clone() });
+        // As ingress-nginx's `getBackendServers`: the first Ingress that sets `affinity-mode`
+        // decides the mode, with `affinity` or not; the cookie is the last one's.
+        if draft.mode.is_none() {
+            draft.mode = cur.annotations.affinity_mode;
+        }
+        if let Some(asked) = &cur.annotations.affinity {
+            draft.affinity = Some(asked.clone());
+        }
     }
 
-    /// Reports a service backend that cannot be served; its paths answer 503.
+    /// A Service port that cannot be served, reported. Its paths answer 503, but those of an
+    /// Ingress with `default-backend` when the Service or its port is missing: ingress-nginx
+    /// makes an upstream without endpoints of it, which the annotation's Service serves in
+    /// place of (with `X-Service-Name` and `X-Service-Port` of the missing one). That backend
+    /// is made here, without endpoints.
+    fn unresolved_backend(
+        &mut self,
+        cur: &Current<'s>,
+        slot: u32,
+        service: &'s IngressServiceBackend,
+        (protocol, reference): (UpstreamProtocol, bool),
+        why: Unresolved,
+        global: &GlobalConfig,
+    ) -> Result<BackendId, Target> {
+        // Not for a canary's backend (no `reference`), nor when the fallback is missing too.
+        let empty = matches!(why, Unresolved::MissingService | Unresolved::MissingPort(_));
+        let fallback =
+            cur.annotations.default_backend.as_deref().filter(|name| {
+                empty && reference && self.index.service(cur.namespace, name).is_some()
+            });
+        let target = self.unresolved(cur, service, why, fallback);
+        if fallback.is_none() {
+            return Err(target);
+        }
+        // Nothing tells an endpoint update about a Service that does not exist.
+        self.backends.incremental = false;
+        if let Some(id) = self.backends.slot_list[slot as usize].backend(protocol, &None) {
+            return Ok(id);
+        }
+        let port = backends::port_label(service);
+        let origin = Origin { cur: Some(cur), global };
+        let ns = cur.namespace;
+        Ok(self.new_backend(
+            slot,
+            (ns, &service.name),
+            port,
+            Some(Vec::new()),
+            (protocol, None),
+            origin,
+        ))
+    }
+
+    /// Reports a service backend that cannot be served; its paths answer 503, or are served
+    /// by `fallback`.
     fn unresolved(
         &mut self,
         cur: &Current<'s>,
         service: &IngressServiceBackend,
         why: Unresolved,
+        fallback: Option<&str>,
     ) -> Target {
         let ns = cur.namespace;
         let port = backends::port_label(service);
+        let answer = match fallback {
+            Some(f) => format!("default-backend {ns}/{f} serves its paths"),
+            None => "its paths answer 503".to_string(),
+        };
         let (reason, message) = match why {
             Unresolved::MissingService => (
                 Reason::MissingService,
-                format!("Service {ns}/{} does not exist; its paths answer 503", service.name),
+                format!("Service {ns}/{} does not exist; {answer}", service.name),
             ),
             Unresolved::MissingPort(p) => (
                 Reason::MissingServicePort,
-                format!("Service {ns}/{} has no port {p}; its paths answer 503", service.name),
+                format!("Service {ns}/{} has no port {p}; {answer}", service.name),
             ),
             Unresolved::NoPort => (
                 Reason::InvalidBackend,
@@ -556,6 +618,7 @@ impl<'s> Builder<'s> {
             algorithm: balancing.algorithm.or(global.algorithm).unwrap_or_default(),
             hash: balancing.hash.clone().or_else(|| global.hash.clone()),
             affinity: None,
+            mode: None,
         };
         let mut cluster_ip = false;
         if service_upstream {

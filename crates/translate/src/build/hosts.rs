@@ -212,7 +212,8 @@ impl<'s> Builder<'s> {
 
     /// `server-alias`: each alias becomes a host with the same paths and default route as its
     /// host, the same handshake policy, and the host's certificate when that covers it. An
-    /// alias that is a host already, or another host's alias, is reported and left out.
+    /// alias that is a host already, another host's alias, or the other name of a
+    /// `from-to-www-redirect` host, is reported and left out.
     pub(super) fn finish_aliases(&mut self) {
         let mut with_aliases: Vec<(u32, Vec<String>, ObjectRef)> = self
             .host_extras
@@ -220,13 +221,36 @@ impl<'s> Builder<'s> {
             .filter_map(|(&i, e)| e.aliases.take().map(|(a, o)| (i, a, o)))
             .collect();
         with_aliases.sort_unstable_by_key(|(i, ..)| *i);
+        // The names `finish_www_redirects` (run next) will redirect: ingress-nginx writes the
+        // www redirect servers before the other servers, and NGINX keeps the first server of
+        // a name ("conflicting server name ... ignored"), so the redirect wins over an alias,
+        // even one of the same Ingress.
+        let www_names: std::collections::HashSet<String> = self
+            .host_extras
+            .iter()
+            .filter(|(_, e)| e.www.is_some())
+            .filter_map(|(&i, _)| www_pair(&self.hosts[i as usize].host))
+            .filter(|from| self.host_ids.get_written(from).is_none())
+            .collect();
         for (idx, aliases, object) in with_aliases {
             let host = self.hosts[idx as usize].host.clone();
             for alias in aliases {
                 if alias == host {
                     continue;
                 }
+                if www_names.contains(&alias) {
+                    self.diagnostics.push(Diagnostic::warning(
+                        object.clone(),
+                        Reason::PathCollision,
+                        format!(
+                            "server-alias {alias} of {host} is redirected by a \
+                             from-to-www-redirect, which wins; the alias is ignored"
+                        ),
+                    ));
+                    continue;
+                }
                 if self.host_ids.get_written(&alias).is_some() {
+                    self.shadowed.push(alias.clone());
                     self.diagnostics.push(Diagnostic::warning(
                         object.clone(),
                         Reason::PathCollision,
@@ -257,7 +281,7 @@ impl<'s> Builder<'s> {
     /// `from-to-www-redirect`: the other name of each such host (`www.` added or removed)
     /// becomes a host whose every request is redirected to the host, unless an Ingress
     /// defines that name itself.
-    pub(super) fn finish_www_redirects(&mut self, global: &GlobalConfig) {
+    pub(super) fn finish_www_redirects(&mut self) {
         let mut with_www: Vec<(u32, ObjectRef)> = self
             .host_extras
             .iter_mut()
@@ -268,6 +292,7 @@ impl<'s> Builder<'s> {
             let to = self.hosts[idx as usize].host.clone();
             let Some(from) = www_pair(&to) else { continue };
             if self.host_ids.get_written(&from).is_some() {
+                self.shadowed.push(from.clone());
                 self.diagnostics.push(Diagnostic::warning(
                     object,
                     Reason::PathCollision,
@@ -279,7 +304,7 @@ impl<'s> Builder<'s> {
                 continue;
             }
             let target = Target::RedirectHost { host: to.clone() };
-            let policy = Arc::new(global.policy.clone());
+            let policy = self.global_policy.clone();
             let route =
                 Route::new(None, from.clone(), String::new(), PathMatch::Default, target, policy);
             let route = self.push_route(route);

@@ -139,6 +139,8 @@ pub(crate) struct Builder<'s> {
     catch_all: Option<u32>,
     /// The route for requests no host or path claims.
     global_default: RouteId,
+    /// The ConfigMap's policy, shared by every Ingress whose annotations change none of it.
+    global_policy: Arc<sluice_model::Policy>,
     /// Whether a rule-less Ingress already took the catch-all default.
     catch_all_taken: Option<NamespacedName>,
     pub(crate) diagnostics: Vec<Diagnostic>,
@@ -163,6 +165,10 @@ pub(crate) struct Builder<'s> {
     /// Whether every Ingress reaches only its own hosts and backends (see
     /// [`Referrers::alone`]).
     alone: bool,
+    /// Names aliases and `www` redirects wanted but did not get (see [`Referrers::shadowed`]).
+    shadowed: Vec<String>,
+    /// Services named by Ingresses that are not alone (see [`Referrers::shaping`]).
+    shaping: Vec<u64>,
 }
 
 /// An Ingress being added, with what its annotations decided.
@@ -190,6 +196,7 @@ impl<'s> Builder<'s> {
             host_ids: HostMap::default(),
             catch_all: None,
             global_default: 0,
+            global_policy: Arc::default(),
             catch_all_taken: None,
             diagnostics: Vec::new(),
             tls: Tls::default(),
@@ -201,6 +208,8 @@ impl<'s> Builder<'s> {
             regex_mode: RegexMode::default(),
             canaries: Vec::new(),
             alone: true,
+            shadowed: Vec::new(),
+            shaping: Vec::new(),
         }
     }
 
@@ -261,7 +270,7 @@ impl<'s> Builder<'s> {
         self.finish_app_roots();
         std::mem::take(&mut self.regex_mode).finish(&mut self.hosts);
         self.finish_aliases();
-        self.finish_www_redirects(&global);
+        self.finish_www_redirects();
         let backends = std::mem::take(&mut self.backends).finish();
         let referrers = Referrers {
             offsets: backends.offsets,
@@ -270,6 +279,19 @@ impl<'s> Builder<'s> {
             incremental: backends.incremental,
             dead_routes: 0,
             alone: self.alone,
+            shadowed: {
+                let mut names = std::mem::take(&mut self.shadowed);
+                names.sort_unstable();
+                names.dedup();
+                names
+            },
+            shaping: {
+                let mut hashes = std::mem::take(&mut self.shaping);
+                hashes.sort_unstable();
+                hashes.dedup();
+                hashes
+            },
+            config_maps: self.index.config_maps_read(),
         };
         let backends = backends.list;
         for (id, backend) in backends.iter().enumerate() {

@@ -25,9 +25,22 @@ impl<'s> Builder<'s> {
         {
             // What it decides reaches other Ingresses' hosts or backends.
             self.alone = false;
+            // Whose backends it shapes: its own when it sets their balancing, its
+            // default-backend's. (A canary's attachment shows in the main backend, which an
+            // update compares.)
+            let ns = ingress.metadata.namespace.as_deref().unwrap_or_default();
+            let own = annotations.shapes_backends(global);
+            let named = crate::index::named_services(ingress).filter(|_| own);
+            let named = named.chain(annotations.default_backend.iter().map(|n| (ns, n.as_str())));
+            self.shaping.extend(named.map(|(ns, name)| crate::index::service_hash(ns, name)));
         }
         let namespace = ingress.metadata.namespace.as_deref().unwrap_or_default();
-        let policy = Arc::new(annotations.policy.clone());
+        // Most Ingresses change nothing of the ConfigMap's policy: they share its.
+        let policy = if annotations.policy == *self.global_policy {
+            self.global_policy.clone()
+        } else {
+            Arc::new(annotations.policy.clone())
+        };
         let cur = Current { namespace, place, name, object, annotations, policy };
         if cur.annotations.canary.is_some() {
             // A canary never owns a host or path: it is attached to the main Ingresses' backends
@@ -232,6 +245,9 @@ impl<'s> Builder<'s> {
     }
 
     /// The route a main Ingress serves for `host` and `path` (same pathType), if any.
+    /// A host without a `/` rule: its default route stands for NGINX's `/` (Prefix) location
+    /// when an Ingress's `spec.defaultBackend` serves it (ingress-nginx never attaches a canary
+    /// to the global default backend).
     fn main_route(&self, host_idx: u32, path_match: PathMatch, raw: &str) -> Option<RouteId> {
         let draft = &self.hosts[host_idx as usize];
         let id = match path_match {
@@ -240,7 +256,13 @@ impl<'s> Builder<'s> {
                 .regex_mode
                 .route_of(host_idx, raw)
                 .or_else(|| draft.prefix.get(raw.trim_end_matches('/')).copied()),
-        }?;
+        };
+        let Some(id) = id else {
+            let default = &self.routes[draft.default_route as usize];
+            let own = default.ingress.is_some() && default.path_match == PathMatch::Default;
+            return (raw == "/" && path_match == PathMatch::Prefix && own)
+                .then_some(draft.default_route);
+        };
         let route = &self.routes[id as usize];
         (route.path == raw && route.path_match == path_match).then_some(id)
     }

@@ -7,8 +7,11 @@
 //! that one Ingress names is not merged with anything (no path collision, no older Ingress's
 //! default backend), so the Ingress can be translated by itself. Anything else that could
 //! reach across Ingresses is refused, and the caller translates in full: rules without a host
-//! (the catch-all host), `spec.defaultBackend`, and annotations that give hosts a handshake
-//! policy of their own (client certificates, ciphers) or pass TLS through.
+//! (the catch-all host), `spec.defaultBackend`, annotations that give hosts a handshake
+//! policy of their own (client certificates, ciphers) or pass TLS through, and, in the changed
+//! Ingresses or anywhere in the table, what reaches other Ingresses' names and backends
+//! (canaries, aliases, `www` redirects, backend-level annotations: see
+//! [`Referrers::alone`](sluice_model::Referrers::alone)).
 //!
 //! TLS sections are taken: translation gives a host a certificate only from the sections of
 //! the Ingresses that name it in their rules, so an Ingress alone on its hosts decides their
@@ -88,7 +91,27 @@ pub fn update_ingresses(
     let index = Index::for_ingresses(after, &all, settings);
     let old = build(&index, settings, after.observed_at, gone);
     let new = build(&index, settings, after.observed_at, added);
-    if ![&old, &new].iter().all(|t| no_policies(&t.tls) && alone_shaped(t) && t.referrers.alone) {
+    // What an Ingress with a canary, aliases, a www redirect or backend-level annotations
+    // decides reaches other Ingresses' names and backends: such changes are translated in
+    // full. Unchanged Ingresses that do are seen below: the names their aliases wanted, the
+    // backends they shaped.
+    let alone = |t: &RoutingTable| no_policies(&t.tls) && alone_shaped(t) && t.referrers.alone;
+    if !alone(&old) || !alone(&new) {
+        return None;
+    }
+    // A Service an unchanged Ingress shapes is balanced as the Ingresses naming it decide
+    // together.
+    let shaping = &previous.referrers.shaping;
+    let mut backends = old.backends.iter().chain(new.backends.iter());
+    if backends.any(|b| {
+        shaping.binary_search(&service_hash(&b.service.namespace, &b.service.name)).is_ok()
+    }) {
+        return None;
+    }
+    // A removed host an unchanged Ingress's alias or www redirect wanted goes to it.
+    let shadowed = &previous.referrers.shadowed;
+    if old.host_index.iter().any(|(h, _)| shadowed.binary_search_by(|s| s.as_str().cmp(h)).is_ok())
+    {
         return None;
     }
     let tls = merge_tls(&previous.tls, &old.tls, &new.tls)?;
@@ -104,7 +127,7 @@ pub fn update_ingresses(
     let mut table = previous.clone();
     table.origin = Origin::Ingresses;
     let places = Places::new(&previous.owned, &old.owned, &new.owned)?;
-    let backends = Backends::merge(previous, &new);
+    let backends = Backends::merge(previous, &new)?;
 
     // Routes: the new table's, but its global default (route 0 in every table) is ours.
     let base = previous.routes.len() as RouteId;
@@ -166,6 +189,15 @@ pub fn update_ingresses(
         incremental: true,
         dead_routes,
         alone: previous.referrers.alone,
+        shadowed: previous.referrers.shadowed.clone(),
+        shaping: previous.referrers.shaping.clone(),
+        config_maps: {
+            let mut read = previous.referrers.config_maps.clone();
+            read.extend(new.referrers.config_maps.iter().cloned());
+            read.sort_unstable();
+            read.dedup();
+            read
+        },
     });
     table.backends = backends.list;
     table.owned = places.owned.into();
@@ -340,7 +372,8 @@ struct Backends {
 }
 
 impl Backends {
-    fn merge(previous: &RoutingTable, new: &RoutingTable) -> Self {
+    /// `None` when a new version's backend is one of `previous`'s balanced otherwise.
+    fn merge(previous: &RoutingTable, new: &RoutingTable) -> Option<Self> {
         let mut list = previous.backends.clone();
         let mut by_service = previous.referrers.by_service.clone();
         let mut ids = Vec::with_capacity(new.backends.len());
@@ -358,7 +391,13 @@ impl Backends {
                 .iter()
                 .take_while(|&&(h, _)| h == hash)
                 .map(|&(_, id)| id)
-                .find(|&id| same_backend(&backend_at(id, &added), backend));
+                .find(|&id| same_port(&backend_at(id, &added), backend));
+            // The Service port is a backend already, balanced otherwise: an unchanged
+            // Ingress shaped it (affinity, a canary, ...), and the new versions, which shape
+            // nothing, share that shape in a full translation.
+            if known.is_some_and(|id| !backend_at(id, &added).same_upstream(backend)) {
+                return None;
+            }
             let id = known.unwrap_or_else(|| {
                 let id = (list.len() + added.len()) as BackendId;
                 added.push(backend.clone());
@@ -368,13 +407,13 @@ impl Backends {
             ids.push(id);
         }
         list.extend(added);
-        Self { list, ids, by_service }
+        Some(Self { list, ids, by_service })
     }
 }
 
 /// One Service port reached the same way: what translation makes one backend of.
-fn same_backend(a: &Backend, b: &Backend) -> bool {
-    a.same_upstream(b)
+fn same_port(a: &Backend, b: &Backend) -> bool {
+    a.service == b.service && a.port == b.port && a.protocol == b.protocol && a.tls == b.tls
 }
 
 /// `previous`'s references without the removed Ingresses', with the new versions' added, in

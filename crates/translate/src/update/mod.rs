@@ -57,8 +57,23 @@ fn same_except(
         && (may_change(Kind::EndpointSlice)
             || same(&before.endpoint_slices, &after.endpoint_slices))
         && same(&before.secrets, &after.secrets)
-        && same(&before.config_maps, &after.config_maps)
+        && same_read_config_maps(previous, before, after)
         && certificates_still_valid(previous, before.observed_at, after.observed_at)
+}
+
+/// Whether the ConfigMaps `previous` read are the same in both snapshots: the others (a
+/// controller's leader-election ConfigMap that changes every few seconds, say) cannot change
+/// the table.
+fn same_read_config_maps(previous: &RoutingTable, before: &Snapshot, after: &Snapshot) -> bool {
+    if same(&before.config_maps, &after.config_maps) {
+        return true;
+    }
+    let read = &previous.referrers.config_maps;
+    let (gone, new) = changed(&before.config_maps, &after.config_maps);
+    gone.iter().chain(&new).all(|cm| {
+        let name = (cm.namespace(), cm.name());
+        read.binary_search_by(|n| (n.namespace.as_str(), n.name.as_str()).cmp(&name)).is_err()
+    })
 }
 
 /// True when both lists hold the same objects in the same order: the same chunks or the
