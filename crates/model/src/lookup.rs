@@ -40,6 +40,16 @@ impl RoutingTable {
         Lookup { route: &self.routes[id as usize], id }
     }
 
+    /// [`lookup`](Self::lookup) of a host [`normalize_host`] already gave: the proxy
+    /// normalises once per request, for the lookup and the other phases.
+    pub fn lookup_normalized(&self, host: &str, path: &str) -> Lookup<'_> {
+        debug_assert_eq!(normalize_host(host), host);
+        let record = self.host_index.find(host.as_bytes());
+        let path = normalize_path(path);
+        let id = self.match_path(record, &path);
+        Lookup { route: &self.routes[id as usize], id }
+    }
+
     /// The route of `path` on the host of `record`: an exact match, else the longest prefix
     /// (or, on a host in regex mode, which has no prefix paths, the first matching regex),
     /// else the host's default. Most hosts are matched in their record alone; only hosts with

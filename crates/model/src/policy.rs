@@ -365,10 +365,11 @@ pub enum Balance {
     RoundRobin,
     /// `load-balance: ewma`: the lower of two random endpoints' decaying response times.
     Ewma,
-    /// `upstream-hash-by`: consistent hashing of a key.
-    Hash(HashBy),
+    /// `upstream-hash-by`: consistent hashing of a key. (The large variants are boxed:
+    /// every backend carries a `Balance`, few of them these.)
+    Hash(Box<HashBy>),
     /// `affinity: cookie`: a session cookie pins clients to an endpoint.
-    Sticky(Affinity),
+    Sticky(Box<Affinity>),
 }
 
 /// `upstream-hash-by` and its subset options.

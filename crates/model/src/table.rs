@@ -433,14 +433,15 @@ impl Backend {
 pub struct BalanceState {
     /// Round-robin position.
     pub cursor: AtomicUsize,
-    /// The consistent-hash ring of its endpoints, made on first use.
-    pub ring: OnceLock<Ring>,
+    /// The consistent-hash ring of its endpoints, made on first use. (Boxed, as the cookie
+    /// keys: most backends never make them, and every backend carries the cells.)
+    pub ring: OnceLock<Box<Ring>>,
     /// Per endpoint: the decaying average response time (`load-balance: ewma`), made on
     /// first use.
     pub ewma: OnceLock<Box<[EwmaSlot]>>,
     /// Per endpoint: its key in a persistent session cookie (the proxy makes them on first
     /// use), and the backend's own key in session cookies.
-    pub cookie_keys: OnceLock<CookieKeys>,
+    pub cookie_keys: OnceLock<Box<CookieKeys>>,
 }
 
 /// A sticky backend's keys in session cookies: one per endpoint (persistent mode), and the

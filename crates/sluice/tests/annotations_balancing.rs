@@ -272,7 +272,7 @@ async fn canary_by_header_always_never_and_other_values() {
     ];
     c.expect_by_header(&s, &cases).await;
     // The header is found as NGINX's `$http_x_canary` finds it: any case, `_` for `-`.
-    assert_eq!(c.get(&s, &w0, &[("X-CANARY", "always")]).await.backend(), "canary");
+    assert_eq!(c.get(&s, w0, &[("X-CANARY", "always")]).await.backend(), "canary");
 }
 
 // canary-by-header-value: only that exact value sends to the canary; any other value,

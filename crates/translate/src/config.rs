@@ -4,6 +4,7 @@
 //! implemented, and `*-snippet` keys are refused.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use sluice_model::{Diagnostic, HttpsBehaviour, Kind, ObjectRef, Policy, Reason, TlsVersions};
 
@@ -17,8 +18,9 @@ use crate::annotations::{
 /// The global settings translation uses, after the ConfigMap is applied.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GlobalConfig {
-    /// Defaults for every route; annotations override them per Ingress.
-    pub policy: Policy,
+    /// Defaults for every route; annotations override them per Ingress. Shared by the
+    /// routes of every Ingress whose annotations change none of it.
+    pub policy: Arc<Policy>,
     /// Redirects and HSTS.
     pub https: HttpsBehaviour,
     /// TLS versions offered.
@@ -44,7 +46,7 @@ pub struct GlobalConfig {
 impl Default for GlobalConfig {
     fn default() -> Self {
         Self {
-            policy: Policy::default(),
+            policy: Arc::default(),
             https: HttpsBehaviour::default(),
             versions: TlsVersions::default(),
             tls12_suites: None,
@@ -110,7 +112,9 @@ pub fn parse<'a>(
         }
     }
     let (from, to) = config.proxy_redirect.clone();
-    if let Err(why) = response_headers::set_location(&from, &to, &mut config.policy.response) {
+    if let Err(why) =
+        response_headers::set_location(&from, &to, &mut Arc::make_mut(&mut config.policy).response)
+    {
         diagnostics.push(Diagnostic::error(
             object.clone(),
             Reason::InvalidConfigMapKey,
@@ -118,7 +122,8 @@ pub fn parse<'a>(
         ));
     }
     let (underscores, ignore_invalid) = config.underscores;
-    config.policy.upstream.keep_underscored_headers = underscores || !ignore_invalid;
+    Arc::make_mut(&mut config.policy).upstream.keep_underscored_headers =
+        underscores || !ignore_invalid;
     config.https.hsts = hsts.on.then(|| {
         let mut v = format!("max-age={}", hsts.max_age);
         if hsts.include_subdomains {
@@ -145,7 +150,7 @@ fn family_key(
     if !listed {
         return None;
     }
-    let policy = &mut config.policy;
+    let policy = Arc::make_mut(&mut config.policy);
     let https = &mut config.https;
     let known = proxy::set(key, value, &mut policy.limits)
         .or_else(|| next_upstream::set(key, value, &mut policy.retry))

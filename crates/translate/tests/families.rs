@@ -799,7 +799,7 @@ fn hashing_wins_over_load_balance() {
     let t = plain();
     assert_eq!(
         backend(&t, &host("hash"), "/").balance,
-        Balance::Hash(HashBy { key: template("$remote_addr"), subset: Some(5) })
+        Balance::Hash(Box::new(HashBy { key: template("$remote_addr"), subset: Some(5) }))
     );
     assert_no_diag(&t, &ingress("hash"));
 }
@@ -817,7 +817,7 @@ fn affinity_is_decided_per_backend() {
     }
     assert_eq!(
         t.backends[id as usize].balance,
-        Balance::Sticky(Affinity {
+        Balance::Sticky(Box::new(Affinity {
             persistent: true,
             name: "LAST".into(),
             path: Some("/app".into()),
@@ -829,7 +829,7 @@ fn affinity_is_decided_per_backend() {
             expires: Some(3600),
             change_on_failure: true,
             partitioned: false,
-        })
+        }))
     );
     for (name, sets) in [
         ("sticky-hash", false),
@@ -852,7 +852,7 @@ fn affinity_defaults() {
     let t = plain();
     assert_eq!(
         backend(&t, "legacy-canary.families.test", "/").balance,
-        Balance::Sticky(Affinity::default())
+        Balance::Sticky(Box::default())
     );
     let a = Affinity::default();
     assert!(!a.persistent);
@@ -1172,7 +1172,7 @@ fn canary_rules_without_canary_are_reported_and_ignored() {
 #[test]
 fn a_sticky_canary_takes_the_main_backends_affinity_legacy_does_not() {
     let t = plain();
-    let main = Balance::Sticky(Affinity { name: "MAIN".into(), ..Affinity::default() });
+    let main = Balance::Sticky(Box::new(Affinity { name: "MAIN".into(), ..Affinity::default() }));
     let h = "sticky-canary.families.test";
     assert_eq!(backend(&t, h, "/").balance, main);
     let (b, c) = canary_of(&t, h, "/").expect("a canary");
@@ -1180,7 +1180,7 @@ fn a_sticky_canary_takes_the_main_backends_affinity_legacy_does_not() {
     assert_eq!(b.balance, main, "the main backend's affinity, not the canary's own cookie");
 
     let h = "legacy-canary.families.test";
-    assert_eq!(backend(&t, h, "/").balance, Balance::Sticky(Affinity::default()));
+    assert_eq!(backend(&t, h, "/").balance, Balance::Sticky(Box::default()));
     let (b, c) = canary_of(&t, h, "/").expect("a canary");
     assert_eq!((b.name.as_str(), c.sticky), ("families-canary-legacy-80", false));
     assert_eq!(b.balance, Balance::RoundRobin);

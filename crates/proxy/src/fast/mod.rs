@@ -185,7 +185,7 @@ async fn proxy(
     conn: &Arc<ConnInfo>,
     shared: &'static Shared,
     published: &Arc<crate::Published>,
-    forward: Forward,
+    forward: Box<Forward>,
     facts: crate::record::RequestFacts,
     head_request: bool,
     close: bool,

@@ -29,7 +29,7 @@ pub(super) struct Plan {
 /// What the life cycle decided, in the fast path's terms.
 pub(super) enum Planned {
     /// Forward the head written in `out`.
-    Forward(Forward),
+    Forward(Box<Forward>),
     /// Answer locally.
     Local(Local),
 }

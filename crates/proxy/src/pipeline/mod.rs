@@ -125,8 +125,9 @@ pub(crate) struct Forward {
 pub(crate) enum Decision {
     /// Answer it locally.
     Local(Local),
-    /// Send it upstream; its head was written to the [`UpstreamSink`].
-    Forward(Forward),
+    /// Send it upstream; its head was written to the [`UpstreamSink`]. Boxed: it is moved
+    /// several times on its way to the upstream exchange, a pointer is cheaper to move.
+    Forward(Box<Forward>),
     /// The fast path may not carry this route: the general path takes the connection.
     Handoff,
 }
@@ -147,7 +148,7 @@ pub(crate) fn decide<H: Head>(
 
     // 1. Match.
     let normal = normalize_host(host);
-    let found = table.lookup(&normal, head.path());
+    let found = table.lookup_normalized(&normal, head.path());
     let route = found.route;
     if carrier == Carrier::Fast && !route.fast {
         return Decision::Handoff;
@@ -235,7 +236,7 @@ pub(crate) fn decide<H: Head>(
     let response = ResponsePlan::new(&ctx, head, pick.set_cookie.clone());
 
     // 8. Log.
-    Decision::Forward(Forward {
+    Decision::Forward(Box::new(Forward {
         route: ctx.route_id,
         backend: pick.backend,
         canary: pick.canary.then_some(pick.backend),
@@ -245,7 +246,7 @@ pub(crate) fn decide<H: Head>(
         https,
         log,
         mirror,
-    })
+    }))
 }
 
 /// The client's `X-Forwarded-Proto`, first value.

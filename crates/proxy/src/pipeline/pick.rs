@@ -104,14 +104,16 @@ pub(super) fn pick<H: Head>(ctx: &Ctx<'_>, head: &H, main: BackendId) -> Option<
             let key = hash.key.to_bytes(&vars);
             match hash.subset {
                 None => {
-                    let ring =
-                        backend.state.ring.get_or_init(|| Ring::of_endpoints(&backend.endpoints));
+                    let ring = backend
+                        .state
+                        .ring
+                        .get_or_init(|| Box::new(Ring::of_endpoints(&backend.endpoints)));
                     Order::Ring { first: ring.find(&key)?, key }
                 }
                 Some(size) => {
                     let n = backend.endpoints.len();
                     let count = subset_count(n, size as usize);
-                    let ring = backend.state.ring.get_or_init(|| Ring::of_subsets(count));
+                    let ring = backend.state.ring.get_or_init(|| Box::new(Ring::of_subsets(count)));
                     Order::Subset { set: ring.find(&key)?, size: size as usize }
                 }
             }
@@ -195,7 +197,7 @@ fn keys(backend: &Backend) -> &sluice_model::CookieKeys {
             .collect();
         let inner = md5_hex(backend.name.as_bytes());
         let own = md5_hex(format!("{inner}{}", backend.name).as_bytes()).into_boxed_str();
-        (endpoints, own)
+        Box::new((endpoints, own))
     })
 }
 
@@ -246,7 +248,7 @@ fn find_key(backend: &Backend, affinity: &Affinity, key: &[u8]) -> Option<usize>
 }
 
 fn ring(backend: &Backend) -> &Ring {
-    backend.state.ring.get_or_init(|| Ring::of_endpoints(&backend.endpoints))
+    backend.state.ring.get_or_init(|| Box::new(Ring::of_endpoints(&backend.endpoints)))
 }
 
 /// A new pin, avoiding the endpoints of `tried` (a bit per endpoint index): the endpoint and

@@ -61,7 +61,7 @@ pub(crate) fn configmap(
     value: &str,
     cfg: &mut GlobalConfig,
 ) -> Option<Result<(), String>> {
-    let pages = &mut cfg.policy.errors;
+    let pages = &mut std::sync::Arc::make_mut(&mut cfg.policy).errors;
     Some(match key {
         "custom-http-errors" => codes(value).map(|codes| {
             let intercept = !cfg.disable_intercept;

@@ -38,6 +38,7 @@ pub mod ssl_redirect;
 pub mod upstream_headers;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::Ingress;
 use sluice_model::{Diagnostic, NamespacedName, ObjectRef, Policy, Reason, UpstreamProtocol};
@@ -104,8 +105,9 @@ pub fn family_of(name: &str) -> Option<(&'static Family, Effect)> {
 /// What an Ingress's annotations mean for its routes, its hosts and its backends.
 #[derive(Clone, Debug, PartialEq)]
 pub struct IngressAnnotations {
-    /// The request-time policy of every route of the Ingress.
-    pub policy: Policy,
+    /// The request-time policy of every route of the Ingress: the ConfigMap's, shared,
+    /// unless an annotation changes it.
+    pub policy: Arc<Policy>,
     /// When set, every route of the Ingress answers 503 for this reason.
     pub fail_closed: Option<String>,
     /// `canary: "true"` and its rules: the Ingress only diverts traffic of a main Ingress.
@@ -295,6 +297,11 @@ pub fn parse(
     };
     let names =
         map.into_iter().flatten().filter_map(|(k, _)| k.strip_prefix(prefix)?.strip_prefix('/'));
+    if names.clone().next().is_none() {
+        // Most Ingresses carry none: every family would keep the defaults (the `families`
+        // test checks that it does).
+        return out;
+    }
     for name in names {
         match catalog::support(name) {
             Some(Support::Implemented | Support::Accepted(_)) => {}
@@ -340,48 +347,58 @@ pub fn parse(
             )),
         }
     }
-    let d = diagnostics;
-    let p = &mut out.policy;
-    proxy::parse(&a, object, &mut p.limits, d);
-    next_upstream::parse(&a, object, &mut p.retry, d);
-    ssl_redirect::parse(&a, object, &mut p.https, d);
-    p.redirect = redirect::parse(&a, object, cx.global.relative_redirects, d);
-    out.from_to_www = redirect::from_to_www(&a, object, d);
-    buffering::parse(&a, object, &mut p.upstream, d);
-    upstream_headers::parse(&a, object, &mut p.upstream, d);
-    if let Err(why) = response_headers::parse(&a, object, cx, &mut p.response, d) {
+    families(&a, object, cx, &mut out, diagnostics);
+    out
+}
+
+/// Each family's annotations, over the defaults in `out`.
+fn families(
+    a: &Annotations<'_>,
+    object: &ObjectRef,
+    cx: &Context<'_>,
+    out: &mut IngressAnnotations,
+    d: &mut Vec<Diagnostic>,
+) {
+    let p = Arc::make_mut(&mut out.policy);
+    proxy::parse(a, object, &mut p.limits, d);
+    next_upstream::parse(a, object, &mut p.retry, d);
+    ssl_redirect::parse(a, object, &mut p.https, d);
+    p.redirect = redirect::parse(a, object, cx.global.relative_redirects, d);
+    out.from_to_www = redirect::from_to_www(a, object, d);
+    buffering::parse(a, object, &mut p.upstream, d);
+    upstream_headers::parse(a, object, &mut p.upstream, d);
+    if let Err(why) = response_headers::parse(a, object, cx, &mut p.response, d) {
         out.fail_closed.get_or_insert(why);
     }
-    p.errors = custom_errors::parse(&a, object, p.errors.take(), d);
-    p.mirror = mirror::parse(&a, object, d);
-    log::parse(&a, object, &mut p.log, d);
-    out.canary = canary::parse(&a, object, d).map(|mut c| {
-        c.sticky = affinity::canary_sticky(&a, object, d);
+    p.errors = custom_errors::parse(a, object, p.errors.take(), d);
+    p.mirror = mirror::parse(a, object, d);
+    log::parse(a, object, &mut p.log, d);
+    out.canary = canary::parse(a, object, d).map(|mut c| {
+        c.sticky = affinity::canary_sticky(a, object, d);
         c
     });
-    out.balance = load_balance::parse(&a, object, d);
-    out.affinity_mode = affinity::mode(&a, object, d);
-    out.affinity = affinity::parse(&a, object, d).map(|mut c| {
+    out.balance = load_balance::parse(a, object, d);
+    out.affinity_mode = affinity::mode(a, object, d);
+    out.affinity = affinity::parse(a, object, d).map(|mut c| {
         c.persistent = out.affinity_mode.unwrap_or(false);
         c
     });
     p.sets_affinity_cookie = out.affinity.is_some();
-    out.service_upstream = service_upstream::parse(&a, object, out.service_upstream, d);
-    out.default_backend = default_backend::parse(&a, object, d);
-    out.app_root = app_root::parse(&a, object, d);
-    out.aliases = alias::parse(&a, object, d);
-    out.rewrite = rewrite::parse(&a, object, d);
-    out.auth_tls = auth_tls::parse(&a, object, d);
-    out.ssl_ciphers = ssl_cipher::parse(&a, object, d);
-    out.ssl_passthrough = ssl_passthrough::parse(&a, object, d);
-    out.backend_protocol = backend_protocol::parse(&a, object, d);
-    match proxy_ssl::parse(&a, object, d) {
+    out.service_upstream = service_upstream::parse(a, object, out.service_upstream, d);
+    out.default_backend = default_backend::parse(a, object, d);
+    out.app_root = app_root::parse(a, object, d);
+    out.aliases = alias::parse(a, object, d);
+    out.rewrite = rewrite::parse(a, object, d);
+    out.auth_tls = auth_tls::parse(a, object, d);
+    out.ssl_ciphers = ssl_cipher::parse(a, object, d);
+    out.ssl_passthrough = ssl_passthrough::parse(a, object, d);
+    out.backend_protocol = backend_protocol::parse(a, object, d);
+    match proxy_ssl::parse(a, object, d) {
         Ok(ssl) => out.proxy_ssl = ssl,
         Err(why) => {
             out.fail_closed.get_or_insert(why);
         }
     }
-    out
 }
 
 /// A boolean as ingress-nginx reads one (Go's `strconv.ParseBool`): `1`, `t`, `T`, `TRUE`,
@@ -396,7 +413,47 @@ pub fn parse_bool(value: &str) -> Result<bool, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_bool;
+    use super::*;
+
+    // `parse` skips the families of an Ingress without annotations under the prefix: each
+    // family, run over no annotation, must leave the defaults as they are, under the default
+    // settings and under a ConfigMap that sets every family's keys.
+    #[test]
+    fn families_keep_the_defaults_without_annotations() {
+        let object = ObjectRef::new(sluice_model::Kind::ConfigMap, "ns", "config");
+        let data: BTreeMap<String, String> = [
+            ("proxy-body-size", "8m"),
+            ("proxy-next-upstream", "error http_502"),
+            ("ssl-redirect", "false"),
+            ("relative-redirects", "true"),
+            ("proxy-request-buffering", "off"),
+            ("add-headers", "ns/add"),
+            ("custom-http-errors", "404,503"),
+            ("skip-access-log-urls", "/healthz"),
+            ("load-balance", "ewma"),
+            ("service-upstream", "true"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let add: BTreeMap<String, String> = [("X-A".to_string(), "1".to_string())].into();
+        let config_map = |_: &str, name: &str| (name == "add").then_some(&add);
+        let configured = crate::config::parse(&object, &data, &config_map, &mut Vec::new());
+        assert_ne!(configured, GlobalConfig::default());
+        let ingress = Ingress::default();
+        let globals = [GlobalConfig::default(), configured];
+        for global in &globals {
+            let cx = Context { global, config_map: &config_map };
+            let mut diagnostics = Vec::new();
+            let skipped =
+                parse(&ingress, &object, "nginx.ingress.kubernetes.io", &cx, &mut diagnostics);
+            let mut all = skipped.clone();
+            let a = Annotations { map: None, prefix: "nginx.ingress.kubernetes.io" };
+            families(&a, &object, &cx, &mut all, &mut diagnostics);
+            assert_eq!(all, skipped);
+            assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        }
+    }
 
     #[test]
     fn booleans_follow_go_parse_bool() {

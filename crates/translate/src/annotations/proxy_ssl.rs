@@ -32,7 +32,7 @@ pub const FAMILY: Family = Family {
 };
 
 /// What the annotations ask for; the Secret is read by the builder.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProxySsl {
     /// `proxy-ssl-secret`.
     pub secret: Option<NamespacedName>,
@@ -44,6 +44,13 @@ pub struct ProxySsl {
     pub name: Option<String>,
     /// `proxy-ssl-server-name`.
     pub send_sni: bool,
+}
+
+impl Default for ProxySsl {
+    /// ingress-nginx's defaults: no Secret, no verification, depth 1.
+    fn default() -> Self {
+        Self { secret: None, verify: false, depth: 1, name: None, send_sni: false }
+    }
 }
 
 /// NGINX's `on`/`off` (booleans too).
@@ -61,7 +68,7 @@ pub(crate) fn parse(
     object: &ObjectRef,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Result<ProxySsl, String> {
-    let mut out = ProxySsl { depth: 1, ..ProxySsl::default() };
+    let mut out = ProxySsl::default();
     a.apply(object, "proxy-ssl-server-name", diagnostics, |v| on_off(v).map(|b| out.send_sni = b));
     a.apply(object, "proxy-ssl-name", diagnostics, |v| {
         let v = v.trim();

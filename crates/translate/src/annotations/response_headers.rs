@@ -165,7 +165,7 @@ pub(crate) fn configmap(
     source: &crate::config::Source<'_>,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Option<Result<(), String>> {
-    let rules = &mut cfg.policy.response;
+    let rules = &mut std::sync::Arc::make_mut(&mut cfg.policy).response;
     Some(match key {
         "add-headers" => NamespacedName::parse(value.trim()).map(|name| {
             match (source.config_map)(&name.namespace, &name.name) {

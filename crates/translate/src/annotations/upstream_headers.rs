@@ -92,7 +92,7 @@ pub(crate) fn configmap(
         "proxy-set-headers" => NamespacedName::parse(value.trim()).map(|name| {
             match (source.config_map)(&name.namespace, &name.name) {
                 Some(data) => {
-                    cfg.policy.upstream.set_headers =
+                    std::sync::Arc::make_mut(&mut cfg.policy).upstream.set_headers =
                         headers(data, source.object, key, diagnostics, true);
                 }
                 None => diagnostics.push(Diagnostic::error(

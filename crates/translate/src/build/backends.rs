@@ -90,8 +90,8 @@ struct SlotPort {
 #[derive(Default)]
 struct Draft {
     algorithm: Algorithm,
-    hash: Option<HashBy>,
-    affinity: Option<Affinity>,
+    hash: Option<Box<HashBy>>,
+    affinity: Option<Box<Affinity>>,
     /// `affinity-mode: persistent` (true) or `balanced`, as first set.
     mode: Option<bool>,
 }
@@ -172,7 +172,7 @@ impl Backends<'_> {
             }
         }
         // A canary with `affinity-canary-behavior: sticky` takes its main backend's affinity.
-        let sticky: Vec<(BackendId, Affinity)> = self
+        let sticky: Vec<(BackendId, Box<Affinity>)> = self
             .list
             .iter()
             .enumerate()
@@ -473,7 +473,7 @@ impl<'s> Builder<'s> {
             draft.mode = cur.annotations.affinity_mode;
         }
         if let Some(asked) = &cur.annotations.affinity {
-            draft.affinity = Some(asked.clone());
+            draft.affinity = Some(Box::new(asked.clone()));
         }
     }
 
@@ -616,7 +616,7 @@ impl<'s> Builder<'s> {
         let global = &origin.global.balancing;
         let draft = Draft {
             algorithm: balancing.algorithm.or(global.algorithm).unwrap_or_default(),
-            hash: balancing.hash.clone().or_else(|| global.hash.clone()),
+            hash: balancing.hash.as_ref().or(global.hash.as_ref()).map(|h| Box::new(h.clone())),
             affinity: None,
             mode: None,
         };

@@ -78,7 +78,8 @@ impl<'s> Builder<'s> {
             None => Target::Respond { status: 404, reason: "no rule matches".into() },
             Some(svc) => self.default_backend_target(svc, global),
         };
-        let policy = Arc::new(global.policy.clone());
+        let policy = global.policy.clone();
+        self.global_policy = policy.clone();
         let route =
             Route::new(None, String::new(), String::new(), PathMatch::Default, target, policy);
         self.global_default = self.push_route(route);

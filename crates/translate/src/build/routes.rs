@@ -36,11 +36,9 @@ impl<'s> Builder<'s> {
         }
         let namespace = ingress.metadata.namespace.as_deref().unwrap_or_default();
         // Most Ingresses change nothing of the ConfigMap's policy: they share its.
-        let policy = if annotations.policy == *self.global_policy {
-            self.global_policy.clone()
-        } else {
-            Arc::new(annotations.policy.clone())
-        };
+        let same = Arc::ptr_eq(&annotations.policy, &self.global_policy)
+            || *annotations.policy == *self.global_policy;
+        let policy = if same { self.global_policy.clone() } else { annotations.policy.clone() };
         let cur = Current { namespace, place, name, object, annotations, policy };
         if cur.annotations.canary.is_some() {
             // A canary never owns a host or path: it is attached to the main Ingresses' backends
