@@ -13,8 +13,13 @@
 #   - Two identical nginx proxies differ by about ±10% measured this way: smaller differences
 #     mean nothing.
 #
-# Four modes (MODE):
+# Five modes (MODE):
 #   http        plain HTTP/1.1 over kept-alive connections (the default)
+#   policies    the same, to a route with the policies of issue 11 that most Ingresses carry:
+#               three response headers (Sluice: `custom-headers`; nginx: `add_header`), the
+#               upstream Host (`upstream-vhost`; `proxy_set_header Host`) and cookie affinity
+#               (`affinity: cookie`; an upstream `hash $cookie_INGRESSCOOKIE consistent`), every
+#               request carrying the session cookie
 #   h2          HTTP/2 over cleartext with prior knowledge (h2c): h2load (nghttp2-client) with
 #               CONNECTIONS connections and H2_STREAMS concurrent streams each, against Sluice's
 #               HTTP port (which detects the HTTP/2 preface) and an nginx `listen ... http2`
@@ -35,7 +40,7 @@
 #        MODE=h2 bench/proxy-vs-nginx.sh
 #
 # Environment (defaults in brackets):
-#   MODE [http]         http, https, handshakes or h2 (above)
+#   MODE [http]         http, policies, https, handshakes or h2 (above)
 #   KEY_TYPE [rsa]      the certificate's key in the TLS modes: rsa (2048 bits, what most
 #                       ingress certificates and ingress-nginx's fake certificate use) or ecdsa
 #                       (P-256)
@@ -112,8 +117,13 @@ done
 ((DURATION >= 1)) || die "DURATION must be at least 1"
 [[ $ACCESS_LOG == on || $ACCESS_LOG == off ]] || die "ACCESS_LOG must be on or off"
 ((H2_STREAMS >= 1)) || die "H2_STREAMS must be at least 1"
-[[ $MODE == http || $MODE == https || $MODE == handshakes || $MODE == h2 ]] ||
-	die "MODE must be http, https, handshakes or h2"
+[[ $MODE == http || $MODE == policies || $MODE == https || $MODE == handshakes || $MODE == h2 ]] ||
+	die "MODE must be http, policies, https, handshakes or h2"
+POLICIES=0
+[[ $MODE == policies ]] && POLICIES=1
+# The session cookie of MODE=policies: a key placed on the ring, and a backend key (any: only
+# the key picks the endpoint).
+SESSION_COOKIE="INGRESSCOOKIE=5f1c0ffee|bench"
 [[ $KEY_TYPE == rsa || $KEY_TYPE == ecdsa ]] || die "KEY_TYPE must be rsa or ecdsa"
 TLS=0
 [[ $MODE == https || $MODE == handshakes ]] && TLS=1
@@ -358,6 +368,7 @@ $(nginx_http_common "$dir")
         '\$upstream_response_length \$upstream_response_time \$upstream_status \$request_id';
     $access
     upstream backend {
+$( ((POLICIES)) && echo '        hash $cookie_INGRESSCOOKIE consistent;')
         server 127.0.0.1:$BACKEND_PORT;
         keepalive 64;
         keepalive_requests 10000000;
@@ -372,7 +383,8 @@ $(nginx_h2_server)
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             # The request headers ingress-nginx sets (Sluice sets the same).
-            proxy_set_header Host \$host;
+            proxy_set_header Host $(if ((POLICIES)); then echo internal.example; else echo '$host'; fi);
+$(nginx_policies)
             proxy_set_header X-Request-ID \$request_id;
             proxy_set_header X-Real-IP \$remote_addr;
             proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
@@ -386,6 +398,17 @@ $(nginx_h2_server)
 }
 EOF
 	} >"$dir/nginx.conf"
+}
+
+# MODE=policies: the response headers nginx adds (Sluice's custom-headers ConfigMap holds the
+# same three).
+nginx_policies() {
+	((POLICIES)) || return 0
+	cat <<EOF
+            add_header X-Frame-Options SAMEORIGIN always;
+            add_header X-Content-Type-Options nosniff always;
+            add_header Referrer-Policy strict-origin-when-cross-origin always;
+EOF
 }
 
 write_sluice_manifests() {
@@ -434,6 +457,7 @@ kind: Ingress
 metadata:
   name: bench
   namespace: default
+$(sluice_policies)
 spec:
   ingressClassName: sluice
   rules:
@@ -467,6 +491,41 @@ $(sed 's/^/    /' "$TMP/tls/tls.crt")
 $(sed 's/^/    /' "$TMP/tls/tls.key")
 EOF
 	fi
+}
+
+# MODE=policies: the Ingress's annotations (the metadata lines that follow its name), and the
+# ConfigMaps they and the controller's ConfigMap need.
+sluice_policies() {
+	((POLICIES)) || return 0
+	cat <<EOF
+  annotations:
+    nginx.ingress.kubernetes.io/custom-headers: default/bench-headers
+    nginx.ingress.kubernetes.io/upstream-vhost: internal.example
+    nginx.ingress.kubernetes.io/affinity: cookie
+EOF
+}
+
+write_sluice_configmaps() {
+	((POLICIES)) || return 0
+	cat >"$TMP/manifests/config.yaml" <<EOF
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: sluice-config
+  namespace: default
+data:
+  global-allowed-response-headers: X-Frame-Options,X-Content-Type-Options,Referrer-Policy
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: bench-headers
+  namespace: default
+data:
+  X-Frame-Options: SAMEORIGIN
+  X-Content-Type-Options: nosniff
+  Referrer-Policy: strict-origin-when-cross-origin
+EOF
 }
 
 # Starts nginx with config $TMP/$1/nginx.conf on SERVER_CPU; sets REPLY to the master's pid.
@@ -579,8 +638,10 @@ run_wrk() {
 	load0=$(cpu_jiffies "$LOADGEN_CPU")
 	server0=$(cpu_jiffies "$SERVER_CPU")
 	before=$(cpu_ticks "$@")
+	local cookie=()
+	((POLICIES)) && cookie=(-H "Cookie: $SESSION_COOKIE")
 	taskset -c "$LOADGEN_CPU" wrk -t1 -c"$CONNECTIONS" -d"${secs}s" --latency \
-		-H "Host: $HOST_HEADER" "$url" >"$out"
+		-H "Host: $HOST_HEADER" "${cookie[@]}" "$url" >"$out"
 	after=$(cpu_ticks "$@")
 	WRK_BUSY="$(busy_pct "$load0" "$(cpu_jiffies "$LOADGEN_CPU")") $(busy_pct "$server0" "$(cpu_jiffies "$SERVER_CPU")")"
 	note_busy
@@ -678,6 +739,7 @@ mkdir -p "$TMP/backend" "$TMP/nginx"
 write_backend_conf
 write_proxy_conf
 write_sluice_manifests
+write_sluice_configmaps
 "$NGINX" -t -q -p "$TMP/backend" -e "$TMP/backend/error.log" -c "$TMP/backend/nginx.conf"
 "$NGINX" -t -q -p "$TMP/nginx" -e "$TMP/nginx/error.log" -c "$TMP/nginx/nginx.conf"
 
@@ -698,6 +760,7 @@ SLUICE_TLS_ARGS=()
 # wrk sends the IP address as server name and s_time none: both get the default certificate,
 # which is the bench certificate, as in nginx (its only server).
 ((TLS)) && SLUICE_TLS_ARGS=(--default-ssl-certificate default/bench-tls)
+((POLICIES)) && SLUICE_TLS_ARGS+=(--configmap default/sluice-config)
 taskset -c "$SERVER_CPU" "$SLUICE_BIN" serve --manifests "$TMP/manifests" \
 	--bind-address 127.0.0.1 --http-port "$SLUICE_PORT" --https-port "$SLUICE_TLS_PORT" \
 	--healthz-port "$SLUICE_ADMIN_PORT" "${SLUICE_TLS_ARGS[@]}" \
@@ -708,6 +771,23 @@ wait_for "http://127.0.0.1:$SLUICE_ADMIN_PORT/readyz" || die "sluice did not sta
 wait_for -k "${CURL_PROTO[@]}" -H "Host: $HOST_HEADER" "$(target sluice)" ||
 	die "sluice does not route to the backend: $(curl -sk "${CURL_PROTO[@]}" -H "Host: $HOST_HEADER" "$(target sluice)"; cat "$TMP/sluice.log")"
 SLUICE_PIDS=("$SLUICE_PID")
+
+# MODE=policies measures nothing if a policy silently did not apply: both proxies must answer
+# with the three headers, and Sluice must set the affinity cookie on a request without one.
+check_policies() {
+	((POLICIES)) || return 0
+	local kind h headers
+	for kind in nginx sluice; do
+		headers=$(curl -sk -o /dev/null -D - -H "Host: $HOST_HEADER" -H "Cookie: $SESSION_COOKIE" "$(target "$kind")")
+		for h in X-Frame-Options X-Content-Type-Options Referrer-Policy; do
+			grep -qi "^$h:" <<<"$headers" || die "$kind does not add $h in MODE=policies: $headers"
+		done
+	done
+	headers=$(curl -sk -o /dev/null -D - -H "Host: $HOST_HEADER" "$(target sluice)")
+	grep -qi '^set-cookie: INGRESSCOOKIE=' <<<"$headers" ||
+		die "sluice does not set the affinity cookie in MODE=policies: $headers"
+}
+check_policies
 
 for name in backend nginx sluice; do
 	case $name in
@@ -876,6 +956,11 @@ http)
 	LOAD="wrk -t1 -c$CONNECTIONS, HTTP/1.1 over kept-alive connections"
 	UNIT=requests
 	;;
+policies)
+	LOAD="wrk -t1 -c$CONNECTIONS, HTTP/1.1 over kept-alive connections, with a session cookie"
+	UNIT=requests
+	POLICY_NOTE='- Policies on the route: three response headers (Sluice `custom-headers`, nginx `add_header ... always`), the upstream Host (`upstream-vhost`, `proxy_set_header Host`), cookie affinity (Sluice `affinity: cookie`, nginx `hash $cookie_INGRESSCOOKIE consistent`); every request carries the session cookie.'
+	;;
 https)
 	LOAD="wrk -t1 -c$CONNECTIONS, HTTP/1.1 over kept-alive TLS connections ($KEY_TYPE certificate)"
 	UNIT=requests
@@ -889,7 +974,7 @@ handshakes)
 	UNIT=handshakes
 	;;
 esac
-TLS_NOTE=""
+TLS_NOTE="${POLICY_NOTE:-}"
 if ((TLS)); then
 	TLS_NOTE="- Negotiated with an OpenSSL client: nginx $(negotiated "$NGINX_TLS_PORT"), Sluice $(negotiated "$SLUICE_TLS_PORT"). Both serve the same certificate; nginx with ingress-nginx's TLS settings (session cache, no tickets, HSTS header), Sluice with its defaults (HSTS too)."
 fi
