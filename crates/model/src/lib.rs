@@ -10,6 +10,7 @@
 //! - [`RoutingTable`]: what the proxy serves, built for lookup ([`RoutingTable::lookup`]);
 //! - [`Diagnostic`]: what translation found wrong, per object.
 
+mod access;
 mod balance;
 mod diagnostics;
 mod hostindex;
@@ -28,6 +29,7 @@ mod table;
 mod template;
 mod tls;
 
+pub use access::{Access, BasicAuth, Blocks, Cors, IpList, MapKey};
 pub use balance::{EwmaSlot, Ring, address_bytes, subset, subset_count};
 pub use diagnostics::{Diagnostic, Reason, Severity};
 pub use hostindex::HostIndex;

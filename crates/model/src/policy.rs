@@ -5,11 +5,12 @@
 //! What belongs to a backend rather than a route (how its endpoints are balanced, its canary)
 //! is on [`Backend`](crate::Backend), as ingress-nginx keeps it on the upstream.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 
-use crate::Template;
+use crate::{Access, Blocks, Cors, Template};
 
 /// The request-time policy of an Ingress's routes, one part per annotation family (the
 /// translate crate's `annotations::*` modules fill them, over the ConfigMap's defaults).
@@ -43,6 +44,15 @@ pub struct Policy {
     /// cookie`): ingress-nginx's cookie "locations". Routes of other Ingresses to the same
     /// backend honour an existing cookie but never set one.
     pub sets_affinity_cookie: bool,
+    /// ConfigMap `block-cidrs`, `block-user-agents`, `block-referers`: refused first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block: Option<Arc<Blocks>>,
+    /// `enable-cors` and its settings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cors: Option<Arc<Cors>>,
+    /// Address lists and authentication (`*-source-range`, `auth-type`, `satisfy`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access: Option<Arc<Access>>,
 }
 
 impl Default for Policy {
@@ -59,6 +69,9 @@ impl Default for Policy {
             mirror: None,
             log: LogPolicy::default(),
             sets_affinity_cookie: false,
+            block: None,
+            cors: None,
+            access: None,
         }
     }
 }
@@ -84,6 +97,10 @@ impl Policy {
             mirror,
             log: _,
             sets_affinity_cookie: _,
+            // Decided by the life cycle, which both paths run; their answers are local.
+            block: _,
+            cors: _,
+            access: _,
         } = self;
         let UpstreamRequest {
             vhost: _,

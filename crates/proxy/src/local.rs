@@ -22,7 +22,9 @@ pub(crate) fn respond(
     let mut resp = Response::new(ProxyBody::local(page(status), record));
     *resp.status_mut() = status;
     resp.headers_mut().insert(header::SERVER, server.clone());
-    resp.headers_mut().insert(header::CONTENT_TYPE, TEXT_HTML.clone());
+    if status != StatusCode::NO_CONTENT {
+        resp.headers_mut().insert(header::CONTENT_TYPE, TEXT_HTML.clone());
+    }
     resp
 }
 
@@ -54,11 +56,15 @@ pub(crate) fn page(status: StatusCode) -> Bytes {
         307 => page!("307", "Temporary Redirect"),
         308 => page!("308", "Permanent Redirect"),
         400 => page!("400", "Bad Request"),
+        401 => page!("401", "Authorization Required"),
+        403 => page!("403", "Forbidden"),
         404 => page!("404", "Not Found"),
         408 => page!("408", "Request Time-out"),
         405 => page!("405", "Not Allowed"),
         421 => page!("421", "Misdirected Request"),
+        429 => page!("429", "Too Many Requests"),
         413 => page!("413", "Request Entity Too Large"),
+        500 => page!("500", "Internal Server Error"),
         501 => page!("501", "Not Implemented"),
         502 => page!("502", "Bad Gateway"),
         503 => page!("503", "Service Temporarily Unavailable"),

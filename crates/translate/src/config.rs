@@ -6,13 +6,15 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use sluice_model::{Diagnostic, HttpsBehaviour, Kind, ObjectRef, Policy, Reason, TlsVersions};
+use sluice_model::{
+    Blocks, Diagnostic, HttpsBehaviour, Kind, ObjectRef, Policy, Reason, TlsVersions,
+};
 
 use crate::annotations::load_balance::Balancing;
 use crate::annotations::{ConfigMaps, buffering};
 use crate::annotations::{
-    FAMILIES, custom_errors, load_balance, log, next_upstream, parse_bool, proxy, response_headers,
-    service_upstream, ssl_cipher, upstream_headers,
+    FAMILIES, basic_auth, block, custom_errors, ip_lists, load_balance, log, next_upstream,
+    parse_bool, proxy, response_headers, service_upstream, ssl_cipher, upstream_headers,
 };
 
 /// The global settings translation uses, after the ConfigMap is applied.
@@ -41,6 +43,11 @@ pub struct GlobalConfig {
     pub(crate) disable_intercept: bool,
     /// `enable-underscores-in-headers` and `ignore-invalid-headers`.
     pub(crate) underscores: (bool, bool),
+    /// A security key (address or block lists) that cannot be applied: every Ingress's
+    /// routes answer 503 for this reason.
+    pub fail_closed: Option<String>,
+    /// `no-auth-locations`: Ingress paths with these prefixes ask for no authentication.
+    pub no_auth_locations: Vec<String>,
 }
 
 impl Default for GlobalConfig {
@@ -57,6 +64,8 @@ impl Default for GlobalConfig {
             proxy_redirect: ("off".into(), "off".into()),
             disable_intercept: false,
             underscores: (false, true),
+            fail_closed: None,
+            no_auth_locations: vec!["/.well-known/acme-challenge".into()],
         }
     }
 }
@@ -69,6 +78,15 @@ pub(crate) struct Source<'a> {
     /// Looks up a ConfigMap's data by namespace and name.
     pub config_map: &'a ConfigMaps<'a>,
 }
+
+/// Keys whose value protects: one that cannot be read fails every route closed.
+const SECURITY_KEYS: &[&str] = &[
+    "whitelist-source-range",
+    "denylist-source-range",
+    "block-cidrs",
+    "block-user-agents",
+    "block-referers",
+];
 
 /// The HSTS keys, combined into one header value at the end.
 struct Hsts {
@@ -94,6 +112,18 @@ pub fn parse<'a>(
         let result = family_key(key, value, &mut config, &mut hsts, &source, diagnostics);
         match result {
             Some(Ok(())) => {}
+            Some(Err(why)) if SECURITY_KEYS.contains(&key.as_str()) => {
+                let why = format!("ConfigMap {object}: {key}: {why}");
+                diagnostics.push(Diagnostic::error(
+                    object.clone(),
+                    Reason::InvalidConfigMapKey,
+                    format!(
+                        "{key}: {why}; every Ingress's routes answer 503 until it is fixed, \
+                         rather than serve without the list"
+                    ),
+                ));
+                config.fail_closed.get_or_insert(why);
+            }
             Some(Err(why)) => diagnostics.push(Diagnostic::error(
                 object.clone(),
                 Reason::InvalidConfigMapKey,
@@ -164,6 +194,7 @@ fn family_key(
         .or_else(|| response_headers::configmap(key, value, config, source, diagnostics))
         .or_else(|| custom_errors::configmap(key, value, config))
         .or_else(|| load_balance::configmap(key, value, config))
+        .or_else(|| access_keys(key, value, config))
         .or_else(|| match key {
             "service-upstream" => Some(parse_bool(value).map(|b| config.service_upstream = b)),
             "relative-redirects" => Some(parse_bool(value).map(|b| config.relative_redirects = b)),
@@ -173,6 +204,22 @@ fn family_key(
     debug_assert!(known.is_some(), "{key} is listed by a family but read by none");
     debug_assert!(service_upstream::FAMILY.configmap_keys.contains(&"service-upstream"));
     known
+}
+
+/// The keys of the access families (`ip_lists`, `block`, `basic_auth`).
+fn access_keys(key: &str, value: &str, config: &mut GlobalConfig) -> Option<Result<(), String>> {
+    if key == "no-auth-locations" {
+        config.no_auth_locations = basic_auth::no_auth_locations(value);
+        return Some(Ok(()));
+    }
+    let policy = Arc::make_mut(&mut config.policy);
+    let mut access = policy.access.as_deref().cloned().unwrap_or_default();
+    let mut blocks = policy.block.as_deref().cloned().unwrap_or_default();
+    let result = ip_lists::configmap(key, value, &mut access)
+        .or_else(|| block::configmap(key, value, &mut blocks))?;
+    policy.access = (!access.is_open()).then(|| Arc::new(access));
+    policy.block = (blocks != Blocks::default()).then(|| Arc::new(blocks));
+    Some(result)
 }
 
 /// The keys of the HTTPS redirect family (`ssl_redirect`), HSTS included.

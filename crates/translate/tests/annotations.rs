@@ -158,33 +158,58 @@ fn snippets_are_refused_and_fail_the_whole_ingress_closed() {
 }
 
 // Security annotations Sluice cannot enforce fail closed: UnenforceableAnnotation error and
-// 503 on every route of the Ingress, rather than serving unprotected.
+// 503 on every route of the Ingress, rather than serving unprotected. Basic authentication
+// without its Secret fails closed too, as an invalid annotation.
 #[test]
 fn unenforceable_security_annotations_fail_closed() {
     let t = table();
+    assert_eq!(route(&t, &host("auth-url"), "/"), "503");
+    assert_eq!(route(&t, &host("auth-url"), "/deep/path"), "503");
+    assert_eq!(summary_for(&t, &ingress("auth-url")), vec!["Error UnenforceableAnnotation"]);
+    assert_diag(
+        &t,
+        Severity::Error,
+        Reason::UnenforceableAnnotation,
+        &ingress("auth-url"),
+        "nginx.ingress.kubernetes.io/auth-url",
+    );
+    assert_eq!(route(&t, &host("auth-type"), "/deep/path"), "503");
+    assert_eq!(summary_for(&t, &ingress("auth-type")), vec!["Error InvalidAnnotation"]);
+    assert_diag(
+        &t,
+        Severity::Error,
+        Reason::InvalidAnnotation,
+        &ingress("auth-type"),
+        "basic without auth-secret",
+    );
+}
+
+// The address lists apply: the routes are served, each with its list in its policy (the
+// legacy `whitelist-source-range` read as `allowlist-source-range`).
+#[test]
+fn address_lists_are_policy() {
+    let t = table();
     let rows = [
-        ("auth-url", "auth-url"),
-        ("auth-type", "auth-type"),
-        ("whitelist", "whitelist-source-range"),
-        ("allowlist", "allowlist-source-range"),
-        ("denylist", "denylist-source-range"),
+        ("whitelist", vec!["10.0.0.0/8", "192.168.0.0/16"], vec![]),
+        ("allowlist", vec!["10.0.0.0/8"], vec![]),
+        ("denylist", vec![], vec!["203.0.113.0/24"]),
     ];
-    for (name, annotation) in rows {
-        assert_eq!(route(&t, &host(name), "/"), "503", "{name}");
-        assert_eq!(route(&t, &host(name), "/deep/path"), "503", "{name}");
+    for (name, allow, deny) in rows {
+        assert_eq!(route(&t, &host(name), "/x"), format!("annotations/{name} {APP}"), "{name}");
+        assert_no_diag(&t, &ingress(name));
+        let access = policy(&t, &host(name), "/x").access.expect("an access policy");
+        let list = |l: &sluice_model::IpList| -> Vec<String> {
+            l.0.iter().map(ToString::to_string).collect()
+        };
         assert_eq!(
-            summary_for(&t, &ingress(name)),
-            vec!["Error UnenforceableAnnotation"],
-            "{name}"
-        );
-        assert_diag(
-            &t,
-            Severity::Error,
-            Reason::UnenforceableAnnotation,
-            &ingress(name),
-            &format!("nginx.ingress.kubernetes.io/{annotation}"),
+            (list(&access.allow), list(&access.deny)),
+            (to_strings(&allow), to_strings(&deny))
         );
     }
+}
+
+fn to_strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(ToString::to_string).collect()
 }
 
 // auth-tls-secret naming a CA Secret that does not exist: the host fails closed (503 on every
@@ -204,7 +229,7 @@ fn client_certificates_with_a_missing_ca_fail_closed() {
     );
 }
 
-// Not-implemented annotations (enable-cors) warn and the routes are still served; names
+// Not-implemented annotations (enable-opentelemetry) warn and the routes are still served; names
 // ingress-nginx does not know either warn as UnknownAnnotation.
 #[test]
 fn unsupported_and_unknown_annotations_warn_and_still_serve() {
@@ -216,7 +241,7 @@ fn unsupported_and_unknown_annotations_warn_and_still_serve() {
         Severity::Warning,
         Reason::UnsupportedAnnotation,
         &ingress("pending"),
-        "enable-cors",
+        "enable-opentelemetry",
     );
     assert_eq!(route(&t, &host("typo"), "/x"), format!("annotations/typo {APP}"));
     assert_eq!(summary_for(&t, &ingress("typo")), vec!["Warning UnknownAnnotation"]);

@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use common::*;
 use sluice_model::{
-    Affinity, Backend, Balance, Canary, ErrorPages, HashBy, HttpsRedirect, Limits, LogPolicy,
-    Mirror, Policy, Reason, Redirect, ResponseRules, Retry, RoutingTable, Settings, Severity,
-    Target, Template, UpstreamProtocol, UpstreamRequest,
+    Access, Affinity, Backend, Balance, Blocks, Canary, Cors, ErrorPages, HashBy, HttpsRedirect,
+    IpList, Limits, LogPolicy, Mirror, Policy, Reason, Redirect, ResponseRules, Retry,
+    RoutingTable, Settings, Severity, Target, Template, UpstreamProtocol, UpstreamRequest,
 };
 use sluice_translate::annotations::catalog::{self, Support};
 use sluice_translate::annotations::{Effect, FAMILIES};
@@ -133,6 +133,9 @@ fn an_ingress_without_annotations_gets_ingress_nginx_defaults() {
         mirror,
         log,
         sets_affinity_cookie,
+        block,
+        cors,
+        access,
     } = p;
     assert_eq!(
         limits,
@@ -172,6 +175,7 @@ fn an_ingress_without_annotations_gets_ingress_nginx_defaults() {
     assert_eq!(mirror, None);
     assert_eq!(log, LogPolicy { access_log: true, skip_urls: vec![] });
     assert!(!sets_affinity_cookie);
+    assert_eq!((block, cors, access), (None, None, None));
 
     let r = served(&t, &host("plain"), "/");
     assert_eq!(route(&t, &host("plain"), "/"), format!("families/plain {APP}"));
@@ -1320,9 +1324,12 @@ fn fast_path_carries_is_decided_for_every_policy_part() {
         mirror: _,
         log: _,
         sets_affinity_cookie: _,
+        block: _,
+        cors: _,
+        access: _,
     } = Policy::default();
     type Edit = fn(&mut Policy);
-    let rows: [(&str, Edit, bool); 16] = [
+    let rows: [(&str, Edit, bool); 19] = [
         ("limits", |p| p.limits.max_body_size = None, true),
         ("retry", |p| p.retry.on = Retry::ON_502, true),
         ("https", |p| p.https.force_ssl_redirect = true, true),
@@ -1360,6 +1367,28 @@ fn fast_path_carries_is_decided_for_every_policy_part() {
         ),
         ("log", |p| p.log.access_log = false, true),
         ("sets_affinity_cookie", |p| p.sets_affinity_cookie = true, true),
+        // The access phases run in the life cycle both paths share; their answers are local.
+        (
+            "block",
+            |p| {
+                p.block = Some(Arc::new(Blocks {
+                    cidrs: IpList::parse("10.0.0.0/8").unwrap(),
+                    ..Blocks::default()
+                }))
+            },
+            true,
+        ),
+        ("cors", |p| p.cors = Some(Arc::new(Cors::default())), true),
+        (
+            "access",
+            |p| {
+                p.access = Some(Arc::new(Access {
+                    allow: IpList::parse("10.0.0.0/8").unwrap(),
+                    ..Access::default()
+                }))
+            },
+            true,
+        ),
     ];
     assert!(Policy::default().fast_path_carries());
     for (part, edit, carried) in rows {

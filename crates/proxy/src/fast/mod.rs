@@ -507,8 +507,11 @@ async fn respond(
         response::header(out, name.as_bytes(), value);
     });
     response::with_date(|d| response::header(out, b"date", d));
-    response::header(out, b"content-type", b"text/html");
-    response::header(out, b"content-length", page.len().to_string().as_bytes());
+    // A 204 (a CORS preflight) has no body, and NGINX sends neither header with it.
+    if status != 204 {
+        response::header(out, b"content-type", b"text/html");
+        response::header(out, b"content-length", page.len().to_string().as_bytes());
+    }
     if let Some(location) = location {
         response::header(out, b"location", location.as_bytes());
     }

@@ -85,7 +85,9 @@ pub(super) fn upstream_request<H: Head>(
     };
     sink.request_line(head.method(), &target, up.http10);
 
-    // The client's headers.
+    // The client's headers. Credentials basic authentication checked stay here, as
+    // ingress-nginx's `proxy_set_header Authorization ""`.
+    let checked_credentials = route.policy.access.as_ref().is_some_and(|a| a.basic.is_some());
     let mut named: Vec<&[u8]> = Vec::new();
     let mut xff: Vec<&[u8]> = Vec::new();
     head.each_header(|name, value| {
@@ -115,6 +117,7 @@ pub(super) fn upstream_request<H: Head>(
             || (!up.keep_underscored_headers && name.contains(&b'_'))
             || up.set_headers.iter().any(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
             || (pick.substitute && listed(&SUBSTITUTE, name))
+            || (checked_credentials && name.eq_ignore_ascii_case(b"authorization"))
     };
     head.each_header(|name, value| {
         if replaced(name) {
@@ -291,7 +294,28 @@ impl ResponsePlan {
             let vars = RequestVars { head, ctx };
             rules.set.iter().map(|(n, v)| (n.clone(), v.to_bytes(&vars))).collect()
         };
-        Self { set, set_cookie, hsts: ctx.conn.tls.is_some() }
+        let mut plan = Self { set, set_cookie, hsts: ctx.conn.tls.is_some() };
+        if let Some(cors) = &ctx.route.policy.cors
+            && let Some(origin) = cors.allow_origin(head.header("origin"))
+        {
+            // ingress-nginx's `more_set_headers`: on every status, replacing the backend's.
+            plan.add("access-control-allow-origin", origin.to_vec());
+            if cors.credentials {
+                plan.add("access-control-allow-credentials", b"true".to_vec());
+            }
+            plan.add("access-control-allow-methods", cors.methods.as_bytes().to_vec());
+            plan.add("access-control-allow-headers", cors.headers.as_bytes().to_vec());
+            if !cors.expose.is_empty() {
+                plan.add("access-control-expose-headers", cors.expose.as_bytes().to_vec());
+            }
+            plan.add("access-control-max-age", cors.max_age.to_string().into_bytes());
+        }
+        plan
+    }
+
+    /// Sets header `name` (lower case) on the response, replacing the upstream's.
+    pub(super) fn add(&mut self, name: &str, value: Vec<u8>) {
+        self.set.push((name.to_string(), value));
     }
 
     /// What happens to header `name: value` of an upstream response to a route with `rules`:

@@ -9,31 +9,39 @@
 //! 1. **match**: the host is normalised once (lower case, port dropped) and the route found.
 //!    A route the fast path may not carry ([`Route::fast`], translation's verdict) is handed
 //!    to the general path here, before anything is decided.
-//! 2. **access**: client certificates, as the request's host asks for them (400); on plain
-//!    HTTP, after the redirects. *May answer.* (Allow-lists, authentication and limits
-//!    belong here too.)
-//! 3. **redirect**: `app-root` (302 for `/`), the `www` redirect of another host, the
+//! 2. **block** ([`access`]): the ConfigMap's `block-cidrs`, `block-user-agents` and
+//!    `block-referers` (403), before anything else. *May answer.*
+//! 3. **client certificates**, as the request's host asks for them (400); on plain HTTP,
+//!    after the redirects. *May answer.*
+//! 4. **CORS preflight** ([`access`]): an `OPTIONS` from an allowed origin is answered 204, as
+//!    ingress-nginx's `return 204` in its rewrite phase, before redirects and access checks.
+//!    *May answer.*
+//! 5. **redirect**: `app-root` (302 for `/`), the `www` redirect of another host, the
 //!    annotation redirect (`permanent-redirect`, `temporal-redirect`), then the redirect of
 //!    plain HTTP to HTTPS. *May answer.*
-//! 4. **local target**: a route that answers by itself (the built-in 404, 503 for a route that
+//! 6. **access** ([`access`]): the address lists (403) and basic authentication (401 with
+//!    `WWW-Authenticate`), combined as `satisfy` says. *May answer.*
+//! 7. **local target**: a route that answers by itself (the built-in 404, 503 for a route that
 //!    cannot be served). *May answer.*
-//! 5. **pick** ([`pick`]): the backend (the route's, its `default-backend` when it has no
+//! 8. **pick** ([`pick`]): the backend (the route's, its `default-backend` when it has no
 //!    ready endpoint, its canary by header, cookie or weight), then the endpoint order
 //!    (round robin, EWMA, consistent hash, session cookie) and how failures are retried.
 //!    *May answer* 503 when no endpoint is ready.
-//! 6. **upstream request** ([`headers`]): the path (`rewrite-target`), the client's headers
+//! 9. **upstream request** ([`headers`]): the path (`rewrite-target`), the client's headers
 //!    kept or dropped, and the headers Sluice sets (forwarding headers, client certificate,
 //!    `upstream-vhost`, `x-forwarded-prefix`, `proxy-set-headers`, `connection-proxy-header`),
-//!    written to the caller's [`UpstreamSink`].
-//! 7. **response** ([`ResponsePlan`]): applied by the caller to each response head, the
-//!    upstream's or a local one: hidden headers, `Location` and `Set-Cookie` rewrites, headers
-//!    set (`custom-headers`, `add-headers`), the session cookie, HSTS.
-//! 8. **log**: whether the access log line is written (`enable-access-log`,
-//!    `skip-access-log-urls`).
+//!    written to the caller's [`UpstreamSink`]. `Authorization` is not passed on when
+//!    basic authentication checked it.
+//! 10. **response** ([`ResponsePlan`]): applied by the caller to each response head, the
+//!     upstream's or a local one: hidden headers, `Location` and `Set-Cookie` rewrites, headers
+//!     set (`custom-headers`, `add-headers`, CORS), the session cookie, HSTS.
+//! 11. **log**: whether the access log line is written (`enable-access-log`,
+//!     `skip-access-log-urls`).
 //!
 //! The caller keeps what only it can do: reading and writing sockets, bodies, upgrades, and,
 //! on the general path, error pages from the default backend and mirrors.
 
+mod access;
 mod head;
 mod headers;
 mod pick;
@@ -183,18 +191,26 @@ pub(crate) fn decide<H: Head>(
         client: None,
     };
     let log = route.policy.log.logs(head.target());
-    let local = |ctx: &Ctx<'_>, status: u16, location: Option<String>| {
+    let answer = |ctx: &Ctx<'_>, status: u16, location: Option<String>, plan: ResponsePlan| {
         Decision::Local(Local {
             route: ctx.route_id,
             status,
             location,
-            response: ResponsePlan::new(ctx, head, None),
+            response: plan,
             request_id: ctx.request_id.clone(),
             log,
         })
     };
+    let local = |ctx: &Ctx<'_>, status: u16, location: Option<String>| {
+        answer(ctx, status, location, ResponsePlan::new(ctx, head, None))
+    };
 
-    // 2. Access: client certificates. NGINX refuses a TLS request with a bad certificate
+    // 2. Block lists.
+    if access::blocked(&ctx, head) {
+        return local(&ctx, 403, None);
+    }
+
+    // 3. Client certificates. NGINX refuses a TLS request with a bad certificate
     // before anything else; a plain-HTTP one is redirected first (NGINX checks nothing on
     // plain HTTP, and Sluice refuses it after the redirects, rather than serve it unchecked).
     let tls = conn.tls.is_some();
@@ -203,7 +219,14 @@ pub(crate) fn decide<H: Head>(
         return local(&ctx, status, None);
     }
 
-    // 3. Redirects.
+    // 4. CORS preflight.
+    if let Some(cors) = &route.policy.cors
+        && access::preflight(cors, head)
+    {
+        return local(&ctx, 204, None);
+    }
+
+    // 5. Redirects.
     if let Some((status, location)) = redirect::redirect(&ctx, head, shared) {
         return local(&ctx, status, Some(location));
     }
@@ -212,19 +235,30 @@ pub(crate) fn decide<H: Head>(
         Err(status) => return local(&ctx, status, None),
     }
 
-    // 4. Local targets.
+    // 6. Access.
+    if let Some(access) = &route.policy.access
+        && let Err(status) = access::check(access, &ctx, head)
+    {
+        let mut plan = ResponsePlan::new(&ctx, head, None);
+        if let (401, Some(basic)) = (status, &access.basic) {
+            plan.add("www-authenticate", access::challenge(&basic.realm));
+        }
+        return answer(&ctx, status, None, plan);
+    }
+
+    // 7. Local targets.
     let main = match &route.target {
         Target::Backend(id) => *id,
         Target::Respond { status, .. } => return local(&ctx, *status, None),
         Target::RedirectHost { .. } => unreachable!("answered by the redirect phase"),
     };
 
-    // 5. Pick.
+    // 8. Pick.
     let Some(pick) = pick::pick(&ctx, head, main) else {
         return local(&ctx, 503, None);
     };
 
-    // 6. The upstream request.
+    // 9. The upstream request.
     headers::upstream_request(&ctx, head, &pick, sink);
 
     let mirror = route.policy.mirror.as_ref().map(|m| {
@@ -232,10 +266,10 @@ pub(crate) fn decide<H: Head>(
         String::from_utf8_lossy(&m.target.to_bytes(&vars)).into_owned()
     });
 
-    // 7. The response's rules, decided now (they may read the request).
+    // 10. The response's rules, decided now (they may read the request).
     let response = ResponsePlan::new(&ctx, head, pick.set_cookie.clone());
 
-    // 8. Log.
+    // 11. Log.
     Decision::Forward(Box::new(Forward {
         route: ctx.route_id,
         backend: pick.backend,

@@ -26,7 +26,6 @@ use Support::*;
 /// The annotations no family reads, and their fate, sorted by name. What families read is
 /// in their own lists ([`FAMILIES`]): a name is implemented only where a module reads it.
 pub const CATALOG: &[(&str, Support)] = &[
-    ("allowlist-source-range", Enforced),
     ("auth-always-set-cookie", Pending),
     ("auth-cache-duration", Pending),
     ("auth-cache-key", Pending),
@@ -36,27 +35,15 @@ pub const CATALOG: &[(&str, Support)] = &[
     ("auth-keepalive-timeout", Pending),
     ("auth-method", Pending),
     ("auth-proxy-set-headers", Pending),
-    ("auth-realm", Pending),
     ("auth-request-redirect", Pending),
     ("auth-response-headers", Pending),
-    ("auth-secret", Enforced),
-    ("auth-secret-type", Pending),
     ("auth-signin", Pending),
     ("auth-signin-redirect-param", Pending),
     ("auth-snippet", Snippet),
     ("auth-tls-error-page", Pending),
     ("auth-tls-match-cn", Enforced),
-    ("auth-type", Enforced),
     ("auth-url", Enforced),
     ("configuration-snippet", Snippet),
-    ("cors-allow-credentials", Pending),
-    ("cors-allow-headers", Pending),
-    ("cors-allow-methods", Pending),
-    ("cors-allow-origin", Pending),
-    ("cors-expose-headers", Pending),
-    ("cors-max-age", Pending),
-    ("denylist-source-range", Enforced),
-    ("enable-cors", Pending),
     ("enable-global-auth", Pending),
     ("enable-modsecurity", Pending),
     ("enable-opentelemetry", Pending),
@@ -79,13 +66,11 @@ pub const CATALOG: &[(&str, Support)] = &[
     ("opentelemetry-trust-incoming-span", Pending),
     ("proxy-ssl-ciphers", Pending),
     ("proxy-ssl-protocols", Pending),
-    ("satisfy", Pending),
     ("secure-backends", Removed("use backend-protocol: HTTPS")),
     ("server-snippet", Snippet),
     ("session-cookie-hash", Removed("since 0.24")),
     ("ssl-prefer-server-ciphers", Pending),
     ("stream-snippet", Snippet),
-    ("whitelist-source-range", Enforced),
 ];
 
 /// What Sluice does with annotation `name` (without the prefix); `None` if ingress-nginx does
@@ -124,7 +109,8 @@ mod tests {
         // 136 rows in annotations-risk.md (v1.15), 2 legacy aliases, 3 removed names, and
         // `session-cookie-partitioned` of later ingress-nginx versions.
         assert_eq!(all.len(), 136 + 2 + 3 + 1);
-        assert_eq!(support("whitelist-source-range"), Some(Enforced));
+        assert_eq!(support("whitelist-source-range"), Some(Implemented));
+        assert_eq!(support("auth-url"), Some(Enforced));
         assert_eq!(support("configuration-snippet"), Some(Snippet));
         assert_eq!(support("no-such-annotation"), None);
     }

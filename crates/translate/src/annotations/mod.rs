@@ -17,11 +17,15 @@ pub mod alias;
 pub mod app_root;
 pub mod auth_tls;
 pub mod backend_protocol;
+pub mod basic_auth;
+pub mod block;
 pub mod buffering;
 pub mod canary;
 pub mod catalog;
+pub mod cors;
 pub mod custom_errors;
 pub mod default_backend;
+pub mod ip_lists;
 pub mod load_balance;
 pub mod log;
 pub mod mirror;
@@ -75,10 +79,14 @@ pub const FAMILIES: &[&Family] = &[
     &app_root::FAMILY,
     &auth_tls::FAMILY,
     &backend_protocol::FAMILY,
+    &basic_auth::FAMILY,
+    &block::FAMILY,
     &buffering::FAMILY,
     &canary::FAMILY,
+    &cors::FAMILY,
     &custom_errors::FAMILY,
     &default_backend::FAMILY,
+    &ip_lists::FAMILY,
     &load_balance::FAMILY,
     &log::FAMILY,
     &mirror::FAMILY,
@@ -261,7 +269,12 @@ pub struct Context<'a> {
     pub global: &'a GlobalConfig,
     /// Looks up a ConfigMap's data by namespace and name.
     pub config_map: &'a ConfigMaps<'a>,
+    /// Looks up a Secret by namespace and name.
+    pub secret: &'a Secrets<'a>,
 }
+
+/// Looks up a Secret by namespace and name.
+pub type Secrets<'a> = dyn Fn(&str, &str) -> Option<&'a k8s_openapi::api::core::v1::Secret> + 'a;
 
 /// Looks up a ConfigMap's data by namespace and name.
 pub type ConfigMaps<'a> = dyn Fn(&str, &str) -> Option<&'a BTreeMap<String, String>> + 'a;
@@ -278,7 +291,7 @@ pub fn parse(
     let a = Annotations { map, prefix };
     let mut out = IngressAnnotations {
         policy: cx.global.policy.clone(),
-        fail_closed: None,
+        fail_closed: cx.global.fail_closed.clone(),
         canary: None,
         balance: load_balance::Balancing::default(),
         affinity: None,
@@ -373,6 +386,15 @@ fn families(
     p.errors = custom_errors::parse(a, object, p.errors.take(), d);
     p.mirror = mirror::parse(a, object, d);
     log::parse(a, object, &mut p.log, d);
+    if let Err(why) = access(a, object, cx, p, d) {
+        out.fail_closed.get_or_insert(why);
+    }
+    match cors::parse(a, object, d) {
+        Ok(cors) => p.cors = cors,
+        Err(why) => {
+            out.fail_closed.get_or_insert(why);
+        }
+    }
     out.canary = canary::parse(a, object, d).map(|mut c| {
         c.sticky = affinity::canary_sticky(a, object, d);
         c
@@ -399,6 +421,29 @@ fn families(
             out.fail_closed.get_or_insert(why);
         }
     }
+}
+
+/// The access phase's policy: address lists over the ConfigMap's, basic authentication and
+/// `satisfy`. `Err` when protection is asked for and cannot be given.
+fn access(
+    a: &Annotations<'_>,
+    object: &ObjectRef,
+    cx: &Context<'_>,
+    p: &mut Policy,
+    d: &mut Vec<Diagnostic>,
+) -> Result<(), String> {
+    let mut access = p.access.as_deref().cloned().unwrap_or_default();
+    let lists = ip_lists::parse(a, object, &mut access, d);
+    let basic = basic_auth::parse(a, object, cx, d);
+    access.satisfy_any = basic_auth::satisfy_any(a, object, d);
+    lists?;
+    access.basic = basic?;
+    let open = access.is_open();
+    let same = p.access.as_deref().map_or(open, |old| *old == access);
+    if !same {
+        p.access = (!open).then(|| Arc::new(access));
+    }
+    Ok(())
 }
 
 /// A boolean as ingress-nginx reads one (Go's `strconv.ParseBool`): `1`, `t`, `T`, `TRUE`,
@@ -443,7 +488,7 @@ mod tests {
         let ingress = Ingress::default();
         let globals = [GlobalConfig::default(), configured];
         for global in &globals {
-            let cx = Context { global, config_map: &config_map };
+            let cx = Context { global, config_map: &config_map, secret: &|_, _| None };
             let mut diagnostics = Vec::new();
             let skipped =
                 parse(&ingress, &object, "nginx.ingress.kubernetes.io", &cx, &mut diagnostics);

@@ -80,6 +80,7 @@ impl<'s> Builder<'s> {
         };
         let policy = global.policy.clone();
         self.global_policy = policy.clone();
+        self.no_auth_locations.clone_from(&global.no_auth_locations);
         let route =
             Route::new(None, String::new(), String::new(), PathMatch::Default, target, policy);
         self.global_default = self.push_route(route);

@@ -141,6 +141,8 @@ pub(crate) struct Builder<'s> {
     global_default: RouteId,
     /// The ConfigMap's policy, shared by every Ingress whose annotations change none of it.
     global_policy: Arc<sluice_model::Policy>,
+    /// ConfigMap `no-auth-locations`.
+    no_auth_locations: Vec<String>,
     /// Whether a rule-less Ingress already took the catch-all default.
     catch_all_taken: Option<NamespacedName>,
     pub(crate) diagnostics: Vec<Diagnostic>,
@@ -197,6 +199,7 @@ impl<'s> Builder<'s> {
             catch_all: None,
             global_default: 0,
             global_policy: Arc::default(),
+            no_auth_locations: Vec::new(),
             catch_all_taken: None,
             diagnostics: Vec::new(),
             tls: Tls::default(),
@@ -245,7 +248,8 @@ impl<'s> Builder<'s> {
     ) -> IngressAnnotations {
         let index = self.index;
         let lookup = |ns: &str, n: &str| index.config_map(ns, n).and_then(|c| c.data.as_ref());
-        let cx = annotations::Context { global, config_map: &lookup };
+        let secret = |ns: &str, n: &str| index.secret(ns, n);
+        let cx = annotations::Context { global, config_map: &lookup, secret: &secret };
         annotations::parse(
             ingress,
             object,

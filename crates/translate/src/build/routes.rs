@@ -132,13 +132,27 @@ impl<'s> Builder<'s> {
             Some(why) => Target::Respond { status: 503, reason: why.clone() },
             None => target,
         };
+        let mut policy = cur.policy.clone();
+        let basic = policy.access.as_ref().is_some_and(|a| a.basic.is_some());
+        if basic && self.no_auth_locations.iter().any(|p| path.starts_with(p.as_str())) {
+            // ConfigMap `no-auth-locations` (ACME challenges by default): no authentication
+            // on this path, as ingress-nginx renders none in its location.
+            let p = Arc::make_mut(&mut policy);
+            if let Some(access) = p.access.as_mut() {
+                let access = Arc::make_mut(access);
+                access.basic = None;
+                if access.is_open() {
+                    p.access = None;
+                }
+            }
+        }
         Route::new(
             Some(cur.name.clone()),
             host.to_string(),
             path.to_string(),
             path_match,
             target,
-            cur.policy.clone(),
+            policy,
         )
     }
 
