@@ -21,6 +21,7 @@ mod names;
 mod pathregex;
 mod pathtable;
 mod policy;
+mod ratelimit;
 mod record;
 mod settings;
 mod shared;
@@ -46,6 +47,7 @@ pub use policy::{
     Affinity, Balance, Canary, CanaryPattern, ErrorPages, HashBy, HttpsRedirect, Limits, LogPolicy,
     Mirror, Policy, Redirect, ResponseRules, Retry, UpstreamRequest,
 };
+pub use ratelimit::{Permit, Rate, RateLimits, Refused, Zone};
 pub use settings::Settings;
 pub use shared::{ChunkVec, SharedVec};
 pub use snapshot::{Chunk, Named, Objects, Snapshot};

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 
-use crate::{Access, Blocks, Cors, Template};
+use crate::{Access, Blocks, Cors, RateLimits, Template};
 
 /// The request-time policy of an Ingress's routes, one part per annotation family (the
 /// translate crate's `annotations::*` modules fill them, over the ConfigMap's defaults).
@@ -53,6 +53,10 @@ pub struct Policy {
     /// Address lists and authentication (`*-source-range`, `auth-type`, `satisfy`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub access: Option<Arc<Access>>,
+    /// Request and connection limits per client (`limit-rps`, `limit-rpm`,
+    /// `limit-connections`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate: Option<Arc<RateLimits>>,
 }
 
 impl Default for Policy {
@@ -72,6 +76,7 @@ impl Default for Policy {
             block: None,
             cors: None,
             access: None,
+            rate: None,
         }
     }
 }
@@ -101,6 +106,7 @@ impl Policy {
             block: _,
             cors: _,
             access: _,
+            rate: _,
         } = self;
         let UpstreamRequest {
             vhost: _,

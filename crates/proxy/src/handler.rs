@@ -133,7 +133,7 @@ async fn route_request(
         pipeline::decide(&head, &host, conn, published, shared, Carrier::General, &mut sink)
     };
     let table = &published.table;
-    let forward = match decision {
+    let mut forward = match decision {
         Decision::Forward(f) => f,
         Decision::Local(local) => {
             let mut record = Box::new(Record::new(
@@ -168,6 +168,7 @@ async fn route_request(
     ));
     record.backend = Some(forward.backend);
     record.canary = forward.canary;
+    record.permit = forward.permit.take();
     record.log = forward.log;
     let errors = route
         .policy

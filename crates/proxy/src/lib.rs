@@ -79,12 +79,16 @@ pub struct Shared {
     https_port: std::sync::OnceLock<u16>,
     /// Where replaced states go to be dropped (see [`Shared::publish`]).
     reaper: Option<mpsc::Sender<Arc<Published>>>,
+    /// The counters of `limit-*`, by zone.
+    pub(crate) zones: pipeline::Zones,
 }
 
 impl Shared {
     /// Creates the shared state and leaks it: it lives as long as the process, and workers
     /// then reach it without reference counting on the hot path.
     pub fn leak(first: Published, metrics: Metrics, access_log: AccessLog) -> &'static Shared {
+        let zones = pipeline::Zones::new();
+        zones.attach(&first.table);
         Box::leak(Box::new(Shared {
             state: ArcSwap::from_pointee(first),
             metrics,
@@ -92,6 +96,7 @@ impl Shared {
             server_header: HeaderValue::from_static("sluice"),
             https_port: std::sync::OnceLock::new(),
             reaper: reaper(),
+            zones,
         }))
     }
 
@@ -105,6 +110,7 @@ impl Shared {
     /// freeing a large table (tens of milliseconds for 10,000 Ingresses) is no part of applying
     /// a change. Whatever a request still holds is freed by that request, as before.
     pub fn publish(&self, published: Published) {
+        self.zones.attach(&published.table);
         let old = self.state.swap(Arc::new(published));
         if let Some(reaper) = &self.reaper {
             // Disconnected (the thread died): `old` comes back and is dropped here instead.

@@ -54,6 +54,9 @@ pub(crate) struct Record {
     pub connection: Option<(PoolKey, Sender)>,
     /// Whether the response body was delivered whole.
     pub complete: bool,
+    /// The request's place among its client's requests in flight (`limit-connections`),
+    /// given back when the record is dropped, at the end of the response.
+    pub permit: Option<sluice_model::Permit>,
 }
 
 /// What the access log and metrics need from a request's head.
@@ -120,6 +123,7 @@ impl Record {
             upstream_start: None,
             connection: None,
             complete: false,
+            permit: None,
         }
     }
 

@@ -14,7 +14,8 @@ use crate::annotations::load_balance::Balancing;
 use crate::annotations::{ConfigMaps, buffering};
 use crate::annotations::{
     FAMILIES, basic_auth, block, custom_errors, ip_lists, load_balance, log, next_upstream,
-    parse_bool, proxy, response_headers, service_upstream, ssl_cipher, upstream_headers,
+    parse_bool, proxy, rate_limit, response_headers, service_upstream, ssl_cipher,
+    upstream_headers,
 };
 
 /// The global settings translation uses, after the ConfigMap is applied.
@@ -48,6 +49,8 @@ pub struct GlobalConfig {
     pub fail_closed: Option<String>,
     /// `no-auth-locations`: Ingress paths with these prefixes ask for no authentication.
     pub no_auth_locations: Vec<String>,
+    /// `limit-req-status-code` and `limit-conn-status-code`.
+    pub(crate) limit_status: (u16, u16),
 }
 
 impl Default for GlobalConfig {
@@ -66,6 +69,7 @@ impl Default for GlobalConfig {
             underscores: (false, true),
             fail_closed: None,
             no_auth_locations: vec!["/.well-known/acme-challenge".into()],
+            limit_status: (503, 503),
         }
     }
 }
@@ -195,6 +199,7 @@ fn family_key(
         .or_else(|| custom_errors::configmap(key, value, config))
         .or_else(|| load_balance::configmap(key, value, config))
         .or_else(|| access_keys(key, value, config))
+        .or_else(|| rate_limit::configmap(key, value, config))
         .or_else(|| match key {
             "service-upstream" => Some(parse_bool(value).map(|b| config.service_upstream = b)),
             "relative-redirects" => Some(parse_bool(value).map(|b| config.relative_redirects = b)),

@@ -14,8 +14,8 @@ use std::time::Duration;
 use common::*;
 use sluice_model::{
     Access, Affinity, Backend, Balance, Blocks, Canary, Cors, ErrorPages, HashBy, HttpsRedirect,
-    IpList, Limits, LogPolicy, Mirror, Policy, Reason, Redirect, ResponseRules, Retry,
-    RoutingTable, Settings, Severity, Target, Template, UpstreamProtocol, UpstreamRequest,
+    IpList, Limits, LogPolicy, Mirror, Policy, Rate, RateLimits, Reason, Redirect, ResponseRules,
+    Retry, RoutingTable, Settings, Severity, Target, Template, UpstreamProtocol, UpstreamRequest,
 };
 use sluice_translate::annotations::catalog::{self, Support};
 use sluice_translate::annotations::{Effect, FAMILIES};
@@ -136,6 +136,7 @@ fn an_ingress_without_annotations_gets_ingress_nginx_defaults() {
         block,
         cors,
         access,
+        rate,
     } = p;
     assert_eq!(
         limits,
@@ -175,7 +176,7 @@ fn an_ingress_without_annotations_gets_ingress_nginx_defaults() {
     assert_eq!(mirror, None);
     assert_eq!(log, LogPolicy { access_log: true, skip_urls: vec![] });
     assert!(!sets_affinity_cookie);
-    assert_eq!((block, cors, access), (None, None, None));
+    assert_eq!((block, cors, access, rate), (None, None, None, None));
 
     let r = served(&t, &host("plain"), "/");
     assert_eq!(route(&t, &host("plain"), "/"), format!("families/plain {APP}"));
@@ -1327,9 +1328,10 @@ fn fast_path_carries_is_decided_for_every_policy_part() {
         block: _,
         cors: _,
         access: _,
+        rate: _,
     } = Policy::default();
     type Edit = fn(&mut Policy);
-    let rows: [(&str, Edit, bool); 19] = [
+    let rows: [(&str, Edit, bool); 20] = [
         ("limits", |p| p.limits.max_body_size = None, true),
         ("retry", |p| p.retry.on = Retry::ON_502, true),
         ("https", |p| p.https.force_ssl_redirect = true, true),
@@ -1379,6 +1381,22 @@ fn fast_path_carries_is_decided_for_every_policy_part() {
             true,
         ),
         ("cors", |p| p.cors = Some(Arc::new(Cors::default())), true),
+        (
+            "rate",
+            |p| {
+                p.rate = Some(Arc::new(RateLimits {
+                    zone: "ns/ing".into(),
+                    rps: Some(Rate::per_second(1, 5)),
+                    rpm: None,
+                    connections: 0,
+                    allowlist: IpList::default(),
+                    req_status: 503,
+                    conn_status: 503,
+                    state: Default::default(),
+                }))
+            },
+            true,
+        ),
         (
             "access",
             |p| {

@@ -185,7 +185,7 @@ async fn proxy(
     conn: &Arc<ConnInfo>,
     shared: &'static Shared,
     published: &Arc<crate::Published>,
-    forward: Box<Forward>,
+    mut forward: Box<Forward>,
     facts: crate::record::RequestFacts,
     head_request: bool,
     close: bool,
@@ -206,6 +206,7 @@ async fn proxy(
     ));
     record.backend = Some(forward.backend);
     record.canary = forward.canary;
+    record.permit = forward.permit.take();
     record.log = forward.log;
     let mut attempts = forward.attempts;
     let mut plan = forward.response;

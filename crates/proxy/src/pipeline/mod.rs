@@ -19,23 +19,26 @@
 //! 5. **redirect**: `app-root` (302 for `/`), the `www` redirect of another host, the
 //!    annotation redirect (`permanent-redirect`, `temporal-redirect`), then the redirect of
 //!    plain HTTP to HTTPS. *May answer.*
-//! 6. **access** ([`access`]): the address lists (403) and basic authentication (401 with
+//! 6. **limits** ([`limits`]): `limit-rps` and `limit-rpm`, then `limit-connections`, per
+//!    client address (the status of `limit-req-status-code` or `limit-conn-status-code`).
+//!    *May answer.*
+//! 7. **access** ([`access`]): the address lists (403) and basic authentication (401 with
 //!    `WWW-Authenticate`), combined as `satisfy` says. *May answer.*
-//! 7. **local target**: a route that answers by itself (the built-in 404, 503 for a route that
+//! 8. **local target**: a route that answers by itself (the built-in 404, 503 for a route that
 //!    cannot be served). *May answer.*
-//! 8. **pick** ([`pick`]): the backend (the route's, its `default-backend` when it has no
+//! 9. **pick** ([`pick`]): the backend (the route's, its `default-backend` when it has no
 //!    ready endpoint, its canary by header, cookie or weight), then the endpoint order
 //!    (round robin, EWMA, consistent hash, session cookie) and how failures are retried.
 //!    *May answer* 503 when no endpoint is ready.
-//! 9. **upstream request** ([`headers`]): the path (`rewrite-target`), the client's headers
-//!    kept or dropped, and the headers Sluice sets (forwarding headers, client certificate,
-//!    `upstream-vhost`, `x-forwarded-prefix`, `proxy-set-headers`, `connection-proxy-header`),
-//!    written to the caller's [`UpstreamSink`]. `Authorization` is not passed on when
-//!    basic authentication checked it.
-//! 10. **response** ([`ResponsePlan`]): applied by the caller to each response head, the
+//! 10. **upstream request** ([`headers`]): the path (`rewrite-target`), the client's headers
+//!     kept or dropped, and the headers Sluice sets (forwarding headers, client certificate,
+//!     `upstream-vhost`, `x-forwarded-prefix`, `proxy-set-headers`, `connection-proxy-header`),
+//!     written to the caller's [`UpstreamSink`]. `Authorization` is not passed on when
+//!     basic authentication checked it.
+//! 11. **response** ([`ResponsePlan`]): applied by the caller to each response head, the
 //!     upstream's or a local one: hidden headers, `Location` and `Set-Cookie` rewrites, headers
 //!     set (`custom-headers`, `add-headers`, CORS), the session cookie, HSTS.
-//! 11. **log**: whether the access log line is written (`enable-access-log`,
+//! 12. **log**: whether the access log line is written (`enable-access-log`,
 //!     `skip-access-log-urls`).
 //!
 //! The caller keeps what only it can do: reading and writing sockets, bodies, upgrades, and,
@@ -44,6 +47,7 @@
 mod access;
 mod head;
 mod headers;
+mod limits;
 mod pick;
 mod redirect;
 
@@ -59,6 +63,7 @@ use crate::{Published, Shared, forward};
 
 pub(crate) use head::{FastHead, Head, HyperHead, RequestVars};
 pub(crate) use headers::{Edit, HOP_BY_HOP, ResponsePlan, UpstreamSink, error_context};
+pub(crate) use limits::Zones;
 pub(crate) use pick::{Attempts, Failure, repin_cookie};
 
 /// Which way of carrying bytes runs the life cycle.
@@ -127,6 +132,8 @@ pub(crate) struct Forward {
     pub log: bool,
     /// The URL a copy of the request goes to (`mirror-target`, variables filled in).
     pub mirror: Option<String>,
+    /// Its place among its client's requests in flight (`limit-connections`).
+    pub permit: Option<sluice_model::Permit>,
 }
 
 /// What to do with a request.
@@ -235,7 +242,16 @@ pub(crate) fn decide<H: Head>(
         Err(status) => return local(&ctx, status, None),
     }
 
-    // 6. Access.
+    // 6. Limits (NGINX's preaccess phase: before the access checks).
+    let permit = match &route.policy.rate {
+        None => None,
+        Some(rate) => match limits::admit(rate, &ctx, shared) {
+            Ok(permit) => permit,
+            Err(status) => return local(&ctx, status, None),
+        },
+    };
+
+    // 7. Access.
     if let Some(access) = &route.policy.access
         && let Err(status) = access::check(access, &ctx, head)
     {
@@ -246,19 +262,19 @@ pub(crate) fn decide<H: Head>(
         return answer(&ctx, status, None, plan);
     }
 
-    // 7. Local targets.
+    // 8. Local targets.
     let main = match &route.target {
         Target::Backend(id) => *id,
         Target::Respond { status, .. } => return local(&ctx, *status, None),
         Target::RedirectHost { .. } => unreachable!("answered by the redirect phase"),
     };
 
-    // 8. Pick.
+    // 9. Pick.
     let Some(pick) = pick::pick(&ctx, head, main) else {
         return local(&ctx, 503, None);
     };
 
-    // 9. The upstream request.
+    // 10. The upstream request.
     headers::upstream_request(&ctx, head, &pick, sink);
 
     let mirror = route.policy.mirror.as_ref().map(|m| {
@@ -266,10 +282,10 @@ pub(crate) fn decide<H: Head>(
         String::from_utf8_lossy(&m.target.to_bytes(&vars)).into_owned()
     });
 
-    // 10. The response's rules, decided now (they may read the request).
+    // 11. The response's rules, decided now (they may read the request).
     let response = ResponsePlan::new(&ctx, head, pick.set_cookie.clone());
 
-    // 11. Log.
+    // 12. Log.
     Decision::Forward(Box::new(Forward {
         route: ctx.route_id,
         backend: pick.backend,
@@ -280,6 +296,7 @@ pub(crate) fn decide<H: Head>(
         https,
         log,
         mirror,
+        permit,
     }))
 }
 

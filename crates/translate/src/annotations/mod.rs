@@ -32,6 +32,7 @@ pub mod mirror;
 pub mod next_upstream;
 pub mod proxy;
 pub mod proxy_ssl;
+pub mod rate_limit;
 pub mod redirect;
 pub mod response_headers;
 pub mod rewrite;
@@ -93,6 +94,7 @@ pub const FAMILIES: &[&Family] = &[
     &next_upstream::FAMILY,
     &proxy::FAMILY,
     &proxy_ssl::FAMILY,
+    &rate_limit::FAMILY,
     &redirect::FAMILY,
     &response_headers::FAMILY,
     &rewrite::FAMILY,
@@ -389,6 +391,12 @@ fn families(
     if let Err(why) = access(a, object, cx, p, d) {
         out.fail_closed.get_or_insert(why);
     }
+    match rate_limit::parse(a, object, zone_name(object), cx.global, d) {
+        Ok(rate) => p.rate = rate,
+        Err(why) => {
+            out.fail_closed.get_or_insert(why);
+        }
+    }
     match cors::parse(a, object, d) {
         Ok(cors) => p.cors = cors,
         Err(why) => {
@@ -421,6 +429,12 @@ fn families(
             out.fail_closed.get_or_insert(why);
         }
     }
+}
+
+/// The name of an Ingress's limit zone: its namespace and name (ingress-nginx adds the UID,
+/// which the manifests source may not have).
+fn zone_name(object: &ObjectRef) -> String {
+    format!("{}/{}", object.namespace, object.name)
 }
 
 /// The access phase's policy: address lists over the ConfigMap's, basic authentication and

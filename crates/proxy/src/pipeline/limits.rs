@@ -1,0 +1,75 @@
+//! The limits phase: `limit-rps`, `limit-rpm` and `limit-connections` per client address,
+//! counted in the route's zone ([`sluice_model::Zone`], NGINX's arithmetic). Zones are kept
+//! by the process ([`Zones`]) so that their counters outlive configuration changes, as
+//! NGINX's shared memory zones outlive a reload.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use sluice_model::{Permit, RateLimits, Refused, RoutingTable, Zone};
+
+use super::Ctx;
+use super::access::client_addr;
+use crate::Shared;
+
+/// Admits the request under `limits`, or gives the status refusing it. An allow-listed
+/// client is neither limited nor counted.
+pub(super) fn admit(
+    limits: &RateLimits,
+    ctx: &Ctx<'_>,
+    shared: &Shared,
+) -> Result<Option<Permit>, u16> {
+    let client = client_addr(ctx).unwrap_or(ctx.conn.remote.ip());
+    if limits.allowlist.contains(client) {
+        return Ok(None);
+    }
+    let zone = limits.state.get_or_init(|| shared.zones.zone(&limits.zone));
+    zone.admit(limits, client, shared.zones.now_ms()).map_err(|refused| match refused {
+        Refused::Rate => limits.req_status,
+        Refused::Connections => limits.conn_status,
+    })
+}
+
+/// The limit zones of the process, by name.
+pub(crate) struct Zones {
+    by_name: Mutex<HashMap<String, Arc<Zone>>>,
+    epoch: Instant,
+}
+
+impl Zones {
+    pub(crate) fn new() -> Self {
+        Self { by_name: Mutex::default(), epoch: Instant::now() }
+    }
+
+    /// Milliseconds since the process started: the zones' clock.
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// The zone `name`, made when first asked for.
+    fn zone(&self, name: &str) -> Arc<Zone> {
+        let mut zones = self.by_name.lock().unwrap_or_else(|e| e.into_inner());
+        zones.entry(name.to_string()).or_default().clone()
+    }
+
+    /// Attaches its zone to every limit of `table`, and forgets the zones no route names any
+    /// more. Run when a table is published, off the request path.
+    pub(crate) fn attach(&self, table: &RoutingTable) {
+        let mut zones = self.by_name.lock().unwrap_or_else(|e| e.into_inner());
+        let mut used = std::collections::HashSet::new();
+        let mut last: *const RateLimits = std::ptr::null();
+        for route in table.routes.iter() {
+            let Some(limits) = &route.policy.rate else { continue };
+            // The routes of an Ingress share its policy: skip repeats cheaply.
+            if std::ptr::eq(Arc::as_ptr(limits), last) {
+                continue;
+            }
+            last = Arc::as_ptr(limits);
+            let zone = zones.entry(limits.zone.clone()).or_default();
+            let _ = limits.state.set(zone.clone());
+            used.insert(limits.zone.clone());
+        }
+        zones.retain(|name, _| used.contains(name));
+    }
+}
