@@ -22,6 +22,7 @@ mod pathregex;
 mod pathtable;
 mod policy;
 mod ratelimit;
+mod realip;
 mod record;
 mod settings;
 mod shared;
@@ -48,6 +49,7 @@ pub use policy::{
     Mirror, Policy, Redirect, ResponseRules, Retry, UpstreamRequest,
 };
 pub use ratelimit::{Permit, Rate, RateLimits, Refused, Zone};
+pub use realip::RealIp;
 pub use settings::Settings;
 pub use shared::{ChunkVec, SharedVec};
 pub use snapshot::{Chunk, Named, Objects, Snapshot};

@@ -216,6 +216,8 @@ pub struct HttpsBehaviour {
     /// Trust `X-Forwarded-Proto`, `-Port`, `-Host` and `-For` from clients
     /// (`use-forwarded-headers`): Sluice is behind a proxy or load balancer that sets them.
     pub use_forwarded_headers: bool,
+    /// Where the client's address comes from.
+    pub real_ip: crate::RealIp,
 }
 
 impl Default for HttpsBehaviour {
@@ -226,6 +228,7 @@ impl Default for HttpsBehaviour {
             no_redirect_prefixes: vec!["/.well-known/acme-challenge".into()],
             redirect_code: 308,
             use_forwarded_headers: false,
+            real_ip: crate::RealIp::default(),
         }
     }
 }

@@ -22,6 +22,7 @@ mod mirror;
 mod passthrough;
 mod pipeline;
 mod pool;
+mod proxy_protocol;
 mod record;
 mod server;
 pub mod tls;

@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use tokio_rustls::LazyConfigAcceptor;
 use tokio_rustls::server::TlsStream;
 
+use crate::proxy_protocol;
 use crate::tls::client_auth::{ClientCert, ClientCheck};
 use crate::tls::hello::{self, Rewind};
 use crate::{Shared, fast, handler, passthrough, pool};
@@ -52,6 +53,9 @@ pub(crate) struct ConnInfo {
     pub local_port: HeaderValue,
     /// TLS details, for connections on the HTTPS port.
     pub tls: Option<TlsInfo>,
+    /// A PROXY protocol header said the client connected to port 443 of the load balancer:
+    /// the request counts as HTTPS (ingress-nginx's `$pass_access_scheme`).
+    pub proxied_https: bool,
 }
 
 /// What a TLS connection's handshake established.
@@ -69,8 +73,39 @@ impl ConnInfo {
         let ip =
             HeaderValue::from_str(&remote.ip().to_string()).expect("an IP is a valid header value");
         let port = HeaderValue::from(local_port);
-        Self { remote, remote_ip: ip, local_port: port, tls }
+        Self { remote, remote_ip: ip, local_port: port, tls, proxied_https: false }
     }
+
+    /// With the PROXY protocol: the client the header names (when the load balancer is
+    /// trusted, `proxy-real-ip-cidr`, as NGINX's `real_ip_header proxy_protocol`), and the
+    /// port it connected to (`$proxy_protocol_server_port`, always).
+    fn proxied(mut self, proxied: Option<proxy_protocol::Proxied>, shared: &Shared) -> Self {
+        let Some(p) = proxied else { return self };
+        let table = shared.state.load();
+        if table.table.https.real_ip.trusted.contains(self.remote.ip()) {
+            self.remote = p.source;
+            self.remote_ip = HeaderValue::from_str(&p.source.ip().to_string())
+                .expect("an IP is a valid header value");
+        }
+        self.local_port = HeaderValue::from(p.destination.port());
+        self.proxied_https = p.destination.port() == 443;
+        self
+    }
+}
+
+/// With `use-proxy-protocol`, reads the PROXY header of a new connection: `Err` when the
+/// connection must be closed (no header, or a broken one, as NGINX does).
+async fn proxy_header(
+    stream: &mut TcpStream,
+    remote: SocketAddr,
+    shared: &Shared,
+) -> Result<Option<proxy_protocol::Proxied>, ()> {
+    if !shared.state.load().table.https.real_ip.proxy_protocol {
+        return Ok(None);
+    }
+    proxy_protocol::read(stream).await.map_err(|e| {
+        tracing::debug!(%remote, error = %e, "broken PROXY protocol header; connection closed");
+    })
 }
 
 /// The running proxy.
@@ -226,10 +261,14 @@ fn worker(
         loop {
             tokio::select! {
                 accepted = http.accept() => {
-                    let Some((stream, remote)) = accepted_or_back_off(accepted).await else { continue };
-                    let conn = Arc::new(ConnInfo::new(remote, http_port, None));
+                    let Some((mut stream, remote)) = accepted_or_back_off(accepted).await else { continue };
                     let handoff = fast::Handoff { builder: builder.clone(), watcher: graceful.watcher() };
-                    tokio::spawn(fast::serve(stream, conn, shared, handoff, shutdown.clone(), live_rx.clone()));
+                    let (shutdown, live_rx) = (shutdown.clone(), live_rx.clone());
+                    tokio::spawn(async move {
+                        let Ok(proxied) = proxy_header(&mut stream, remote, shared).await else { return };
+                        let conn = Arc::new(ConnInfo::new(remote, http_port, None).proxied(proxied, shared));
+                        fast::serve(stream, conn, shared, handoff, shutdown, live_rx).await;
+                    });
                 }
                 accepted = async {
                     match &https {
@@ -237,11 +276,12 @@ fn worker(
                         None => std::future::pending().await,
                     }
                 } => {
-                    let Some((stream, remote)) = accepted_or_back_off(accepted).await else { continue };
+                    let Some((mut stream, remote)) = accepted_or_back_off(accepted).await else { continue };
                     let builder = builder.clone();
                     let watcher = graceful.watcher();
                     tokio::spawn(async move {
-                        if let Some((io, conn)) = tls_handshake(stream, remote, https_port, shared).await {
+                        let Ok(proxied) = proxy_header(&mut stream, remote, shared).await else { return };
+                        if let Some((io, conn)) = tls_handshake(stream, remote, https_port, proxied, shared).await {
                             serve_hyper(&builder, watcher, io, conn, shared).await;
                         }
                     });
@@ -307,6 +347,7 @@ async fn tls_handshake(
     mut stream: TcpStream,
     remote: SocketAddr,
     local_port: u16,
+    proxied: Option<proxy_protocol::Proxied>,
     shared: &'static Shared,
 ) -> Option<(TlsStream<Rewind<TcpStream>>, Arc<ConnInfo>)> {
     let hello = match hello::read(&mut stream).await {
@@ -349,7 +390,8 @@ async fn tls_handshake(
         let verdict = c.inspect(Some(&presented));
         (c, verdict)
     });
-    let conn = Arc::new(ConnInfo::new(remote, local_port, Some(TlsInfo { presented, checked })));
+    let conn = ConnInfo::new(remote, local_port, Some(TlsInfo { presented, checked }));
+    let conn = Arc::new(conn.proxied(proxied, shared));
     Some((io, conn))
 }
 

@@ -14,7 +14,7 @@ use crate::annotations::load_balance::Balancing;
 use crate::annotations::{ConfigMaps, buffering};
 use crate::annotations::{
     FAMILIES, basic_auth, block, custom_errors, ip_lists, load_balance, log, next_upstream,
-    parse_bool, proxy, rate_limit, response_headers, service_upstream, ssl_cipher,
+    parse_bool, proxy, rate_limit, real_ip, response_headers, service_upstream, ssl_cipher,
     upstream_headers,
 };
 
@@ -51,6 +51,8 @@ pub struct GlobalConfig {
     pub no_auth_locations: Vec<String>,
     /// `limit-req-status-code` and `limit-conn-status-code`.
     pub(crate) limit_status: (u16, u16),
+    /// `enable-real-ip`.
+    pub(crate) enable_real_ip: bool,
 }
 
 impl Default for GlobalConfig {
@@ -70,6 +72,7 @@ impl Default for GlobalConfig {
             fail_closed: None,
             no_auth_locations: vec!["/.well-known/acme-challenge".into()],
             limit_status: (503, 503),
+            enable_real_ip: false,
         }
     }
 }
@@ -90,6 +93,7 @@ const SECURITY_KEYS: &[&str] = &[
     "block-cidrs",
     "block-user-agents",
     "block-referers",
+    "proxy-real-ip-cidr",
 ];
 
 /// The HSTS keys, combined into one header value at the end.
@@ -155,6 +159,7 @@ pub fn parse<'a>(
             format!("proxy-redirect-from: {why}; the default applies"),
         ));
     }
+    config.https.real_ip.from_header = config.https.use_forwarded_headers || config.enable_real_ip;
     let (underscores, ignore_invalid) = config.underscores;
     Arc::make_mut(&mut config.policy).upstream.keep_underscored_headers =
         underscores || !ignore_invalid;
@@ -200,6 +205,9 @@ fn family_key(
         .or_else(|| load_balance::configmap(key, value, config))
         .or_else(|| access_keys(key, value, config))
         .or_else(|| rate_limit::configmap(key, value, config))
+        .or_else(|| {
+            real_ip::configmap(key, value, &mut config.https.real_ip, &mut config.enable_real_ip)
+        })
         .or_else(|| match key {
             "service-upstream" => Some(parse_bool(value).map(|b| config.service_upstream = b)),
             "relative-redirects" => Some(parse_bool(value).map(|b| config.relative_redirects = b)),

@@ -15,8 +15,8 @@ use std::fmt::Write;
 
 use common::*;
 use sluice_model::{
-    ClientVerify, HttpsBehaviour, KeyFormat, Reason, RoutingTable, Settings, Severity, Snapshot,
-    Target, TlsVersions, UpstreamProtocol, UpstreamTls,
+    ClientVerify, HttpsBehaviour, KeyFormat, RealIp, Reason, RoutingTable, Settings, Severity,
+    Snapshot, Target, TlsVersions, UpstreamProtocol, UpstreamTls,
 };
 
 const ALL: &[&str] = &["tls-objects", "tls-hosts", "tls-redirect", "tls-policies"];
@@ -621,8 +621,10 @@ fn https_behaviour_defaults_are_ingress_nginx_s() {
         no_redirect_prefixes: vec!["/.well-known/acme-challenge".into()],
         redirect_code: 308,
         use_forwarded_headers: false,
+        real_ip: RealIp::default(),
     };
     assert_eq!(t.https, want);
+    assert!(!want.real_ip.from_header && !want.real_ip.proxy_protocol);
     assert_eq!(HttpsBehaviour::default(), want);
 }
 
@@ -639,6 +641,8 @@ fn https_configmap_keys_shape_redirects_and_hsts() {
             no_redirect_prefixes: vec!["/.well-known/acme-challenge".into(), "/healthz".into()],
             redirect_code: 301,
             use_forwarded_headers: true,
+            // `use-forwarded-headers` reads the client's address from X-Forwarded-For.
+            real_ip: RealIp { from_header: true, ..RealIp::default() },
         }
     );
     assert_no_diag(&t, "ConfigMap tls/https");
@@ -651,6 +655,7 @@ fn https_configmap_keys_shape_redirects_and_hsts() {
             no_redirect_prefixes: vec![],
             redirect_code: 308,
             use_forwarded_headers: false,
+            real_ip: RealIp::default(),
         }
     );
     assert_no_diag(&t, "ConfigMap tls/hsts-off");

@@ -11,10 +11,9 @@ use sluice_model::{Access, Cors};
 
 use super::{Ctx, Head};
 
-/// The client's address as the lists see it (the real-IP address); `None` when it does not
-/// parse, which matches no list entry.
+/// The client's address as the lists see it (the real-IP address).
 pub(super) fn client_addr(ctx: &Ctx<'_>) -> Option<IpAddr> {
-    std::str::from_utf8(ctx.client_ip()).ok()?.parse().ok()
+    Some(ctx.client_addr())
 }
 
 /// Whether the ConfigMap's block lists refuse the request (403).

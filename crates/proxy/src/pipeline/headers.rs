@@ -90,6 +90,7 @@ pub(super) fn upstream_request<H: Head>(
     let checked_credentials = route.policy.access.as_ref().is_some_and(|a| a.basic.is_some());
     let mut named: Vec<&[u8]> = Vec::new();
     let mut xff: Vec<&[u8]> = Vec::new();
+    let mut xfh: Option<&[u8]> = None;
     head.each_header(|name, value| {
         if name.eq_ignore_ascii_case(b"connection") {
             for token in value.split(|&c| c == b',').map(<[u8]>::trim_ascii) {
@@ -104,15 +105,24 @@ pub(super) fn upstream_request<H: Head>(
             }
         } else if name.eq_ignore_ascii_case(b"x-forwarded-for") {
             xff.push(value);
+        } else if name.eq_ignore_ascii_case(b"x-forwarded-host") && xfh.is_none() {
+            xfh = Some(value);
         }
         true
     });
+    let trust = ctx.table.https.use_forwarded_headers;
+    // ingress-nginx's `$best_http_host` with `use-forwarded-headers`: the first entry of the
+    // client's `X-Forwarded-Host`, as it is, becomes the upstream `Host` and
+    // `X-Forwarded-Host` (`lua_ingress.lua`).
+    let forwarded_host = xfh.filter(|_| trust).map(|v| v.split(|&c| c == b',').next().unwrap_or(v));
     let replaced = |name: &[u8]| {
         listed(&HOP_BY_HOP, name)
             || listed(&SET_BY_SLUICE, name)
             || named.iter().any(|n| n.eq_ignore_ascii_case(name))
             || (!xff.is_empty() && name.eq_ignore_ascii_case(b"x-original-forwarded-for"))
-            || (up.vhost.is_some() && name.eq_ignore_ascii_case(b"host"))
+            || (xfh.is_some() && name.eq_ignore_ascii_case(b"x-original-forwarded-host"))
+            || ((up.vhost.is_some() || forwarded_host.is_some())
+                && name.eq_ignore_ascii_case(b"host"))
             || (up.forwarded_prefix.is_some() && name.eq_ignore_ascii_case(b"x-forwarded-prefix"))
             || (!up.keep_underscored_headers && name.contains(&b'_'))
             || up.set_headers.iter().any(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
@@ -142,13 +152,37 @@ pub(super) fn upstream_request<H: Head>(
             sink.set("x-original-forwarded-for", &all);
         }
     }
+    if let Some(host) = xfh {
+        // NGINX's `$http_x_forwarded_host`, always passed on as it came.
+        sink.set("x-original-forwarded-host", host);
+    }
     sink.set("x-request-id", ctx.request_id.as_bytes());
     let client_ip = ctx.client_ip();
     sink.set("x-real-ip", client_ip);
-    sink.set("x-forwarded-for", client_ip);
-    let trust = ctx.table.https.use_forwarded_headers;
+    let real_ip = &ctx.table.https.real_ip;
+    if trust && real_ip.compute_full {
+        // `$http_x_forwarded_for, $realip_remote_addr`: the client's list, the peer appended.
+        let peer = ctx.conn.remote_ip.as_bytes();
+        match xff.as_slice() {
+            [] => sink.set("x-forwarded-for", peer),
+            lines => {
+                let mut all = lines.join(&b", "[..]);
+                all.extend_from_slice(b", ");
+                all.extend_from_slice(peer);
+                sink.set("x-forwarded-for", &all);
+            }
+        }
+    } else {
+        sink.set("x-forwarded-for", client_ip);
+    }
     let trusted = |name| trust.then(|| head.header(name)).flatten();
-    sink.set("x-forwarded-host", trusted("x-forwarded-host").unwrap_or(ctx.host_header.as_bytes()));
+    let best_host = forwarded_host.unwrap_or(ctx.host_header.as_bytes());
+    sink.set("x-forwarded-host", best_host);
+    if up.vhost.is_none()
+        && let Some(host) = forwarded_host
+    {
+        sink.set("host", host);
+    }
     sink.set(
         "x-forwarded-port",
         trusted("x-forwarded-port").unwrap_or(ctx.conn.local_port.as_bytes()),

@@ -10,7 +10,6 @@ use std::time::Instant;
 use sluice_model::{Permit, RateLimits, Refused, RoutingTable, Zone};
 
 use super::Ctx;
-use super::access::client_addr;
 use crate::Shared;
 
 /// Admits the request under `limits`, or gives the status refusing it. An allow-listed
@@ -20,7 +19,7 @@ pub(super) fn admit(
     ctx: &Ctx<'_>,
     shared: &Shared,
 ) -> Result<Option<Permit>, u16> {
-    let client = client_addr(ctx).unwrap_or(ctx.conn.remote.ip());
+    let client = ctx.client_addr();
     if limits.allowlist.contains(client) {
         return Ok(None);
     }

@@ -89,9 +89,9 @@ pub(crate) struct Ctx<'a> {
     pub https: bool,
     /// `X-Request-ID`.
     pub request_id: HeaderValue,
-    /// The client's address as the backend is told (`X-Real-IP`): the connection's, or the
-    /// first of a trusted `X-Forwarded-For`.
-    client_ip: Option<&'a [u8]>,
+    /// The client's address when the real-IP settings read it from a header: the address,
+    /// and its text for `X-Real-IP`. `None`: the connection's.
+    real_ip: Option<(std::net::IpAddr, String)>,
     /// The host's client-certificate verdict, and whether the certificate is passed on.
     pub client: Option<(ClientCert, bool)>,
 }
@@ -99,7 +99,12 @@ pub(crate) struct Ctx<'a> {
 impl Ctx<'_> {
     /// The client's address, as `X-Real-IP` carries it.
     pub fn client_ip(&self) -> &[u8] {
-        self.client_ip.unwrap_or(self.conn.remote_ip.as_bytes())
+        self.real_ip.as_ref().map_or(self.conn.remote_ip.as_bytes(), |(_, t)| t.as_bytes())
+    }
+
+    /// The client's address, as the access lists and limits see it.
+    pub fn client_addr(&self) -> std::net::IpAddr {
+        self.real_ip.as_ref().map_or(self.conn.remote.ip(), |(ip, _)| *ip)
     }
 }
 
@@ -170,6 +175,7 @@ pub(crate) fn decide<H: Head>(
     }
     let trust = table.https.use_forwarded_headers;
     let https = conn.tls.is_some()
+        || conn.proxied_https
         || (trust && forwarded_proto(head).is_some_and(|p| p.eq_ignore_ascii_case(b"https")));
     let request_id = match head.header("x-request-id") {
         Some(v) if forward::sane_request_id(v) => {
@@ -177,14 +183,7 @@ pub(crate) fn decide<H: Head>(
         }
         _ => forward::fresh_request_id(),
     };
-    let client_ip = trust
-        .then(|| head.header("x-forwarded-for"))
-        .flatten()
-        .and_then(|v| v.split(|&c| c == b',').next())
-        .map(<[u8]>::trim_ascii)
-        .filter(|ip| {
-            std::str::from_utf8(ip).is_ok_and(|ip| ip.parse::<std::net::IpAddr>().is_ok())
-        });
+    let real_ip = real_ip(head, conn, &table.https.real_ip);
     let mut ctx = Ctx {
         table,
         route,
@@ -194,7 +193,7 @@ pub(crate) fn decide<H: Head>(
         host_header: host,
         https,
         request_id,
-        client_ip,
+        real_ip,
         client: None,
     };
     let log = route.policy.log.logs(head.target());
@@ -298,6 +297,30 @@ pub(crate) fn decide<H: Head>(
         mirror,
         permit,
     }))
+}
+
+/// The client's address from the header the real-IP settings name (NGINX's realip module),
+/// or `None` to keep the connection's.
+fn real_ip<H: Head>(
+    head: &H,
+    conn: &ConnInfo,
+    settings: &sluice_model::RealIp,
+) -> Option<(std::net::IpAddr, String)> {
+    if !settings.from_header {
+        return None;
+    }
+    // Every `X-Forwarded-For` line counts, as NGINX joins them; of another header, the first.
+    let mut values: Vec<&[u8]> = Vec::new();
+    let every = settings.header == "x-forwarded-for";
+    head.each_header(|name, value| {
+        if name.eq_ignore_ascii_case(settings.header.as_bytes()) {
+            values.push(value);
+            return every;
+        }
+        true
+    });
+    let ip = settings.client(conn.remote.ip(), &values)?;
+    Some((ip, ip.to_string()))
 }
 
 /// The client's `X-Forwarded-Proto`, first value.

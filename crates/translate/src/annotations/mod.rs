@@ -33,6 +33,7 @@ pub mod next_upstream;
 pub mod proxy;
 pub mod proxy_ssl;
 pub mod rate_limit;
+pub mod real_ip;
 pub mod redirect;
 pub mod response_headers;
 pub mod rewrite;
@@ -95,6 +96,7 @@ pub const FAMILIES: &[&Family] = &[
     &proxy::FAMILY,
     &proxy_ssl::FAMILY,
     &rate_limit::FAMILY,
+    &real_ip::FAMILY,
     &redirect::FAMILY,
     &response_headers::FAMILY,
     &rewrite::FAMILY,
