@@ -61,6 +61,8 @@ enum Hash {
     ShaCrypt(String),
     /// bcrypt, as written.
     Bcrypt(String),
+    /// A line that could not be used: its user never signs in.
+    Unusable,
 }
 
 /// Why a line of a file was left out.
@@ -101,11 +103,16 @@ impl Htpasswd {
             };
             // NGINX stops the hash at the next `:` (a comment may follow).
             let hash = rest.split(':').next().unwrap_or_default();
+            // The first line of a user decides, usable or not (NGINX stops at it).
+            let known = users.iter().any(|(u, _)| u == user);
             match parse_hash(hash) {
-                Ok(h) if !users.iter().any(|(u, _)| u == user) => users.push((user.into(), h)),
+                Ok(h) if !known => users.push((user.into(), h)),
                 Ok(_) => {}
                 Err(why) => {
-                    errors.push(LineError { line: i + 1, why: format!("user {user:?}: {why}") })
+                    errors.push(LineError { line: i + 1, why: format!("user {user:?}: {why}") });
+                    if !known {
+                        users.push((user.into(), Hash::Unusable));
+                    }
                 }
             }
         }
@@ -123,12 +130,12 @@ impl Htpasswd {
 
     /// How many users can sign in.
     pub fn len(&self) -> usize {
-        self.users.len()
+        self.users.iter().filter(|(_, h)| *h != Hash::Unusable).count()
     }
 
     /// Whether no user can sign in.
     pub fn is_empty(&self) -> bool {
-        self.users.is_empty()
+        self.len() == 0
     }
 
     /// Whether `password` is `user`'s.
@@ -217,6 +224,7 @@ impl Hash {
                 sha_crypt::ShaCrypt::default().verify_password(password, h.as_str()).is_ok()
             }
             Hash::Bcrypt(h) => bcrypt::verify(password, h).unwrap_or(false),
+            Hash::Unusable => false,
         }
     }
 }
@@ -316,6 +324,9 @@ bob:{PLAIN}secret
         assert!(!file.verify(b"nobody", b"password"));
         assert!(!file.verify(b"broken", b""));
         assert_eq!(file.len(), 9);
+        // An unusable first line locks its user out, whatever lines follow.
+        let (file, _) = Htpasswd::parse("foo:\nfoo:{PLAIN}bar\n");
+        assert!(!file.verify(b"foo", b"bar"));
     }
 
     #[test]

@@ -28,6 +28,9 @@ pub struct Access {
     /// `auth-type: basic`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub basic: Option<BasicAuth>,
+    /// `auth-url` (or the ConfigMap's `global-auth-url`): a subrequest decides.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external: Option<Arc<ExternalAuth>>,
     /// `satisfy: any`: one of the address lists and the authentication suffices (NGINX's
     /// default, `all`, needs both).
     pub satisfy_any: bool,
@@ -36,7 +39,10 @@ pub struct Access {
 impl Access {
     /// Whether nothing is checked.
     pub fn is_open(&self) -> bool {
-        self.deny.is_empty() && self.allow.is_empty() && self.basic.is_none()
+        self.deny.is_empty()
+            && self.allow.is_empty()
+            && self.basic.is_none()
+            && self.external.is_none()
     }
 
     /// Whether the address lists let `ip` in: not denied, and allowed when there is an
@@ -49,6 +55,36 @@ impl Access {
         let Some(ip) = ip else { return self.allow.is_empty() };
         !self.deny.contains(ip) && (self.allow.is_empty() || self.allow.contains(ip))
     }
+}
+
+/// External authentication (`auth-url` and its settings): NGINX's `auth_request`, as
+/// ingress-nginx configures it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ExternalAuth {
+    /// `auth-url`, with NGINX variables.
+    pub url: crate::Template,
+    /// `auth-method`: the subrequest's method (`GET` without it, as NGINX's subrequests).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// `auth-signin`, with the redirect parameter (`rd`, or `auth-signin-redirect-param`)
+    /// already appended: where a 401 is redirected (302).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signin: Option<crate::Template>,
+    /// `auth-response-headers`, lower case: copied from a 2xx answer to the upstream request
+    /// (the client's own of these names never pass).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub response_headers: Vec<String>,
+    /// `auth-request-redirect`: the subrequest's `X-Auth-Request-Redirect` (else the request
+    /// URI).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_redirect: Option<String>,
+    /// `auth-proxy-set-headers`: headers of a ConfigMap set on the subrequest, lower-case
+    /// names.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub set_headers: Vec<(String, crate::Template)>,
+    /// `auth-always-set-cookie`: the auth service's `Set-Cookie` is passed to the client on
+    /// every answer, not only successful ones.
+    pub always_set_cookie: bool,
 }
 
 /// A list of address ranges (a bare address is a range of one).

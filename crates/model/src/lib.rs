@@ -31,7 +31,7 @@ mod table;
 mod template;
 mod tls;
 
-pub use access::{Access, BasicAuth, Blocks, Cors, IpList, MapKey};
+pub use access::{Access, BasicAuth, Blocks, Cors, ExternalAuth, IpList, MapKey};
 pub use balance::{EwmaSlot, Ring, address_bytes, subset, subset_count};
 pub use diagnostics::{Diagnostic, Reason, Severity};
 pub use hostindex::HostIndex;

@@ -105,7 +105,7 @@ impl Policy {
             // Decided by the life cycle, which both paths run; their answers are local.
             block: _,
             cors: _,
-            access: _,
+            access,
             rate: _,
         } = self;
         let UpstreamRequest {
@@ -117,9 +117,11 @@ impl Policy {
             request_buffering: _,
             keep_underscored_headers: _,
         } = upstream;
+        // External authentication needs a second request (the auth service's) too.
+        let external = access.as_ref().is_some_and(|a| a.external.is_some());
         // The fast path carries GET and HEAD without a body only, so request buffering has
         // nothing to hold back there.
-        !*http10 && errors.is_none() && mirror.is_none()
+        !*http10 && errors.is_none() && mirror.is_none() && !external
     }
 }
 

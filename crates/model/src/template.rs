@@ -59,6 +59,9 @@ pub enum Var {
     ServicePort,
     /// `$location_path`: the Ingress path that matched.
     LocationPath,
+    /// `$escaped_request_uri`: `$request_uri` escaped as a URL component (ingress-nginx's
+    /// `set_escape_uri`, for the `rd` parameter of `auth-signin`).
+    EscapedRequestUri,
 }
 
 impl Var {
@@ -100,6 +103,7 @@ impl Var {
             "service_name" => Var::ServiceName,
             "service_port" => Var::ServicePort,
             "location_path" => Var::LocationPath,
+            "escaped_request_uri" => Var::EscapedRequestUri,
             _ => return None,
         })
     }
@@ -129,6 +133,7 @@ impl Var {
             Var::ServiceName => "service_name".into(),
             Var::ServicePort => "service_port".into(),
             Var::LocationPath => "location_path".into(),
+            Var::EscapedRequestUri => "escaped_request_uri".into(),
         }
     }
 }

@@ -22,7 +22,7 @@ use crate::pipeline::{
 };
 use crate::record::{Record, RequestFacts};
 use crate::server::ConnInfo;
-use crate::{Published, Shared, forward, mirror, tunnel, upstream};
+use crate::{Published, Shared, auth, forward, mirror, tunnel, upstream};
 
 pub(crate) async fn handle(
     req: Request<Incoming>,
@@ -128,9 +128,28 @@ async fn route_request(
         .any(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
 
     let mut sink = HyperSink::default();
-    let decision = {
-        let head = HyperHead { parts: &parts };
-        pipeline::decide(&head, &host, conn, published, shared, Carrier::General, &mut sink)
+    let mut resume = None;
+    let decision = loop {
+        let decision = {
+            let head = HyperHead { parts: &parts };
+            pipeline::decide(
+                &head,
+                &host,
+                conn,
+                published,
+                shared,
+                Carrier::General,
+                &mut sink,
+                resume,
+            )
+        };
+        // External authentication: the life cycle stopped to ask; ask, then run it again
+        // with the answer (it then goes on from the access phase).
+        let Decision::Authorize(ask) = decision else { break decision };
+        let ask = *ask;
+        let outcome = auth::ask(&ask.request, ask.connect_timeout, ask.read_timeout).await;
+        resume = Some(pipeline::Resume { outcome, ..ask.resume });
+        sink = HyperSink::default();
     };
     let table = &published.table;
     let mut forward = match decision {
@@ -154,6 +173,7 @@ async fn route_request(
             return answer_local(local, errors, incoming, table, shared, record).await;
         }
         Decision::Handoff => unreachable!("the general path carries every route"),
+        Decision::Authorize(_) => unreachable!("asked above"),
     };
     let route = &table.routes[forward.route as usize];
     let backend = &table.backends[forward.backend as usize];
@@ -278,7 +298,7 @@ async fn route_request(
     record.connection = forwarded.connection;
     let (mut head, body) = response.into_parts();
     forward::prepare_response(&mut head.headers, switching);
-    apply_response(&mut head.headers, &plan, route, table, &shared.server_header, true);
+    apply_response(status, &mut head.headers, &plan, route, table, &shared.server_header, true);
     if switching {
         // The tunnel carries the bytes from here; the record is written now.
         head.headers.remove(header::CONTENT_LENGTH);
@@ -328,6 +348,7 @@ fn prepare_for(
 /// Applies the response phase to a response head: the upstream's headers edited (when
 /// `upstream`), then Sluice's set.
 fn apply_response(
+    status: u16,
     headers: &mut HeaderMap,
     plan: &ResponsePlan,
     route: &Route,
@@ -365,7 +386,7 @@ fn apply_response(
             }
         }
     }
-    plan.each_set(table.https.hsts.as_deref(), server.as_bytes(), |name, value| {
+    plan.each_set(status, table.https.hsts.as_deref(), server.as_bytes(), |name, value| {
         if let (Ok(n), Ok(v)) =
             (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_bytes(value))
         {
@@ -396,6 +417,7 @@ async fn answer_local(
     if let Some(location) = &local.location {
         let mut resp = respond(local.status, &shared.server_header, Some(record));
         apply_response(
+            local.status,
             resp.headers_mut(),
             &local.response,
             route,
@@ -428,7 +450,7 @@ async fn answer(
         return error_page(status, plan, errors, table, route, shared, record).await;
     }
     let mut resp = respond(status, &shared.server_header, Some(record));
-    apply_response(resp.headers_mut(), &plan, route, table, &shared.server_header, false);
+    apply_response(status, resp.headers_mut(), &plan, route, table, &shared.server_header, false);
     resp
 }
 
@@ -535,7 +557,15 @@ async fn error_page(
             record.connection = forwarded.connection;
             let (mut head, body) = response.into_parts();
             forward::prepare_response(&mut head.headers, false);
-            apply_response(&mut head.headers, &plan, route, table, server, false);
+            apply_response(
+                head.status.as_u16(),
+                &mut head.headers,
+                &plan,
+                route,
+                table,
+                server,
+                false,
+            );
             Response::from_parts(head, ProxyBody::upstream(body, limits.read_timeout, record))
         }
         Err(failure) => respond(failure.status(), server, Some(record)),

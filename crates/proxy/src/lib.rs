@@ -12,6 +12,7 @@
 //! Nothing on the request path takes a lock.
 
 mod access_log;
+mod auth;
 mod body;
 mod fast;
 mod forward;
@@ -19,6 +20,7 @@ mod handler;
 mod local;
 mod metrics;
 mod mirror;
+mod oneshot;
 mod passthrough;
 mod pipeline;
 mod pool;

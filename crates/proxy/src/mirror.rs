@@ -9,8 +9,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, header};
-use sluice_model::UpstreamTls;
-use tokio::net::TcpStream;
 
 use crate::Shared;
 use crate::body::RequestBody;
@@ -70,35 +68,8 @@ pub(crate) fn send(copy: Copy, shared: &'static Shared) {
 /// One copy's exchange, up to its answer's head.
 async fn exchange(copy: Copy) -> Result<(), String> {
     let uri: http::Uri = copy.url.parse().map_err(|e| format!("{}: {e}", copy.url))?;
-    let https = match uri.scheme_str() {
-        Some("https") => true,
-        Some("http") => false,
-        _ => return Err(format!("{}: not an http or https URL", copy.url)),
-    };
+    let (mut sender, addr) = crate::oneshot::connect(&uri).await?;
     let authority = uri.authority().ok_or_else(|| format!("{}: no host", copy.url))?;
-    let name = authority.host().trim_start_matches('[').trim_end_matches(']').to_string();
-    let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let addr = tokio::net::lookup_host((name.as_str(), port))
-        .await
-        .map_err(|e| format!("{name}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{name}: no address"))?;
-    let stream = TcpStream::connect(addr).await.map_err(|e| format!("{addr}: {e}"))?;
-    let _ = stream.set_nodelay(true);
-    let mut sender = if https {
-        // As NGINX's `proxy_ssl_verify off` (its default): the mirror is not verified.
-        let tls = UpstreamTls { name: name.clone(), send_sni: true, ..UpstreamTls::default() };
-        let config = crate::tls::upstream::config(&tls, false)?;
-        let server = crate::tls::upstream::server_name(&tls)?;
-        let io = tokio_rustls::TlsConnector::from(config)
-            .connect(server, stream)
-            .await
-            .map_err(|e| format!("TLS to {addr}: {e}"))?;
-        crate::upstream::start_http(io, false, false).await
-    } else {
-        crate::upstream::start_http(stream, false, false).await
-    }
-    .map_err(|_| format!("HTTP to {addr} failed"))?;
     // A target without a path of its own (`http://mirror.svc`) gets the request's.
     let after_scheme = copy.url.split_once("://").map_or("", |(_, rest)| rest);
     let has_path = after_scheme.contains(['/', '?']);

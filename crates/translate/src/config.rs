@@ -13,9 +13,9 @@ use sluice_model::{
 use crate::annotations::load_balance::Balancing;
 use crate::annotations::{ConfigMaps, buffering};
 use crate::annotations::{
-    FAMILIES, basic_auth, block, custom_errors, ip_lists, load_balance, log, next_upstream,
-    parse_bool, proxy, rate_limit, real_ip, response_headers, service_upstream, ssl_cipher,
-    upstream_headers,
+    FAMILIES, basic_auth, block, custom_errors, external_auth, ip_lists, load_balance, log,
+    next_upstream, parse_bool, proxy, rate_limit, real_ip, response_headers, service_upstream,
+    ssl_cipher, upstream_headers,
 };
 
 /// The global settings translation uses, after the ConfigMap is applied.
@@ -53,6 +53,9 @@ pub struct GlobalConfig {
     pub(crate) limit_status: (u16, u16),
     /// `enable-real-ip`.
     pub(crate) enable_real_ip: bool,
+    /// `global-auth-url` and its settings: every Ingress's external authentication unless it
+    /// sets its own or opts out (`enable-global-auth`).
+    pub global_auth: Option<Arc<sluice_model::ExternalAuth>>,
 }
 
 impl Default for GlobalConfig {
@@ -73,6 +76,7 @@ impl Default for GlobalConfig {
             no_auth_locations: vec!["/.well-known/acme-challenge".into()],
             limit_status: (503, 503),
             enable_real_ip: false,
+            global_auth: None,
         }
     }
 }
@@ -116,7 +120,14 @@ pub fn parse<'a>(
     let mut config = GlobalConfig::default();
     let source = Source { object, config_map };
     let mut hsts = Hsts { on: true, max_age: 31_536_000, include_subdomains: true, preload: false };
+    let global_auth = |k: &str| data.get(&format!("global-auth-{k}")).map(String::as_str);
     for (key, value) in data {
+        if key.starts_with("global-auth-") && !key.ends_with("-snippet") {
+            // Read together below, once every key is known.
+            if external_auth::FAMILY.configmap_keys.contains(&key.as_str()) {
+                continue;
+            }
+        }
         let result = family_key(key, value, &mut config, &mut hsts, &source, diagnostics);
         match result {
             Some(Ok(())) => {}
@@ -158,6 +169,29 @@ pub fn parse<'a>(
             Reason::InvalidConfigMapKey,
             format!("proxy-redirect-from: {why}; the default applies"),
         ));
+    }
+    if let Some(url) = global_auth("url").filter(|u| !u.trim().is_empty()) {
+        let spec = external_auth::Spec {
+            url,
+            method: global_auth("method"),
+            signin: global_auth("signin"),
+            redirect_param: global_auth("signin-redirect-param"),
+            response_headers: global_auth("response-headers"),
+            request_redirect: global_auth("request-redirect"),
+            always_set_cookie: global_auth("always-set-cookie"),
+        };
+        match external_auth::build(&spec, Vec::new()) {
+            Ok(auth) => config.global_auth = Some(Arc::new(auth)),
+            Err((name, why)) => {
+                let why = format!("ConfigMap {object}: global-{name}: {why}");
+                diagnostics.push(Diagnostic::error(
+                    object.clone(),
+                    Reason::InvalidConfigMapKey,
+                    format!("{why}; every Ingress's routes answer 503 until it is fixed"),
+                ));
+                config.fail_closed.get_or_insert(why);
+            }
+        }
     }
     config.https.real_ip.from_header = config.https.use_forwarded_headers || config.enable_real_ip;
     let (underscores, ignore_invalid) = config.underscores;

@@ -171,7 +171,7 @@ fn unenforceable_security_annotations_fail_closed() {
         Severity::Error,
         Reason::UnenforceableAnnotation,
         &ingress("auth-url"),
-        "nginx.ingress.kubernetes.io/auth-url",
+        "nginx.ingress.kubernetes.io/auth-tls-match-cn",
     );
     assert_eq!(route(&t, &host("auth-type"), "/deep/path"), "503");
     assert_eq!(summary_for(&t, &ingress("auth-type")), vec!["Error InvalidAnnotation"]);
@@ -287,7 +287,7 @@ fn canary_of(t: &RoutingTable, host: &str, path: &str) -> Option<(String, sluice
 }
 
 // With another annotations prefix, only annotations under it are read: `example.com/*` applies
-// (and fails closed for auth-url), while nginx.ingress.kubernetes.io/* is ignored silently --
+// (auth-url becomes the routes' external authentication), while nginx.ingress.kubernetes.io/* is ignored silently --
 // snippets and security annotations under the old prefix then neither warn nor fail closed.
 #[test]
 fn custom_annotations_prefix_reads_only_its_own_annotations() {
@@ -298,26 +298,21 @@ fn custom_annotations_prefix_reads_only_its_own_annotations() {
         policy_with(|p| p.limits.max_body_size = Some(2 * MIB))
     );
     assert_eq!(route(&t, &host("custom-prefix"), "/"), format!("annotations/custom-prefix {APP}"));
-    assert_eq!(route(&t, &host("custom-prefix-auth"), "/"), "503");
-    assert_diag(
-        &t,
-        Severity::Error,
-        Reason::UnenforceableAnnotation,
-        &ingress("custom-prefix-auth"),
-        "example.com/auth-url",
-    );
+    let auth = format!("annotations/custom-prefix-auth {APP}");
+    assert_eq!(route(&t, &host("custom-prefix-auth"), "/"), auth);
+    let access = policy(&t, &host("custom-prefix-auth"), "/").access.expect("access policy");
+    let external = access.external.as_ref().expect("external authentication");
+    assert_eq!(external.url.to_string(), "https://auth.example.com/check");
+    assert!(!served(&t, &host("custom-prefix-auth"), "/").fast, "a second request: general path");
     for name in ["snippet", "auth-url", "whitelist", "body-8m"] {
         assert_eq!(route(&t, &host(name), "/app"), format!("annotations/{name} {APP}"), "{name}");
     }
     assert_eq!(policy(&t, &host("body-8m"), "/"), policy_with(|_| {}));
-    // What is left: the custom-prefix auth-url, and the "canary", which is no canary under this
-    // prefix: being older, it keeps canary.annotations.test's `/` and app-main loses it.
+    // What is left: the "canary", which is no canary under this prefix: being older, it keeps
+    // canary.annotations.test's `/` and app-main loses it.
     assert_eq!(
         summary(&t),
-        vec![
-            "Error PathCollision Ingress annotations/app-main",
-            "Error UnenforceableAnnotation Ingress annotations/custom-prefix-auth",
-        ],
+        vec!["Error PathCollision Ingress annotations/app-main"],
         "{}",
         dump(&t)
     );

@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use common::*;
 use sluice_model::{
-    Access, Affinity, Backend, Balance, Blocks, Canary, Cors, ErrorPages, HashBy, HttpsRedirect,
-    IpList, Limits, LogPolicy, Mirror, Policy, Rate, RateLimits, Reason, Redirect, ResponseRules,
-    Retry, RoutingTable, Settings, Severity, Target, Template, UpstreamProtocol, UpstreamRequest,
+    Access, Affinity, Backend, Balance, Blocks, Canary, Cors, ErrorPages, ExternalAuth, HashBy,
+    HttpsRedirect, IpList, Limits, LogPolicy, Mirror, Policy, Rate, RateLimits, Reason, Redirect,
+    ResponseRules, Retry, RoutingTable, Settings, Severity, Target, Template, UpstreamProtocol,
+    UpstreamRequest,
 };
 use sluice_translate::annotations::catalog::{self, Support};
 use sluice_translate::annotations::{Effect, FAMILIES};
@@ -1331,7 +1332,7 @@ fn fast_path_carries_is_decided_for_every_policy_part() {
         rate: _,
     } = Policy::default();
     type Edit = fn(&mut Policy);
-    let rows: [(&str, Edit, bool); 20] = [
+    let rows: [(&str, Edit, bool); 21] = [
         ("limits", |p| p.limits.max_body_size = None, true),
         ("retry", |p| p.retry.on = Retry::ON_502, true),
         ("https", |p| p.https.force_ssl_redirect = true, true),
@@ -1396,6 +1397,25 @@ fn fast_path_carries_is_decided_for_every_policy_part() {
                 }))
             },
             true,
+        ),
+        // External authentication asks another service first: the general path.
+        (
+            "access.external",
+            |p| {
+                p.access = Some(Arc::new(Access {
+                    external: Some(Arc::new(ExternalAuth {
+                        url: template("http://auth/check"),
+                        method: None,
+                        signin: None,
+                        response_headers: vec![],
+                        request_redirect: None,
+                        set_headers: vec![],
+                        always_set_cookie: false,
+                    })),
+                    ..Access::default()
+                }))
+            },
+            false,
         ),
         (
             "access",

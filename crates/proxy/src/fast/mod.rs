@@ -504,9 +504,14 @@ async fn respond(
     out.push(b' ');
     out.extend_from_slice(code.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
-    plan.each_set(table.https.hsts.as_deref(), shared.server_header.as_bytes(), |name, value| {
-        response::header(out, name.as_bytes(), value);
-    });
+    plan.each_set(
+        status,
+        table.https.hsts.as_deref(),
+        shared.server_header.as_bytes(),
+        |name, value| {
+            response::header(out, name.as_bytes(), value);
+        },
+    );
     response::with_date(|d| response::header(out, b"date", d));
     // A 204 (a CORS preflight) has no body, and NGINX sends neither header with it.
     if status != 204 {

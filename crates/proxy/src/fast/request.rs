@@ -132,9 +132,11 @@ pub(super) fn plan<'a>(
     let head = FastHead { req, target, method: req.method? };
     let mut lines = Lines { out };
     let decision =
-        pipeline::decide(&head, host, conn, &published, shared, Carrier::Fast, &mut lines);
+        pipeline::decide(&head, host, conn, &published, shared, Carrier::Fast, &mut lines, None);
     let decision = match decision {
-        Decision::Handoff => return None,
+        // Translation keeps routes with external authentication off this path (it needs a
+        // second request); should one come, hyper carries it.
+        Decision::Handoff | Decision::Authorize(_) => return None,
         Decision::Local(local) => Planned::Local(local),
         Decision::Forward(forward) => {
             // Translation keeps routes with other backends off this path; a canary of

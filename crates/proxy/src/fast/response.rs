@@ -147,9 +147,9 @@ pub(super) fn rewrite(
             Edit::Replace(value) => header(out, name, &value),
         }
     }
-    edits
-        .plan
-        .each_set(edits.hsts, edits.server, |name, value| header(out, name.as_bytes(), value));
+    edits.plan.each_set(status, edits.hsts, edits.server, |name, value| {
+        header(out, name.as_bytes(), value)
+    });
     if !has_date {
         with_date(|d| header(out, b"date", d));
     }

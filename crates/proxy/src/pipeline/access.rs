@@ -9,7 +9,7 @@ use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use sluice_model::{Access, Cors};
 
-use super::{Ctx, Head};
+use super::{Ctx, Head, RequestVars};
 
 /// The client's address as the lists see it (the real-IP address).
 pub(super) fn client_addr(ctx: &Ctx<'_>) -> Option<IpAddr> {
@@ -29,34 +29,178 @@ pub(super) fn preflight<H: Head>(cors: &Cors, head: &H) -> bool {
     head.method() == "OPTIONS" && cors.allow_origin(head.header("origin")).is_some()
 }
 
-/// The access phase: `Err` with the status refusing the request (403 for the address lists,
-/// 401 for missing or wrong credentials).
-pub(super) fn check<H: Head>(access: &Access, ctx: &Ctx<'_>, head: &H) -> Result<(), u16> {
-    let lists = !(access.deny.is_empty() && access.allow.is_empty());
-    let admitted = !lists || access.admits(client_addr(ctx));
-    let signed_in = access.basic.as_ref().map(|basic| {
-        credentials(head).is_some_and(|(user, password)| basic.users.verify(&user, &password))
-    });
-    if access.satisfy_any {
-        // NGINX's `satisfy any`: one handler's yes suffices; lists that are not set say
-        // neither yes nor no. When none says yes, 401 wins over 403.
-        if (lists && admitted) || signed_in == Some(true) {
-            return Ok(());
+/// What the access phase decided, before any external authentication.
+pub(crate) enum Verdict {
+    /// Let through.
+    Pass,
+    /// Refused with this status (403 for the address lists, 401 for credentials).
+    Refuse(u16),
+    /// Ask the auth service (`auth-url`); `refused` is what the other checks said under
+    /// `satisfy any` (401 or 403), `None` when they said nothing against the request.
+    Ask { refused: Option<u16> },
+}
+
+/// The access phase, NGINX's: the address lists, then basic authentication, then the
+/// external one. Under `satisfy all` (the default) the first refusal answers; under
+/// `satisfy any` one yes suffices, and when none comes, 401 wins over 403. The address
+/// lists say yes only for an address an allow list names: an address no rule matches (a
+/// deny list alone) says neither yes nor no, as NGINX's access module declines then.
+pub(super) fn check<H: Head>(access: &Access, ctx: &Ctx<'_>, head: &H) -> Verdict {
+    let ip = ctx.client_addr();
+    let lists: Option<bool> = if access.deny.contains(ip) {
+        Some(false)
+    } else if access.allow.is_empty() {
+        None
+    } else {
+        Some(access.allow.contains(ip))
+    };
+    let external = access.external.is_some();
+    if !access.satisfy_any {
+        if lists == Some(false) {
+            return Verdict::Refuse(403);
         }
-        return match (signed_in, lists) {
-            (Some(false), _) => Err(401),
-            (None, true) => Err(403),
-            (None, false) => Ok(()),
-            (Some(true), _) => unreachable!("handled above"),
-        };
+        if let Some(basic) = &access.basic
+            && !signed_in(basic, head)
+        {
+            return Verdict::Refuse(401);
+        }
+        return if external { Verdict::Ask { refused: None } } else { Verdict::Pass };
     }
-    if !admitted {
-        return Err(403);
+    if lists == Some(true) {
+        return Verdict::Pass;
     }
-    match signed_in {
-        Some(false) => Err(401),
-        _ => Ok(()),
+    let basic = access.basic.as_ref().map(|b| signed_in(b, head));
+    if basic == Some(true) {
+        return Verdict::Pass;
     }
+    let refused = match (basic, lists) {
+        (Some(false), _) => Some(401),
+        (_, Some(false)) => Some(403),
+        _ => None,
+    };
+    match (external, refused) {
+        (true, refused) => Verdict::Ask { refused },
+        (false, Some(status)) => Verdict::Refuse(status),
+        (false, None) => Verdict::Pass,
+    }
+}
+
+fn signed_in<H: Head>(basic: &sluice_model::BasicAuth, head: &H) -> bool {
+    credentials(head).is_some_and(|(user, password)| basic.users.verify(&user, &password))
+}
+
+/// The subrequest to the auth service, as ingress-nginx's internal auth location makes it.
+#[derive(Debug)]
+pub(crate) struct AuthRequest {
+    /// `auth-url`, variables filled in.
+    pub url: String,
+    pub method: http::Method,
+    /// Every header to send, names lower case (the client's, then those Sluice sets).
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+/// The auth service's answer: its status (500 when it could not be asked), and its
+/// headers, names lower case.
+#[derive(Debug, Default)]
+pub(crate) struct AuthOutcome {
+    pub status: u16,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl AuthOutcome {
+    /// The first value of header `name`.
+    pub(crate) fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
+    }
+
+    /// Calls `f` with each value of header `name`.
+    pub(crate) fn each(&self, name: &str, mut f: impl FnMut(&[u8])) {
+        self.headers.iter().filter(|(n, _)| n == name).for_each(|(_, v)| f(v));
+    }
+}
+
+/// What the auth service's answer means: through on 2xx; 401 and 403 refuse (under `satisfy
+/// any`, 401 wins over the other checks' 403); anything else is an error, 500, never the
+/// protected content.
+pub(super) fn conclude(outcome: &AuthOutcome, refused: Option<u16>) -> Result<(), u16> {
+    match outcome.status {
+        200..=299 => Ok(()),
+        401 => Err(401),
+        403 if refused == Some(401) => Err(401),
+        403 => Err(403),
+        _ => Err(500),
+    }
+}
+
+/// Headers of the client's never sent to the auth service: framing, hop-by-hop, and those
+/// the subrequest sets.
+const NOT_TO_AUTH: [&str; 17] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "x-original-url",
+    "x-original-method",
+    "x-sent-from",
+    "x-real-ip",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-auth-request-redirect",
+    "x-request-id",
+];
+
+/// The subrequest for `external`, from the request `head`.
+pub(super) fn auth_request<H: Head>(
+    external: &sluice_model::ExternalAuth,
+    ctx: &Ctx<'_>,
+    head: &H,
+) -> AuthRequest {
+    let vars = RequestVars { head, ctx };
+    let url = String::from_utf8_lossy(&external.url.to_bytes(&vars)).into_owned();
+    let mut headers: Vec<(String, Vec<u8>)> = Vec::new();
+    let extra_names = ["x-original-uri", "x-scheme"];
+    head.each_header(|name, value| {
+        let lower = String::from_utf8_lossy(name).to_ascii_lowercase();
+        let set_here = NOT_TO_AUTH.contains(&lower.as_str())
+            || (external.method.is_some() && extra_names.contains(&lower.as_str()))
+            || external.set_headers.iter().any(|(n, _)| *n == lower);
+        if !set_here {
+            headers.push((lower, value.to_vec()));
+        }
+        true
+    });
+    let scheme = if ctx.conn.tls.is_some() { "https" } else { "http" };
+    let mut set = |name: &str, value: Vec<u8>| headers.push((name.to_string(), value));
+    // `Host` is the auth URL's: the sender fills it in from the URL.
+    set("x-original-url", format!("{scheme}://{}{}", ctx.host_header, head.target()).into_bytes());
+    set("x-original-method", head.method().as_bytes().to_vec());
+    set("x-sent-from", b"nginx-ingress-controller".to_vec());
+    set("x-real-ip", ctx.client_ip().to_vec());
+    set("x-forwarded-for", ctx.client_ip().to_vec());
+    let redirect = external.request_redirect.as_deref().unwrap_or(head.target());
+    set("x-auth-request-redirect", redirect.as_bytes().to_vec());
+    set("x-request-id", ctx.request_id.as_bytes().to_vec());
+    if external.method.is_some() {
+        set("x-original-uri", head.target().as_bytes().to_vec());
+        set("x-scheme", if ctx.https { b"https".to_vec() } else { b"http".to_vec() });
+    }
+    for (name, template) in &external.set_headers {
+        let value = template.to_bytes(&vars);
+        if !value.is_empty() {
+            set(name, value);
+        }
+    }
+    let method = external
+        .method
+        .as_deref()
+        .and_then(|m| http::Method::from_bytes(m.as_bytes()).ok())
+        .unwrap_or(http::Method::GET);
+    AuthRequest { url, method, headers }
 }
 
 /// NGINX's base64 decoding of credentials: padding optional.

@@ -193,6 +193,16 @@ impl<H: Head> Vars for RequestVars<'_, H> {
                 }
             }
             Var::LocationPath => out.extend_from_slice(route.path.as_bytes()),
+            Var::EscapedRequestUri => {
+                // ngx_set_misc's `set_escape_uri`: all but letters, digits and `-._~`.
+                const COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+                    .remove(b'-')
+                    .remove(b'.')
+                    .remove(b'_')
+                    .remove(b'~');
+                let escaped = percent_encoding::percent_encode(head.target().as_bytes(), COMPONENT);
+                out.extend(escaped.flat_map(str::bytes));
+            }
         }
     }
 }

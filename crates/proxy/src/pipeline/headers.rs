@@ -67,9 +67,16 @@ pub(super) fn upstream_request<H: Head>(
     ctx: &Ctx<'_>,
     head: &H,
     pick: &Pick,
+    granted: Option<&super::access::AuthOutcome>,
     sink: &mut impl UpstreamSink,
 ) {
     let route = ctx.route;
+    // `auth-response-headers`: copied from the auth service's answer; the client's own of
+    // these names never pass, whether the auth service sent them or not.
+    let auth_headers: &[String] = match route.policy.access.as_deref() {
+        Some(sluice_model::Access { external: Some(ext), .. }) => &ext.response_headers,
+        _ => &[],
+    };
     let up = &route.policy.upstream;
     // `proxy-set-headers` replaces a header Sluice sets itself: each name is set once.
     let mut sink = Overridable { sink, by_policy: &up.set_headers };
@@ -128,6 +135,7 @@ pub(super) fn upstream_request<H: Head>(
             || up.set_headers.iter().any(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
             || (pick.substitute && listed(&SUBSTITUTE, name))
             || (checked_credentials && name.eq_ignore_ascii_case(b"authorization"))
+            || auth_headers.iter().any(|n| n.as_bytes().eq_ignore_ascii_case(name))
     };
     head.each_header(|name, value| {
         if replaced(name) {
@@ -150,6 +158,13 @@ pub(super) fn upstream_request<H: Head>(
                 all.extend_from_slice(v);
             }
             sink.set("x-original-forwarded-for", &all);
+        }
+    }
+    if let Some(outcome) = granted {
+        for name in auth_headers {
+            if let Some(value) = outcome.header(name).filter(|v| !v.is_empty()) {
+                sink.set(name, value);
+            }
         }
     }
     if let Some(host) = xfh {
@@ -316,6 +331,10 @@ pub(crate) struct ResponsePlan {
     pub set_cookie: Option<Vec<u8>>,
     /// The request came over TLS: HSTS applies.
     hsts: bool,
+    /// The auth service's `Set-Cookie` values, and whether they go on every status
+    /// (`auth-always-set-cookie`) or on successful ones only (NGINX's `add_header`).
+    auth_cookies: Vec<Vec<u8>>,
+    auth_cookies_always: bool,
 }
 
 impl ResponsePlan {
@@ -328,7 +347,20 @@ impl ResponsePlan {
             let vars = RequestVars { head, ctx };
             rules.set.iter().map(|(n, v)| (n.clone(), v.to_bytes(&vars))).collect()
         };
-        let mut plan = Self { set, set_cookie, hsts: ctx.conn.tls.is_some() };
+        let auth_cookies_always = ctx
+            .route
+            .policy
+            .access
+            .as_ref()
+            .and_then(|a| a.external.as_ref())
+            .is_some_and(|e| e.always_set_cookie);
+        let mut plan = Self {
+            set,
+            set_cookie,
+            hsts: ctx.conn.tls.is_some(),
+            auth_cookies: Vec::new(),
+            auth_cookies_always,
+        };
         if let Some(cors) = &ctx.route.policy.cors
             && let Some(origin) = cors.allow_origin(head.header("origin"))
         {
@@ -350,6 +382,11 @@ impl ResponsePlan {
     /// Sets header `name` (lower case) on the response, replacing the upstream's.
     pub(super) fn add(&mut self, name: &str, value: Vec<u8>) {
         self.set.push((name.to_string(), value));
+    }
+
+    /// Adds a `Set-Cookie` of the auth service's to the response.
+    pub(super) fn add_cookie(&mut self, value: Vec<u8>) {
+        self.auth_cookies.push(value);
     }
 
     /// What happens to header `name: value` of an upstream response to a route with `rules`:
@@ -389,6 +426,7 @@ impl ResponsePlan {
     /// the session cookie, and HSTS over TLS (`hsts`: the table's value, if it sends one).
     pub(crate) fn each_set(
         &self,
+        status: u16,
         hsts: Option<&str>,
         server: &[u8],
         mut f: impl FnMut(&str, &[u8]),
@@ -399,6 +437,13 @@ impl ResponsePlan {
         }
         if let Some(cookie) = &self.set_cookie {
             f("set-cookie", cookie);
+        }
+        // NGINX's `add_header` without `always`: these statuses only.
+        let success = matches!(status, 200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308);
+        if self.auth_cookies_always || success {
+            for cookie in &self.auth_cookies {
+                f("set-cookie", cookie);
+            }
         }
         if self.hsts
             && let Some(hsts) = hsts

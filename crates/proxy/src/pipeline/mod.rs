@@ -61,6 +61,7 @@ use crate::server::ConnInfo;
 use crate::tls::client_auth::ClientCert;
 use crate::{Published, Shared, forward};
 
+pub(crate) use access::{AuthOutcome, AuthRequest};
 pub(crate) use head::{FastHead, Head, HyperHead, RequestVars};
 pub(crate) use headers::{Edit, HOP_BY_HOP, ResponsePlan, UpstreamSink, error_context};
 pub(crate) use limits::Zones;
@@ -150,11 +151,40 @@ pub(crate) enum Decision {
     Forward(Box<Forward>),
     /// The fast path may not carry this route: the general path takes the connection.
     Handoff,
+    /// Ask the external auth service first (`auth-url`), then [`decide`] again with its
+    /// answer in [`Resume`]. Only on the general path: translation keeps such routes off the
+    /// fast path.
+    Authorize(Box<Authorize>),
+}
+
+/// A subrequest to the auth service, and what the life cycle keeps for when it answers.
+pub(crate) struct Authorize {
+    /// The subrequest.
+    pub request: access::AuthRequest,
+    /// Connect and read timeouts (the route's `proxy-*-timeout`).
+    pub connect_timeout: std::time::Duration,
+    pub read_timeout: std::time::Duration,
+    /// Given back to [`decide`] with the answer.
+    pub resume: Resume,
+}
+
+/// What a second run of the life cycle takes over from the first, which stopped to ask the
+/// auth service: the limits are not charged twice, the other access checks not run twice.
+pub(crate) struct Resume {
+    pub permit: Option<sluice_model::Permit>,
+    /// The address lists' and basic authentication's verdict under `satisfy any`, when they
+    /// refused (the status), or `None` when they let the request through.
+    pub refused: Option<u16>,
+    /// The auth service's answer.
+    pub outcome: access::AuthOutcome,
 }
 
 /// Runs the phases for one request: `head` read through [`Head`], `host` its `Host` (or
 /// `:authority`, validated by the caller), `published` the state loaded for it. A forwarded
-/// request's head is written to `sink`.
+/// request's head is written to `sink`. `resume` carries the auth service's answer when a
+/// first run stopped to ask it ([`Decision::Authorize`]).
+// The caller's state, passed as it is: a struct would only be built to be taken apart.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn decide<H: Head>(
     head: &H,
     host: &str,
@@ -163,6 +193,7 @@ pub(crate) fn decide<H: Head>(
     shared: &Shared,
     carrier: Carrier,
     sink: &mut impl UpstreamSink,
+    mut resume: Option<Resume>,
 ) -> Decision {
     let table = &published.table;
 
@@ -242,23 +273,70 @@ pub(crate) fn decide<H: Head>(
     }
 
     // 6. Limits (NGINX's preaccess phase: before the access checks).
-    let permit = match &route.policy.rate {
-        None => None,
-        Some(rate) => match limits::admit(rate, &ctx, shared) {
+    let permit = match (&route.policy.rate, resume.as_mut()) {
+        (_, Some(r)) => r.permit.take(),
+        (None, None) => None,
+        (Some(rate), None) => match limits::admit(rate, &ctx, shared) {
             Ok(permit) => permit,
             Err(status) => return local(&ctx, status, None),
         },
     };
 
     // 7. Access.
-    if let Some(access) = &route.policy.access
-        && let Err(status) = access::check(access, &ctx, head)
-    {
-        let mut plan = ResponsePlan::new(&ctx, head, None);
-        if let (401, Some(basic)) = (status, &access.basic) {
-            plan.add("www-authenticate", access::challenge(&basic.realm));
+    let mut granted: Option<access::AuthOutcome> = None;
+    if let Some(access) = &route.policy.access {
+        let verdict = match &resume {
+            Some(r) => access::Verdict::Ask { refused: r.refused },
+            None => access::check(access, &ctx, head),
+        };
+        let refuse = |status: u16, outcome: Option<&access::AuthOutcome>| {
+            let mut plan = ResponsePlan::new(&ctx, head, None);
+            if status == 401 {
+                if let Some(challenge) = outcome.and_then(|o| o.header("www-authenticate")) {
+                    plan.add("www-authenticate", challenge.to_vec());
+                } else if let Some(basic) = &access.basic {
+                    plan.add("www-authenticate", access::challenge(&basic.realm));
+                }
+            }
+            if let (Some(o), Some(ext)) = (outcome, &access.external)
+                && ext.always_set_cookie
+            {
+                o.each("set-cookie", |v| plan.add("set-cookie", v.to_vec()));
+            }
+            plan
+        };
+        match verdict {
+            access::Verdict::Pass => {}
+            access::Verdict::Refuse(status) => {
+                return answer(&ctx, status, None, refuse(status, None));
+            }
+            access::Verdict::Ask { refused } => {
+                let external = access.external.as_ref().expect("asked only with auth-url");
+                let Some(r) = resume.take() else {
+                    let request = access::auth_request(external, &ctx, head);
+                    let limits = &route.policy.limits;
+                    return Decision::Authorize(Box::new(Authorize {
+                        request,
+                        connect_timeout: limits.connect_timeout,
+                        read_timeout: limits.read_timeout,
+                        resume: Resume { permit, refused, outcome: access::AuthOutcome::default() },
+                    }));
+                };
+                match access::conclude(&r.outcome, refused) {
+                    Ok(()) => granted = Some(r.outcome),
+                    Err(401) if external.signin.is_some() => {
+                        let signin = external.signin.as_ref().expect("checked");
+                        let vars = RequestVars { head, ctx: &ctx };
+                        let location =
+                            String::from_utf8_lossy(&signin.to_bytes(&vars)).into_owned();
+                        return answer(&ctx, 302, Some(location), refuse(302, Some(&r.outcome)));
+                    }
+                    Err(status) => {
+                        return answer(&ctx, status, None, refuse(status, Some(&r.outcome)));
+                    }
+                }
+            }
         }
-        return answer(&ctx, status, None, plan);
     }
 
     // 8. Local targets.
@@ -274,7 +352,7 @@ pub(crate) fn decide<H: Head>(
     };
 
     // 10. The upstream request.
-    headers::upstream_request(&ctx, head, &pick, sink);
+    headers::upstream_request(&ctx, head, &pick, granted.as_ref(), sink);
 
     let mirror = route.policy.mirror.as_ref().map(|m| {
         let vars = RequestVars { head, ctx: &ctx };
@@ -282,7 +360,11 @@ pub(crate) fn decide<H: Head>(
     });
 
     // 11. The response's rules, decided now (they may read the request).
-    let response = ResponsePlan::new(&ctx, head, pick.set_cookie.clone());
+    let mut response = ResponsePlan::new(&ctx, head, pick.set_cookie.clone());
+    if let Some(outcome) = &granted {
+        // `add_header Set-Cookie $auth_cookie`: the auth service's cookie on the answer.
+        outcome.each("set-cookie", |v| response.add_cookie(v.to_vec()));
+    }
 
     // 12. Log.
     Decision::Forward(Box::new(Forward {

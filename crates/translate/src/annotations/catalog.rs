@@ -26,25 +26,12 @@ use Support::*;
 /// The annotations no family reads, and their fate, sorted by name. What families read is
 /// in their own lists ([`FAMILIES`]): a name is implemented only where a module reads it.
 pub const CATALOG: &[(&str, Support)] = &[
-    ("auth-always-set-cookie", Pending),
     ("auth-cache-duration", Pending),
     ("auth-cache-key", Pending),
-    ("auth-keepalive", Pending),
-    ("auth-keepalive-requests", Pending),
-    ("auth-keepalive-share-vars", Pending),
-    ("auth-keepalive-timeout", Pending),
-    ("auth-method", Pending),
-    ("auth-proxy-set-headers", Pending),
-    ("auth-request-redirect", Pending),
-    ("auth-response-headers", Pending),
-    ("auth-signin", Pending),
-    ("auth-signin-redirect-param", Pending),
     ("auth-snippet", Snippet),
     ("auth-tls-error-page", Pending),
     ("auth-tls-match-cn", Enforced),
-    ("auth-url", Enforced),
     ("configuration-snippet", Snippet),
-    ("enable-global-auth", Pending),
     ("enable-modsecurity", Pending),
     ("enable-opentelemetry", Pending),
     ("enable-owasp-core-rules", Pending),
@@ -104,7 +91,7 @@ mod tests {
         // `session-cookie-partitioned` of later ingress-nginx versions.
         assert_eq!(all.len(), 136 + 2 + 3 + 1);
         assert_eq!(support("whitelist-source-range"), Some(Implemented));
-        assert_eq!(support("auth-url"), Some(Enforced));
+        assert_eq!(support("auth-tls-match-cn"), Some(Enforced));
         assert_eq!(support("configuration-snippet"), Some(Snippet));
         assert_eq!(support("no-such-annotation"), None);
     }

@@ -25,6 +25,7 @@ pub mod catalog;
 pub mod cors;
 pub mod custom_errors;
 pub mod default_backend;
+pub mod external_auth;
 pub mod ip_lists;
 pub mod load_balance;
 pub mod log;
@@ -88,6 +89,7 @@ pub const FAMILIES: &[&Family] = &[
     &cors::FAMILY,
     &custom_errors::FAMILY,
     &default_backend::FAMILY,
+    &external_auth::FAMILY,
     &ip_lists::FAMILY,
     &load_balance::FAMILY,
     &log::FAMILY,
@@ -451,9 +453,11 @@ fn access(
     let mut access = p.access.as_deref().cloned().unwrap_or_default();
     let lists = ip_lists::parse(a, object, &mut access, d);
     let basic = basic_auth::parse(a, object, cx, d);
+    let external = external_auth::parse(a, object, cx, d);
     access.satisfy_any = basic_auth::satisfy_any(a, object, d);
     lists?;
     access.basic = basic?;
+    access.external = external?;
     let open = access.is_open();
     let same = p.access.as_deref().map_or(open, |old| *old == access);
     if !same {

@@ -133,14 +133,16 @@ impl<'s> Builder<'s> {
             None => target,
         };
         let mut policy = cur.policy.clone();
-        let basic = policy.access.as_ref().is_some_and(|a| a.basic.is_some());
-        if basic && self.no_auth_locations.iter().any(|p| path.starts_with(p.as_str())) {
+        let auth =
+            policy.access.as_ref().is_some_and(|a| a.basic.is_some() || a.external.is_some());
+        if auth && self.no_auth_locations.iter().any(|p| path.starts_with(p.as_str())) {
             // ConfigMap `no-auth-locations` (ACME challenges by default): no authentication
             // on this path, as ingress-nginx renders none in its location.
             let p = Arc::make_mut(&mut policy);
             if let Some(access) = p.access.as_mut() {
                 let access = Arc::make_mut(access);
                 access.basic = None;
+                access.external = None;
                 if access.is_open() {
                     p.access = None;
                 }
