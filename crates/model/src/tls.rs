@@ -83,6 +83,13 @@ pub struct ClientAuth {
     pub depth: u8,
     /// `auth-tls-pass-certificate-to-upstream`: send the URL-escaped PEM in `ssl-client-cert`.
     pub pass_certificate: bool,
+    /// `auth-tls-match-cn`: a regex (starting `CN=`) the certificate's subject DN must match,
+    /// else 403.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub match_cn: Option<String>,
+    /// `auth-tls-error-page`: where a refused certificate is redirected (302) instead of 400.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_page: Option<String>,
 }
 
 /// `auth-tls-verify-client`, with NGINX's semantics: the handshake never fails for a client

@@ -273,21 +273,6 @@ fn tool(program: &str, args: &[&str]) -> String {
     text.lines().next().expect("a line").trim().to_string()
 }
 
-/// The `Authorization` value of `user` and `password`.
-fn basic(user: &str, password: &str) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let bytes = format!("{user}:{password}").into_bytes();
-    let mut out = String::from("Basic ");
-    for group in bytes.chunks(3) {
-        let n = group.iter().enumerate().fold(0u32, |n, (i, &b)| n | ((b as u32) << (16 - 8 * i)));
-        for i in 0..4 {
-            let sextet = (n >> (18 - 6 * i)) & 63;
-            out.push(if i <= group.len() { ALPHABET[sextet as usize] as char } else { '=' });
-        }
-    }
-    out
-}
-
 // ---------------------------------------------------------------------------------------
 // The ways of sending a request, and what came back
 
@@ -519,19 +504,22 @@ async fn basic_auth_asks_for_credentials_and_checks_every_hash_format() {
     let a = w.get("/", &[]).await;
     assert_refused(&a, 401);
     assert_eq!(a.header("www-authenticate"), Some("Basic realm=\"test auth\""));
-    assert_refused(&w.get("/", &[("authorization", &basic("user", "pass"))]).await, 401);
+    assert_refused(
+        &w.get("/", &[("authorization", &basic_credentials("user", "pass"))]).await,
+        401,
+    );
     assert_refused(&w.get("/", &[("authorization", "Bearer p-plain")]).await, 401);
 
     for format in FORMATS {
         let (user, password) = (format!("u-{format}"), format!("p-{format}"));
-        let right = w.get("/x", &[("authorization", &basic(&user, &password))]).await;
+        let right = w.get("/x", &[("authorization", &basic_credentials(&user, &password))]).await;
         assert_served(&right);
-        let wrong = w.get("/x", &[("authorization", &basic(&user, "p-wrong"))]).await;
+        let wrong = w.get("/x", &[("authorization", &basic_credentials(&user, "p-wrong"))]).await;
         assert_refused(&wrong, 401);
-        let other = w.get("/x", &[("authorization", &basic(&user, "p-plain"))]).await;
+        let other = w.get("/x", &[("authorization", &basic_credentials(&user, "p-plain"))]).await;
         assert_eq!(other.status, if format == "plain" { 200 } else { 401 }, "{format}");
     }
-    let lower = basic("u-bcrypt", "p-bcrypt").replacen("Basic", "bAsIc", 1);
+    let lower = basic_credentials("u-bcrypt", "p-bcrypt").replacen("Basic", "bAsIc", 1);
     assert_served(&w.get("/", &[("authorization", &lower)]).await);
 }
 
@@ -553,9 +541,12 @@ async fn auth_map_secrets_hold_one_user_per_key() {
     let s = start(&m, &[]).await;
     let mut w = Ways::new(&s).await;
 
-    assert_served(&w.get("/", &[("authorization", &basic("foo", "bar"))]).await);
-    assert_served(&w.get("/", &[("authorization", &basic("other", "secret"))]).await);
-    assert_refused(&w.get("/", &[("authorization", &basic("foo", "secret"))]).await, 401);
+    assert_served(&w.get("/", &[("authorization", &basic_credentials("foo", "bar"))]).await);
+    assert_served(&w.get("/", &[("authorization", &basic_credentials("other", "secret"))]).await);
+    assert_refused(
+        &w.get("/", &[("authorization", &basic_credentials("foo", "secret"))]).await,
+        401,
+    );
     assert_refused(&w.get("/", &[]).await, 401);
 }
 
@@ -587,10 +578,10 @@ async fn unusable_lines_lock_out_their_user_only() {
     let mut w = Ways::new(&s).await;
 
     for (user, password) in [("foo", "bar"), ("foo", ""), ("des", "secret"), ("broken", "")] {
-        let a = w.get("/", &[("authorization", &basic(user, password))]).await;
+        let a = w.get("/", &[("authorization", &basic_credentials(user, password))]).await;
         assert_refused(&a, 401);
     }
-    assert_served(&w.get("/", &[("authorization", &basic("good", "secret"))]).await);
+    assert_served(&w.get("/", &[("authorization", &basic_credentials("good", "secret"))]).await);
 }
 
 // NGINX reads the file top down and the first line of a user decides: when that line cannot
@@ -604,7 +595,7 @@ async fn a_user_whose_first_line_is_unusable_stays_locked_out() {
     put_ingress(&m, "auth", &["/"], &AUTH);
     let s = start(&m, &[("InvalidSecret", "line 1: user \"foo\"")]).await;
     let mut w = Ways::new(&s).await;
-    assert_refused(&w.get("/", &[("authorization", &basic("foo", "bar"))]).await, 401);
+    assert_refused(&w.get("/", &[("authorization", &basic_credentials("foo", "bar"))]).await, 401);
 }
 
 // ConfigMap `no-auth-locations` (no_auth_locations.go): paths starting with an entry are not
@@ -623,7 +614,7 @@ async fn no_auth_locations_are_not_asked_for_credentials() {
         put_ingress(&m, "auth", &["/", "/noauth", acme], &AUTH);
         let s = start(&m, &[]).await;
         let mut w = Ways::new(&s).await;
-        let credentials = basic("foo", "bar");
+        let credentials = basic_credentials("foo", "bar");
 
         assert_refused(&w.get("/", &[]).await, 401);
         assert_served(&w.get("/", &[("authorization", &credentials)]).await);
@@ -647,7 +638,7 @@ async fn a_rotated_secret_applies_without_restart() {
     put_ingress(&m, "auth", &["/"], &AUTH);
     let s = start(&m, &[]).await;
     let mut w = Ways::new(&s).await;
-    let (old, new) = (basic("foo", "old"), basic("foo", "new"));
+    let (old, new) = (basic_credentials("foo", "old"), basic_credentials("foo", "new"));
     assert_served(&w.get("/", &[("authorization", &old)]).await);
     assert_refused(&w.get("/", &[("authorization", &new)]).await, 401);
 
@@ -723,7 +714,7 @@ async fn access_annotations_that_cannot_be_applied_answer_503() {
     let s = start(&m, &expected).await;
     let mut w = Ways::new(&s).await;
 
-    let credentials = basic("foo", "bar");
+    let credentials = basic_credentials("foo", "bar");
     for (name, _, _, _) in &broken {
         let path = format!("/{name}");
         for headers in [&[][..], &[("authorization", credentials.as_str())]] {
@@ -896,7 +887,7 @@ async fn satisfy_combines_address_lists_and_passwords() {
     let s = start(&m, &[]).await;
     let mut w = Ways::new(&s).await;
 
-    let (right, wrong) = (basic("foo", "bar"), basic("foo", "nope"));
+    let (right, wrong) = (basic_credentials("foo", "bar"), basic_credentials("foo", "nope"));
     // (path, status without credentials, with the wrong password, with the right one)
     let cases = [
         ("/any-lan", 200, 200, 200),
@@ -932,7 +923,7 @@ async fn satisfy_any_with_only_a_deny_list_still_asks_for_the_password() {
     let s = start(&m, &[]).await;
     let mut w = Ways::new(&s).await;
     for path in ["/annotation", "/config-map"] {
-        assert_served(&w.get(path, &[("authorization", &basic("foo", "bar"))]).await);
+        assert_served(&w.get(path, &[("authorization", &basic_credentials("foo", "bar"))]).await);
         assert_refused(&w.get(path, &[]).await, 401);
     }
 }
@@ -1247,7 +1238,7 @@ async fn cors_headers_are_on_refusals_and_preflights_come_first() {
     let a = w.get("/auth", &[]).await;
     assert_refused(&a, 401);
     assert_eq!(a.cors(), default_cors("*"));
-    let a = w.get("/auth", &[("authorization", &basic("foo", "bar"))]).await;
+    let a = w.get("/auth", &[("authorization", &basic_credentials("foo", "bar"))]).await;
     assert_served(&a);
     assert_eq!(a.cors(), default_cors("*"));
 

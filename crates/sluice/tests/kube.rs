@@ -1018,3 +1018,45 @@ async fn tls_secrets_from_the_api_are_served_and_rotate_without_restart() {
     .await;
     assert_eq!(tls::get(s.https, "web.example.com", "/").await.0.backend(), "a");
 }
+
+// Basic authentication from the API: the htpasswd Secret an Ingress names is watched, and a
+// changed password applies without a restart (the old one is refused from then on).
+#[tokio::test(flavor = "multi_thread")]
+async fn basic_auth_secret_rotation_applies_without_restart() {
+    let t = Test::new("basic-auth").await;
+    let a = backend("a").await;
+    t.service("web", &[a]).await;
+    let htpasswd = |password: &str| {
+        json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "web-users", "namespace": t.ns},
+            "stringData": {"auth": format!("alice:{{PLAIN}}{password}\n")},
+        })
+    };
+    t.apply(htpasswd("first")).await;
+    let annotations = json!({
+        "nginx.ingress.kubernetes.io/auth-type": "basic",
+        "nginx.ingress.kubernetes.io/auth-secret": "web-users",
+        "nginx.ingress.kubernetes.io/auth-realm": "team",
+    });
+    t.ingress("web", "web.example.com", "web", Some(&t.class()), annotations).await;
+    let s = t.sluice(&[]);
+    let status = |password: &'static str| {
+        let url = s.url("/");
+        async move {
+            let mut req = request("GET", &url, Some("web.example.com"), Bytes::new());
+            let credentials = basic_credentials("alice", password);
+            req.headers_mut().insert("authorization", credentials.parse().unwrap());
+            send(&client(), req).await.status.as_u16()
+        }
+    };
+    eventually("the first password signs in", || async { status("first").await == 200 }).await;
+    assert_eq!(status("second").await, 401);
+    let challenge = get(&s.url("/"), Some("web.example.com")).await;
+    assert_eq!(challenge.status, 401);
+    assert_eq!(challenge.headers["www-authenticate"], "Basic realm=\"team\"");
+
+    t.apply(htpasswd("second")).await;
+    eventually("the rotated password signs in", || async { status("second").await == 200 }).await;
+    assert_eq!(status("first").await, 401, "the old password is refused after the rotation");
+}

@@ -605,3 +605,43 @@ async fn curl_and_openssl_as_clients() {
     let said = text(&run(&mut s_client(WEB)).await);
     assert!(said.contains("No client certificate CA names sent"), "{said}");
 }
+
+// `auth-tls-match-cn` (ingress-nginx's `if ($ssl_client_s_dn !~ ...) { return 403; }`): a
+// valid certificate whose subject DN does not match is refused with 403, as is a request
+// without one when the certificate is optional; a matching one reaches the backend.
+#[tokio::test(flavor = "multi_thread")]
+async fn match_cn_refuses_other_subjects_with_403() {
+    const MATCH_CN: &str = "nginx.ingress.kubernetes.io/auth-tls-match-cn";
+    let t = start(&[(MATCH_CN, "CN=(alice|bob)"), (VERIFY, "optional")]).await;
+    let alice = get_as(&t.s, MTLS, Some(&t.clients.client("alice"))).await;
+    assert_eq!(alice.status, 200, "{}", String::from_utf8_lossy(&alice.body));
+    assert_eq!(header(&alice, "ssl-client-subject-dn").as_deref(), Some("CN=alice"));
+    let mallory = get_as(&t.s, MTLS, Some(&t.clients.client("mallory"))).await;
+    assert_eq!(mallory.status, 403, "{}", String::from_utf8_lossy(&mallory.body));
+    assert_eq!(get_as(&t.s, MTLS, None).await.status, 403, "no certificate, no subject");
+    assert_eq!(get_as(&t.s, WEB, None).await.status, 200, "other hosts are untouched");
+
+    // Not `CN=` and a regex: the host fails closed, with a diagnostic.
+    let generation = t.s.generation().await;
+    let invalid = [(SECRET, "default/ca"), (MATCH_CN, "alice")];
+    t.m.write("ing-secure.yaml", &secure_ingress("secure", MTLS, &invalid));
+    t.s.wait_generation_after(generation).await;
+    assert_eq!(get_as(&t.s, MTLS, Some(&t.clients.client("alice"))).await.status, 503);
+    let config = t.s.config().await;
+    let text = config["diagnostics"].to_string();
+    assert!(text.contains("auth-tls-match-cn") && text.contains("CN="), "{text}");
+}
+
+// `auth-tls-error-page` (ingress-nginx's `error_page 495 496 = <page>`): a refused
+// certificate is redirected there (302) instead of answered 400.
+#[tokio::test(flavor = "multi_thread")]
+async fn error_page_redirects_refused_certificates() {
+    const ERROR_PAGE: &str = "nginx.ingress.kubernetes.io/auth-tls-error-page";
+    let t = start(&[(ERROR_PAGE, "https://login.example.com/cert-error")]).await;
+    for (what, cert) in [("none", None), ("another CA", Some(Ca::new("Other CA").client("eve")))] {
+        let r = get_as(&t.s, MTLS, cert.as_ref()).await;
+        assert_eq!(r.status, 302, "{what}");
+        assert_eq!(r.headers["location"], "https://login.example.com/cert-error", "{what}");
+    }
+    assert_eq!(get_as(&t.s, MTLS, Some(&t.clients.client("alice"))).await.status, 200);
+}

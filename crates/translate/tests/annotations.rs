@@ -157,22 +157,17 @@ fn snippets_are_refused_and_fail_the_whole_ingress_closed() {
     assert_eq!(route(&t, &host("plain"), "/"), format!("annotations/plain {APP}"));
 }
 
-// Security annotations Sluice cannot enforce fail closed: UnenforceableAnnotation error and
-// 503 on every route of the Ingress, rather than serving unprotected. Basic authentication
-// without its Secret fails closed too, as an invalid annotation.
+// Security annotations that cannot be applied fail closed: basic authentication without its
+// Secret answers 503 on every route of the Ingress, as an invalid annotation. (No annotation
+// is left that Sluice cannot enforce at all: `auth-url` is external authentication, and
+// `auth-tls-match-cn` without `auth-tls-secret` asks for nothing, as in ingress-nginx.)
 #[test]
 fn unenforceable_security_annotations_fail_closed() {
     let t = table();
-    assert_eq!(route(&t, &host("auth-url"), "/"), "503");
-    assert_eq!(route(&t, &host("auth-url"), "/deep/path"), "503");
-    assert_eq!(summary_for(&t, &ingress("auth-url")), vec!["Error UnenforceableAnnotation"]);
-    assert_diag(
-        &t,
-        Severity::Error,
-        Reason::UnenforceableAnnotation,
-        &ingress("auth-url"),
-        "nginx.ingress.kubernetes.io/auth-tls-match-cn",
-    );
+    assert_eq!(route(&t, &host("auth-url"), "/"), format!("annotations/auth-url {APP}"));
+    let access = policy(&t, &host("auth-url"), "/").access.expect("an access policy");
+    assert!(access.external.is_some());
+    assert_no_diag(&t, &ingress("auth-url"));
     assert_eq!(route(&t, &host("auth-type"), "/deep/path"), "503");
     assert_eq!(summary_for(&t, &ingress("auth-type")), vec!["Error InvalidAnnotation"]);
     assert_diag(

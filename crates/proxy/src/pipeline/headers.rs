@@ -98,6 +98,9 @@ pub(super) fn upstream_request<H: Head>(
     let mut named: Vec<&[u8]> = Vec::new();
     let mut xff: Vec<&[u8]> = Vec::new();
     let mut xfh: Option<&[u8]> = None;
+    // `forwarded-for-header` when it is not X-Forwarded-For: its first value.
+    let for_header = ctx.table.https.real_ip.header.as_str();
+    let mut other_for: Option<&[u8]> = None;
     head.each_header(|name, value| {
         if name.eq_ignore_ascii_case(b"connection") {
             for token in value.split(|&c| c == b',').map(<[u8]>::trim_ascii) {
@@ -115,8 +118,22 @@ pub(super) fn upstream_request<H: Head>(
         } else if name.eq_ignore_ascii_case(b"x-forwarded-host") && xfh.is_none() {
             xfh = Some(value);
         }
+        if other_for.is_none() && name.eq_ignore_ascii_case(for_header.as_bytes()) {
+            other_for = Some(value);
+        }
         true
     });
+    // `X-Original-Forwarded-For` is the client's `forwarded-for-header`, as sent (NGINX's
+    // `$http_<name>`: X-Forwarded-For lines joined, another header's first value).
+    let original_for: Option<std::borrow::Cow<'_, [u8]>> = if for_header == "x-forwarded-for" {
+        match xff.as_slice() {
+            [] => None,
+            [one] => Some(std::borrow::Cow::Borrowed(*one)),
+            lines => Some(std::borrow::Cow::Owned(lines.join(&b", "[..]))),
+        }
+    } else {
+        other_for.map(std::borrow::Cow::Borrowed)
+    };
     let trust = ctx.table.https.use_forwarded_headers;
     // ingress-nginx's `$best_http_host` with `use-forwarded-headers`: the first entry of the
     // client's `X-Forwarded-Host`, as it is, becomes the upstream `Host` and
@@ -126,7 +143,7 @@ pub(super) fn upstream_request<H: Head>(
         listed(&HOP_BY_HOP, name)
             || listed(&SET_BY_SLUICE, name)
             || named.iter().any(|n| n.eq_ignore_ascii_case(name))
-            || (!xff.is_empty() && name.eq_ignore_ascii_case(b"x-original-forwarded-for"))
+            || (original_for.is_some() && name.eq_ignore_ascii_case(b"x-original-forwarded-for"))
             || (xfh.is_some() && name.eq_ignore_ascii_case(b"x-original-forwarded-host"))
             || ((up.vhost.is_some() || forwarded_host.is_some())
                 && name.eq_ignore_ascii_case(b"host"))
@@ -147,18 +164,8 @@ pub(super) fn upstream_request<H: Head>(
     });
 
     // What Sluice sets.
-    if let Some((first, rest)) = xff.split_first() {
-        // As NGINX's `$http_x_forwarded_for`: repeated lines joined.
-        if rest.is_empty() {
-            sink.set("x-original-forwarded-for", first);
-        } else {
-            let mut all = first.to_vec();
-            for v in rest {
-                all.extend_from_slice(b", ");
-                all.extend_from_slice(v);
-            }
-            sink.set("x-original-forwarded-for", &all);
-        }
+    if let Some(original) = &original_for {
+        sink.set("x-original-forwarded-for", original);
     }
     if let Some(outcome) = granted {
         for name in auth_headers {
@@ -203,7 +210,13 @@ pub(super) fn upstream_request<H: Head>(
         trusted("x-forwarded-port").unwrap_or(ctx.conn.local_port.as_bytes()),
     );
     let scheme: &[u8] = if ctx.https { b"https" } else { b"http" };
-    let proto = trusted("x-forwarded-proto").unwrap_or(scheme);
+    // A PROXY header's port 443 makes it https whatever the client says (`lua_ingress.lua`
+    // applies it after the trusted `X-Forwarded-Proto`).
+    let proto = if ctx.conn.proxied_https {
+        b"https"
+    } else {
+        trusted("x-forwarded-proto").unwrap_or(scheme)
+    };
     sink.set("x-forwarded-proto", proto);
     sink.set("x-forwarded-scheme", proto);
     sink.set("x-scheme", proto);

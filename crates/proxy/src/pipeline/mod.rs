@@ -252,8 +252,8 @@ pub(crate) fn decide<H: Head>(
     // plain HTTP, and Sluice refuses it after the redirects, rather than serve it unchecked).
     let tls = conn.tls.is_some();
     let checked = tls.then(|| client_certificate(published, &ctx.host, conn));
-    if let Some(Err(status)) = checked {
-        return local(&ctx, status, None);
+    if let Some(Err((status, location))) = checked {
+        return local(&ctx, status, location);
     }
 
     // 4. CORS preflight.
@@ -269,7 +269,7 @@ pub(crate) fn decide<H: Head>(
     }
     match checked.unwrap_or_else(|| client_certificate(published, &ctx.host, conn)) {
         Ok(client) => ctx.client = client,
-        Err(status) => return local(&ctx, status, None),
+        Err((status, location)) => return local(&ctx, status, location),
     }
 
     // 6. Limits (NGINX's preaccess phase: before the access checks).
@@ -410,7 +410,11 @@ fn forwarded_proto<H: Head>(head: &H) -> Option<&[u8]> {
     head.header("x-forwarded-proto")?.split(|&c| c == b',').next().map(<[u8]>::trim_ascii)
 }
 
-/// The client's certificate verdict for the request's host, or the status refusing it.
+/// A refused request: its status, and the `Location` of a redirect.
+type Refusal = (u16, Option<String>);
+
+/// The client's certificate verdict for the request's host, or the status refusing it (400,
+/// or a 302 to `auth-tls-error-page`; 403 for a subject `auth-tls-match-cn` refuses).
 /// `Ok(None)` when the host asks for no certificate. The handshake's verdict is reused when
 /// the request's host has the connection's check; otherwise (the Host differs from the server
 /// name, or the CAs changed since) the presented chain is checked again, so that a client
@@ -419,7 +423,7 @@ fn client_certificate(
     published: &Published,
     host: &str,
     conn: &ConnInfo,
-) -> Result<Option<(ClientCert, bool)>, u16> {
+) -> Result<Option<(ClientCert, bool)>, Refusal> {
     let policy = published.table.tls.policy_for(host) as usize;
     let Some(check) = published.tls.checks.get(policy).cloned().flatten() else { return Ok(None) };
     let verdict = match &conn.tls {
@@ -430,7 +434,14 @@ fn client_certificate(
         },
     };
     if check.refuses(&verdict) {
-        return Err(400);
+        // NGINX's `error_page 495 496 = <page>`: a redirect instead of the 400.
+        return Err(match check.error_page() {
+            Some(page) => (302, Some(page.to_string())),
+            None => (400, None),
+        });
+    }
+    if !check.subject_matches(&verdict) {
+        return Err((403, None));
     }
     Ok(Some((verdict, check.passes_certificate())))
 }

@@ -35,6 +35,10 @@ pub(crate) struct ClientCheck {
     /// Verifies chains against the CAs (after the handshake).
     chains: Option<Arc<dyn ClientCertVerifier>>,
     provider: Arc<CryptoProvider>,
+    /// `auth-tls-match-cn`, compiled.
+    match_cn: Option<regex::Regex>,
+    /// `auth-tls-error-page`.
+    error_page: Option<String>,
 }
 
 /// What a connection's client certificate turned out to be.
@@ -74,7 +78,24 @@ impl ClientCheck {
             anchors: auth.ca.clone(),
             chains: Some(chains),
             provider: provider.clone(),
+            match_cn: auth
+                .match_cn
+                .as_deref()
+                .map(|re| regex::Regex::new(re).map_err(|e| format!("auth-tls-match-cn: {e}")))
+                .transpose()?,
+            error_page: auth.error_page.clone(),
         })
+    }
+
+    /// `auth-tls-match-cn`: whether the certificate's subject passes (always, without it).
+    /// NGINX's `if ($ssl_client_s_dn !~ ...) { return 403; }`.
+    pub(crate) fn subject_matches(&self, cert: &ClientCert) -> bool {
+        self.match_cn.as_ref().is_none_or(|re| re.is_match(&cert.subject))
+    }
+
+    /// `auth-tls-error-page`: where a refused certificate is redirected.
+    pub(crate) fn error_page(&self) -> Option<&str> {
+        self.error_page.as_deref()
     }
 
     /// A check that refuses every request: the host's CAs cannot be used (fail closed).
@@ -87,6 +108,8 @@ impl ClientCheck {
             anchors: Vec::new(),
             chains: None,
             provider: super::provider(),
+            match_cn: None,
+            error_page: None,
         }
     }
 

@@ -694,3 +694,10 @@ pub async fn held_backend()
     });
     (addr, rx, release)
 }
+
+/// The `Authorization` value of basic credentials `user` and `password`.
+pub fn basic_credentials(user: &str, password: &str) -> String {
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {encoded}")
+}

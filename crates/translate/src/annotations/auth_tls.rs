@@ -1,5 +1,5 @@
 //! Client certificates: `auth-tls-secret`, `auth-tls-verify-client`, `auth-tls-verify-depth`,
-//! `auth-tls-pass-certificate-to-upstream`.
+//! `auth-tls-pass-certificate-to-upstream`, `auth-tls-match-cn`, `auth-tls-error-page`.
 //!
 //! | annotation | default | meaning |
 //! |---|---|---|
@@ -7,6 +7,8 @@
 //! | `auth-tls-verify-client` | `on` | `on` (required), `optional`, `optional_no_ca` (passed on unverified), `off` |
 //! | `auth-tls-verify-depth` | `1` | the longest chain accepted, as OpenSSL (so NGINX) counts it: the intermediate CAs allowed between the client's certificate and a listed CA (`1`: one; `0` means the default, as in ingress-nginx) |
 //! | `auth-tls-pass-certificate-to-upstream` | `false` | send the certificate, URL-escaped PEM, in the `ssl-client-cert` header |
+//! | `auth-tls-match-cn` | — | `CN=` and a regular expression the certificate's subject DN (`CN=client,O=Org`, as NGINX's `$ssl_client_s_dn`) must match, else 403 (no certificate: 403 too) |
+//! | `auth-tls-error-page` | — | a URL a refused certificate is redirected to (302), instead of 400 |
 //!
 //! As in ingress-nginx, this is per host (the TLS handshake knows only the server name): the
 //! oldest Ingress of a host that sets `auth-tls-secret` decides for every path of the host.
@@ -23,6 +25,8 @@ use super::{Annotations, Effect, Family, parse_bool, secret_ref};
 pub const FAMILY: Family = Family {
     module: "auth_tls",
     annotations: &[
+        ("auth-tls-error-page", Effect::Applied),
+        ("auth-tls-match-cn", Effect::Applied),
         ("auth-tls-pass-certificate-to-upstream", Effect::Applied),
         ("auth-tls-secret", Effect::Applied),
         ("auth-tls-verify-client", Effect::Applied),
@@ -42,6 +46,10 @@ pub struct AuthTls {
     pub depth: u8,
     /// `auth-tls-pass-certificate-to-upstream`.
     pub pass_certificate: bool,
+    /// `auth-tls-match-cn`.
+    pub match_cn: Option<String>,
+    /// `auth-tls-error-page`.
+    pub error_page: Option<String>,
 }
 
 /// `Ok(None)` when no client certificates are asked for; `Err` when they are but the
@@ -82,5 +90,28 @@ pub(crate) fn parse(
             a.invalid(object, "auth-tls-pass-certificate-to-upstream", &e, diagnostics)
         })?,
     };
-    Ok(Some(AuthTls { secret, verify, depth, pass_certificate }))
+    let match_cn = match a.get("auth-tls-match-cn").map(str::trim).filter(|v| !v.is_empty()) {
+        None => None,
+        Some(v) => {
+            let checked = v
+                .strip_prefix("CN=")
+                .ok_or_else(|| format!("{v:?} does not start with CN="))
+                .and_then(|_| regex::Regex::new(v).map(drop).map_err(|e| format!("{v:?}: {e}")));
+            checked.map_err(|e| a.invalid(object, "auth-tls-match-cn", &e, diagnostics))?;
+            Some(v.to_string())
+        }
+    };
+    let error_page = match a.get("auth-tls-error-page").map(str::trim).filter(|v| !v.is_empty()) {
+        None => None,
+        Some(v) => {
+            // ingress-nginx's check: an URL or a path, no variables, no spaces.
+            let ok = v.bytes().all(|c| c.is_ascii_alphanumeric() || b":/.-_".contains(&c));
+            if !ok {
+                let why = format!("{v:?} is not a URL or path");
+                return Err(a.invalid(object, "auth-tls-error-page", &why, diagnostics));
+            }
+            Some(v.to_string())
+        }
+    };
+    Ok(Some(AuthTls { secret, verify, depth, pass_certificate, match_cn, error_page }))
 }

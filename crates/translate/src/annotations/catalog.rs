@@ -29,8 +29,6 @@ pub const CATALOG: &[(&str, Support)] = &[
     ("auth-cache-duration", Pending),
     ("auth-cache-key", Pending),
     ("auth-snippet", Snippet),
-    ("auth-tls-error-page", Pending),
-    ("auth-tls-match-cn", Enforced),
     ("configuration-snippet", Snippet),
     ("enable-modsecurity", Pending),
     ("enable-opentelemetry", Pending),
@@ -91,7 +89,7 @@ mod tests {
         // `session-cookie-partitioned` of later ingress-nginx versions.
         assert_eq!(all.len(), 136 + 2 + 3 + 1);
         assert_eq!(support("whitelist-source-range"), Some(Implemented));
-        assert_eq!(support("auth-tls-match-cn"), Some(Enforced));
+        assert_eq!(support("auth-tls-match-cn"), Some(Implemented));
         assert_eq!(support("configuration-snippet"), Some(Snippet));
         assert_eq!(support("no-such-annotation"), None);
     }

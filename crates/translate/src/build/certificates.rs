@@ -168,6 +168,8 @@ impl<'s> Builder<'s> {
                 verify: spec.verify,
                 depth: spec.depth,
                 pass_certificate: spec.pass_certificate,
+                match_cn: spec.match_cn.clone(),
+                error_page: spec.error_page.clone(),
             }),
             Err((reason, why)) => {
                 let why = format!("client certificates for {host}: Secret {secret} {why}");
