@@ -85,7 +85,18 @@ pub struct ExternalAuth {
     /// `auth-always-set-cookie`: the auth service's `Set-Cookie` is passed to the client on
     /// every answer, not only successful ones.
     pub always_set_cookie: bool,
+    /// `auth-cache-key`, with NGINX variables: answers are kept under it (with the host and
+    /// the auth URL) for `cache_durations`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_key: Option<crate::Template>,
+    /// `auth-cache-duration`: for how long answers of each status are kept, NGINX's
+    /// `proxy_cache_valid` (an empty status list means 200, 301 and 302).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cache_durations: CacheDurations,
 }
+
+/// `auth-cache-duration`: the statuses (empty: 200, 301 and 302) kept for each time.
+pub type CacheDurations = Vec<(Vec<u16>, std::time::Duration)>;
 
 /// A list of address ranges (a bare address is a range of one).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

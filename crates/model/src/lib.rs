@@ -31,7 +31,7 @@ mod table;
 mod template;
 mod tls;
 
-pub use access::{Access, BasicAuth, Blocks, Cors, ExternalAuth, IpList, MapKey};
+pub use access::{Access, BasicAuth, Blocks, CacheDurations, Cors, ExternalAuth, IpList, MapKey};
 pub use balance::{EwmaSlot, Ring, address_bytes, subset, subset_count};
 pub use diagnostics::{Diagnostic, Reason, Severity};
 pub use hostindex::HostIndex;
@@ -45,8 +45,8 @@ pub use names::{Kind, NamespacedName, ObjectRef};
 pub use pathregex::{Location, RegexPaths, Rewrite, RewriteTarget, location_regex};
 pub use pathtable::PathTable;
 pub use policy::{
-    Affinity, Balance, Canary, CanaryPattern, ErrorPages, HashBy, HttpsRedirect, Limits, LogPolicy,
-    Mirror, Policy, Redirect, ResponseRules, Retry, UpstreamRequest,
+    Affinity, Balance, Bandwidth, Canary, CanaryPattern, ErrorPages, HashBy, HttpsRedirect, Limits,
+    LogPolicy, Mirror, Policy, Redirect, ResponseRules, Retry, UpstreamRequest,
 };
 pub use ratelimit::{Permit, Rate, RateLimits, Refused, Zone};
 pub use realip::RealIp;

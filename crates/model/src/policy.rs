@@ -57,6 +57,18 @@ pub struct Policy {
     /// `limit-connections`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate: Option<Arc<RateLimits>>,
+    /// The pace of responses (`limit-rate`, `limit-rate-after`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bandwidth: Option<Bandwidth>,
+}
+
+/// `limit-rate` and `limit-rate-after`: how fast a response is sent to the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Bandwidth {
+    /// Bytes per second (`limit-rate`, in KiB/s as ingress-nginx renders it: `<N>k`).
+    pub rate: u64,
+    /// Bytes sent at full speed first (`limit-rate-after`, KiB).
+    pub after: u64,
 }
 
 impl Default for Policy {
@@ -77,6 +89,7 @@ impl Default for Policy {
             cors: None,
             access: None,
             rate: None,
+            bandwidth: None,
         }
     }
 }
@@ -107,6 +120,7 @@ impl Policy {
             cors: _,
             access,
             rate: _,
+            bandwidth,
         } = self;
         let UpstreamRequest {
             vhost: _,
@@ -121,7 +135,8 @@ impl Policy {
         let external = access.as_ref().is_some_and(|a| a.external.is_some());
         // The fast path carries GET and HEAD without a body only, so request buffering has
         // nothing to hold back there.
-        !*http10 && errors.is_none() && mirror.is_none() && !external
+        // A paced response needs hyper's body, the fast path copies bytes as they come.
+        !*http10 && errors.is_none() && mirror.is_none() && !external && bandwidth.is_none()
     }
 }
 

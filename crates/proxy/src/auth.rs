@@ -2,9 +2,13 @@
 //! ([`AuthRequest`]) sent to the auth service, and its answer read up to its head (the body
 //! is dropped, as NGINX's `auth_request` ignores it). Any failure to get an answer (no
 //! address, refused, TLS, a timeout) is a 500: the protected content is never served
-//! without a yes.
+//! without a yes. With `auth-cache-key`, answers are kept in memory for the process, per
+//! status as `auth-cache-duration` says: a short lock around a map, on the general path
+//! only (external authentication never runs on the fast path).
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 use http::{HeaderName, HeaderValue, Request, header};
 
@@ -12,8 +16,50 @@ use crate::body::RequestBody;
 use crate::pipeline::{AuthOutcome, AuthRequest};
 use crate::pool::Sender;
 
-/// Asks the auth service; `connect` and `read` bound the connection and the answer.
+/// Answers kept at most (the oldest to expire go first).
+const CACHED_MAX: usize = 10_000;
+
+/// Cached answers by key, with when each expires.
+static CACHE: LazyLock<Mutex<HashMap<String, (Instant, AuthOutcome)>>> =
+    LazyLock::new(Mutex::default);
+
+/// Asks the auth service, or takes its cached answer; `connect` and `read` bound the
+/// connection and the answer.
 pub(crate) async fn ask(request: &AuthRequest, connect: Duration, read: Duration) -> AuthOutcome {
+    let Some((key, durations)) = &request.cache else {
+        return ask_service(request, connect, read).await;
+    };
+    let now = Instant::now();
+    {
+        let cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((expiry, outcome)) = cache.get(key)
+            && *expiry > now
+        {
+            return outcome.clone();
+        }
+    }
+    let outcome = ask_service(request, connect, read).await;
+    // NGINX's `proxy_cache_valid`: a duration without statuses is for 200, 301 and 302.
+    let kept = durations.iter().find(|(codes, _)| {
+        if codes.is_empty() {
+            matches!(outcome.status, 200 | 301 | 302)
+        } else {
+            codes.contains(&outcome.status)
+        }
+    });
+    if let Some((_, ttl)) = kept {
+        let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= CACHED_MAX {
+            cache.retain(|_, (expiry, _)| *expiry > now);
+        }
+        if cache.len() < CACHED_MAX {
+            cache.insert(key.clone(), (now + *ttl, outcome.clone()));
+        }
+    }
+    outcome
+}
+
+async fn ask_service(request: &AuthRequest, connect: Duration, read: Duration) -> AuthOutcome {
     match tokio::time::timeout(connect + read, exchange(request, connect)).await {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(e)) => {

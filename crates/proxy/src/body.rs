@@ -359,7 +359,50 @@ pin_project_lite::pin_project! {
             #[pin]
             idle: Sleep,
             read_timeout: Duration,
+            throttle: Option<Box<Throttle>>,
         },
+    }
+}
+
+/// A response's pace under `limit-rate`, as NGINX paces it: by the end of second `n` of the
+/// response, at most `limit-rate-after + rate × (n + 1)` bytes are out; a frame larger than
+/// what is allowed goes out in parts.
+struct Throttle {
+    /// Bytes per second.
+    rate: u64,
+    /// Bytes sent at full speed first.
+    after: u64,
+    sent: u64,
+    start: Instant,
+    /// What is left of the last frame read.
+    pending: Option<Bytes>,
+    wait: Option<Pin<Box<Sleep>>>,
+}
+
+impl Throttle {
+    /// The next part of `pending` that may go now (`None` when nothing is pending), or
+    /// pending until it may.
+    fn poll_part(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        let Some(pending) = &mut self.pending else { return Poll::Ready(None) };
+        loop {
+            let second = self.start.elapsed().as_secs();
+            let allowed = self.after + self.rate * (second + 1);
+            if self.sent < allowed {
+                let n = ((allowed - self.sent) as usize).min(pending.len());
+                let part = pending.split_to(n);
+                if pending.is_empty() {
+                    self.pending = None;
+                }
+                self.sent += part.len() as u64;
+                self.wait = None;
+                return Poll::Ready(Some(part));
+            }
+            let next = self.start + Duration::from_secs(second + 1);
+            let wait = self.wait.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(next)));
+            wait.as_mut().reset(next);
+            ready!(wait.as_mut().poll(cx));
+            self.wait = None;
+        }
     }
 }
 
@@ -373,7 +416,26 @@ impl ProxyBody {
     /// The upstream's body, failing if nothing arrives for `read_timeout`.
     pub(crate) fn upstream(inner: Incoming, read_timeout: Duration, record: Box<Record>) -> Self {
         let idle = tokio::time::sleep(read_timeout);
-        Self { kind: Kind::Upstream { inner, idle, read_timeout }, record: Some(record) }
+        let kind = Kind::Upstream { inner, idle, read_timeout, throttle: None };
+        Self { kind, record: Some(record) }
+    }
+
+    /// Sends the upstream's body no faster than `limit-rate`, after `limit-rate-after` bytes
+    /// at full speed (NGINX's `limit_rate`, `limit_rate_after`: per response).
+    pub(crate) fn throttled(mut self, bandwidth: Option<sluice_model::Bandwidth>) -> Self {
+        if let (Some(b), Kind::Upstream { throttle, .. }) = (bandwidth, &mut self.kind)
+            && b.rate > 0
+        {
+            *throttle = Some(Box::new(Throttle {
+                rate: b.rate,
+                after: b.after,
+                sent: 0,
+                start: Instant::now(),
+                pending: None,
+                wait: None,
+            }));
+        }
+        self
     }
 
     fn count(record: &mut Option<Box<Record>>, n: usize) {
@@ -403,27 +465,45 @@ impl Body for ProxyBody {
                 }
                 Poll::Ready(frame)
             }
-            KindProj::Upstream { inner, mut idle, read_timeout } => match inner.poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => {
-                    if let Some(d) = frame.data_ref() {
-                        Self::count(this.record, d.len());
-                    }
+            KindProj::Upstream { mut inner, mut idle, read_timeout, throttle } => loop {
+                if let Some(t) = throttle.as_mut()
+                    && let Some(part) = ready!(t.poll_part(cx))
+                {
+                    Self::count(this.record, part.len());
                     idle.as_mut().reset(Instant::now() + *read_timeout);
-                    Poll::Ready(Some(Ok(frame)))
+                    return Poll::Ready(Some(Ok(Frame::data(part))));
                 }
-                Poll::Ready(Some(Err(e))) => {
-                    finish(this.record, false);
-                    Poll::Ready(Some(Err(BodyError::Io(e))))
-                }
-                Poll::Ready(None) => {
-                    finish(this.record, true);
-                    Poll::Ready(None)
-                }
-                Poll::Pending => {
-                    ready!(idle.poll(cx));
-                    finish(this.record, false);
-                    Poll::Ready(Some(Err(BodyError::ReadTimeout)))
-                }
+                return match inner.as_mut().poll_frame(cx) {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        idle.as_mut().reset(Instant::now() + *read_timeout);
+                        let frame = match (throttle.as_mut(), frame.into_data()) {
+                            // Paced: sent in parts from the top of the loop.
+                            (Some(t), Ok(data)) => {
+                                t.pending = Some(data);
+                                continue;
+                            }
+                            (_, Ok(data)) => Frame::data(data),
+                            (_, Err(frame)) => frame,
+                        };
+                        if let Some(d) = frame.data_ref() {
+                            Self::count(this.record, d.len());
+                        }
+                        Poll::Ready(Some(Ok(frame)))
+                    }
+                    Poll::Ready(Some(Err(e))) => {
+                        finish(this.record, false);
+                        Poll::Ready(Some(Err(BodyError::Io(e))))
+                    }
+                    Poll::Ready(None) => {
+                        finish(this.record, true);
+                        Poll::Ready(None)
+                    }
+                    Poll::Pending => {
+                        ready!(idle.poll(cx));
+                        finish(this.record, false);
+                        Poll::Ready(Some(Err(BodyError::ReadTimeout)))
+                    }
+                };
             },
         }
     }
@@ -431,7 +511,9 @@ impl Body for ProxyBody {
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Local { data } => data.is_none(),
-            Kind::Upstream { inner, .. } => inner.is_end_stream(),
+            Kind::Upstream { inner, throttle, .. } => {
+                inner.is_end_stream() && throttle.as_ref().is_none_or(|t| t.pending.is_none())
+            }
         }
     }
 

@@ -305,7 +305,8 @@ async fn route_request(
         return Response::from_parts(head, ProxyBody::local(Default::default(), Some(record)));
     }
     // The body streams back; the record is written when it ends.
-    Response::from_parts(head, ProxyBody::upstream(body, limits.read_timeout, record))
+    let body = ProxyBody::upstream(body, limits.read_timeout, record);
+    Response::from_parts(head, body.throttled(route.policy.bandwidth))
 }
 
 /// The upstream request in the terms of `backend`'s protocol: HTTP/2 carries scheme and

@@ -53,6 +53,8 @@ pub struct GlobalConfig {
     pub(crate) limit_status: (u16, u16),
     /// `enable-real-ip`.
     pub(crate) enable_real_ip: bool,
+    /// `limit-rate` and `limit-rate-after`, in bytes.
+    pub(crate) bandwidth: (u64, u64),
     /// `global-auth-url` and its settings: every Ingress's external authentication unless it
     /// sets its own or opts out (`enable-global-auth`).
     pub global_auth: Option<Arc<sluice_model::ExternalAuth>>,
@@ -76,6 +78,7 @@ impl Default for GlobalConfig {
             no_auth_locations: vec!["/.well-known/acme-challenge".into()],
             limit_status: (503, 503),
             enable_real_ip: false,
+            bandwidth: (0, 0),
             global_auth: None,
         }
     }
@@ -179,6 +182,8 @@ pub fn parse<'a>(
             response_headers: global_auth("response-headers"),
             request_redirect: global_auth("request-redirect"),
             always_set_cookie: global_auth("always-set-cookie"),
+            cache_key: global_auth("cache-key"),
+            cache_duration: global_auth("cache-duration"),
         };
         match external_auth::build(&spec, Vec::new()) {
             Ok(auth) => config.global_auth = Some(Arc::new(auth)),
@@ -192,6 +197,10 @@ pub fn parse<'a>(
                 config.fail_closed.get_or_insert(why);
             }
         }
+    }
+    let (rate, after) = config.bandwidth;
+    if rate > 0 {
+        Arc::make_mut(&mut config.policy).bandwidth = Some(sluice_model::Bandwidth { rate, after });
     }
     config.https.real_ip.from_header = config.https.use_forwarded_headers || config.enable_real_ip;
     let (underscores, ignore_invalid) = config.underscores;

@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use common::*;
 use sluice_model::{
-    Access, Affinity, Backend, Balance, Blocks, Canary, Cors, ErrorPages, ExternalAuth, HashBy,
-    HttpsRedirect, IpList, Limits, LogPolicy, Mirror, Policy, Rate, RateLimits, Reason, Redirect,
-    ResponseRules, Retry, RoutingTable, Settings, Severity, Target, Template, UpstreamProtocol,
-    UpstreamRequest,
+    Access, Affinity, Backend, Balance, Bandwidth, Blocks, Canary, Cors, ErrorPages, ExternalAuth,
+    HashBy, HttpsRedirect, IpList, Limits, LogPolicy, Mirror, Policy, Rate, RateLimits, Reason,
+    Redirect, ResponseRules, Retry, RoutingTable, Settings, Severity, Target, Template,
+    UpstreamProtocol, UpstreamRequest,
 };
 use sluice_translate::annotations::catalog::{self, Support};
 use sluice_translate::annotations::{Effect, FAMILIES};
@@ -138,6 +138,7 @@ fn an_ingress_without_annotations_gets_ingress_nginx_defaults() {
         cors,
         access,
         rate,
+        bandwidth,
     } = p;
     assert_eq!(
         limits,
@@ -177,7 +178,7 @@ fn an_ingress_without_annotations_gets_ingress_nginx_defaults() {
     assert_eq!(mirror, None);
     assert_eq!(log, LogPolicy { access_log: true, skip_urls: vec![] });
     assert!(!sets_affinity_cookie);
-    assert_eq!((block, cors, access, rate), (None, None, None, None));
+    assert_eq!((block, cors, access, rate, bandwidth), (None, None, None, None, None));
 
     let r = served(&t, &host("plain"), "/");
     assert_eq!(route(&t, &host("plain"), "/"), format!("families/plain {APP}"));
@@ -1330,9 +1331,10 @@ fn fast_path_carries_is_decided_for_every_policy_part() {
         cors: _,
         access: _,
         rate: _,
+        bandwidth: _,
     } = Policy::default();
     type Edit = fn(&mut Policy);
-    let rows: [(&str, Edit, bool); 21] = [
+    let rows: [(&str, Edit, bool); 22] = [
         ("limits", |p| p.limits.max_body_size = None, true),
         ("retry", |p| p.retry.on = Retry::ON_502, true),
         ("https", |p| p.https.force_ssl_redirect = true, true),
@@ -1382,6 +1384,8 @@ fn fast_path_carries_is_decided_for_every_policy_part() {
             true,
         ),
         ("cors", |p| p.cors = Some(Arc::new(Cors::default())), true),
+        // A paced response needs hyper's body.
+        ("bandwidth", |p| p.bandwidth = Some(Bandwidth { rate: 1024, after: 0 }), false),
         (
             "rate",
             |p| {
@@ -1411,6 +1415,8 @@ fn fast_path_carries_is_decided_for_every_policy_part() {
                         request_redirect: None,
                         set_headers: vec![],
                         always_set_cookie: false,
+                        cache_key: None,
+                        cache_durations: vec![],
                     })),
                     ..Access::default()
                 }))

@@ -97,11 +97,14 @@ pub(crate) struct AuthRequest {
     pub method: http::Method,
     /// Every header to send, names lower case (the client's, then those Sluice sets).
     pub headers: Vec<(String, Vec<u8>)>,
+    /// `auth-cache-key`: the key the answer is kept under (host, auth URL, rendered key),
+    /// and for how long per status.
+    pub cache: Option<(String, sluice_model::CacheDurations)>,
 }
 
 /// The auth service's answer: its status (500 when it could not be asked), and its
 /// headers, names lower case.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct AuthOutcome {
     pub status: u16,
     pub headers: Vec<(String, Vec<u8>)>,
@@ -200,7 +203,11 @@ pub(super) fn auth_request<H: Head>(
         .as_deref()
         .and_then(|m| http::Method::from_bytes(m.as_bytes()).ok())
         .unwrap_or(http::Method::GET);
-    AuthRequest { url, method, headers }
+    let cache = external.cache_key.as_ref().map(|key| {
+        let key = String::from_utf8_lossy(&key.to_bytes(&vars)).into_owned();
+        (format!("{}\n{url}\n{key}", ctx.host), external.cache_durations.clone())
+    });
+    AuthRequest { url, method, headers, cache }
 }
 
 /// NGINX's base64 decoding of credentials: padding optional.

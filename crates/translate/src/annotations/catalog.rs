@@ -26,8 +26,6 @@ use Support::*;
 /// The annotations no family reads, and their fate, sorted by name. What families read is
 /// in their own lists ([`FAMILIES`]): a name is implemented only where a module reads it.
 pub const CATALOG: &[(&str, Support)] = &[
-    ("auth-cache-duration", Pending),
-    ("auth-cache-key", Pending),
     ("auth-snippet", Snippet),
     ("configuration-snippet", Snippet),
     ("enable-modsecurity", Pending),
@@ -37,8 +35,6 @@ pub const CATALOG: &[(&str, Support)] = &[
     ("fastcgi-params-configmap", Pending),
     ("grpc-backend", Removed("use backend-protocol: GRPC")),
     ("http2-push-preload", Pending),
-    ("limit-rate", Pending),
-    ("limit-rate-after", Pending),
     ("modsecurity-snippet", Snippet),
     ("modsecurity-transaction-id", Pending),
     ("opentelemetry-operation-name", Pending),

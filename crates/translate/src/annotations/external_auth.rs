@@ -11,13 +11,18 @@
 //! | `auth-response-headers` | — | headers of the auth service's 2xx answer passed to the backend (the client's own of these names never are) |
 //! | `auth-request-redirect` | — | `X-Auth-Request-Redirect` of the subrequest (else the request URI) |
 //! | `auth-proxy-set-headers` | — | a ConfigMap (`name` or `namespace/name`, the Ingress's namespace) of headers set on the subrequest |
+//! | `auth-cache-key` | — | NGINX variables (`$remote_user$http_authorization`): the auth service's answers are kept under this key (with the host and the auth URL), and a request with the same key is not asked again while they last |
+//! | `auth-cache-duration` | `200 202 401 5m` | for how long, per status: comma-separated `[status ...] time` (`ms`, `s`, `m`, `h`, `d`), NGINX's `proxy_cache_valid` |
 //! | `auth-always-set-cookie` | `false` | pass the auth service's `Set-Cookie` on every answer, errors included (else on successful ones only) |
 //! | `enable-global-auth` | `true` | `false`: the ConfigMap's `global-auth-url` does not apply to this Ingress |
 //! | `auth-keepalive`, `auth-keepalive-requests`, `auth-keepalive-timeout`, `auth-keepalive-share-vars` | — | accepted: connection reuse towards the auth service, no visible effect |
 //!
 //! | ConfigMap key | meaning |
 //! |---|---|
-//! | `global-auth-url`, `global-auth-method`, `global-auth-signin`, `global-auth-signin-redirect-param`, `global-auth-response-headers`, `global-auth-request-redirect`, `global-auth-always-set-cookie` | the same, for every Ingress |
+//! | `global-auth-url`, `global-auth-method`, `global-auth-signin`, `global-auth-signin-redirect-param`, `global-auth-response-headers`, `global-auth-request-redirect`, `global-auth-always-set-cookie`, `global-auth-cache-key`, `global-auth-cache-duration` | the same, for every Ingress |
+//!
+//! The cache is per replica and in memory (NGINX's is on each replica's disk): a cached
+//! answer is reused by every worker until its time is up; at most 10,000 answers are kept.
 //!
 //! The subrequest carries the client's headers (not its body) and what ingress-nginx adds:
 //! `Host` (the auth URL's), `X-Original-URL`, `X-Original-Method`, `X-Sent-From:
@@ -39,6 +44,8 @@ pub const FAMILY: Family = Family {
     module: "external_auth",
     annotations: &[
         ("auth-always-set-cookie", Effect::Applied),
+        ("auth-cache-duration", Effect::Applied),
+        ("auth-cache-key", Effect::Applied),
         ("auth-keepalive", Effect::Accepted(KEEPALIVE)),
         ("auth-keepalive-requests", Effect::Accepted(KEEPALIVE)),
         ("auth-keepalive-share-vars", Effect::Accepted(KEEPALIVE)),
@@ -54,6 +61,8 @@ pub const FAMILY: Family = Family {
     ],
     configmap_keys: &[
         "global-auth-always-set-cookie",
+        "global-auth-cache-duration",
+        "global-auth-cache-key",
         "global-auth-method",
         "global-auth-request-redirect",
         "global-auth-response-headers",
@@ -74,6 +83,8 @@ pub(crate) struct Spec<'a> {
     pub response_headers: Option<&'a str>,
     pub request_redirect: Option<&'a str>,
     pub always_set_cookie: Option<&'a str>,
+    pub cache_key: Option<&'a str>,
+    pub cache_duration: Option<&'a str>,
 }
 
 /// Builds the configuration from `spec`; `Err` names the setting that cannot be applied.
@@ -119,7 +130,15 @@ pub(crate) fn build(
         None => false,
         Some(v) => parse_bool(v).map_err(|e| ("auth-always-set-cookie", e))?,
     };
+    let cache_key = match spec.cache_key.map(str::trim).filter(|k| !k.is_empty()) {
+        None => None,
+        Some(k) => Some(Template::parse(k).map_err(|e| ("auth-cache-key", e))?),
+    };
+    let cache_durations = cache_durations(spec.cache_duration.unwrap_or_default())
+        .map_err(|e| ("auth-cache-duration", e))?;
     Ok(ExternalAuth {
+        cache_key,
+        cache_durations,
         url,
         method,
         signin,
@@ -132,6 +151,46 @@ pub(crate) fn build(
         set_headers,
         always_set_cookie,
     })
+}
+
+/// `auth-cache-duration`: comma-separated `[status ...] time [time ...]` entries (NGINX's
+/// `proxy_cache_valid`); empty: ingress-nginx's default `200 202 401 5m`.
+fn cache_durations(value: &str) -> Result<Vec<(Vec<u16>, std::time::Duration)>, String> {
+    let value = if value.trim().is_empty() { "200 202 401 5m" } else { value };
+    let mut out = Vec::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let mut codes = Vec::new();
+        let mut time = std::time::Duration::ZERO;
+        let mut timed = false;
+        for word in entry.split_whitespace() {
+            if word.len() == 3 && word.bytes().all(|c| c.is_ascii_digit()) && !timed {
+                codes.push(word.parse().expect("three digits"));
+                continue;
+            }
+            let digits = word.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+            let unit = &word[digits.len()..];
+            let n: u64 =
+                digits.parse().map_err(|_| format!("{entry:?}: {word:?} is not a time"))?;
+            let ms = match unit {
+                "ms" => 1,
+                "s" | "" => 1000,
+                "m" => 60_000,
+                "h" => 3_600_000,
+                "d" => 86_400_000,
+                "w" => 7 * 86_400_000,
+                "M" => 30 * 86_400_000,
+                "y" => 365 * 86_400_000,
+                _ => return Err(format!("{entry:?}: {word:?} is not a time")),
+            };
+            time += std::time::Duration::from_millis(n * ms);
+            timed = true;
+        }
+        if !timed {
+            return Err(format!("{entry:?} has no time"));
+        }
+        out.push((codes, time));
+    }
+    Ok(out)
 }
 
 /// ingress-nginx's `buildAuthSignURL`: the sign-in URL with the redirect parameter added,
@@ -178,6 +237,8 @@ pub(crate) fn parse(
         response_headers: a.get("auth-response-headers"),
         request_redirect: a.get("auth-request-redirect"),
         always_set_cookie: a.get("auth-always-set-cookie"),
+        cache_key: a.get("auth-cache-key"),
+        cache_duration: a.get("auth-cache-duration"),
     };
     let auth = build(&spec, set_headers).map_err(|(name, why)| a.invalid(object, name, &why, d))?;
     for name in ["auth-keepalive", "auth-keepalive-requests", "auth-keepalive-timeout"] {
@@ -228,5 +289,19 @@ mod tests {
         assert_eq!(signin_url("https://a/start?x=1", "rd"), format!("https://a/start?x=1&rd={rd}"));
         assert_eq!(signin_url("https://a/start?rd=/home", "rd"), "https://a/start?rd=/home");
         assert_eq!(signin_url("https://a/start", "orig"), format!("https://a/start?orig={rd}"));
+    }
+
+    #[test]
+    fn cache_durations_read_as_proxy_cache_valid() {
+        use std::time::Duration;
+        let min = |m: u64| Duration::from_secs(60 * m);
+        assert_eq!(cache_durations("").unwrap(), vec![(vec![200, 202, 401], min(5))]);
+        assert_eq!(
+            cache_durations("200 202 10m, 401 1h 30m").unwrap(),
+            vec![(vec![200, 202], min(10)), (vec![401], min(90))]
+        );
+        assert_eq!(cache_durations("30s").unwrap(), vec![(vec![], Duration::from_secs(30))]);
+        assert!(cache_durations("200").is_err());
+        assert!(cache_durations("200 5x").is_err());
     }
 }

@@ -395,6 +395,7 @@ fn families(
     if let Err(why) = access(a, object, cx, p, d) {
         out.fail_closed.get_or_insert(why);
     }
+    rate_limit::bandwidth(a, object, &mut p.bandwidth, d);
     match rate_limit::parse(a, object, zone_name(object), cx.global, d) {
         Ok(rate) => p.rate = rate,
         Err(why) => {

@@ -8,11 +8,18 @@
 //! | `limit-connections` | — | requests in flight per client address |
 //! | `limit-burst-multiplier` | `5` | the burst, as a multiple of the limit |
 //! | `limit-allowlist` | — | addresses and CIDR ranges never limited nor counted (legacy name `limit-whitelist`) |
+//! | `limit-rate` | ConfigMap `limit-rate` (`0`) | how fast a response is sent, in KiB per second (ingress-nginx renders `limit_rate <N>k`); `0`: no limit |
+//! | `limit-rate-after` | ConfigMap `limit-rate-after` (`0`) | KiB of each response sent at full speed first |
 //!
 //! | ConfigMap key | default | meaning |
 //! |---|---|---|
 //! | `limit-req-status-code` | `503` | the status of a request over `limit-rps` or `limit-rpm` |
 //! | `limit-conn-status-code` | `503` | the status of a request over `limit-connections` |
+//! | `limit-rate`, `limit-rate-after` | `0` | the defaults of the annotations |
+//!
+//! `limit-rate` paces each response on its own, as NGINX's `limit_rate` does per request;
+//! such routes are carried by the general path. An invalid `limit-rate` keeps the
+//! ConfigMap's value, as ingress-nginx does (reported here).
 //!
 //! As in ingress-nginx: the client address is the real-IP one (`use-forwarded-headers`); all
 //! hosts and paths of one Ingress share a client's counters; the counters are per replica
@@ -27,7 +34,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use sluice_model::{Diagnostic, IpList, ObjectRef, Rate, RateLimits};
+use sluice_model::{Bandwidth, Diagnostic, IpList, ObjectRef, Rate, RateLimits};
 
 use super::{Annotations, Effect, Family};
 use crate::config::GlobalConfig;
@@ -39,11 +46,18 @@ pub const FAMILY: Family = Family {
         ("limit-allowlist", Effect::Applied),
         ("limit-burst-multiplier", Effect::Applied),
         ("limit-connections", Effect::Applied),
+        ("limit-rate", Effect::Applied),
+        ("limit-rate-after", Effect::Applied),
         ("limit-rpm", Effect::Applied),
         ("limit-rps", Effect::Applied),
         ("limit-whitelist", Effect::Applied),
     ],
-    configmap_keys: &["limit-conn-status-code", "limit-req-status-code"],
+    configmap_keys: &[
+        "limit-conn-status-code",
+        "limit-rate",
+        "limit-rate-after",
+        "limit-req-status-code",
+    ],
 };
 
 /// The Ingress's limits: `Ok(None)` without any; `Err` (the routes fail closed) when they
@@ -100,6 +114,28 @@ pub(crate) fn parse(
     })))
 }
 
+/// `limit-rate` and `limit-rate-after` over the ConfigMap's `bandwidth`.
+pub(crate) fn bandwidth(
+    a: &Annotations<'_>,
+    object: &ObjectRef,
+    bandwidth: &mut Option<Bandwidth>,
+    d: &mut Vec<Diagnostic>,
+) {
+    let mut b = bandwidth.unwrap_or(Bandwidth { rate: 0, after: 0 });
+    a.apply(object, "limit-rate", d, |v| kib(v).map(|n| b.rate = n));
+    a.apply(object, "limit-rate-after", d, |v| kib(v).map(|n| b.after = n));
+    *bandwidth = (b.rate > 0).then_some(b);
+}
+
+/// KiB, as ingress-nginx renders `<N>k`, in bytes.
+fn kib(value: &str) -> Result<u64, String> {
+    value
+        .trim()
+        .parse::<u64>()
+        .map(|n| n * 1024)
+        .map_err(|_| format!("{value:?} is not a whole number of KiB"))
+}
+
 /// The ConfigMap keys of this family; `None` for another family's key.
 pub(crate) fn configmap(
     key: &str,
@@ -107,6 +143,8 @@ pub(crate) fn configmap(
     cfg: &mut GlobalConfig,
 ) -> Option<Result<(), String>> {
     let slot = match key {
+        "limit-rate" => return Some(kib(value).map(|n| cfg.bandwidth.0 = n)),
+        "limit-rate-after" => return Some(kib(value).map(|n| cfg.bandwidth.1 = n)),
         "limit-req-status-code" => &mut cfg.limit_status.0,
         "limit-conn-status-code" => &mut cfg.limit_status.1,
         _ => return None,
