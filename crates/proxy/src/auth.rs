@@ -60,20 +60,21 @@ pub(crate) async fn ask(request: &AuthRequest, connect: Duration, read: Duration
 }
 
 async fn ask_service(request: &AuthRequest, connect: Duration, read: Duration) -> AuthOutcome {
-    match tokio::time::timeout(connect + read, exchange(request, connect)).await {
-        Ok(Ok(outcome)) => outcome,
-        Ok(Err(e)) => {
+    match exchange(request, connect, read).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
             tracing::warn!(url = %request.url, error = %e, "auth service not reached; answering 500");
-            AuthOutcome { status: 500, headers: Vec::new() }
-        }
-        Err(_) => {
-            tracing::warn!(url = %request.url, "auth service timed out; answering 500");
             AuthOutcome { status: 500, headers: Vec::new() }
         }
     }
 }
 
-async fn exchange(request: &AuthRequest, connect: Duration) -> Result<AuthOutcome, String> {
+/// One exchange: connected within `connect`, answered within `read` after that.
+async fn exchange(
+    request: &AuthRequest,
+    connect: Duration,
+    read: Duration,
+) -> Result<AuthOutcome, String> {
     let uri: http::Uri = request.url.parse().map_err(|e| format!("{}: {e}", request.url))?;
     let (mut sender, addr) = tokio::time::timeout(connect, crate::oneshot::connect(&uri))
         .await
@@ -91,12 +92,16 @@ async fn exchange(request: &AuthRequest, connect: Duration) -> Result<AuthOutcom
             headers.append(n, v);
         }
     }
-    // `proxy_set_header Host <auth URL's host>`.
-    if let Ok(h) = HeaderValue::from_str(authority.as_str()) {
+    // `proxy_set_header Host <auth URL's host name>`: without the port, as ingress-nginx
+    // renders it (`authURL.Hostname()`).
+    if let Ok(h) = HeaderValue::from_str(authority.host()) {
         headers.insert(header::HOST, h);
     }
     let Sender::H1(s) = &mut sender else { return Err("not HTTP/1.1".into()) };
-    let response = s.send_request(req).await.map_err(|e| format!("{addr}: {e}"))?;
+    let response = tokio::time::timeout(read, s.send_request(req))
+        .await
+        .map_err(|_| format!("{addr}: no answer within {read:?}"))?
+        .map_err(|e| format!("{addr}: {e}"))?;
     let status = response.status().as_u16();
     let headers = response
         .headers()

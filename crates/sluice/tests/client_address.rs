@@ -510,7 +510,7 @@ impl Drop for Haproxy {
 #[tokio::test(flavor = "multi_thread")]
 async fn forwarded_headers_are_believed_as_the_configmap_says() {
     // ConfigMap → (host, proto and port believed, address believed).
-    let cases: [(&[(&str, &str)], bool, bool); 8] = [
+    let cases: [(Pairs, bool, bool); 8] = [
         (&[("use-forwarded-headers", "true")], true, true),
         (&[("use-forwarded-headers", "false")], false, false),
         (&[], false, false),
@@ -546,10 +546,16 @@ async fn forwarded_headers_are_believed_as_the_configmap_says() {
 // ---------------------------------------------------------------------------------------
 // proxy-real-ip-cidr, forwarded-for-header, compute-full-forwarded-for
 
+/// Header or ConfigMap pairs, `(name, value)`.
+type Pairs<'a> = &'a [(&'a str, &'a str)];
+
+/// A request's headers, and the `X-Real-IP` and `X-Forwarded-For` the backend must get.
+type AddressRow<'a> = (Pairs<'a>, &'a str, &'a str);
+
 /// For each ConfigMap of `groups` (applied in turn to one running Sluice), each request's
 /// `(headers, X-Real-IP, X-Forwarded-For)`: the address the backend is told, and the upstream
 /// X-Forwarded-For.
-async fn check_addresses(groups: &[(&[(&str, &str)], &[(&[(&str, &str)], &str, &str)])]) {
+async fn check_addresses(groups: &[(Pairs<'_>, &[AddressRow<'_>])]) {
     let host = "addresses.example";
     let t = start(groups[0].0, &[(host, &[])], &[]).await;
     for (i, (data, rows)) in groups.iter().enumerate() {

@@ -186,7 +186,16 @@ pub fn parse<'a>(
             cache_duration: global_auth("cache-duration"),
         };
         match external_auth::build(&spec, Vec::new()) {
-            Ok(auth) => config.global_auth = Some(Arc::new(auth)),
+            Ok(auth) => {
+                // In the ConfigMap's policy, which Ingresses without annotations share; an
+                // Ingress's own `auth-url` or `enable-global-auth: "false"` replace it.
+                let auth = Arc::new(auth);
+                let policy = Arc::make_mut(&mut config.policy);
+                let mut access = policy.access.as_deref().cloned().unwrap_or_default();
+                access.external = Some(auth.clone());
+                policy.access = Some(Arc::new(access));
+                config.global_auth = Some(auth);
+            }
             Err((name, why)) => {
                 let why = format!("ConfigMap {object}: global-{name}: {why}");
                 diagnostics.push(Diagnostic::error(

@@ -177,6 +177,8 @@ pub(crate) struct Resume {
     pub refused: Option<u16>,
     /// The auth service's answer.
     pub outcome: access::AuthOutcome,
+    /// The request's ID, as the auth service was sent it.
+    pub request_id: HeaderValue,
 }
 
 /// Runs the phases for one request: `head` read through [`Head`], `host` its `Host` (or
@@ -208,8 +210,10 @@ pub(crate) fn decide<H: Head>(
     let https = conn.tls.is_some()
         || conn.proxied_https
         || (trust && forwarded_proto(head).is_some_and(|p| p.eq_ignore_ascii_case(b"https")));
-    let request_id = match head.header("x-request-id") {
-        Some(v) if forward::sane_request_id(v) => {
+    // One ID for the whole request: a second run keeps the first's (the auth service saw it).
+    let request_id = match (head.header("x-request-id"), &resume) {
+        (_, Some(r)) => r.request_id.clone(),
+        (Some(v), None) if forward::sane_request_id(v) => {
             HeaderValue::from_bytes(v).unwrap_or_else(|_| forward::fresh_request_id())
         }
         _ => forward::fresh_request_id(),
@@ -298,15 +302,24 @@ pub(crate) fn decide<H: Head>(
                     plan.add("www-authenticate", access::challenge(&basic.realm));
                 }
             }
-            if let (Some(o), Some(ext)) = (outcome, &access.external)
-                && ext.always_set_cookie
-            {
-                o.each("set-cookie", |v| plan.add("set-cookie", v.to_vec()));
+            // `add_header Set-Cookie $auth_cookie`: on the statuses `add_header` covers (the
+            // sign-in redirect's 302), on all with `auth-always-set-cookie`.
+            if let Some(o) = outcome {
+                o.each("set-cookie", |v| plan.add_cookie(v.to_vec()));
             }
             plan
         };
+        // NGINX's `error_page 401 = <auth-signin>`: every 401 of the location is redirected,
+        // basic authentication's too.
+        let signin = access.external.as_ref().and_then(|e| e.signin.as_ref()).map(|signin| {
+            let vars = RequestVars { head, ctx: &ctx };
+            String::from_utf8_lossy(&signin.to_bytes(&vars)).into_owned()
+        });
         match verdict {
             access::Verdict::Pass => {}
+            access::Verdict::Refuse(401) if signin.is_some() => {
+                return answer(&ctx, 302, signin, refuse(302, None));
+            }
             access::Verdict::Refuse(status) => {
                 return answer(&ctx, status, None, refuse(status, None));
             }
@@ -319,17 +332,18 @@ pub(crate) fn decide<H: Head>(
                         request,
                         connect_timeout: limits.connect_timeout,
                         read_timeout: limits.read_timeout,
-                        resume: Resume { permit, refused, outcome: access::AuthOutcome::default() },
+                        resume: Resume {
+                            permit,
+                            refused,
+                            outcome: access::AuthOutcome::default(),
+                            request_id: ctx.request_id.clone(),
+                        },
                     }));
                 };
                 match access::conclude(&r.outcome, refused) {
                     Ok(()) => granted = Some(r.outcome),
-                    Err(401) if external.signin.is_some() => {
-                        let signin = external.signin.as_ref().expect("checked");
-                        let vars = RequestVars { head, ctx: &ctx };
-                        let location =
-                            String::from_utf8_lossy(&signin.to_bytes(&vars)).into_owned();
-                        return answer(&ctx, 302, Some(location), refuse(302, Some(&r.outcome)));
+                    Err(401) if signin.is_some() => {
+                        return answer(&ctx, 302, signin, refuse(302, Some(&r.outcome)));
                     }
                     Err(status) => {
                         return answer(&ctx, status, None, refuse(status, Some(&r.outcome)));

@@ -80,6 +80,15 @@ impl<'s> Builder<'s> {
         };
         let policy = global.policy.clone();
         self.global_policy = policy.clone();
+        // The built-in default (no Ingress) asks no auth service: ingress-nginx's global
+        // authentication belongs to the locations of Ingresses.
+        let mut policy = policy;
+        if let Some(access) = policy.access.as_ref().filter(|a| a.external.is_some()) {
+            let mut access = (**access).clone();
+            access.external = None;
+            let open = access.is_open();
+            Arc::make_mut(&mut policy).access = (!open).then(|| Arc::new(access));
+        }
         self.no_auth_locations.clone_from(&global.no_auth_locations);
         let route =
             Route::new(None, String::new(), String::new(), PathMatch::Default, target, policy);
