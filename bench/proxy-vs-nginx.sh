@@ -20,6 +20,12 @@
 #               upstream Host (`upstream-vhost`; `proxy_set_header Host`) and cookie affinity
 #               (`affinity: cookie`; an upstream `hash $cookie_INGRESSCOOKIE consistent`), every
 #               request carrying the session cookie
+#   access      the same, to a route with the access control of issue 12: basic authentication
+#               (a {SHA} htpasswd entry; bcrypt costs what it costs in both), CORS, a request
+#               rate limit high enough never to refuse, and an address allow list (Sluice:
+#               `auth-type: basic`, `enable-cors`, `limit-rps`, `whitelist-source-range`;
+#               nginx: `auth_basic`, `add_header`, `limit_req`, `allow`/`deny`), every request
+#               carrying the credentials
 #   h2          HTTP/2 over cleartext with prior knowledge (h2c): h2load (nghttp2-client) with
 #               CONNECTIONS connections and H2_STREAMS concurrent streams each, against Sluice's
 #               HTTP port (which detects the HTTP/2 preface) and an nginx `listen ... http2`
@@ -40,7 +46,7 @@
 #        MODE=h2 bench/proxy-vs-nginx.sh
 #
 # Environment (defaults in brackets):
-#   MODE [http]         http, policies, https, handshakes or h2 (above)
+#   MODE [http]         http, policies, access, https, handshakes or h2 (above)
 #   KEY_TYPE [rsa]      the certificate's key in the TLS modes: rsa (2048 bits, what most
 #                       ingress certificates and ingress-nginx's fake certificate use) or ecdsa
 #                       (P-256)
@@ -117,10 +123,19 @@ done
 ((DURATION >= 1)) || die "DURATION must be at least 1"
 [[ $ACCESS_LOG == on || $ACCESS_LOG == off ]] || die "ACCESS_LOG must be on or off"
 ((H2_STREAMS >= 1)) || die "H2_STREAMS must be at least 1"
-[[ $MODE == http || $MODE == policies || $MODE == https || $MODE == handshakes || $MODE == h2 ]] ||
-	die "MODE must be http, policies, https, handshakes or h2"
+[[ $MODE == http || $MODE == policies || $MODE == access || $MODE == https || $MODE == handshakes || $MODE == h2 ]] ||
+	die "MODE must be http, policies, access, https, handshakes or h2"
 POLICIES=0
 [[ $MODE == policies ]] && POLICIES=1
+ACCESS=0
+[[ $MODE == access ]] && ACCESS=1
+# MODE=access: the user and password every request carries, and its {SHA} htpasswd line.
+ACCESS_USER=bench
+ACCESS_PASSWORD=bench-password
+ACCESS_CREDENTIALS=$(printf '%s:%s' "$ACCESS_USER" "$ACCESS_PASSWORD" | base64 -w0)
+# What the readiness checks send: the credentials, in MODE=access.
+READY_AUTH=()
+((ACCESS)) && READY_AUTH=(-H "Authorization: Basic $ACCESS_CREDENTIALS")
 # The session cookie of MODE=policies: a key placed on the ring, and a backend key (any: only
 # the key picks the endpoint).
 SESSION_COOKIE="INGRESSCOOKIE=5f1c0ffee|bench"
@@ -367,6 +382,7 @@ $(nginx_http_common "$dir")
         '\$request_length \$request_time [default-backend-80] [] \$upstream_addr '
         '\$upstream_response_length \$upstream_response_time \$upstream_status \$request_id';
     $access
+$( ((ACCESS)) && echo '    limit_req_zone $binary_remote_addr zone=bench:5m rate=100000r/s;')
     upstream backend {
 $( ((POLICIES)) && echo '        hash $cookie_INGRESSCOOKIE consistent;')
         server 127.0.0.1:$BACKEND_PORT;
@@ -385,6 +401,7 @@ $(nginx_h2_server)
             # The request headers ingress-nginx sets (Sluice sets the same).
             proxy_set_header Host $(if ((POLICIES)); then echo internal.example; else echo '$host'; fi);
 $(nginx_policies)
+$(nginx_access "$dir")
             proxy_set_header X-Request-ID \$request_id;
             proxy_set_header X-Real-IP \$remote_addr;
             proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
@@ -409,6 +426,33 @@ nginx_policies() {
             add_header X-Content-Type-Options nosniff always;
             add_header Referrer-Policy strict-origin-when-cross-origin always;
 EOF
+}
+
+# MODE=access: what ingress-nginx renders for the same annotations (its CORS headers are
+# `more_set_headers`, from a module this nginx lacks: `add_header ... always` does the same
+# here), and the password file.
+nginx_access() {
+	((ACCESS)) || return 0
+	local dir=$1
+	printf '%s:%s\n' "$ACCESS_USER" "$(access_hash)" >"$dir/htpasswd"
+	cat <<EOF
+            allow 127.0.0.0/8;
+            deny all;
+            limit_req zone=bench burst=500000 nodelay;
+            auth_basic "bench";
+            auth_basic_user_file $dir/htpasswd;
+            proxy_set_header Authorization "";
+            add_header Access-Control-Allow-Origin * always;
+            add_header Access-Control-Allow-Credentials true always;
+            add_header Access-Control-Allow-Methods "GET, PUT, POST, DELETE, PATCH, OPTIONS" always;
+            add_header Access-Control-Allow-Headers "DNT,Keep-Alive,User-Agent,X-Requested-With,If-Modified-Since,Cache-Control,Content-Type,Range,Authorization" always;
+            add_header Access-Control-Max-Age 1728000 always;
+EOF
+}
+
+# The {SHA} hash of ACCESS_PASSWORD, as `htpasswd -s` writes it.
+access_hash() {
+	printf '{SHA}%s' "$(printf '%s' "$ACCESS_PASSWORD" | openssl sha1 -binary | base64 -w0)"
 }
 
 write_sluice_manifests() {
@@ -458,6 +502,7 @@ metadata:
   name: bench
   namespace: default
 $(sluice_policies)
+$(sluice_access)
 spec:
   ingressClassName: sluice
   rules:
@@ -502,6 +547,33 @@ sluice_policies() {
     nginx.ingress.kubernetes.io/custom-headers: default/bench-headers
     nginx.ingress.kubernetes.io/upstream-vhost: internal.example
     nginx.ingress.kubernetes.io/affinity: cookie
+EOF
+}
+
+# MODE=access: the Ingress's annotations, and its htpasswd Secret.
+sluice_access() {
+	((ACCESS)) || return 0
+	cat <<EOF
+  annotations:
+    nginx.ingress.kubernetes.io/auth-type: basic
+    nginx.ingress.kubernetes.io/auth-secret: bench-auth
+    nginx.ingress.kubernetes.io/auth-realm: bench
+    nginx.ingress.kubernetes.io/enable-cors: "true"
+    nginx.ingress.kubernetes.io/limit-rps: "100000"
+    nginx.ingress.kubernetes.io/whitelist-source-range: 127.0.0.0/8
+EOF
+}
+
+write_sluice_access_secret() {
+	((ACCESS)) || return 0
+	cat >"$TMP/manifests/auth.yaml" <<EOF
+apiVersion: v1
+kind: Secret
+metadata:
+  name: bench-auth
+  namespace: default
+stringData:
+  auth: "$ACCESS_USER:$(access_hash)"
 EOF
 }
 
@@ -640,6 +712,7 @@ run_wrk() {
 	before=$(cpu_ticks "$@")
 	local cookie=()
 	((POLICIES)) && cookie=(-H "Cookie: $SESSION_COOKIE")
+	((ACCESS)) && cookie=(-H "Authorization: Basic $ACCESS_CREDENTIALS")
 	taskset -c "$LOADGEN_CPU" wrk -t1 -c"$CONNECTIONS" -d"${secs}s" --latency \
 		-H "Host: $HOST_HEADER" "${cookie[@]}" "$url" >"$out"
 	after=$(cpu_ticks "$@")
@@ -740,6 +813,7 @@ write_backend_conf
 write_proxy_conf
 write_sluice_manifests
 write_sluice_configmaps
+write_sluice_access_secret
 "$NGINX" -t -q -p "$TMP/backend" -e "$TMP/backend/error.log" -c "$TMP/backend/nginx.conf"
 "$NGINX" -t -q -p "$TMP/nginx" -e "$TMP/nginx/error.log" -c "$TMP/nginx/nginx.conf"
 
@@ -751,7 +825,7 @@ mapfile -t BACKEND_PIDS < <(family "$BACKEND_PID")
 
 start_nginx nginx
 NGINX_PID=$REPLY
-wait_for -k "${CURL_PROTO[@]}" -H "Host: $HOST_HEADER" "$(target nginx)" || die "nginx did not start: $(cat "$TMP/nginx/error.log" "$TMP/nginx/stdout.log")"
+wait_for -k "${CURL_PROTO[@]}" "${READY_AUTH[@]}" -H "Host: $HOST_HEADER" "$(target nginx)" || die "nginx did not start: $(cat "$TMP/nginx/error.log" "$TMP/nginx/stdout.log")"
 pin_nginx "$NGINX_PID"
 mapfile -t NGINX_PIDS < <(family "$NGINX_PID")
 
@@ -768,7 +842,7 @@ taskset -c "$SERVER_CPU" "$SLUICE_BIN" serve --manifests "$TMP/manifests" \
 SLUICE_PID=$!
 STARTED+=("$SLUICE_PID")
 wait_for "http://127.0.0.1:$SLUICE_ADMIN_PORT/readyz" || die "sluice did not start: $(cat "$TMP/sluice.log")"
-wait_for -k "${CURL_PROTO[@]}" -H "Host: $HOST_HEADER" "$(target sluice)" ||
+wait_for -k "${CURL_PROTO[@]}" "${READY_AUTH[@]}" -H "Host: $HOST_HEADER" "$(target sluice)" ||
 	die "sluice does not route to the backend: $(curl -sk "${CURL_PROTO[@]}" -H "Host: $HOST_HEADER" "$(target sluice)"; cat "$TMP/sluice.log")"
 SLUICE_PIDS=("$SLUICE_PID")
 
@@ -788,6 +862,21 @@ check_policies() {
 		die "sluice does not set the affinity cookie in MODE=policies: $headers"
 }
 check_policies
+
+# MODE=access, the same: both proxies refuse a request without credentials, and answer one
+# with them with the CORS headers.
+check_access() {
+	((ACCESS)) || return 0
+	local kind code headers
+	for kind in nginx sluice; do
+		code=$(curl -sk -o /dev/null -w '%{http_code}' -H "Host: $HOST_HEADER" "$(target "$kind")")
+		[[ $code == 401 ]] || die "$kind answers $code without credentials in MODE=access"
+		headers=$(curl -sk -o /dev/null -D - -H "Host: $HOST_HEADER" -H "Authorization: Basic $ACCESS_CREDENTIALS" "$(target "$kind")")
+		grep -q "^HTTP/1.1 200" <<<"$headers" || die "$kind does not let the credentials in: $headers"
+		grep -qi '^access-control-allow-origin: \*' <<<"$headers" || die "$kind sends no CORS header: $headers"
+	done
+}
+check_access
 
 for name in backend nginx sluice; do
 	case $name in
@@ -960,6 +1049,11 @@ policies)
 	LOAD="wrk -t1 -c$CONNECTIONS, HTTP/1.1 over kept-alive connections, with a session cookie"
 	UNIT=requests
 	POLICY_NOTE='- Policies on the route: three response headers (Sluice `custom-headers`, nginx `add_header ... always`), the upstream Host (`upstream-vhost`, `proxy_set_header Host`), cookie affinity (Sluice `affinity: cookie`, nginx `hash $cookie_INGRESSCOOKIE consistent`); every request carries the session cookie.'
+	;;
+access)
+	LOAD="wrk -t1 -c$CONNECTIONS, HTTP/1.1 over kept-alive connections, with basic credentials"
+	UNIT=requests
+	POLICY_NOTE='- Access control on the route: basic authentication with a {SHA} htpasswd entry (Sluice `auth-type: basic`, nginx `auth_basic`), CORS headers (Sluice `enable-cors`, nginx five `add_header ... always`), a rate limit that never refuses (Sluice `limit-rps: 100000`, nginx `limit_req` at 100000r/s with the same burst), an allow list (Sluice `whitelist-source-range`, nginx `allow`/`deny all`); every request carries the credentials.'
 	;;
 https)
 	LOAD="wrk -t1 -c$CONNECTIONS, HTTP/1.1 over kept-alive TLS connections ($KEY_TYPE certificate)"
