@@ -71,7 +71,11 @@ async fn unenforceable_annotations_fail_closed() {
                 "auth",
                 "auth.example.com",
                 &[("/", "Prefix", "app")],
-                &[("nginx.ingress.kubernetes.io/auth-url", "http://auth.example/")],
+                // Authentication asked for and impossible to apply (its Secret is missing).
+                &[
+                    ("nginx.ingress.kubernetes.io/auth-type", "basic"),
+                    ("nginx.ingress.kubernetes.io/auth-secret", "missing"),
+                ],
             ),
             ingress(
                 "snippet",
@@ -115,7 +119,10 @@ async fn dot_segments_and_slashes_cannot_reach_a_fail_closed_path_through_an_ope
                 "guarded",
                 "x.example.com",
                 &[("/admin", "Prefix", "admin")],
-                &[("nginx.ingress.kubernetes.io/auth-url", "http://auth.example/")],
+                &[
+                    ("nginx.ingress.kubernetes.io/auth-type", "basic"),
+                    ("nginx.ingress.kubernetes.io/auth-secret", "missing"),
+                ],
             ),
             ingress("open", "x.example.com", &[("/public", "Prefix", "open")], &[]),
         ]
