@@ -1010,10 +1010,15 @@ async fn client_forwarded_proto_is_not_trusted_by_default() {
     add_host(&m, "web.example.com", Tls::Secret("web-tls"), &[]).await;
     add_host(&m, "open.example.com", Tls::Off, &[]).await;
     let s = Sluice::start(m.path(), &[]);
-    let claims = [("x-forwarded-proto", "https"), ("x-forwarded-port", "443")];
+    let claims = [
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-port", "443"),
+        ("x-forwarded-host", "evil.example"),
+    ];
 
     let r = http_get(&s, "web.example.com", "/x", &claims).await;
     assert_eq!(r.status, 308, "a client saying it used HTTPS is still redirected");
+    assert_eq!(r.headers["location"], "https://web.example.com/x", "nor names the redirect's host");
     let r = http_get(&s, "open.example.com", "/x", &claims).await;
     let h = &r.json()["headers"];
     assert_eq!(h["x-forwarded-proto"], "http", "the client's claim is replaced");
@@ -1030,7 +1035,14 @@ async fn use_forwarded_headers_trusts_forwarded_proto_from_a_tls_load_balancer()
     assert_eq!(r.json()["headers"]["x-forwarded-proto"], "https");
     let r = http_get(&s, host, "/behind-lb", &[("x-forwarded-proto", "http")]).await;
     assert_eq!(r.status, 308, "plain HTTP at the load balancer is redirected");
+    assert_eq!(r.headers["location"], "https://web.example.com/behind-lb");
     assert_eq!(http_get(&s, host, "/direct", &[]).await.status, 308);
+    // The redirect names the host the load balancer was asked for (ingress-nginx's
+    // `$best_http_host`: the first X-Forwarded-Host entry, without its port).
+    let lb = [("x-forwarded-proto", "http"), ("x-forwarded-host", "www.example.com:8080, lb")];
+    let r = http_get(&s, host, "/behind-lb?a=1", &lb).await;
+    assert_eq!(r.status, 308);
+    assert_eq!(r.headers["location"], "https://www.example.com/behind-lb?a=1");
 }
 
 // ---------------------------------------------------------------------------------------

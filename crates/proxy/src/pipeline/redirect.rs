@@ -56,12 +56,24 @@ fn scheme(https: bool) -> &'static str {
     if https { "https" } else { "http" }
 }
 
-/// `https://host/uri` for the HTTPS redirect, as ingress-nginx builds it: without the port
+/// `https://host/uri` for the HTTPS redirect, as ingress-nginx builds it (the host a trusted
+/// `X-Forwarded-Host` names, else the request's): without the port
 /// the client used (unless `use-port-in-redirects`: then Sluice's HTTPS port), and the
 /// request URI without its trailing slash unless `preserve-trailing-slash`.
 fn https_location<H: Head>(ctx: &Ctx<'_>, head: &H, shared: &Shared) -> String {
     let policy = &ctx.route.policy.https;
-    let name = forward::without_port(ctx.host_header);
+    // ingress-nginx's `redirect_host()`: the host of `$best_http_host`, which a trusted
+    // client's `X-Forwarded-Host` (its first entry) sets with `use-forwarded-headers`.
+    let forwarded = ctx
+        .table
+        .https
+        .use_forwarded_headers
+        .then(|| head.header("x-forwarded-host"))
+        .flatten()
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .map(|v| v.split(',').next().unwrap_or(v))
+        .filter(|v| !v.is_empty());
+    let name = forward::without_port(forwarded.unwrap_or(ctx.host_header));
     let port = match shared.https_port() {
         Some(p) if policy.port_in_redirect => format!(":{p}"),
         _ => String::new(),
