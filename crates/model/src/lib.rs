@@ -48,7 +48,7 @@ pub use policy::{
     Affinity, Balance, Bandwidth, Canary, CanaryPattern, ErrorPages, HashBy, HttpsRedirect, Limits,
     LogPolicy, Mirror, Policy, Redirect, ResponseRules, Retry, UpstreamRequest,
 };
-pub use ratelimit::{Permit, Rate, RateLimits, Refused, Zone};
+pub use ratelimit::{GlobalRateLimit, Permit, Rate, RateLimits, Refused, Zone};
 pub use realip::RealIp;
 pub use settings::Settings;
 pub use shared::{ChunkVec, SharedVec};

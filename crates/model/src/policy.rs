@@ -60,6 +60,9 @@ pub struct Policy {
     /// The pace of responses (`limit-rate`, `limit-rate-after`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bandwidth: Option<Bandwidth>,
+    /// A limit counted in memcached for every replica (`global-rate-limit*`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub global_rate_limit: Option<Arc<crate::GlobalRateLimit>>,
 }
 
 /// `limit-rate` and `limit-rate-after`: how fast a response is sent to the client.
@@ -90,6 +93,7 @@ impl Default for Policy {
             access: None,
             rate: None,
             bandwidth: None,
+            global_rate_limit: None,
         }
     }
 }
@@ -121,6 +125,7 @@ impl Policy {
             access,
             rate: _,
             bandwidth,
+            global_rate_limit,
         } = self;
         let UpstreamRequest {
             vhost: _,
@@ -136,7 +141,13 @@ impl Policy {
         // The fast path carries GET and HEAD without a body only, so request buffering has
         // nothing to hold back there.
         // A paced response needs hyper's body, the fast path copies bytes as they come.
-        !*http10 && errors.is_none() && mirror.is_none() && !external && bandwidth.is_none()
+        // A limit counted in memcached asks it first, another request too.
+        !*http10
+            && errors.is_none()
+            && mirror.is_none()
+            && !external
+            && bandwidth.is_none()
+            && global_rate_limit.is_none()
     }
 }
 

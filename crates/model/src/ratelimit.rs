@@ -90,6 +90,30 @@ impl Rate {
     }
 }
 
+/// A request limit shared by every replica through memcached (`global-rate-limit` of
+/// ingress-nginx before v1.12): at most `limit` requests per `window` for each key, counted
+/// with lua-resty-global-throttle's sliding window.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct GlobalRateLimit {
+    /// The counters' namespace (the Ingress, `namespace/name`).
+    pub namespace: String,
+    /// `global-rate-limit`.
+    pub limit: u64,
+    /// `global-rate-limit-window`, whole seconds.
+    pub window_secs: u64,
+    /// `global-rate-limit-key`, with NGINX variables (`$remote_addr`).
+    pub key: crate::Template,
+    /// `global-rate-limit-ignored-cidrs`: clients never limited nor counted.
+    #[serde(skip_serializing_if = "IpList::is_empty")]
+    pub ignored: IpList,
+    /// ConfigMap `global-rate-limit-status-code` (429).
+    pub status: u16,
+    /// ConfigMap `global-rate-limit-memcached-host` and `-port`.
+    pub memcached: (String, u16),
+    /// ConfigMap `global-rate-limit-memcached-connect-timeout`, milliseconds (50).
+    pub connect_timeout_ms: u64,
+}
+
 /// Why a request was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refused {

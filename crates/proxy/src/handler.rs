@@ -22,7 +22,7 @@ use crate::pipeline::{
 };
 use crate::record::{Record, RequestFacts};
 use crate::server::ConnInfo;
-use crate::{Published, Shared, auth, forward, mirror, tunnel, upstream};
+use crate::{Published, Shared, auth, forward, mirror, throttle, tunnel, upstream};
 
 pub(crate) async fn handle(
     req: Request<Incoming>,
@@ -143,12 +143,19 @@ async fn route_request(
                 resume,
             )
         };
-        // External authentication: the life cycle stopped to ask; ask, then run it again
-        // with the answer (it then goes on from the access phase).
+        // The life cycle stopped to ask another service (the auth service, memcached): ask,
+        // then run it again with the answer (it goes on from where it stopped).
         let Decision::Authorize(ask) = decision else { break decision };
         let ask = *ask;
-        let outcome = auth::ask(&ask.request, ask.connect_timeout, ask.read_timeout).await;
-        resume = Some(pipeline::Resume { outcome, ..ask.resume });
+        let mut next = ask.resume;
+        match &ask.ask {
+            pipeline::Ask::Auth(request) => {
+                let outcome = auth::ask(request, ask.connect_timeout, ask.read_timeout).await;
+                next.outcome = Some(outcome);
+            }
+            pipeline::Ask::Global(check) => next.global = Some(throttle::limited(check).await),
+        }
+        resume = Some(next);
         sink = HyperSink::default();
     };
     let table = &published.table;

@@ -27,6 +27,7 @@ mod pool;
 mod proxy_protocol;
 mod record;
 mod server;
+mod throttle;
 pub mod tls;
 mod tunnel;
 mod upstream;

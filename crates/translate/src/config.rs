@@ -13,9 +13,9 @@ use sluice_model::{
 use crate::annotations::load_balance::Balancing;
 use crate::annotations::{ConfigMaps, buffering};
 use crate::annotations::{
-    FAMILIES, basic_auth, block, custom_errors, external_auth, ip_lists, load_balance, log,
-    next_upstream, parse_bool, proxy, rate_limit, real_ip, response_headers, service_upstream,
-    ssl_cipher, upstream_headers,
+    FAMILIES, basic_auth, block, custom_errors, external_auth, global_rate_limit, ip_lists,
+    load_balance, log, next_upstream, parse_bool, proxy, rate_limit, real_ip, response_headers,
+    service_upstream, ssl_cipher, upstream_headers,
 };
 
 /// The global settings translation uses, after the ConfigMap is applied.
@@ -55,6 +55,8 @@ pub struct GlobalConfig {
     pub(crate) enable_real_ip: bool,
     /// `limit-rate` and `limit-rate-after`, in bytes.
     pub(crate) bandwidth: (u64, u64),
+    /// `global-rate-limit-memcached-*` and `global-rate-limit-status-code`.
+    pub(crate) memcached: global_rate_limit::Memcached,
     /// `global-auth-url` and its settings: every Ingress's external authentication unless it
     /// sets its own or opts out (`enable-global-auth`).
     pub global_auth: Option<Arc<sluice_model::ExternalAuth>>,
@@ -79,6 +81,7 @@ impl Default for GlobalConfig {
             limit_status: (503, 503),
             enable_real_ip: false,
             bandwidth: (0, 0),
+            memcached: global_rate_limit::Memcached::default(),
             global_auth: None,
         }
     }
@@ -257,6 +260,7 @@ fn family_key(
         .or_else(|| load_balance::configmap(key, value, config))
         .or_else(|| access_keys(key, value, config))
         .or_else(|| rate_limit::configmap(key, value, config))
+        .or_else(|| global_rate_limit::configmap(key, value, &mut config.memcached))
         .or_else(|| {
             real_ip::configmap(key, value, &mut config.https.real_ip, &mut config.enable_real_ip)
         })

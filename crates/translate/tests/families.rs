@@ -14,9 +14,9 @@ use std::time::Duration;
 use common::*;
 use sluice_model::{
     Access, Affinity, Backend, Balance, Bandwidth, Blocks, Canary, Cors, ErrorPages, ExternalAuth,
-    HashBy, HttpsRedirect, IpList, Limits, LogPolicy, Mirror, Policy, Rate, RateLimits, Reason,
-    Redirect, ResponseRules, Retry, RoutingTable, Settings, Severity, Target, Template,
-    UpstreamProtocol, UpstreamRequest,
+    GlobalRateLimit, HashBy, HttpsRedirect, IpList, Limits, LogPolicy, Mirror, Policy, Rate,
+    RateLimits, Reason, Redirect, ResponseRules, Retry, RoutingTable, Settings, Severity, Target,
+    Template, UpstreamProtocol, UpstreamRequest,
 };
 use sluice_translate::annotations::catalog::{self, Support};
 use sluice_translate::annotations::{Effect, FAMILIES};
@@ -139,6 +139,7 @@ fn an_ingress_without_annotations_gets_ingress_nginx_defaults() {
         access,
         rate,
         bandwidth,
+        global_rate_limit,
     } = p;
     assert_eq!(
         limits,
@@ -179,6 +180,7 @@ fn an_ingress_without_annotations_gets_ingress_nginx_defaults() {
     assert_eq!(log, LogPolicy { access_log: true, skip_urls: vec![] });
     assert!(!sets_affinity_cookie);
     assert_eq!((block, cors, access, rate, bandwidth), (None, None, None, None, None));
+    assert_eq!(global_rate_limit, None);
 
     let r = served(&t, &host("plain"), "/");
     assert_eq!(route(&t, &host("plain"), "/"), format!("families/plain {APP}"));
@@ -1332,9 +1334,10 @@ fn fast_path_carries_is_decided_for_every_policy_part() {
         access: _,
         rate: _,
         bandwidth: _,
+        global_rate_limit: _,
     } = Policy::default();
     type Edit = fn(&mut Policy);
-    let rows: [(&str, Edit, bool); 22] = [
+    let rows: [(&str, Edit, bool); 23] = [
         ("limits", |p| p.limits.max_body_size = None, true),
         ("retry", |p| p.retry.on = Retry::ON_502, true),
         ("https", |p| p.https.force_ssl_redirect = true, true),
@@ -1386,6 +1389,23 @@ fn fast_path_carries_is_decided_for_every_policy_part() {
         ("cors", |p| p.cors = Some(Arc::new(Cors::default())), true),
         // A paced response needs hyper's body.
         ("bandwidth", |p| p.bandwidth = Some(Bandwidth { rate: 1024, after: 0 }), false),
+        // memcached is asked first: another request.
+        (
+            "global_rate_limit",
+            |p| {
+                p.global_rate_limit = Some(Arc::new(GlobalRateLimit {
+                    namespace: "ns/ing".into(),
+                    limit: 10,
+                    window_secs: 60,
+                    key: template("$remote_addr"),
+                    ignored: IpList::default(),
+                    status: 429,
+                    memcached: ("memcached".into(), 11211),
+                    connect_timeout_ms: 50,
+                }))
+            },
+            false,
+        ),
         (
             "rate",
             |p| {

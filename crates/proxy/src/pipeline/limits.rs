@@ -30,6 +30,30 @@ pub(super) fn admit(
     })
 }
 
+/// A `global-rate-limit` question for memcached: the limit and the request's key.
+pub(crate) struct GlobalCheck {
+    pub limit: std::sync::Arc<sluice_model::GlobalRateLimit>,
+    /// `global-rate-limit-key`, filled in (`$remote_addr` when it comes out empty).
+    pub key: String,
+}
+
+/// The question for this request, or `None` for a client of `global-rate-limit-ignored-cidrs`.
+pub(super) fn global_check<H: super::Head>(
+    limit: &std::sync::Arc<sluice_model::GlobalRateLimit>,
+    ctx: &Ctx<'_>,
+    head: &H,
+) -> Option<GlobalCheck> {
+    if limit.ignored.contains(ctx.client_addr()) {
+        return None;
+    }
+    let vars = super::RequestVars { head, ctx };
+    let mut key = String::from_utf8_lossy(&limit.key.to_bytes(&vars)).into_owned();
+    if key.is_empty() {
+        key = String::from_utf8_lossy(ctx.client_ip()).into_owned();
+    }
+    Some(GlobalCheck { limit: limit.clone(), key })
+}
+
 /// The limit zones of the process, by name.
 pub(crate) struct Zones {
     by_name: Mutex<HashMap<String, Arc<Zone>>>,

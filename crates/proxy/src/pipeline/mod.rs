@@ -64,7 +64,7 @@ use crate::{Published, Shared, forward};
 pub(crate) use access::{AuthOutcome, AuthRequest};
 pub(crate) use head::{FastHead, Head, HyperHead, RequestVars};
 pub(crate) use headers::{Edit, HOP_BY_HOP, ResponsePlan, UpstreamSink, error_context};
-pub(crate) use limits::Zones;
+pub(crate) use limits::{GlobalCheck, Zones};
 pub(crate) use pick::{Attempts, Failure, repin_cookie};
 
 /// Which way of carrying bytes runs the life cycle.
@@ -151,16 +151,24 @@ pub(crate) enum Decision {
     Forward(Box<Forward>),
     /// The fast path may not carry this route: the general path takes the connection.
     Handoff,
-    /// Ask the external auth service first (`auth-url`), then [`decide`] again with its
-    /// answer in [`Resume`]. Only on the general path: translation keeps such routes off the
-    /// fast path.
+    /// Ask another service first (the auth service of `auth-url`, memcached for
+    /// `global-rate-limit`), then [`decide`] again with its answer in [`Resume`]. Only on the
+    /// general path: translation keeps such routes off the fast path.
     Authorize(Box<Authorize>),
 }
 
-/// A subrequest to the auth service, and what the life cycle keeps for when it answers.
+/// What to ask before going on.
+pub(crate) enum Ask {
+    /// The auth service.
+    Auth(access::AuthRequest),
+    /// memcached's count of the request's key.
+    Global(limits::GlobalCheck),
+}
+
+/// A question to another service, and what the life cycle keeps for when it answers.
 pub(crate) struct Authorize {
-    /// The subrequest.
-    pub request: access::AuthRequest,
+    /// The question.
+    pub ask: Ask,
     /// Connect and read timeouts (the route's `proxy-*-timeout`).
     pub connect_timeout: std::time::Duration,
     pub read_timeout: std::time::Duration,
@@ -168,16 +176,20 @@ pub(crate) struct Authorize {
     pub resume: Resume,
 }
 
-/// What a second run of the life cycle takes over from the first, which stopped to ask the
-/// auth service: the limits are not charged twice, the other access checks not run twice.
+/// What a later run of the life cycle takes over from the one that stopped to ask: nothing
+/// is charged or asked twice.
 pub(crate) struct Resume {
+    /// memcached's verdict on `global-rate-limit` (`true`: over the limit), once asked.
+    pub global: Option<bool>,
+    /// Whether the per-replica limits were charged (their permit is `permit`).
+    pub limited: bool,
     pub permit: Option<sluice_model::Permit>,
     /// The address lists' and basic authentication's verdict under `satisfy any`, when they
     /// refused (the status), or `None` when they let the request through.
     pub refused: Option<u16>,
-    /// The auth service's answer.
-    pub outcome: access::AuthOutcome,
-    /// The request's ID, as the auth service was sent it.
+    /// The auth service's answer, once asked.
+    pub outcome: Option<access::AuthOutcome>,
+    /// The request's ID, as the other service was sent it.
     pub request_id: HeaderValue,
 }
 
@@ -276,9 +288,35 @@ pub(crate) fn decide<H: Head>(
         Err((status, location)) => return local(&ctx, status, location),
     }
 
-    // 6. Limits (NGINX's preaccess phase: before the access checks).
-    let permit = match (&route.policy.rate, resume.as_mut()) {
-        (_, Some(r)) => r.permit.take(),
+    // 6. Limits. `global-rate-limit` first (ingress-nginx ran it at the end of its rewrite
+    // phase), then the per-replica ones (NGINX's preaccess phase: before the access checks).
+    if let Some(global) = &route.policy.global_rate_limit {
+        match resume.as_ref().and_then(|r| r.global) {
+            Some(true) => return local(&ctx, global.status, None),
+            Some(false) => {}
+            None => {
+                if let Some(check) = limits::global_check(global, &ctx, head) {
+                    let limits = &route.policy.limits;
+                    return Decision::Authorize(Box::new(Authorize {
+                        ask: Ask::Global(check),
+                        connect_timeout: limits.connect_timeout,
+                        read_timeout: limits.read_timeout,
+                        resume: Resume {
+                            global: None,
+                            limited: false,
+                            permit: None,
+                            refused: None,
+                            outcome: None,
+                            request_id: ctx.request_id.clone(),
+                        },
+                    }));
+                }
+            }
+        }
+    }
+    let charged = resume.as_mut().filter(|r| r.limited).map(|r| r.permit.take());
+    let permit = match (&route.policy.rate, charged) {
+        (_, Some(permit)) => permit,
         (None, None) => None,
         (Some(rate), None) => match limits::admit(rate, &ctx, shared) {
             Ok(permit) => permit,
@@ -290,8 +328,8 @@ pub(crate) fn decide<H: Head>(
     let mut granted: Option<access::AuthOutcome> = None;
     if let Some(access) = &route.policy.access {
         let verdict = match &resume {
-            Some(r) => access::Verdict::Ask { refused: r.refused },
-            None => access::check(access, &ctx, head),
+            Some(r) if r.outcome.is_some() => access::Verdict::Ask { refused: r.refused },
+            _ => access::check(access, &ctx, head),
         };
         let refuse = |status: u16, outcome: Option<&access::AuthOutcome>| {
             let mut plan = ResponsePlan::new(&ctx, head, None);
@@ -325,28 +363,30 @@ pub(crate) fn decide<H: Head>(
             }
             access::Verdict::Ask { refused } => {
                 let external = access.external.as_ref().expect("asked only with auth-url");
-                let Some(r) = resume.take() else {
+                let Some(outcome) = resume.as_mut().and_then(|r| r.outcome.take()) else {
                     let request = access::auth_request(external, &ctx, head);
                     let limits = &route.policy.limits;
                     return Decision::Authorize(Box::new(Authorize {
-                        request,
+                        ask: Ask::Auth(request),
                         connect_timeout: limits.connect_timeout,
                         read_timeout: limits.read_timeout,
                         resume: Resume {
+                            global: resume.as_ref().and_then(|r| r.global),
+                            limited: true,
                             permit,
                             refused,
-                            outcome: access::AuthOutcome::default(),
+                            outcome: None,
                             request_id: ctx.request_id.clone(),
                         },
                     }));
                 };
-                match access::conclude(&r.outcome, refused) {
-                    Ok(()) => granted = Some(r.outcome),
+                match access::conclude(&outcome, refused) {
+                    Ok(()) => granted = Some(outcome),
                     Err(401) if signin.is_some() => {
-                        return answer(&ctx, 302, signin, refuse(302, Some(&r.outcome)));
+                        return answer(&ctx, 302, signin, refuse(302, Some(&outcome)));
                     }
                     Err(status) => {
-                        return answer(&ctx, status, None, refuse(status, Some(&r.outcome)));
+                        return answer(&ctx, status, None, refuse(status, Some(&outcome)));
                     }
                 }
             }

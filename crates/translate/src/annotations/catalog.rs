@@ -83,7 +83,8 @@ mod tests {
         assert!(all.windows(2).all(|w| w[0].0 != w[1].0), "a name has one fate: {all:?}");
         // 136 rows in annotations-risk.md (v1.15), 2 legacy aliases, 3 removed names, and
         // `session-cookie-partitioned` of later ingress-nginx versions.
-        assert_eq!(all.len(), 136 + 2 + 3 + 1);
+        // And `global-rate-limit*` (4) of ingress-nginx before v1.12, which Sluice keeps.
+        assert_eq!(all.len(), 136 + 2 + 3 + 1 + 4);
         assert_eq!(support("whitelist-source-range"), Some(Implemented));
         assert_eq!(support("auth-tls-match-cn"), Some(Implemented));
         assert_eq!(support("configuration-snippet"), Some(Snippet));

@@ -26,6 +26,7 @@ pub mod cors;
 pub mod custom_errors;
 pub mod default_backend;
 pub mod external_auth;
+pub mod global_rate_limit;
 pub mod ip_lists;
 pub mod load_balance;
 pub mod log;
@@ -90,6 +91,7 @@ pub const FAMILIES: &[&Family] = &[
     &custom_errors::FAMILY,
     &default_backend::FAMILY,
     &external_auth::FAMILY,
+    &global_rate_limit::FAMILY,
     &ip_lists::FAMILY,
     &load_balance::FAMILY,
     &log::FAMILY,
@@ -396,6 +398,12 @@ fn families(
         out.fail_closed.get_or_insert(why);
     }
     rate_limit::bandwidth(a, object, &mut p.bandwidth, d);
+    match global_rate_limit::parse(a, object, cx.global, d) {
+        Ok(limit) => p.global_rate_limit = limit,
+        Err(why) => {
+            out.fail_closed.get_or_insert(why);
+        }
+    }
     match rate_limit::parse(a, object, zone_name(object), cx.global, d) {
         Ok(rate) => p.rate = rate,
         Err(why) => {
