@@ -4,7 +4,7 @@
 //! (ingress-nginx's e2e `limitconnections.go`: 20 slow requests at once, 8 allowed),
 //! `limit-allowlist`, ConfigMap `limit-req-status-code` and `limit-conn-status-code`, the
 //! zone an Ingress's paths share, invalid values failing closed, and `limit-rate` /
-//! `limit-rate-after` pacing a response.
+//! `limit-rate-after` pacing a response, and the key a spoofed `X-Forwarded-For` cannot change.
 //!
 //! Rates are per minute where the count matters: a bucket that refills once a minute gives
 //! the same count however slow the machine.
@@ -190,4 +190,22 @@ async fn limit_rate_paces_responses_after_limit_rate_after() {
     assert!(paced >= Duration::from_millis(1900), "96 KiB at 32 KiB/s took {paced:?}");
     let unpaced = timed("after.example").await;
     assert!(unpaced < paced, "limit-rate-after lets the first 96 KiB go: {unpaced:?} vs {paced:?}");
+}
+
+// The key is the real client address: an `X-Forwarded-For` from a peer that is not trusted
+// (no `use-forwarded-headers`) neither escapes a client's bucket nor charges another's.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forwarded_for_header_does_not_change_the_key_unless_trusted() {
+    let (_m, s) =
+        setup(&[("web", "spoof.example", &["/"], &[(RPM, "1"), (BURST, "1")])], &[]).await;
+    let with_xff = |xff: &'static str| {
+        let url = s.url("/");
+        async move {
+            let mut req = request("GET", &url, Some("spoof.example"), bytes::Bytes::new());
+            req.headers_mut().insert("x-forwarded-for", xff.parse().unwrap());
+            send(&client(), req).await.status.as_u16()
+        }
+    };
+    let got = [with_xff("10.0.0.1").await, with_xff("10.0.0.2").await, with_xff("10.0.0.3").await];
+    assert_eq!(got, [200, 200, 503], "one bucket, the connection's address");
 }
