@@ -45,15 +45,18 @@ impl Access {
             && self.external.is_none()
     }
 
-    /// Whether the address lists let `ip` in: not denied, and allowed when there is an
-    /// allow list (NGINX's `deny ...; allow ...; deny all;`, first match wins).
-    pub fn admits(&self, ip: Option<IpAddr>) -> bool {
-        if self.deny.is_empty() && self.allow.is_empty() {
-            return true;
+    /// What the address lists say of `ip`, as NGINX's access module answers for `deny ...;
+    /// allow ...; deny all;` (first match wins): `Some(false)` refused (denied, or outside an
+    /// allow list), `Some(true)` named by the allow list, `None` when no rule matches (no
+    /// lists, or a deny list alone): neither yes nor no, which matters under `satisfy any`.
+    pub fn lists(&self, ip: IpAddr) -> Option<bool> {
+        if self.deny.contains(ip) {
+            Some(false)
+        } else if self.allow.is_empty() {
+            None
+        } else {
+            Some(self.allow.contains(ip))
         }
-        // An address that cannot be read matches no rule but `deny all`.
-        let Some(ip) = ip else { return self.allow.is_empty() };
-        !self.deny.contains(ip) && (self.allow.is_empty() || self.allow.contains(ip))
     }
 }
 
@@ -308,8 +311,8 @@ impl Serialize for MapKey {
 mod tests {
     use super::*;
 
-    fn ip(s: &str) -> Option<IpAddr> {
-        Some(s.parse().unwrap())
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
     }
 
     #[test]
@@ -320,16 +323,15 @@ mod tests {
             allow: IpList::parse("18.0.0.0/8, 55.0.0.0/8").unwrap(),
             ..Access::default()
         };
-        assert!(!access.admits(ip("18.1.0.1")));
-        assert!(!access.admits(ip("10.10.10.10")));
-        assert!(access.admits(ip("18.4.0.1")));
-        assert!(access.admits(ip("55.55.55.55")));
-        assert!(access.admits(ip("::ffff:55.1.2.3")));
-        assert!(!access.admits(None));
+        assert_eq!(access.lists(ip("18.1.0.1")), Some(false));
+        assert_eq!(access.lists(ip("10.10.10.10")), Some(false));
+        assert_eq!(access.lists(ip("18.4.0.1")), Some(true));
+        assert_eq!(access.lists(ip("55.55.55.55")), Some(true));
+        assert_eq!(access.lists(ip("::ffff:55.1.2.3")), Some(true));
         let deny_only = Access { deny: IpList::parse("56.0.0.1").unwrap(), ..Access::default() };
-        assert!(!deny_only.admits(ip("56.0.0.1")));
-        assert!(deny_only.admits(ip("56.0.0.2")));
-        assert!(deny_only.admits(None));
+        assert_eq!(deny_only.lists(ip("56.0.0.1")), Some(false));
+        assert_eq!(deny_only.lists(ip("56.0.0.2")), None, "no rule matches: neither yes nor no");
+        assert_eq!(Access::default().lists(ip("56.0.0.2")), None);
     }
 
     #[test]

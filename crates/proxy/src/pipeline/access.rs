@@ -2,7 +2,6 @@
 //! may make the request (address lists and basic authentication, combined as `satisfy`
 //! says), in NGINX's order. Each answers the request itself or lets it through.
 
-use std::net::IpAddr;
 
 use base64::Engine;
 use base64::engine::DecodePaddingMode;
@@ -11,15 +10,10 @@ use sluice_model::{Access, Cors};
 
 use super::{Ctx, Head, RequestVars};
 
-/// The client's address as the lists see it (the real-IP address).
-pub(super) fn client_addr(ctx: &Ctx<'_>) -> Option<IpAddr> {
-    Some(ctx.client_addr())
-}
-
 /// Whether the ConfigMap's block lists refuse the request (403).
 pub(super) fn blocked<H: Head>(ctx: &Ctx<'_>, head: &H) -> bool {
     let Some(blocks) = &ctx.route.policy.block else { return false };
-    let ip = if blocks.cidrs.is_empty() { None } else { client_addr(ctx) };
+    let ip = (!blocks.cidrs.is_empty()).then(|| ctx.client_addr());
     blocks.refuses(ip, head.header("user-agent"), head.header("referer"))
 }
 
@@ -42,18 +36,10 @@ pub(crate) enum Verdict {
 
 /// The access phase, NGINX's: the address lists, then basic authentication, then the
 /// external one. Under `satisfy all` (the default) the first refusal answers; under
-/// `satisfy any` one yes suffices, and when none comes, 401 wins over 403. The address
-/// lists say yes only for an address an allow list names: an address no rule matches (a
-/// deny list alone) says neither yes nor no, as NGINX's access module declines then.
+/// `satisfy any` one yes suffices ([`Access::lists`]: only an allow list says yes), and
+/// when none comes, 401 wins over 403.
 pub(super) fn check<H: Head>(access: &Access, ctx: &Ctx<'_>, head: &H) -> Verdict {
-    let ip = ctx.client_addr();
-    let lists: Option<bool> = if access.deny.contains(ip) {
-        Some(false)
-    } else if access.allow.is_empty() {
-        None
-    } else {
-        Some(access.allow.contains(ip))
-    };
+    let lists = access.lists(ctx.client_addr());
     let external = access.external.is_some();
     if !access.satisfy_any {
         if lists == Some(false) {
