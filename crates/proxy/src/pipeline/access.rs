@@ -2,7 +2,6 @@
 //! may make the request (address lists and basic authentication, combined as `satisfy`
 //! says), in NGINX's order. Each answers the request itself or lets it through.
 
-
 use base64::Engine;
 use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
