@@ -142,6 +142,19 @@ impl IpList {
     }
 }
 
+impl IpList {
+    /// A list as ingress-nginx reads its ConfigMap keys: empty entries (a trailing comma, an
+    /// empty value) are dropped rather than refused; any other entry must parse.
+    pub fn parse_lenient(value: &str) -> Result<Self, String> {
+        let entries: Vec<&str> =
+            value.split(',').map(str::trim).filter(|e| !e.is_empty()).collect();
+        if entries.is_empty() {
+            return Ok(Self::default());
+        }
+        Self::parse(&entries.join(","))
+    }
+}
+
 impl Serialize for IpList {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(self.0.iter().map(ToString::to_string))
@@ -341,6 +354,12 @@ mod tests {
         for bad in ["ww", "10.0.0.0/8,", "", "10.0.0.0/33"] {
             assert!(IpList::parse(bad).is_err(), "{bad:?}");
         }
+        assert_eq!(
+            IpList::parse_lenient(" , 10.0.0.1/8,").unwrap(),
+            IpList::parse("10.0.0.0/8").unwrap()
+        );
+        assert!(IpList::parse_lenient("").unwrap().is_empty());
+        assert!(IpList::parse_lenient("10.0.0.0/8, ww").is_err());
     }
 
     #[test]

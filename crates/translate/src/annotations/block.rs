@@ -30,14 +30,7 @@ pub(crate) fn configmap(key: &str, value: &str, blocks: &mut Blocks) -> Option<R
     let entries = || value.split(',').map(str::trim).filter(|e| !e.is_empty());
     let keys = || entries().map(MapKey::parse).collect::<Result<Vec<_>, _>>();
     Some(match key {
-        "block-cidrs" => {
-            let list: Vec<&str> = entries().collect();
-            if list.is_empty() {
-                Ok(())
-            } else {
-                IpList::parse(&list.join(",")).map(|l| blocks.cidrs = l)
-            }
-        }
+        "block-cidrs" => IpList::parse_lenient(value).map(|l| blocks.cidrs = l),
         "block-user-agents" => keys().map(|k| blocks.user_agents = k),
         "block-referers" => keys().map(|k| blocks.referers = k),
         _ => return None,

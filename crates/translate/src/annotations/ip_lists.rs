@@ -65,10 +65,5 @@ pub(crate) fn configmap(key: &str, value: &str, access: &mut Access) -> Option<R
         "denylist-source-range" => &mut access.deny,
         _ => return None,
     };
-    // ingress-nginx drops empty entries of ConfigMap lists.
-    let entries: Vec<&str> = value.split(',').map(str::trim).filter(|e| !e.is_empty()).collect();
-    if entries.is_empty() {
-        return Some(Ok(()));
-    }
-    Some(IpList::parse(&entries.join(",")).map(|l| *list = l))
+    Some(IpList::parse_lenient(value).map(|l| *list = l))
 }

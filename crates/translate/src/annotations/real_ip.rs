@@ -56,11 +56,11 @@ pub(crate) fn configmap(
                 Ok(())
             }
         }
-        "proxy-real-ip-cidr" => {
-            let entries: Vec<&str> =
-                value.split(',').map(str::trim).filter(|e| !e.is_empty()).collect();
-            IpList::parse(&entries.join(",")).map(|l| real_ip.trusted = l)
-        }
+        "proxy-real-ip-cidr" => match IpList::parse_lenient(value) {
+            // An empty value is refused (`"" is not an IP address`), as before.
+            Ok(l) if l.is_empty() => IpList::parse(value).map(drop),
+            parsed => parsed.map(|l| real_ip.trusted = l),
+        },
         _ => return None,
     })
 }
