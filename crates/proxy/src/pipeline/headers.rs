@@ -135,10 +135,8 @@ pub(super) fn upstream_request<H: Head>(
         other_for.map(std::borrow::Cow::Borrowed)
     };
     let trust = ctx.table.https.use_forwarded_headers;
-    // ingress-nginx's `$best_http_host` with `use-forwarded-headers`: the first entry of the
-    // client's `X-Forwarded-Host`, as it is, becomes the upstream `Host` and
-    // `X-Forwarded-Host` (`lua_ingress.lua`).
-    let forwarded_host = xfh.filter(|_| trust).map(|v| v.split(|&c| c == b',').next().unwrap_or(v));
+    // The upstream `Host` and `X-Forwarded-Host`.
+    let forwarded_host = super::forwarded_host(ctx, head);
     let replaced = |name: &[u8]| {
         listed(&HOP_BY_HOP, name)
             || listed(&SET_BY_SLUICE, name)

@@ -459,6 +459,17 @@ fn real_ip<H: Head>(
     Some((ip, ip.to_string()))
 }
 
+/// ingress-nginx's `$best_http_host` when it differs from the `Host`: with
+/// `use-forwarded-headers`, the first entry of the client's `X-Forwarded-Host`, as sent
+/// (`lua_ingress.lua`). It is the upstream `Host` and the HTTPS redirect's host.
+fn forwarded_host<'h, H: Head>(ctx: &Ctx<'_>, head: &'h H) -> Option<&'h [u8]> {
+    if !ctx.table.https.use_forwarded_headers {
+        return None;
+    }
+    let value = head.header("x-forwarded-host")?;
+    value.split(|&c| c == b',').next()
+}
+
 /// The client's `X-Forwarded-Proto`, first value.
 fn forwarded_proto<H: Head>(head: &H) -> Option<&[u8]> {
     head.header("x-forwarded-proto")?.split(|&c| c == b',').next().map(<[u8]>::trim_ascii)

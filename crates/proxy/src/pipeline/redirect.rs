@@ -62,16 +62,9 @@ fn scheme(https: bool) -> &'static str {
 /// request URI without its trailing slash unless `preserve-trailing-slash`.
 fn https_location<H: Head>(ctx: &Ctx<'_>, head: &H, shared: &Shared) -> String {
     let policy = &ctx.route.policy.https;
-    // ingress-nginx's `redirect_host()`: the host of `$best_http_host`, which a trusted
-    // client's `X-Forwarded-Host` (its first entry) sets with `use-forwarded-headers`.
-    let forwarded = ctx
-        .table
-        .https
-        .use_forwarded_headers
-        .then(|| head.header("x-forwarded-host"))
-        .flatten()
+    // ingress-nginx's `redirect_host()`: the host of `$best_http_host`.
+    let forwarded = super::forwarded_host(ctx, head)
         .and_then(|v| std::str::from_utf8(v).ok())
-        .map(|v| v.split(',').next().unwrap_or(v))
         .filter(|v| !v.is_empty());
     let name = forward::without_port(forwarded.unwrap_or(ctx.host_header));
     let port = match shared.https_port() {
