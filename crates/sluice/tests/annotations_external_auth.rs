@@ -253,41 +253,6 @@ impl Env {
     }
 }
 
-/// The diagnostics of `/debug/config`: `(reason, message)`.
-async fn diagnostics(s: &Sluice) -> Vec<(String, String)> {
-    let config = s.config().await;
-    let field = |d: &serde_json::Value, k: &str| d[k].as_str().unwrap_or_default().to_string();
-    config["diagnostics"]
-        .as_array()
-        .expect("a list of diagnostics")
-        .iter()
-        .map(|d| (field(d, "reason"), field(d, "message")))
-        .collect()
-}
-
-/// Asserts that the diagnostics are exactly `expected`: as many, each `(reason, needle)`
-/// matching one with that reason whose message contains the needle.
-async fn assert_diagnostics(s: &Sluice, expected: &[(&str, &str)]) {
-    let found = diagnostics(s).await;
-    assert_eq!(found.len(), expected.len(), "expected {expected:?}, found {found:#?}");
-    for (reason, needle) in expected {
-        assert!(
-            found.iter().any(|(r, m)| r == reason && m.contains(needle)),
-            "no {reason} diagnostic mentioning {needle:?} in {found:#?}"
-        );
-    }
-}
-
-/// The first line `program` prints with `args`.
-fn tool(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program).args(args).output().unwrap_or_else(|e| {
-        panic!("{program} does not run ({e}): install it (Debian: apt-get install apache2-utils)")
-    });
-    assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8(out.stdout).expect("text");
-    text.lines().next().expect("a line").trim().to_string()
-}
-
 // ---------------------------------------------------------------------------------------
 // Requests and answers
 
