@@ -225,10 +225,19 @@ async fn a_broken_file_keeps_its_last_good_version_serving() {
     let s = Sluice::start(m.path(), &[]);
     wait_routed(&s, "app.example.com", "/", "blue").await;
 
-    let g = s.generation().await;
+    let mut g = s.generation().await;
     m.write("app.yaml", "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: app\nspec: [unclosed\n");
-    s.wait_generation_after(g).await;
-    let config = s.config().await;
+    // The watch may report the write in more than one event: wait for the generation that
+    // read the broken content, not merely the next one.
+    let deadline = std::time::Instant::now() + WAIT;
+    let config = loop {
+        g = s.wait_generation_after(g).await;
+        let config = s.config().await;
+        if config["source_errors"].as_array().is_some_and(|e| !e.is_empty()) {
+            break config;
+        }
+        assert!(std::time::Instant::now() < deadline, "the broken file was never read: {config}");
+    };
     let errors = config["source_errors"].as_array().unwrap();
     assert_eq!(errors.len(), 1, "{config}");
     let e = errors[0].as_str().unwrap();
