@@ -48,6 +48,89 @@ pub const CATALOG: &[(&str, Support)] = &[
     ("stream-snippet", Snippet),
 ];
 
+/// Implemented annotations whose behaviour differs from ingress-nginx's in a way a client or
+/// an operator can notice, in one sentence each (the family's module documentation has the
+/// detail), sorted by name. The migration report (`sluice migrate`) quotes them.
+pub const DIFFERENCES: &[(&str, &str)] = &[
+    (
+        "affinity",
+        "a balanced-mode cookie issued by ingress-nginx is re-pinned once; persistent-mode cookies keep their endpoint",
+    ),
+    ("auth-realm", "`off` is a realm named off, where NGINX would switch authentication off"),
+    (
+        "auth-secret",
+        "without `auth-type` the routes answer 503, where ingress-nginx serves them unprotected",
+    ),
+    ("auth-type", "`digest` answers 503: Sluice has no digest authentication"),
+    (
+        "canary",
+        "a canary rule matching no main rule is ignored alone; ingress-nginx also disables the canary's other rules",
+    ),
+    (
+        "canary-by-header-pattern",
+        "a Rust regular expression: PCRE look-around and back-references are refused",
+    ),
+    (
+        "cors-allow-origin",
+        "origins are compared whole, and a list ingress-nginx would read as `*` answers 503 instead",
+    ),
+    ("custom-headers", "its ConfigMap must be in the Ingress's namespace"),
+    (
+        "custom-http-errors",
+        "the error page request carries no body and reaches the default backend over HTTP/1.1",
+    ),
+    (
+        "global-rate-limit",
+        "removed from ingress-nginx in v1.12 (ignored there); Sluice still applies it with memcached",
+    ),
+    (
+        "mirror-request-body",
+        "a body is mirrored only when request buffering holds it (up to 8 MiB)",
+    ),
+    (
+        "mirror-target",
+        "the copy is sent and forgotten: a slow mirror never delays the real request, as it does in NGINX",
+    ),
+    (
+        "permanent-redirect",
+        "NGINX variables such as `$request_uri` are filled in, where ingress-nginx 1.12+ refuses `$`",
+    ),
+    (
+        "proxy-next-upstream-tries",
+        "each retry goes to another endpoint, so tries are capped at the backend's endpoint count",
+    ),
+    ("proxy-redirect-from", "a literal prefix: NGINX's `~` regular-expression form is refused"),
+    (
+        "proxy-request-buffering",
+        "up to 8 MiB is held in memory and the rest streamed, where NGINX writes a temporary file",
+    ),
+    (
+        "rewrite-target",
+        "NGINX variables other than `$1`..`$9` and targets with a scheme are refused (the annotation is ignored)",
+    ),
+    (
+        "server-alias",
+        "an alias must be a host name or a one-label wildcard (NGINX also takes a regex)",
+    ),
+    (
+        "temporal-redirect",
+        "NGINX variables such as `$request_uri` are filled in, where ingress-nginx 1.12+ refuses `$`",
+    ),
+    (
+        "upstream-hash-by",
+        "consistent hashing, but not NGINX's ring: a key may land on another endpoint than under ingress-nginx",
+    ),
+    (
+        "use-regex",
+        "Rust regular expressions: PCRE look-around and back-references are refused, and `Exact` paths stay exact",
+    ),
+];
+
+/// The documented difference of implemented annotation `name`, if any.
+pub fn difference(name: &str) -> Option<&'static str> {
+    DIFFERENCES.binary_search_by(|(n, _)| n.cmp(&name)).ok().map(|i| DIFFERENCES[i].1)
+}
+
 /// What Sluice does with annotation `name` (without the prefix); `None` if ingress-nginx does
 /// not know it either.
 pub fn support(name: &str) -> Option<Support> {
@@ -89,6 +172,21 @@ mod tests {
         assert_eq!(support("auth-tls-match-cn"), Some(Implemented));
         assert_eq!(support("configuration-snippet"), Some(Snippet));
         assert_eq!(support("no-such-annotation"), None);
+    }
+
+    #[test]
+    fn differences_are_sorted_and_of_implemented_annotations() {
+        assert!(DIFFERENCES.windows(2).all(|w| w[0].0 < w[1].0), "DIFFERENCES must stay sorted");
+        for (name, note) in DIFFERENCES {
+            assert_eq!(
+                support(name),
+                Some(Implemented),
+                "{name}: a difference of what Sluice does not apply"
+            );
+            assert!(!note.ends_with('.'), "{name}: a clause, without a final stop");
+        }
+        assert!(difference("mirror-target").is_some());
+        assert_eq!(difference("proxy-body-size"), None);
     }
 
     #[test]
