@@ -9,6 +9,7 @@ pub mod cli;
 pub mod control;
 pub mod echo;
 mod kube_mode;
+pub mod migrate;
 pub mod quickstart;
 pub mod report;
 pub mod serve;

@@ -188,8 +188,9 @@ pub const KEYS: &[(&str, KeySupport)] = &[
     ),
 ];
 
-/// Keys a family reads whose behaviour differs from ingress-nginx's in a way a client or an
-/// operator can notice, in one sentence each, sorted.
+/// Keys a family reads whose behaviour differs from ingress-nginx's, whatever their value, in a
+/// way a client or an operator can notice, in one sentence each, sorted (differences only
+/// some values meet are diagnostics).
 pub const DIFFERENCES: &[(&str, &str)] = &[
     ("block-cidrs", "applied on every route before anything else, even where NGINX drops it"),
     ("block-referers", "applied on every route before anything else, even where NGINX drops it"),
@@ -198,16 +199,10 @@ pub const DIFFERENCES: &[(&str, &str)] = &[
         "custom-http-errors",
         "the error page request carries no body and reaches the default backend over HTTP/1.1",
     ),
-    ("proxy-redirect-from", "a literal prefix: NGINX's `~` regular-expression form is refused"),
     (
         "proxy-request-buffering",
         "up to 8 MiB is held in memory and the rest streamed, where NGINX writes a temporary file",
     ),
-    (
-        "skip-access-log-urls",
-        "`~` regular-expression entries are refused (the key then skips nothing)",
-    ),
-    ("ssl-protocols", "TLS 1.0 and 1.1 are never enabled"),
 ];
 
 /// What Sluice does with ConfigMap key `key`; `None` if ingress-nginx does not know it either.

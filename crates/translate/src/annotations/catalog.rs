@@ -48,33 +48,21 @@ pub const CATALOG: &[(&str, Support)] = &[
     ("stream-snippet", Snippet),
 ];
 
-/// Implemented annotations whose behaviour differs from ingress-nginx's in a way a client or
-/// an operator can notice, in one sentence each (the family's module documentation has the
-/// detail), sorted by name. The migration report (`sluice migrate`) quotes them.
+/// Implemented annotations whose behaviour differs from ingress-nginx's, whatever their value,
+/// in a way a client or an operator can notice, in one sentence each (the family's module
+/// documentation has the detail), sorted by name. The migration report (`sluice migrate`)
+/// quotes them. Differences that only some values meet (a regex feature, a variable, a Secret
+/// in another namespace) are reported by the family as diagnostics on the Ingresses that have
+/// them, not listed here.
 pub const DIFFERENCES: &[(&str, &str)] = &[
     (
         "affinity",
         "a balanced-mode cookie issued by ingress-nginx is re-pinned once; persistent-mode cookies keep their endpoint",
     ),
-    ("auth-realm", "`off` is a realm named off, where NGINX would switch authentication off"),
-    (
-        "auth-secret",
-        "without `auth-type` the routes answer 503, where ingress-nginx serves them unprotected",
-    ),
-    ("auth-type", "`digest` answers 503: Sluice has no digest authentication"),
-    (
-        "canary",
-        "a canary rule matching no main rule is ignored alone; ingress-nginx also disables the canary's other rules",
-    ),
-    (
-        "canary-by-header-pattern",
-        "a Rust regular expression: PCRE look-around and back-references are refused",
-    ),
     (
         "cors-allow-origin",
         "origins are compared whole, and a list ingress-nginx would read as `*` answers 503 instead",
     ),
-    ("custom-headers", "its ConfigMap must be in the Ingress's namespace"),
     (
         "custom-http-errors",
         "the error page request carries no body and reaches the default backend over HTTP/1.1",
@@ -92,37 +80,16 @@ pub const DIFFERENCES: &[(&str, &str)] = &[
         "the copy is sent and forgotten: a slow mirror never delays the real request, as it does in NGINX",
     ),
     (
-        "permanent-redirect",
-        "NGINX variables such as `$request_uri` are filled in, where ingress-nginx 1.12+ refuses `$`",
-    ),
-    (
         "proxy-next-upstream-tries",
         "each retry goes to another endpoint, so tries are capped at the backend's endpoint count",
     ),
-    ("proxy-redirect-from", "a literal prefix: NGINX's `~` regular-expression form is refused"),
     (
         "proxy-request-buffering",
         "up to 8 MiB is held in memory and the rest streamed, where NGINX writes a temporary file",
     ),
     (
-        "rewrite-target",
-        "NGINX variables other than `$1`..`$9` and targets with a scheme are refused (the annotation is ignored)",
-    ),
-    (
-        "server-alias",
-        "an alias must be a host name or a one-label wildcard (NGINX also takes a regex)",
-    ),
-    (
-        "temporal-redirect",
-        "NGINX variables such as `$request_uri` are filled in, where ingress-nginx 1.12+ refuses `$`",
-    ),
-    (
         "upstream-hash-by",
         "consistent hashing, but not NGINX's ring: a key may land on another endpoint than under ingress-nginx",
-    ),
-    (
-        "use-regex",
-        "Rust regular expressions: PCRE look-around and back-references are refused, and `Exact` paths stay exact",
     ),
 ];
 
