@@ -177,8 +177,9 @@ pub struct CheckArgs {
 /// `sluice migrate`.
 #[derive(Debug, Clone, Args)]
 pub struct MigrateArgs {
-    /// Directory (or file) of manifests; without it, the cluster of the kubeconfig (read-only).
-    pub path: Option<std::path::PathBuf>,
+    /// Directories or files of manifests (the Ingresses, and ingress-nginx's ConfigMap if kept
+    /// elsewhere); without any, the cluster of the kubeconfig (read-only).
+    pub paths: Vec<PathBuf>,
     /// Output format, as kubectl's `-o`.
     #[arg(short, long, value_enum, default_value = "table")]
     pub output: OutputFormat,
@@ -187,13 +188,13 @@ pub struct MigrateArgs {
     #[arg(long, value_enum, default_value = "503")]
     pub fail_on: FailOn,
     /// Kubeconfig file (default: KUBECONFIG, else ~/.kube/config).
-    #[arg(long, conflicts_with = "path")]
+    #[arg(long, conflicts_with = "paths")]
     pub kubeconfig: Option<PathBuf>,
     /// Kubeconfig context (default: the current one).
-    #[arg(long, conflicts_with = "path")]
+    #[arg(long, conflicts_with = "paths")]
     pub context: Option<String>,
     /// Only these namespaces (comma-separated); default: all.
-    #[arg(short, long, value_delimiter = ',', conflicts_with = "path")]
+    #[arg(short, long, value_delimiter = ',', conflicts_with = "paths")]
     pub namespace: Vec<String>,
     /// ingress-nginx's ConfigMap (namespace/name), as its `--configmap`.
     #[arg(long, value_parser = parse_namespaced, default_value = "ingress-nginx/ingress-nginx-controller")]

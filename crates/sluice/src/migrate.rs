@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -1007,10 +1007,8 @@ impl Report {
 pub async fn run(args: &MigrateArgs) -> ExitCode {
     let options =
         Options { prefix: args.annotations_prefix.clone(), configmap: args.configmap.clone() };
-    let loaded = match &args.path {
-        Some(path) => from_dir(path),
-        None => from_cluster(args).await,
-    };
+    let loaded =
+        if args.paths.is_empty() { from_cluster(args).await } else { from_dirs(&args.paths) };
     let (snapshot, origins, source, errors) = match loaded {
         Ok(l) => l,
         Err(e) => {
@@ -1036,25 +1034,59 @@ pub async fn run(args: &MigrateArgs) -> ExitCode {
     if report.fails(args.fail_on) { ExitCode::from(1) } else { ExitCode::SUCCESS }
 }
 
-/// A snapshot of the manifests under `path` with every Ingress they define (even one defined
-/// twice), where each was read, the source's name, and the files that do not parse.
+/// A snapshot, where each of its Ingresses was read (files only), the source's name, and the
+/// files that do not parse.
 type Loaded = (Snapshot, Vec<String>, String, Vec<String>);
 
-fn from_dir(path: &Path) -> Result<Loaded, String> {
-    let mut dir = sluice_manifests::ManifestDir::new(path);
-    dir.rescan().map_err(|e| format!("cannot read manifests from {}: {e}", path.display()))?;
-    let (mut snapshot, _) = dir.snapshot();
-    let mut ingresses = Vec::new();
-    let mut origins = Vec::new();
-    for (file, line, object) in dir.objects() {
-        if let sluice_manifests::Object::Ingress(ingress) = object {
-            ingresses.push(ingress.clone());
-            origins.push(format!("{}:{line}", file.display()));
+/// A snapshot of the manifests under `paths` (directories or files: the manifests, and
+/// ingress-nginx's ConfigMap if kept elsewhere) with every Ingress they define, even one
+/// defined twice.
+fn from_dirs(paths: &[PathBuf]) -> Result<Loaded, String> {
+    use sluice_manifests::Object;
+    let mut snapshot = Snapshot::default();
+    let (mut ingresses, mut origins, mut errors) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut classes, mut services, mut slices, mut secrets, mut maps) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // Objects of other kinds defined twice: the first definition, as `serve` takes it.
+    let mut seen = std::collections::HashSet::new();
+    for path in paths {
+        let mut dir = sluice_manifests::ManifestDir::new(path);
+        dir.rescan().map_err(|e| format!("cannot read manifests from {}: {e}", path.display()))?;
+        for (file, line, object) in dir.objects() {
+            if let Object::Ingress(ingress) = object {
+                ingresses.push(ingress.clone());
+                origins.push(format!("{}:{line}", file.display()));
+                continue;
+            }
+            if !seen.insert(object.object_ref()) {
+                continue;
+            }
+            match object {
+                Object::IngressClass(o) => classes.push(o.clone()),
+                Object::Service(o) => services.push(o.clone()),
+                Object::EndpointSlice(o) => slices.push(o.clone()),
+                Object::Secret(o) => secrets.push(o.clone()),
+                Object::ConfigMap(o) => maps.push(o.clone()),
+                Object::Ingress(_) => {}
+            }
         }
+        errors.extend(dir.errors().iter().map(ToString::to_string));
     }
     snapshot.ingresses = chunk(ingresses);
-    let errors = dir.errors().iter().map(ToString::to_string).collect();
-    Ok((snapshot, origins, path.display().to_string(), errors))
+    snapshot.ingress_classes = chunk(classes);
+    snapshot.services = chunk(services);
+    snapshot.endpoint_slices = chunk(slices);
+    snapshot.secrets = chunk(secrets);
+    snapshot.config_maps = chunk(maps);
+    snapshot.observed_at = now();
+    let source = paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+    Ok((snapshot, origins, source, errors))
+}
+
+/// Now, in seconds since the Unix epoch: certificates are judged expired against it.
+fn now() -> Option<i64> {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?;
+    i64::try_from(since.as_secs()).ok()
 }
 
 /// A snapshot of what the controller would read from the cluster (listed once, read-only).
@@ -1118,10 +1150,7 @@ async fn from_cluster(args: &MigrateArgs) -> Result<Loaded, String> {
         ),
         secrets: chunk(secrets),
         config_maps: chunk(config_maps),
-        observed_at: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .ok()
-            .map(|d| d.as_secs() as i64),
+        observed_at: now(),
     };
     let scope = if ns.is_empty() {
         "all namespaces".to_string()
