@@ -346,6 +346,9 @@ pub(crate) struct ResponsePlan {
     /// (`auth-always-set-cookie`) or on successful ones only (NGINX's `add_header`).
     auth_cookies: Vec<Vec<u8>>,
     auth_cookies_always: bool,
+    /// The snippets' header rules whose `if` holds for this request (indexes in the route's
+    /// `ResponseRules::rules`), with their values rendered.
+    rules: Vec<(usize, Option<Vec<u8>>)>,
 }
 
 impl ResponsePlan {
@@ -365,12 +368,25 @@ impl ResponsePlan {
             .as_ref()
             .and_then(|a| a.external.as_ref())
             .is_some_and(|e| e.always_set_cookie);
+        let snippet_rules = if rules.rules.is_empty() {
+            Vec::new()
+        } else {
+            let vars = RequestVars { head, ctx };
+            rules
+                .rules
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.when.as_ref().is_none_or(|c| c.holds(&vars)))
+                .map(|(i, r)| (i, r.value.as_ref().map(|v| v.to_bytes(&vars))))
+                .collect()
+        };
         let mut plan = Self {
             set,
             set_cookie,
             hsts: ctx.conn.tls.is_some(),
             auth_cookies: Vec::new(),
             auth_cookies_always,
+            rules: snippet_rules,
         };
         if let Some(cors) = &ctx.route.policy.cors
             && let Some(origin) = cors.allow_origin(head.header("origin"))
@@ -404,8 +420,15 @@ impl ResponsePlan {
     /// Sluice's `Server` replaces the upstream's, hidden headers and headers Sluice sets are
     /// dropped, `Location`, `Refresh` and `Set-Cookie` may be rewritten. Hop-by-hop and
     /// framing headers are the caller's.
-    pub(crate) fn edit(&self, rules: &ResponseRules, name: &[u8], value: &[u8]) -> Edit {
+    pub(crate) fn edit(
+        &self,
+        rules: &ResponseRules,
+        reply: Reply<'_>,
+        name: &[u8],
+        value: &[u8],
+    ) -> Edit {
         if name.eq_ignore_ascii_case(b"server")
+            || self.snippet_names(rules, reply, name)
             || rules.hide.iter().any(|h| h.as_bytes().eq_ignore_ascii_case(name))
             || self.set.iter().any(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
             || (self.hsts && name.eq_ignore_ascii_case(b"strict-transport-security"))
@@ -435,13 +458,22 @@ impl ResponsePlan {
 
     /// Calls `f` with each header Sluice sets on the response: `Server`, the route's headers,
     /// the session cookie, and HSTS over TLS (`hsts`: the table's value, if it sends one).
+    /// Sluice's own headers a snippet's rule sets or removes are left out, and the rules'
+    /// values come last.
     pub(crate) fn each_set(
         &self,
-        status: u16,
+        rules: &ResponseRules,
+        reply: Reply<'_>,
         hsts: Option<&str>,
         server: &[u8],
         mut f: impl FnMut(&str, &[u8]),
     ) {
+        let status = reply.status;
+        let mut f = |name: &str, value: &[u8]| {
+            if !self.snippet_names(rules, reply, name.as_bytes()) {
+                f(name, value);
+            }
+        };
         f("server", server);
         for (name, value) in &self.set {
             f(name, value);
@@ -461,7 +493,33 @@ impl ResponsePlan {
         {
             f("strict-transport-security", hsts.as_bytes());
         }
+        for (i, value) in &self.rules {
+            if let (Some(rule), Some(value)) = (rules.rules.get(*i), value)
+                && rule.applies(reply.status, reply.content_type)
+            {
+                f(&rule.name, value);
+            }
+        }
     }
+
+    /// Whether a snippet's rule that applies to this response sets or removes `name`.
+    fn snippet_names(&self, rules: &ResponseRules, reply: Reply<'_>, name: &[u8]) -> bool {
+        self.rules.iter().any(|(i, _)| {
+            rules
+                .rules
+                .get(*i)
+                .is_some_and(|r| r.names(name) && r.applies(reply.status, reply.content_type))
+        })
+    }
+}
+
+/// What the response phase knows of a response before editing its head.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Reply<'a> {
+    /// Its status.
+    pub status: u16,
+    /// Its `Content-Type`, if it has one.
+    pub content_type: Option<&'a [u8]>,
 }
 
 fn find_ignore_case(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -525,6 +583,8 @@ fn rewrite_cookie(rules: &ResponseRules, value: &[u8]) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
 
+    const OK: Reply<'static> = Reply { status: 200, content_type: None };
+
     fn rules() -> ResponseRules {
         ResponseRules {
             set: vec![],
@@ -532,6 +592,7 @@ mod tests {
             location: Some(("http://app:8080/".into(), "https://example.com/".into())),
             cookie_domain: Some(("app.local".into(), "example.com".into())),
             cookie_path: Some(("/one".into(), "/two".into())),
+            rules: vec![],
         }
     }
 
@@ -539,26 +600,26 @@ mod tests {
     fn upstream_headers_are_edited() {
         let plan = ResponsePlan::default();
         let r = rules();
-        assert_eq!(plan.edit(&r, b"X-Powered-By", b"php"), Edit::Drop);
-        assert_eq!(plan.edit(&r, b"Server", b"nginx"), Edit::Drop);
+        assert_eq!(plan.edit(&r, OK, b"X-Powered-By", b"php"), Edit::Drop);
+        assert_eq!(plan.edit(&r, OK, b"Server", b"nginx"), Edit::Drop);
         assert_eq!(
-            plan.edit(&r, b"Location", b"http://app:8080/login?x=1"),
+            plan.edit(&r, OK, b"Location", b"http://app:8080/login?x=1"),
             Edit::Replace(b"https://example.com/login?x=1".to_vec())
         );
-        assert_eq!(plan.edit(&r, b"Location", b"http://other/"), Edit::Keep);
+        assert_eq!(plan.edit(&r, OK, b"Location", b"http://other/"), Edit::Keep);
         assert_eq!(
-            plan.edit(&r, b"Refresh", b"5; url=http://app:8080/a"),
+            plan.edit(&r, OK, b"Refresh", b"5; url=http://app:8080/a"),
             Edit::Replace(b"5; url=https://example.com/a".to_vec())
         );
         assert_eq!(
-            plan.edit(&r, b"Set-Cookie", b"s=1; Domain=.App.local; Path=/one/x; HttpOnly"),
+            plan.edit(&r, OK, b"Set-Cookie", b"s=1; Domain=.App.local; Path=/one/x; HttpOnly"),
             Edit::Replace(b"s=1; Domain=.example.com; Path=/two/x; HttpOnly".to_vec())
         );
         assert_eq!(
-            plan.edit(&r, b"Set-Cookie", b"s=1; Domain=app.local"),
+            plan.edit(&r, OK, b"Set-Cookie", b"s=1; Domain=app.local"),
             Edit::Replace(b"s=1; Domain=example.com".to_vec())
         );
-        assert_eq!(plan.edit(&r, b"Set-Cookie", b"s=1; Path=/other"), Edit::Keep);
-        assert_eq!(plan.edit(&r, b"X-App", b"1"), Edit::Keep);
+        assert_eq!(plan.edit(&r, OK, b"Set-Cookie", b"s=1; Path=/other"), Edit::Keep);
+        assert_eq!(plan.edit(&r, OK, b"X-App", b"1"), Edit::Keep);
     }
 }

@@ -63,7 +63,7 @@ use crate::{Published, Shared, forward};
 
 pub(crate) use access::{AuthOutcome, AuthRequest};
 pub(crate) use head::{FastHead, Head, HyperHead, RequestVars};
-pub(crate) use headers::{Edit, HOP_BY_HOP, ResponsePlan, UpstreamSink, error_context};
+pub(crate) use headers::{Edit, HOP_BY_HOP, Reply, ResponsePlan, UpstreamSink, error_context};
 pub(crate) use limits::{GlobalCheck, Zones};
 pub(crate) use pick::{Attempts, Failure, repin_cookie};
 
@@ -115,6 +115,8 @@ pub(crate) struct Local {
     pub status: u16,
     /// For redirects.
     pub location: Option<String>,
+    /// The body of a snippet's `return` text; else Sluice's page for the status.
+    pub body: Option<bytes::Bytes>,
     pub response: ResponsePlan,
     pub request_id: HeaderValue,
     /// Written to the access log.
@@ -249,6 +251,7 @@ pub(crate) fn decide<H: Head>(
             route: ctx.route_id,
             status,
             location,
+            body: None,
             response: plan,
             request_id: ctx.request_id.clone(),
             log,
@@ -279,7 +282,19 @@ pub(crate) fn decide<H: Head>(
         return local(&ctx, 204, None);
     }
 
-    // 5. Redirects.
+    // 5. Redirects: the snippets' `if`, `return` and `rewrite` first (NGINX's rewrite module,
+    // in the server block, then the location, before the annotation's `return`), then
+    // `app-root`, the `www` redirect, the annotation redirect and the HTTPS redirect.
+    if let Some(script) = &route.policy.script
+        && let Some(outcome) = redirect::script(script, &ctx, head)
+    {
+        let (status, location, body) = outcome;
+        let mut local = local(&ctx, status, location);
+        if let Decision::Local(l) = &mut local {
+            l.body = body;
+        }
+        return local;
+    }
     if let Some((status, location)) = redirect::redirect(&ctx, head, shared) {
         return local(&ctx, status, Some(location));
     }
