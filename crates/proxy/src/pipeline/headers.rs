@@ -469,33 +469,42 @@ impl ResponsePlan {
         mut f: impl FnMut(&str, &[u8]),
     ) {
         let status = reply.status;
-        let mut f = |name: &str, value: &[u8]| {
+        // Sluice's own headers, unless a snippet's rule sets or removes them.
+        let mut own = |name: &str, value: &[u8]| {
             if !self.snippet_names(rules, reply, name.as_bytes()) {
                 f(name, value);
             }
         };
-        f("server", server);
+        own("server", server);
         for (name, value) in &self.set {
-            f(name, value);
+            own(name, value);
         }
         if let Some(cookie) = &self.set_cookie {
-            f("set-cookie", cookie);
+            own("set-cookie", cookie);
         }
         // NGINX's `add_header` without `always`: these statuses only.
         let success = matches!(status, 200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308);
         if self.auth_cookies_always || success {
             for cookie in &self.auth_cookies {
-                f("set-cookie", cookie);
+                own("set-cookie", cookie);
             }
         }
         if self.hsts
             && let Some(hsts) = hsts
         {
-            f("strict-transport-security", hsts.as_bytes());
+            own("strict-transport-security", hsts.as_bytes());
         }
-        for (i, value) in &self.rules {
-            if let (Some(rule), Some(value)) = (rules.rules.get(*i), value)
-                && rule.applies(reply.status, reply.content_type)
+        for (k, (i, value)) in self.rules.iter().enumerate() {
+            let applies = |i: usize| {
+                rules.rules.get(i).filter(|r| r.applies(reply.status, reply.content_type))
+            };
+            let Some(rule) = applies(*i) else { continue };
+            // A later rule naming the same header wins, as each directive replaces it.
+            let later = self.rules[k + 1..]
+                .iter()
+                .any(|(j, _)| applies(*j).is_some_and(|r| r.names(rule.name.as_bytes())));
+            if let Some(value) = value
+                && !later
             {
                 f(&rule.name, value);
             }
