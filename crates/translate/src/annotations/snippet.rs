@@ -291,7 +291,13 @@ pub(crate) fn parse(
 /// outside the subset, or the syntax error, with its line. Directives accepted without effect
 /// are noted in `notes`.
 pub fn read(text: &str, level: Level, notes: &mut Vec<String>) -> Result<Snippet, String> {
-    let tree = sluice_nginx_conf::parse(text).map_err(|e| format!("{e} (NGINX syntax)"))?;
+    let tree = sluice_nginx_conf::parse(text).map_err(|e| {
+        // A Lua block is Lua, not NGINX syntax: say what it is rather than where it broke.
+        match text.lines().position(|l| l.contains("_by_lua_block")) {
+            Some(i) => format!("line {}: Lua blocks are not supported", i + 1),
+            None => format!("{e} (NGINX syntax)"),
+        }
+    })?;
     let mut out = Snippet::default();
     for d in &tree {
         directive(d, level, None, &mut out, notes).map_err(|why| at(d, why))?;
@@ -325,7 +331,7 @@ fn directive(
     match name {
         "more_set_headers" | "more_clear_headers" => {
             let set = name == "more_set_headers";
-            let (statuses, types, specs) = headers_more_options(args)?;
+            let ((statuses, types), specs) = headers_more_options(args)?;
             if specs.is_empty() {
                 return Err("names no header".into());
             }
@@ -474,8 +480,11 @@ fn push_step(out: &mut Snippet, when: Option<&Condition>, step: Step) {
     }
 }
 
+/// headers-more's filters: the statuses of `-s` and the content types of `-t`.
+type Filters = (Vec<u16>, Vec<String>);
+
 /// headers-more's options (`-s 'codes'`, `-t 'types'`) and the header specs.
-fn headers_more_options(args: &[Word]) -> Result<(Vec<u16>, Vec<String>, Vec<&str>), String> {
+fn headers_more_options(args: &[Word]) -> Result<(Filters, Vec<&str>), String> {
     let (mut statuses, mut types, mut specs) = (Vec::new(), Vec::new(), Vec::new());
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -501,7 +510,7 @@ fn headers_more_options(args: &[Word]) -> Result<(Vec<u16>, Vec<String>, Vec<&st
             _ => specs.push(a.value.as_str()),
         }
     }
-    Ok((statuses, types, specs))
+    Ok(((statuses, types), specs))
 }
 
 /// A header name (a token; `wildcard`: the prefix of one, possibly empty).
@@ -856,5 +865,7 @@ mod tests {
         assert!(e.contains("line 2"), "{e}");
         assert!(e.contains("NGINX syntax"), "{e}");
         assert!(ok("server_tokens off;").rules.is_empty());
+        let e = err("a b;\naccess_by_lua_block {\n  if x then y() end\n}");
+        assert_eq!(e, "line 2: Lua blocks are not supported");
     }
 }
