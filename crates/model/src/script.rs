@@ -154,16 +154,15 @@ pub enum Step {
         #[serde(skip_serializing_if = "Option::is_none")]
         text: Option<Template>,
     },
-    /// `rewrite` that redirects (a replacement starting with `http://`, `https://` or
-    /// `$scheme`, or the `redirect`/`permanent` flag): when `$uri` matches, answer `code`
-    /// with the replacement as `Location`.
-    Redirect {
-        /// Matched against `$uri`.
+    /// `rewrite regex replacement [flag]`: when `$uri` matches, the replacement (text with
+    /// variables and the regex's captures) redirects, or becomes the request's URI.
+    Rewrite {
+        /// Matched against `$uri` (as rewritten by the steps before).
         pattern: Pattern,
-        /// The `Location`: text with variables and the regex's captures.
+        /// The new URI or `Location`.
         replacement: Vec<Piece>,
-        /// 302 (`redirect`, or none), 301 (`permanent`).
-        code: u16,
+        /// What follows.
+        then: Then,
         /// The request's query is appended (the replacement does not end with `?`).
         append_args: bool,
     },
@@ -174,6 +173,19 @@ pub enum Step {
         /// The steps run when it holds.
         then: Vec<Step>,
     },
+}
+
+/// What a matching `rewrite` does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Then {
+    /// Redirect with this status: 302 (`redirect`, or a replacement starting with
+    /// `http://`, `https://`, `$scheme`), 301 (`permanent`).
+    Redirect(u16),
+    /// The URI is replaced and the rewrite steps stop (`break`, and `last`: Sluice does not
+    /// search the routes again).
+    Stop,
+    /// The URI is replaced and the next steps run on it (no flag).
+    Continue,
 }
 
 /// A part of a `rewrite` replacement.
@@ -195,6 +207,11 @@ pub enum Outcome {
         /// The body.
         body: Option<Vec<u8>>,
     },
+    /// The request goes on to the backend with another URI (path and query).
+    Rewrite {
+        /// The new path and query.
+        target: Vec<u8>,
+    },
     /// A redirect: the status and the `Location` (relative or absolute, as written).
     Redirect {
         /// The status.
@@ -206,13 +223,36 @@ pub enum Outcome {
 
 impl Script {
     /// Runs the steps for a request (`uri` its `$uri`, `args` its query); `None` when none
-    /// answers.
+    /// answers nor rewrites.
     pub fn run(&self, vars: &impl Vars, uri: &str, args: &str) -> Option<Outcome> {
-        run(&self.steps, vars, uri, args)
+        let mut state = State { uri: uri.to_string(), args: args.to_string(), rewritten: false };
+        match run(&self.steps, vars, &mut state) {
+            Some(outcome) => Some(outcome),
+            None if state.rewritten => Some(Outcome::Rewrite { target: state.target() }),
+            None => None,
+        }
     }
 }
 
-fn run(steps: &[Step], vars: &impl Vars, uri: &str, args: &str) -> Option<Outcome> {
+/// The URI as the steps rewrite it.
+struct State {
+    uri: String,
+    args: String,
+    rewritten: bool,
+}
+
+impl State {
+    fn target(&self) -> Vec<u8> {
+        let mut t = self.uri.clone().into_bytes();
+        if !self.args.is_empty() {
+            t.push(b'?');
+            t.extend_from_slice(self.args.as_bytes());
+        }
+        t
+    }
+}
+
+fn run(steps: &[Step], vars: &impl Vars, state: &mut State) -> Option<Outcome> {
     for step in steps {
         match step {
             Step::Return { code, text } => {
@@ -223,29 +263,54 @@ fn run(steps: &[Step], vars: &impl Vars, uri: &str, args: &str) -> Option<Outcom
                     Outcome::Answer { code: *code, body: text }
                 });
             }
-            Step::Redirect { pattern, replacement, code, append_args } => {
-                let Some(caps) = pattern.regex.captures(uri) else { continue };
-                let mut location = Vec::with_capacity(64);
+            Step::Rewrite { pattern, replacement, then, append_args } => {
+                let Some(caps) = pattern.regex.captures(&state.uri) else { continue };
+                let mut out = Vec::with_capacity(64);
                 for piece in replacement {
                     match piece {
-                        Piece::Text(t) => t.render(vars, &mut location),
+                        Piece::Text(t) => t.render(vars, &mut out),
                         Piece::Capture(i) => {
                             if let Some(m) = caps.get(*i) {
-                                location.extend_from_slice(m.as_str().as_bytes());
+                                out.extend_from_slice(m.as_str().as_bytes());
                             }
                         }
                     }
                 }
-                if *append_args && !args.is_empty() {
-                    // NGINX: after the replacement's own query, with `&`.
-                    location.push(if location.contains(&b'?') { b'&' } else { b'?' });
-                    location.extend_from_slice(args.as_bytes());
+                if let Then::Redirect(code) = then {
+                    if *append_args && !state.args.is_empty() {
+                        // NGINX: after the replacement's own query, with `&`.
+                        out.push(if out.contains(&b'?') { b'&' } else { b'?' });
+                        out.extend_from_slice(state.args.as_bytes());
+                    }
+                    return Some(Outcome::Redirect { code: *code, location: out });
                 }
-                return Some(Outcome::Redirect { code: *code, location });
+                let out = String::from_utf8_lossy(&out).into_owned();
+                match out.split_once('?') {
+                    // The replacement's own query, then the request's unless it ends with `?`.
+                    Some((path, query)) => {
+                        let old = std::mem::take(&mut state.args);
+                        state.uri = path.to_string();
+                        state.args = query.to_string();
+                        if *append_args && !old.is_empty() {
+                            state.args.push('&');
+                            state.args.push_str(&old);
+                        }
+                    }
+                    None => {
+                        state.uri = out;
+                        if !*append_args {
+                            state.args.clear();
+                        }
+                    }
+                }
+                state.rewritten = true;
+                if *then == Then::Stop {
+                    return Some(Outcome::Rewrite { target: state.target() });
+                }
             }
             Step::If { when, then } => {
                 if when.holds(vars)
-                    && let Some(outcome) = run(then, vars, uri, args)
+                    && let Some(outcome) = run(then, vars, state)
                 {
                     return Some(outcome);
                 }
@@ -297,10 +362,10 @@ mod tests {
             Some(Outcome::Redirect { code: 301, location: b"https://example.com/".to_vec() })
         );
         let redirect = Script {
-            steps: vec![Step::Redirect {
+            steps: vec![Step::Rewrite {
                 pattern: pattern("^/old/(.*)$"),
                 replacement: vec![Piece::Text(Template::literal("/new/")), Piece::Capture(1)],
-                code: 301,
+                then: Then::Redirect(301),
                 append_args: true,
             }],
             relative: false,
@@ -310,6 +375,36 @@ mod tests {
             Some(Outcome::Redirect { code: 301, location: b"/new/a?x=1".to_vec() })
         );
         assert_eq!(redirect.run(&V, "/other", ""), None);
+        let rewrite = |then, append_args| Step::Rewrite {
+            pattern: pattern("^/a/(.*)$"),
+            replacement: vec![Piece::Text(Template::literal("/b/")), Piece::Capture(1)],
+            then,
+            append_args,
+        };
+        let script = Script {
+            steps: vec![
+                rewrite(Then::Continue, true),
+                Step::Rewrite {
+                    pattern: pattern("^/b/(.*)$"),
+                    replacement: vec![Piece::Text(Template::literal("/c?from=b"))],
+                    then: Then::Stop,
+                    append_args: true,
+                },
+                Step::Return { code: 403, text: None },
+            ],
+            relative: false,
+        };
+        assert_eq!(
+            script.run(&V, "/a/x", "q=1"),
+            Some(Outcome::Rewrite { target: b"/c?from=b&q=1".to_vec() }),
+            "the second rewrite sees the first's URI and stops"
+        );
+        assert_eq!(script.run(&V, "/z", ""), Some(Outcome::Answer { code: 403, body: None }));
+        let last = Script { steps: vec![rewrite(Then::Continue, false)], relative: false };
+        assert_eq!(
+            last.run(&V, "/a/x", "q=1"),
+            Some(Outcome::Rewrite { target: b"/b/x".to_vec() })
+        );
     }
 
     #[test]

@@ -233,6 +233,31 @@ async fn if_return_and_rewrite_answer_requests() {
     assert_diagnostics(&s, &[]).await;
 }
 
+// A `rewrite` to a path changes the URI sent upstream: `break` (and `last`) stop the
+// rewrites, without a flag the next ones see the new URI; the query is kept after the
+// replacement's own, unless the replacement ends with `?`. Both paths carry it.
+#[tokio::test(flavor = "multi_thread")]
+async fn rewrite_to_a_path_changes_the_upstream_uri() {
+    let rules = "rewrite ^/v1/(.*)$ /api/$1 break;\n\
+                 rewrite ^/chain/(.*)$ /step/$1;\n\
+                 rewrite ^/step/(.*)$ /done/$1?via=chain last;\n\
+                 rewrite ^/bare/ /clean? break;\n\
+                 return 418;";
+    let ingresses: &[Ing<'_>] = &[("web", "w.example", &["/"], &[(CONFIG, rules)])];
+    let (_m, s) = setup(echo("app").await, ingresses, GATES);
+    for (path, upstream) in [
+        ("/v1/users?page=2", "/api/users?page=2"),
+        ("/chain/x?q=1", "/done/x?via=chain&q=1"),
+        ("/bare/y?q=1", "/clean"),
+    ] {
+        for r in both_ways(&s, "w.example", path).await {
+            assert_eq!(r.status, 200, "{path}");
+            assert_eq!(r.json()["path"], upstream, "{path}");
+        }
+    }
+    assert_eq!(get_status(&s, "w.example", "/other").await, 418, "no rewrite matched");
+}
+
 // `server-snippet` applies to every route of the host, other Ingresses' and unmatched paths
 // included; not to other hosts.
 #[tokio::test(flavor = "multi_thread")]

@@ -83,7 +83,9 @@ pub(super) fn upstream_request<H: Head>(
     let vars = RequestVars { head, ctx };
 
     // The path, rewritten by `rewrite-target` (NGINX rewrites `$uri`, the normalised path).
+    // A snippet's `rewrite` wins: NGINX runs it in the location, before `proxy_pass`.
     let target: Cow<'_, [u8]> = match &route.rewrite {
+        _ if ctx.rewritten.is_some() => Cow::Borrowed(ctx.rewritten.as_deref().unwrap_or_default()),
         Some(r) => match r.apply(&normalize_path(head.path()), head.query()) {
             Some(t) => Cow::Owned(t.into_bytes()),
             None => Cow::Borrowed(head.target().as_bytes()),

@@ -95,6 +95,8 @@ pub(crate) struct Ctx<'a> {
     real_ip: Option<(std::net::IpAddr, String)>,
     /// The host's client-certificate verdict, and whether the certificate is passed on.
     pub client: Option<(ClientCert, bool)>,
+    /// The path and query a snippet's `rewrite` gave the request, sent upstream instead.
+    pub rewritten: Option<Vec<u8>>,
 }
 
 impl Ctx<'_> {
@@ -244,6 +246,7 @@ pub(crate) fn decide<H: Head>(
         request_id,
         real_ip,
         client: None,
+        rewritten: None,
     };
     let log = route.policy.log.logs(head.target());
     let answer = |ctx: &Ctx<'_>, status: u16, location: Option<String>, plan: ResponsePlan| {
@@ -285,15 +288,18 @@ pub(crate) fn decide<H: Head>(
     // 5. Redirects: the snippets' `if`, `return` and `rewrite` first (NGINX's rewrite module,
     // in the server block, then the location, before the annotation's `return`), then
     // `app-root`, the `www` redirect, the annotation redirect and the HTTPS redirect.
-    if let Some(script) = &route.policy.script
-        && let Some(outcome) = redirect::script(script, &ctx, head)
-    {
-        let (status, location, body) = outcome;
-        let mut local = local(&ctx, status, location);
-        if let Decision::Local(l) = &mut local {
-            l.body = body;
+    if let Some(script) = &route.policy.script {
+        match redirect::script(script, &ctx, head) {
+            None => {}
+            Some(redirect::Scripted::Rewrite(target)) => ctx.rewritten = Some(target),
+            Some(redirect::Scripted::Answer(status, location, body)) => {
+                let mut local = local(&ctx, status, location);
+                if let Decision::Local(l) = &mut local {
+                    l.body = body;
+                }
+                return local;
+            }
         }
-        return local;
     }
     if let Some((status, location)) = redirect::redirect(&ctx, head, shared) {
         return local(&ctx, status, Some(location));

@@ -37,23 +37,26 @@ pub(super) fn redirect<H: Head>(ctx: &Ctx<'_>, head: &H, shared: &Shared) -> Opt
     None
 }
 
-/// What a route's snippets answer, if they do: the status, the `Location` of a redirect, the
-/// body of a `return` with text.
-pub(super) fn script<H: Head>(
-    script: &Script,
-    ctx: &Ctx<'_>,
-    head: &H,
-) -> Option<(u16, Option<String>, Option<bytes::Bytes>)> {
+/// What a route's snippets decided of a request.
+pub(super) enum Scripted {
+    /// Answer it: the status, the `Location` of a redirect, the body of a `return` text.
+    Answer(u16, Option<String>, Option<bytes::Bytes>),
+    /// Send it upstream with this path and query.
+    Rewrite(Vec<u8>),
+}
+
+/// What a route's snippets decide of a request, if anything.
+pub(super) fn script<H: Head>(script: &Script, ctx: &Ctx<'_>, head: &H) -> Option<Scripted> {
     let vars = RequestVars { head, ctx };
     let uri = normalize_path(head.path());
     let outcome = script.run(&vars, &uri, head.query().unwrap_or(""))?;
     Some(match outcome {
-        Outcome::Answer { code, body } => (code, None, body.map(bytes::Bytes::from)),
+        Outcome::Answer { code, body } => Scripted::Answer(code, None, body.map(Into::into)),
         Outcome::Redirect { code, location } => {
             let location = String::from_utf8_lossy(&location).into_owned();
-            let relative = script.relative;
-            (code, Some(absolute(ctx, location, relative)), None)
+            Scripted::Answer(code, Some(absolute(ctx, location, script.relative)), None)
         }
+        Outcome::Rewrite { target } => Scripted::Rewrite(target),
     })
 }
 

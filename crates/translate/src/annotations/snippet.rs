@@ -35,10 +35,12 @@
 //!   `30s`, `5m`, `1h`…, rounded up to whole seconds) and `client_max_body_size` (`0`:
 //!   unlimited);
 //! - `return code [text]`, `return code URL` (301, 302, 303, 307, 308), `return URL` (302);
-//! - `rewrite regex replacement [redirect|permanent|last|break]` when it redirects: the
-//!   replacement starts with `http://`, `https://` or `$scheme`, or the flag is `redirect`
-//!   (302) or `permanent` (301); `$1`…`$9` are the regex's captures, the request's query is
-//!   appended unless the replacement ends with `?`;
+//! - `rewrite regex replacement [redirect|permanent|last|break]`, the regex on `$uri`: it
+//!   redirects when the replacement starts with `http://`, `https://` or `$scheme`, or the
+//!   flag is `redirect` (302) or `permanent` (301); otherwise the replacement becomes the URI
+//!   sent upstream (`break`, `last`: the rewrites stop; no flag: the next ones see the new
+//!   URI). `$1`…`$9` are the regex's captures; the request's query is kept (after the
+//!   replacement's own) unless the replacement ends with `?`;
 //! - `if (condition) { … }` with `return`, a redirecting `rewrite` or a header directive
 //!   inside, on a variable Sluice knows (`$http_*`, `$host`, `$request_uri`, `$scheme`,
 //!   `$request_method`, …): `($var)`, `=`, `!=`, `~`, `~*`, `!~`, `!~*`.
@@ -55,22 +57,23 @@
 //! `return` and `rewrite` are refused in `http-snippet`, as NGINX refuses them there.
 //!
 //! Refused: every other directive (`location` blocks, `set`, `auth_request`, Lua, ModSecurity,
-//! …), internal rewrites (a `rewrite` to a path without `redirect` or `permanent`: use
-//! `rewrite-target`), `return 444`, file tests in `if`, and any syntax error. A refused
+//! …), `return 444`, file tests in `if`, and any syntax error. A refused
 //! annotation makes the Ingress's routes answer 503 (`SnippetRefused`, naming the directive
 //! and its line); a refused ConfigMap snippet is reported and ignored, as before.
 //!
 //! Where Sluice differs: `add_header` replaces an upstream header of the same name (NGINX
 //! adds a second one); header directives of every level accumulate (NGINX's `add_header` of
-//! a location replaces the server's instead of adding to them); `rewrite ... last` to a path
-//! is refused rather than searching the locations again.
+//! a location replaces the server's instead of adding to them); `rewrite … last` is `break`:
+//! the request stays on its route rather than searching the locations again with the new
+//! URI; after an internal rewrite, variables (`$uri`, `$request_uri`) keep the request's
+//! values.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_model::{
     Condition, Diagnostic, HeaderRule, ObjectRef, Pattern, Piece, Policy, Reason, Step, Template,
-    Test, Var,
+    Test, Then, Var,
 };
 use sluice_nginx_conf::{Directive, Word};
 
@@ -605,23 +608,20 @@ fn pattern(source: &str, case_insensitive: bool) -> Result<Pattern, String> {
     })
 }
 
-/// `rewrite regex replacement [flag]`, when it redirects.
+/// `rewrite regex replacement [flag]`.
 fn rewrite_step(args: &[Word]) -> Result<Step, String> {
     let (re, replacement, flag) = match args {
         [re, r] => (re, r, None),
         [re, r, f] => (re, r, Some(f.value.as_str())),
         _ => return Err("takes a regex, a replacement and optionally a flag".into()),
     };
-    let redirects_by_url = is_redirect_url(&replacement.value);
-    let code = match flag {
-        Some("permanent") => 301,
-        Some("redirect") => 302,
-        Some("last" | "break") | None if redirects_by_url => 302,
-        Some("last" | "break") | None => {
-            return Err("internal rewrites (to a path, without redirect or permanent) are not \
-                        supported; use the rewrite-target annotation"
-                .into());
-        }
+    let then = match flag {
+        Some("permanent") => Then::Redirect(301),
+        Some("redirect") => Then::Redirect(302),
+        // NGINX: a replacement that is a URL redirects whatever the flag.
+        _ if is_redirect_url(&replacement.value) => Then::Redirect(302),
+        Some("last" | "break") => Then::Stop,
+        None => Then::Continue,
         Some(f) => return Err(format!("{f:?} is not a flag (last, break, redirect, permanent)")),
     };
     let pattern = pattern(&re.value, false)?;
@@ -633,7 +633,7 @@ fn rewrite_step(args: &[Word]) -> Result<Step, String> {
         }
         None => true,
     };
-    Ok(Step::Redirect { pattern, replacement: pieces(text)?, code, append_args })
+    Ok(Step::Rewrite { pattern, replacement: pieces(text)?, then, append_args })
 }
 
 /// A replacement's text, variables and `$1`..`$9` captures.
@@ -813,17 +813,21 @@ mod tests {
     }
 
     #[test]
-    fn rewrite_redirects_and_refuses_internal_rewrites() {
+    fn rewrite_redirects_or_rewrites_the_uri() {
         let s = ok("rewrite ^/old/(.*)$ /new/$1 permanent;");
-        let Step::Redirect { code, replacement, append_args, .. } = &s.steps[0] else { panic!() };
-        assert_eq!(*code, 301);
+        let Step::Rewrite { then, replacement, append_args, .. } = &s.steps[0] else { panic!() };
+        assert_eq!(*then, Then::Redirect(301));
         assert!(append_args);
         assert_eq!(replacement[1], Piece::Capture(1));
         let s = ok("rewrite ^ https://$host$request_uri? last;");
-        let Step::Redirect { code, append_args, .. } = &s.steps[0] else { panic!() };
-        assert_eq!((*code, *append_args), (302, false));
-        let e = err("\nrewrite ^/a /b last;");
-        assert!(e.starts_with("line 2: rewrite: internal rewrites"), "{e}");
+        let Step::Rewrite { then, append_args, .. } = &s.steps[0] else { panic!() };
+        assert_eq!((*then, *append_args), (Then::Redirect(302), false));
+        for (flag, then) in [("last", Then::Stop), ("break", Then::Stop), ("", Then::Continue)] {
+            let s = ok(&format!("rewrite ^/a /b {flag};"));
+            assert!(matches!(&s.steps[0], Step::Rewrite { then: t, .. } if *t == then), "{flag}");
+        }
+        let e = err("\nrewrite ^/a /b sideways;");
+        assert!(e.starts_with("line 2: rewrite: \"sideways\" is not a flag"), "{e}");
         let e = err("rewrite ^/(?!api) /x redirect;");
         assert!(e.contains("look-around"), "{e}");
         let e = err("rewrite ^/(a)\\1 /x redirect;");
