@@ -258,11 +258,34 @@ async fn rewrite_to_a_path_changes_the_upstream_uri() {
     assert_eq!(get_status(&s, "w.example", "/other").await, 418, "no rewrite matched");
 }
 
+// `allow` and `deny` become the address lists (the client here is 127.0.0.1).
+#[tokio::test(flavor = "multi_thread")]
+async fn allow_and_deny_become_address_lists() {
+    let ingresses: &[Ing<'_>] = &[
+        ("denied", "d.example", &["/"], &[(CONFIG, "deny 192.0.2.1;\ndeny 127.0.0.1;")]),
+        ("allowed", "a.example", &["/"], &[(CONFIG, "allow 127.0.0.0/8;\ndeny all;")]),
+        ("outside", "o.example", &["/"], &[(SERVER, "allow 10.0.0.0/8;\ndeny all;")]),
+        ("other", "x.example", &["/"], &[(CONFIG, "deny 192.0.2.1;")]),
+    ];
+    let (_m, s) = setup(echo("app").await, ingresses, GATES);
+    for (host, status) in
+        [("d.example", 403), ("a.example", 200), ("o.example", 403), ("x.example", 200)]
+    {
+        for r in both_ways(&s, host, "/").await {
+            assert_eq!(r.status.as_u16(), status, "{host}");
+        }
+    }
+    assert_diagnostics(&s, &[]).await;
+}
+
 // `server-snippet` applies to every route of the host, other Ingresses' and unmatched paths
 // included; not to other hosts.
 #[tokio::test(flavor = "multi_thread")]
 async fn server_snippet_applies_to_every_route_of_its_host() {
-    let server = "more_set_headers 'X-Server: a';\nif ($http_x_teapot) {\n  return 418;\n}";
+    let server = "more_set_headers 'X-Server: a';\nif ($http_x_teapot) {\n  return 418;\n}\n\
+                  location ~* ^/(a|b)/(ping|ready) {\n  deny all;\n  return 404;\n}\n\
+                  location ~ ^/b/private {\n  deny all;\n}\n\
+                  location = /b/dav {\n  return 301 https://$host/remote;\n}";
     let ingresses: &[Ing<'_>] = &[
         ("a", "shared.example", &["/a"], &[(SERVER, server)]),
         ("b", "shared.example", &["/b"], &[]),
@@ -281,6 +304,20 @@ async fn server_snippet_applies_to_every_route_of_its_host() {
     let mut teapot = request("GET", &s.url("/b"), Some("shared.example"), Bytes::new());
     teapot.headers_mut().insert("x-teapot", http::HeaderValue::from_static("1"));
     assert_eq!(send(&client(), teapot).await.status, 418);
+    // Its locations that answer: over the Ingresses' paths, as NGINX's exact and regex
+    // locations win over prefix ones.
+    for (path, status) in
+        [("/a/PING", 404), ("/b/ready", 404), ("/b/private/x", 403), ("/a/x", 200)]
+    {
+        for r in both_ways(&s, "shared.example", path).await {
+            assert_eq!(r.status.as_u16(), status, "{path}");
+        }
+    }
+    let dav = get(&s.url("/b/dav"), Some("shared.example")).await;
+    assert_eq!(dav.status, 301);
+    assert_eq!(header(&dav, "location"), Some("https://shared.example/remote"));
+    assert_eq!(get_status(&s, "shared.example", "/b/dav/x").await, 200, "= is exact");
+    assert_diagnostics(&s, &[]).await;
     let other = get(&s.url("/"), Some("other.example")).await;
     assert_eq!(other.status, 200);
     assert_eq!(header(&other, "x-server"), None);

@@ -49,6 +49,15 @@
 //! refuses the snippet. Regexes are Rust's `regex`: a PCRE feature it lacks (look-around,
 //! backreferences) refuses the snippet.
 //!
+//! - `deny ADDRESS;`… (then optionally `allow all;`), or `allow ADDRESS;`… `deny all;`: the
+//!   address lists of `denylist-source-range` and `allowlist-source-range` (403); after an
+//!   allow list the Ingress already has, they are never reached (NGINX's first match wins),
+//!   and a server snippet's do not reach routes with lists of their own;
+//! - in `server-snippet`, `location = /path { … }` and `location ~ regex { … }` (`~*`) that
+//!   answer by themselves: `return`, `deny all` (403, after a `return`) and header
+//!   directives, for the requests whose `$uri` matches, whatever Ingress path they were for
+//!   (NGINX prefers exact and regex locations to the Ingress's prefix paths).
+//!
 //! No-op: `server_tokens off;` (Sluice's `Server` header never names a version).
 //!
 //! In a `server-snippet` (annotation or ConfigMap) or `http-snippet`, `proxy_set_header`, the
@@ -56,8 +65,10 @@
 //! location ingress-nginx renders sets its own, so they had none there either. `if`,
 //! `return` and `rewrite` are refused in `http-snippet`, as NGINX refuses them there.
 //!
-//! Refused: every other directive (`location` blocks, `set`, `auth_request`, Lua, ModSecurity,
-//! …), `return 444`, file tests in `if`, and any syntax error. A refused
+//! Refused: every other directive (`set`, `auth_request`, `proxy_pass`, Lua, ModSecurity, …),
+//! prefix locations and locations that would reach a backend, locations outside
+//! `server-snippet`, other orders of `allow` and `deny`, `return 444`, file tests in `if`,
+//! and any syntax error. A refused
 //! annotation makes the Ingress's routes answer 503 (`SnippetRefused`, naming the directive
 //! and its line); a refused ConfigMap snippet is reported and ignored, as before.
 //!
@@ -72,8 +83,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_model::{
-    Condition, Diagnostic, HeaderRule, ObjectRef, Pattern, Piece, Policy, Reason, Step, Template,
-    Test, Then, Var,
+    Condition, Diagnostic, HeaderRule, IpList, ObjectRef, Pattern, Piece, Policy, Reason, Step,
+    Template, Test, Then, Var,
 };
 use sluice_nginx_conf::{Directive, Word};
 
@@ -118,6 +129,12 @@ pub struct Snippet {
     pub body: Option<Option<u64>>,
     /// `if`, `return`, `rewrite`.
     pub steps: Vec<Step>,
+    /// `deny ADDRESS;`…: client addresses refused (403).
+    pub deny: IpList,
+    /// `allow ADDRESS;`… `deny all;`: the only client addresses let through.
+    pub allow: IpList,
+    /// The `allow` and `deny` directives in order (allow?, operand, line), read at the end.
+    access_rules: Vec<(bool, String, u32)>,
 }
 
 impl Snippet {
@@ -147,6 +164,7 @@ impl Snippet {
         if let Some(body) = self.body {
             p.limits.max_body_size = body;
         }
+        self.access(p, false);
         if !self.steps.is_empty() {
             let mut script = p.script.as_deref().cloned().unwrap_or_default();
             script.steps.extend(self.steps.iter().cloned());
@@ -158,6 +176,7 @@ impl Snippet {
     /// Applies a server snippet over a route's policy `p`: its rules and steps come before
     /// the route's own (NGINX's server block runs before its locations).
     pub fn apply_server(&self, p: &mut Policy, relative: bool) {
+        self.access(p, true);
         let rules = std::mem::take(&mut p.response.rules);
         p.response.rules = self.rules.iter().cloned().chain(rules).collect();
         for h in &self.hide {
@@ -171,6 +190,70 @@ impl Snippet {
             script.relative = relative;
             p.script = Some(Arc::new(script));
         }
+    }
+}
+
+impl Snippet {
+    /// The address lists over `p`'s, as NGINX's access module runs them (first match wins):
+    /// after an allow list (`allow …; deny all;` of `allowlist-source-range` or the
+    /// ConfigMap's), nothing more is reached; a location with lists of its own does not
+    /// inherit a server's (`server`).
+    fn access(&self, p: &mut Policy, server: bool) {
+        if self.deny.is_empty() && self.allow.is_empty() {
+            return;
+        }
+        let mut access = p.access.as_deref().cloned().unwrap_or_default();
+        let own = !access.deny.is_empty() || !access.allow.is_empty();
+        if !access.allow.is_empty() || (server && own) {
+            return;
+        }
+        for net in &self.deny.0 {
+            if !access.deny.0.contains(net) {
+                access.deny.0.push(*net);
+            }
+        }
+        access.allow = self.allow.clone();
+        p.access = Some(Arc::new(access));
+    }
+}
+
+/// The lists of a snippet's `allow` and `deny` directives, when their order is one the lists
+/// express: addresses denied (then, optionally, `allow all`), or addresses allowed then
+/// `deny all`.
+fn access_lists(rules: &[(bool, String, u32)]) -> Result<(IpList, IpList), String> {
+    let Some(&(_, _, first_line)) = rules.first() else {
+        return Ok(Default::default());
+    };
+    let list = |entries: &[(bool, String, u32)]| -> Result<IpList, String> {
+        let mut nets = IpList::default();
+        for (_, operand, line) in entries {
+            let one = IpList::parse(operand).map_err(|e| format!("line {line}: {e}"))?;
+            for net in one.0 {
+                if !nets.0.contains(&net) {
+                    nets.0.push(net);
+                }
+            }
+        }
+        Ok(nets)
+    };
+    let all = |r: &(bool, String, u32), allow: bool| r.0 == allow && r.1 == "all";
+    match rules {
+        [rest @ .., last] if all(last, false) && rest.iter().all(|r| r.0 && r.1 != "all") => {
+            if rest.is_empty() {
+                return Err(format!(
+                    "line {first_line}: deny all alone refuses every request; use return 403"
+                ));
+            }
+            Ok((IpList::default(), list(rest)?))
+        }
+        [rest @ .., last] if all(last, true) && rest.iter().all(|r| !r.0 && r.1 != "all") => {
+            Ok((list(rest)?, IpList::default()))
+        }
+        _ if rules.iter().all(|r| !r.0 && r.1 != "all") => Ok((list(rules)?, IpList::default())),
+        _ => Err(format!(
+            "line {first_line}: allow and deny in an order Sluice's address lists do not express \
+             (addresses denied, or addresses allowed then deny all)"
+        )),
     }
 }
 
@@ -305,6 +388,7 @@ pub fn read(text: &str, level: Level, notes: &mut Vec<String>) -> Result<Snippet
     for d in &tree {
         directive(d, level, None, &mut out, notes).map_err(|why| at(d, why))?;
     }
+    (out.deny, out.allow) = access_lists(&std::mem::take(&mut out.access_rules))?;
     Ok(out)
 }
 
@@ -321,11 +405,12 @@ fn directive(
     notes: &mut Vec<String>,
 ) -> Result<(), String> {
     let name = d.name.as_str();
+    if name == "location" && level == Level::Server && when.is_none() {
+        return location(d, out);
+    }
     if d.block.is_some() && name != "if" {
         return Err(match name {
-            "location" => "location blocks are not supported (Ingress paths are Sluice's \
-                           locations)"
-                .into(),
+            "location" => "location blocks are read only in server-snippet".into(),
             _ => "not in the subset Sluice reads".into(),
         });
     }
@@ -427,6 +512,10 @@ fn directive(
                 out.body = Some(size);
             }
         }
+        "allow" | "deny" if when.is_none() => {
+            let [operand] = args else { return Err("takes one address, range or all".into()) };
+            out.access_rules.push((name == "allow", operand.value.clone(), d.line));
+        }
         "server_tokens" if when.is_none() => match args {
             [v] if v.value == "off" => {}
             _ => return Err("only \"server_tokens off\" is read (a no-op: Sluice's Server header names no version)".into()),
@@ -464,6 +553,64 @@ fn directive(
         }
         _ => return Err("not in the subset Sluice reads".into()),
     }
+    Ok(())
+}
+
+/// A `location` of a server snippet that answers by itself: `location = /path` or
+/// `location ~ regex` (`~*`), holding `return`, `deny all` and header directives. It becomes
+/// an `if` on `$uri`: NGINX picks an exact location, and a matching regex one, over the
+/// Ingress's prefix paths, and such a location never reaches a backend.
+fn location(d: &Directive, out: &mut Snippet) -> Result<(), String> {
+    let Some(block) = &d.block else { return Err("needs a block".into()) };
+    let test = match d.args.as_slice() {
+        [op, path] if op.value == "=" => {
+            Test::Equals { text: Template::literal(&path.value), negate: false }
+        }
+        [op, re] if op.value == "~" => {
+            Test::Matches { pattern: pattern(&re.value, false)?, negate: false }
+        }
+        [op, re] if op.value == "~*" => {
+            Test::Matches { pattern: pattern(&re.value, true)?, negate: false }
+        }
+        _ => {
+            return Err("only exact (=) and regex (~, ~*) locations are read; a prefix location \
+                        would compete with the Ingress's paths"
+                .into());
+        }
+    };
+    let when = Condition { var: Var::Uri, test };
+    let mut inner = Snippet::default();
+    let (mut answers, mut deny_all) = (false, false);
+    for inside in block {
+        match inside.name.as_str() {
+            "deny" if matches!(inside.args.as_slice(), [a] if a.value == "all") => deny_all = true,
+            "return" => {
+                answers = true;
+                inner.steps.push(return_step(&inside.args).map_err(|why| at(inside, why))?);
+            }
+            "more_set_headers" | "more_clear_headers" | "add_header" | "server_tokens" => {
+                directive(inside, Level::Location, Some(&when), &mut inner, &mut Vec::new())
+                    .map_err(|why| at(inside, why))?;
+            }
+            _ => {
+                return Err(at(
+                    inside,
+                    "only return, deny all and header directives are read inside a location".into(),
+                ));
+            }
+        }
+    }
+    if !answers && !deny_all {
+        return Err("a location that reaches a backend is not supported (Ingress paths are \
+                    Sluice's locations); it must answer with return or deny all"
+            .into());
+    }
+    // The rewrite phase (`return`) runs before the access phase (`deny`).
+    if deny_all {
+        inner.steps.push(Step::Return { code: 403, text: None });
+    }
+    out.rules.extend(inner.rules);
+    out.steps.push(Step::If { when, then: inner.steps });
     Ok(())
 }
 
@@ -798,6 +945,58 @@ mod tests {
     }
 
     #[test]
+    fn server_snippet_locations_that_answer() {
+        let server = |text: &str| read(text, Level::Server, &mut Vec::new());
+        let s = server(
+            "location = /.well-known/carddav {\n  return 301 https://$host/dav;\n}\n\
+             location ~* ^/(ping|ready) {\n  deny all;\n  return 404;\n}\n\
+             location ~ ^/private/ {\n  add_header X-Private 1 always;\n  deny all;\n}",
+        )
+        .unwrap();
+        assert_eq!(s.steps.len(), 3);
+        let Step::If { when, then } = &s.steps[1] else { panic!() };
+        assert_eq!(when.var, Var::Uri);
+        assert_eq!(then[0], Step::Return { code: 404, text: None }, "return before deny");
+        let Step::If { then, .. } = &s.steps[2] else { panic!() };
+        assert_eq!(then, &[Step::Return { code: 403, text: None }]);
+        assert!(s.rules[0].when.is_some());
+        let e = server("location /x { return 403; }").unwrap_err();
+        assert!(e.starts_with("line 1: location: only exact"), "{e}");
+        let e = server("location = /x {\n  proxy_pass http://x;\n}").unwrap_err();
+        assert!(e.starts_with("line 2: proxy_pass: only return"), "{e}");
+        let e = server("location = /robots.txt { access_log off; }").unwrap_err();
+        assert!(e.contains("access_log"), "{e}");
+        let e = server("location = /x { add_header A b; }").unwrap_err();
+        assert!(e.contains("reaches a backend"), "{e}");
+    }
+
+    #[test]
+    fn allow_and_deny_become_address_lists() {
+        let s = ok("deny 192.0.2.1;\ndeny 198.51.100.0/24;");
+        assert_eq!(s.deny, IpList::parse("192.0.2.1,198.51.100.0/24").unwrap());
+        assert!(s.allow.is_empty());
+        let s = ok("deny 192.0.2.1;\nallow all;");
+        assert_eq!(s.deny.0.len(), 1);
+        let s = ok("allow 10.0.0.0/8;\nallow 192.0.2.7;\ndeny all;");
+        assert_eq!(s.allow, IpList::parse("10.0.0.0/8,192.0.2.7").unwrap());
+        assert!(s.deny.is_empty());
+        let e = err("allow 10.0.0.0/8;\ndeny 10.1.0.0/16;\ndeny all;");
+        assert!(e.starts_with("line 1: allow and deny in an order"), "{e}");
+        assert!(err("deny all;").contains("return 403"));
+        let e = err("deny 1.2.3.4;\ndeny nonsense;");
+        assert!(e.starts_with("line 2: \"nonsense\""), "{e}");
+        let mut p = Policy::default();
+        s.apply(&mut p, false);
+        assert_eq!(p.access.as_ref().unwrap().allow, s.allow);
+        let deny = ok("deny 192.0.2.9;");
+        deny.apply(&mut p, false);
+        assert!(p.access.as_ref().unwrap().deny.is_empty(), "after an allow list, unreached");
+        let mut q = Policy::default();
+        ok("deny 192.0.2.9;").apply_server(&mut q, false);
+        assert_eq!(q.access.as_ref().unwrap().deny.0.len(), 1);
+    }
+
+    #[test]
     fn return_forms() {
         assert_eq!(ok("return 403;").steps, vec![Step::Return { code: 403, text: None }]);
         let s = ok("return 200 'ok';");
@@ -861,8 +1060,8 @@ mod tests {
 
     #[test]
     fn refusals_name_the_directive_and_line() {
-        let e = err("add_header A b;\n\nlocation /x { return 403; }");
-        assert!(e.starts_with("line 3: location: location blocks"), "{e}");
+        let e = err("add_header A b;\n\nlocation = /x { return 403; }");
+        assert!(e.starts_with("line 3: location: location blocks are read only in server"), "{e}");
         let e = err("more_set_headers 'A: b';\nauth_request /auth;");
         assert_eq!(e, "line 2: auth_request: not in the subset Sluice reads");
         let e = err("add_header A b;\n}");
