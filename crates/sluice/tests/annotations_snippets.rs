@@ -242,6 +242,7 @@ async fn rewrite_to_a_path_changes_the_upstream_uri() {
                  rewrite ^/chain/(.*)$ /step/$1;\n\
                  rewrite ^/step/(.*)$ /done/$1?via=chain last;\n\
                  rewrite ^/bare/ /clean? break;\n\
+                 proxy_set_header X-Chain $proxy_add_x_forwarded_for;\n\
                  return 418;";
     let ingresses: &[Ing<'_>] = &[("web", "w.example", &["/"], &[(CONFIG, rules)])];
     let (_m, s) = setup(echo("app").await, ingresses, GATES);
@@ -253,8 +254,13 @@ async fn rewrite_to_a_path_changes_the_upstream_uri() {
         for r in both_ways(&s, "w.example", path).await {
             assert_eq!(r.status, 200, "{path}");
             assert_eq!(r.json()["path"], upstream, "{path}");
+            assert_eq!(r.json()["headers"]["x-chain"], "127.0.0.1", "{path}");
         }
     }
+    let mut req = request("GET", &s.url("/v1/x"), Some("w.example"), Bytes::new());
+    req.headers_mut().insert("x-forwarded-for", http::HeaderValue::from_static("192.0.2.1"));
+    let r = send(&client(), req).await;
+    assert_eq!(r.json()["headers"]["x-chain"], "192.0.2.1, 127.0.0.1");
     assert_eq!(get_status(&s, "w.example", "/other").await, 418, "no rewrite matched");
 }
 
