@@ -107,8 +107,24 @@ impl HeaderRule {
     /// The statuses NGINX's `add_header` applies to without `always`.
     pub const ADD_HEADER_STATUSES: &[u16] = &[200, 201, 204, 206, 301, 302, 303, 304, 307, 308];
 
-    /// Whether the rule names header `name`.
+    /// Headers that frame the message or the connection: Sluice keeps them to itself, no
+    /// rule (not even a wildcard) sets or removes them.
+    pub const FRAMING: &[&str] = &[
+        "connection",
+        "content-length",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ];
+
+    /// Whether the rule names header `name` (never a [`FRAMING`](Self::FRAMING) header).
     pub fn names(&self, name: &[u8]) -> bool {
+        if Self::FRAMING.iter().any(|f| name.eq_ignore_ascii_case(f.as_bytes())) {
+            return false;
+        }
         if self.wildcard {
             name.len() >= self.name.len()
                 && name[..self.name.len()].eq_ignore_ascii_case(self.name.as_bytes())
@@ -419,6 +435,10 @@ mod tests {
         };
         assert!(rule.names(b"X-Debug"));
         assert!(!rule.names(b"Server"));
+        let all = HeaderRule { name: String::new(), ..rule.clone() };
+        assert!(all.names(b"Server"));
+        assert!(!all.names(b"Content-Length"), "framing is never a rule's");
+        assert!(!all.names(b"transfer-encoding"));
         assert!(rule.applies(404, Some(b"text/html; charset=utf-8")));
         assert!(!rule.applies(200, Some(b"text/html")));
         assert!(!rule.applies(404, Some(b"application/json")));

@@ -58,7 +58,11 @@
 //!   directives, for the requests whose `$uri` matches, whatever Ingress path they were for
 //!   (NGINX prefers exact and regex locations to the Ingress's prefix paths).
 //!
-//! No-op: `server_tokens off;` (Sluice's `Server` header never names a version).
+//! No-ops: `server_tokens off;` (Sluice's `Server` header never names a version);
+//! `proxy_set_header Upgrade …` and `proxy_set_header Connection …`, the WebSocket recipe,
+//! with a warning (Sluice passes upgrades itself). Headers that frame the message
+//! (`Content-Length`, `Transfer-Encoding`, `Connection`, …) are Sluice's own: a directive
+//! naming one is refused, and a wildcard never matches one.
 //!
 //! In a `server-snippet` (annotation or ConfigMap) or `http-snippet`, `proxy_set_header`, the
 //! timeouts and `client_max_body_size` are accepted with a warning and have no effect: every
@@ -479,6 +483,16 @@ fn directive(
         }
         "proxy_set_header" if when.is_none() => {
             let [h, v] = args else { return Err("takes a name and a value".into()) };
+            if ["upgrade", "connection"].iter().any(|n| h.value.eq_ignore_ascii_case(n)) {
+                // The WebSocket recipe (`Upgrade $http_upgrade`, `Connection "upgrade"`):
+                // Sluice passes upgrades itself, and owns the connection's headers.
+                notes.push(format!(
+                    "line {}: proxy_set_header {}: no effect, Sluice passes upgrades (WebSocket) \
+                     itself",
+                    d.line, h.value
+                ));
+                return Ok(());
+            }
             header_name(&h.value, false)?;
             let value = template(&v.value)?;
             if server_wide {
@@ -663,11 +677,15 @@ fn headers_more_options(args: &[Word]) -> Result<(Filters, Vec<&str>), String> {
     Ok(((statuses, types), specs))
 }
 
-/// A header name (a token; `wildcard`: the prefix of one, possibly empty).
+/// A header name (a token; `wildcard`: the prefix of one, possibly empty), not one that
+/// frames the message (Sluice's own: a wrong `Content-Length` would desynchronise peers).
 fn header_name(name: &str, wildcard: bool) -> Result<(), String> {
     let token = |c: u8| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c);
     if (name.is_empty() && !wildcard) || !name.bytes().all(token) {
         return Err(format!("{name:?} is not a header name"));
+    }
+    if !wildcard && HeaderRule::FRAMING.iter().any(|f| name.eq_ignore_ascii_case(f)) {
+        return Err(format!("{name} frames the message; Sluice sets it itself"));
     }
     Ok(())
 }
@@ -892,6 +910,19 @@ mod tests {
         assert!(s.rules[2].value.is_none(), "an empty value removes the header");
         assert!(err("more_set_headers 'NoColon';").contains("line 1: more_set_headers"));
         assert!(err("more_set_headers -x 'A: b';").contains("option -x"));
+        assert!(err("more_set_headers 'Content-Length: 0';").contains("frames the message"));
+        assert!(err("more_clear_headers Transfer-Encoding;").contains("frames the message"));
+        assert!(err("add_header Connection close;").contains("frames the message"));
+        let mut notes = Vec::new();
+        let s = read(
+            "proxy_set_header Upgrade $http_upgrade;\nproxy_set_header Connection upgrade;",
+            Level::Location,
+            &mut notes,
+        )
+        .unwrap();
+        assert!(s.upstream.is_empty());
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(err("proxy_set_header Content-Length '';").contains("frames the message"));
     }
 
     #[test]
