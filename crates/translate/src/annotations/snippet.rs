@@ -41,7 +41,7 @@
 //!   sent upstream (`break`, `last`: the rewrites stop; no flag: the next ones see the new
 //!   URI). `$1`…`$9` are the regex's captures; the request's query is kept (after the
 //!   replacement's own) unless the replacement ends with `?`;
-//! - `if (condition) { … }` with `return`, a redirecting `rewrite` or a header directive
+//! - `if (condition) { … }` with `return`, `rewrite` or a header directive
 //!   inside, on a variable Sluice knows (`$http_*`, `$host`, `$request_uri`, `$scheme`,
 //!   `$request_method`, …): `($var)`, `=`, `!=`, `~`, `~*`, `!~`, `!~*`.
 //!
