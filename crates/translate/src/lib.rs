@@ -28,6 +28,7 @@
 //! [`Diagnostic`]: sluice_model::Diagnostic
 //! [`Reason::PathCollision`]: sluice_model::Reason::PathCollision
 
+pub mod admission;
 pub mod annotations;
 pub mod backends;
 mod build;
@@ -38,5 +39,6 @@ mod regex_mode;
 mod tls;
 mod update;
 
+pub use admission::{Review, review};
 pub use build::translate;
 pub use update::{unchanged, update_endpoints, update_ingresses};
