@@ -125,12 +125,10 @@ fn ignored_annotations_are_warnings() {
 
 #[test]
 fn a_missing_service_is_a_warning() {
-    let text = format!(
-        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: cand, namespace: shop}}\n\
-         spec:\n  ingressClassName: sluice\n  rules: [{{host: new.test, http: {{paths: [{{path: /, \
-         pathType: Prefix, backend: {{service: {{name: not-yet, port: {{number: 80}}}}}}}}]}}}}]\n"
-    );
-    admitted(&judge(&ingress_of(&text)), &[Reason::MissingService]);
+    let text = "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: cand, namespace: shop}\n\
+         spec:\n  ingressClassName: sluice\n  rules: [{host: new.test, http: {paths: [{path: /, \
+         pathType: Prefix, backend: {service: {name: not-yet, port: {number: 80}}}}]}}]\n";
+    admitted(&judge(&ingress_of(text)), &[Reason::MissingService]);
 }
 
 #[test]
