@@ -1060,3 +1060,153 @@ async fn basic_auth_secret_rotation_applies_without_restart() {
     eventually("the rotated password signs in", || async { status("second").await == 200 }).await;
     assert_eq!(status("first").await, 401, "the old password is refused after the rotation");
 }
+
+/// `kubectl` (built with kube-apiserver by tests/apiserver/build) as the administrator:
+/// `kubectl <args>` with `stdin`, returning whether it succeeded, and its stdout and stderr.
+fn kubectl(args: &[&str], stdin: &str) -> (bool, String, String) {
+    use std::io::Write;
+    let bin = sluice_testkit::bin_dir().unwrap().join("kubectl");
+    assert!(bin.is_file(), "{} is missing: run tests/apiserver/build", bin.display());
+    let dir = PathBuf::from(std::env::var_os("SLUICE_E2E_DIR").expect("SLUICE_E2E_DIR"));
+    let mut child = std::process::Command::new(bin)
+        .args(args)
+        .env("KUBECONFIG", dir.join("admin.kubeconfig"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl runs");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+    (out.status.success(), text(out.stdout), text(out.stderr))
+}
+
+// The real API server calls Sluice's validating webhook (registered by URL, with its CA) for
+// Ingresses of the test's namespace: `kubectl apply` of an Ingress Sluice would refuse is denied
+// with the diagnostic, a good one is admitted, one with an annotation Sluice ignores is admitted
+// with the warning shown to the client, a host and path an older Ingress owns is denied, and an
+// Ingress of another class is not judged.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_server_calls_the_validating_webhook() {
+    use base64::Engine;
+    let t = Test::new("webhook").await;
+    let b = backend("web").await;
+    t.service("web", &[b]).await;
+
+    // A CA and a certificate for 127.0.0.1, as a cert-manager Certificate would give.
+    let pair = sluice::webhook_cert::generate(&["127.0.0.1".to_string()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::write(&cert, &pair.cert_pem).unwrap();
+    std::fs::write(&key, &pair.key_pem).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let s = t.sluice(&[
+        &format!("--validating-webhook={addr}"),
+        &format!("--validating-webhook-certificate={}", cert.display()),
+        &format!("--validating-webhook-key={}", key.display()),
+    ]);
+    s.wait_stderr(|l| l.contains("validating admission webhook listening"));
+
+    // An older Ingress owns owner.test/ before the webhook is registered.
+    t.ingress("owner", "owner.test", "web", Some(&t.class()), json!({})).await;
+    eventually("owner.test is served", || async { answer(&s, "owner.test").await == "web" }).await;
+
+    let hook_name = format!("sluice-e2e-{}", t.ns);
+    let ca = base64::engine::general_purpose::STANDARD.encode(&pair.ca_pem);
+    t.apply(json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": hook_name},
+        "webhooks": [{
+            "name": "validate.sluice.dev",
+            "clientConfig": {"url": format!("https://{addr}/networking/v1/ingresses"), "caBundle": ca},
+            "rules": [{"apiGroups": ["networking.k8s.io"], "apiVersions": ["v1"],
+                       "operations": ["CREATE", "UPDATE"], "resources": ["ingresses"]}],
+            "failurePolicy": "Fail",
+            "sideEffects": "None",
+            "admissionReviewVersions": ["v1"],
+            "timeoutSeconds": 5,
+            // Only this test's namespace: the suite's other tests share the API server.
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": t.ns}},
+        }],
+    }))
+    .await;
+
+    let manifest = |name: &str, host: &str, class: &str, annotations: Value| {
+        serde_json::to_string(&json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": name, "namespace": t.ns, "annotations": annotations},
+            "spec": {"ingressClassName": class, "rules": [{"host": host, "http": {"paths": [{
+                "path": "/", "pathType": "Prefix",
+                "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]},
+        }))
+        .unwrap()
+    };
+    let snippet =
+        json!({"nginx.ingress.kubernetes.io/configuration-snippet": "more_set_headers \"X: y\";"});
+    let bad = manifest("bad", "bad.test", &t.class(), snippet.clone());
+    // The API server takes the new configuration up within a moment: until it does, a
+    // server-side dry run (which calls webhooks, but stores nothing) is admitted.
+    eventually("the API server calls the webhook", || async {
+        let (ok, _, err) = kubectl(&["apply", "--dry-run=server", "-f", "-"], &bad);
+        !ok && err.contains("denied the request")
+    })
+    .await;
+
+    let (ok, _, err) = kubectl(&["apply", "-f", "-"], &bad);
+    assert!(!ok, "a snippet was admitted");
+    assert!(
+        err.contains(r#"admission webhook "validate.sluice.dev" denied the request"#)
+            && err.contains(&format!("error: Ingress {}/bad [SnippetRefused]", t.ns))
+            && err.contains("configuration-snippet holds raw NGINX configuration"),
+        "{err}"
+    );
+    let ingresses: Api<Ingress> = t.api();
+    assert!(ingresses.get_opt("bad").await.unwrap().is_none(), "the refused Ingress was stored");
+
+    // A good one is admitted, without warnings.
+    let (ok, out, err) =
+        kubectl(&["apply", "-f", "-"], &manifest("good", "good.test", &t.class(), json!({})));
+    assert!(ok && out.contains("ingress.networking.k8s.io/good created"), "{out}{err}");
+    assert!(!err.contains("Warning"), "{err}");
+    eventually("good.test is served", || async { answer(&s, "good.test").await == "web" }).await;
+
+    // An annotation Sluice ignores: admitted, and the client shows why.
+    let typo = json!({"nginx.ingress.kubernetes.io/proxy-conect-timeout": "10"});
+    let (ok, out, err) =
+        kubectl(&["apply", "-f", "-"], &manifest("typo", "typo.test", &t.class(), typo));
+    assert!(ok, "{out}{err}");
+    assert!(
+        err.contains(&format!("Warning: Ingress {}/typo [UnknownAnnotation]", t.ns))
+            && err.contains("proxy-conect-timeout is not an ingress-nginx annotation; ignored"),
+        "{err}"
+    );
+
+    // A host and path the older Ingress owns: denied, naming the owner.
+    let (ok, _, err) =
+        kubectl(&["apply", "-f", "-"], &manifest("late", "owner.test", &t.class(), json!({})));
+    assert!(!ok, "a collision was admitted");
+    assert!(err.contains(&format!("already served by older Ingress {}/owner", t.ns)), "{err}");
+
+    // Another controller's Ingress is not Sluice's to judge, snippet or not.
+    let (ok, out, err) =
+        kubectl(&["apply", "-f", "-"], &manifest("theirs", "bad.test", "someone-else", snippet));
+    assert!(ok && !err.contains("Warning"), "{out}{err}");
+
+    // Updates go through it too: adding a snippet to the good Ingress is denied, and the
+    // stored Ingress stays as it was.
+    let mut patched: Value =
+        serde_json::from_str(&manifest("good", "good.test", &t.class(), json!({}))).unwrap();
+    patched["metadata"]["annotations"] =
+        json!({"nginx.ingress.kubernetes.io/server-snippet": "return 200;"});
+    let (ok, _, err) = kubectl(&["apply", "-f", "-"], &patched.to_string());
+    assert!(!ok && err.contains("[SnippetRefused]"), "{err}");
+    let stored = ingresses.get("good").await.unwrap();
+    assert!(stored.annotations().keys().all(|k| !k.contains("snippet")), "{stored:?}");
+
+    let hooks: Api<k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration> =
+        Api::all(t.admin.clone());
+    hooks.delete(&hook_name, &DeleteParams::default()).await.unwrap();
+}
