@@ -750,6 +750,7 @@ async fn deploy_manifests_and_helm_chart_pass_server_side_dry_run() {
         "RoleBinding",
         "Service",
         "ServiceAccount",
+        "ValidatingWebhookConfiguration",
     ];
     assert_eq!(kinds.keys().cloned().collect::<Vec<_>>(), expected);
 
@@ -785,8 +786,14 @@ async fn deploy_manifests_and_helm_chart_pass_server_side_dry_run() {
         .unwrap_or_else(|e| panic!("chart: {e}"));
     let chart_kinds: std::collections::BTreeSet<_> =
         applied.iter().map(|a| a.split('/').next().unwrap().to_string()).collect();
-    let want: std::collections::BTreeSet<_> =
-        expected.iter().filter(|k| **k != "Namespace").map(|k| k.to_string()).collect();
+    // ... and the Secret of the webhook's certificate, which the chart makes with Helm's
+    // genCA (Sluice makes it itself under deploy/manifests).
+    let want: std::collections::BTreeSet<_> = expected
+        .iter()
+        .filter(|k| **k != "Namespace")
+        .chain(&["Secret"])
+        .map(|k| k.to_string())
+        .collect();
     assert_eq!(chart_kinds, want);
     assert!(rendered.contains("ingressclass.kubernetes.io/is-default-class: \"true\""));
 }
@@ -1209,4 +1216,78 @@ async fn the_api_server_calls_the_validating_webhook() {
     let hooks: Api<k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration> =
         Api::all(t.admin.clone());
     hooks.delete(&hook_name, &DeleteParams::default()).await.unwrap();
+}
+
+// deploy/manifests' way, with no certificate tool: Sluice (as the service account, with
+// deploy/'s RBAC) makes the webhook's certificate for the address the
+// ValidatingWebhookConfiguration calls, keeps it in its Secret, and sets the caBundle; the API
+// server then trusts it. A second replica serves the same certificate, read from the Secret.
+#[tokio::test(flavor = "multi_thread")]
+async fn sluice_makes_its_webhook_certificate_and_sets_the_ca_bundle() {
+    use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+    let t = Test::new("webhook-cert").await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    // The name deploy/'s RBAC lets Sluice update, by URL here (the API server cannot reach a
+    // Service on this machine), without a caBundle.
+    t.apply(json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": "sluice-admission"},
+        "webhooks": [{
+            "name": "validate.sluice.dev",
+            "clientConfig": {"url": format!("https://{addr}/networking/v1/ingresses")},
+            "rules": [{"apiGroups": ["networking.k8s.io"], "apiVersions": ["v1"],
+                       "operations": ["CREATE", "UPDATE"], "resources": ["ingresses"]}],
+            "failurePolicy": "Fail",
+            "sideEffects": "None",
+            "admissionReviewVersions": ["v1"],
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": t.ns}},
+        }],
+    }))
+    .await;
+    let flags = [
+        "--validating-webhook-configuration=sluice-admission",
+        "--validating-webhook-secret=sluice/sluice-admission",
+    ];
+    let first = format!("--validating-webhook={addr}");
+    let s = t.sluice(&[&first, flags[0], flags[1]]);
+    s.wait_stderr(|l| l.contains("validating admission webhook listening"));
+    assert!(s.stderr().iter().any(|l| l.contains("made a certificate and kept it in its Secret")));
+
+    let hooks: Api<ValidatingWebhookConfiguration> = Api::all(t.admin.clone());
+    let secrets: Api<Secret> =
+        Api::namespaced(t.admin.clone(), sluice_testkit::CONTROLLER_NAMESPACE);
+    let secret = secrets.get("sluice-admission").await.unwrap();
+    let ca = secret.data.as_ref().unwrap()["ca.crt"].0.clone();
+    let hook = hooks.get("sluice-admission").await.unwrap();
+    assert_eq!(hook.webhooks.unwrap()[0].client_config.ca_bundle.as_ref().unwrap().0, ca);
+
+    // The API server trusts it: a snippet is refused.
+    let bad = serde_json::to_string(&json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "bad", "namespace": t.ns,
+                     "annotations": {"nginx.ingress.kubernetes.io/server-snippet": "return 200;"}},
+        "spec": {"ingressClassName": t.class(), "rules": [{"host": "bad.test", "http": {"paths": [{
+            "path": "/", "pathType": "Prefix",
+            "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]},
+    }))
+    .unwrap();
+    eventually("the API server calls the webhook with the CA Sluice set", || async {
+        let (ok, _, err) = kubectl(&["apply", "--dry-run=server", "-f", "-"], &bad);
+        !ok && err.contains("[SnippetRefused]")
+    })
+    .await;
+
+    // Another replica reuses the Secret's certificate rather than making its own.
+    let port2 = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let second = format!("--validating-webhook=127.0.0.1:{port2}");
+    let s2 = t.sluice(&[&second, flags[0], flags[1]]);
+    s2.wait_stderr(|l| l.contains("validating admission webhook listening"));
+    assert!(s2.stderr().iter().any(|l| l.contains("using the certificate kept in its Secret")));
+    let again = secrets.get("sluice-admission").await.unwrap();
+    assert_eq!(again.data.as_ref().unwrap()["ca.crt"].0, ca, "the CA changed");
+
+    hooks.delete("sluice-admission", &DeleteParams::default()).await.unwrap();
+    secrets.delete("sluice-admission", &DeleteParams::default()).await.unwrap();
 }
