@@ -135,14 +135,7 @@ async fn answer(
         Ok(b) => b.to_bytes(),
         Err(e) => return Ok(plain(StatusCode::BAD_REQUEST, format!("cannot read body: {e}\n"))),
     };
-    let response = match serde_json::from_slice::<AdmissionReview<Ingress>>(&body) {
-        Ok(review) => match TryInto::<AdmissionRequest<Ingress>>::try_into(review) {
-            Ok(request) => decide(&state, &request),
-            Err(_) => AdmissionResponse::invalid("an AdmissionReview without a request"),
-        },
-        Err(e) => AdmissionResponse::invalid(format!("not an AdmissionReview of an Ingress: {e}")),
-    };
-    let json = serde_json::to_vec(&response.into_review()).unwrap_or_default();
+    let json = respond(&state, &body);
     let mut response = Response::new(Full::new(Bytes::from(json)));
     response.headers_mut().insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
     Ok(response)
@@ -152,6 +145,18 @@ fn plain(status: StatusCode, text: String) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(text)));
     *response.status_mut() = status;
     response
+}
+
+/// The answer to one AdmissionReview (JSON in, JSON out): what the server sends back.
+pub fn respond(state: &WebhookState, body: &[u8]) -> Vec<u8> {
+    let response = match serde_json::from_slice::<AdmissionReview<Ingress>>(body) {
+        Ok(review) => match TryInto::<AdmissionRequest<Ingress>>::try_into(review) {
+            Ok(request) => decide(state, &request),
+            Err(_) => AdmissionResponse::invalid("an AdmissionReview without a request"),
+        },
+        Err(e) => AdmissionResponse::invalid(format!("not an AdmissionReview of an Ingress: {e}")),
+    };
+    serde_json::to_vec(&response.into_review()).unwrap_or_default()
 }
 
 /// The answer to one review.

@@ -155,7 +155,10 @@ fn collisions(
 ) {
     // The owner's age decides; found in the snapshot only when there is a collision.
     let older = |owner: &NamespacedName| -> bool {
-        let found = snapshot.ingresses.iter().find(|i| {
+        // Only the chunks of the owner's namespace (sources keep a chunk per namespace).
+        let namespaces = [owner.namespace.as_str()];
+        let mut candidates = snapshot.ingresses.in_namespaces(&namespaces);
+        let found = candidates.find(|i| {
             i.metadata.namespace.as_deref().unwrap_or_default() == owner.namespace
                 && i.metadata.name.as_deref() == Some(owner.name.as_str())
         });
