@@ -279,3 +279,23 @@ pub struct QuickstartArgs {
 fn parse_namespaced(s: &str) -> Result<NamespacedName, String> {
     NamespacedName::parse(s)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_addresses_as_ingress_nginx_writes_them() {
+        let any: IpAddr = "0.0.0.0".parse().unwrap();
+        let port_only = WebhookAddr::parse(":8443").unwrap();
+        assert_eq!(port_only.resolve(any), "0.0.0.0:8443".parse().unwrap());
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(port_only.resolve(local), "127.0.0.1:8443".parse().unwrap());
+        let given = WebhookAddr::parse("10.0.0.1:9443").unwrap();
+        assert_eq!(given.resolve(any), "10.0.0.1:9443".parse().unwrap());
+        assert_eq!(WebhookAddr::parse("[::1]:8443").unwrap().resolve(any).port(), 8443);
+        assert!(WebhookAddr::parse("8443").is_err());
+        assert!(WebhookAddr::parse(":http").is_err());
+        assert!(WebhookAddr::parse(":70000").is_err());
+    }
+}
