@@ -22,6 +22,8 @@
 //! - **Annotations** ([`annotations`]): one module per family; unknown, unimplemented and
 //!   refused annotations are reported, and a security annotation that cannot be enforced makes
 //!   the Ingress's routes answer 503.
+//! - **Admission** ([`admission`]): one Ingress judged against the configuration in force, as
+//!   the validating webhook answers, without translating the others again.
 //!
 //! [`Snapshot`]: sluice_model::Snapshot
 //! [`RoutingTable`]: sluice_model::RoutingTable
