@@ -1291,3 +1291,72 @@ async fn sluice_makes_its_webhook_certificate_and_sets_the_ca_bundle() {
     hooks.delete("sluice-admission", &DeleteParams::default()).await.unwrap();
     secrets.delete("sluice-admission", &DeleteParams::default()).await.unwrap();
 }
+
+// The chart's webhook certificate (Helm's genCA/genSignedCert) stays the same across
+// `helm upgrade`: the template reads the previous Secret back with `lookup`, so the caBundle
+// and the certificate the pods mount do not change under running replicas.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_charts_webhook_certificate_survives_upgrades() {
+    use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+    let t = Test::new("helm-cert").await;
+    let dir = PathBuf::from(std::env::var_os("SLUICE_E2E_DIR").expect("SLUICE_E2E_DIR"));
+    // A copy of the chart without its kubeVersion constraint: the suite's kube-apiserver, built
+    // from the Go module without release ldflags, calls itself v0.0.0.
+    let chart = tempfile::tempdir().unwrap();
+    let source = repo().join("deploy/helm/sluice");
+    std::fs::create_dir(chart.path().join("templates")).unwrap();
+    for file in ["values.yaml", "Chart.yaml"] {
+        std::fs::copy(source.join(file), chart.path().join(file)).unwrap();
+    }
+    for entry in std::fs::read_dir(source.join("templates")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, chart.path().join("templates").join(path.file_name().unwrap()))
+            .unwrap();
+    }
+    let meta = std::fs::read_to_string(chart.path().join("Chart.yaml")).unwrap();
+    let meta: String =
+        meta.lines().filter(|l| !l.starts_with("kubeVersion:")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(chart.path().join("Chart.yaml"), meta).unwrap();
+    let helm = |verb: &str| {
+        let out = std::process::Command::new(sluice_testkit::bin_dir().unwrap().join("helm"))
+            .args([verb, "cert"])
+            .arg(chart.path())
+            .args(["--namespace", &t.ns, "--kubeconfig"])
+            .arg(dir.join("admin.kubeconfig"))
+            // Cluster-scoped objects of their own, and a webhook for this namespace only.
+            .args(["--set", &format!("ingressClass.name={}-class", t.ns)])
+            .args([
+                "--set",
+                &format!(
+                    "admissionWebhook.namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name={}",
+                    t.ns
+                ),
+            ])
+            .output()
+            .expect("helm runs");
+        assert!(out.status.success(), "helm {verb}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    helm("install");
+    let secrets: Api<Secret> = t.api();
+    let hooks: Api<ValidatingWebhookConfiguration> = Api::all(t.admin.clone());
+    let name = "cert-sluice-admission";
+    let read = || async {
+        let secret = secrets.get(name).await.unwrap();
+        let data = secret.data.unwrap();
+        let hook = hooks.get(name).await.unwrap();
+        let bundle = hook.webhooks.unwrap()[0].client_config.ca_bundle.clone().unwrap();
+        (data["ca.crt"].0.clone(), data["tls.crt"].0.clone(), bundle.0)
+    };
+    let (ca, crt, bundle) = read().await;
+    assert!(String::from_utf8_lossy(&ca).contains("BEGIN CERTIFICATE"));
+    assert_eq!(bundle, ca, "the caBundle is the Secret's CA");
+    helm("upgrade");
+    assert_eq!(read().await, (ca, crt, bundle), "the upgrade made a new certificate");
+
+    let out = std::process::Command::new(sluice_testkit::bin_dir().unwrap().join("helm"))
+        .args(["uninstall", "cert", "--namespace", &t.ns, "--kubeconfig"])
+        .arg(dir.join("admin.kubeconfig"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
