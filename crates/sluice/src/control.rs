@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use prometheus::{
     Gauge, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
@@ -146,6 +146,9 @@ pub struct Publisher {
     certs: CertStore,
     /// The source's own errors (files that do not parse), for `/debug/config`.
     pub source_errors: Arc<ArcSwap<Vec<String>>>,
+    /// The configuration in force with the snapshot it came from, for the admission webhook
+    /// (`None` until the first is applied). The proxy never reads it.
+    pub in_force: InForce,
     generation: u64,
     shown: HashSet<Diagnostic>,
     /// The diagnostics `shown` was made from: a table that shares them changes nothing there.
@@ -164,6 +167,7 @@ impl Publisher {
             metrics,
             certs,
             source_errors: Arc::new(ArcSwap::from_pointee(Vec::new())),
+            in_force: InForce::default(),
             generation: 0,
             shown: HashSet::new(),
             shown_from: SharedVec::default(),
@@ -310,6 +314,10 @@ impl Publisher {
     }
 }
 
+/// The [`Applied`] configuration in force, shared with the admission webhook without a lock:
+/// the control loop stores each one it applies, the webhook loads the latest.
+pub type InForce = Arc<ArcSwapOption<Applied>>;
+
 /// A table in force, with the snapshot it was built from: what the next change is compared
 /// with.
 pub struct Applied {
@@ -427,6 +435,9 @@ impl ManifestControl {
         drop(previous);
         let errors = self.errors();
         let table = self.publisher.publish(table, errors, started.elapsed());
+        // Snapshots and tables share their parts: this copies pointers.
+        let shared = Applied { snapshot: snapshot.clone(), table: table.clone() };
+        self.publisher.in_force.store(Some(Arc::new(shared)));
         self.applied = Some((Applied { snapshot, table }, source_diags));
     }
 }
