@@ -1223,7 +1223,7 @@ async fn the_api_server_calls_the_validating_webhook() {
     assert!(
         err.contains(r#"admission webhook "validate.sluice.dev" denied the request"#)
             && err.contains(&format!("error: Ingress {}/bad [SnippetRefused]", t.ns))
-            && err.contains("configuration-snippet holds raw NGINX configuration"),
+            && err.contains("configuration-snippet holds NGINX configuration"),
         "{err}"
     );
     let ingresses: Api<Ingress> = t.api();

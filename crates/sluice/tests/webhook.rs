@@ -115,7 +115,7 @@ async fn reviews_are_answered_over_https_and_the_certificate_reloads() {
     assert_eq!(response["uid"], "0f1e2d3c-0000-4000-8000-000000000001", "{answer}");
     assert_eq!(response["allowed"], false, "{answer}");
     let message = response["status"]["message"].as_str().unwrap();
-    assert!(message.contains("error: Ingress default/bad [SnippetRefused]: nginx.ingress.kubernetes.io/server-snippet holds raw NGINX configuration"), "{message}");
+    assert!(message.contains("error: Ingress default/bad [SnippetRefused]: nginx.ingress.kubernetes.io/server-snippet holds NGINX configuration, which the controller's ConfigMap does not allow"), "{message}");
 
     // The host and path `owner` serves, from the manifests in force: denied.
     let (_, body) =

@@ -87,7 +87,7 @@ fn a_snippet_is_refused() {
         "{nginx.ingress.kubernetes.io/configuration-snippet: 'more_set_headers \"X: y\";'}",
         &rules("shop.test", "/cart", "Prefix"),
     );
-    refused(&judge(&i), Reason::SnippetRefused, "configuration-snippet holds raw NGINX");
+    refused(&judge(&i), Reason::SnippetRefused, "configuration-snippet holds NGINX configuration");
 }
 
 #[test]
