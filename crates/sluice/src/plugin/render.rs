@@ -210,6 +210,11 @@ pub fn cert(c: &CertView) -> String {
     fields(&pairs)
 }
 
+/// `n` and the noun, in the plural unless `n` is 1.
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+}
+
 fn days(left: i64) -> String {
     match left {
         ..0 => format!("EXPIRED {} days ago", -left),
@@ -462,17 +467,18 @@ pub fn info(service: Result<&ServiceInfo, &str>, pod: &PodInfo, controller: &Inf
     pairs.push(("Applied", applied));
     pairs.push((
         "Configuration",
-        format!(
-            "{} hosts, {} backends, {} certificates, {} errors, {} warnings",
-            controller.hosts,
-            controller.backends,
-            controller.certificates,
-            controller.errors,
-            controller.warnings
-        ),
+        [
+            count(controller.hosts, "host"),
+            count(controller.backends, "backend"),
+            count(controller.certificates, "certificate"),
+            count(controller.errors, "error"),
+            count(controller.warnings, "warning"),
+        ]
+        .join(", "),
     ));
     if controller.source_errors > 0 {
-        pairs.push(("Source errors", format!("{} files do not parse", controller.source_errors)));
+        let files = count(controller.source_errors, "file");
+        pairs.push(("Source errors", format!("{files} that do not parse")));
     }
     fields(&pairs)
 }
