@@ -477,8 +477,8 @@ pub fn info(service: Result<&ServiceInfo, &str>, pod: &PodInfo, controller: &Inf
         .join(", "),
     ));
     if controller.source_errors > 0 {
-        let files = count(controller.source_errors, "file");
-        pairs.push(("Source errors", format!("{files} that do not parse")));
+        let files = controller.source_errors;
+        pairs.push(("Source errors", format!("{files} (manifest files that do not parse)")));
     }
     fields(&pairs)
 }
