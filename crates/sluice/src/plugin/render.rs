@@ -102,17 +102,18 @@ pub fn backend_names(list: &[Value]) -> String {
 }
 
 /// The hosts of `/debug/config` matching `host` (every host when `None`; `_` and `*` both
-/// name the catch-all).
+/// name the catch-all). A name without rules of its own finds the wildcard that serves it, as
+/// requests do.
 pub fn config_hosts<'a>(config: &'a Value, host: Option<&str>) -> Vec<&'a Value> {
-    let wanted = host.map(|h| if h == "_" { "*".to_string() } else { h.to_ascii_lowercase() });
-    config["hosts"]
-        .as_array()
-        .map(|hosts| {
-            hosts
-                .iter()
-                .filter(|h| wanted.as_deref().is_none_or(|w| str_of(h, "host") == w))
-                .collect()
-        })
+    let hosts = config["hosts"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let Some(host) = host else { return hosts.iter().collect() };
+    let host = if host == "_" { "*".to_string() } else { host.to_ascii_lowercase() };
+    let wildcard = host.split_once('.').map(|(_, parent)| format!("*.{parent}"));
+    [Some(host), wildcard]
+        .into_iter()
+        .flatten()
+        .map(|name| hosts.iter().filter(|h| str_of(h, "host") == name).collect::<Vec<_>>())
+        .find(|found| !found.is_empty())
         .unwrap_or_default()
 }
 
@@ -547,6 +548,17 @@ mod tests {
         assert!(out.contains("warning: Ingress web/a: ignored x"), "{out}");
         assert!(!out.contains("refused y"), "another host's diagnostics are left out: {out}");
         assert!(config_hosts(&config, Some("c.example.com")).is_empty());
+        let wildcard =
+            json!({"hosts": [{"host": "*.apps.example.com"}, {"host": "x.apps.example.com"}]});
+        assert_eq!(
+            config_hosts(&wildcard, Some("x.apps.example.com"))[0]["host"],
+            "x.apps.example.com"
+        );
+        assert_eq!(
+            config_hosts(&wildcard, Some("y.apps.example.com"))[0]["host"],
+            "*.apps.example.com"
+        );
+        assert!(config_hosts(&wildcard, Some("a.b.apps.example.com")).is_empty(), "one label only");
         assert_eq!(config_hosts(&config, None).len(), 2);
     }
 
