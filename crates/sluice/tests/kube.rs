@@ -1198,6 +1198,8 @@ async fn kubectl_plugin_reaches_the_controller_through_the_pod_proxy() {
     let mut kubeconfig: Value =
         serde_saphyr::from_str(&std::fs::read_to_string(&admin_kubeconfig).unwrap()).unwrap();
     kubeconfig["users"][0]["user"]["as"] = json!("plugin-viewer");
+    // `ingresses` without `-n` lists the context's namespace.
+    kubeconfig["contexts"][0]["context"]["namespace"] = json!(t.ns);
     let files = tempfile::tempdir().unwrap();
     let viewer = files.path().join("viewer.kubeconfig");
     std::fs::write(&viewer, serde_json::to_string(&kubeconfig).unwrap()).unwrap();
@@ -1257,6 +1259,9 @@ async fn kubectl_plugin_reaches_the_controller_through_the_pod_proxy() {
         })
     })
     .await;
+    let (ok, out, err) = plugin(&viewer, false, &["ingresses"]).await;
+    assert!(ok, "{err}");
+    line_with(&out, &["web", "web.example.com/", "YES"]);
     // Every namespace takes more than the Role grants: the refusal says what is needed.
     let (ok, _, err) = plugin(&viewer, false, &["ingresses", "-A"]).await;
     assert!(!ok && err.contains("forbidden") && err.contains("endpointslices list"), "{err}");
