@@ -305,6 +305,14 @@ impl ManifestDir {
         self.files.values().filter_map(|f| f.error.clone()).collect()
     }
 
+    /// Every object of every file (the last good version of failing files), with its file and
+    /// line, in path order; an object defined in two files is listed twice.
+    pub fn objects(&self) -> impl Iterator<Item = (&Path, usize, &Object)> {
+        self.files.iter().flat_map(|(path, state)| {
+            state.objects.iter().map(move |(line, object)| (path.as_path(), *line, object))
+        })
+    }
+
     /// The objects of every file (the last good version of failing files), as a snapshot.
     /// An object defined in two files is taken from the first in path order; the others are
     /// reported.

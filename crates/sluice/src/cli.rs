@@ -29,6 +29,9 @@ pub enum Command {
     Echo(EchoArgs),
     /// Start echo backends and serve examples/quickstart on 127.0.0.1, printing what to try.
     Quickstart(QuickstartArgs),
+    /// Report what moving from ingress-nginx changes, for every Ingress of a cluster or of a
+    /// manifests directory; exit 1 when the move should not go ahead (--fail-on).
+    Migrate(MigrateArgs),
 }
 
 /// How Ingresses are selected and read (shared by `serve` and `check`).
@@ -169,6 +172,59 @@ pub struct CheckArgs {
     /// Ingress selection and reading.
     #[command(flatten)]
     pub class: ClassArgs,
+}
+
+/// `sluice migrate`.
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    /// Directories or files of manifests (the Ingresses, and ingress-nginx's ConfigMap if kept
+    /// elsewhere); without any, the cluster of the kubeconfig (read-only).
+    pub paths: Vec<PathBuf>,
+    /// Output format, as kubectl's `-o`.
+    #[arg(short, long, value_enum, default_value = "table")]
+    pub output: OutputFormat,
+    /// When to exit 1: when an Ingress will answer 503 (default), when any Ingress moves with
+    /// differences, or never.
+    #[arg(long, value_enum, default_value = "503")]
+    pub fail_on: FailOn,
+    /// Kubeconfig file (default: KUBECONFIG, else ~/.kube/config).
+    #[arg(long, conflicts_with = "paths")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context (default: the current one).
+    #[arg(long, conflicts_with = "paths")]
+    pub context: Option<String>,
+    /// Only these namespaces (comma-separated); default: all.
+    #[arg(short, long, value_delimiter = ',', conflicts_with = "paths")]
+    pub namespace: Vec<String>,
+    /// ingress-nginx's ConfigMap (namespace/name), as its `--configmap`.
+    #[arg(long, value_parser = parse_namespaced, default_value = "ingress-nginx/ingress-nginx-controller")]
+    pub configmap: NamespacedName,
+    /// The annotation prefix, as ingress-nginx's `--annotations-prefix`.
+    #[arg(long, default_value = "nginx.ingress.kubernetes.io")]
+    pub annotations_prefix: String,
+}
+
+/// `sluice migrate --output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned columns for a terminal.
+    Table,
+    /// Markdown tables, to paste in a ticket.
+    Markdown,
+    /// The whole report as JSON.
+    Json,
+}
+
+/// `sluice migrate --fail-on`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FailOn {
+    /// Some Ingress will answer 503.
+    #[value(name = "503")]
+    Answers503,
+    /// Some Ingress does not move as is.
+    Differences,
+    /// Always exit 0 once the report is printed.
+    Never,
 }
 
 /// `sluice echo`.

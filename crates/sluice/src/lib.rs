@@ -11,6 +11,7 @@ pub mod cli;
 pub mod control;
 pub mod echo;
 mod kube_mode;
+pub mod migrate;
 pub mod plugin;
 pub mod quickstart;
 pub mod report;

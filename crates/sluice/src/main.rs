@@ -19,7 +19,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let (json, default_level) = match &cli.command {
         Command::Serve(a) => (a.log_format == LogFormat::Json, "info"),
-        Command::Check(_) => (false, "warn"),
+        Command::Check(_) | Command::Migrate(_) => (false, "warn"),
         _ => (false, "info"),
     };
     let filter =
@@ -46,12 +46,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Command::Migrate(args) = &cli.command {
+        return runtime.block_on(sluice::migrate::run(args));
+    }
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => sluice::serve::run(*args, |_, _, _| {}).await,
             Command::Echo(args) => sluice::echo::run(&args).await,
             Command::Quickstart(args) => sluice::quickstart::run(args).await,
-            Command::Check(_) => unreachable!("handled above"),
+            Command::Check(_) | Command::Migrate(_) => unreachable!("handled above"),
         }
     });
     match result {

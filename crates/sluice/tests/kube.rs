@@ -1290,3 +1290,59 @@ async fn kubectl_plugin_reaches_the_controller_through_the_pod_proxy() {
     let (ok, _, err) = plugin(&viewer, false, &["-n", ns, "info", "--pod", "gone"]).await;
     assert!(!ok && err.contains(&format!("pod {ns}/gone")), "{err}");
 }
+
+/// `sluice migrate` reads a namespace of the cluster, as the controller's service account
+/// (read permissions only), with ingress-nginx's ConfigMap, and reports each Ingress's verdict
+/// and the flags that take its class over.
+#[tokio::test(flavor = "multi_thread")]
+async fn migrate_reports_the_ingresses_of_a_cluster() {
+    let t = Test::new("migrate").await;
+    let a = backend("a").await;
+    t.service("web", &[a]).await;
+    t.apply(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "nginx-config", "namespace": t.ns},
+        "data": {"worker-processes": "4", "use-gzip": "true"},
+    }))
+    .await;
+    let class = t.class();
+    t.ingress("plain", "plain.example.com", "web", Some(&class), json!({})).await;
+    let mirror = json!({"nginx.ingress.kubernetes.io/mirror-target": "http://copy.example/"});
+    t.ingress("mirrored", "mirror.example.com", "web", Some(&class), mirror).await;
+    let snippet = json!({"nginx.ingress.kubernetes.io/stream-snippet": "server { listen 9000; }"});
+    t.ingress("streams", "stream.example.com", "web", Some(&class), snippet).await;
+
+    let kubeconfig = t.kubeconfig.display().to_string();
+    let configmap = format!("{}/nginx-config", t.ns);
+    let args = ["migrate", "--kubeconfig", &kubeconfig, "-n", &t.ns, "--configmap", &configmap];
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .args(["-o", "json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // One Ingress will answer 503: the default gate fails.
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let report: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    let verdict = |name: &str| {
+        let i = report["ingresses"].as_array().unwrap().iter().find(|i| i["name"] == name);
+        i.unwrap_or_else(|| panic!("{name}: {report}"))["verdict"].as_str().unwrap().to_string()
+    };
+    assert_eq!(verdict("plain"), "moves-as-is");
+    assert_eq!(verdict("mirrored"), "moves-with-differences");
+    assert_eq!(verdict("streams"), "answers503");
+    assert_eq!(report["configmap"]["found"], true);
+    let key = |k: &str| {
+        let keys = report["configmap"]["keys"].as_array().unwrap();
+        keys.iter().find(|f| f["name"] == k).unwrap()["fate"].as_str().unwrap().to_string()
+    };
+    assert_eq!(key("worker-processes"), "accepted");
+    assert_eq!(key("use-gzip"), "ignored");
+    // The class's IngressClass was read: the flags name its controller.
+    let plan = report["classes"].as_array().unwrap().iter().find(|c| c["class"] == class.as_str());
+    assert_eq!(
+        plan.unwrap()["take_over"],
+        format!("sluice serve --ingress-class {class} --controller-class {}", t.controller())
+    );
+}

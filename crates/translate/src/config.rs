@@ -154,16 +154,7 @@ pub fn parse<'a>(
                 Reason::InvalidConfigMapKey,
                 format!("{key}: {why}; the default applies"),
             )),
-            None if key.ends_with("-snippet") => diagnostics.push(Diagnostic::error(
-                object.clone(),
-                Reason::SnippetRefused,
-                format!("{key}: raw NGINX configuration is never applied by Sluice; remove the key and use the equivalent setting"),
-            )),
-            None => diagnostics.push(Diagnostic::warning(
-                object.clone(),
-                Reason::UnsupportedConfigMapKey,
-                format!("{key}: not implemented by Sluice; ignored"),
-            )),
+            None => unread_key(object, key, diagnostics),
         }
     }
     let (from, to) = config.proxy_redirect.clone();
@@ -229,6 +220,43 @@ pub fn parse<'a>(
         v
     });
     config
+}
+
+/// Reports a key no family reads, by its fate in [`config_keys`](crate::config_keys): NGINX
+/// tuning is accepted silently, the rest is reported.
+fn unread_key(object: &ObjectRef, key: &str, diagnostics: &mut Vec<Diagnostic>) {
+    use crate::config_keys::{KeySupport, support};
+    let (reason, message) = match support(key) {
+        Some(KeySupport::Accepted(_) | KeySupport::Implemented) => return,
+        Some(KeySupport::Snippet) => {
+            diagnostics.push(Diagnostic::error(
+                object.clone(),
+                Reason::SnippetRefused,
+                format!("{key}: raw NGINX configuration is never applied by Sluice; remove the key and use the equivalent setting"),
+            ));
+            return;
+        }
+        Some(KeySupport::Pending) => {
+            (Reason::UnsupportedConfigMapKey, format!("{key}: not implemented by Sluice; ignored"))
+        }
+        Some(KeySupport::Removed(note)) => (
+            Reason::UnsupportedConfigMapKey,
+            format!("{key}: removed from ingress-nginx ({note}); ignored"),
+        ),
+        None if key.ends_with("-snippet") => {
+            diagnostics.push(Diagnostic::error(
+                object.clone(),
+                Reason::SnippetRefused,
+                format!("{key}: raw NGINX configuration is never applied by Sluice; remove the key and use the equivalent setting"),
+            ));
+            return;
+        }
+        None => (
+            Reason::UnsupportedConfigMapKey,
+            format!("{key}: not an ingress-nginx ConfigMap key (a typo?); ignored"),
+        ),
+    };
+    diagnostics.push(Diagnostic::warning(object.clone(), reason, message));
 }
 
 /// One key, read by the family that lists it; `None` when no family does.
@@ -398,5 +426,27 @@ mod tests {
         let mut diagnostics = Vec::new();
         parse(&object, &data, &none, &mut diagnostics);
         assert_eq!(diagnostics[0].reason, Reason::UnsupportedConfigMapKey);
+        assert!(diagnostics[0].message.contains("not an ingress-nginx ConfigMap key"));
+    }
+
+    /// Keys no family reads get their catalogued fate: NGINX tuning silently, the others with
+    /// a warning saying which.
+    #[test]
+    fn unread_keys_follow_the_catalogue() {
+        let object = object_ref("ingress", "config");
+        let none = |_: &str, _: &str| None;
+        let report = |key: &str| {
+            let data = BTreeMap::from([(key.to_string(), "4".to_string())]);
+            let mut diagnostics = Vec::new();
+            parse(&object, &data, &none, &mut diagnostics);
+            diagnostics
+        };
+        assert_eq!(report("worker-processes"), []);
+        assert_eq!(report("server-name-hash-max-size"), []);
+        let removed = report("jaeger-collector-host");
+        assert!(removed[0].message.contains("removed from ingress-nginx"), "{removed:?}");
+        let pending = report("use-gzip");
+        assert!(pending[0].message.contains("not implemented by Sluice"), "{pending:?}");
+        assert_eq!(report("main-snippet")[0].reason, Reason::SnippetRefused);
     }
 }

@@ -33,6 +33,7 @@ pub mod backends;
 mod build;
 pub mod class;
 pub mod config;
+pub mod config_keys;
 mod index;
 mod regex_mode;
 mod tls;

@@ -48,6 +48,56 @@ pub const CATALOG: &[(&str, Support)] = &[
     ("stream-snippet", Snippet),
 ];
 
+/// Implemented annotations whose behaviour differs from ingress-nginx's, whatever their value,
+/// in a way a client or an operator can notice, in one sentence each (the family's module
+/// documentation has the detail), sorted by name. The migration report (`sluice migrate`)
+/// quotes them. Differences that only some values meet (a regex feature, a variable, a Secret
+/// in another namespace) are reported by the family as diagnostics on the Ingresses that have
+/// them, not listed here.
+pub const DIFFERENCES: &[(&str, &str)] = &[
+    (
+        "affinity",
+        "a balanced-mode cookie issued by ingress-nginx is re-pinned once; persistent-mode cookies keep their endpoint",
+    ),
+    (
+        "cors-allow-origin",
+        "origins are compared whole, and a list ingress-nginx would read as `*` answers 503 instead",
+    ),
+    (
+        "custom-http-errors",
+        "the error page request carries no body and reaches the default backend over HTTP/1.1",
+    ),
+    (
+        "global-rate-limit",
+        "removed from ingress-nginx in v1.12 (ignored there); Sluice still applies it with memcached",
+    ),
+    (
+        "mirror-request-body",
+        "a body is mirrored only when request buffering holds it (up to 8 MiB)",
+    ),
+    (
+        "mirror-target",
+        "the copy is sent and forgotten: a slow mirror never delays the real request, as it does in NGINX",
+    ),
+    (
+        "proxy-next-upstream-tries",
+        "each retry goes to another endpoint, so tries are capped at the backend's endpoint count",
+    ),
+    (
+        "proxy-request-buffering",
+        "up to 8 MiB is held in memory and the rest streamed, where NGINX writes a temporary file",
+    ),
+    (
+        "upstream-hash-by",
+        "consistent hashing, but not NGINX's ring: a key may land on another endpoint than under ingress-nginx",
+    ),
+];
+
+/// The documented difference of implemented annotation `name`, if any.
+pub fn difference(name: &str) -> Option<&'static str> {
+    DIFFERENCES.binary_search_by(|(n, _)| n.cmp(&name)).ok().map(|i| DIFFERENCES[i].1)
+}
+
 /// What Sluice does with annotation `name` (without the prefix); `None` if ingress-nginx does
 /// not know it either.
 pub fn support(name: &str) -> Option<Support> {
@@ -89,6 +139,21 @@ mod tests {
         assert_eq!(support("auth-tls-match-cn"), Some(Implemented));
         assert_eq!(support("configuration-snippet"), Some(Snippet));
         assert_eq!(support("no-such-annotation"), None);
+    }
+
+    #[test]
+    fn differences_are_sorted_and_of_implemented_annotations() {
+        assert!(DIFFERENCES.windows(2).all(|w| w[0].0 < w[1].0), "DIFFERENCES must stay sorted");
+        for (name, note) in DIFFERENCES {
+            assert_eq!(
+                support(name),
+                Some(Implemented),
+                "{name}: a difference of what Sluice does not apply"
+            );
+            assert!(!note.ends_with('.'), "{name}: a clause, without a final stop");
+        }
+        assert!(difference("mirror-target").is_some());
+        assert_eq!(difference("proxy-body-size"), None);
     }
 
     #[test]

@@ -1,0 +1,247 @@
+//! Every key of ingress-nginx's ConfigMap (v1.15, `docs/user-guide/nginx-configuration/
+//! configmap.md`) and what Sluice does with it, as [`crate::annotations::catalog`] does for
+//! annotations. Keys a family reads are listed by the family (`FAMILY.configmap_keys`); this
+//! file holds the others.
+
+use crate::annotations::FAMILIES;
+
+/// What Sluice does with one ConfigMap key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeySupport {
+    /// Read by a family.
+    Implemented,
+    /// NGINX tuning with no effect a client or backend can see in Sluice; the note says why.
+    /// No warning.
+    Accepted(&'static str),
+    /// Known, not implemented: a warning, and ignored.
+    Pending,
+    /// Raw NGINX configuration.
+    Snippet,
+    /// Removed from ingress-nginx; the note says when or by what.
+    Removed(&'static str),
+}
+
+use KeySupport::*;
+
+const HASHES: &str = "sizes NGINX's hash tables; Sluice's tables grow by themselves";
+const WORKERS: &str =
+    "tunes NGINX's worker processes; Sluice runs one process with a thread per core (--workers)";
+const RELOADS: &str = "governs NGINX reloads; Sluice never reloads";
+const LOG_PATHS: &str = "Sluice writes its logs to standard output and standard error";
+const TLS_SESSIONS: &str = "rustls keeps its own session cache and tickets";
+const UPSTREAM_POOL: &str = "Sluice pools upstream connections itself";
+const OPENTRACING: &str = "OpenTracing, removed in v1.10";
+
+/// The keys no family reads, and their fate, sorted by name.
+pub const KEYS: &[(&str, KeySupport)] = &[
+    ("access-log-params", Pending),
+    ("access-log-path", Accepted(LOG_PATHS)),
+    ("allow-backend-server-header", Pending),
+    ("allow-cross-namespace-resources", Pending),
+    ("allow-snippet-annotations", Pending),
+    (
+        "annotation-value-word-blocklist",
+        Accepted(
+            "annotations are typed data, never rendered into configuration: there is nothing to block",
+        ),
+    ),
+    ("annotations-risk-level", Pending),
+    ("bind-address", Pending),
+    ("brotli-level", Pending),
+    ("brotli-min-length", Pending),
+    ("brotli-types", Pending),
+    ("client-body-timeout", Pending),
+    (
+        "client-header-buffer-size",
+        Accepted("Sluice reads request heads up to 64 KiB whatever the buffers"),
+    ),
+    ("client-header-timeout", Pending),
+    ("debug-connections", Pending),
+    ("default-type", Accepted("the type of files NGINX serves itself; Sluice serves none")),
+    ("disable-ipv6", Pending),
+    ("disable-ipv6-dns", Pending),
+    ("enable-access-log-for-default-backend", Pending),
+    ("enable-aio-write", Accepted(WORKERS)),
+    ("enable-brotli", Pending),
+    ("enable-modsecurity", Pending),
+    ("enable-multi-accept", Accepted(WORKERS)),
+    ("enable-ocsp", Pending),
+    ("enable-opentelemetry", Pending),
+    ("enable-owasp-modsecurity-crs", Pending),
+    ("enable-serial-reloads", Accepted(RELOADS)),
+    ("enable-syslog", Pending),
+    ("error-log-level", Pending),
+    ("error-log-path", Accepted(LOG_PATHS)),
+    ("forwarded-for-proxy-protocol-header", Pending),
+    ("generate-request-id", Pending),
+    ("geoip2-autoreload-in-minutes", Pending),
+    ("global-auth-snippet", Snippet),
+    ("grpc-buffer-size-kb", Accepted("sizes NGINX's gRPC buffers; Sluice streams gRPC messages")),
+    ("gzip-disable", Pending),
+    ("gzip-level", Pending),
+    ("gzip-min-length", Pending),
+    ("gzip-types", Pending),
+    ("http-access-log-path", Accepted(LOG_PATHS)),
+    ("http-snippet", Snippet),
+    ("http2-max-concurrent-streams", Pending),
+    ("http2-max-field-size", Pending),
+    ("http2-max-header-size", Pending),
+    ("http2-max-requests", Pending),
+    ("jaeger-baggage-header", Removed(OPENTRACING)),
+    ("jaeger-collector-host", Removed(OPENTRACING)),
+    ("jaeger-collector-port", Removed(OPENTRACING)),
+    ("jaeger-debug-header", Removed(OPENTRACING)),
+    ("jaeger-endpoint", Removed(OPENTRACING)),
+    ("jaeger-propagation-format", Removed(OPENTRACING)),
+    ("jaeger-sampler-host", Removed(OPENTRACING)),
+    ("jaeger-sampler-param", Removed(OPENTRACING)),
+    ("jaeger-sampler-port", Removed(OPENTRACING)),
+    ("jaeger-sampler-type", Removed(OPENTRACING)),
+    ("jaeger-service-name", Removed(OPENTRACING)),
+    ("jaeger-trace-baggage-header-prefix", Removed(OPENTRACING)),
+    ("jaeger-trace-context-header-name", Removed(OPENTRACING)),
+    ("keep-alive", Pending),
+    ("keep-alive-requests", Pending),
+    (
+        "large-client-header-buffers",
+        Accepted("Sluice reads request heads up to 64 KiB whatever the buffers"),
+    ),
+    ("limit-conn-zone-variable", Pending),
+    ("location-snippet", Snippet),
+    ("log-format-escape-json", Pending),
+    ("log-format-escape-none", Pending),
+    ("log-format-stream", Pending),
+    ("log-format-upstream", Pending),
+    ("lua-shared-dicts", Accepted("sizes NGINX's Lua dictionaries; Sluice has no Lua")),
+    ("main-snippet", Snippet),
+    ("map-hash-bucket-size", Accepted(HASHES)),
+    ("max-worker-connections", Accepted(WORKERS)),
+    ("max-worker-open-files", Accepted(WORKERS)),
+    ("modsecurity-snippet", Snippet),
+    (
+        "nginx-status-ipv4-whitelist",
+        Accepted("NGINX's status page; Sluice's admin port serves metrics"),
+    ),
+    (
+        "nginx-status-ipv6-whitelist",
+        Accepted("NGINX's status page; Sluice's admin port serves metrics"),
+    ),
+    ("opentelemetry-config", Pending),
+    ("opentelemetry-operation-name", Pending),
+    ("opentelemetry-trust-incoming-span", Pending),
+    ("otel-max-export-batch-size", Pending),
+    ("otel-max-queuesize", Pending),
+    ("otel-sampler", Pending),
+    ("otel-sampler-parent-based", Pending),
+    ("otel-sampler-ratio", Pending),
+    ("otel-schedule-delay-millis", Pending),
+    ("otel-service-name", Pending),
+    ("otlp-collector-host", Pending),
+    ("otlp-collector-port", Pending),
+    ("proxy-add-original-uri-header", Pending),
+    ("proxy-headers-hash-bucket-size", Accepted(HASHES)),
+    ("proxy-headers-hash-max-size", Accepted(HASHES)),
+    ("proxy-protocol-header-timeout", Pending),
+    ("proxy-ssl-location-only", Pending),
+    ("proxy-stream-next-upstream", Pending),
+    ("proxy-stream-next-upstream-timeout", Pending),
+    ("proxy-stream-next-upstream-tries", Pending),
+    ("proxy-stream-responses", Pending),
+    ("proxy-stream-timeout", Pending),
+    ("reuse-port", Accepted(WORKERS)),
+    ("server-name-hash-bucket-size", Accepted(HASHES)),
+    ("server-name-hash-max-size", Accepted(HASHES)),
+    ("server-snippet", Snippet),
+    ("server-tokens", Pending),
+    ("ssl-buffer-size", Accepted("sizes NGINX's TLS records; rustls sizes its own")),
+    ("ssl-dh-param", Accepted("Sluice offers no DHE cipher suites (rustls: ECDHE only)")),
+    ("ssl-ecdh-curve", Pending),
+    ("ssl-reject-handshake", Pending),
+    ("ssl-session-cache", Accepted(TLS_SESSIONS)),
+    ("ssl-session-cache-size", Accepted(TLS_SESSIONS)),
+    ("ssl-session-ticket-key", Accepted(TLS_SESSIONS)),
+    ("ssl-session-tickets", Accepted(TLS_SESSIONS)),
+    ("ssl-session-timeout", Accepted(TLS_SESSIONS)),
+    ("stream-access-log-path", Accepted(LOG_PATHS)),
+    ("stream-snippet", Snippet),
+    (
+        "strict-validate-path-type",
+        Accepted("Sluice serves such paths as ingress-nginx did before v1.12, and warns"),
+    ),
+    ("syslog-host", Pending),
+    ("syslog-port", Pending),
+    ("upstream-keepalive-connections", Accepted(UPSTREAM_POOL)),
+    ("upstream-keepalive-requests", Accepted(UPSTREAM_POOL)),
+    ("upstream-keepalive-time", Accepted(UPSTREAM_POOL)),
+    ("upstream-keepalive-timeout", Accepted(UPSTREAM_POOL)),
+    ("use-geoip", Pending),
+    ("use-geoip2", Pending),
+    ("use-gzip", Pending),
+    ("use-http2", Pending),
+    ("variables-hash-bucket-size", Accepted(HASHES)),
+    ("variables-hash-max-size", Accepted(HASHES)),
+    ("worker-cpu-affinity", Accepted(WORKERS)),
+    ("worker-processes", Accepted(WORKERS)),
+    (
+        "worker-shutdown-timeout",
+        Accepted("Sluice never reloads; --shutdown-grace-period governs its shutdown"),
+    ),
+];
+
+/// Keys a family reads whose behaviour differs from ingress-nginx's, whatever their value, in a
+/// way a client or an operator can notice, in one sentence each, sorted (differences only
+/// some values meet are diagnostics).
+pub const DIFFERENCES: &[(&str, &str)] = &[
+    ("block-cidrs", "applied on every route before anything else, even where NGINX drops it"),
+    ("block-referers", "applied on every route before anything else, even where NGINX drops it"),
+    ("block-user-agents", "applied on every route before anything else, even where NGINX drops it"),
+    (
+        "custom-http-errors",
+        "the error page request carries no body and reaches the default backend over HTTP/1.1",
+    ),
+    (
+        "proxy-request-buffering",
+        "up to 8 MiB is held in memory and the rest streamed, where NGINX writes a temporary file",
+    ),
+];
+
+/// What Sluice does with ConfigMap key `key`; `None` if ingress-nginx does not know it either.
+pub fn support(key: &str) -> Option<KeySupport> {
+    if FAMILIES.iter().any(|f| f.configmap_keys.contains(&key)) {
+        return Some(Implemented);
+    }
+    KEYS.binary_search_by(|(k, _)| k.cmp(&key)).ok().map(|i| KEYS[i].1)
+}
+
+/// The documented difference of implemented key `key`, if any.
+pub fn difference(key: &str) -> Option<&'static str> {
+    DIFFERENCES.binary_search_by(|(k, _)| k.cmp(&key)).ok().map(|i| DIFFERENCES[i].1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_sorted_and_each_has_one_fate() {
+        assert!(KEYS.windows(2).all(|w| w[0].0 < w[1].0), "KEYS must stay sorted");
+        assert!(DIFFERENCES.windows(2).all(|w| w[0].0 < w[1].0), "DIFFERENCES must stay sorted");
+        for (key, _) in KEYS {
+            assert!(
+                !FAMILIES.iter().any(|f| f.configmap_keys.contains(key)),
+                "{key} is read by a family and listed in KEYS"
+            );
+        }
+        for (key, _) in DIFFERENCES {
+            assert_eq!(support(key), Some(Implemented), "{key}: a difference of an unread key");
+        }
+        for (key, fate) in KEYS {
+            assert_eq!(*fate == Snippet, key.ends_with("-snippet"), "{key}");
+        }
+        // 192 keys in configmap.md (v1.15): those the families read, and the others here.
+        assert_eq!(KEYS.len(), 129);
+        assert_eq!(support("proxy-body-size"), Some(Implemented));
+        assert_eq!(support("worker-processes"), Some(Accepted(WORKERS)));
+        assert_eq!(support("no-such-key"), None);
+    }
+}
