@@ -1289,6 +1289,23 @@ async fn kubectl_plugin_reaches_the_controller_through_the_pod_proxy() {
     assert!(out.contains(&backend_name));
     let (ok, _, err) = plugin(&viewer, false, &["-n", ns, "info", "--pod", "gone"]).await;
     assert!(!ok && err.contains(&format!("pod {ns}/gone")), "{err}");
+
+    // lint: `sluice migrate`'s report on the context's cluster, limited by -n.
+    let (ok, out, err) = plugin(&admin_kubeconfig, true, &["lint", "-n", ns, "-o", "json"]).await;
+    assert!(ok, "nothing answers 503: {err}");
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let ingresses = report["ingresses"].as_array().unwrap();
+    assert_eq!(ingresses.len(), 1, "{report}");
+    assert_eq!(
+        (&ingresses[0]["name"], &ingresses[0]["verdict"]),
+        (&json!("web"), &json!("moves-as-is"))
+    );
+    // An Ingress that would answer 503 fails the default gate, as `sluice migrate` does.
+    let snippet = json!({"nginx.ingress.kubernetes.io/stream-snippet": "server { listen 9000; }"});
+    t.ingress("streams", "stream.example.com", "web", Some(&t.class()), snippet).await;
+    let (ok, out, _) = plugin(&admin_kubeconfig, true, &["lint", "-n", ns]).await;
+    assert!(!ok, "exit 1: an Ingress will answer 503:\n{out}");
+    line_with(&out, &["streams"]);
 }
 
 /// `sluice migrate` reads a namespace of the cluster, as the controller's service account

@@ -21,6 +21,8 @@ use serde_json::Value;
 
 use crate::admin::InfoView;
 use crate::certs::CertView;
+use crate::cli::{FailOn, MigrateArgs, OutputFormat};
+use sluice_model::NamespacedName;
 
 pub use cluster::{DEFAULT_ADMIN_PORT, admin_port, choose, in_deployment};
 
@@ -50,7 +52,8 @@ pub struct Connection {
     #[arg(long, global = true)]
     pub context: Option<String>,
     /// The controller's namespace (default: sluice, as the manifests and the chart install
-    /// it); for `ingresses`, the Ingresses' namespace (default: the context's).
+    /// it); for `ingresses`, the Ingresses' namespace (default: the context's); for `lint`, the
+    /// namespaces to report on (comma-separated; default: all).
     #[arg(short = 'n', long, global = true)]
     pub namespace: Option<String>,
     /// The controller's Deployment: its pods are those of its ReplicaSets.
@@ -81,6 +84,8 @@ pub enum Output {
     Table,
     /// JSON (the admin port's documents as they are).
     Json,
+    /// Markdown, to paste in a ticket (`lint` only).
+    Markdown,
 }
 
 /// The subcommands.
@@ -124,8 +129,20 @@ pub enum PluginCommand {
         #[arg(long)]
         service: Option<String>,
     },
-    /// The migration report for the current context (`sluice migrate`).
-    Lint,
+    /// The migration report for the current context: what moving from ingress-nginx changes,
+    /// per Ingress (`sluice migrate`; `-n` limits it to namespaces, default all).
+    Lint {
+        /// When to exit 1: when an Ingress will answer 503, when any Ingress moves with
+        /// differences, or never.
+        #[arg(long, value_enum, default_value = "503")]
+        fail_on: FailOn,
+        /// ingress-nginx's ConfigMap (namespace/name), as its `--configmap`.
+        #[arg(long, default_value = "ingress-nginx/ingress-nginx-controller")]
+        configmap: String,
+        /// The annotation prefix, as ingress-nginx's `--annotations-prefix`.
+        #[arg(long, default_value = "nginx.ingress.kubernetes.io")]
+        annotations_prefix: String,
+    },
 }
 
 /// Runs the plugin; errors go to stderr and exit status 1.
@@ -139,6 +156,18 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let PluginCommand::Lint { fail_on, configmap, annotations_prefix } = &cli.command {
+        let args = match migrate_args(&cli.connection, *fail_on, configmap, annotations_prefix) {
+            Ok(args) => args,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::from(2);
+            }
+        };
+        // The report prints itself; its exit status is `sluice migrate`'s (0, 1 by
+        // `--fail-on`, 2 when the cluster cannot be read).
+        return runtime.block_on(crate::migrate::run(&args));
+    }
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -151,9 +180,17 @@ pub fn main() -> ExitCode {
 /// Runs one command, printing to stdout.
 pub async fn run(cli: PluginCli) -> anyhow::Result<()> {
     let conn = &cli.connection;
-    let json = conn.output == Output::Json;
-    if let PluginCommand::Lint = cli.command {
-        return lint(conn);
+    let json = match conn.output {
+        Output::Table => false,
+        Output::Json => true,
+        Output::Markdown => return Err(anyhow!("-o markdown is for `lint` only")),
+    };
+    if let PluginCommand::Lint { fail_on, configmap, annotations_prefix } = &cli.command {
+        let args = migrate_args(conn, *fail_on, configmap, annotations_prefix)?;
+        return match crate::migrate::run(&args).await {
+            code if code == ExitCode::SUCCESS => Ok(()),
+            _ => Err(anyhow!("the migration report found what --fail-on {fail_on:?} gates on")),
+        };
     }
     let (client, context_ns) = cluster::client(conn).await?;
     let controller_ns = conn.namespace.clone().unwrap_or_else(|| DEFAULT_NAME.to_string());
@@ -176,7 +213,9 @@ pub async fn run(cli: PluginCli) -> anyhow::Result<()> {
                     let service = service.as_deref().unwrap_or(&conn.deployment);
                     info(&ask, &controller_ns, service, json).await?
                 }
-                PluginCommand::Ingresses { .. } | PluginCommand::Lint => unreachable!("above"),
+                PluginCommand::Ingresses { .. } | PluginCommand::Lint { .. } => {
+                    unreachable!("above")
+                }
             }
         }
     };
@@ -351,8 +390,33 @@ fn service_info(s: &Service, namespace: &str) -> render::ServiceInfo {
     }
 }
 
-fn lint(_conn: &Connection) -> anyhow::Result<()> {
-    Err(anyhow!(
-        "`kubectl sluice lint` is not available yet: it will print `sluice migrate`'s report for the current context once that command lands"
-    ))
+/// `sluice migrate`'s arguments for `lint`: the cluster of the plugin's kubeconfig and
+/// context, the namespaces of `-n` (comma-separated; default all), the report in `-o`'s format.
+pub fn migrate_args(
+    conn: &Connection,
+    fail_on: FailOn,
+    configmap: &str,
+    annotations_prefix: &str,
+) -> anyhow::Result<MigrateArgs> {
+    Ok(MigrateArgs {
+        paths: Vec::new(),
+        output: match conn.output {
+            Output::Table => OutputFormat::Table,
+            Output::Json => OutputFormat::Json,
+            Output::Markdown => OutputFormat::Markdown,
+        },
+        fail_on,
+        kubeconfig: conn.kubeconfig.clone(),
+        context: conn.context.clone(),
+        namespace: conn
+            .namespace
+            .iter()
+            .flat_map(|n| n.split(','))
+            .filter(|n| !n.is_empty())
+            .map(str::to_string)
+            .collect(),
+        configmap: NamespacedName::parse(configmap)
+            .map_err(|e| anyhow!("--configmap {configmap}: {e}"))?,
+        annotations_prefix: annotations_prefix.to_string(),
+    })
 }
