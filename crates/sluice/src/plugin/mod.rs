@@ -420,3 +420,65 @@ pub fn migrate_args(
         annotations_prefix: annotations_prefix.to_string(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<PluginCli, clap::Error> {
+        PluginCli::try_parse_from(std::iter::once("kubectl-sluice").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn flags_default_to_the_charts_names_and_go_anywhere_on_the_line() {
+        let cli = parse(&["backends", "-n", "edge", "--pod", "p-1"]).unwrap();
+        assert_eq!(cli.connection.namespace.as_deref(), Some("edge"));
+        assert_eq!(cli.connection.pod.as_deref(), Some("p-1"));
+        assert_eq!(
+            (cli.connection.deployment.as_str(), cli.connection.container.as_str()),
+            ("sluice", "sluice")
+        );
+        assert!(
+            parse(&["backends", "--backend", "a", "--list"]).is_err(),
+            "as ingress-nginx's: one or the other"
+        );
+        assert!(matches!(
+            parse(&["ing", "-A"]).unwrap().command,
+            PluginCommand::Ingresses { all_namespaces: true, .. }
+        ));
+    }
+
+    #[test]
+    fn lint_passes_the_plugins_context_and_namespaces_to_migrate() {
+        let cli = parse(&[
+            "lint",
+            "--context",
+            "prod",
+            "-n",
+            "a,b",
+            "-o",
+            "markdown",
+            "--fail-on",
+            "never",
+        ])
+        .unwrap();
+        let PluginCommand::Lint { fail_on, configmap, annotations_prefix } = &cli.command else {
+            panic!()
+        };
+        let args = migrate_args(&cli.connection, *fail_on, configmap, annotations_prefix).unwrap();
+        assert!(args.paths.is_empty(), "the cluster, not files");
+        assert_eq!(args.context.as_deref(), Some("prod"));
+        assert_eq!(args.namespace, ["a", "b"]);
+        assert_eq!((args.output, args.fail_on), (OutputFormat::Markdown, FailOn::Never));
+        assert_eq!(args.configmap.to_string(), "ingress-nginx/ingress-nginx-controller");
+        let all = parse(&["lint"]).unwrap();
+        let PluginCommand::Lint { fail_on, configmap, annotations_prefix } = &all.command else {
+            panic!()
+        };
+        let args = migrate_args(&all.connection, *fail_on, configmap, annotations_prefix).unwrap();
+        assert!(args.namespace.is_empty(), "every namespace by default");
+        assert_eq!(args.fail_on, FailOn::Answers503);
+    }
+}
