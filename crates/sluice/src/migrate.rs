@@ -72,6 +72,7 @@ impl Fate {
 #[serde(rename_all = "kebab-case")]
 pub enum Verdict {
     /// Some or all of its routes answer 503 under Sluice.
+    #[serde(rename = "will-answer-503")]
     Answers503,
     /// Served, but something behaves otherwise: an annotation ignored or served differently.
     MovesWithDifferences,

@@ -1348,7 +1348,7 @@ async fn migrate_reports_the_ingresses_of_a_cluster() {
     };
     assert_eq!(verdict("plain"), "moves-as-is");
     assert_eq!(verdict("mirrored"), "moves-with-differences");
-    assert_eq!(verdict("streams"), "answers503");
+    assert_eq!(verdict("streams"), "will-answer-503");
     assert_eq!(report["configmap"]["found"], true);
     let key = |k: &str| {
         let keys = report["configmap"]["keys"].as_array().unwrap();
