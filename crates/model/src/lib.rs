@@ -24,6 +24,7 @@ mod policy;
 mod ratelimit;
 mod realip;
 mod record;
+mod script;
 mod settings;
 mod shared;
 mod snapshot;
@@ -50,6 +51,7 @@ pub use policy::{
 };
 pub use ratelimit::{GlobalRateLimit, Permit, Rate, RateLimits, Refused, Zone};
 pub use realip::RealIp;
+pub use script::{Condition, HeaderRule, Outcome, Pattern, Piece, Script, Step, Test, Then};
 pub use settings::Settings;
 pub use shared::{ChunkVec, SharedVec};
 pub use snapshot::{Chunk, Named, Objects, Snapshot};

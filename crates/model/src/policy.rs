@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 
-use crate::{Access, Blocks, Cors, RateLimits, Template};
+use crate::{Access, Blocks, Cors, HeaderRule, RateLimits, Script, Template};
 
 /// The request-time policy of an Ingress's routes, one part per annotation family (the
 /// translate crate's `annotations::*` modules fill them, over the ConfigMap's defaults).
@@ -63,6 +63,9 @@ pub struct Policy {
     /// A limit counted in memcached for every replica (`global-rate-limit*`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub global_rate_limit: Option<Arc<crate::GlobalRateLimit>>,
+    /// The `if`, `return` and `rewrite` directives of the route's snippets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub script: Option<Arc<Script>>,
 }
 
 /// `limit-rate` and `limit-rate-after`: how fast a response is sent to the client.
@@ -94,6 +97,7 @@ impl Default for Policy {
             rate: None,
             bandwidth: None,
             global_rate_limit: None,
+            script: None,
         }
     }
 }
@@ -126,6 +130,8 @@ impl Policy {
             rate: _,
             bandwidth,
             global_rate_limit,
+            // Its answers are local, decided by the life cycle.
+            script: _,
         } = self;
         let UpstreamRequest {
             vhost: _,
@@ -350,6 +356,9 @@ pub struct ResponseRules {
     /// `proxy-cookie-path`: a `Set-Cookie` path prefix replaced (`from`, `to`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cookie_path: Option<(String, String)>,
+    /// Snippets' header directives, in order, after the edits above.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<HeaderRule>,
 }
 
 impl ResponseRules {
@@ -360,6 +369,7 @@ impl ResponseRules {
             && self.location.is_none()
             && self.cookie_domain.is_none()
             && self.cookie_path.is_none()
+            && self.rules.is_empty()
     }
 }
 

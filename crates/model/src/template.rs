@@ -36,6 +36,9 @@ pub enum Var {
     RemoteAddr,
     /// `$remote_port`: the client's port.
     RemotePort,
+    /// `$proxy_add_x_forwarded_for`: the request's `X-Forwarded-For` with the client's
+    /// address appended (`, `), or the address alone.
+    ProxyAddXForwardedFor,
     /// `$scheme`: `http` or `https`, the connection's.
     Scheme,
     /// `$pass_access_scheme`: the scheme the backend is told (`X-Forwarded-Proto`), which a
@@ -92,6 +95,7 @@ impl Var {
             "best_http_host" => Var::HttpHost,
             "remote_addr" | "binary_remote_addr" => Var::RemoteAddr,
             "remote_port" => Var::RemotePort,
+            "proxy_add_x_forwarded_for" => Var::ProxyAddXForwardedFor,
             "scheme" => Var::Scheme,
             "pass_access_scheme" => Var::PassAccessScheme,
             "request_method" => Var::Method,
@@ -122,6 +126,7 @@ impl Var {
             Var::Cookie(n) => format!("cookie_{n}"),
             Var::RemoteAddr => "remote_addr".into(),
             Var::RemotePort => "remote_port".into(),
+            Var::ProxyAddXForwardedFor => "proxy_add_x_forwarded_for".into(),
             Var::Scheme => "scheme".into(),
             Var::PassAccessScheme => "pass_access_scheme".into(),
             Var::Method => "request_method".into(),

@@ -16,9 +16,10 @@ use sluice_model::{Backend, BackendId, Route, RoutingTable, Target};
 use tokio::time::Instant;
 
 use crate::body::{self, BUFFER_LIMIT, Progress, ProxyBody, RequestBody, Unread};
-use crate::local::respond;
+use crate::local::{respond, respond_with};
 use crate::pipeline::{
-    self, Attempts, Carrier, Decision, Edit, Failure, HyperHead, Local, ResponsePlan, UpstreamSink,
+    self, Attempts, Carrier, Decision, Edit, Failure, HyperHead, Local, Reply, ResponsePlan,
+    UpstreamSink,
 };
 use crate::record::{Record, RequestFacts};
 use crate::server::ConnInfo;
@@ -364,13 +365,15 @@ fn apply_response(
     server: &HeaderValue,
     upstream: bool,
 ) {
+    let rules = &route.policy.response;
+    let content_type = headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes().to_vec());
+    let reply = Reply { status, content_type: content_type.as_deref() };
     if upstream {
-        let rules = &route.policy.response;
         // The names with a value to drop or rewrite; most responses have none.
         let mut edited: Vec<HeaderName> = Vec::new();
         for (name, value) in headers.iter() {
             if edited.last() != Some(name)
-                && plan.edit(rules, name.as_str().as_bytes(), value.as_bytes()) != Edit::Keep
+                && plan.edit(rules, reply, name.as_str().as_bytes(), value.as_bytes()) != Edit::Keep
             {
                 edited.push(name.clone());
             }
@@ -382,19 +385,20 @@ fn apply_response(
             let (name, drained) = entry.remove_entry_mult();
             let values: Vec<HeaderValue> = drained.collect();
             for value in values {
-                let value = match plan.edit(rules, name.as_str().as_bytes(), value.as_bytes()) {
-                    Edit::Keep => value,
-                    Edit::Drop => continue,
-                    Edit::Replace(v) => match HeaderValue::from_bytes(&v) {
-                        Ok(v) => v,
-                        Err(_) => continue,
-                    },
-                };
+                let value =
+                    match plan.edit(rules, reply, name.as_str().as_bytes(), value.as_bytes()) {
+                        Edit::Keep => value,
+                        Edit::Drop => continue,
+                        Edit::Replace(v) => match HeaderValue::from_bytes(&v) {
+                            Ok(v) => v,
+                            Err(_) => continue,
+                        },
+                    };
                 headers.append(&name, value);
             }
         }
     }
-    plan.each_set(status, table.https.hsts.as_deref(), server.as_bytes(), |name, value| {
+    plan.each_set(rules, reply, table.https.hsts.as_deref(), server.as_bytes(), |name, value| {
         if let (Ok(n), Ok(v)) =
             (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_bytes(value))
         {
@@ -422,8 +426,9 @@ async fn answer_local(
         tokio::spawn(body::drain(incoming));
     }
     let route = &table.routes[local.route as usize];
-    if let Some(location) = &local.location {
-        let mut resp = respond(local.status, &shared.server_header, Some(record));
+    if local.location.is_some() || local.body.is_some() {
+        let body = local.body.clone();
+        let mut resp = respond_with(local.status, body, &shared.server_header, Some(record));
         apply_response(
             local.status,
             resp.headers_mut(),
@@ -433,7 +438,7 @@ async fn answer_local(
             &shared.server_header,
             false,
         );
-        if let Ok(v) = HeaderValue::from_str(location) {
+        if let Some(v) = local.location.as_deref().and_then(|l| HeaderValue::from_str(l).ok()) {
             resp.headers_mut().insert(header::LOCATION, v);
         }
         return resp;

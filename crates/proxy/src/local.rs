@@ -13,13 +13,25 @@ static TEXT_HTML: HeaderValue = HeaderValue::from_static("text/html");
 pub(crate) fn respond(
     status: u16,
     server: &HeaderValue,
+    record: Option<Box<Record>>,
+) -> Response<ProxyBody> {
+    respond_with(status, None, server, record)
+}
+
+/// A response with status `status` and `body` (a snippet's `return` text), else its error
+/// page.
+pub(crate) fn respond_with(
+    status: u16,
+    body: Option<Bytes>,
+    server: &HeaderValue,
     mut record: Option<Box<Record>>,
 ) -> Response<ProxyBody> {
     if let Some(r) = &mut record {
         r.status = status;
     }
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut resp = Response::new(ProxyBody::local(page(status), record));
+    let body = body.unwrap_or_else(|| page(status));
+    let mut resp = Response::new(ProxyBody::local(body, record));
     *resp.status_mut() = status;
     resp.headers_mut().insert(header::SERVER, server.clone());
     if status != StatusCode::NO_CONTENT {

@@ -15,7 +15,7 @@ use crate::annotations::{ConfigMaps, buffering};
 use crate::annotations::{
     FAMILIES, basic_auth, block, custom_errors, external_auth, global_rate_limit, ip_lists,
     load_balance, log, next_upstream, parse_bool, proxy, rate_limit, real_ip, response_headers,
-    service_upstream, ssl_cipher, upstream_headers,
+    service_upstream, snippet, ssl_cipher, upstream_headers,
 };
 
 /// The global settings translation uses, after the ConfigMap is applied.
@@ -60,6 +60,9 @@ pub struct GlobalConfig {
     /// `global-auth-url` and its settings: every Ingress's external authentication unless it
     /// sets its own or opts out (`enable-global-auth`).
     pub global_auth: Option<Arc<sluice_model::ExternalAuth>>,
+    /// `allow-snippet-annotations` and `annotations-risk-level`: whether annotation
+    /// snippets are read.
+    pub snippet_gates: snippet::Gates,
 }
 
 impl Default for GlobalConfig {
@@ -83,6 +86,7 @@ impl Default for GlobalConfig {
             bandwidth: (0, 0),
             memcached: global_rate_limit::Memcached::default(),
             global_auth: None,
+            snippet_gates: snippet::Gates::default(),
         }
     }
 }
@@ -149,6 +153,11 @@ pub fn parse<'a>(
                 ));
                 config.fail_closed.get_or_insert(why);
             }
+            Some(Err(why)) if key.ends_with("-snippet") => diagnostics.push(Diagnostic::error(
+                object.clone(),
+                Reason::SnippetRefused,
+                format!("{key}: {why}; the snippet is ignored"),
+            )),
             Some(Err(why)) => diagnostics.push(Diagnostic::error(
                 object.clone(),
                 Reason::InvalidConfigMapKey,
@@ -200,6 +209,11 @@ pub fn parse<'a>(
                 config.fail_closed.get_or_insert(why);
             }
         }
+    }
+    // The ConfigMap snippets' redirects follow `relative-redirects`, read in any order.
+    let relative = config.relative_redirects;
+    if let Some(script) = &mut Arc::make_mut(&mut config.policy).script {
+        Arc::make_mut(script).relative = relative;
     }
     let (rate, after) = config.bandwidth;
     if rate > 0 {
@@ -297,7 +311,21 @@ fn family_key(
             "relative-redirects" => Some(parse_bool(value).map(|b| config.relative_redirects = b)),
             _ => None,
         })
-        .or_else(|| tls(key, value, config, source.object, diagnostics));
+        .or_else(|| tls(key, value, config, source.object, diagnostics))
+        .or_else(|| {
+            let mut notes = Vec::new();
+            let policy = Arc::make_mut(&mut config.policy);
+            let gates = &mut config.snippet_gates;
+            let known = snippet::configmap(key, value, gates, policy, false, &mut notes);
+            for note in notes {
+                diagnostics.push(Diagnostic::warning(
+                    source.object.clone(),
+                    Reason::UnsupportedFeature,
+                    format!("{key}: {note}"),
+                ));
+            }
+            known
+        });
     debug_assert!(known.is_some(), "{key} is listed by a family but read by none");
     debug_assert!(service_upstream::FAMILY.configmap_keys.contains(&"service-upstream"));
     known

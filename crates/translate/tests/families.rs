@@ -140,6 +140,7 @@ fn an_ingress_without_annotations_gets_ingress_nginx_defaults() {
         rate,
         bandwidth,
         global_rate_limit,
+        script,
     } = p;
     assert_eq!(
         limits,
@@ -181,6 +182,7 @@ fn an_ingress_without_annotations_gets_ingress_nginx_defaults() {
     assert!(!sets_affinity_cookie);
     assert_eq!((block, cors, access, rate, bandwidth), (None, None, None, None, None));
     assert_eq!(global_rate_limit, None);
+    assert_eq!(script, None);
 
     let r = served(&t, &host("plain"), "/");
     assert_eq!(route(&t, &host("plain"), "/"), format!("families/plain {APP}"));
@@ -1335,9 +1337,21 @@ fn fast_path_carries_is_decided_for_every_policy_part() {
         rate: _,
         bandwidth: _,
         global_rate_limit: _,
+        script: _,
     } = Policy::default();
     type Edit = fn(&mut Policy);
-    let rows: [(&str, Edit, bool); 23] = [
+    let rows: [(&str, Edit, bool); 24] = [
+        // Snippets' `if`/`return`/`rewrite`: decided by the life cycle, answers local.
+        (
+            "script",
+            |p| {
+                p.script = Some(Arc::new(sluice_model::Script {
+                    steps: vec![sluice_model::Step::Return { code: 403, text: None }],
+                    relative: false,
+                }))
+            },
+            true,
+        ),
         ("limits", |p| p.limits.max_body_size = None, true),
         ("retry", |p| p.retry.on = Retry::ON_502, true),
         ("https", |p| p.https.force_ssl_redirect = true, true),

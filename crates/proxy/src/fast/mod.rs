@@ -26,8 +26,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use hyper_util::server::graceful::Watcher;
-use sluice_model::{Backend, Limits, RoutingTable};
+use sluice_model::{Backend, Limits, Route, RoutingTable};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -37,7 +38,7 @@ use io::{IoFail, ReadBuf, Timer, read_more, write_all};
 use request::{Plan, Planned};
 use response::{Dechunker, Framing, LAST_CHUNK};
 
-use crate::pipeline::{Attempts, Failure, Forward, Local, ResponsePlan};
+use crate::pipeline::{Attempts, Failure, Forward, Local, Reply, ResponsePlan};
 use crate::record::Record;
 use crate::server::{ConnInfo, HyperBuilder};
 use crate::tls::hello::Rewind;
@@ -226,8 +227,17 @@ async fn proxy(
             Ok(up) => up,
             Err(failure) => {
                 shared.metrics.upstream_error(backend, failure.label());
-                return error_page(client, failure.status(), &plan, table, close, shared, record)
-                    .await;
+                return error_page(
+                    client,
+                    failure.status(),
+                    &plan,
+                    route,
+                    table,
+                    close,
+                    shared,
+                    record,
+                )
+                .await;
             }
         };
         let failure = loop {
@@ -279,7 +289,8 @@ async fn proxy(
             continue;
         }
         shared.metrics.upstream_error(backend, failure.label());
-        return error_page(client, failure.status(), &plan, table, close, shared, record).await;
+        return error_page(client, failure.status(), &plan, route, table, close, shared, record)
+            .await;
     };
     record.status = head.status;
     record.set_last_attempt(head.status, true);
@@ -466,20 +477,36 @@ async fn local_answer(
     record: Box<Record>,
 ) -> Next {
     let location = answer.location.as_deref();
-    respond(client, answer.status, location, &answer.response, table, close, shared, record).await
+    let route = &table.routes[answer.route as usize];
+    let body = answer.body.as_ref();
+    respond(
+        client,
+        answer.status,
+        location,
+        body,
+        &answer.response,
+        route,
+        table,
+        close,
+        shared,
+        record,
+    )
+    .await
 }
 
 /// Answers with Sluice's own error page for `status`.
+#[allow(clippy::too_many_arguments)]
 async fn error_page(
     client: &mut Client,
     status: u16,
     plan: &ResponsePlan,
+    route: &Route,
     table: &RoutingTable,
     close: bool,
     shared: &'static Shared,
     record: Box<Record>,
 ) -> Next {
-    respond(client, status, None, plan, table, close, shared, record).await
+    respond(client, status, None, None, plan, route, table, close, shared, record).await
 }
 
 /// Writes a response of Sluice's own: `status`, its page, `location` for a redirect, and the
@@ -489,14 +516,17 @@ async fn respond(
     client: &mut Client,
     status: u16,
     location: Option<&str>,
+    body: Option<&Bytes>,
     plan: &ResponsePlan,
+    route: &Route,
     table: &RoutingTable,
     close: bool,
     shared: &'static Shared,
     mut record: Box<Record>,
 ) -> Next {
     let code = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
-    let page = local::page(code);
+    // A snippet's `return` text, else Sluice's page for the status.
+    let page = body.cloned().unwrap_or_else(|| local::page(code));
     let out = &mut client.out;
     out.clear();
     out.extend_from_slice(b"HTTP/1.1 ");
@@ -504,8 +534,11 @@ async fn respond(
     out.push(b' ');
     out.extend_from_slice(code.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
+    // NGINX's own pages are text/html; a 204 has no body and no type.
+    let content_type: Option<&[u8]> = (status != 204).then_some(b"text/html");
     plan.each_set(
-        status,
+        &route.policy.response,
+        Reply { status, content_type },
         table.https.hsts.as_deref(),
         shared.server_header.as_bytes(),
         |name, value| {

@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sluice_model::ResponseRules;
 
-use crate::pipeline::{Edit, ResponsePlan};
+use crate::pipeline::{Edit, Reply, ResponsePlan};
 
 /// How the upstream delimits the body it sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +69,7 @@ pub(super) fn rewrite(
     let mut chunked = false;
     let mut transfer_coded = false;
     let mut has_date = false;
+    let mut content_type: Option<&[u8]> = None;
     // Names the upstream declared hop-by-hop in `Connection` (rare: allocated only then).
     let mut named: Vec<&[u8]> = Vec::new();
     for h in resp.headers.iter() {
@@ -97,6 +98,8 @@ pub(super) fn rewrite(
             length = Some(n);
         } else if name.eq_ignore_ascii_case(b"date") {
             has_date = true;
+        } else if name.eq_ignore_ascii_case(b"content-type") {
+            content_type = Some(h.value);
         }
     }
     let framing = if head_request || status == 204 || status == 304 {
@@ -133,6 +136,7 @@ pub(super) fn rewrite(
     }
     out.extend_from_slice(b"\r\n");
     let rules = edits.rules;
+    let reply = Reply { status, content_type };
     for h in resp.headers.iter() {
         let name = h.name.as_bytes();
         if dropped(name)
@@ -141,13 +145,13 @@ pub(super) fn rewrite(
         {
             continue;
         }
-        match edits.plan.edit(rules, name, h.value) {
+        match edits.plan.edit(rules, reply, name, h.value) {
             Edit::Keep => header(out, name, h.value),
             Edit::Drop => {}
             Edit::Replace(value) => header(out, name, &value),
         }
     }
-    edits.plan.each_set(status, edits.hsts, edits.server, |name, value| {
+    edits.plan.each_set(rules, reply, edits.hsts, edits.server, |name, value| {
         header(out, name.as_bytes(), value)
     });
     if !has_date {

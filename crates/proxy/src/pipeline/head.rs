@@ -172,6 +172,13 @@ impl<H: Head> Vars for RequestVars<'_, H> {
                 }
             }
             Var::RemoteAddr => out.extend_from_slice(ctx.client_ip()),
+            Var::ProxyAddXForwardedFor => {
+                if let Some(v) = head.nginx_header("x_forwarded_for").filter(|v| !v.is_empty()) {
+                    out.extend_from_slice(v);
+                    out.extend_from_slice(b", ");
+                }
+                out.extend_from_slice(ctx.client_ip());
+            }
             Var::RemotePort => out.extend_from_slice(ctx.conn.remote.port().to_string().as_bytes()),
             Var::Scheme => {
                 out.extend_from_slice(if ctx.conn.tls.is_some() { b"https" } else { b"http" })

@@ -83,7 +83,9 @@ pub(super) fn upstream_request<H: Head>(
     let vars = RequestVars { head, ctx };
 
     // The path, rewritten by `rewrite-target` (NGINX rewrites `$uri`, the normalised path).
+    // A snippet's `rewrite` wins: NGINX runs it in the location, before `proxy_pass`.
     let target: Cow<'_, [u8]> = match &route.rewrite {
+        _ if ctx.rewritten.is_some() => Cow::Borrowed(ctx.rewritten.as_deref().unwrap_or_default()),
         Some(r) => match r.apply(&normalize_path(head.path()), head.query()) {
             Some(t) => Cow::Owned(t.into_bytes()),
             None => Cow::Borrowed(head.target().as_bytes()),
@@ -346,6 +348,9 @@ pub(crate) struct ResponsePlan {
     /// (`auth-always-set-cookie`) or on successful ones only (NGINX's `add_header`).
     auth_cookies: Vec<Vec<u8>>,
     auth_cookies_always: bool,
+    /// The snippets' header rules whose `if` holds for this request (indexes in the route's
+    /// `ResponseRules::rules`), with their values rendered.
+    rules: Vec<(usize, Option<Vec<u8>>)>,
 }
 
 impl ResponsePlan {
@@ -365,12 +370,25 @@ impl ResponsePlan {
             .as_ref()
             .and_then(|a| a.external.as_ref())
             .is_some_and(|e| e.always_set_cookie);
+        let snippet_rules = if rules.rules.is_empty() {
+            Vec::new()
+        } else {
+            let vars = RequestVars { head, ctx };
+            rules
+                .rules
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.when.as_ref().is_none_or(|c| c.holds(&vars)))
+                .map(|(i, r)| (i, r.value.as_ref().map(|v| v.to_bytes(&vars))))
+                .collect()
+        };
         let mut plan = Self {
             set,
             set_cookie,
             hsts: ctx.conn.tls.is_some(),
             auth_cookies: Vec::new(),
             auth_cookies_always,
+            rules: snippet_rules,
         };
         if let Some(cors) = &ctx.route.policy.cors
             && let Some(origin) = cors.allow_origin(head.header("origin"))
@@ -404,8 +422,15 @@ impl ResponsePlan {
     /// Sluice's `Server` replaces the upstream's, hidden headers and headers Sluice sets are
     /// dropped, `Location`, `Refresh` and `Set-Cookie` may be rewritten. Hop-by-hop and
     /// framing headers are the caller's.
-    pub(crate) fn edit(&self, rules: &ResponseRules, name: &[u8], value: &[u8]) -> Edit {
+    pub(crate) fn edit(
+        &self,
+        rules: &ResponseRules,
+        reply: Reply<'_>,
+        name: &[u8],
+        value: &[u8],
+    ) -> Edit {
         if name.eq_ignore_ascii_case(b"server")
+            || self.snippet_names(rules, reply, name)
             || rules.hide.iter().any(|h| h.as_bytes().eq_ignore_ascii_case(name))
             || self.set.iter().any(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
             || (self.hsts && name.eq_ignore_ascii_case(b"strict-transport-security"))
@@ -435,33 +460,77 @@ impl ResponsePlan {
 
     /// Calls `f` with each header Sluice sets on the response: `Server`, the route's headers,
     /// the session cookie, and HSTS over TLS (`hsts`: the table's value, if it sends one).
+    /// Sluice's own headers a snippet's rule sets or removes are left out, and the rules'
+    /// values come last.
     pub(crate) fn each_set(
         &self,
-        status: u16,
+        rules: &ResponseRules,
+        reply: Reply<'_>,
         hsts: Option<&str>,
         server: &[u8],
         mut f: impl FnMut(&str, &[u8]),
     ) {
-        f("server", server);
+        let status = reply.status;
+        // Sluice's own headers, unless a snippet's rule sets or removes them.
+        let mut own = |name: &str, value: &[u8]| {
+            if !self.snippet_names(rules, reply, name.as_bytes()) {
+                f(name, value);
+            }
+        };
+        own("server", server);
         for (name, value) in &self.set {
-            f(name, value);
+            own(name, value);
         }
         if let Some(cookie) = &self.set_cookie {
-            f("set-cookie", cookie);
+            own("set-cookie", cookie);
         }
         // NGINX's `add_header` without `always`: these statuses only.
         let success = matches!(status, 200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308);
         if self.auth_cookies_always || success {
             for cookie in &self.auth_cookies {
-                f("set-cookie", cookie);
+                own("set-cookie", cookie);
             }
         }
         if self.hsts
             && let Some(hsts) = hsts
         {
-            f("strict-transport-security", hsts.as_bytes());
+            own("strict-transport-security", hsts.as_bytes());
+        }
+        for (k, (i, value)) in self.rules.iter().enumerate() {
+            let applies = |i: usize| {
+                rules.rules.get(i).filter(|r| r.applies(reply.status, reply.content_type))
+            };
+            let Some(rule) = applies(*i) else { continue };
+            // A later rule naming the same header wins, as each directive replaces it.
+            let later = self.rules[k + 1..]
+                .iter()
+                .any(|(j, _)| applies(*j).is_some_and(|r| r.names(rule.name.as_bytes())));
+            if let Some(value) = value
+                && !later
+            {
+                f(&rule.name, value);
+            }
         }
     }
+
+    /// Whether a snippet's rule that applies to this response sets or removes `name`.
+    fn snippet_names(&self, rules: &ResponseRules, reply: Reply<'_>, name: &[u8]) -> bool {
+        self.rules.iter().any(|(i, _)| {
+            rules
+                .rules
+                .get(*i)
+                .is_some_and(|r| r.names(name) && r.applies(reply.status, reply.content_type))
+        })
+    }
+}
+
+/// What the response phase knows of a response before editing its head.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Reply<'a> {
+    /// Its status.
+    pub status: u16,
+    /// Its `Content-Type`, if it has one.
+    pub content_type: Option<&'a [u8]>,
 }
 
 fn find_ignore_case(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -525,6 +594,8 @@ fn rewrite_cookie(rules: &ResponseRules, value: &[u8]) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
 
+    const OK: Reply<'static> = Reply { status: 200, content_type: None };
+
     fn rules() -> ResponseRules {
         ResponseRules {
             set: vec![],
@@ -532,6 +603,7 @@ mod tests {
             location: Some(("http://app:8080/".into(), "https://example.com/".into())),
             cookie_domain: Some(("app.local".into(), "example.com".into())),
             cookie_path: Some(("/one".into(), "/two".into())),
+            rules: vec![],
         }
     }
 
@@ -539,26 +611,26 @@ mod tests {
     fn upstream_headers_are_edited() {
         let plan = ResponsePlan::default();
         let r = rules();
-        assert_eq!(plan.edit(&r, b"X-Powered-By", b"php"), Edit::Drop);
-        assert_eq!(plan.edit(&r, b"Server", b"nginx"), Edit::Drop);
+        assert_eq!(plan.edit(&r, OK, b"X-Powered-By", b"php"), Edit::Drop);
+        assert_eq!(plan.edit(&r, OK, b"Server", b"nginx"), Edit::Drop);
         assert_eq!(
-            plan.edit(&r, b"Location", b"http://app:8080/login?x=1"),
+            plan.edit(&r, OK, b"Location", b"http://app:8080/login?x=1"),
             Edit::Replace(b"https://example.com/login?x=1".to_vec())
         );
-        assert_eq!(plan.edit(&r, b"Location", b"http://other/"), Edit::Keep);
+        assert_eq!(plan.edit(&r, OK, b"Location", b"http://other/"), Edit::Keep);
         assert_eq!(
-            plan.edit(&r, b"Refresh", b"5; url=http://app:8080/a"),
+            plan.edit(&r, OK, b"Refresh", b"5; url=http://app:8080/a"),
             Edit::Replace(b"5; url=https://example.com/a".to_vec())
         );
         assert_eq!(
-            plan.edit(&r, b"Set-Cookie", b"s=1; Domain=.App.local; Path=/one/x; HttpOnly"),
+            plan.edit(&r, OK, b"Set-Cookie", b"s=1; Domain=.App.local; Path=/one/x; HttpOnly"),
             Edit::Replace(b"s=1; Domain=.example.com; Path=/two/x; HttpOnly".to_vec())
         );
         assert_eq!(
-            plan.edit(&r, b"Set-Cookie", b"s=1; Domain=app.local"),
+            plan.edit(&r, OK, b"Set-Cookie", b"s=1; Domain=app.local"),
             Edit::Replace(b"s=1; Domain=example.com".to_vec())
         );
-        assert_eq!(plan.edit(&r, b"Set-Cookie", b"s=1; Path=/other"), Edit::Keep);
-        assert_eq!(plan.edit(&r, b"X-App", b"1"), Edit::Keep);
+        assert_eq!(plan.edit(&r, OK, b"Set-Cookie", b"s=1; Path=/other"), Edit::Keep);
+        assert_eq!(plan.edit(&r, OK, b"X-App", b"1"), Edit::Keep);
     }
 }

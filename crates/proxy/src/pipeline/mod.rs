@@ -63,7 +63,7 @@ use crate::{Published, Shared, forward};
 
 pub(crate) use access::{AuthOutcome, AuthRequest};
 pub(crate) use head::{FastHead, Head, HyperHead, RequestVars};
-pub(crate) use headers::{Edit, HOP_BY_HOP, ResponsePlan, UpstreamSink, error_context};
+pub(crate) use headers::{Edit, HOP_BY_HOP, Reply, ResponsePlan, UpstreamSink, error_context};
 pub(crate) use limits::{GlobalCheck, Zones};
 pub(crate) use pick::{Attempts, Failure, repin_cookie};
 
@@ -95,6 +95,8 @@ pub(crate) struct Ctx<'a> {
     real_ip: Option<(std::net::IpAddr, String)>,
     /// The host's client-certificate verdict, and whether the certificate is passed on.
     pub client: Option<(ClientCert, bool)>,
+    /// The path and query a snippet's `rewrite` gave the request, sent upstream instead.
+    pub rewritten: Option<Vec<u8>>,
 }
 
 impl Ctx<'_> {
@@ -115,6 +117,8 @@ pub(crate) struct Local {
     pub status: u16,
     /// For redirects.
     pub location: Option<String>,
+    /// The body of a snippet's `return` text; else Sluice's page for the status.
+    pub body: Option<bytes::Bytes>,
     pub response: ResponsePlan,
     pub request_id: HeaderValue,
     /// Written to the access log.
@@ -242,6 +246,7 @@ pub(crate) fn decide<H: Head>(
         request_id,
         real_ip,
         client: None,
+        rewritten: None,
     };
     let log = route.policy.log.logs(head.target());
     let answer = |ctx: &Ctx<'_>, status: u16, location: Option<String>, plan: ResponsePlan| {
@@ -249,6 +254,7 @@ pub(crate) fn decide<H: Head>(
             route: ctx.route_id,
             status,
             location,
+            body: None,
             response: plan,
             request_id: ctx.request_id.clone(),
             log,
@@ -279,7 +285,22 @@ pub(crate) fn decide<H: Head>(
         return local(&ctx, 204, None);
     }
 
-    // 5. Redirects.
+    // 5. Redirects: the snippets' `if`, `return` and `rewrite` first (NGINX's rewrite module,
+    // in the server block, then the location, before the annotation's `return`), then
+    // `app-root`, the `www` redirect, the annotation redirect and the HTTPS redirect.
+    if let Some(script) = &route.policy.script {
+        match redirect::script(script, &ctx, head) {
+            None => {}
+            Some(redirect::Scripted::Rewrite(target)) => ctx.rewritten = Some(target),
+            Some(redirect::Scripted::Answer(status, location, body)) => {
+                let mut local = local(&ctx, status, location);
+                if let Decision::Local(l) = &mut local {
+                    l.body = body;
+                }
+                return local;
+            }
+        }
+    }
     if let Some((status, location)) = redirect::redirect(&ctx, head, shared) {
         return local(&ctx, status, Some(location));
     }

@@ -2,7 +2,7 @@
 //! ingress-nginx's order (server-level `app-root` and the `www` server first, then the
 //! location's `return`, then the HTTPS redirect of `rewrite_by_lua`).
 
-use sluice_model::{Target, normalize_path};
+use sluice_model::{Outcome, Script, Target, normalize_path};
 
 use super::{Ctx, Head, RequestVars};
 use crate::{Shared, forward};
@@ -26,22 +26,7 @@ pub(super) fn redirect<H: Head>(ctx: &Ctx<'_>, head: &H, shared: &Shared) -> Opt
     if let Some(r) = &route.policy.redirect {
         let vars = RequestVars { head, ctx };
         let location = String::from_utf8_lossy(&r.location.to_bytes(&vars)).into_owned();
-        let location = if location.starts_with('/') && !r.relative {
-            // NGINX makes a URI absolute with the connection's scheme and the request's
-            // host, without the port (`port_in_redirect` is off unless
-            // `use-port-in-redirects`; even then NGINX leaves out 80 for http, 443 for https).
-            let default_port = if tls { "443" } else { "80" };
-            let port = match ctx.conn.local_port.to_str() {
-                Ok(p) if route.policy.https.port_in_redirect && p != default_port => {
-                    format!(":{p}")
-                }
-                _ => String::new(),
-            };
-            format!("{}://{}{port}{location}", scheme(tls), ctx.host)
-        } else {
-            location
-        };
-        return Some((r.code, location));
+        return Some((r.code, absolute(ctx, location, r.relative)));
     }
     if route.redirect_to_https
         && !ctx.https
@@ -50,6 +35,45 @@ pub(super) fn redirect<H: Head>(ctx: &Ctx<'_>, head: &H, shared: &Shared) -> Opt
         return Some((table.https.redirect_code, https_location(ctx, head, shared)));
     }
     None
+}
+
+/// What a route's snippets decided of a request.
+pub(super) enum Scripted {
+    /// Answer it: the status, the `Location` of a redirect, the body of a `return` text.
+    Answer(u16, Option<String>, Option<bytes::Bytes>),
+    /// Send it upstream with this path and query.
+    Rewrite(Vec<u8>),
+}
+
+/// What a route's snippets decide of a request, if anything.
+pub(super) fn script<H: Head>(script: &Script, ctx: &Ctx<'_>, head: &H) -> Option<Scripted> {
+    let vars = RequestVars { head, ctx };
+    let uri = normalize_path(head.path());
+    let outcome = script.run(&vars, &uri, head.query().unwrap_or(""))?;
+    Some(match outcome {
+        Outcome::Answer { code, body } => Scripted::Answer(code, None, body.map(Into::into)),
+        Outcome::Redirect { code, location } => {
+            let location = String::from_utf8_lossy(&location).into_owned();
+            Scripted::Answer(code, Some(absolute(ctx, location, script.relative)), None)
+        }
+        Outcome::Rewrite { target } => Scripted::Rewrite(target),
+    })
+}
+
+/// A `Location` starting with `/` made absolute as NGINX does (unless `relative`): with the
+/// connection's scheme and the request's host, without the port (`port_in_redirect` is off
+/// unless `use-port-in-redirects`; even then NGINX leaves out 80 for http, 443 for https).
+fn absolute(ctx: &Ctx<'_>, location: String, relative: bool) -> String {
+    if !location.starts_with('/') || relative {
+        return location;
+    }
+    let tls = ctx.conn.tls.is_some();
+    let default_port = if tls { "443" } else { "80" };
+    let port = match ctx.conn.local_port.to_str() {
+        Ok(p) if ctx.route.policy.https.port_in_redirect && p != default_port => format!(":{p}"),
+        _ => String::new(),
+    };
+    format!("{}://{}{port}{location}", scheme(tls), ctx.host)
 }
 
 fn scheme(https: bool) -> &'static str {

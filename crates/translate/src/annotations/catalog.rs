@@ -27,7 +27,6 @@ use Support::*;
 /// in their own lists ([`FAMILIES`]): a name is implemented only where a module reads it.
 pub const CATALOG: &[(&str, Support)] = &[
     ("auth-snippet", Snippet),
-    ("configuration-snippet", Snippet),
     ("enable-modsecurity", Pending),
     ("enable-opentelemetry", Pending),
     ("enable-owasp-core-rules", Pending),
@@ -42,7 +41,6 @@ pub const CATALOG: &[(&str, Support)] = &[
     ("proxy-ssl-ciphers", Pending),
     ("proxy-ssl-protocols", Pending),
     ("secure-backends", Removed("use backend-protocol: HTTPS")),
-    ("server-snippet", Snippet),
     ("session-cookie-hash", Removed("since 0.24")),
     ("ssl-prefer-server-ciphers", Pending),
     ("stream-snippet", Snippet),
@@ -137,7 +135,8 @@ mod tests {
         assert_eq!(all.len(), 136 + 2 + 3 + 1 + 4);
         assert_eq!(support("whitelist-source-range"), Some(Implemented));
         assert_eq!(support("auth-tls-match-cn"), Some(Implemented));
-        assert_eq!(support("configuration-snippet"), Some(Snippet));
+        assert_eq!(support("configuration-snippet"), Some(Implemented));
+        assert_eq!(support("auth-snippet"), Some(Snippet));
         assert_eq!(support("no-such-annotation"), None);
     }
 

@@ -8,8 +8,10 @@
 //! - not implemented yet: reported as a warning and ignored;
 //! - a security annotation Sluice cannot enforce yet (authentication, client certificates,
 //!   source-address lists): the Ingress's routes answer 503 rather than serve unprotected;
-//! - a snippet (raw NGINX configuration): refused, never applied; the Ingress's routes answer
-//!   503, because a snippet may have carried access rules that Sluice cannot see;
+//! - a snippet (raw NGINX configuration): read by [`snippet`] into typed policy when the
+//!   ConfigMap allows it and it stays within the safe subset; otherwise refused, and the
+//!   Ingress's routes answer 503, because a snippet may have carried access rules that
+//!   Sluice cannot see;
 //! - unknown to ingress-nginx too (a typo?): reported as a warning.
 
 pub mod affinity;
@@ -40,6 +42,7 @@ pub mod redirect;
 pub mod response_headers;
 pub mod rewrite;
 pub mod service_upstream;
+pub mod snippet;
 pub mod ssl_cipher;
 pub mod ssl_passthrough;
 pub mod ssl_redirect;
@@ -105,6 +108,7 @@ pub const FAMILIES: &[&Family] = &[
     &response_headers::FAMILY,
     &rewrite::FAMILY,
     &service_upstream::FAMILY,
+    &snippet::FAMILY,
     &ssl_cipher::FAMILY,
     &ssl_passthrough::FAMILY,
     &ssl_redirect::FAMILY,
@@ -157,6 +161,8 @@ pub struct IngressAnnotations {
     pub proxy_ssl: proxy_ssl::ProxySsl,
     /// `use-regex`, `rewrite-target`.
     pub rewrite: rewrite::Rewrite,
+    /// `server-snippet`, read: for every route of the Ingress's hosts (the oldest Ingress's).
+    pub server_snippet: Option<Arc<snippet::Snippet>>,
 }
 
 impl IngressAnnotations {
@@ -315,6 +321,7 @@ pub fn parse(
         backend_protocol: UpstreamProtocol::Http1,
         proxy_ssl: proxy_ssl::ProxySsl::default(),
         rewrite: rewrite::Rewrite::default(),
+        server_snippet: None,
     };
     let names =
         map.into_iter().flatten().filter_map(|(k, _)| k.strip_prefix(prefix)?.strip_prefix('/'));
@@ -427,6 +434,13 @@ fn families(
         c
     });
     p.sets_affinity_cookie = out.affinity.is_some();
+    let relative = cx.global.relative_redirects;
+    match snippet::parse(a, object, cx.global.snippet_gates, relative, p, d) {
+        Ok(server) => out.server_snippet = server,
+        Err(why) => {
+            out.fail_closed.get_or_insert(why);
+        }
+    }
     out.service_upstream = service_upstream::parse(a, object, out.service_upstream, d);
     out.default_backend = default_backend::parse(a, object, d);
     out.app_root = app_root::parse(a, object, d);

@@ -67,6 +67,8 @@ pub(super) struct HostExtras {
     aliases: Option<(Vec<String>, ObjectRef)>,
     /// `from-to-www-redirect`, and an Ingress that set it.
     www: Option<ObjectRef>,
+    /// `server-snippet`, read (the oldest Ingress's that has one, as ingress-nginx).
+    server_snippet: Option<Arc<crate::annotations::snippet::Snippet>>,
 }
 
 impl<'s> Builder<'s> {
@@ -141,6 +143,9 @@ impl<'s> Builder<'s> {
         }
         if extras.aliases.is_none() && !a.aliases.is_empty() {
             extras.aliases = Some((a.aliases.clone(), cur.object.clone()));
+        }
+        if extras.server_snippet.is_none() {
+            extras.server_snippet.clone_from(&a.server_snippet);
         }
         if extras.www.is_none() && a.from_to_www {
             extras.www = Some(cur.object.clone());
@@ -218,6 +223,39 @@ impl<'s> Builder<'s> {
             if let Some(root) = roots.get(&route.host) {
                 route.app_root = Some(root.clone());
             }
+        }
+    }
+
+    /// `server-snippet`: every route of such a host (its own default route included) runs
+    /// the snippet's rules and steps before its own, as NGINX runs a server block's before
+    /// its locations'. Routes sharing a policy keep sharing the new one.
+    pub(super) fn finish_server_snippets(&mut self, relative: bool) {
+        type Snippet = crate::annotations::snippet::Snippet;
+        let mut by_host: HashMap<String, Arc<Snippet>> = HashMap::new();
+        let mut hosts: Vec<u32> = Vec::new();
+        for (&idx, extras) in &self.host_extras {
+            if let Some(snippet) = &extras.server_snippet {
+                by_host.insert(self.hosts[idx as usize].host.clone(), snippet.clone());
+                hosts.push(idx);
+            }
+        }
+        if by_host.is_empty() {
+            return;
+        }
+        hosts.sort_unstable();
+        for idx in hosts {
+            self.own_default(idx);
+        }
+        let mut done: HashMap<(*const Policy, *const Snippet), Arc<Policy>> = HashMap::new();
+        for route in &mut self.routes {
+            let Some(snippet) = by_host.get(&route.host) else { continue };
+            let key = (Arc::as_ptr(&route.policy), Arc::as_ptr(snippet));
+            let policy = done.entry(key).or_insert_with(|| {
+                let mut p = (*route.policy).clone();
+                snippet.apply_server(&mut p, relative);
+                Arc::new(p)
+            });
+            route.policy = policy.clone();
         }
     }
 

@@ -272,6 +272,7 @@ impl<'s> Builder<'s> {
     fn finish(mut self, owned: Vec<NamespacedName>, global: GlobalConfig) -> RoutingTable {
         self.finish_tls(&global);
         self.finish_app_roots();
+        self.finish_server_snippets(global.relative_redirects);
         std::mem::take(&mut self.regex_mode).finish(&mut self.hosts);
         self.finish_aliases();
         self.finish_www_redirects();
