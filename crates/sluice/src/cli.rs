@@ -156,9 +156,73 @@ pub struct ServeArgs {
     /// Seconds in-flight requests may take to finish after SIGTERM.
     #[arg(long, env = "SLUICE_SHUTDOWN_GRACE_PERIOD", default_value_t = 10)]
     pub shutdown_grace_period: u64,
+    /// Serve the validating admission webhook for Ingresses on this address, over HTTPS at
+    /// /networking/v1/ingresses: `:8443` (on --bind-address, as ingress-nginx writes it) or
+    /// `host:port`. Off by default.
+    #[arg(long, env = "SLUICE_VALIDATING_WEBHOOK", value_parser = WebhookAddr::parse)]
+    pub validating_webhook: Option<WebhookAddr>,
+    /// PEM certificate (chain) the webhook serves; read again when the file changes.
+    #[arg(
+        long,
+        env = "SLUICE_VALIDATING_WEBHOOK_CERTIFICATE",
+        requires = "validating_webhook_key"
+    )]
+    pub validating_webhook_certificate: Option<PathBuf>,
+    /// PEM private key of --validating-webhook-certificate.
+    #[arg(
+        long,
+        env = "SLUICE_VALIDATING_WEBHOOK_KEY",
+        requires = "validating_webhook_certificate"
+    )]
+    pub validating_webhook_key: Option<PathBuf>,
+    /// Without a certificate file: the ValidatingWebhookConfiguration whose Service Sluice
+    /// makes the webhook's certificate for, and whose caBundle it sets (Sluice-specific).
+    #[arg(
+        long,
+        env = "SLUICE_VALIDATING_WEBHOOK_CONFIGURATION",
+        conflicts_with = "validating_webhook_certificate"
+    )]
+    pub validating_webhook_configuration: Option<String>,
+    /// The Secret (namespace/name) that keeps the certificate made for
+    /// --validating-webhook-configuration, so that every replica serves the same one; made if
+    /// missing (Sluice-specific).
+    #[arg(
+        long,
+        env = "SLUICE_VALIDATING_WEBHOOK_SECRET",
+        value_parser = parse_namespaced,
+        requires = "validating_webhook_configuration"
+    )]
+    pub validating_webhook_secret: Option<NamespacedName>,
     /// Ingress selection and reading.
     #[command(flatten)]
     pub class: ClassArgs,
+}
+
+/// `--validating-webhook`: a port, and the address to bind it on when given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebhookAddr {
+    /// The address; `None` for ingress-nginx's `:port` form (--bind-address then).
+    pub ip: Option<IpAddr>,
+    /// The port.
+    pub port: u16,
+}
+
+impl WebhookAddr {
+    /// Parses `:port`, `host:port` or `[v6]:port`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if let Some(port) = s.strip_prefix(':') {
+            let port = port.parse().map_err(|_| format!("{s:?}: not a port"))?;
+            return Ok(Self { ip: None, port });
+        }
+        let addr: SocketAddr =
+            s.parse().map_err(|_| format!("{s:?}: expected :port or address:port"))?;
+        Ok(Self { ip: Some(addr.ip()), port: addr.port() })
+    }
+
+    /// The address to bind: its own, else `bind`.
+    pub fn resolve(&self, bind: IpAddr) -> SocketAddr {
+        SocketAddr::new(self.ip.unwrap_or(bind), self.port)
+    }
 }
 
 /// `sluice check`.
@@ -270,4 +334,24 @@ pub struct QuickstartArgs {
 
 fn parse_namespaced(s: &str) -> Result<NamespacedName, String> {
     NamespacedName::parse(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_addresses_as_ingress_nginx_writes_them() {
+        let any: IpAddr = "0.0.0.0".parse().unwrap();
+        let port_only = WebhookAddr::parse(":8443").unwrap();
+        assert_eq!(port_only.resolve(any), "0.0.0.0:8443".parse().unwrap());
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(port_only.resolve(local), "127.0.0.1:8443".parse().unwrap());
+        let given = WebhookAddr::parse("10.0.0.1:9443").unwrap();
+        assert_eq!(given.resolve(any), "10.0.0.1:9443".parse().unwrap());
+        assert_eq!(WebhookAddr::parse("[::1]:8443").unwrap().resolve(any).port(), 8443);
+        assert!(WebhookAddr::parse("8443").is_err());
+        assert!(WebhookAddr::parse(":http").is_err());
+        assert!(WebhookAddr::parse(":70000").is_err());
+    }
 }

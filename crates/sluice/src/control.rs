@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use prometheus::{
     Gauge, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
@@ -150,6 +150,9 @@ pub struct Publisher {
     /// When the table in force was published, in milliseconds since the Unix epoch (0 before
     /// the first), for `/debug/info`.
     pub applied_at: Arc<AtomicI64>,
+    /// The configuration in force with the snapshot it came from, for the admission webhook
+    /// (`None` until the first is applied). The proxy never reads it.
+    pub in_force: InForce,
     generation: u64,
     shown: HashSet<Diagnostic>,
     /// The diagnostics `shown` was made from: a table that shares them changes nothing there.
@@ -169,6 +172,7 @@ impl Publisher {
             certs,
             source_errors: Arc::new(ArcSwap::from_pointee(Vec::new())),
             applied_at: Arc::new(AtomicI64::new(0)),
+            in_force: InForce::default(),
             generation: 0,
             shown: HashSet::new(),
             shown_from: SharedVec::default(),
@@ -317,6 +321,10 @@ impl Publisher {
     }
 }
 
+/// The [`Applied`] configuration in force, shared with the admission webhook without a lock:
+/// the control loop stores each one it applies, the webhook loads the latest.
+pub type InForce = Arc<ArcSwapOption<Applied>>;
+
 /// A table in force, with the snapshot it was built from: what the next change is compared
 /// with.
 pub struct Applied {
@@ -434,6 +442,9 @@ impl ManifestControl {
         drop(previous);
         let errors = self.errors();
         let table = self.publisher.publish(table, errors, started.elapsed());
+        // Snapshots and tables share their parts: this copies pointers.
+        let shared = Applied { snapshot: snapshot.clone(), table: table.clone() };
+        self.publisher.in_force.store(Some(Arc::new(shared)));
         self.applied = Some((Applied { snapshot, table }, source_diags));
     }
 }

@@ -49,7 +49,9 @@ pub(crate) async fn run(
     let objects: usize = synced.counts.iter().map(|(_, n)| n).sum();
     tracing::info!(objects, took_ms = synced.took.as_millis() as u64, "initial sync complete");
     let mut applied = Arc::new(rebuild(&source, &base.settings, &mut publisher, None));
+    publisher.in_force.store(Some(applied.clone()));
     let proxy = base.serve_traffic(&args, on_listening)?;
+    base.serve_webhook(&args, &publisher.in_force, Some(&client)).await?;
 
     let (applied_tx, applied_rx) = watch::channel(applied.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -71,6 +73,7 @@ pub(crate) async fn run(
                 // (nothing changed) would have them walk every Ingress for nothing.
                 let published = !Arc::ptr_eq(&next.table, &applied.table);
                 applied = next;
+                publisher.in_force.store(Some(applied.clone()));
                 if published {
                     let _ = applied_tx.send(applied.clone());
                 }

@@ -1,5 +1,5 @@
 //! Sluice's binary, as a library so that integration tests can start its parts in-process:
-//! the command line ([`cli`]), `serve` ([`serve`], [`control`], [`admin`]), `check`
+//! the command line ([`cli`]), `serve` ([`serve`], [`control`], [`admin`], [`webhook`]), `check`
 //! ([`check`], [`report`]), the echo backend ([`echo`]) and the quickstart ([`quickstart`]); and the
 //! `kubectl-sluice` plugin ([`plugin`]).
 
@@ -16,3 +16,5 @@ pub mod plugin;
 pub mod quickstart;
 pub mod report;
 pub mod serve;
+pub mod webhook;
+pub mod webhook_cert;

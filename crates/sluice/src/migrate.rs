@@ -164,6 +164,14 @@ pub struct SnippetTotals {
     pub ingresses: usize,
     /// Of those, the ones whose every snippet Sluice reads into policy.
     pub covered: usize,
+    /// Ingresses with `configuration-snippet` or `server-snippet`, the NGINX directives
+    /// Sluice reads a subset of.
+    pub nginx: usize,
+    /// Of those, the ones whose NGINX snippets Sluice reads whole.
+    pub nginx_covered: usize,
+    /// Whether the ConfigMap lets annotation snippets be read (`allow-snippet-annotations`
+    /// and `annotations-risk-level: Critical`, ingress-nginx's gates, closed by default).
+    pub gates_open: bool,
     /// Ingresses with `enable-modsecurity` or `modsecurity-snippet`: Sluice has no
     /// ModSecurity, so their firewall is off.
     pub modsecurity: usize,
@@ -315,7 +323,8 @@ pub fn assess(
     });
 
     let mut totals = Totals { ingresses: ingresses.len(), ..Totals::default() };
-    let mut snippets = SnippetTotals::default();
+    let mut snippets =
+        SnippetTotals { gates_open: global.snippet_gates.open(), ..SnippetTotals::default() };
     for i in &ingresses {
         match i.verdict {
             Verdict::MovesAsIs => totals.moves_as_is += 1,
@@ -328,6 +337,16 @@ pub fn assess(
             snippets.ingresses += 1;
             if snippet.iter().all(|f| f.fate != Fate::Refused) {
                 snippets.covered += 1;
+            }
+        }
+        let nginx: Vec<&&Finding> = snippet
+            .iter()
+            .filter(|f| f.name == "configuration-snippet" || f.name == "server-snippet")
+            .collect();
+        if !nginx.is_empty() {
+            snippets.nginx += 1;
+            if nginx.iter().all(|f| f.fate != Fate::Refused) {
+                snippets.nginx_covered += 1;
             }
         }
         if i.annotations
@@ -879,11 +898,29 @@ impl Report {
     /// The snippet and ModSecurity counts in a sentence.
     fn snippets_sentence(&self) -> String {
         let s = &self.snippets;
-        format!(
-            "Snippets: {} Ingresses carry a snippet annotation; Sluice reads all of them into policy in {}, the others answer 503. \
-             {} use ModSecurity (enable-modsecurity, modsecurity-snippet), which Sluice does not have: their firewall is off.",
-            s.ingresses, s.covered, s.modsecurity
-        )
+        let mut out = format!(
+            "Snippets: {} Ingresses carry a snippet annotation, {} of them configuration-snippet or server-snippet; ",
+            s.ingresses, s.nginx
+        );
+        if s.gates_open {
+            let _ = write!(
+                out,
+                "Sluice reads the NGINX snippets of {} of those whole, and {} Ingresses' snippets all; the others answer 503.",
+                s.nginx_covered, s.covered
+            );
+        } else if s.ingresses > 0 {
+            out.push_str(concat!(
+                "the ConfigMap keeps ingress-nginx's snippet gates closed ",
+                "(allow-snippet-annotations, annotations-risk-level: Critical), so both refuse ",
+                "them; if your cluster opens them, give its ConfigMap to see which Sluice reads."
+            ));
+        }
+        let _ = write!(
+            out,
+            " {} use ModSecurity (enable-modsecurity, modsecurity-snippet), which Sluice does not have: their firewall is off.",
+            s.modsecurity
+        );
+        out
     }
 
     /// Markdown, to paste in a ticket.

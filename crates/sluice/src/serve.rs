@@ -18,6 +18,7 @@ use sluice_proxy::{
 use crate::admin::{self, AdminState};
 use crate::cli::{LogFormat, ServeArgs};
 use crate::control::{ControlMetrics, ManifestControl, Publisher};
+use crate::webhook;
 
 /// Runs until SIGTERM or SIGINT, then drains. `on_listening` is told the proxy's and the
 /// admin port's addresses once both accept connections.
@@ -113,6 +114,63 @@ impl Base {
         Ok(proxy)
     }
 
+    /// Starts the validating admission webhook (`--validating-webhook`), once the first
+    /// configuration is in force: it judges Ingresses against `in_force`. `client` reaches the
+    /// API server, to publish a generated certificate's CA (kube mode only).
+    pub(crate) async fn serve_webhook(
+        &self,
+        args: &ServeArgs,
+        in_force: &crate::control::InForce,
+        client: Option<&kube::Client>,
+    ) -> anyhow::Result<()> {
+        let Some(addr) = &args.validating_webhook else { return Ok(()) };
+        let addr = addr.resolve(args.bind_address);
+        let state = webhook::WebhookState::new(self.settings.clone(), in_force.clone());
+        if let (Some(cert), Some(key)) =
+            (&args.validating_webhook_certificate, &args.validating_webhook_key)
+        {
+            let tls = webhook::TlsSource::Files { cert: cert.clone(), key: key.clone() };
+            let local = webhook::serve(addr, tls, state).await?;
+            tracing::info!(addr = %local, path = webhook::PATH, "validating admission webhook listening");
+            return Ok(());
+        }
+        let (Some(configuration), Some(client)) = (&args.validating_webhook_configuration, client)
+        else {
+            anyhow::bail!(
+                "--validating-webhook needs --validating-webhook-certificate and \
+                 --validating-webhook-key, or (watching the Kubernetes API) \
+                 --validating-webhook-configuration: Sluice then makes its certificate and sets \
+                 that configuration's caBundle"
+            );
+        };
+        let (configuration, client) = (configuration.clone(), client.clone());
+        let secret = args.validating_webhook_secret.clone();
+        // In the background: the configuration may be created after the controller (one
+        // `kubectl apply` of many objects), and traffic is served meanwhile.
+        tokio::spawn(async move {
+            loop {
+                match webhook::generated(&client, &configuration, secret.as_ref()).await {
+                    Ok(tls) => {
+                        match webhook::serve(addr, tls, state).await {
+                            Ok(local) => {
+                                tracing::info!(addr = %local, path = webhook::PATH, "validating admission webhook listening")
+                            }
+                            Err(e) => {
+                                tracing::error!("{e:#}; the validating webhook is not served")
+                            }
+                        }
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!("validating webhook: {e:#}; retrying in 10 s");
+                        tokio::time::sleep(Duration::from_secs(10)).await;
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+
     /// Stops being ready, then lets in-flight requests finish (within the grace period).
     pub(crate) async fn drain(&self, args: &ServeArgs, proxy: Arc<Proxy>) -> anyhow::Result<()> {
         tracing::info!(
@@ -149,6 +207,7 @@ async fn run_manifests(
     let log = watch.changes();
     std::thread::Builder::new().name("sluice-control".into()).spawn(move || {
         let dir = ManifestDir::new(&control_root);
+        let in_force = publisher.in_force.clone();
         let mut control = match ManifestControl::start(dir, settings, publisher) {
             Ok(control) => control,
             Err(e) => {
@@ -156,14 +215,17 @@ async fn run_manifests(
                 return;
             }
         };
-        let _ = started_tx.send(Ok(()));
+        let _ = started_tx.send(Ok(in_force));
         // Until the sender goes, at shutdown.
         for () in apply_rx {
             control.apply(&log.take());
         }
     })?;
-    started_rx.await.map_err(|_| anyhow::anyhow!("the control thread ended before loading"))??;
+    let in_force = started_rx
+        .await
+        .map_err(|_| anyhow::anyhow!("the control thread ended before loading"))??;
     let proxy = base.serve_traffic(&args, on_listening)?;
+    base.serve_webhook(&args, &in_force, None).await?;
 
     let debounce = Duration::from_millis(args.debounce_ms);
     let apply_loop = tokio::spawn(async move {

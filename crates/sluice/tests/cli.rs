@@ -157,6 +157,9 @@ fn flags_keep_ingress_nginx_names() {
         "--status-update-interval",
         "--election-id",
         "--election-ttl",
+        "--validating-webhook",
+        "--validating-webhook-certificate",
+        "--validating-webhook-key",
     ] {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");
     }

@@ -750,6 +750,7 @@ async fn deploy_manifests_and_helm_chart_pass_server_side_dry_run() {
         "RoleBinding",
         "Service",
         "ServiceAccount",
+        "ValidatingWebhookConfiguration",
     ];
     assert_eq!(kinds.keys().cloned().collect::<Vec<_>>(), expected);
 
@@ -785,8 +786,14 @@ async fn deploy_manifests_and_helm_chart_pass_server_side_dry_run() {
         .unwrap_or_else(|e| panic!("chart: {e}"));
     let chart_kinds: std::collections::BTreeSet<_> =
         applied.iter().map(|a| a.split('/').next().unwrap().to_string()).collect();
-    let want: std::collections::BTreeSet<_> =
-        expected.iter().filter(|k| **k != "Namespace").map(|k| k.to_string()).collect();
+    // ... and the Secret of the webhook's certificate, which the chart makes with Helm's
+    // genCA (Sluice makes it itself under deploy/manifests).
+    let want: std::collections::BTreeSet<_> = expected
+        .iter()
+        .filter(|k| **k != "Namespace")
+        .chain(&["Secret"])
+        .map(|k| k.to_string())
+        .collect();
     assert_eq!(chart_kinds, want);
     assert!(rendered.contains("ingressclass.kubernetes.io/is-default-class: \"true\""));
 }
@@ -1362,4 +1369,297 @@ async fn migrate_reports_the_ingresses_of_a_cluster() {
         plan.unwrap()["take_over"],
         format!("sluice serve --ingress-class {class} --controller-class {}", t.controller())
     );
+}
+
+/// `kubectl` (built with kube-apiserver by tests/apiserver/build) as the administrator:
+/// `kubectl <args>` with `stdin`, returning whether it succeeded, and its stdout and stderr.
+fn kubectl(args: &[&str], stdin: &str) -> (bool, String, String) {
+    use std::io::Write;
+    let bin = sluice_testkit::bin_dir().unwrap().join("kubectl");
+    assert!(bin.is_file(), "{} is missing: run tests/apiserver/build", bin.display());
+    let dir = PathBuf::from(std::env::var_os("SLUICE_E2E_DIR").expect("SLUICE_E2E_DIR"));
+    let mut child = std::process::Command::new(bin)
+        .args(args)
+        .env("KUBECONFIG", dir.join("admin.kubeconfig"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl runs");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+    (out.status.success(), text(out.stdout), text(out.stderr))
+}
+
+// The real API server calls Sluice's validating webhook (registered by URL, with its CA) for
+// Ingresses of the test's namespace: `kubectl apply` of an Ingress Sluice would refuse is denied
+// with the diagnostic, a good one is admitted, one with an annotation Sluice ignores is admitted
+// with the warning shown to the client, a host and path an older Ingress owns is denied, and an
+// Ingress of another class is not judged.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_server_calls_the_validating_webhook() {
+    use base64::Engine;
+    let t = Test::new("webhook").await;
+    let b = backend("web").await;
+    t.service("web", &[b]).await;
+
+    // A CA and a certificate for 127.0.0.1, as a cert-manager Certificate would give.
+    let pair = sluice::webhook_cert::generate(&["127.0.0.1".to_string()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::write(&cert, &pair.cert_pem).unwrap();
+    std::fs::write(&key, &pair.key_pem).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let s = t.sluice(&[
+        &format!("--validating-webhook={addr}"),
+        &format!("--validating-webhook-certificate={}", cert.display()),
+        &format!("--validating-webhook-key={}", key.display()),
+    ]);
+    s.wait_stderr(|l| l.contains("validating admission webhook listening"));
+
+    // An older Ingress owns owner.test/ before the webhook is registered.
+    t.ingress("owner", "owner.test", "web", Some(&t.class()), json!({})).await;
+    eventually("owner.test is served", || async { answer(&s, "owner.test").await == "web" }).await;
+
+    let hook_name = format!("sluice-e2e-{}", t.ns);
+    let ca = base64::engine::general_purpose::STANDARD.encode(&pair.ca_pem);
+    t.apply(json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": hook_name},
+        "webhooks": [{
+            "name": "validate.sluice.dev",
+            "clientConfig": {"url": format!("https://{addr}/networking/v1/ingresses"), "caBundle": ca},
+            "rules": [{"apiGroups": ["networking.k8s.io"], "apiVersions": ["v1"],
+                       "operations": ["CREATE", "UPDATE"], "resources": ["ingresses"]}],
+            "failurePolicy": "Fail",
+            "sideEffects": "None",
+            "admissionReviewVersions": ["v1"],
+            "timeoutSeconds": 5,
+            // Only this test's namespace: the suite's other tests share the API server.
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": t.ns}},
+        }],
+    }))
+    .await;
+
+    let manifest = |name: &str, host: &str, class: &str, annotations: Value| {
+        serde_json::to_string(&json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": name, "namespace": t.ns, "annotations": annotations},
+            "spec": {"ingressClassName": class, "rules": [{"host": host, "http": {"paths": [{
+                "path": "/", "pathType": "Prefix",
+                "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]},
+        }))
+        .unwrap()
+    };
+    let snippet =
+        json!({"nginx.ingress.kubernetes.io/configuration-snippet": "more_set_headers \"X: y\";"});
+    let bad = manifest("bad", "bad.test", &t.class(), snippet.clone());
+    // The API server takes the new configuration up within a moment: until it does, a
+    // server-side dry run (which calls webhooks, but stores nothing) is admitted.
+    eventually("the API server calls the webhook", || async {
+        let (ok, _, err) = kubectl(&["apply", "--dry-run=server", "-f", "-"], &bad);
+        !ok && err.contains("denied the request")
+    })
+    .await;
+
+    let (ok, _, err) = kubectl(&["apply", "-f", "-"], &bad);
+    assert!(!ok, "a snippet was admitted");
+    assert!(
+        err.contains(r#"admission webhook "validate.sluice.dev" denied the request"#)
+            && err.contains(&format!("error: Ingress {}/bad [SnippetRefused]", t.ns))
+            && err.contains("configuration-snippet holds NGINX configuration"),
+        "{err}"
+    );
+    let ingresses: Api<Ingress> = t.api();
+    assert!(ingresses.get_opt("bad").await.unwrap().is_none(), "the refused Ingress was stored");
+
+    // A good one is admitted, without warnings.
+    let (ok, out, err) =
+        kubectl(&["apply", "-f", "-"], &manifest("good", "good.test", &t.class(), json!({})));
+    assert!(ok && out.contains("ingress.networking.k8s.io/good created"), "{out}{err}");
+    assert!(!err.contains("Warning"), "{err}");
+    eventually("good.test is served", || async { answer(&s, "good.test").await == "web" }).await;
+
+    // An annotation Sluice ignores: admitted, and the client shows why.
+    let typo = json!({"nginx.ingress.kubernetes.io/proxy-conect-timeout": "10"});
+    let (ok, out, err) =
+        kubectl(&["apply", "-f", "-"], &manifest("typo", "typo.test", &t.class(), typo));
+    assert!(ok, "{out}{err}");
+    assert!(
+        err.contains(&format!("Warning: Ingress {}/typo [UnknownAnnotation]", t.ns))
+            && err.contains("proxy-conect-timeout is not an ingress-nginx annotation; ignored"),
+        "{err}"
+    );
+
+    // A host and path the older Ingress owns: denied, naming the owner.
+    let (ok, _, err) =
+        kubectl(&["apply", "-f", "-"], &manifest("late", "owner.test", &t.class(), json!({})));
+    assert!(!ok, "a collision was admitted");
+    assert!(err.contains(&format!("already served by older Ingress {}/owner", t.ns)), "{err}");
+
+    // Another controller's Ingress is not Sluice's to judge, snippet or not.
+    let (ok, out, err) =
+        kubectl(&["apply", "-f", "-"], &manifest("theirs", "bad.test", "someone-else", snippet));
+    assert!(ok && !err.contains("Warning"), "{out}{err}");
+
+    // Updates go through it too: adding a snippet to the good Ingress is denied, and the
+    // stored Ingress stays as it was.
+    let mut patched: Value =
+        serde_json::from_str(&manifest("good", "good.test", &t.class(), json!({}))).unwrap();
+    patched["metadata"]["annotations"] =
+        json!({"nginx.ingress.kubernetes.io/server-snippet": "return 200;"});
+    let (ok, _, err) = kubectl(&["apply", "-f", "-"], &patched.to_string());
+    assert!(!ok && err.contains("[SnippetRefused]"), "{err}");
+    let stored = ingresses.get("good").await.unwrap();
+    assert!(stored.annotations().keys().all(|k| !k.contains("snippet")), "{stored:?}");
+
+    let hooks: Api<k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration> =
+        Api::all(t.admin.clone());
+    hooks.delete(&hook_name, &DeleteParams::default()).await.unwrap();
+}
+
+// deploy/manifests' way, with no certificate tool: Sluice (as the service account, with
+// deploy/'s RBAC) makes the webhook's certificate for the address the
+// ValidatingWebhookConfiguration calls, keeps it in its Secret, and sets the caBundle; the API
+// server then trusts it. A second replica serves the same certificate, read from the Secret.
+#[tokio::test(flavor = "multi_thread")]
+async fn sluice_makes_its_webhook_certificate_and_sets_the_ca_bundle() {
+    use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+    let t = Test::new("webhook-cert").await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    // The name deploy/'s RBAC lets Sluice update, by URL here (the API server cannot reach a
+    // Service on this machine), without a caBundle.
+    t.apply(json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": "sluice-admission"},
+        "webhooks": [{
+            "name": "validate.sluice.dev",
+            "clientConfig": {"url": format!("https://{addr}/networking/v1/ingresses")},
+            "rules": [{"apiGroups": ["networking.k8s.io"], "apiVersions": ["v1"],
+                       "operations": ["CREATE", "UPDATE"], "resources": ["ingresses"]}],
+            "failurePolicy": "Fail",
+            "sideEffects": "None",
+            "admissionReviewVersions": ["v1"],
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": t.ns}},
+        }],
+    }))
+    .await;
+    let flags = [
+        "--validating-webhook-configuration=sluice-admission",
+        "--validating-webhook-secret=sluice/sluice-admission",
+    ];
+    let first = format!("--validating-webhook={addr}");
+    let s = t.sluice(&[&first, flags[0], flags[1]]);
+    s.wait_stderr(|l| l.contains("validating admission webhook listening"));
+    assert!(s.stderr().iter().any(|l| l.contains("made a certificate and kept it in its Secret")));
+
+    let hooks: Api<ValidatingWebhookConfiguration> = Api::all(t.admin.clone());
+    let secrets: Api<Secret> =
+        Api::namespaced(t.admin.clone(), sluice_testkit::CONTROLLER_NAMESPACE);
+    let secret = secrets.get("sluice-admission").await.unwrap();
+    let ca = secret.data.as_ref().unwrap()["ca.crt"].0.clone();
+    let hook = hooks.get("sluice-admission").await.unwrap();
+    assert_eq!(hook.webhooks.unwrap()[0].client_config.ca_bundle.as_ref().unwrap().0, ca);
+
+    // The API server trusts it: a snippet is refused.
+    let bad = serde_json::to_string(&json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "bad", "namespace": t.ns,
+                     "annotations": {"nginx.ingress.kubernetes.io/server-snippet": "return 200;"}},
+        "spec": {"ingressClassName": t.class(), "rules": [{"host": "bad.test", "http": {"paths": [{
+            "path": "/", "pathType": "Prefix",
+            "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]},
+    }))
+    .unwrap();
+    eventually("the API server calls the webhook with the CA Sluice set", || async {
+        let (ok, _, err) = kubectl(&["apply", "--dry-run=server", "-f", "-"], &bad);
+        !ok && err.contains("[SnippetRefused]")
+    })
+    .await;
+
+    // Another replica reuses the Secret's certificate rather than making its own.
+    let port2 = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let second = format!("--validating-webhook=127.0.0.1:{port2}");
+    let s2 = t.sluice(&[&second, flags[0], flags[1]]);
+    s2.wait_stderr(|l| l.contains("validating admission webhook listening"));
+    assert!(s2.stderr().iter().any(|l| l.contains("using the certificate kept in its Secret")));
+    let again = secrets.get("sluice-admission").await.unwrap();
+    assert_eq!(again.data.as_ref().unwrap()["ca.crt"].0, ca, "the CA changed");
+
+    hooks.delete("sluice-admission", &DeleteParams::default()).await.unwrap();
+    secrets.delete("sluice-admission", &DeleteParams::default()).await.unwrap();
+}
+
+// The chart's webhook certificate (Helm's genCA/genSignedCert) stays the same across
+// `helm upgrade`: the template reads the previous Secret back with `lookup`, so the caBundle
+// and the certificate the pods mount do not change under running replicas.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_charts_webhook_certificate_survives_upgrades() {
+    use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+    let t = Test::new("helm-cert").await;
+    let dir = PathBuf::from(std::env::var_os("SLUICE_E2E_DIR").expect("SLUICE_E2E_DIR"));
+    // A copy of the chart without its kubeVersion constraint: the suite's kube-apiserver, built
+    // from the Go module without release ldflags, calls itself v0.0.0.
+    let chart = tempfile::tempdir().unwrap();
+    let source = repo().join("deploy/helm/sluice");
+    std::fs::create_dir(chart.path().join("templates")).unwrap();
+    for file in ["values.yaml", "Chart.yaml"] {
+        std::fs::copy(source.join(file), chart.path().join(file)).unwrap();
+    }
+    for entry in std::fs::read_dir(source.join("templates")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, chart.path().join("templates").join(path.file_name().unwrap()))
+            .unwrap();
+    }
+    let meta = std::fs::read_to_string(chart.path().join("Chart.yaml")).unwrap();
+    let meta: String =
+        meta.lines().filter(|l| !l.starts_with("kubeVersion:")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(chart.path().join("Chart.yaml"), meta).unwrap();
+    let helm = |verb: &str| {
+        let out = std::process::Command::new(sluice_testkit::bin_dir().unwrap().join("helm"))
+            .args([verb, "cert"])
+            .arg(chart.path())
+            .args(["--namespace", &t.ns, "--kubeconfig"])
+            .arg(dir.join("admin.kubeconfig"))
+            // Cluster-scoped objects of their own, and a webhook for this namespace only.
+            .args(["--set", &format!("ingressClass.name={}-class", t.ns)])
+            .args([
+                "--set",
+                &format!(
+                    "admissionWebhook.namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name={}",
+                    t.ns
+                ),
+            ])
+            .output()
+            .expect("helm runs");
+        assert!(out.status.success(), "helm {verb}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    helm("install");
+    let secrets: Api<Secret> = t.api();
+    let hooks: Api<ValidatingWebhookConfiguration> = Api::all(t.admin.clone());
+    let name = "cert-sluice-admission";
+    let read = || async {
+        let secret = secrets.get(name).await.unwrap();
+        let data = secret.data.unwrap();
+        let hook = hooks.get(name).await.unwrap();
+        let bundle = hook.webhooks.unwrap()[0].client_config.ca_bundle.clone().unwrap();
+        (data["ca.crt"].0.clone(), data["tls.crt"].0.clone(), bundle.0)
+    };
+    let (ca, crt, bundle) = read().await;
+    assert!(String::from_utf8_lossy(&ca).contains("BEGIN CERTIFICATE"));
+    assert_eq!(bundle, ca, "the caBundle is the Secret's CA");
+    helm("upgrade");
+    assert_eq!(read().await, (ca, crt, bundle), "the upgrade made a new certificate");
+
+    let out = std::process::Command::new(sluice_testkit::bin_dir().unwrap().join("helm"))
+        .args(["uninstall", "cert", "--namespace", &t.ns, "--kubeconfig"])
+        .arg(dir.join("admin.kubeconfig"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }

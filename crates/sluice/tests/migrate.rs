@@ -104,8 +104,44 @@ fn the_corpus_report_matches_its_statistics_and_the_readme() {
         }
     }
 
-    // The README's figures are this report's.
+    // The README's figures are this report's, under the default ConfigMap and with the
+    // snippet gates open, as the clusters of the corpus had them.
     let (_, markdown) = run(&["-o", "markdown", "--fail-on", "never"], &corpus.join("ingresses"));
+    readme_has_the_verdict_rows(&markdown);
+    let gates = Manifests::new();
+    gates.write(
+        "configmap.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ingress-nginx-controller\n  namespace: ingress-nginx\ndata:\n  allow-snippet-annotations: \"true\"\n  annotations-risk-level: Critical\n",
+    );
+    let out = sluice()
+        .arg("migrate")
+        .arg(corpus.join("ingresses"))
+        .arg(gates.path())
+        .args(["-o", "json", "--fail-on", "never"])
+        .output()
+        .unwrap();
+    let open: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = &open["snippets"];
+    assert_eq!(s["gates_open"], true);
+    // The snippet subset reads some of them, and never more than carry one.
+    let (nginx, covered) = (s["nginx"].as_u64().unwrap(), s["nginx_covered"].as_u64().unwrap());
+    assert!(covered > 0 && covered <= nginx, "{s}");
+    assert!(
+        open["totals"]["answers_503"].as_u64() < report["totals"]["answers_503"].as_u64(),
+        "opening the gates moves Ingresses: {s}"
+    );
+    let out = sluice()
+        .arg("migrate")
+        .arg(corpus.join("ingresses"))
+        .arg(gates.path())
+        .args(["-o", "markdown", "--fail-on", "never"])
+        .output()
+        .unwrap();
+    readme_has_the_verdict_rows(&String::from_utf8_lossy(&out.stdout));
+}
+
+/// Fails unless README.md holds the verdict rows of this Markdown report.
+fn readme_has_the_verdict_rows(markdown: &str) {
     let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
     let rows: Vec<&str> = markdown
         .lines()

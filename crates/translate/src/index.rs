@@ -135,14 +135,24 @@ impl<'s> Index<'s> {
     }
 
     /// An index for translating `ingresses` alone: the Services (with their EndpointSlices)
-    /// that they and `--default-backend-service` name, and every ConfigMap and Secret.
+    /// that they (rules, `defaultBackend`, the `default-backend` annotation) and
+    /// `--default-backend-service` name, and every ConfigMap and Secret.
     pub(crate) fn for_ingresses(
         snapshot: &'s Snapshot,
-        ingresses: &[&Ingress],
+        ingresses: &[&'s Ingress],
         settings: &Settings,
     ) -> Self {
         let mut wanted: FastSet<(&str, &str)> =
             ingresses.iter().flat_map(|i| named_services(i)).collect();
+        // The `default-backend` annotation's Service, of the Ingress's namespace (an Ingress
+        // update never sees one: such Ingresses are translated in full; a review does).
+        let key = format!("{}/default-backend", settings.annotations_prefix);
+        for i in ingresses {
+            let annotation = i.metadata.annotations.as_ref().and_then(|a| a.get(&key));
+            if let Some(name) = annotation {
+                wanted.insert((ns_name(&i.metadata).0, name.trim()));
+            }
+        }
         if let Some(d) = &settings.default_backend_service {
             wanted.insert((&d.namespace, &d.name));
         }

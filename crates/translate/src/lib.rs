@@ -22,12 +22,15 @@
 //! - **Annotations** ([`annotations`]): one module per family; unknown, unimplemented and
 //!   refused annotations are reported, and a security annotation that cannot be enforced makes
 //!   the Ingress's routes answer 503.
+//! - **Admission** ([`admission`]): one Ingress judged against the configuration in force, as
+//!   the validating webhook answers, without translating the others again.
 //!
 //! [`Snapshot`]: sluice_model::Snapshot
 //! [`RoutingTable`]: sluice_model::RoutingTable
 //! [`Diagnostic`]: sluice_model::Diagnostic
 //! [`Reason::PathCollision`]: sluice_model::Reason::PathCollision
 
+pub mod admission;
 pub mod annotations;
 pub mod backends;
 mod build;
@@ -39,5 +42,6 @@ mod regex_mode;
 mod tls;
 mod update;
 
+pub use admission::{Review, review};
 pub use build::translate;
 pub use update::{unchanged, update_endpoints, update_ingresses};

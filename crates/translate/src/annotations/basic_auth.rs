@@ -109,7 +109,7 @@ pub(crate) fn parse(
     }
     .map_err(|(reason, why)| {
         let why = format!("{}/auth-secret: {why}", a.prefix);
-        d.push(Diagnostic::error(object.clone(), reason, format!("{why}; the routes answer 503")));
+        d.push(Diagnostic::error(object.clone(), reason, format!("{why}{}", super::FAIL_CLOSED)));
         why
     })?;
     for e in &errors {

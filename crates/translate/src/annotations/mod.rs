@@ -183,6 +183,10 @@ impl IngressAnnotations {
     }
 }
 
+/// How the message of an annotation's diagnostic ends when the annotation fails closed: the
+/// Ingress's routes answer 503 (admission refuses such Ingresses).
+pub(crate) const FAIL_CLOSED: &str = "; the routes answer 503";
+
 /// The annotations under one prefix.
 pub(crate) struct Annotations<'a> {
     map: Option<&'a BTreeMap<String, String>>,
@@ -254,7 +258,7 @@ impl<'a> Annotations<'a> {
         diagnostics.push(Diagnostic::error(
             object.clone(),
             Reason::InvalidAnnotation,
-            format!("{reason}; the routes answer 503"),
+            format!("{reason}{FAIL_CLOSED}"),
         ));
         reason
     }

@@ -32,6 +32,7 @@ use crate::index::{FastMap, Index};
 use crate::regex_mode::RegexMode;
 
 pub(crate) use hosts::HostDraft;
+pub(crate) use routes::{canary_of_itself, is_unmatched_canary_rule, unmatched_canary_rule};
 
 /// Builds the routing table for `snapshot` under `settings`.
 ///
@@ -112,7 +113,7 @@ pub(crate) fn name_of(i: &Ingress) -> NamespacedName {
 
 /// ingress-nginx's order: creationTimestamp ascending (unset is oldest, like Go's zero time);
 /// on a tie, `namespace/name` descending.
-fn oldest_first(a: &Ingress, b: &Ingress) -> Ordering {
+pub(crate) fn oldest_first(a: &Ingress, b: &Ingress) -> Ordering {
     let ts = |i: &Ingress| i.metadata.creation_timestamp.as_ref().map(|t| t.0);
     // The bytes of `namespace/name`, compared without building the string: manifests rarely
     // set creationTimestamp, so every comparison may be a tie.

@@ -303,15 +303,11 @@ impl<'s> Builder<'s> {
                     let Some((path_match, raw)) = self.path_of(&cur, path) else { continue };
                     let Some(main) = host_idx.and_then(|h| self.main_route(h, path_match, raw))
                     else {
-                        let shown = if host.is_empty() { "(any host)" } else { &host };
-                        self.diagnostics.push(Diagnostic::warning(
-                            cur.object.clone(),
-                            Reason::UnmatchedCanary,
-                            format!(
-                                "canary rule {shown}{raw} ({}): no other Ingress serves this \
-                                 host, path and pathType; this rule diverts nothing",
-                                path_match.as_str()
-                            ),
+                        self.diagnostics.push(unmatched_canary_rule(
+                            &cur.object,
+                            &host,
+                            raw,
+                            path_match,
                         ));
                         continue;
                     };
@@ -328,14 +324,7 @@ impl<'s> Builder<'s> {
                         continue;
                     };
                     if alternative == primary {
-                        self.diagnostics.push(Diagnostic::error(
-                            cur.object.clone(),
-                            Reason::InvalidBackend,
-                            format!(
-                                "canary for {host}{raw}: its Service is the main Ingress's own; \
-                                 nothing is diverted"
-                            ),
-                        ));
+                        self.diagnostics.push(canary_of_itself(&cur.object, &host, raw));
                         continue;
                     }
                     let attached = Canary {
@@ -372,4 +361,39 @@ impl<'s> Builder<'s> {
             }
         }
     }
+}
+
+/// The warning for a canary rule that no main Ingress serves.
+pub(crate) fn unmatched_canary_rule(
+    object: &ObjectRef,
+    host: &str,
+    raw: &str,
+    path_match: PathMatch,
+) -> Diagnostic {
+    let shown = if host.is_empty() { "(any host)" } else { host };
+    Diagnostic::warning(
+        object.clone(),
+        Reason::UnmatchedCanary,
+        format!("canary rule {shown}{raw} ({}): {UNMATCHED_CANARY_RULE}", path_match.as_str()),
+    )
+}
+
+/// How [`unmatched_canary_rule`]'s message ends.
+const UNMATCHED_CANARY_RULE: &str =
+    "no other Ingress serves this host, path and pathType; this rule diverts nothing";
+
+/// Whether `d` is an [`unmatched_canary_rule`] warning.
+pub(crate) fn is_unmatched_canary_rule(d: &Diagnostic) -> bool {
+    d.reason == Reason::UnmatchedCanary && d.message.ends_with(UNMATCHED_CANARY_RULE)
+}
+
+/// The error for a canary rule whose Service is the main Ingress's own.
+pub(crate) fn canary_of_itself(object: &ObjectRef, host: &str, raw: &str) -> Diagnostic {
+    Diagnostic::error(
+        object.clone(),
+        Reason::InvalidBackend,
+        format!(
+            "canary for {host}{raw}: its Service is the main Ingress's own; nothing is diverted"
+        ),
+    )
 }
