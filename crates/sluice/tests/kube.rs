@@ -1297,6 +1297,23 @@ async fn kubectl_plugin_reaches_the_controller_through_the_pod_proxy() {
     let (ok, _, err) = plugin(&viewer, false, &["-n", ns, "info", "--pod", "gone"]).await;
     assert!(!ok && err.contains(&format!("pod {ns}/gone")), "{err}");
 
+    // kubectl itself finds the plugin on PATH and hands it the rest of the line.
+    let kubectl = sluice_testkit::bin_dir().unwrap().join("kubectl");
+    let plugin_dir =
+        PathBuf::from(env!("CARGO_BIN_EXE_kubectl-sluice")).parent().unwrap().to_path_buf();
+    let mut command = std::process::Command::new(kubectl);
+    command.args(["sluice", "-n", ns, "backends", "--list", "--kubeconfig"]).arg(&viewer);
+    let out =
+        tokio::task::spawn_blocking(move || command.env("PATH", plugin_dir).output().unwrap())
+            .await
+            .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        backend_name,
+        "`kubectl sluice` ran the plugin"
+    );
+
     // lint: `sluice migrate`'s report on the context's cluster, limited by -n.
     let (ok, out, err) = plugin(&admin_kubeconfig, true, &["lint", "-n", ns, "-o", "json"]).await;
     assert!(ok, "nothing answers 503: {err}");
