@@ -1,19 +1,24 @@
 //! The admin port (`--healthz-port`, 10254 as in ingress-nginx): `/healthz`, `/readyz`,
-//! `/metrics`, `/debug/config`, `/debug/backends`. The debug endpoints expose routing only:
-//! no Secret, no private key.
+//! `/metrics`, `/debug/config`, `/debug/backends`, `/debug/certs`, `/debug/info`. The debug
+//! endpoints expose routing and public certificate fields only: no Secret, no private key.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus::{Encoder, TextEncoder};
+use serde::{Deserialize, Serialize};
+use sluice_model::Severity;
 use sluice_proxy::{Proxy, Shared};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use crate::control::ControlMetrics;
 use crate::report::{ConfigView, backends_json};
@@ -30,6 +35,56 @@ pub struct AdminState {
     pub source_errors: Arc<ArcSwap<Vec<String>>>,
     /// Gauges refreshed at scrape time.
     pub control_metrics: Arc<ControlMetrics>,
+    /// When the table in force was published (Unix milliseconds; 0: not yet).
+    pub applied_at: Arc<AtomicI64>,
+    /// The DER of the certificate generated at start-up (the default certificate when
+    /// `--default-ssl-certificate` is unset or unusable), for `/debug/certs`.
+    pub generated_cert: Vec<u8>,
+    /// Who this controller is, for `/debug/info`.
+    pub identity: Identity,
+}
+
+/// Who a controller is: the pod, and the classes it serves.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Identity {
+    /// `POD_NAME` (empty outside a pod).
+    pub pod: String,
+    /// `POD_NAMESPACE` (empty outside a pod).
+    pub namespace: String,
+    /// `--ingress-class`.
+    pub ingress_class: String,
+    /// `--controller-class`.
+    pub controller_class: String,
+}
+
+/// `/debug/info`: the controller and the configuration in force.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InfoView {
+    /// Sluice's version.
+    pub version: String,
+    /// Who the controller is.
+    #[serde(flatten)]
+    pub identity: Identity,
+    /// Whether `/readyz` answers 200.
+    pub ready: bool,
+    /// The generation of the routing table in force (bumped on every applied change).
+    pub generation: u64,
+    /// When it was applied, RFC 3339 (`None` before the first configuration).
+    pub applied_at: Option<String>,
+    /// Seconds since then.
+    pub applied_seconds_ago: Option<u64>,
+    /// Hosts served (the catch-all counts as one).
+    pub hosts: usize,
+    /// Backends.
+    pub backends: usize,
+    /// Certificates loaded from Secrets.
+    pub certificates: usize,
+    /// Error diagnostics (rejected objects) of the configuration in force.
+    pub errors: usize,
+    /// Warning diagnostics.
+    pub warnings: usize,
+    /// Manifest files that do not parse (manifests source only).
+    pub source_errors: usize,
 }
 
 /// Binds the admin port and serves it in the background; returns the bound address.
@@ -40,6 +95,9 @@ pub async fn serve(addr: SocketAddr, state: Arc<AdminState>) -> anyhow::Result<S
         .route("/metrics", get(metrics))
         .route("/debug/config", get(config))
         .route("/debug/backends", get(backends))
+        .route("/debug/certs", get(certs))
+        .route("/debug/certs/{host}", get(cert_for))
+        .route("/debug/info", get(info))
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -90,4 +148,48 @@ async fn config(State(s): State<Arc<AdminState>>) -> Response {
 async fn backends(State(s): State<Arc<AdminState>>) -> Response {
     let table = s.shared.table();
     axum::Json(backends_json(&table)).into_response()
+}
+
+async fn certs(State(s): State<Arc<AdminState>>) -> Response {
+    let published = s.shared.state.load();
+    axum::Json(crate::certs::all(&published.table, &published.tls, &s.generated_cert))
+        .into_response()
+}
+
+async fn cert_for(State(s): State<Arc<AdminState>>, Path(host): Path<String>) -> Response {
+    let published = s.shared.state.load();
+    match crate::certs::for_name(&published.table, &published.tls, &s.generated_cert, &host) {
+        Some(view) => axum::Json(view).into_response(),
+        None => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "the certificate does not parse\n").into_response()
+        }
+    }
+}
+
+async fn info(State(s): State<Arc<AdminState>>) -> Response {
+    let table = s.shared.table();
+    let applied_ms = s.applied_at.load(Ordering::Relaxed);
+    let applied = (applied_ms > 0).then(|| {
+        let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(applied_ms) * 1_000_000)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let ago = (now.as_millis() as i64 - applied_ms).max(0) as u64 / 1000;
+        (at.format(&Rfc3339).unwrap_or_default(), ago)
+    });
+    let errors = table.diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+    axum::Json(InfoView {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        identity: s.identity.clone(),
+        ready: s.ready.load(Ordering::Relaxed),
+        generation: table.generation,
+        applied_at: applied.as_ref().map(|(at, _)| at.clone()),
+        applied_seconds_ago: applied.map(|(_, ago)| ago),
+        hosts: table.host_count(),
+        backends: table.backends.len(),
+        certificates: table.tls.certs.len(),
+        errors,
+        warnings: table.diagnostics.len() - errors,
+        source_errors: s.source_errors.load().len(),
+    })
+    .into_response()
 }

@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -146,6 +147,9 @@ pub struct Publisher {
     certs: CertStore,
     /// The source's own errors (files that do not parse), for `/debug/config`.
     pub source_errors: Arc<ArcSwap<Vec<String>>>,
+    /// When the table in force was published, in milliseconds since the Unix epoch (0 before
+    /// the first), for `/debug/info`.
+    pub applied_at: Arc<AtomicI64>,
     /// The configuration in force with the snapshot it came from, for the admission webhook
     /// (`None` until the first is applied). The proxy never reads it.
     pub in_force: InForce,
@@ -167,6 +171,7 @@ impl Publisher {
             metrics,
             certs,
             source_errors: Arc::new(ArcSwap::from_pointee(Vec::new())),
+            applied_at: Arc::new(AtomicI64::new(0)),
             in_force: InForce::default(),
             generation: 0,
             shown: HashSet::new(),
@@ -234,6 +239,8 @@ impl Publisher {
             self.metrics.certificates(&table, &tls);
         }
         self.shared.publish(Published { table: table.clone(), tls });
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        self.applied_at.store(now.as_millis() as i64, Ordering::Relaxed);
 
         for e in errors.iter().filter(|e| !self.shown_errors.contains(*e)) {
             tracing::error!("{e}; the last good version of this file keeps serving");

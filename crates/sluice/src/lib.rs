@@ -1,15 +1,18 @@
 //! Sluice's binary, as a library so that integration tests can start its parts in-process:
 //! the command line ([`cli`]), `serve` ([`serve`], [`control`], [`admin`], [`webhook`]), `check`
-//! ([`check`], [`report`]), the echo backend ([`echo`]) and the quickstart ([`quickstart`]).
+//! ([`check`], [`report`]), the echo backend ([`echo`]) and the quickstart ([`quickstart`]); and the
+//! `kubectl-sluice` plugin ([`plugin`]).
 
 pub mod admin;
 pub mod alloc;
+pub mod certs;
 pub mod check;
 pub mod cli;
 pub mod control;
 pub mod echo;
 mod kube_mode;
 pub mod migrate;
+pub mod plugin;
 pub mod quickstart;
 pub mod report;
 pub mod serve;

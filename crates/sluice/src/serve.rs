@@ -63,6 +63,7 @@ impl Base {
         let mut certs = CertStore::new()
             .map_err(|e| anyhow::anyhow!("cannot generate the default certificate: {e}"))?;
         let (tls, _) = certs.build(&empty);
+        let generated_cert = certs.generated().cert[0].to_vec();
         let shared = Shared::leak(Published { table: Arc::new(empty), tls }, metrics, access_log);
         let publisher = Publisher::new(shared, control_metrics.clone(), certs);
         let admin = Arc::new(AdminState {
@@ -71,6 +72,14 @@ impl Base {
             ready: AtomicBool::new(false),
             source_errors: publisher.source_errors.clone(),
             control_metrics,
+            applied_at: publisher.applied_at.clone(),
+            generated_cert,
+            identity: admin::Identity {
+                pod: std::env::var("POD_NAME").unwrap_or_default(),
+                namespace: std::env::var("POD_NAMESPACE").unwrap_or_default(),
+                ingress_class: settings.ingress_class.clone(),
+                controller_class: settings.controller_class.clone(),
+            },
         });
         let admin_addr =
             admin::serve((args.bind_address, args.healthz_port).into(), admin.clone()).await?;

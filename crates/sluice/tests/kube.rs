@@ -1068,6 +1068,270 @@ async fn basic_auth_secret_rotation_applies_without_restart() {
     assert_eq!(status("first").await, 401, "the old password is refused after the rotation");
 }
 
+/// Runs the real `kubectl-sluice` with `kubeconfig` (as `--kubeconfig`, or as `KUBECONFIG`
+/// when `via_env`); returns whether it succeeded, its stdout and stderr.
+async fn plugin(
+    kubeconfig: &std::path::Path,
+    via_env: bool,
+    args: &[&str],
+) -> (bool, String, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-sluice"));
+    cmd.env_remove("KUBECONFIG").env("HOME", "/nonexistent");
+    if via_env {
+        cmd.env("KUBECONFIG", kubeconfig);
+    } else {
+        cmd.arg("--kubeconfig").arg(kubeconfig);
+    }
+    cmd.args(args);
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("kubectl-sluice runs"))
+        .await
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+/// The line of `out` containing every one of `needles`.
+fn line_with<'a>(out: &'a str, needles: &[&str]) -> &'a str {
+    out.lines()
+        .find(|l| needles.iter().all(|n| l.contains(n)))
+        .unwrap_or_else(|| panic!("no line with {needles:?} in:\n{out}"))
+}
+
+/// `kubectl sluice` against the real API server. The controller runs on this machine's
+/// non-loopback address; a Pod object of Deployment `sluice` (there is no kubelet: its status
+/// is set through the status subresource) carries that address and the admin port, and the
+/// API server's pod proxy takes the plugin there. The plugin runs as a user holding only the
+/// RBAC the README lists.
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_plugin_reaches_the_controller_through_the_pod_proxy() {
+    let t = Test::new("plugin").await;
+    let a = backend("a").await;
+    t.service("web", &[a]).await;
+    let ca = tls::Ca::new("e2e plugin CA");
+    // Half a day past 30 days: 30 whole days left while the test runs.
+    let expiry = time::OffsetDateTime::now_utc() + time::Duration::hours(30 * 24 + 12);
+    let pem = ca.sign(&["web.example.com"], "web", |p| p.not_after = expiry);
+    t.apply(json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+        "metadata": {"name": "web-tls", "namespace": t.ns},
+        "stringData": {"tls.crt": pem.cert, "tls.key": pem.key},
+    }))
+    .await;
+    t.apply(json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "web", "namespace": t.ns},
+        "spec": {
+            "ingressClassName": t.class(),
+            "tls": [{"hosts": ["web.example.com"], "secretName": "web-tls"}],
+            "rules": [{"host": "web.example.com", "http": {"paths": [{
+                "path": "/", "pathType": "Prefix",
+                "backend": {"service": {"name": "web", "port": {"number": 80}}},
+            }]}}],
+        },
+    }))
+    .await;
+    // The controller's Service, as the manifests install it, with a load balancer address.
+    t.apply(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "sluice", "namespace": t.ns},
+        "spec": {"type": "LoadBalancer", "ports": [{"name": "http", "port": 80}, {"name": "https", "port": 443}]},
+    }))
+    .await;
+    let services: Api<Service> = t.api();
+    let lb = json!({"status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.10"}]}}});
+    services.patch_status("sluice", &PatchParams::default(), &Patch::Merge(&lb)).await.unwrap();
+
+    let ip = node_ip();
+    let s = t.sluice(&[&format!("--bind-address={ip}"), "--publish-status-address=203.0.113.9"]);
+    assert_eq!(s.admin.ip(), ip, "the admin port listens on the pod's address");
+
+    // Pods of Deployment `sluice` (owned by its ReplicaSet `sluice-5d8f7c`): one not ready
+    // without an address (first by name), the one to ask; and a pod of another Deployment
+    // whose name starts the same, at an address where nothing listens.
+    let pods: Api<Pod> = t.api();
+    let pod = |name: &str, replica_set: &str| {
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": t.ns, "ownerReferences": [{
+                "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": replica_set,
+                "uid": "8c0f4bb6-8d1c-4c1e-9d0e-3f0e7d1c2b3a", "controller": true,
+            }]},
+            "spec": {"containers": [{"name": "sluice", "image": "sluice", "ports": [
+                {"name": "metrics", "containerPort": s.admin.port()},
+            ]}]},
+        })
+    };
+    let running = |pod_ip: String| {
+        json!({"status": {"phase": "Running", "podIP": pod_ip, "podIPs": [{"ip": pod_ip}],
+                          "conditions": [{"type": "Ready", "status": "True"}]}})
+    };
+    t.apply(pod("sluice-5d8f7c-aaaaa", "sluice-5d8f7c")).await;
+    t.apply(pod("sluice-5d8f7c-bbbbb", "sluice-5d8f7c")).await;
+    t.apply(pod("sluice-canary-5d8f7c-aaaaa", "sluice-canary-5d8f7c")).await;
+    let status = running(ip.to_string());
+    pods.patch_status("sluice-5d8f7c-bbbbb", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+    let nowhere = running("198.51.100.1".to_string());
+    pods.patch_status(
+        "sluice-canary-5d8f7c-aaaaa",
+        &PatchParams::default(),
+        &Patch::Merge(&nowhere),
+    )
+    .await
+    .unwrap();
+
+    // A user with only what the README asks for.
+    t.apply(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "sluice-plugin", "namespace": t.ns},
+        "rules": [
+            {"apiGroups": [""], "resources": ["pods", "services"], "verbs": ["get", "list"]},
+            {"apiGroups": [""], "resources": ["pods/proxy"], "verbs": ["get"]},
+            {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": ["list"]},
+            {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list"]},
+        ],
+    }))
+    .await;
+    t.apply(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "sluice-plugin", "namespace": t.ns},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "sluice-plugin"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "plugin-viewer"}],
+    }))
+    .await;
+    let dir = PathBuf::from(std::env::var_os("SLUICE_E2E_DIR").unwrap());
+    let admin_kubeconfig = dir.join("admin.kubeconfig");
+    let mut kubeconfig: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(&admin_kubeconfig).unwrap()).unwrap();
+    kubeconfig["users"][0]["user"]["as"] = json!("plugin-viewer");
+    // `ingresses` without `-n` lists the context's namespace.
+    kubeconfig["contexts"][0]["context"]["namespace"] = json!(t.ns);
+    let files = tempfile::tempdir().unwrap();
+    let viewer = files.path().join("viewer.kubeconfig");
+    std::fs::write(&viewer, serde_json::to_string(&kubeconfig).unwrap()).unwrap();
+    let ns = t.ns.as_str();
+    let run = |args: &'static [&'static str]| {
+        let viewer = viewer.clone();
+        async move {
+            let mut all = vec!["-n", ns];
+            all.extend_from_slice(args);
+            let (ok, out, err) = plugin(&viewer, false, &all).await;
+            assert!(ok, "kubectl sluice {args:?} failed: {err}");
+            out
+        }
+    };
+
+    // backends: the backend, its Service and its endpoint.
+    let backend_name = format!("{ns}-web-80");
+    let out = run(&["backends"]).await;
+    line_with(&out, &[&backend_name, &format!("{ns}/web"), &a.to_string()]);
+    assert_eq!(
+        run(&["backends", "--list"]).await.lines().collect::<Vec<_>>(),
+        [backend_name.as_str()]
+    );
+    let (ok, out, _) =
+        plugin(&viewer, false, &["-n", ns, "backends", "--backend", &backend_name, "-o", "json"])
+            .await;
+    assert!(ok);
+    let one: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(one["endpoints"][0]["port"], a.port().to_string(), "{out}");
+    let (ok, _, err) = plugin(&viewer, false, &["-n", ns, "backends", "--backend", "nope"]).await;
+    assert!(!ok && err.contains("no backend nope"), "{err}");
+
+    // certs: the host's certificate, issuer and expiry; never key material.
+    let out = run(&["certs", "--host", "web.example.com"]).await;
+    line_with(&out, &["Issuer:", "CN=e2e plugin CA"]);
+    line_with(&out, &["Secret:", &format!("{ns}/web-tls")]);
+    line_with(&out, &["Names:", "web.example.com"]);
+    line_with(&out, &["Expires:", "in 30 days"]);
+    assert!(!out.contains("PRIVATE"), "{out}");
+    let out = run(&["certs", "--host", "other.example.com"]).await;
+    line_with(&out, &["Presented:", "the default certificate"]);
+    line_with(&out, &["Subject:", "Fake Certificate"]);
+
+    // conf: the host's route.
+    let out = run(&["conf", "--host", "web.example.com"]).await;
+    line_with(&out, &["web.example.com", "/", "Prefix", &format!("{ns}/web"), &a.to_string()]);
+    let (ok, _, err) =
+        plugin(&viewer, false, &["-n", ns, "conf", "--host", "nope.example.com"]).await;
+    assert!(!ok && err.contains("no rules for host nope.example.com"), "{err}");
+
+    // ingresses: from the API alone, with the address Sluice published and the ready endpoint.
+    eventually("the Ingress row shows its address and ready endpoint", || async {
+        let out = run(&["ingresses"]).await;
+        out.lines().any(|l| {
+            l.split_whitespace().collect::<Vec<_>>()
+                == ["web", "web.example.com/", "203.0.113.9", "YES", "web", "80", "1"]
+        })
+    })
+    .await;
+    let (ok, out, err) = plugin(&viewer, false, &["ingresses"]).await;
+    assert!(ok, "{err}");
+    line_with(&out, &["web", "web.example.com/", "YES"]);
+    // Every namespace takes more than the Role grants: the refusal says what is needed.
+    let (ok, _, err) = plugin(&viewer, false, &["ingresses", "-A"]).await;
+    assert!(!ok && err.contains("forbidden") && err.contains("endpointslices list"), "{err}");
+    let (ok, out, err) = plugin(&admin_kubeconfig, true, &["ingresses", "-A"]).await;
+    assert!(ok, "{err}");
+    assert!(out.starts_with("NAMESPACE"), "{out}");
+    line_with(&out, &[ns, "web.example.com/", "YES"]);
+
+    // info: the Service's addresses, the pod asked, and the generation in force.
+    eventually("info shows the generation in force", || async {
+        let out = run(&["info"]).await;
+        let generation = s.generation().await;
+        out.lines().any(|l| {
+            l.split_whitespace().collect::<Vec<_>>() == ["Generation:", &generation.to_string()]
+        })
+    })
+    .await;
+    let out = run(&["info"]).await;
+    line_with(&out, &["LoadBalancer IP|CNAME:", "203.0.113.10"]);
+    line_with(&out, &["Pod:", &format!("{ns}/sluice-5d8f7c-bbbbb"), &ip.to_string()]);
+    line_with(&out, &["Classes:", &t.controller()]);
+
+    // --pod names one; a missing one is reported by name.
+    let out = run(&["backends", "--list", "--pod", "sluice-5d8f7c-bbbbb"]).await;
+    assert!(out.contains(&backend_name));
+    let (ok, _, err) = plugin(&viewer, false, &["-n", ns, "info", "--pod", "gone"]).await;
+    assert!(!ok && err.contains(&format!("pod {ns}/gone")), "{err}");
+
+    // kubectl itself finds the plugin on PATH and hands it the rest of the line.
+    let kubectl = sluice_testkit::bin_dir().unwrap().join("kubectl");
+    let plugin_dir =
+        PathBuf::from(env!("CARGO_BIN_EXE_kubectl-sluice")).parent().unwrap().to_path_buf();
+    let mut command = std::process::Command::new(kubectl);
+    command.args(["sluice", "-n", ns, "backends", "--list", "--kubeconfig"]).arg(&viewer);
+    let out =
+        tokio::task::spawn_blocking(move || command.env("PATH", plugin_dir).output().unwrap())
+            .await
+            .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        backend_name,
+        "`kubectl sluice` ran the plugin"
+    );
+
+    // lint: `sluice migrate`'s report on the context's cluster, limited by -n.
+    let (ok, out, err) = plugin(&admin_kubeconfig, true, &["lint", "-n", ns, "-o", "json"]).await;
+    assert!(ok, "nothing answers 503: {err}");
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let ingresses = report["ingresses"].as_array().unwrap();
+    assert_eq!(ingresses.len(), 1, "{report}");
+    assert_eq!(
+        (&ingresses[0]["name"], &ingresses[0]["verdict"]),
+        (&json!("web"), &json!("moves-as-is"))
+    );
+    // An Ingress that would answer 503 fails the default gate, as `sluice migrate` does.
+    let snippet = json!({"nginx.ingress.kubernetes.io/stream-snippet": "server { listen 9000; }"});
+    t.ingress("streams", "stream.example.com", "web", Some(&t.class()), snippet).await;
+    let (ok, out, _) = plugin(&admin_kubeconfig, true, &["lint", "-n", ns]).await;
+    assert!(!ok, "exit 1: an Ingress will answer 503:\n{out}");
+    line_with(&out, &["streams"]);
+}
+
 /// `sluice migrate` reads a namespace of the cluster, as the controller's service account
 /// (read permissions only), with ingress-nginx's ConfigMap, and reports each Ingress's verdict
 /// and the flags that take its class over.

@@ -241,4 +241,17 @@ async fn readiness_and_debug_endpoints() {
     assert_eq!(route["target"]["endpoints"][0], alpha.to_string());
     assert_eq!(route["policy"]["limits"]["max_body_size"], 8 * 1024 * 1024);
     assert_eq!(host["default"]["target"]["status"], 404);
+
+    // `/debug/info` (what `kubectl sluice info` shows) follows the configuration in force.
+    let info = get(&s.admin_url("/debug/info"), None).await.json();
+    assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(info["ready"], true);
+    assert_eq!(info["generation"], config["generation"]);
+    assert_eq!(info["controller_class"], "sluice.dev/ingress-controller");
+    assert!(info["applied_at"].as_str().is_some_and(|t| t.ends_with('Z')), "{info}");
+    let before = s.generation().await;
+    m.write("extra.yaml", &ingress("extra", "extra.example.com", &[("/", "Prefix", "alpha")], &[]));
+    let after = s.wait_generation_after(before).await;
+    let info = get(&s.admin_url("/debug/info"), None).await.json();
+    assert!(info["generation"].as_u64().unwrap() >= after, "{info}");
 }

@@ -1175,6 +1175,62 @@ async fn ssl_expire_time_metric_reports_not_after_and_follows_rotation() {
     assert_eq!(metric(&s, EXPIRE, &labels("b.example.com", "b-tls")).await, Some(b_end as f64));
 }
 
+/// `/debug/certs` (what `kubectl sluice certs` shows): the certificate each name is presented,
+/// chosen as the handshake chooses it, with its public fields only.
+#[tokio::test(flavor = "multi_thread")]
+async fn debug_certs_show_the_certificate_each_name_gets_and_never_a_key() {
+    let ca = Ca::new("debug CA");
+    let m = manifests();
+    let (a, a_end) = cert_until(&ca, "a.example.com", (2031, 1, 2));
+    let (wild, _) = cert_until(&ca, "*.apps.example.com", (2032, 3, 4));
+    put_secret(&m, "a-tls", &a);
+    put_secret(&m, "wild-tls", &wild);
+    add_host(&m, "a.example.com", Tls::Secret("a-tls"), &[]).await;
+    add_host(&m, "*.apps.example.com", Tls::Secret("wild-tls"), &[]).await;
+    add_host(&m, "bare.example.com", Tls::NoSecret, &[]).await;
+    let s = Sluice::start(m.path(), &[]);
+    let json = |path: &str| {
+        let url = s.admin_url(path);
+        async move {
+            let r = get(&url, None).await;
+            assert_eq!(r.status, 200, "{url}");
+            assert!(!String::from_utf8_lossy(&r.body).contains("PRIVATE"), "no key material");
+            r.json()
+        }
+    };
+
+    let one = json("/debug/certs/A.example.com").await;
+    assert_eq!(one["host"], "a.example.com");
+    assert_eq!(one["secret"], "default/a-tls");
+    assert_eq!(one["default"], false);
+    assert_eq!(one["subject"], "CN=a.example.com");
+    assert_eq!(one["issuer"], "CN=debug CA");
+    assert_eq!(one["names"], serde_json::json!(["a.example.com"]));
+    assert_eq!(one["not_after"], "2031-01-02T00:00:00Z");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    assert_eq!(one["days_left"], (a_end - now.as_secs() as i64).div_euclid(86_400));
+    assert_eq!(cert_for(s.https, Some("a.example.com")).await, "a.example.com");
+
+    let wildcard = json("/debug/certs/x.apps.example.com").await;
+    assert_eq!(
+        (wildcard["secret"].as_str(), wildcard["default"].as_bool()),
+        (Some("default/wild-tls"), Some(false))
+    );
+    // A TLS host without a Secret, and a name no Ingress lists: the default certificate.
+    for name in ["bare.example.com", "unknown.example.com"] {
+        let fallback = json(&format!("/debug/certs/{name}")).await;
+        assert_eq!(fallback["default"], true, "{name}");
+        assert_eq!(fallback["secret"], serde_json::Value::Null, "{name}");
+        assert_eq!(fallback["subject"], format!("CN={FAKE}"), "{name}");
+        assert_eq!(cert_for(s.https, Some(name)).await, FAKE);
+    }
+
+    let all = json("/debug/certs").await;
+    let hosts: Vec<&str> =
+        all.as_array().unwrap().iter().map(|c| c["host"].as_str().unwrap()).collect();
+    assert_eq!(hosts, ["*.apps.example.com", "a.example.com", "_"]);
+}
+
 // ---------------------------------------------------------------------------------------
 // 8. Forwarding headers of HTTPS requests
 

@@ -72,9 +72,17 @@ impl Sluice {
         wait_ready: bool,
     ) -> Sluice {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        // Loopback, unless the test binds elsewhere (the API server's pod proxy refuses
+        // loopback addresses).
+        let bind: &[&str] = if args.iter().any(|a| a.starts_with("--bind-address")) {
+            &[]
+        } else {
+            &["--bind-address", "127.0.0.1"]
+        };
         cmd.arg("serve")
             .args(source)
-            .args(["--bind-address", "127.0.0.1", "--http-port", "0", "--https-port", "0"])
+            .args(bind)
+            .args(["--http-port", "0", "--https-port", "0"])
             .args(["--healthz-port", "0", "--workers", &workers.to_string()])
             .args(args)
             .env("RUST_LOG", "info")
