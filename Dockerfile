@@ -5,7 +5,7 @@ WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p sluice \
+    cargo build --release --locked -p sluice --bin sluice \
  && cp target/release/sluice /sluice
 
 # glibc and libgcc only: what a Rust binary needs. Runs as uid 65532.
