@@ -112,14 +112,40 @@ pub fn parse_str(text: &str) -> Result<Vec<(usize, Object)>, DocError> {
     Ok(out)
 }
 
-/// Every document of `text`, read as YAML, with the line it starts on.
+/// The most YAML documents one file may hold. The YAML reader's default (1,024) refuses a
+/// generated or exported manifest of a few hundred applications; the count grows with the
+/// file's size, which stays the real bound, so it is raised to what real files hold.
+pub const MAX_DOCUMENTS: usize = 100_000;
+/// The most YAML nodes (mappings, sequences, scalars) one file may hold: about 25 per
+/// Ingress or Service, so room for 100,000 objects.
+pub const MAX_NODES: usize = 2_500_000;
+/// The most parser events one file may produce (about twice the nodes).
+pub const MAX_EVENTS: usize = 10_000_000;
+
+/// Every document of `text`, read as YAML, with the line it starts on. The reader's other
+/// limits (nesting depth, aliases, anchors: what hostile input uses) stay at its defaults.
 fn yaml_documents(text: &str) -> Result<Vec<(usize, Value)>, DocError> {
-    let docs: Vec<Spanned<Value>> = serde_saphyr::from_multiple(text).map_err(|e| {
-        let line = e.location().map(|l| l.line() as usize);
-        // The error's first line carries the message; the rest is a source snippet.
-        let message = e.to_string().lines().next().unwrap_or_default().to_string();
-        DocError { line, message }
-    })?;
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_documents: MAX_DOCUMENTS,
+            max_nodes: MAX_NODES,
+            max_events: MAX_EVENTS,
+        },
+    };
+    let docs: Vec<Spanned<Value>> = serde_saphyr::from_multiple_with_options(text, options)
+        .map_err(|e| {
+            let line = e.location().map(|l| l.line() as usize);
+            // The error's first line carries the message; the rest is a source snippet.
+            let mut message = e.to_string().lines().next().unwrap_or_default().to_string();
+            if message.contains("budget breached") {
+                message = format!(
+                    "{message}: the file is larger than one manifests file may be (at most \
+                     {MAX_DOCUMENTS} documents, {MAX_NODES} YAML nodes, {MAX_EVENTS} parser \
+                     events, nesting depth 64); split it into several files"
+                );
+            }
+            DocError { line, message }
+        })?;
     Ok(docs.into_iter().map(|doc| ((doc.referenced.line() as usize).max(1), doc.value)).collect())
 }
 
@@ -483,5 +509,35 @@ spec:
         let text = r#"{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "j", "namespace": "n"}}"#;
         let objs = parse_str(text).unwrap();
         assert_eq!(objs[0].1.object_ref().to_string(), "Service n/j");
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// An Ingress and its Service, as a generated manifest holds one application.
+    fn app(i: usize) -> String {
+        format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: app-{i}\n  namespace: ns\nspec:\n  ports:\n  - name: http\n    port: 80\n---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: app-{i}\n  namespace: ns\nspec:\n  rules:\n  - host: app-{i}.example.com\n    http:\n      paths:\n      - path: /\n        pathType: Prefix\n        backend:\n          service:\n            name: app-{i}\n            port:\n              number: 80\n"
+        )
+    }
+
+    // A file of 2,000 applications (4,000 documents) reads whole: the YAML reader's default
+    // stopped at 1,024 documents.
+    #[test]
+    fn a_generated_file_of_thousands_of_documents_reads() {
+        let text: String = (0..2_000).map(app).collect();
+        let objects = parse_str(&text).expect("a large generated manifest");
+        assert_eq!(objects.len(), 4_000);
+    }
+
+    // Past the bound, the error says which limits hold and what to do.
+    #[test]
+    fn too_many_documents_say_to_split_the_file() {
+        let text = "---\n{}\n".repeat(MAX_DOCUMENTS + 1);
+        let error = parse_str(&text).expect_err("over the document limit");
+        assert!(error.message.contains("split it into several files"), "{}", error.message);
+        assert!(error.message.contains(&MAX_DOCUMENTS.to_string()), "{}", error.message);
     }
 }
