@@ -299,6 +299,12 @@ async fn folding_and_control_bytes_are_refused() {
                 "POST / HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding:\r\n chunked\r\nContent-Length: 3\r\n\r\nabc",
                 400,
             ),
+            // A space before the colon is not a header name NGINX knows (since 1.21.1: 400).
+            (
+                "space before the colon",
+                "POST / HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding : chunked\r\nContent-Length: 3\r\n\r\nabc",
+                400,
+            ),
             ("NUL in a value", "GET / HTTP/1.1\r\nHost: {host}\r\nX-A: a\0b\r\n\r\n", 400),
             ("CR in a value", "GET / HTTP/1.1\r\nHost: {host}\r\nX-A: a\rb\r\n\r\n", 400),
             (
@@ -371,5 +377,40 @@ async fn chunked_bodies_are_framed_or_refused() {
                 "{why} on {host}: forwarded as a complete request: {text:?}"
             );
         }
+    }
+}
+
+/// Once the fast path has handed a connection to hyper (here after a request with a body),
+/// hyper reads its later requests itself. It resolves `Content-Length` with
+/// `Transfer-Encoding` the RFC 9112 way instead of refusing it: the body is read as chunked
+/// only, forwarded with that framing alone, and the connection is closed after the response, so
+/// what follows the body is never read as a request. A deliberate difference from NGINX's 400
+/// (documented in the README), never an ambiguous or smuggled request.
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_hand_off_length_with_chunked_is_framed_once_and_closed() {
+    let (_m, s, seen) = start().await;
+    for host in [FAST, GENERAL] {
+        seen.lock().unwrap().requests.clear();
+        seen.lock().unwrap().bytes.clear();
+        let request = format!(
+            "POST /first HTTP/1.1\r\nHost: {host}\r\nContent-Length: 3\r\n\r\nabc\
+             POST /second HTTP/1.1\r\nHost: {host}\r\nContent-Length: 50\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{SMUGGLED}"
+        );
+        let (resp, closed) = exchange(s.http, request.as_bytes()).await;
+        assert!(closed, "on {host}: the connection stayed open after {resp:?}");
+        let seen = seen.lock().unwrap();
+        let text = String::from_utf8_lossy(&seen.bytes).to_ascii_lowercase();
+        assert!(!text.contains("/smuggled"), "on {host}: smuggled: {text:?}");
+        assert_eq!(seen.requests.len(), 2, "on {host}: {:?}", seen.requests);
+        let second = text.split("post /second").nth(1).expect("the second request was forwarded");
+        let head = second.split("\r\n\r\n").next().unwrap_or("");
+        // The chunked reading (an empty body) won: one framing, never the client's length.
+        let chunked = head.contains("transfer-encoding: chunked");
+        let empty = head.contains("content-length: 0\r\n") || head.ends_with("content-length: 0");
+        assert!(
+            chunked != empty && !head.contains("content-length: 50"),
+            "on {host}: forwarded with other framing than the chunked reading: {head:?}"
+        );
+        assert!(resp.matches("HTTP/1.1 ").count() <= 2, "on {host}: {resp}");
     }
 }
