@@ -340,9 +340,8 @@ async fn bare_lf_is_accepted_and_forwarded_with_crlf() {
 
 /// Chunked bodies: extensions are accepted (ngx_http_parse_chunked skips them), a chunk size
 /// past the counter or a chunk without its CRLF is an error ("client sent invalid chunked
-/// body" -> 400). NGINX buffers the body first so the upstream sees nothing; Sluice streams
-/// it, so the upstream may see the head and part of the body, then the connection is cut:
-/// never a complete request, never a second one.
+/// body" -> 400). Both buffer the body first (`proxy-request-buffering`); whatever the
+/// upstream may see, it is never a complete request, nor a second one.
 #[tokio::test(flavor = "multi_thread")]
 async fn chunked_bodies_are_framed_or_refused() {
     let (_m, s, seen) = start().await;
