@@ -130,6 +130,9 @@ async fn next(
             let mut req = httparse::Request::new(&mut headers);
             match req.parse(client.buf.filled()) {
                 Ok(httparse::Status::Complete(len)) => {
+                    if let Some(status) = request::refused_framing(&req) {
+                        return refuse(client, status, shared).await;
+                    }
                     match request::plan(&req, len, conn, shared, &mut client.out) {
                         Some(plan) => break (plan, len),
                         None => return Next::Handoff,
@@ -568,4 +571,30 @@ async fn respond(
     record.complete = true;
     record.finish();
     if sent { keep_or_close(close) } else { Next::Close }
+}
+
+/// Refuses a request whose framing is ambiguous or unknown (see
+/// [`request::refused_framing`]) with Sluice's page for `status`, and closes: what follows
+/// its head cannot be told apart from a body, so nothing more is read from the connection.
+async fn refuse(client: &mut Client, status: u16, shared: &'static Shared) -> Next {
+    let code = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_REQUEST);
+    let page = local::page(code);
+    let out = &mut client.out;
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(code.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(code.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    response::header(out, b"server", shared.server_header.as_bytes());
+    response::with_date(|d| response::header(out, b"date", d));
+    response::header(out, b"content-type", b"text/html");
+    response::header(out, b"content-length", page.len().to_string().as_bytes());
+    response::header(out, b"connection", b"close");
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&page);
+    let _ =
+        write_all(&client.stream, &client.out, &mut client.timer, Duration::from_secs(10)).await;
+    client.out.clear();
+    Next::Close
 }

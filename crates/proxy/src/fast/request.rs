@@ -70,6 +70,39 @@ impl UpstreamSink for Lines<'_> {
     }
 }
 
+/// The status NGINX refuses a request's framing with, before any routing
+/// (`ngx_http_process_request_header` and its unique header lines): more than one
+/// `Content-Length` or `Transfer-Encoding` line, or a length that is not plain digits (400);
+/// a coding other than exactly `chunked` (501); `Transfer-Encoding` on HTTP/1.0 or together
+/// with `Content-Length` (400). Checked on every head the fast path reads, whatever the route,
+/// so that neither path ever sees a request whose body could be framed two ways.
+pub(super) fn refused_framing(req: &httparse::Request<'_, '_>) -> Option<u16> {
+    let (mut lengths, mut codings) = (0u32, 0u32);
+    let (mut bad_length, mut chunked) = (false, false);
+    for h in req.headers.iter() {
+        let (name, value) = (h.name.as_bytes(), h.value);
+        if eq(name, b"content-length") {
+            lengths += 1;
+            bad_length |= parse_length(value).is_none();
+        } else if eq(name, b"transfer-encoding") {
+            codings += 1;
+            chunked = eq(trim(value), b"chunked");
+        }
+    }
+    if lengths > 1 || codings > 1 || bad_length {
+        return Some(400);
+    }
+    if codings == 1 {
+        if req.version != Some(1) || lengths == 1 {
+            return Some(400);
+        }
+        if !chunked {
+            return Some(501);
+        }
+    }
+    None
+}
+
 /// Decides whether the fast path serves `req` (a complete head of `head_len` bytes) and, if
 /// it forwards it, writes the upstream's request head into `out`. `None` hands the
 /// connection to hyper: another method, a body, an upgrade, HTTP/1.0, anything unusual in
