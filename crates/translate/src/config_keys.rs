@@ -97,7 +97,6 @@ pub const KEYS: &[(&str, KeySupport)] = &[
     ("jaeger-service-name", Removed(OPENTRACING)),
     ("jaeger-trace-baggage-header-prefix", Removed(OPENTRACING)),
     ("jaeger-trace-context-header-name", Removed(OPENTRACING)),
-    ("keep-alive", Pending),
     ("keep-alive-requests", Pending),
     (
         "large-client-header-buffers",
