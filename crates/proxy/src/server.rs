@@ -251,6 +251,11 @@ fn worker(
             .http2()
             .timer(TokioTimer::new())
             .max_concurrent_streams(128)
+            // Rapid reset (CVE-2023-44487): more than 20 streams reset by the client before
+            // they are served, or 1,024 reset by the server for errors, end the connection
+            // with GOAWAY ENHANCE_YOUR_CALM (h2's defaults, stated so they stay on).
+            .max_pending_accept_reset_streams(20)
+            .max_local_error_reset_streams(1024)
             .max_header_list_size(64 * 1024);
         let builder = Arc::new(builder);
         // Every client connection holds a receiver: the sender sees them all gone.
