@@ -247,3 +247,21 @@ async fn ping_and_settings_floods_stay_bounded() {
     let grown = rss_kib(&s).saturating_sub(before);
     assert!(grown < 16 * 1024, "the proxy grew by {grown} KiB under the floods");
 }
+
+// The same `keep-alive` governs HTTP/1.1: after a response on the fast path, a silent
+// keep-alive connection is closed after 1 s.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_http1_connection_is_closed_after_keep_alive() {
+    use tokio::io::AsyncReadExt;
+    let (s, _m) = start_with_keep_alive().await;
+    let mut stream = tokio::net::TcpStream::connect(s.http).await.unwrap();
+    let (status, _, _) =
+        exchange(&mut stream, "GET /h1 HTTP/1.1\r\nHost: h2.example.com\r\n\r\n").await;
+    assert_eq!(status, 200);
+    let idle_from = Instant::now();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut byte)).await;
+    let waited = idle_from.elapsed();
+    assert_eq!(read.expect("the idle connection is still open after 5 s").unwrap_or(0), 0);
+    assert!(waited >= Duration::from_millis(800), "closed too early: {waited:?}");
+}
