@@ -225,6 +225,9 @@ pub struct HttpsBehaviour {
     pub use_forwarded_headers: bool,
     /// Where the client's address comes from.
     pub real_ip: crate::RealIp,
+    /// How long an idle client connection is kept (`keep-alive`): HTTP/1.1 between
+    /// requests, HTTP/2 without a request in progress.
+    pub keep_alive: std::time::Duration,
 }
 
 impl Default for HttpsBehaviour {
@@ -236,6 +239,7 @@ impl Default for HttpsBehaviour {
             redirect_code: 308,
             use_forwarded_headers: false,
             real_ip: crate::RealIp::default(),
+            keep_alive: std::time::Duration::from_secs(75),
         }
     }
 }

@@ -14,7 +14,6 @@ use http::HeaderValue;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use rustls::server::Acceptor;
 use rustls_pki_types::CertificateDer;
 use socket2::{Domain, Socket, Type};
@@ -26,7 +25,7 @@ use tokio_rustls::server::TlsStream;
 use crate::proxy_protocol;
 use crate::tls::client_auth::{ClientCert, ClientCheck};
 use crate::tls::hello::{self, Rewind};
-use crate::{Shared, fast, handler, passthrough, pool};
+use crate::{Shared, fast, handler, idle, passthrough, pool};
 
 /// Where and how the proxy listens.
 #[derive(Clone, Debug)]
@@ -252,17 +251,21 @@ fn worker(
             .http2()
             .timer(TokioTimer::new())
             .max_concurrent_streams(128)
+            // Rapid reset (CVE-2023-44487): more than 20 streams reset by the client before
+            // they are served, or 1,024 reset by the server for errors, end the connection
+            // with GOAWAY ENHANCE_YOUR_CALM (h2's defaults, stated so they stay on).
+            .max_pending_accept_reset_streams(20)
+            .max_local_error_reset_streams(1024)
             .max_header_list_size(64 * 1024);
         let builder = Arc::new(builder);
-        let graceful = GracefulShutdown::new();
-        // Every fast-path connection holds a receiver: the sender sees them all gone.
+        // Every client connection holds a receiver: the sender sees them all gone.
         let (live, live_rx) = watch::channel(());
         let housekeeping = tokio::spawn(housekeeping(shared));
         loop {
             tokio::select! {
                 accepted = http.accept() => {
                     let Some((mut stream, remote)) = accepted_or_back_off(accepted).await else { continue };
-                    let handoff = fast::Handoff { builder: builder.clone(), watcher: graceful.watcher() };
+                    let handoff = fast::Handoff { builder: builder.clone() };
                     let (shutdown, live_rx) = (shutdown.clone(), live_rx.clone());
                     tokio::spawn(async move {
                         let Ok(proxied) = proxy_header(&mut stream, remote, shared).await else { return };
@@ -278,11 +281,11 @@ fn worker(
                 } => {
                     let Some((mut stream, remote)) = accepted_or_back_off(accepted).await else { continue };
                     let builder = builder.clone();
-                    let watcher = graceful.watcher();
+                    let (shutdown, live_rx) = (shutdown.clone(), live_rx.clone());
                     tokio::spawn(async move {
                         let Ok(proxied) = proxy_header(&mut stream, remote, shared).await else { return };
                         if let Some((io, conn)) = tls_handshake(stream, remote, https_port, proxied, shared).await {
-                            serve_hyper(&builder, watcher, io, conn, shared).await;
+                            serve_hyper(&builder, shutdown, live_rx, io, conn, shared).await;
                         }
                     });
                 }
@@ -292,11 +295,7 @@ fn worker(
         drop(http);
         drop(https);
         drop(live_rx);
-        let drained = async {
-            graceful.shutdown().await;
-            live.closed().await;
-        };
-        if tokio::time::timeout(grace, drained).await.is_err() {
+        if tokio::time::timeout(grace, live.closed()).await.is_err() {
             tracing::warn!(?grace, "connections still open after the grace period; closing them");
         }
         housekeeping.abort();
@@ -325,19 +324,56 @@ async fn accepted_or_back_off(
 /// hyper's server side, as every worker configures it.
 pub(crate) type HyperBuilder = auto::Builder<TokioExecutor>;
 
-/// Serves HTTP/1.1 and HTTP/2 on one connection until it ends, tracked for graceful shutdown.
+/// Serves HTTP/1.1 and HTTP/2 on one connection until it ends. `_live` is held until then
+/// (the worker waits for every holder on shutdown); when `shutdown` turns true, or the
+/// connection has been idle for the `keep-alive` timeout, hyper shuts it down gracefully:
+/// HTTP/2 sends GOAWAY, HTTP/1.1 closes after the response in flight, nothing is cut.
 pub(crate) async fn serve_hyper<I>(
     builder: &HyperBuilder,
-    watcher: Watcher,
+    mut shutdown: watch::Receiver<bool>,
+    _live: watch::Receiver<()>,
     io: I,
     conn: Arc<ConnInfo>,
     shared: &'static Shared,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let service = service_fn(move |req| handler::handle(req, conn.clone(), shared));
+    let keep_alive = shared.state.load().table.https.keep_alive;
+    let activity = Arc::new(idle::Activity::new());
+    let seen = activity.clone();
+    let service = service_fn(move |req| {
+        let busy = idle::Busy::new(seen.clone());
+        let answer = handler::handle(req, conn.clone(), shared);
+        async move {
+            let response = answer.await;
+            drop(busy);
+            response
+        }
+    });
+    let io = idle::Tracked::new(io, activity.clone());
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    let _ = watcher.watch(connection).await;
+    tokio::pin!(connection);
+    let stopping = async {
+        if !*shutdown.borrow_and_update() {
+            let _ = shutdown.changed().await;
+        }
+    };
+    tokio::pin!(stopping);
+    // NGINX's keepalive_timeout, for HTTP/2 too (NGINX >= 1.19.7): hyper has no idle timeout
+    // of its own, so a timer checks the connection's last activity when it would expire.
+    let mut deadline = tokio::time::Instant::now() + keep_alive;
+    loop {
+        tokio::select! {
+            _ = connection.as_mut() => return,
+            _ = stopping.as_mut() => break,
+            _ = tokio::time::sleep_until(deadline) => match activity.idle_until(keep_alive) {
+                None => break,
+                Some(next) => deadline = next,
+            },
+        }
+    }
+    connection.as_mut().graceful_shutdown();
+    let _ = connection.await;
 }
 
 /// The TLS side of a connection on the HTTPS port: the ClientHello decides between

@@ -309,6 +309,13 @@ fn family_key(
         .or_else(|| match key {
             "service-upstream" => Some(parse_bool(value).map(|b| config.service_upstream = b)),
             "relative-redirects" => Some(parse_bool(value).map(|b| config.relative_redirects = b)),
+            "keep-alive" => Some(match value.trim().parse::<u64>() {
+                Ok(secs) if secs > 0 => {
+                    config.https.keep_alive = std::time::Duration::from_secs(secs);
+                    Ok(())
+                }
+                _ => Err(format!("{value:?} is not a positive whole number of seconds")),
+            }),
             _ => None,
         })
         .or_else(|| tls(key, value, config, source.object, diagnostics))

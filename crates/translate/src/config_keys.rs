@@ -97,7 +97,6 @@ pub const KEYS: &[(&str, KeySupport)] = &[
     ("jaeger-service-name", Removed(OPENTRACING)),
     ("jaeger-trace-baggage-header-prefix", Removed(OPENTRACING)),
     ("jaeger-trace-context-header-name", Removed(OPENTRACING)),
-    ("keep-alive", Pending),
     ("keep-alive-requests", Pending),
     (
         "large-client-header-buffers",
@@ -238,7 +237,7 @@ mod tests {
         assert_eq!(support("server-snippet"), Some(Implemented));
         assert_eq!(support("main-snippet"), Some(Snippet));
         // 192 keys in configmap.md (v1.15): those the families read, and the others here.
-        assert_eq!(KEYS.len(), 124);
+        assert_eq!(KEYS.len(), 123);
         assert_eq!(support("proxy-body-size"), Some(Implemented));
         assert_eq!(support("worker-processes"), Some(Accepted(WORKERS)));
         assert_eq!(support("no-such-key"), None);

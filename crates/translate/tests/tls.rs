@@ -622,6 +622,7 @@ fn https_behaviour_defaults_are_ingress_nginx_s() {
         redirect_code: 308,
         use_forwarded_headers: false,
         real_ip: RealIp::default(),
+        keep_alive: std::time::Duration::from_secs(75),
     };
     assert_eq!(t.https, want);
     assert!(!want.real_ip.from_header && !want.real_ip.proxy_protocol);
@@ -643,6 +644,7 @@ fn https_configmap_keys_shape_redirects_and_hsts() {
             use_forwarded_headers: true,
             // `use-forwarded-headers` reads the client's address from X-Forwarded-For.
             real_ip: RealIp { from_header: true, ..RealIp::default() },
+            keep_alive: std::time::Duration::from_secs(75),
         }
     );
     assert_no_diag(&t, "ConfigMap tls/https");
@@ -656,6 +658,7 @@ fn https_configmap_keys_shape_redirects_and_hsts() {
             redirect_code: 308,
             use_forwarded_headers: false,
             real_ip: RealIp::default(),
+            keep_alive: std::time::Duration::from_secs(75),
         }
     );
     assert_no_diag(&t, "ConfigMap tls/hsts-off");

@@ -27,7 +27,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use hyper_util::server::graceful::Watcher;
 use sluice_model::{Backend, Limits, Route, RoutingTable};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -58,7 +57,6 @@ const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// What a connection needs to be handed to hyper.
 pub(crate) struct Handoff {
     pub builder: Arc<HyperBuilder>,
-    pub watcher: Watcher,
 }
 
 /// One client connection's state between requests.
@@ -109,7 +107,7 @@ pub(crate) async fn serve(
             Next::KeepAlive | Next::Close => return,
             Next::Handoff => {
                 let io = Rewind::new(client.buf.take(), client.stream);
-                server::serve_hyper(&handoff.builder, handoff.watcher, io, conn, shared).await;
+                server::serve_hyper(&handoff.builder, shutdown, _live, io, conn, shared).await;
                 return;
             }
         }
@@ -123,7 +121,11 @@ async fn next(
     shared: &'static Shared,
     mut stopping: Pin<&mut impl Future<Output = Result<(), watch::error::RecvError>>>,
 ) -> Next {
-    let deadline = Instant::now() + HEAD_TIMEOUT;
+    // Idle between requests, the `keep-alive` timeout applies (NGINX's keepalive_timeout);
+    // from a request's first byte, the head timeout.
+    let mut idle = client.buf.is_empty();
+    let mut deadline = Instant::now()
+        + if idle { shared.state.load().table.https.keep_alive } else { HEAD_TIMEOUT };
     let (plan, head_len) = loop {
         if !client.buf.is_empty() {
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -154,6 +156,10 @@ async fn next(
         };
         match read {
             Ok(0) | Err(_) => return Next::Close,
+            Ok(_) if idle => {
+                idle = false;
+                deadline = Instant::now() + HEAD_TIMEOUT;
+            }
             Ok(_) => {}
         }
     };

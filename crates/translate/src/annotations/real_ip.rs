@@ -7,6 +7,7 @@
 //! | `forwarded-for-header` | `X-Forwarded-For` | the header the address is read from |
 //! | `proxy-real-ip-cidr` | `0.0.0.0/0` | the peers trusted to tell it; with `real_ip_recursive`, the rightmost address of the header not in these ranges is the client (the leftmost when all are) |
 //! | `use-proxy-protocol` | `false` | every connection on the HTTP and HTTPS ports starts with a PROXY protocol header (v1 or v2, as HAProxy's `send-proxy` and cloud load balancers send): its source is the client when the load balancer is in `proxy-real-ip-cidr`, its destination port the `X-Forwarded-Port` (443 makes the request count as HTTPS). A connection without a valid header is closed |
+//! | `keep-alive` | `75` | seconds an idle client connection is kept open: HTTP/1.1 between requests, HTTP/2 with no request in progress (then GOAWAY), as NGINX's `keepalive_timeout` (which governs HTTP/2 since NGINX 1.19.7). Must be positive: Sluice does not turn keep-alive off |
 //! | `compute-full-forwarded-for` | `false` | with `use-forwarded-headers`: the upstream `X-Forwarded-For` is the client's list with the peer appended, instead of the client's address alone |
 //!
 //! `use-forwarded-headers` (the `ssl_redirect` family) reads the address the same way, and
@@ -28,6 +29,7 @@ pub const FAMILY: Family = Family {
         "compute-full-forwarded-for",
         "enable-real-ip",
         "forwarded-for-header",
+        "keep-alive",
         "proxy-real-ip-cidr",
         "use-proxy-protocol",
     ],
