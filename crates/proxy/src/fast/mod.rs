@@ -538,11 +538,7 @@ async fn respond(
     let page = body.cloned().unwrap_or_else(|| local::page(code));
     let out = &mut client.out;
     out.clear();
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(code.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(code.canonical_reason().unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
+    response::status_line(out, code);
     // NGINX's own pages are text/html; a 204 has no body and no type.
     let content_type: Option<&[u8]> = (status != 204).then_some(b"text/html");
     plan.each_set(
@@ -587,11 +583,7 @@ async fn refuse(client: &mut Client, status: u16, shared: &'static Shared) -> Ne
     let page = local::page(code);
     let out = &mut client.out;
     out.clear();
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(code.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(code.canonical_reason().unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
+    response::status_line(out, code);
     response::header(out, b"server", shared.server_header.as_bytes());
     response::with_date(|d| response::header(out, b"date", d));
     response::header(out, b"content-type", b"text/html");

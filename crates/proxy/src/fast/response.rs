@@ -167,6 +167,15 @@ pub(super) fn rewrite(
     Ok(ResponseHead { status, framing, reusable })
 }
 
+/// The status line of an answer Sluice makes itself: `code` with its standard reason.
+pub(super) fn status_line(out: &mut Vec<u8>, code: http::StatusCode) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(code.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(code.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Appends `name: value\r\n`.
 pub(super) fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
