@@ -221,6 +221,23 @@ impl Test {
         .await;
     }
 
+    /// An Ingress of our class for `host`, path `/` to `service`, with TLS from `secret`.
+    async fn tls_ingress(&self, name: &str, host: &str, service: &str, secret: &str) {
+        self.apply(json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": name, "namespace": self.ns},
+            "spec": {
+                "ingressClassName": self.class(),
+                "tls": [{"hosts": [host], "secretName": secret}],
+                "rules": [{"host": host, "http": {"paths": [{
+                    "path": "/", "pathType": "Prefix",
+                    "backend": {"service": {"name": service, "port": {"number": 80}}},
+                }]}}],
+            },
+        }))
+        .await;
+    }
+
     fn api<K>(&self) -> Api<K>
     where
         K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
@@ -973,19 +990,7 @@ async fn tls_secrets_from_the_api_are_served_and_rotate_without_restart() {
     };
     t.apply(secret("default-cert", &ca.sign(&["fallback.example.com"], "fallback", |_| {}))).await;
     t.apply(secret("web-tls", &ca.sign(&["web.example.com"], "first", |_| {}))).await;
-    t.apply(json!({
-        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-        "metadata": {"name": "web", "namespace": t.ns},
-        "spec": {
-            "ingressClassName": t.class(),
-            "tls": [{"hosts": ["web.example.com"], "secretName": "web-tls"}],
-            "rules": [{"host": "web.example.com", "http": {"paths": [{
-                "path": "/", "pathType": "Prefix",
-                "backend": {"service": {"name": "web", "port": {"number": 80}}},
-            }]}}],
-        },
-    }))
-    .await;
+    t.tls_ingress("web", "web.example.com", "web", "web-tls").await;
     let s = Arc::new(t.sluice(&[&format!("--default-ssl-certificate={}/default-cert", t.ns)]));
     let (r, seen) = tls::get(s.https, "web.example.com", "/").await;
     assert_eq!((r.backend().as_str(), seen.cn.as_str()), ("a", "first"));
@@ -1117,19 +1122,7 @@ async fn kubectl_plugin_reaches_the_controller_through_the_pod_proxy() {
         "stringData": {"tls.crt": pem.cert, "tls.key": pem.key},
     }))
     .await;
-    t.apply(json!({
-        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-        "metadata": {"name": "web", "namespace": t.ns},
-        "spec": {
-            "ingressClassName": t.class(),
-            "tls": [{"hosts": ["web.example.com"], "secretName": "web-tls"}],
-            "rules": [{"host": "web.example.com", "http": {"paths": [{
-                "path": "/", "pathType": "Prefix",
-                "backend": {"service": {"name": "web", "port": {"number": 80}}},
-            }]}}],
-        },
-    }))
-    .await;
+    t.tls_ingress("web", "web.example.com", "web", "web-tls").await;
     // The controller's Service, as the manifests install it, with a load balancer address.
     t.apply(json!({
         "apiVersion": "v1", "kind": "Service",
