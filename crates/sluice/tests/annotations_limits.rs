@@ -36,12 +36,7 @@ async fn setup(ingresses: &[Ing<'_>], config: &[(&str, &str)]) -> (Manifests, Sl
         let paths: Vec<(&str, &str, &str)> = paths.iter().map(|p| (*p, "Prefix", "app")).collect();
         m.write(&format!("ing-{name}.yaml"), &ingress(name, host, &paths, annotations));
     }
-    let data: String = config.iter().map(|(k, v)| format!("  {k}: {v:?}\n")).collect();
-    let data = if data.is_empty() { " {}\n".to_string() } else { format!("\n{data}") };
-    m.write(
-        "config.yaml",
-        &format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: sluice-config\n  namespace: default\ndata:{data}"),
-    );
+    m.write("config.yaml", &sluice_config(config));
     let s = Sluice::start(m.path(), &["--configmap", "default/sluice-config"]);
     (m, s)
 }

@@ -436,6 +436,16 @@ pub fn catch_all(name: &str, backends: &[SocketAddr], annotations: &[(&str, &str
     m
 }
 
+/// The ConfigMap `default/sluice-config` (for `--configmap default/sluice-config`) with
+/// `data`.
+pub fn sluice_config(data: &[(&str, &str)]) -> String {
+    let data: String = data.iter().map(|(k, v)| format!("  {k}: {v:?}\n")).collect();
+    let data = if data.is_empty() { " {}\n".to_string() } else { format!("\n{data}") };
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: sluice-config\n  namespace: default\ndata:{data}"
+    )
+}
+
 /// An Ingress `name` in `default` for `host` (empty for any host), with `(path, pathType,
 /// service)` rules on port 80, and annotations.
 pub fn ingress(
