@@ -1,5 +1,5 @@
 //! `sluice migrate` through the real binary: on a directory written here, and on the corpus of
-//! real Ingresses beside the project (`../shared/corpus`, or `SLUICE_CORPUS`), read where it
+//! real Ingresses beside the project (see `sluice_testkit::corpus`), read where it
 //! lies and checked against the statistics published with it.
 
 mod common;
@@ -18,15 +18,7 @@ fn repo() -> PathBuf {
 }
 
 fn corpus() -> PathBuf {
-    let dir = std::env::var_os("SLUICE_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("../shared/corpus"));
-    assert!(
-        dir.join("ingresses").is_dir() && dir.join("stats.md").is_file(),
-        "the corpus of real Ingresses is expected at {} (set SLUICE_CORPUS to its directory)",
-        dir.display()
-    );
-    dir
+    sluice_testkit::corpus(&repo())
 }
 
 fn run(args: &[&str], path: &std::path::Path) -> (Output, String) {

@@ -288,3 +288,34 @@ fn run(cmd: &mut Command) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The corpus of real Ingresses the tests read in place (`SLUICE_CORPUS`, else
+/// `../shared/corpus` beside the checkout at `repo`, else beside the local checkout `repo`
+/// was cloned from, as a fresh `git clone .` for a CI run is). Panics, naming where it looked,
+/// when it is in none of them: the tests that read it fail rather than skip.
+pub fn corpus(repo: &Path) -> PathBuf {
+    let origin = || {
+        let out = std::process::Command::new("git")
+            .args(["-C", &repo.display().to_string(), "config", "--get", "remote.origin.url"])
+            .output()
+            .ok()?;
+        let url = String::from_utf8(out.stdout).ok()?;
+        let dir = PathBuf::from(url.trim().trim_start_matches("file://"));
+        dir.is_dir().then(|| dir.join("../shared/corpus"))
+    };
+    let candidates: Vec<PathBuf> = std::env::var_os("SLUICE_CORPUS")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(std::iter::once(repo.join("../shared/corpus")))
+        .chain(origin())
+        .collect();
+    candidates
+        .iter()
+        .find(|d| d.join("ingresses").is_dir() && d.join("stats.md").is_file())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "the corpus of real Ingresses is not at any of {candidates:?}; set SLUICE_CORPUS"
+            )
+        })
+}

@@ -1,4 +1,4 @@
-//! The real-world corpus (`../shared/corpus/ingresses` beside the project, or `SLUICE_CORPUS`;
+//! The real-world corpus (beside the project: see `sluice_testkit::corpus`;
 //! read from there, never copied): how many of its Ingresses carrying a
 //! `configuration-snippet` or `server-snippet` the safe subset covers fully with the gates
 //! open, and why the others are refused.
@@ -13,11 +13,8 @@ const PREFIX: &str = "nginx.ingress.kubernetes.io/";
 
 #[test]
 fn the_subset_covers_the_corpus_snippets_it_can() {
-    let corpus = std::env::var_os("SLUICE_CORPUS").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus")
-    });
-    let dir = corpus.join("ingresses");
-    assert!(dir.is_dir(), "the corpus is expected at {} (set SLUICE_CORPUS)", corpus.display());
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = sluice_testkit::corpus(&repo).join("ingresses");
     let dir = dir.as_path();
     let (mut with, mut covered) = (0, 0);
     let mut refused: BTreeMap<String, usize> = BTreeMap::new();
