@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::{
     Balance, Canary, ChunkVec, Diagnostic, EwmaSlot, HostIndex, HttpsBehaviour, NamespacedName,
-    PathTable, Policy, RegexPaths, Rewrite, Ring, SharedVec, Tls, UpstreamProtocol, UpstreamTls,
+    OutlierPolicy, Outliers, PathTable, Policy, RegexPaths, Rewrite, Ring, SharedVec, Tls, UpstreamProtocol, UpstreamTls,
 };
 
 /// Index of a [`Route`] in [`RoutingTable::routes`].
@@ -359,6 +359,9 @@ pub struct Backend {
     /// The canary attached to it (`canary` Ingresses for the same host and path).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub canary: Option<Box<Canary>>,
+    /// When its endpoints are ejected for failing (the ConfigMap's `sluice-outlier-*`).
+    #[serde(skip)]
+    pub outlier: OutlierPolicy,
     /// Per-endpoint state of the balancer (round-robin position, hash ring, response times),
     /// shared by every worker (lock-free) and carried over while the endpoints stay the same.
     #[serde(skip)]
@@ -383,6 +386,7 @@ impl Backend {
             balance: Balance::RoundRobin,
             service_upstream: false,
             canary: None,
+            outlier: OutlierPolicy::default(),
             state: BalanceState::default(),
         }
     }
@@ -402,6 +406,7 @@ impl Backend {
             balance: self.balance.clone(),
             service_upstream: self.service_upstream,
             canary: self.canary.clone(),
+            outlier: self.outlier,
             state,
         }
     }
@@ -425,6 +430,7 @@ impl Backend {
             && self.balance == other.balance
             && self.service_upstream == other.service_upstream
             && self.canary == other.canary
+            && self.outlier == other.outlier
     }
 }
 
@@ -442,6 +448,9 @@ pub struct BalanceState {
     /// Per endpoint: its key in a persistent session cookie (the proxy makes them on first
     /// use), and the backend's own key in session cookies.
     pub cookie_keys: OnceLock<Box<CookieKeys>>,
+    /// Per endpoint: its failures and ejection (`sluice-outlier-*`), made on its first
+    /// failure, so that a backend that never failed carries none.
+    pub outliers: OnceLock<Outliers>,
 }
 
 /// A sticky backend's keys in session cookies: one per endpoint (persistent mode), and the
@@ -452,7 +461,8 @@ impl BalanceState {
     /// The state for `new` endpoints after `old`: the round-robin position is kept, and so
     /// are the response-time averages of endpoints still there; new endpoints start at the
     /// average of those (ingress-nginx's slow start), so that they are not flooded for having
-    /// no history. The hash ring is made anew.
+    /// no history. The hash ring is made anew. Failure records and ejections of endpoints
+    /// still there are kept; those of endpoints gone are dropped.
     fn carried_over(&self, old: &[Endpoint], new: &[Endpoint]) -> Self {
         let ewma = OnceLock::new();
         if let Some(slots) = self.ewma.get() {
@@ -475,11 +485,16 @@ impl BalanceState {
                 .collect();
             let _ = ewma.set(slots);
         }
+        let outliers = OnceLock::new();
+        if let Some(kept) = self.outliers.get().and_then(|o| o.carried_over(old, new)) {
+            let _ = outliers.set(kept);
+        }
         Self {
             cursor: AtomicUsize::new(self.cursor.load(Ordering::Relaxed)),
             ring: OnceLock::new(),
             ewma,
             cookie_keys: OnceLock::new(),
+            outliers,
         }
     }
 }
