@@ -1,5 +1,5 @@
 //! Passive outlier ejection, Sluice's own (ingress-nginx has none; this follows Envoy's
-//! `consecutive_gateway_failure`): an endpoint whose attempts failed
+//! consecutive local-origin and gateway failures): an endpoint whose attempts failed
 //! [`OutlierPolicy::consecutive_failures`] times in a row is skipped for a back-off
 //! (`base_ejection_time` times the number of times it was ejected, capped at
 //! `max_ejection_time`), then tried again. Ejection never leaves a backend without an endpoint
@@ -30,6 +30,11 @@ pub struct OutlierPolicy {
     /// The share of a backend's endpoints that may be ejected at once, in percent
     /// (`sluice-outlier-max-ejection-percent`).
     pub max_ejection_percent: u8,
+    /// Responses 502, 503 and 504 count as failures too, as Envoy's
+    /// `consecutive_gateway_failure` counts them (`sluice-outlier-gateway-responses`). Off by
+    /// default: only connections that fail (refused, reset, timed out, no valid response
+    /// head) count, which never depends on what an application means by its statuses.
+    pub gateway_responses: bool,
 }
 
 impl Default for OutlierPolicy {
@@ -40,6 +45,7 @@ impl Default for OutlierPolicy {
             base_ejection: Duration::from_secs(30),
             max_ejection: Duration::from_secs(300),
             max_ejection_percent: 10,
+            gateway_responses: false,
         }
     }
 }
@@ -51,6 +57,7 @@ impl OutlierPolicy {
         base_ejection: Duration::from_secs(30),
         max_ejection: Duration::from_secs(300),
         max_ejection_percent: 10,
+        gateway_responses: false,
     };
 
     /// Whether endpoints are ejected at all.
@@ -70,7 +77,9 @@ impl OutlierPolicy {
 
     /// How long the `times`-th ejection (from 1) lasts.
     pub fn ejection_time(&self, times: u32) -> Duration {
-        self.base_ejection.saturating_mul(times.max(1)).min(self.max_ejection.max(self.base_ejection))
+        self.base_ejection
+            .saturating_mul(times.max(1))
+            .min(self.max_ejection.max(self.base_ejection))
     }
 }
 
@@ -113,7 +122,10 @@ pub struct Outliers {
 impl Outliers {
     /// Records for `n` endpoints in service with no history.
     pub fn new(n: usize) -> Self {
-        Self { slots: (0..n).map(|_| OutlierSlot::default()).collect(), ejected: AtomicUsize::new(0) }
+        Self {
+            slots: (0..n).map(|_| OutlierSlot::default()).collect(),
+            ejected: AtomicUsize::new(0),
+        }
     }
 
     /// How many endpoints are ejected (some may be due to come back).
@@ -233,6 +245,7 @@ mod tests {
             base_ejection: Duration::from_secs(10),
             max_ejection: Duration::from_secs(25),
             max_ejection_percent: 10,
+            gateway_responses: false,
         }
     }
 

@@ -7,7 +7,8 @@ use serde::Serialize;
 
 use crate::{
     Balance, Canary, ChunkVec, Diagnostic, EwmaSlot, HostIndex, HttpsBehaviour, NamespacedName,
-    OutlierPolicy, Outliers, PathTable, Policy, RegexPaths, Rewrite, Ring, SharedVec, Tls, UpstreamProtocol, UpstreamTls,
+    OutlierPolicy, Outliers, PathTable, Policy, RegexPaths, Rewrite, Ring, SharedVec, Tls,
+    UpstreamProtocol, UpstreamTls,
 };
 
 /// Index of a [`Route`] in [`RoutingTable::routes`].

@@ -204,6 +204,7 @@ pub const SLUICE_KEYS: &[&str] = &[
     "sluice-outlier-base-ejection-time",
     "sluice-outlier-consecutive-failures",
     "sluice-outlier-detection",
+    "sluice-outlier-gateway-responses",
     "sluice-outlier-max-ejection-percent",
     "sluice-outlier-max-ejection-time",
 ];

@@ -1,6 +1,6 @@
 //! Sluice's own ConfigMap keys for passive outlier ejection (ingress-nginx has none):
 //! `sluice-outlier-detection`, `-consecutive-failures`, `-base-ejection-time`,
-//! `-max-ejection-time` and `-max-ejection-percent`, read into an [`OutlierPolicy`] that
+//! `-max-ejection-time`, `-max-ejection-percent` and `-gateway-responses`, read into an [`OutlierPolicy`] that
 //! every backend carries. See [`sluice_model::Outliers`] for what they govern.
 
 use std::time::Duration;
@@ -37,6 +37,7 @@ pub fn set(key: &str, value: &str, keys: &mut OutlierKeys) -> Option<Result<(), 
     let p = &mut keys.policy;
     Some(match key {
         "sluice-outlier-detection" => parse_bool(value).map(|on| keys.on = on),
+        "sluice-outlier-gateway-responses" => parse_bool(value).map(|on| p.gateway_responses = on),
         "sluice-outlier-consecutive-failures" => match value.trim().parse::<u32>() {
             Ok(n @ 1..=10_000) => {
                 p.consecutive_failures = n;
@@ -91,7 +92,9 @@ mod tests {
         assert_eq!(set("sluice-outlier-base-ejection-time", "500ms", &mut k), Some(Ok(())));
         assert_eq!(set("sluice-outlier-max-ejection-time", "2m", &mut k), Some(Ok(())));
         assert_eq!(set("sluice-outlier-max-ejection-percent", "50", &mut k), Some(Ok(())));
+        assert_eq!(set("sluice-outlier-gateway-responses", "true", &mut k), Some(Ok(())));
         let p = k.policy();
+        assert!(p.gateway_responses);
         assert_eq!(p.consecutive_failures, 3);
         assert_eq!(p.base_ejection, Duration::from_millis(500));
         assert_eq!(p.max_ejection, Duration::from_secs(120));
@@ -105,6 +108,7 @@ mod tests {
             ("sluice-outlier-max-ejection-time", "2d"),
             ("sluice-outlier-max-ejection-percent", "101"),
             ("sluice-outlier-detection", "maybe"),
+            ("sluice-outlier-gateway-responses", "yes"),
         ] {
             assert!(matches!(set(key, value, &mut k), Some(Err(_))), "{key}: {value}");
         }
