@@ -435,6 +435,43 @@ impl Backend {
     }
 }
 
+impl RoutingTable {
+    /// Gives this table's backends the outlier records (`sluice-outlier-*`) of the same
+    /// backends in `previous`, the table it replaces, for the endpoints that remain: a full
+    /// translation makes every backend anew, and an ejected endpoint should not be dialled
+    /// again for every ConfigMap change. A backend is the same when its name, Service and
+    /// port are. Only backends with a record are looked at (usually none); backends shared
+    /// with `previous`, or made from its own by an endpoint update, already have theirs.
+    pub fn adopt_outliers(&self, previous: &RoutingTable) {
+        if self.origin == Origin::Endpoints {
+            return;
+        }
+        let mut old: std::collections::HashMap<(&str, &NamespacedName, &str), &Backend> =
+            std::collections::HashMap::new();
+        for b in previous.backends.iter() {
+            if b.state.outliers.get().is_some() {
+                old.insert((b.name.as_str(), &b.service, b.port.as_str()), b);
+            }
+        }
+        if old.is_empty() {
+            return;
+        }
+        for b in self.backends.iter() {
+            if b.state.outliers.get().is_some() || !b.outlier.enabled() {
+                continue;
+            }
+            let Some(o) = old.get(&(b.name.as_str(), &b.service, b.port.as_str())) else {
+                continue;
+            };
+            let kept =
+                o.state.outliers.get().and_then(|r| r.carried_over(&o.endpoints, &b.endpoints));
+            if let Some(kept) = kept {
+                let _ = b.state.outliers.set(kept);
+            }
+        }
+    }
+}
+
 /// A backend's balancer state.
 #[derive(Debug, Default)]
 pub struct BalanceState {

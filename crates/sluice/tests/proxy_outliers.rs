@@ -165,6 +165,40 @@ async fn an_endpoint_failing_in_a_row_is_ejected_then_tried_again() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_ejection_outlives_a_full_translation_and_goes_with_its_endpoint() {
+    let (dead, attempts) = resetting().await;
+    let (live, other) = (echo("live").await, echo("other").await);
+    let config = [("sluice-outlier-consecutive-failures", "2")];
+    let m = set_up(&[dead, live], &config);
+    let s = Sluice::start(m.path(), CONFIGMAP);
+    wait_count(&s, &attempts, 2).await;
+    s.wait_stderr(|l| l.contains("endpoint ejected"));
+    // A ConfigMap change translates every backend anew: the ejection stays.
+    let g = s.generation().await;
+    m.write("config.yaml", &sluice_config(&[config[0], ("proxy-body-size", "2m")]));
+    s.wait_generation_after(g).await;
+    s.wait_stderr(|l| l.contains("applied configuration") && l.contains("update=\"full\""));
+    for _ in 0..10 {
+        assert_eq!(get(&s.url("/"), None).await.status, 200);
+    }
+    assert_eq!(attempts.load(Ordering::SeqCst), 2, "dialled again after the ConfigMap change");
+    // An endpoint change keeps it too; once the endpoint is gone and back, it starts afresh.
+    let g = s.generation().await;
+    m.write("svc.yaml", &service("app", &[dead, live, other]));
+    s.wait_generation_after(g).await;
+    for _ in 0..10 {
+        assert_eq!(get(&s.url("/"), None).await.status, 200);
+    }
+    assert_eq!(attempts.load(Ordering::SeqCst), 2, "dialled again after an endpoint change");
+    let g = s.generation().await;
+    m.write("svc.yaml", &service("app", &[live, other]));
+    let g = s.wait_generation_after(g).await;
+    m.write("svc.yaml", &service("app", &[dead, live, other]));
+    s.wait_generation_after(g).await;
+    wait_count(&s, &attempts, 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_last_endpoint_is_never_ejected() {
     // Alone: every request still reaches it (and fails), never ejected.
     let (dead, attempts) = resetting().await;
