@@ -23,7 +23,7 @@ async fn resetting() -> (SocketAddr, Arc<AtomicUsize>) {
         c.fetch_add(1, Ordering::SeqCst);
         async move {
             // Linger 0: closing sends a reset, not a FIN.
-            let _ = stream.set_linger(Some(Duration::ZERO));
+            let _ = stream.set_zero_linger();
             drop(stream);
         }
     })
@@ -61,7 +61,7 @@ async fn reset_after_request() -> (SocketAddr, Arc<AtomicUsize>) {
             if read_head(&mut stream).await.is_some() {
                 c.fetch_add(1, Ordering::SeqCst);
             }
-            let _ = stream.set_linger(Some(Duration::ZERO));
+            let _ = stream.set_zero_linger();
         }
     })
     .await;
