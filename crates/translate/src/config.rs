@@ -1,7 +1,8 @@
 //! Global settings from the controller's ConfigMap (`--configmap`), with ingress-nginx's key
 //! names and defaults. Each key is read by the annotation family it belongs to (their
 //! `FAMILY.configmap_keys`, listed in the README); keys no family reads are reported as not
-//! implemented, and `*-snippet` keys are refused.
+//! implemented, and `*-snippet` keys are refused. Sluice's own keys (`sluice-*`,
+//! [`crate::config_keys::SLUICE_KEYS`]) are read by their modules ([`crate::outlier`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
