@@ -18,6 +18,7 @@ mod hostmap;
 mod lean;
 mod lookup;
 mod names;
+mod outlier;
 mod pathregex;
 mod pathtable;
 mod policy;
@@ -43,6 +44,7 @@ pub use lean::{
 };
 pub use lookup::{Lookup, normalize_host, normalize_path};
 pub use names::{Kind, NamespacedName, ObjectRef};
+pub use outlier::{OutlierEvent, OutlierPolicy, OutlierSlot, Outliers};
 pub use pathregex::{Location, RegexPaths, Rewrite, RewriteTarget, location_regex};
 pub use pathtable::PathTable;
 pub use policy::{

@@ -7,7 +7,8 @@ use serde::Serialize;
 
 use crate::{
     Balance, Canary, ChunkVec, Diagnostic, EwmaSlot, HostIndex, HttpsBehaviour, NamespacedName,
-    PathTable, Policy, RegexPaths, Rewrite, Ring, SharedVec, Tls, UpstreamProtocol, UpstreamTls,
+    OutlierPolicy, Outliers, PathTable, Policy, RegexPaths, Rewrite, Ring, SharedVec, Tls,
+    UpstreamProtocol, UpstreamTls,
 };
 
 /// Index of a [`Route`] in [`RoutingTable::routes`].
@@ -359,6 +360,9 @@ pub struct Backend {
     /// The canary attached to it (`canary` Ingresses for the same host and path).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub canary: Option<Box<Canary>>,
+    /// When its endpoints are ejected for failing (the ConfigMap's `sluice-outlier-*`).
+    #[serde(skip)]
+    pub outlier: OutlierPolicy,
     /// Per-endpoint state of the balancer (round-robin position, hash ring, response times),
     /// shared by every worker (lock-free) and carried over while the endpoints stay the same.
     #[serde(skip)]
@@ -383,6 +387,7 @@ impl Backend {
             balance: Balance::RoundRobin,
             service_upstream: false,
             canary: None,
+            outlier: OutlierPolicy::default(),
             state: BalanceState::default(),
         }
     }
@@ -402,6 +407,7 @@ impl Backend {
             balance: self.balance.clone(),
             service_upstream: self.service_upstream,
             canary: self.canary.clone(),
+            outlier: self.outlier,
             state,
         }
     }
@@ -425,6 +431,44 @@ impl Backend {
             && self.balance == other.balance
             && self.service_upstream == other.service_upstream
             && self.canary == other.canary
+            && self.outlier == other.outlier
+    }
+}
+
+impl RoutingTable {
+    /// Gives this table's backends the outlier records (`sluice-outlier-*`) of the same
+    /// backends in `previous`, the table it replaces, for the endpoints that remain: a full
+    /// translation makes every backend anew, and an ejected endpoint should not be dialled
+    /// again for every ConfigMap change. A backend is the same when its name, Service and
+    /// port are. Only backends with a record are looked at (usually none); backends shared
+    /// with `previous`, or made from its own by an endpoint update, already have theirs.
+    pub fn adopt_outliers(&self, previous: &RoutingTable) {
+        if self.origin == Origin::Endpoints {
+            return;
+        }
+        let mut old: std::collections::HashMap<(&str, &NamespacedName, &str), &Backend> =
+            std::collections::HashMap::new();
+        for b in previous.backends.iter() {
+            if b.state.outliers.get().is_some() {
+                old.insert((b.name.as_str(), &b.service, b.port.as_str()), b);
+            }
+        }
+        if old.is_empty() {
+            return;
+        }
+        for b in self.backends.iter() {
+            if b.state.outliers.get().is_some() || !b.outlier.enabled() {
+                continue;
+            }
+            let Some(o) = old.get(&(b.name.as_str(), &b.service, b.port.as_str())) else {
+                continue;
+            };
+            let kept =
+                o.state.outliers.get().and_then(|r| r.carried_over(&o.endpoints, &b.endpoints));
+            if let Some(kept) = kept {
+                let _ = b.state.outliers.set(kept);
+            }
+        }
     }
 }
 
@@ -442,6 +486,9 @@ pub struct BalanceState {
     /// Per endpoint: its key in a persistent session cookie (the proxy makes them on first
     /// use), and the backend's own key in session cookies.
     pub cookie_keys: OnceLock<Box<CookieKeys>>,
+    /// Per endpoint: its failures and ejection (`sluice-outlier-*`), made on its first
+    /// failure, so that a backend that never failed carries none.
+    pub outliers: OnceLock<Outliers>,
 }
 
 /// A sticky backend's keys in session cookies: one per endpoint (persistent mode), and the
@@ -452,7 +499,8 @@ impl BalanceState {
     /// The state for `new` endpoints after `old`: the round-robin position is kept, and so
     /// are the response-time averages of endpoints still there; new endpoints start at the
     /// average of those (ingress-nginx's slow start), so that they are not flooded for having
-    /// no history. The hash ring is made anew.
+    /// no history. The hash ring is made anew. Failure records and ejections of endpoints
+    /// still there are kept; those of endpoints gone are dropped.
     fn carried_over(&self, old: &[Endpoint], new: &[Endpoint]) -> Self {
         let ewma = OnceLock::new();
         if let Some(slots) = self.ewma.get() {
@@ -475,11 +523,16 @@ impl BalanceState {
                 .collect();
             let _ = ewma.set(slots);
         }
+        let outliers = OnceLock::new();
+        if let Some(kept) = self.outliers.get().and_then(|o| o.carried_over(old, new)) {
+            let _ = outliers.set(kept);
+        }
         Self {
             cursor: AtomicUsize::new(self.cursor.load(Ordering::Relaxed)),
             ring: OnceLock::new(),
             ewma,
             cookie_keys: OnceLock::new(),
+            outliers,
         }
     }
 }

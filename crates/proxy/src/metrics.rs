@@ -5,7 +5,7 @@
 //! `nginx_ingress_controller_request_size` and `nginx_ingress_controller_response_size`, with
 //! labels `status`, `method`, `path` (the Ingress path, not the URI), `namespace`, `ingress`,
 //! `service`, `canary`, `host` and the constant `controller_namespace`, `controller_class`,
-//! `controller_pod`. Plus `sluice_upstream_errors_total`.
+//! `controller_pod`. Plus `sluice_upstream_errors_total` and `sluice_upstream_ejections_total`.
 //!
 //! The hot path takes no lock: each worker accumulates into thread-local handles (prometheus'
 //! `local()` metrics) keyed by route, status and method, and flushes them about once a second,
@@ -47,6 +47,25 @@ pub struct Metrics {
     response_size: HistogramVec,
     upstream_errors: IntCounterVec,
     mirrors: IntCounterVec,
+}
+
+/// `sluice_upstream_ejections_total`: endpoints ejected for failing in a row
+/// (`sluice-outlier-*`). Process-wide, as the backends' records it counts are: it is counted
+/// where an attempt fails, which has no [`Metrics`] at hand, and only then (rarely).
+static EJECTIONS: std::sync::LazyLock<IntCounterVec> = std::sync::LazyLock::new(|| {
+    IntCounterVec::new(
+        Opts::new(
+            "sluice_upstream_ejections_total",
+            "Endpoints ejected by passive outlier detection (failures in a row), by Service",
+        ),
+        &["namespace", "service"],
+    )
+    .expect("valid counter")
+});
+
+/// Counts one ejection of an endpoint of `backend`.
+pub(crate) fn ejection(backend: &Backend) {
+    EJECTIONS.with_label_values(&[&backend.service.namespace, &backend.service.name]).inc();
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -132,6 +151,7 @@ impl Metrics {
             &["namespace", "service", "reason"],
         )
         .expect("valid counter");
+        let ejections = EJECTIONS.clone();
         let mirrors = IntCounterVec::new(
             Opts::new(
                 "sluice_mirror_requests_total",
@@ -148,6 +168,7 @@ impl Metrics {
             Box::new(request_size.clone()),
             Box::new(response_size.clone()),
             Box::new(upstream_errors.clone()),
+            Box::new(ejections),
             Box::new(mirrors.clone()),
         ] {
             registry.register(c).expect("metric names are unique");

@@ -198,7 +198,7 @@ pub(crate) async fn forward(
                             ConnectError::Failed => Failure::Connect,
                         };
                         record.attempt(addr, failure.status(), false, started);
-                        if attempts.retries(failure, &method, true) {
+                        if attempts.retries(backend, failure, &method, true) {
                             next = attempts.next(backend);
                         }
                         continue;
@@ -213,12 +213,12 @@ pub(crate) async fn forward(
         match wait_for_head(sent, limits, progress).await {
             Some(Ok(response)) => {
                 let status = response.status().as_u16();
-                if attempts.retries_status(status, &method, resendable) {
+                if attempts.retries_status(backend, status, &method, resendable) {
                     record.attempt(addr, status, true, started);
                     next = attempts.next(backend);
                     continue;
                 }
-                attempts.answered(backend, started.elapsed());
+                attempts.answered(backend, status, started.elapsed());
                 record.attempt(addr, status, true, started);
                 let connection = (!upgrade).then_some((key, sender));
                 return Ok(Forwarded { response, connection });
@@ -240,14 +240,14 @@ pub(crate) async fn forward(
                 tracing::debug!(%addr, error = %err, "upstream request failed");
                 failure = if unsent.is_some() { Failure::Connect } else { Failure::Broken };
                 req = unsent;
-                if attempts.retries(failure, &method, resendable) {
+                if attempts.retries(backend, failure, &method, resendable) {
                     next = attempts.next(backend);
                 }
             }
             None => {
                 record.attempt(addr, 504, false, started);
                 failure = Failure::Timeout;
-                if attempts.retries(failure, &method, resendable) {
+                if attempts.retries(backend, failure, &method, resendable) {
                     next = attempts.next(backend);
                 }
             }

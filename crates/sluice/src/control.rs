@@ -217,6 +217,8 @@ impl Publisher {
         self.generation += 1;
         table.generation = self.generation;
         let in_force = self.shared.state.load_full();
+        // Endpoints that stay keep their failure records and ejections across the swap.
+        table.adopt_outliers(&in_force.table);
         let tls_changed = !Arc::ptr_eq(&table.tls, &in_force.table.tls);
         let tls = if tls_changed {
             // Keys are checked against their certificates here; what fails joins the

@@ -1,7 +1,8 @@
 //! Global settings from the controller's ConfigMap (`--configmap`), with ingress-nginx's key
 //! names and defaults. Each key is read by the annotation family it belongs to (their
 //! `FAMILY.configmap_keys`, listed in the README); keys no family reads are reported as not
-//! implemented, and `*-snippet` keys are refused.
+//! implemented, and `*-snippet` keys are refused. Sluice's own keys (`sluice-*`,
+//! [`crate::config_keys::SLUICE_KEYS`]) are read by their modules ([`crate::outlier`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -63,6 +64,8 @@ pub struct GlobalConfig {
     /// `allow-snippet-annotations` and `annotations-risk-level`: whether annotation
     /// snippets are read.
     pub snippet_gates: snippet::Gates,
+    /// Sluice's own `sluice-outlier-*`: when endpoints are ejected for failing.
+    pub outlier: crate::outlier::OutlierKeys,
 }
 
 impl Default for GlobalConfig {
@@ -87,6 +90,7 @@ impl Default for GlobalConfig {
             memcached: global_rate_limit::Memcached::default(),
             global_auth: None,
             snippet_gates: snippet::Gates::default(),
+            outlier: crate::outlier::OutlierKeys::default(),
         }
     }
 }
@@ -137,6 +141,17 @@ pub fn parse<'a>(
             if external_auth::FAMILY.configmap_keys.contains(&key.as_str()) {
                 continue;
             }
+        }
+        if let Some(result) = crate::outlier::set(key, value, &mut config.outlier) {
+            // Sluice's own keys: a bad value is worth a warning (nothing is less safe).
+            if let Err(why) = result {
+                diagnostics.push(Diagnostic::warning(
+                    object.clone(),
+                    Reason::InvalidConfigMapKey,
+                    format!("{key}: {why}; the default applies"),
+                ));
+            }
+            continue;
         }
         let result = family_key(key, value, &mut config, &mut hsts, &source, diagnostics);
         match result {
@@ -483,5 +498,30 @@ mod tests {
         let pending = report("use-gzip");
         assert!(pending[0].message.contains("not implemented by Sluice"), "{pending:?}");
         assert_eq!(report("main-snippet")[0].reason, Reason::SnippetRefused);
+    }
+
+    /// Sluice's own outlier keys are read, never reported as unknown; a bad value is a
+    /// warning on the ConfigMap and keeps the default.
+    #[test]
+    fn sluice_outlier_keys_are_read_and_bad_values_warned() {
+        let object = object_ref("ingress", "config");
+        let none = |_: &str, _: &str| None;
+        let data = BTreeMap::from([
+            ("sluice-outlier-consecutive-failures".to_string(), "2".to_string()),
+            ("sluice-outlier-max-ejection-percent".to_string(), "200".to_string()),
+        ]);
+        let mut diagnostics = Vec::new();
+        let config = parse(&object, &data, &none, &mut diagnostics);
+        assert_eq!(config.outlier.policy().consecutive_failures, 2);
+        assert_eq!(config.outlier.policy().max_ejection_percent, 10);
+        assert_eq!(diagnostics.len(), 1, "{diagnostics:?}");
+        let d = &diagnostics[0];
+        assert_eq!(d.severity, sluice_model::Severity::Warning);
+        assert_eq!(d.object, object);
+        assert!(d.message.starts_with("sluice-outlier-max-ejection-percent: \"200\""), "{d:?}");
+        let off = BTreeMap::from([("sluice-outlier-detection".to_string(), "false".to_string())]);
+        let mut diagnostics = Vec::new();
+        assert!(!parse(&object, &off, &none, &mut diagnostics).outlier.policy().enabled());
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
     }
 }

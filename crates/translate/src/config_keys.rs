@@ -199,9 +199,23 @@ pub const DIFFERENCES: &[(&str, &str)] = &[
     ),
 ];
 
-/// What Sluice does with ConfigMap key `key`; `None` if ingress-nginx does not know it either.
+/// Sluice's own keys, which ingress-nginx does not know (read by [`crate::config`]), sorted.
+pub const SLUICE_KEYS: &[&str] = &[
+    "sluice-outlier-base-ejection-time",
+    "sluice-outlier-consecutive-failures",
+    "sluice-outlier-detection",
+    "sluice-outlier-gateway-responses",
+    "sluice-outlier-max-ejection-percent",
+    "sluice-outlier-max-ejection-time",
+];
+
+/// The difference every key of [`SLUICE_KEYS`] makes.
+const SLUICE_OWN: &str = "Sluice's own key: ingress-nginx ignores it";
+
+/// What Sluice does with ConfigMap key `key`; `None` if neither ingress-nginx nor Sluice
+/// knows it.
 pub fn support(key: &str) -> Option<KeySupport> {
-    if FAMILIES.iter().any(|f| f.configmap_keys.contains(&key)) {
+    if FAMILIES.iter().any(|f| f.configmap_keys.contains(&key)) || SLUICE_KEYS.contains(&key) {
         return Some(Implemented);
     }
     KEYS.binary_search_by(|(k, _)| k.cmp(&key)).ok().map(|i| KEYS[i].1)
@@ -209,6 +223,9 @@ pub fn support(key: &str) -> Option<KeySupport> {
 
 /// The documented difference of implemented key `key`, if any.
 pub fn difference(key: &str) -> Option<&'static str> {
+    if SLUICE_KEYS.contains(&key) {
+        return Some(SLUICE_OWN);
+    }
     DIFFERENCES.binary_search_by(|(k, _)| k.cmp(&key)).ok().map(|i| DIFFERENCES[i].1)
 }
 
@@ -220,6 +237,12 @@ mod tests {
     fn keys_are_sorted_and_each_has_one_fate() {
         assert!(KEYS.windows(2).all(|w| w[0].0 < w[1].0), "KEYS must stay sorted");
         assert!(DIFFERENCES.windows(2).all(|w| w[0].0 < w[1].0), "DIFFERENCES must stay sorted");
+        assert!(SLUICE_KEYS.windows(2).all(|w| w[0] < w[1]), "SLUICE_KEYS must stay sorted");
+        for key in SLUICE_KEYS {
+            assert!(key.starts_with("sluice-"), "{key}: Sluice's own keys say so");
+            assert_eq!(support(key), Some(Implemented), "{key}");
+            assert_eq!(difference(key), Some(SLUICE_OWN), "{key}");
+        }
         for (key, _) in KEYS {
             assert!(
                 !FAMILIES.iter().any(|f| f.configmap_keys.contains(key)),

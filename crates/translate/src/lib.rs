@@ -38,6 +38,7 @@ pub mod class;
 pub mod config;
 pub mod config_keys;
 mod index;
+pub mod outlier;
 mod regex_mode;
 mod tls;
 mod update;

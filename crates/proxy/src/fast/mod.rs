@@ -259,14 +259,14 @@ async fn proxy(
                         up.buf.consume(len);
                         continue;
                     }
-                    if attempts.retries_status(status, method, true) {
+                    if attempts.retries_status(backend, status, method, true) {
                         record.set_last_attempt(status, true);
                         sent =
                             send(&client.out, backend, &mut attempts, limits, method, &mut record)
                                 .await;
                         continue 'attempt;
                     }
-                    attempts.answered(backend, up_elapsed(&record));
+                    attempts.answered(backend, status, up_elapsed(&record));
                     let mut out = std::mem::take(&mut client.out);
                     out.clear();
                     let edits = response::Edits {
@@ -293,7 +293,7 @@ async fn proxy(
         };
         tracing::debug!(addr = %up.addr, ?failure, "upstream response head failed");
         record.set_last_attempt(failure.status(), false);
-        if attempts.retries(failure, method, true) {
+        if attempts.retries(backend, failure, method, true) {
             sent = send(&client.out, backend, &mut attempts, limits, method, &mut record).await;
             continue;
         }
@@ -426,7 +426,7 @@ async fn send(
                         IoFail::Failed => Failure::Connect,
                     };
                     record.attempt(addr, failure.status(), false, started);
-                    if attempts.retries(failure, method, true) {
+                    if attempts.retries(backend, failure, method, true) {
                         next = attempts.next(backend);
                     }
                     continue;
@@ -441,7 +441,7 @@ async fn send(
             }
             failure = if matches!(e, IoFail::Timeout) { Failure::Timeout } else { Failure::Broken };
             record.attempt(addr, failure.status(), false, started);
-            if attempts.retries(failure, method, true) {
+            if attempts.retries(backend, failure, method, true) {
                 next = attempts.next(backend);
             }
             continue;
@@ -468,7 +468,7 @@ async fn send(
                 failure = Failure::Broken;
             }
         }
-        if attempts.retries(failure, method, true) {
+        if attempts.retries(backend, failure, method, true) {
             next = attempts.next(backend);
         }
     }

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use md5::{Digest, Md5};
 use sluice_model::{
-    Affinity, Backend, BackendId, Balance, Canary, EwmaSlot, Retry, Ring, subset, subset_count,
+    Affinity, Backend, BackendId, Balance, Canary, EwmaSlot, OutlierEvent, Outliers, Retry, Ring,
+    subset, subset_count,
 };
 use tokio::time::Instant;
 
@@ -341,7 +342,48 @@ fn samesite_none_incompatible(user_agent: &[u8]) -> bool {
             && !ua.contains("Chrome"))
 }
 
-/// Microseconds on the proxy's clock, for response-time averages.
+/// A response that counts against its endpoint: 502, 503, 504, when the backend's policy
+/// says so (`sluice-outlier-gateway-responses`, Envoy's gateway failures).
+fn gateway_failure(backend: &Backend, status: u16) -> bool {
+    backend.outlier.gateway_responses && matches!(status, 502..=504)
+}
+
+/// Whether endpoint `idx` of `backend` is ejected now; an ejection that ran its time ends
+/// here. Only a load for a backend with no endpoint ejected.
+fn ejected(backend: &Backend, idx: usize) -> bool {
+    let Some(outliers) = backend.state.outliers.get() else { return false };
+    if outliers.ejected() == 0 {
+        return false;
+    }
+    let (skipped, event) = outliers.skipped(idx, now_micros());
+    if let Some(event) = event {
+        report(backend, idx, event);
+    }
+    skipped
+}
+
+/// Logs an ejection or its end, and counts ejections (`sluice_upstream_ejections_total`).
+fn report(backend: &Backend, idx: usize, event: OutlierEvent) {
+    let Some(endpoint) = backend.endpoints.get(idx).map(|e| e.addr) else { return };
+    match event {
+        OutlierEvent::Ejected { ejection, times } => {
+            tracing::warn!(
+                backend = %backend.name,
+                %endpoint,
+                seconds = ejection.as_secs_f64(),
+                times,
+                failures = backend.outlier.consecutive_failures,
+                "endpoint ejected after failing in a row; skipped until its ejection ends"
+            );
+            crate::metrics::ejection(backend);
+        }
+        OutlierEvent::Returned => {
+            tracing::info!(backend = %backend.name, %endpoint, "endpoint ejection ended; tried again");
+        }
+    }
+}
+
+/// Microseconds on the proxy's clock, for response-time averages and ejections.
 fn now_micros() -> u64 {
     static BASE: OnceLock<Instant> = OnceLock::new();
     BASE.get_or_init(Instant::now).elapsed().as_micros() as u64
@@ -405,6 +447,8 @@ pub(crate) struct Attempts {
     tries: usize,
     /// Attempts made (fresh connections after a stale pooled one do not count).
     made: usize,
+    /// Endpoints passed over for being ejected (`sluice-outlier-*`).
+    skipped: usize,
     stale: usize,
     /// The endpoint of the current attempt (an index in the backend's endpoints).
     current: Option<usize>,
@@ -427,6 +471,7 @@ impl Attempts {
             retry: *retry,
             tries,
             made: 0,
+            skipped: 0,
             stale: 0,
             current: None,
             tried: 0,
@@ -459,8 +504,42 @@ impl Attempts {
         {
             return None;
         }
-        let t = self.made;
-        let idx = match &self.order {
+        // Ejected endpoints are passed over as if tried, at most once each. When the order
+        // runs out before a first attempt (only ejected endpoints, as when others went away
+        // meanwhile), the first of them is tried after all: a request always has one.
+        let mut passed_over = None;
+        let idx = loop {
+            let Some(idx) = self.candidate(backend, n) else {
+                break passed_over.filter(|_| self.made == 0)?;
+            };
+            // A session pinned without `session-cookie-change-on-failure` stays pinned.
+            let pinned = matches!(self.order, Order::Pinned(_));
+            if !pinned && self.skipped < n && ejected(backend, idx) {
+                self.skipped += 1;
+                passed_over.get_or_insert(idx);
+                if idx < 64 {
+                    self.tried |= 1 << idx;
+                }
+                continue;
+            }
+            break idx;
+        };
+        self.made += 1;
+        self.current = Some(idx);
+        if idx < 64 {
+            self.tried |= 1 << idx;
+        }
+        backend.endpoints.get(idx).map(|e| e.addr)
+    }
+
+    /// The endpoint the order gives next, counting endpoints passed over.
+    fn candidate(&mut self, backend: &Backend, n: usize) -> Option<usize> {
+        let t = self.made + self.skipped;
+        if t >= n && !matches!(self.order, Order::Pinned(_)) {
+            // Every endpoint was tried or passed over.
+            return None;
+        }
+        Some(match &self.order {
             Order::Sequence(first) => (first + t) % n,
             Order::Ewma(first) if t == 0 => *first,
             Order::Ewma(_) => ewma_pick(backend, self.tried)?,
@@ -484,13 +563,7 @@ impl Attempts {
                 self.repinned = self.affinity.then_some(key);
                 idx
             }
-        };
-        self.made += 1;
-        self.current = Some(idx);
-        if idx < 64 {
-            self.tried |= 1 << idx;
-        }
-        backend.endpoints.get(idx).map(|e| e.addr)
+        })
     }
 
     /// A pooled connection turned out closed before the request was read: whether to try the
@@ -502,8 +575,18 @@ impl Attempts {
 
     /// Whether a failure of the current attempt goes on to another endpoint. `resendable`:
     /// the request can be sent again (no body, or a body held whole); a request that was
-    /// not sent at all (connecting failed) always can.
-    pub(crate) fn retries(&self, failure: Failure, method: &str, resendable: bool) -> bool {
+    /// not sent at all (connecting failed) always can. The failure counts against the
+    /// endpoint (`sluice-outlier-*`), but for a body too large, which is the client's.
+    pub(crate) fn retries(
+        &self,
+        backend: &Backend,
+        failure: Failure,
+        method: &str,
+        resendable: bool,
+    ) -> bool {
+        if failure != Failure::TooLarge {
+            self.outcome(backend, false);
+        }
         let on = self.retry.on;
         let bit = match failure {
             Failure::Connect => return on & Retry::ON_ERROR != 0,
@@ -517,9 +600,21 @@ impl Attempts {
     }
 
     /// Whether a response with `status` is dropped for another endpoint (`http_5xx` and the
-    /// like), when another attempt is left.
-    pub(crate) fn retries_status(&self, status: u16, method: &str, resendable: bool) -> bool {
-        self.retry.on_status(status) && self.sent_again(method, resendable) && self.left()
+    /// like), when another attempt is left. A dropped response counts for or against the
+    /// endpoint as [`Attempts::answered`] says.
+    pub(crate) fn retries_status(
+        &self,
+        backend: &Backend,
+        status: u16,
+        method: &str,
+        resendable: bool,
+    ) -> bool {
+        let again =
+            self.retry.on_status(status) && self.sent_again(method, resendable) && self.left();
+        if again {
+            self.outcome(backend, !gateway_failure(backend, status));
+        }
+        again
     }
 
     /// Whether an attempt is left.
@@ -534,13 +629,35 @@ impl Attempts {
         resendable && (idempotent || self.retry.on & Retry::ON_NON_IDEMPOTENT != 0)
     }
 
-    /// The current attempt got a response head after `elapsed`: the response-time average
-    /// (EWMA) learns it.
-    pub(crate) fn answered(&self, backend: &Backend, elapsed: Duration) {
+    /// The current attempt got a response head of `status` after `elapsed`: the
+    /// response-time average (EWMA) learns it, and the endpoint's record (with
+    /// `sluice-outlier-gateway-responses`, a 502, 503 or 504 counts as a failure).
+    pub(crate) fn answered(&self, backend: &Backend, status: u16, elapsed: Duration) {
         if let (Balance::Ewma, Some(idx)) = (&backend.balance, self.current)
             && let Some(slot) = ewma_slots(backend).get(idx)
         {
             slot.observe(elapsed.as_micros() as f64, now_micros());
+        }
+        self.outcome(backend, !gateway_failure(backend, status));
+    }
+
+    /// Tells the current endpoint's record how its attempt went. A backend whose endpoints
+    /// never failed has no record: a success costs it one load.
+    fn outcome(&self, backend: &Backend, ok: bool) {
+        let Some(idx) = self.current else { return };
+        if ok {
+            if let Some(outliers) = backend.state.outliers.get() {
+                outliers.succeeded(idx, now_micros(), &backend.outlier);
+            }
+            return;
+        }
+        if !backend.outlier.enabled() {
+            return;
+        }
+        let outliers =
+            backend.state.outliers.get_or_init(|| Outliers::new(backend.endpoints.len()));
+        if let Some(event) = outliers.failed(idx, now_micros(), &backend.outlier) {
+            report(backend, idx, event);
         }
     }
 
@@ -602,12 +719,12 @@ mod tests {
         a.order = Order::Sequence(1);
         let first = a.next(&b).unwrap();
         assert_eq!(first, b.endpoints[1].addr);
-        assert!(a.retries(Failure::Connect, "POST", false), "nothing was sent");
-        assert!(a.retries(Failure::Broken, "GET", true));
-        assert!(!a.retries(Failure::Broken, "POST", true), "non_idempotent is off");
-        assert!(!a.retries(Failure::Broken, "GET", false), "the body cannot be sent again");
-        assert!(!a.retries(Failure::InvalidHeader, "GET", true), "not in the default list");
-        assert!(!a.retries_status(502, "GET", true), "http_502 is not in the default list");
+        assert!(a.retries(&b, Failure::Connect, "POST", false), "nothing was sent");
+        assert!(a.retries(&b, Failure::Broken, "GET", true));
+        assert!(!a.retries(&b, Failure::Broken, "POST", true), "non_idempotent is off");
+        assert!(!a.retries(&b, Failure::Broken, "GET", false), "the body cannot be sent again");
+        assert!(!a.retries(&b, Failure::InvalidHeader, "GET", true), "not in the default list");
+        assert!(!a.retries_status(&b, 502, "GET", true), "http_502 is not in the default list");
         assert_eq!(a.next(&b), Some(b.endpoints[2].addr));
         assert_eq!(a.next(&b), Some(b.endpoints[0].addr));
         assert_eq!(a.next(&b), None, "three tries");
@@ -615,6 +732,72 @@ mod tests {
         let mut a = Attempts::new(&off, 3);
         assert!(a.next(&b).is_some());
         assert!(a.next(&b).is_none(), "off: one attempt");
+    }
+
+    fn attempts_from(first: usize) -> Attempts {
+        let mut a = Attempts::new(&Retry::default(), 3);
+        a.order = Order::Sequence(first);
+        a
+    }
+
+    #[test]
+    fn ejected_endpoints_are_passed_over_and_one_always_stays() {
+        let mut b = backend(3, Balance::RoundRobin);
+        b.outlier = sluice_model::OutlierPolicy {
+            consecutive_failures: 2,
+            max_ejection_percent: 100,
+            ..Default::default()
+        };
+        assert!(b.state.outliers.get().is_none(), "no record before a failure");
+        for _ in 0..2 {
+            let mut a = attempts_from(1);
+            assert_eq!(a.next(&b), Some(b.endpoints[1].addr));
+            assert!(a.retries(&b, Failure::Connect, "GET", true));
+        }
+        // Endpoint 1 is ejected: a request starting there goes to 2, and its retries to 0
+        // and no further.
+        let mut a = attempts_from(1);
+        assert_eq!(a.next(&b), Some(b.endpoints[2].addr));
+        assert!(a.retries(&b, Failure::Broken, "GET", true));
+        assert_eq!(a.next(&b), Some(b.endpoints[0].addr));
+        assert_eq!(a.next(&b), None, "the ejected endpoint is not retried");
+        // A success breaks endpoint 2's run.
+        let mut a = attempts_from(2);
+        assert_eq!(a.next(&b), Some(b.endpoints[2].addr));
+        a.answered(&b, 200, Duration::ZERO);
+        let mut a = attempts_from(2);
+        a.next(&b);
+        assert!(a.retries(&b, Failure::Connect, "GET", true));
+        let mut a = attempts_from(2);
+        assert_eq!(a.next(&b), Some(b.endpoints[2].addr), "one failure after a success");
+        assert!(a.retries(&b, Failure::Connect, "GET", true));
+        // Now 1 and 2 are ejected; 0 never is, whatever it does.
+        for _ in 0..5 {
+            let mut a = attempts_from(1);
+            assert_eq!(a.next(&b), Some(b.endpoints[0].addr));
+            assert!(a.retries(&b, Failure::Connect, "GET", true));
+        }
+        assert_eq!(b.state.outliers.get().unwrap().ejected(), 2);
+        // A 503 is an answer, unless the policy counts gateway responses.
+        let mut a = attempts_from(0);
+        a.next(&b);
+        a.answered(&b, 503, Duration::ZERO);
+        // A pinned session stays on its endpoint, ejected or not.
+        let mut a = attempts_from(0);
+        a.order = Order::Pinned(1);
+        assert_eq!(a.next(&b), Some(b.endpoints[1].addr));
+    }
+
+    #[test]
+    fn off_keeps_no_record() {
+        let mut b = backend(2, Balance::RoundRobin);
+        b.outlier = sluice_model::OutlierPolicy::OFF;
+        for _ in 0..10 {
+            let mut a = attempts_from(0);
+            assert_eq!(a.next(&b), Some(b.endpoints[0].addr));
+            a.retries(&b, Failure::Connect, "GET", true);
+        }
+        assert!(b.state.outliers.get().is_none());
     }
 
     #[test]

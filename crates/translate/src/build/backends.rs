@@ -646,6 +646,7 @@ impl<'s> Builder<'s> {
         backend.protocol = protocol;
         backend.tls = tls.clone();
         backend.service_upstream = cluster_ip;
+        backend.outlier = origin.global.outlier.policy();
         let id = backends.list.len() as BackendId;
         backends.list.push(backend);
         backends.drafts.push(draft);
