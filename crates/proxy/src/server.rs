@@ -442,7 +442,7 @@ async fn housekeeping(shared: &'static Shared) {
         shared.access_log.flush_worker();
         if n.is_multiple_of(4) {
             shared.metrics.flush_worker();
-            pool::sweep();
+            pool::sweep(&shared.state.load().table.https.connections.upstream);
         }
     }
 }

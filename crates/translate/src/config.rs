@@ -11,7 +11,7 @@ use sluice_model::{
 };
 
 use crate::annotations::load_balance::Balancing;
-use crate::annotations::{ConfigMaps, buffering};
+use crate::annotations::{ConfigMaps, buffering, connections};
 use crate::annotations::{
     FAMILIES, basic_auth, block, custom_errors, external_auth, global_rate_limit, ip_lists,
     load_balance, log, next_upstream, parse_bool, proxy, rate_limit, real_ip, response_headers,
@@ -299,6 +299,7 @@ fn family_key(
     let known = upstream_headers::configmap(key, value, config, source, diagnostics)
         .or_else(|| response_headers::configmap(key, value, config, source, diagnostics))
         .or_else(|| custom_errors::configmap(key, value, config))
+        .or_else(|| connections::configmap(key, value, &mut config.https.connections))
         .or_else(|| load_balance::configmap(key, value, config))
         .or_else(|| access_keys(key, value, config))
         .or_else(|| rate_limit::configmap(key, value, config))

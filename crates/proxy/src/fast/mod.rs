@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use sluice_model::{Backend, Limits, Route, RoutingTable};
+use sluice_model::{Backend, Limits, Route, RoutingTable, UpstreamKeepalive};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -221,7 +221,9 @@ async fn proxy(
     let mut attempts = forward.attempts;
     let mut plan = forward.response;
     let method = if record.request.method == http::Method::HEAD { "HEAD" } else { "GET" };
-    let sent = send(&client.out, backend, &mut attempts, limits, method, &mut record).await;
+    let keepalive = &table.https.connections.upstream;
+    let sent =
+        send(&client.out, backend, &mut attempts, limits, keepalive, method, &mut record).await;
     if let Some(key) = attempts.repinned() {
         let ua = record.request.user_agent.as_ref().map(|v| v.as_bytes());
         plan.set_cookie = crate::pipeline::repin_cookie(backend, key, &route.path, false, ua);
@@ -261,9 +263,16 @@ async fn proxy(
                     }
                     if attempts.retries_status(status, method, true) {
                         record.set_last_attempt(status, true);
-                        sent =
-                            send(&client.out, backend, &mut attempts, limits, method, &mut record)
-                                .await;
+                        sent = send(
+                            &client.out,
+                            backend,
+                            &mut attempts,
+                            limits,
+                            keepalive,
+                            method,
+                            &mut record,
+                        )
+                        .await;
                         continue 'attempt;
                     }
                     attempts.answered(backend, up_elapsed(&record));
@@ -294,7 +303,8 @@ async fn proxy(
         tracing::debug!(addr = %up.addr, ?failure, "upstream response head failed");
         record.set_last_attempt(failure.status(), false);
         if attempts.retries(failure, method, true) {
-            sent = send(&client.out, backend, &mut attempts, limits, method, &mut record).await;
+            sent = send(&client.out, backend, &mut attempts, limits, keepalive, method, &mut record)
+                .await;
             continue;
         }
         shared.metrics.upstream_error(backend, failure.label());
@@ -380,7 +390,7 @@ async fn proxy(
         return Next::Close;
     }
     if reusable {
-        up.checkin(end);
+        up.checkin(end, &table.https.connections.upstream);
     }
     keep_or_close(close)
 }
@@ -400,11 +410,13 @@ fn up_elapsed(record: &Record) -> Duration {
 /// pooled one turns out closed before answering — the rules of
 /// [`crate::upstream::forward`]. Returns the connection once the response's first bytes are
 /// in its buffer.
+#[allow(clippy::too_many_arguments)]
 async fn send(
     head: &[u8],
     backend: &Backend,
     attempts: &mut Attempts,
     limits: &Limits,
+    keepalive: &UpstreamKeepalive,
     method: &str,
     record: &mut Record,
 ) -> Result<Upstream, Failure> {
@@ -413,7 +425,7 @@ async fn send(
     let mut fresh = false;
     while let Some(addr) = next.take() {
         let started = Instant::now();
-        let pooled = if fresh { None } else { Upstream::checkout(addr, started) };
+        let pooled = if fresh { None } else { Upstream::checkout(addr, started, keepalive) };
         fresh = false;
         let reused = pooled.is_some();
         let mut up = match pooled {
