@@ -179,8 +179,7 @@ pub(crate) fn checkout(key: PoolKey, limits: &UpstreamKeepalive) -> Option<Poole
         }
         while let Some((pooled, since)) = idle.hyper.pop() {
             pool.idle -= 1;
-            if !pooled.sender.is_closed() && now.saturating_duration_since(since) < limits.timeout
-            {
+            if !pooled.sender.is_closed() && now.saturating_duration_since(since) < limits.timeout {
                 return Some(pooled);
             }
         }

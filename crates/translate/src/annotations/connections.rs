@@ -138,7 +138,10 @@ mod tests {
         assert_eq!(set("client-body-timeout", " 7 ").unwrap().client_body_timeout.as_secs(), 7);
         assert!(set("client-header-timeout", "0").is_err());
         assert!(set("client-body-timeout", "5s").is_err());
-        assert_eq!(set("upstream-keepalive-timeout", "0").unwrap().upstream.timeout, Duration::ZERO);
+        assert_eq!(
+            set("upstream-keepalive-timeout", "0").unwrap().upstream.timeout,
+            Duration::ZERO
+        );
         assert!(set("upstream-keepalive-timeout", "-1").is_err());
     }
 
