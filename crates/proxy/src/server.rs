@@ -495,10 +495,10 @@ impl Builders {
         let published = shared.state.load();
         let limits = &published.table.https.connections;
         let timeout = limits.client_header_timeout;
-        // Twice the buffers: a head over them still reaches the handler, which answers as
-        // NGINX does (414, 400); only a larger one gets hyper's 431. hyper needs 8 KiB at
-        // least.
-        let max_buf = (limits.header_buffers.total().saturating_mul(2)).max(16 * 1024);
+        // Twice the buffers, and 64 KiB at least: a head over the buffers still reaches the
+        // handler, which answers as NGINX does (414, 400); only a larger one gets hyper's
+        // 431.
+        let max_buf = (limits.header_buffers.total().saturating_mul(2)).max(64 * 1024);
         match &self.current {
             Some((t, m, b)) if *t == timeout && *m == max_buf => b.clone(),
             _ => {
