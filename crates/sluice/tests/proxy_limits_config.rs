@@ -138,6 +138,8 @@ async fn slow_bodies_are_cut_at_client_body_timeout() {
         others_served(&s).await;
         let (answer, took) = read_until_closed(&mut stalled, WAIT).await;
         assert!(answer.is_empty(), "{buffering}: answered {}", String::from_utf8_lossy(&answer));
+        // Logged 408, as NGINX logs it.
+        s.wait_stdout(|l| l.contains("\"POST /up HTTP/1.1\" 408 "));
         assert!(
             took >= Duration::from_millis(800) && took < Duration::from_secs(4),
             "{buffering}: {took:?}"

@@ -176,12 +176,31 @@ pub const DIFFERENCES: &[(&str, &str)] = &[
     ("block-referers", "applied on every route before anything else, even where NGINX drops it"),
     ("block-user-agents", "applied on every route before anything else, even where NGINX drops it"),
     (
+        "client-header-timeout",
+        "on connections hyper reads (HTTPS, HTTP/1.1 after a request with a body) it also bounds \
+         the wait for the next request when shorter than keep-alive; a head cut is not logged",
+    ),
+    (
         "custom-http-errors",
         "the error page request carries no body and reaches the default backend over HTTP/1.1",
     ),
     (
+        "large-client-header-buffers",
+        "a head of more than 64 lines and over twice the buffers (64 KiB at least), or of more \
+         than 200 lines, is answered 431 rather than 400",
+    ),
+    (
+        "max-worker-connections",
+        "counts client connections of each worker thread (--workers), not upstream ones",
+    ),
+    (
         "proxy-request-buffering",
         "up to 8 MiB is held in memory and the rest streamed, where NGINX writes a temporary file",
+    ),
+    (
+        "upstream-keepalive-connections",
+        "at the limit an endpoint's own least recently used idle connection makes room, else the \
+         returning one is closed (NGINX closes the worker's least recently used)",
     ),
 ];
 
