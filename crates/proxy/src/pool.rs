@@ -233,3 +233,38 @@ pub(crate) fn sweep(limits: &UpstreamKeepalive) {
         pool.idle = total;
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn connections_retire_after_their_requests_or_their_time() {
+        let limits =
+            UpstreamKeepalive { requests: 3, time: Duration::from_secs(10), ..Default::default() };
+        let born = Instant::now();
+        assert!(reusable(born, 2, born, &limits));
+        assert!(!reusable(born, 3, born, &limits));
+        assert!(reusable(born, 0, born + Duration::from_secs(9), &limits));
+        assert!(!reusable(born, 0, born + Duration::from_secs(10), &limits));
+        let never = UpstreamKeepalive { requests: 0, ..Default::default() };
+        assert!(!reusable(born, 0, born, &never));
+    }
+
+    #[test]
+    fn a_full_pool_makes_room_from_the_endpoint_or_refuses() {
+        let mut idle = Idle::default();
+        let mut total = 5;
+        // Full, and this endpoint holds nothing: the returning connection is refused.
+        assert!(!Pool::make_room(&mut total, &mut idle, 5));
+        assert_eq!(total, 5);
+        // Room left: nothing is closed.
+        assert!(Pool::make_room(&mut total, &mut idle, 6));
+        assert_eq!(total, 5);
+        // No connection kept at all with a limit of 0.
+        let mut none = 0;
+        assert!(!Pool::make_room(&mut none, &mut idle, 0));
+    }
+}

@@ -13,9 +13,11 @@
 //!    answers (redirects, 404, 503) are written here too;
 //! 5. the access log line and metrics are written from the same [`Record`].
 //!
-//! Everything else — request bodies, upgrades, `Expect`, HTTP/1.0, h2c, malformed or oversized
-//! heads, routes the life cycle hands over — goes to hyper ([`crate::handler`]) together with
-//! the bytes already read, for the rest of the connection. Reads clear socket readiness after a
+//! Everything else — request bodies, upgrades, `Expect`, HTTP/1.0, h2c, malformed heads or
+//! heads of many lines, routes the life cycle hands over — goes to hyper ([`crate::handler`])
+//! together with the bytes already read, for the rest of the connection. Heads are held to the
+//! ConfigMap's `large-client-header-buffers` and `client-header-timeout` here, and connections
+//! to its `keep-alive-requests` ([`crate::head_limits`]). Reads clear socket readiness after a
 //! short read, which saves the `EWOULDBLOCK` read per message that a generic reader pays.
 
 mod io;
