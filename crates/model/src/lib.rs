@@ -12,6 +12,7 @@
 
 mod access;
 mod balance;
+mod connections;
 mod diagnostics;
 mod hostindex;
 mod hostmap;
@@ -35,6 +36,7 @@ mod tls;
 
 pub use access::{Access, BasicAuth, Blocks, CacheDurations, Cors, ExternalAuth, IpList, MapKey};
 pub use balance::{EwmaSlot, Ring, address_bytes, subset, subset_count};
+pub use connections::{ConnectionLimits, HeaderBuffers, UpstreamKeepalive};
 pub use diagnostics::{Diagnostic, Reason, Severity};
 pub use hostindex::HostIndex;
 pub use hostmap::{FastMap, HostMap};

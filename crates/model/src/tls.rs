@@ -228,6 +228,10 @@ pub struct HttpsBehaviour {
     /// How long an idle client connection is kept (`keep-alive`): HTTP/1.1 between
     /// requests, HTTP/2 without a request in progress.
     pub keep_alive: std::time::Duration,
+    /// Client and upstream connection limits and timeouts (`client-*-timeout`,
+    /// `keep-alive-requests`, `large-client-header-buffers`, `max-worker-connections`,
+    /// `upstream-keepalive-*`).
+    pub connections: crate::ConnectionLimits,
 }
 
 impl Default for HttpsBehaviour {
@@ -240,6 +244,7 @@ impl Default for HttpsBehaviour {
             use_forwarded_headers: false,
             real_ip: crate::RealIp::default(),
             keep_alive: std::time::Duration::from_secs(75),
+            connections: crate::ConnectionLimits::default(),
         }
     }
 }

@@ -24,6 +24,8 @@ pub(crate) enum BodyError {
     TooLarge,
     /// The upstream sent nothing for `proxy-read-timeout`.
     ReadTimeout,
+    /// The client sent nothing of its request body for `client-body-timeout`.
+    ClientTimeout,
     /// The peer failed.
     Io(hyper::Error),
 }
@@ -33,6 +35,7 @@ impl fmt::Display for BodyError {
         match self {
             BodyError::TooLarge => f.write_str("request body larger than proxy-body-size"),
             BodyError::ReadTimeout => f.write_str("upstream read timed out"),
+            BodyError::ClientTimeout => f.write_str("client request body timed out"),
             BodyError::Io(e) => write!(f, "{e}"),
         }
     }
@@ -66,11 +69,24 @@ pub(crate) struct Progress {
     base: Instant,
     last_ms: AtomicU64,
     done: AtomicBool,
+    /// The client stopped sending the body for `client-body-timeout`.
+    client_timed_out: AtomicBool,
 }
 
 impl Progress {
     pub(crate) fn new(base: Instant) -> Arc<Self> {
-        Arc::new(Self { base, last_ms: AtomicU64::new(0), done: AtomicBool::new(false) })
+        Arc::new(Self {
+            base,
+            last_ms: AtomicU64::new(0),
+            done: AtomicBool::new(false),
+            client_timed_out: AtomicBool::new(false),
+        })
+    }
+
+    /// Whether the upload failed because the client stopped sending
+    /// (`client-body-timeout`).
+    pub(crate) fn client_timed_out(&self) -> bool {
+        self.client_timed_out.load(Ordering::Relaxed)
     }
 
     fn touch(&self) {
@@ -99,7 +115,15 @@ pub(crate) struct RequestBody {
     limit: u64,
     seen: u64,
     progress: Option<Arc<Progress>>,
+    /// `client-body-timeout` while streamed, and its timer (made at the first wait), armed
+    /// while `waiting` for the client: a wait on the upstream does not count.
+    timeout: Duration,
+    idle: Option<Pin<Box<Sleep>>>,
+    waiting: bool,
 }
+
+/// The timeout of bodies that never wait for the client (held whole, or absent).
+const NEVER: Duration = Duration::from_secs(365 * 86_400);
 
 enum Inner {
     Absent,
@@ -117,7 +141,7 @@ enum Inner {
 pub(crate) enum Unread {
     /// It exceeded `proxy-body-size` (413).
     TooLarge,
-    /// The client sent nothing for [`BODY_TIMEOUT`] (408).
+    /// The client sent nothing for `client-body-timeout` (408, and the connection is cut).
     Timeout,
     /// The client broke off before the end (400, as NGINX logs it).
     Broken,
@@ -127,33 +151,34 @@ pub(crate) enum Unread {
 /// crate's `buffering` family); a larger body is streamed on from there.
 pub(crate) const BUFFER_LIMIT: u64 = 8 * 1024 * 1024;
 
-/// NGINX's `client_body_timeout`: the longest wait between two reads of a request body that
-/// is being buffered.
-const BODY_TIMEOUT: Duration = Duration::from_secs(60);
-
 impl RequestBody {
-    /// Wraps `inner`, failing once more than `limit` bytes went through.
+    /// Wraps `inner`, failing once more than `limit` bytes went through, or when the client
+    /// sends nothing for `timeout` (NGINX's `client_body_timeout`, between two reads).
     pub(crate) fn new(
         inner: Incoming,
         limit: Option<u64>,
         progress: Option<Arc<Progress>>,
+        timeout: Duration,
     ) -> Self {
         let inner = if inner.is_end_stream() {
             Inner::Absent
         } else {
             Inner::Stream { prefix: None, rest: inner }
         };
-        Self { inner, limit: limit.unwrap_or(u64::MAX), seen: 0, progress }
+        let limit = limit.unwrap_or(u64::MAX);
+        Self { inner, limit, seen: 0, progress, timeout, idle: None, waiting: false }
     }
 
     /// Reads `incoming` before anything goes upstream (`proxy-request-buffering`): held whole
     /// when it ends within `hold` bytes, else streamed once `hold` bytes have arrived. `Err`
-    /// when it is larger than `limit` (the rest is drained meanwhile), or stalls.
+    /// when it is larger than `limit` (the rest is drained meanwhile), or stalls for
+    /// `timeout` between two reads (NGINX's `client_body_timeout`).
     pub(crate) async fn buffered(
         mut incoming: Incoming,
         limit: Option<u64>,
         hold: u64,
         progress: Option<Arc<Progress>>,
+        timeout: Duration,
     ) -> Result<Self, Unread> {
         use http_body_util::BodyExt;
         let limit = limit.unwrap_or(u64::MAX);
@@ -162,7 +187,7 @@ impl RequestBody {
             if incoming.is_end_stream() {
                 break false;
             }
-            let frame = tokio::time::timeout(BODY_TIMEOUT, incoming.frame())
+            let frame = tokio::time::timeout(timeout, incoming.frame())
                 .await
                 .map_err(|_| Unread::Timeout)?;
             match frame {
@@ -190,17 +215,35 @@ impl RequestBody {
         } else {
             Inner::Held(Some(held))
         };
-        Ok(Self { inner, limit, seen, progress })
+        Ok(Self { inner, limit, seen, progress, timeout, idle: None, waiting: false })
     }
 
     /// A body held whole.
     pub(crate) fn held(body: Bytes) -> Self {
-        Self { inner: Inner::Held(Some(body)), limit: u64::MAX, seen: 0, progress: None }
+        let inner = Inner::Held(Some(body));
+        Self {
+            inner,
+            limit: u64::MAX,
+            seen: 0,
+            progress: None,
+            timeout: NEVER,
+            idle: None,
+            waiting: false,
+        }
     }
 
     /// A body with nothing in it.
     pub(crate) fn empty() -> Self {
-        Self { inner: Inner::Absent, limit: u64::MAX, seen: 0, progress: None }
+        let inner = Inner::Absent;
+        Self {
+            inner,
+            limit: u64::MAX,
+            seen: 0,
+            progress: None,
+            timeout: NEVER,
+            idle: None,
+            waiting: false,
+        }
     }
 
     /// The body, when it can be sent again: `Some(None)` when absent, `Some(Some(bytes))`
@@ -275,7 +318,28 @@ impl Body for RequestBody {
             }
             return Poll::Ready(Some(Ok(Frame::data(first))));
         }
-        let frame = ready!(Pin::new(&mut *inner).poll_frame(cx));
+        let frame = match Pin::new(&mut *inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.waiting = false;
+                frame
+            }
+            Poll::Pending => {
+                // The timer is made at the first wait (a body that arrives without one costs
+                // none) and armed when a wait for the client starts.
+                let deadline = Instant::now() + this.timeout;
+                let idle =
+                    this.idle.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if !this.waiting {
+                    this.waiting = true;
+                    idle.as_mut().reset(deadline);
+                }
+                ready!(idle.as_mut().poll(cx));
+                if let Some(p) = &this.progress {
+                    p.client_timed_out.store(true, Ordering::Relaxed);
+                }
+                return Poll::Ready(Some(Err(BodyError::ClientTimeout)));
+            }
+        };
         if let Some(p) = &this.progress {
             p.touch();
             // With a Content-Length, the writer stops at the last byte and never asks for the

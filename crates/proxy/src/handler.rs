@@ -4,7 +4,6 @@
 //! error pages from the default backend (`custom-http-errors`) and mirrors. The access log
 //! and metrics are written when the response body ends ([`Record::finish`]).
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use http::request::Parts;
@@ -23,17 +22,46 @@ use crate::pipeline::{
 };
 use crate::record::{Record, RequestFacts};
 use crate::server::ConnInfo;
-use crate::{Published, Shared, auth, forward, mirror, throttle, tunnel, upstream};
+use crate::{
+    Published, Shared, auth, forward, head_limits, local, mirror, throttle, tunnel, upstream,
+};
+
+/// A request whose connection is closed without an answer, as NGINX closes it for a client
+/// that timed out sending its body (`client-body-timeout`; logged 408). Marks the response
+/// that stands for it; hyper closes the connection (HTTP/1) or resets the stream (HTTP/2) on
+/// this error.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Cut;
+
+impl std::fmt::Display for Cut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("client timed out; connection closed")
+    }
+}
+
+impl std::error::Error for Cut {}
 
 pub(crate) async fn handle(
     req: Request<Incoming>,
     conn: Arc<ConnInfo>,
     shared: &'static Shared,
-) -> Result<Response<ProxyBody>, Infallible> {
+) -> Result<Response<ProxyBody>, Cut> {
     // The table (and its TLS side) is loaded once and kept until the response ends, so a
     // configuration swap never changes a request half-way.
     let published = shared.state.load_full();
-    Ok(route_request(req, &conn, shared, &published).await)
+    let response = route_request(req, &conn, shared, &published).await;
+    if response.extensions().get::<Cut>().is_some() {
+        // Dropping the response writes its record (status 408).
+        return Err(Cut);
+    }
+    Ok(response)
+}
+
+/// The connection is closed without an answer; the record logs 408.
+fn cut(server: &HeaderValue, record: Box<Record>) -> Response<ProxyBody> {
+    let mut response = respond(408, server, Some(record));
+    response.extensions_mut().insert(Cut);
+    response
 }
 
 /// The upstream request's head as the life cycle writes it, applied to hyper's request.
@@ -103,6 +131,15 @@ async fn route_request(
     // Requests NGINX refuses before routing.
     if let Some(status) = refuse(&req) {
         return respond(status, server, None);
+    }
+    let connections = &published.table.https.connections;
+    if let Some(status) = head_limits::check_request(&req, &connections.header_buffers) {
+        // 414, or 400 with NGINX's page for a header too large; the connection closes.
+        let page = local::page(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST));
+        let status = if status == head_limits::HEADER_TOO_LARGE { 400 } else { status };
+        let mut response = respond_with(status, Some(page), server, None);
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
     }
     let host = match forward::request_host(&req) {
         Some(h) if forward::valid_host(h) => h.to_string(),
@@ -224,16 +261,20 @@ async fn route_request(
             && route.policy.mirror.as_ref().is_some_and(|m| m.request_body));
     let body = if hold && !incoming.is_end_stream() && !upgrade {
         let hold = limits.max_body_size.unwrap_or(u64::MAX).min(BUFFER_LIMIT);
-        match RequestBody::buffered(incoming, limits.max_body_size, hold, progress.clone()).await {
+        let timeout = connections.client_body_timeout;
+        let read =
+            RequestBody::buffered(incoming, limits.max_body_size, hold, progress.clone(), timeout);
+        match read.await {
             Ok(b) => b,
             Err(Unread::TooLarge) => {
                 return answer(413, forward.response, errors, table, route, shared, record).await;
             }
-            Err(Unread::Timeout) => return respond(408, server, Some(record)),
+            Err(Unread::Timeout) => return cut(server, record),
             Err(Unread::Broken) => return respond(400, server, Some(record)),
         }
     } else {
-        RequestBody::new(incoming, limits.max_body_size, progress.clone())
+        let timeout = connections.client_body_timeout;
+        RequestBody::new(incoming, limits.max_body_size, progress.clone(), timeout)
     };
 
     // A mirror gets the client's request as it came.
@@ -279,6 +320,10 @@ async fn route_request(
     }
     let forwarded = match forwarded {
         Ok(f) => f,
+        // The client stopped sending its body: NGINX closes without an answer.
+        Err(_) if progress.as_ref().is_some_and(|p| p.client_timed_out()) => {
+            return cut(server, record);
+        }
         Err(failure) => {
             if failure != Failure::TooLarge {
                 shared.metrics.upstream_error(backend, failure.label());

@@ -17,6 +17,7 @@ mod body;
 mod fast;
 mod forward;
 mod handler;
+mod head_limits;
 mod idle;
 mod local;
 mod metrics;

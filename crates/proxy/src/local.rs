@@ -76,6 +76,9 @@ pub(crate) fn page(status: StatusCode) -> Bytes {
         421 => page!("421", "Misdirected Request"),
         429 => page!("429", "Too Many Requests"),
         413 => page!("413", "Request Entity Too Large"),
+        414 => page!("414", "Request-URI Too Large"),
+        // NGINX's status for a header line or head too large: sent as 400.
+        494 => page!("400", "Request Header Or Cookie Too Large"),
         500 => page!("500", "Internal Server Error"),
         501 => page!("501", "Not Implemented"),
         502 => page!("502", "Bad Gateway"),

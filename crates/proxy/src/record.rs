@@ -11,7 +11,7 @@ use sluice_model::{BackendId, RouteId, RoutingTable, Target};
 use tokio::time::Instant;
 
 use crate::Shared;
-use crate::pool::{self, PoolKey, Sender};
+use crate::pool::{self, PoolKey, Pooled};
 use crate::server::ConnInfo;
 
 /// One try of one upstream endpoint.
@@ -51,7 +51,7 @@ pub(crate) struct Record {
     /// When the first upstream try started, for `$upstream_response_time`.
     pub upstream_start: Option<Instant>,
     /// The pooled upstream connection to give back once the response is read whole.
-    pub connection: Option<(PoolKey, Sender)>,
+    pub connection: Option<(PoolKey, Pooled)>,
     /// Whether the response body was delivered whole.
     pub complete: bool,
     /// The request's place among its client's requests in flight (`limit-connections`),
@@ -161,10 +161,10 @@ impl Record {
     /// write the access log line and the metrics. Returns the time it ended, read once for
     /// every duration logged (each clock read costs about as much as formatting a number).
     pub(crate) fn finish(mut self: Box<Self>) -> Instant {
-        if let Some((key, sender)) = self.connection.take()
+        if let Some((key, pooled)) = self.connection.take()
             && self.complete
         {
-            pool::checkin(key, sender);
+            pool::checkin(key, pooled, &self.table.https.connections.upstream);
         }
         let now = Instant::now();
         if self.log {

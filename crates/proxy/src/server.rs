@@ -146,6 +146,7 @@ impl Proxy {
         let (shutdown, rx) = watch::channel(false);
         let alive = Arc::new(AtomicUsize::new(workers));
         let mut handles = Vec::with_capacity(workers);
+        let nofile = open_file_limit();
         for (i, (http, https)) in listeners.into_iter().enumerate() {
             let rx = rx.clone();
             let grace = config.shutdown_grace;
@@ -153,7 +154,7 @@ impl Proxy {
             let handle = std::thread::Builder::new().name(format!("sluice-worker-{i}")).spawn(
                 move || {
                     let _guard = guard;
-                    worker(http, https, shared, rx, grace)
+                    worker(http, https, shared, rx, grace, nofile)
                 },
             )?;
             handles.push(handle);
@@ -227,6 +228,7 @@ fn worker(
     shared: &'static Shared,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
+    nofile: u64,
 ) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -237,37 +239,24 @@ fn worker(
         let https = https.map(|l| TcpListener::from_std(l).expect("a bound listener registers"));
         let http_port = http.local_addr().map(|a| a.port()).unwrap_or_default();
         let https_port = https.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.port()).unwrap_or_default();
-        let mut builder: HyperBuilder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            // NGINX's client_header_timeout; also bounds slow-header (slowloris) clients.
-            .header_read_timeout(Duration::from_secs(60))
-            .keep_alive(true)
-            // Heads beyond 64 KiB or 200 headers are answered 431 by hyper.
-            .max_buf_size(64 * 1024)
-            .max_headers(200);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_concurrent_streams(128)
-            // Rapid reset (CVE-2023-44487): more than 20 streams reset by the client before
-            // they are served, or 1,024 reset by the server for errors, end the connection
-            // with GOAWAY ENHANCE_YOUR_CALM (h2's defaults, stated so they stay on).
-            .max_pending_accept_reset_streams(20)
-            .max_local_error_reset_streams(1024)
-            .max_header_list_size(64 * 1024);
-        let builder = Arc::new(builder);
+        let mut builders = Builders::default();
         // Every client connection holds a receiver: the sender sees them all gone.
         let (live, live_rx) = watch::channel(());
         let housekeeping = tokio::spawn(housekeeping(shared));
+        let slots = Arc::new(Slots::default());
         loop {
+            // `max-worker-connections`: at the limit, nothing is accepted until a connection
+            // ends; new ones wait in the listen backlog, as with NGINX.
+            let limit = shared.state.load().table.https.connections.worker_connections(nofile);
+            let room = slots.open.load(Ordering::Relaxed) < limit;
             tokio::select! {
-                accepted = http.accept() => {
+                accepted = http.accept(), if room => {
                     let Some((mut stream, remote)) = accepted_or_back_off(accepted).await else { continue };
-                    let handoff = fast::Handoff { builder: builder.clone() };
+                    let handoff = fast::Handoff { builder: builders.current(shared) };
                     let (shutdown, live_rx) = (shutdown.clone(), live_rx.clone());
+                    let slot = Slot::take(&slots);
                     tokio::spawn(async move {
+                        let _slot = slot;
                         let Ok(proxied) = proxy_header(&mut stream, remote, shared).await else { return };
                         let conn = Arc::new(ConnInfo::new(remote, http_port, None).proxied(proxied, shared));
                         fast::serve(stream, conn, shared, handoff, shutdown, live_rx).await;
@@ -278,17 +267,20 @@ fn worker(
                         Some(l) => l.accept().await,
                         None => std::future::pending().await,
                     }
-                } => {
+                }, if room => {
                     let Some((mut stream, remote)) = accepted_or_back_off(accepted).await else { continue };
-                    let builder = builder.clone();
+                    let builder = builders.current(shared);
                     let (shutdown, live_rx) = (shutdown.clone(), live_rx.clone());
+                    let slot = Slot::take(&slots);
                     tokio::spawn(async move {
+                        let _slot = slot;
                         let Ok(proxied) = proxy_header(&mut stream, remote, shared).await else { return };
                         if let Some((io, conn)) = tls_handshake(stream, remote, https_port, proxied, shared).await {
-                            serve_hyper(&builder, shutdown, live_rx, io, conn, shared).await;
+                            serve_hyper(&builder, shutdown, live_rx, io, conn, shared, 0).await;
                         }
                     });
                 }
+                _ = slots.freed.notified(), if !room => {}
                 _ = shutdown.changed() => break,
             }
         }
@@ -335,18 +327,34 @@ pub(crate) async fn serve_hyper<I>(
     io: I,
     conn: Arc<ConnInfo>,
     shared: &'static Shared,
+    served: u32,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let keep_alive = shared.state.load().table.https.keep_alive;
+    let (keep_alive, max_requests) = {
+        let published = shared.state.load();
+        let https = &published.table.https;
+        (https.keep_alive, https.connections.keep_alive_requests)
+    };
     let activity = Arc::new(idle::Activity::new());
     let seen = activity.clone();
-    let service = service_fn(move |req| {
+    let requests = Arc::new(std::sync::atomic::AtomicU32::new(served));
+    let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let busy = idle::Busy::new(seen.clone());
+        // NGINX's keepalive_requests (HTTP/1): the connection's last request says so in its
+        // response, and hyper closes the connection after it.
+        let http1 = req.version() <= http::Version::HTTP_11;
+        let count = requests.fetch_add(1, Ordering::Relaxed).saturating_add(1);
         let answer = handler::handle(req, conn.clone(), shared);
         async move {
-            let response = answer.await;
+            let mut response = answer.await;
             drop(busy);
+            if let Ok(r) = &mut response
+                && http1
+                && count >= max_requests
+            {
+                r.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            }
             response
         }
     });
@@ -442,7 +450,100 @@ async fn housekeeping(shared: &'static Shared) {
         shared.access_log.flush_worker();
         if n.is_multiple_of(4) {
             shared.metrics.flush_worker();
-            pool::sweep();
+            pool::sweep(&shared.state.load().table.https.connections.upstream);
         }
     }
+}
+
+/// A worker's client connections, against `max-worker-connections`.
+#[derive(Default)]
+struct Slots {
+    open: AtomicUsize,
+    /// Woken when a connection ends (only waited on at the limit).
+    freed: tokio::sync::Notify,
+}
+
+/// One client connection's place among its worker's, given back when it ends.
+struct Slot(Arc<Slots>);
+
+impl Slot {
+    fn take(slots: &Arc<Slots>) -> Self {
+        slots.open.fetch_add(1, Ordering::Relaxed);
+        Slot(slots.clone())
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+        // Without a waiter this only stores a permit (no lock).
+        self.0.freed.notify_one();
+    }
+}
+
+/// The worker's hyper server configuration, made again only when the ConfigMap keys it
+/// depends on change (`client-header-timeout`, `large-client-header-buffers`), so that each
+/// connection takes the settings in force when it arrived.
+#[derive(Default)]
+struct Builders {
+    current: Option<(Duration, usize, Arc<HyperBuilder>)>,
+}
+
+impl Builders {
+    /// The builder for the settings in force.
+    fn current(&mut self, shared: &Shared) -> Arc<HyperBuilder> {
+        let published = shared.state.load();
+        let limits = &published.table.https.connections;
+        let timeout = limits.client_header_timeout;
+        // Twice the buffers, and 64 KiB at least: a head over the buffers still reaches the
+        // handler, which answers as NGINX does (414, 400); only a larger one gets hyper's
+        // 431.
+        let max_buf = (limits.header_buffers.total().saturating_mul(2)).max(64 * 1024);
+        match &self.current {
+            Some((t, m, b)) if *t == timeout && *m == max_buf => b.clone(),
+            _ => {
+                let builder = Arc::new(hyper_builder(timeout, max_buf));
+                self.current = Some((timeout, max_buf, builder.clone()));
+                builder
+            }
+        }
+    }
+}
+
+/// hyper's server side with the ConfigMap's HTTP/1 settings.
+fn hyper_builder(header_timeout: Duration, max_buf: usize) -> HyperBuilder {
+    let mut builder: HyperBuilder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        // NGINX's client_header_timeout (`client-header-timeout`); also bounds slow-header
+        // (slowloris) clients. hyper closes without an answer, as NGINX does.
+        .header_read_timeout(header_timeout)
+        .keep_alive(true)
+        // Heads beyond the buffer or 200 headers are answered 431 by hyper.
+        .max_buf_size(max_buf)
+        .max_headers(200);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(128)
+        // Rapid reset (CVE-2023-44487): more than 20 streams reset by the client before
+        // they are served, or 1,024 reset by the server for errors, end the connection
+        // with GOAWAY ENHANCE_YOUR_CALM (h2's defaults, stated so they stay on).
+        .max_pending_accept_reset_streams(20)
+        .max_local_error_reset_streams(1024)
+        .max_header_list_size(64 * 1024);
+    builder
+}
+
+/// The process's open-file limit (`nofile`), for `max-worker-connections: 0`; 1,024 when it
+/// cannot be read.
+fn open_file_limit() -> u64 {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|soft| soft.parse().ok())
+        .unwrap_or(1024)
 }

@@ -12,14 +12,14 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::{TrySendError, http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use sluice_model::{Backend, Limits, UpstreamTls};
+use sluice_model::{Backend, Limits, UpstreamKeepalive, UpstreamTls};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::body::{Progress, RequestBody, is_too_large};
 use crate::pipeline::{Attempts, Failure};
-use crate::pool::{self, PoolKey, Sender};
+use crate::pool::{self, PoolKey, Pooled, Sender};
 use crate::record::Record;
 
 impl Sender {
@@ -48,7 +48,8 @@ async fn connect(
     tls: Option<&UpstreamTls>,
     timeout: Duration,
     upgrades: bool,
-) -> Result<Sender, ConnectError> {
+    keepalive: &UpstreamKeepalive,
+) -> Result<Pooled, ConnectError> {
     let attempt = async {
         let stream = TcpStream::connect(key.addr).await.map_err(|e| {
             tracing::debug!(addr = %key.addr, error = %e, "upstream connect failed");
@@ -77,10 +78,11 @@ async fn connect(
     };
     let sender =
         tokio::time::timeout(timeout, attempt).await.map_err(|_| ConnectError::Timeout)??;
-    if let Sender::H2(s) = &sender {
-        pool::insert(key, Sender::H2(s.clone()));
+    let pooled = Pooled::new(sender);
+    if let Sender::H2(s) = &pooled.sender {
+        pool::insert(key, Pooled::new(Sender::H2(s.clone())), keepalive);
     }
-    Ok(sender)
+    Ok(pooled)
 }
 
 pub(crate) async fn start_http<I>(io: I, h2: bool, upgrades: bool) -> Result<Sender, ConnectError>
@@ -116,7 +118,7 @@ where
 /// A response head from the upstream, and the connection to give back when its body is read.
 pub(crate) struct Forwarded {
     pub response: Response<Incoming>,
-    pub connection: Option<(PoolKey, Sender)>,
+    pub connection: Option<(PoolKey, Pooled)>,
 }
 
 /// A request that can be sent more than once: its head, and its body when held whole (or
@@ -181,16 +183,20 @@ pub(crate) async fn forward(
     let tls_id = backend.tls.as_ref().map_or(0, |t| t.fingerprint);
     let mut next = attempts.next(backend);
     let mut fresh = false;
+    // Copied: the record is written to while the request goes out.
+    let keepalive: UpstreamKeepalive = record.table.https.connections.upstream;
+    let keepalive = &keepalive;
     while let Some(addr) = next.take() {
         let key = PoolKey { addr, protocol: backend.protocol, tls: tls_id };
         let started = Instant::now();
-        let pooled = if upgrade || fresh { None } else { pool::checkout(key) };
+        let pooled = if upgrade || fresh { None } else { pool::checkout(key, keepalive) };
         fresh = false;
         let reused = pooled.is_some();
         let mut sender = match pooled {
             Some(s) => s,
             None => {
-                match connect(key, backend.tls.as_deref(), limits.connect_timeout, upgrade).await {
+                let tls = backend.tls.as_deref();
+                match connect(key, tls, limits.connect_timeout, upgrade, keepalive).await {
                     Ok(s) => s,
                     Err(e) => {
                         failure = match e {
@@ -209,7 +215,7 @@ pub(crate) async fn forward(
         let Some(request) = req.take().or_else(|| resend.as_ref().map(Resend::request)) else {
             break;
         };
-        let sent = sender.send(request);
+        let sent = sender.sender.send(request);
         match wait_for_head(sent, limits, progress).await {
             Some(Ok(response)) => {
                 let status = response.status().as_u16();

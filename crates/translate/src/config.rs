@@ -12,7 +12,7 @@ use sluice_model::{
 };
 
 use crate::annotations::load_balance::Balancing;
-use crate::annotations::{ConfigMaps, buffering};
+use crate::annotations::{ConfigMaps, buffering, connections};
 use crate::annotations::{
     FAMILIES, basic_auth, block, custom_errors, external_auth, global_rate_limit, ip_lists,
     load_balance, log, next_upstream, parse_bool, proxy, rate_limit, real_ip, response_headers,
@@ -314,6 +314,7 @@ fn family_key(
     let known = upstream_headers::configmap(key, value, config, source, diagnostics)
         .or_else(|| response_headers::configmap(key, value, config, source, diagnostics))
         .or_else(|| custom_errors::configmap(key, value, config))
+        .or_else(|| connections::configmap(key, value, &mut config.https.connections))
         .or_else(|| load_balance::configmap(key, value, config))
         .or_else(|| access_keys(key, value, config))
         .or_else(|| rate_limit::configmap(key, value, config))
@@ -477,6 +478,50 @@ mod tests {
         parse(&object, &data, &none, &mut diagnostics);
         assert_eq!(diagnostics[0].reason, Reason::UnsupportedConfigMapKey);
         assert!(diagnostics[0].message.contains("not an ingress-nginx ConfigMap key"));
+    }
+
+    /// The connection keys land in the table-wide HTTPS behaviour; a bad one is an invalid
+    /// value naming the key, and its default stays.
+    #[test]
+    fn connection_keys_are_read() {
+        let object = object_ref("ingress", "config");
+        let none = |_: &str, _: &str| None;
+        let data = BTreeMap::from(
+            [
+                ("client-header-timeout", "5"),
+                ("client-body-timeout", "7"),
+                ("keep-alive-requests", "3"),
+                ("large-client-header-buffers", "2 1k"),
+                ("max-worker-connections", "0"),
+                ("max-worker-open-files", "4000"),
+                ("upstream-keepalive-connections", "8"),
+                ("upstream-keepalive-timeout", "9"),
+                ("upstream-keepalive-requests", "10"),
+                ("upstream-keepalive-time", "1h30m"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        let mut diagnostics = Vec::new();
+        let config = parse(&object, &data, &none, &mut diagnostics);
+        assert_eq!(diagnostics, []);
+        let c = config.https.connections;
+        assert_eq!(c.client_header_timeout, std::time::Duration::from_secs(5));
+        assert_eq!(c.client_body_timeout, std::time::Duration::from_secs(7));
+        assert_eq!(c.keep_alive_requests, 3);
+        assert_eq!((c.header_buffers.number, c.header_buffers.size), (2, 1024));
+        assert_eq!(c.worker_connections(1 << 20), 3000);
+        assert_eq!(c.upstream.connections, 8);
+        assert_eq!(c.upstream.timeout, std::time::Duration::from_secs(9));
+        assert_eq!(c.upstream.requests, 10);
+        assert_eq!(c.upstream.time, std::time::Duration::from_secs(5400));
+
+        let data = BTreeMap::from([("keep-alive-requests".to_string(), "lots".to_string())]);
+        let mut diagnostics = Vec::new();
+        let config = parse(&object, &data, &none, &mut diagnostics);
+        assert_eq!(config.https.connections, sluice_model::ConnectionLimits::default());
+        assert_eq!(diagnostics[0].reason, Reason::InvalidConfigMapKey);
+        assert!(diagnostics[0].message.starts_with("keep-alive-requests:"), "{diagnostics:?}");
+        assert!(diagnostics[0].message.contains("the default applies"));
     }
 
     /// Keys no family reads get their catalogued fate: NGINX tuning silently, the others with

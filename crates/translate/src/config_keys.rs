@@ -29,7 +29,6 @@ const WORKERS: &str =
 const RELOADS: &str = "governs NGINX reloads; Sluice never reloads";
 const LOG_PATHS: &str = "Sluice writes its logs to standard output and standard error";
 const TLS_SESSIONS: &str = "rustls keeps its own session cache and tickets";
-const UPSTREAM_POOL: &str = "Sluice pools upstream connections itself";
 const OPENTRACING: &str = "OpenTracing, removed in v1.10";
 
 /// The keys no family reads, and their fate, sorted by name.
@@ -48,12 +47,10 @@ pub const KEYS: &[(&str, KeySupport)] = &[
     ("brotli-level", Pending),
     ("brotli-min-length", Pending),
     ("brotli-types", Pending),
-    ("client-body-timeout", Pending),
     (
         "client-header-buffer-size",
-        Accepted("Sluice reads request heads up to 64 KiB whatever the buffers"),
+        Accepted("Sluice bounds request heads by large-client-header-buffers alone"),
     ),
-    ("client-header-timeout", Pending),
     ("debug-connections", Pending),
     ("default-type", Accepted("the type of files NGINX serves itself; Sluice serves none")),
     ("disable-ipv6", Pending),
@@ -97,11 +94,6 @@ pub const KEYS: &[(&str, KeySupport)] = &[
     ("jaeger-service-name", Removed(OPENTRACING)),
     ("jaeger-trace-baggage-header-prefix", Removed(OPENTRACING)),
     ("jaeger-trace-context-header-name", Removed(OPENTRACING)),
-    ("keep-alive-requests", Pending),
-    (
-        "large-client-header-buffers",
-        Accepted("Sluice reads request heads up to 64 KiB whatever the buffers"),
-    ),
     ("limit-conn-zone-variable", Pending),
     ("log-format-escape-json", Pending),
     ("log-format-escape-none", Pending),
@@ -110,8 +102,6 @@ pub const KEYS: &[(&str, KeySupport)] = &[
     ("lua-shared-dicts", Accepted("sizes NGINX's Lua dictionaries; Sluice has no Lua")),
     ("main-snippet", Snippet),
     ("map-hash-bucket-size", Accepted(HASHES)),
-    ("max-worker-connections", Accepted(WORKERS)),
-    ("max-worker-open-files", Accepted(WORKERS)),
     ("modsecurity-snippet", Snippet),
     (
         "nginx-status-ipv4-whitelist",
@@ -164,10 +154,6 @@ pub const KEYS: &[(&str, KeySupport)] = &[
     ),
     ("syslog-host", Pending),
     ("syslog-port", Pending),
-    ("upstream-keepalive-connections", Accepted(UPSTREAM_POOL)),
-    ("upstream-keepalive-requests", Accepted(UPSTREAM_POOL)),
-    ("upstream-keepalive-time", Accepted(UPSTREAM_POOL)),
-    ("upstream-keepalive-timeout", Accepted(UPSTREAM_POOL)),
     ("use-geoip", Pending),
     ("use-geoip2", Pending),
     ("use-gzip", Pending),
@@ -190,12 +176,31 @@ pub const DIFFERENCES: &[(&str, &str)] = &[
     ("block-referers", "applied on every route before anything else, even where NGINX drops it"),
     ("block-user-agents", "applied on every route before anything else, even where NGINX drops it"),
     (
+        "client-header-timeout",
+        "on connections hyper reads (HTTPS, HTTP/1.1 after a request with a body) it also bounds \
+         the wait for the next request when shorter than keep-alive; a head cut is not logged",
+    ),
+    (
         "custom-http-errors",
         "the error page request carries no body and reaches the default backend over HTTP/1.1",
     ),
     (
+        "large-client-header-buffers",
+        "a head of more than 64 lines and over twice the buffers (64 KiB at least), or of more \
+         than 200 lines, is answered 431 rather than 400",
+    ),
+    (
+        "max-worker-connections",
+        "counts client connections of each worker thread (--workers), not upstream ones",
+    ),
+    (
         "proxy-request-buffering",
         "up to 8 MiB is held in memory and the rest streamed, where NGINX writes a temporary file",
+    ),
+    (
+        "upstream-keepalive-connections",
+        "at the limit an endpoint's own least recently used idle connection makes room, else the \
+         returning one is closed (NGINX closes the worker's least recently used)",
     ),
 ];
 
@@ -260,7 +265,7 @@ mod tests {
         assert_eq!(support("server-snippet"), Some(Implemented));
         assert_eq!(support("main-snippet"), Some(Snippet));
         // 192 keys in configmap.md (v1.15): those the families read, and the others here.
-        assert_eq!(KEYS.len(), 123);
+        assert_eq!(KEYS.len(), 113);
         assert_eq!(support("proxy-body-size"), Some(Implemented));
         assert_eq!(support("worker-processes"), Some(Accepted(WORKERS)));
         assert_eq!(support("no-such-key"), None);

@@ -13,7 +13,9 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
-use crate::pool::{self, IDLE_TIMEOUT};
+use sluice_model::UpstreamKeepalive;
+
+use crate::pool;
 
 /// Why a read or write gave up.
 #[derive(Debug)]
@@ -194,6 +196,10 @@ pub(crate) struct Upstream {
     pub(crate) timer: Timer,
     pub(crate) addr: SocketAddr,
     idle_since: Instant,
+    /// When it was opened, and the requests it carried (`upstream-keepalive-time`,
+    /// `-requests`).
+    born: Instant,
+    requests: u32,
 }
 
 /// Read buffer of an upstream connection: a small response arrives in one read.
@@ -217,23 +223,40 @@ impl Upstream {
             timer: Timer::new(),
             addr,
             idle_since: Instant::now(),
+            born: Instant::now(),
+            requests: 0,
         })
     }
 
     /// An idle connection to `addr` from the worker's pool.
-    pub(super) fn checkout(addr: SocketAddr, now: Instant) -> Option<Self> {
-        pool::checkout_raw(addr, now)
+    pub(super) fn checkout(
+        addr: SocketAddr,
+        now: Instant,
+        limits: &UpstreamKeepalive,
+    ) -> Option<Self> {
+        pool::checkout_raw(addr, now, limits)
     }
 
     /// Gives a connection back after a response was read whole, at `now`.
-    pub(super) fn checkin(mut self, now: Instant) {
+    pub(super) fn checkin(mut self, now: Instant, limits: &UpstreamKeepalive) {
+        self.requests += 1;
         self.buf.clear();
         if self.buf.capacity() > 4 * UPSTREAM_BUF {
             // A large head grew it: do not keep the memory for every idle connection.
             self.buf = ReadBuf::new(UPSTREAM_BUF);
         }
         self.idle_since = now;
-        pool::checkin_raw(self);
+        pool::checkin_raw(self, limits);
+    }
+
+    /// When it was opened.
+    pub(crate) fn born(&self) -> Instant {
+        self.born
+    }
+
+    /// The requests it carried.
+    pub(crate) fn requests(&self) -> u32 {
+        self.requests
     }
 
     /// When it went back to the pool.
@@ -241,11 +264,11 @@ impl Upstream {
         self.idle_since
     }
 
-    /// Whether an idle connection is worth keeping: not expired, and neither closed by the
-    /// peer nor written to unasked (its readiness says readable: end of stream, or bytes no
-    /// request asked for).
-    pub(crate) fn still_idle(&self) -> bool {
-        if self.idle_since.elapsed() >= IDLE_TIMEOUT {
+    /// Whether an idle connection is worth keeping: idle less than `timeout`, and neither
+    /// closed by the peer nor written to unasked (its readiness says readable: end of stream,
+    /// or bytes no request asked for).
+    pub(crate) fn still_idle(&self, timeout: Duration) -> bool {
+        if self.idle_since.elapsed() >= timeout {
             return false;
         }
         let mut probe = [0u8; 1];

@@ -13,9 +13,11 @@
 //!    answers (redirects, 404, 503) are written here too;
 //! 5. the access log line and metrics are written from the same [`Record`].
 //!
-//! Everything else — request bodies, upgrades, `Expect`, HTTP/1.0, h2c, malformed or oversized
-//! heads, routes the life cycle hands over — goes to hyper ([`crate::handler`]) together with
-//! the bytes already read, for the rest of the connection. Reads clear socket readiness after a
+//! Everything else — request bodies, upgrades, `Expect`, HTTP/1.0, h2c, malformed heads or
+//! heads of many lines, routes the life cycle hands over — goes to hyper ([`crate::handler`])
+//! together with the bytes already read, for the rest of the connection. Heads are held to the
+//! ConfigMap's `large-client-header-buffers` and `client-header-timeout` here, and connections
+//! to its `keep-alive-requests` ([`crate::head_limits`]). Reads clear socket readiness after a
 //! short read, which saves the `EWOULDBLOCK` read per message that a generic reader pays.
 
 mod io;
@@ -27,7 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use sluice_model::{Backend, Limits, Route, RoutingTable};
+use sluice_model::{Backend, Limits, Route, RoutingTable, UpstreamKeepalive};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -41,16 +43,10 @@ use crate::pipeline::{Attempts, Failure, Forward, Local, Reply, ResponsePlan};
 use crate::record::Record;
 use crate::server::{ConnInfo, HyperBuilder};
 use crate::tls::hello::Rewind;
-use crate::{Shared, local, server};
+use crate::{Shared, head_limits, local, server};
 
-/// Longest request head the fast path reads before leaving the connection to hyper (which
-/// answers 431 beyond its own limit, the same size).
-const MAX_HEAD: usize = 64 * 1024;
 /// Header lines parsed; more go to hyper.
 const MAX_HEADERS: usize = 64;
-/// NGINX's `client_header_timeout`: the time to send a request head, and to start one on an
-/// idle keep-alive connection.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest upstream response head accepted (NGINX: "upstream sent too big header", 502).
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 
@@ -67,6 +63,8 @@ struct Client {
     /// The upstream request head being built, then the response head and first body bytes.
     out: Vec<u8>,
     timer: Timer,
+    /// Requests read on this connection (`keep-alive-requests`).
+    requests: u32,
 }
 
 /// How a request ended for its connection.
@@ -94,6 +92,7 @@ pub(crate) async fn serve(
         buf: ReadBuf::new(4096),
         out: Vec::with_capacity(4096),
         timer: Timer::new(),
+        requests: 0,
     };
     // One wait for shutdown for the whole connection, polled at each idle read: making a new
     // one per request would register and unregister a waiter (under the channel's lock) each
@@ -107,7 +106,10 @@ pub(crate) async fn serve(
             Next::KeepAlive | Next::Close => return,
             Next::Handoff => {
                 let io = Rewind::new(client.buf.take(), client.stream);
-                server::serve_hyper(&handoff.builder, shutdown, _live, io, conn, shared).await;
+                // hyper counts on from the requests served here (`keep-alive-requests`).
+                let served = client.requests.saturating_sub(1);
+                let builder = &handoff.builder;
+                server::serve_hyper(builder, shutdown, _live, io, conn, shared, served).await;
                 return;
             }
         }
@@ -122,25 +124,47 @@ async fn next(
     mut stopping: Pin<&mut impl Future<Output = Result<(), watch::error::RecvError>>>,
 ) -> Next {
     // Idle between requests, the `keep-alive` timeout applies (NGINX's keepalive_timeout);
-    // from a request's first byte, the head timeout.
+    // on a new connection, and from a request's first byte, `client-header-timeout`. A head
+    // that does not come whole in time is cut without an answer, as NGINX does.
+    let (keep_alive, limits) = {
+        let published = shared.state.load();
+        (published.table.https.keep_alive, published.table.https.connections)
+    };
+    let head_timeout = limits.client_header_timeout;
     let mut idle = client.buf.is_empty();
-    let mut deadline = Instant::now()
-        + if idle { shared.state.load().table.https.keep_alive } else { HEAD_TIMEOUT };
+    let mut deadline =
+        Instant::now() + if idle && client.requests > 0 { keep_alive } else { head_timeout };
     let (plan, head_len) = loop {
         if !client.buf.is_empty() {
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut req = httparse::Request::new(&mut headers);
             match req.parse(client.buf.filled()) {
                 Ok(httparse::Status::Complete(len)) => {
-                    if let Some(status) = request::refused_framing(&req) {
+                    client.requests = client.requests.saturating_add(1);
+                    let head = &client.buf.filled()[..len];
+                    let refused = head_limits::check_head(head, &limits.header_buffers)
+                        .or_else(|| request::refused_framing(&req));
+                    if let Some(status) = refused {
                         return refuse(client, status, shared).await;
                     }
                     match request::plan(&req, len, conn, shared, &mut client.out) {
-                        Some(plan) => break (plan, len),
+                        Some(mut plan) => {
+                            // NGINX's keepalive_requests: the connection's last request says
+                            // so in its response, and the connection closes after it.
+                            plan.close |= client.requests >= limits.keep_alive_requests;
+                            break (plan, len);
+                        }
                         None => return Next::Handoff,
                     }
                 }
-                Ok(httparse::Status::Partial) if client.buf.len() < MAX_HEAD => {}
+                Ok(httparse::Status::Partial) => {
+                    let partial = client.buf.filled();
+                    if let Some(status) =
+                        head_limits::check_partial(partial, &limits.header_buffers)
+                    {
+                        return refuse(client, status, shared).await;
+                    }
+                }
                 _ => return Next::Handoff,
             }
         }
@@ -158,7 +182,7 @@ async fn next(
             Ok(0) | Err(_) => return Next::Close,
             Ok(_) if idle => {
                 idle = false;
-                deadline = Instant::now() + HEAD_TIMEOUT;
+                deadline = Instant::now() + head_timeout;
             }
             Ok(_) => {}
         }
@@ -221,7 +245,9 @@ async fn proxy(
     let mut attempts = forward.attempts;
     let mut plan = forward.response;
     let method = if record.request.method == http::Method::HEAD { "HEAD" } else { "GET" };
-    let sent = send(&client.out, backend, &mut attempts, limits, method, &mut record).await;
+    let keepalive = &table.https.connections.upstream;
+    let sent =
+        send(&client.out, backend, &mut attempts, limits, keepalive, method, &mut record).await;
     if let Some(key) = attempts.repinned() {
         let ua = record.request.user_agent.as_ref().map(|v| v.as_bytes());
         plan.set_cookie = crate::pipeline::repin_cookie(backend, key, &route.path, false, ua);
@@ -261,9 +287,16 @@ async fn proxy(
                     }
                     if attempts.retries_status(backend, status, method, true) {
                         record.set_last_attempt(status, true);
-                        sent =
-                            send(&client.out, backend, &mut attempts, limits, method, &mut record)
-                                .await;
+                        sent = send(
+                            &client.out,
+                            backend,
+                            &mut attempts,
+                            limits,
+                            keepalive,
+                            method,
+                            &mut record,
+                        )
+                        .await;
                         continue 'attempt;
                     }
                     attempts.answered(backend, status, up_elapsed(&record));
@@ -294,7 +327,9 @@ async fn proxy(
         tracing::debug!(addr = %up.addr, ?failure, "upstream response head failed");
         record.set_last_attempt(failure.status(), false);
         if attempts.retries(backend, failure, method, true) {
-            sent = send(&client.out, backend, &mut attempts, limits, method, &mut record).await;
+            sent =
+                send(&client.out, backend, &mut attempts, limits, keepalive, method, &mut record)
+                    .await;
             continue;
         }
         shared.metrics.upstream_error(backend, failure.label());
@@ -380,7 +415,7 @@ async fn proxy(
         return Next::Close;
     }
     if reusable {
-        up.checkin(end);
+        up.checkin(end, &table.https.connections.upstream);
     }
     keep_or_close(close)
 }
@@ -400,11 +435,13 @@ fn up_elapsed(record: &Record) -> Duration {
 /// pooled one turns out closed before answering — the rules of
 /// [`crate::upstream::forward`]. Returns the connection once the response's first bytes are
 /// in its buffer.
+#[allow(clippy::too_many_arguments)]
 async fn send(
     head: &[u8],
     backend: &Backend,
     attempts: &mut Attempts,
     limits: &Limits,
+    keepalive: &UpstreamKeepalive,
     method: &str,
     record: &mut Record,
 ) -> Result<Upstream, Failure> {
@@ -413,7 +450,7 @@ async fn send(
     let mut fresh = false;
     while let Some(addr) = next.take() {
         let started = Instant::now();
-        let pooled = if fresh { None } else { Upstream::checkout(addr, started) };
+        let pooled = if fresh { None } else { Upstream::checkout(addr, started, keepalive) };
         fresh = false;
         let reused = pooled.is_some();
         let mut up = match pooled {
@@ -575,12 +612,16 @@ async fn respond(
     if sent { keep_or_close(close) } else { Next::Close }
 }
 
-/// Refuses a request whose framing is ambiguous or unknown (see
-/// [`request::refused_framing`]) with Sluice's page for `status`, and closes: what follows
-/// its head cannot be told apart from a body, so nothing more is read from the connection.
+/// Refuses a request before routing, with Sluice's page for `status`, and closes: a framing
+/// that is ambiguous or unknown (see [`request::refused_framing`]: what follows its head
+/// cannot be told apart from a body, so nothing more is read from the connection), or a head
+/// too large for `large-client-header-buffers` (414, or [`head_limits::HEADER_TOO_LARGE`]
+/// sent as 400).
 async fn refuse(client: &mut Client, status: u16, shared: &'static Shared) -> Next {
     let code = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_REQUEST);
     let page = local::page(code);
+    let code =
+        if status == head_limits::HEADER_TOO_LARGE { http::StatusCode::BAD_REQUEST } else { code };
     let out = &mut client.out;
     out.clear();
     response::status_line(out, code);

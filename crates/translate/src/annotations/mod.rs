@@ -24,6 +24,7 @@ pub mod block;
 pub mod buffering;
 pub mod canary;
 pub mod catalog;
+pub mod connections;
 pub mod cors;
 pub mod custom_errors;
 pub mod default_backend;
@@ -90,6 +91,7 @@ pub const FAMILIES: &[&Family] = &[
     &block::FAMILY,
     &buffering::FAMILY,
     &canary::FAMILY,
+    &connections::FAMILY,
     &cors::FAMILY,
     &custom_errors::FAMILY,
     &default_backend::FAMILY,
