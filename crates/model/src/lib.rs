@@ -15,6 +15,7 @@ mod balance;
 mod diagnostics;
 mod hostindex;
 mod hostmap;
+mod http2;
 mod lean;
 mod lookup;
 mod names;
@@ -37,6 +38,7 @@ pub use balance::{EwmaSlot, Ring, address_bytes, subset, subset_count};
 pub use diagnostics::{Diagnostic, Reason, Severity};
 pub use hostindex::HostIndex;
 pub use hostmap::{FastMap, HostMap};
+pub use http2::Http2Settings;
 pub use lean::{
     LeanService, LeanServicePort, LeanSlice, SERVICE_NAME_LABEL, SliceEndpoint, SlicePort,
     slim_metadata,

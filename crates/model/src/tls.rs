@@ -228,6 +228,8 @@ pub struct HttpsBehaviour {
     /// How long an idle client connection is kept (`keep-alive`): HTTP/1.1 between
     /// requests, HTTP/2 without a request in progress.
     pub keep_alive: std::time::Duration,
+    /// Client HTTP/2 connections (`http2-*` keys).
+    pub http2: crate::Http2Settings,
 }
 
 impl Default for HttpsBehaviour {
@@ -240,6 +242,7 @@ impl Default for HttpsBehaviour {
             use_forwarded_headers: false,
             real_ip: crate::RealIp::default(),
             keep_alive: std::time::Duration::from_secs(75),
+            http2: crate::Http2Settings::default(),
         }
     }
 }

@@ -16,6 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use rustls::server::Acceptor;
 use rustls_pki_types::CertificateDer;
+use sluice_model::Http2Settings;
 use socket2::{Domain, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -23,9 +24,10 @@ use tokio_rustls::LazyConfigAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use crate::proxy_protocol;
+use crate::stall::{Stall, StallIo, Watched};
 use crate::tls::client_auth::{ClientCert, ClientCheck};
 use crate::tls::hello::{self, Rewind};
-use crate::{Shared, fast, handler, idle, passthrough, pool};
+use crate::{Shared, fast, handler, http2, idle, passthrough, pool};
 
 /// Where and how the proxy listens.
 #[derive(Clone, Debug)]
@@ -237,27 +239,7 @@ fn worker(
         let https = https.map(|l| TcpListener::from_std(l).expect("a bound listener registers"));
         let http_port = http.local_addr().map(|a| a.port()).unwrap_or_default();
         let https_port = https.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.port()).unwrap_or_default();
-        let mut builder: HyperBuilder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            // NGINX's client_header_timeout; also bounds slow-header (slowloris) clients.
-            .header_read_timeout(Duration::from_secs(60))
-            .keep_alive(true)
-            // Heads beyond 64 KiB or 200 headers are answered 431 by hyper.
-            .max_buf_size(64 * 1024)
-            .max_headers(200);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_concurrent_streams(128)
-            // Rapid reset (CVE-2023-44487): more than 20 streams reset by the client before
-            // they are served, or 1,024 reset by the server for errors, end the connection
-            // with GOAWAY ENHANCE_YOUR_CALM (h2's defaults, stated so they stay on).
-            .max_pending_accept_reset_streams(20)
-            .max_local_error_reset_streams(1024)
-            .max_header_list_size(64 * 1024);
-        let builder = Arc::new(builder);
+        let mut builders = http2::Builders::new(hyper_builder);
         // Every client connection holds a receiver: the sender sees them all gone.
         let (live, live_rx) = watch::channel(());
         let housekeeping = tokio::spawn(housekeeping(shared));
@@ -265,7 +247,7 @@ fn worker(
             tokio::select! {
                 accepted = http.accept() => {
                     let Some((mut stream, remote)) = accepted_or_back_off(accepted).await else { continue };
-                    let handoff = fast::Handoff { builder: builder.clone() };
+                    let handoff = fast::Handoff { builder: builders.current(shared) };
                     let (shutdown, live_rx) = (shutdown.clone(), live_rx.clone());
                     tokio::spawn(async move {
                         let Ok(proxied) = proxy_header(&mut stream, remote, shared).await else { return };
@@ -280,7 +262,7 @@ fn worker(
                     }
                 } => {
                     let Some((mut stream, remote)) = accepted_or_back_off(accepted).await else { continue };
-                    let builder = builder.clone();
+                    let builder = builders.current(shared);
                     let (shutdown, live_rx) = (shutdown.clone(), live_rx.clone());
                     tokio::spawn(async move {
                         let Ok(proxied) = proxy_header(&mut stream, remote, shared).await else { return };
@@ -301,6 +283,22 @@ fn worker(
         housekeeping.abort();
         shared.flush_worker();
     });
+}
+
+/// hyper's server side for the ConfigMap's HTTP/2 `settings`.
+fn hyper_builder(settings: &Http2Settings) -> HyperBuilder {
+    let mut builder: HyperBuilder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        // NGINX's client_header_timeout; also bounds slow-header (slowloris) clients.
+        .header_read_timeout(Duration::from_secs(60))
+        .keep_alive(true)
+        // Heads beyond 64 KiB or 200 headers are answered 431 by hyper.
+        .max_buf_size(64 * 1024)
+        .max_headers(200);
+    http2::configure(&mut builder.http2(), settings);
+    builder
 }
 
 /// The accepted connection, or `None` after a short pause when accepting failed (out of file
@@ -327,7 +325,8 @@ pub(crate) type HyperBuilder = auto::Builder<TokioExecutor>;
 /// Serves HTTP/1.1 and HTTP/2 on one connection until it ends. `_live` is held until then
 /// (the worker waits for every holder on shutdown); when `shutdown` turns true, or the
 /// connection has been idle for the `keep-alive` timeout, hyper shuts it down gracefully:
-/// HTTP/2 sends GOAWAY, HTTP/1.1 closes after the response in flight, nothing is cut.
+/// HTTP/2 sends GOAWAY, HTTP/1.1 closes after the response in flight, nothing is cut. A
+/// connection whose client takes nothing of a response for `send_timeout` is closed.
 pub(crate) async fn serve_hyper<I>(
     builder: &HyperBuilder,
     mut shutdown: watch::Receiver<bool>,
@@ -338,19 +337,25 @@ pub(crate) async fn serve_hyper<I>(
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let keep_alive = shared.state.load().table.https.keep_alive;
+    let (keep_alive, send_timeout) = {
+        let https = &shared.state.load().table.https;
+        (https.keep_alive, https.http2.send_timeout)
+    };
+    let remote = conn.remote;
     let activity = Arc::new(idle::Activity::new());
-    let seen = activity.clone();
+    let stall = Arc::new(Stall::new());
+    let (seen, watched) = (activity.clone(), stall.clone());
     let service = service_fn(move |req| {
         let busy = idle::Busy::new(seen.clone());
         let answer = handler::handle(req, conn.clone(), shared);
+        let watched = watched.clone();
         async move {
             let response = answer.await;
             drop(busy);
-            response
+            response.map(|r| r.map(|body| Watched::new(body, watched)))
         }
     });
-    let io = idle::Tracked::new(io, activity.clone());
+    let io = idle::Tracked::new(StallIo::new(io, stall.clone()), activity.clone());
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(connection);
     let stopping = async {
@@ -361,19 +366,53 @@ pub(crate) async fn serve_hyper<I>(
     tokio::pin!(stopping);
     // NGINX's keepalive_timeout, for HTTP/2 too (NGINX >= 1.19.7): hyper has no idle timeout
     // of its own, so a timer checks the connection's last activity when it would expire.
-    let mut deadline = tokio::time::Instant::now() + keep_alive;
+    let mut idle_at = tokio::time::Instant::now() + keep_alive;
+    let mut stall_at = tokio::time::Instant::now() + send_timeout;
+    let idle = loop {
+        tokio::select! {
+            _ = connection.as_mut() => return,
+            _ = stopping.as_mut() => break false,
+            _ = tokio::time::sleep_until(idle_at.min(stall_at)) => {
+                match stall.check(send_timeout) {
+                    Some(next) => stall_at = next,
+                    None => return stalled(remote, send_timeout),
+                }
+                if idle_at <= tokio::time::Instant::now() {
+                    match activity.idle_until(keep_alive) {
+                        None => break true,
+                        Some(next) => idle_at = next,
+                    }
+                }
+            }
+        }
+    };
+    connection.as_mut().graceful_shutdown();
+    // Streams in progress finish, unless their client stops taking their data. After an idle
+    // timeout they have moved no byte for `keep-alive` already (a response held whole in
+    // the stream buffers, its client granting no window): `send_timeout` more, then close.
+    let drained_by = idle.then(|| tokio::time::Instant::now() + send_timeout);
+    let give_up = async {
+        match drained_by {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(give_up);
     loop {
         tokio::select! {
             _ = connection.as_mut() => return,
-            _ = stopping.as_mut() => break,
-            _ = tokio::time::sleep_until(deadline) => match activity.idle_until(keep_alive) {
-                None => break,
-                Some(next) => deadline = next,
+            _ = give_up.as_mut() => return stalled(remote, send_timeout),
+            _ = tokio::time::sleep_until(stall_at) => match stall.check(send_timeout) {
+                Some(next) => stall_at = next,
+                None => return stalled(remote, send_timeout),
             },
         }
     }
-    connection.as_mut().graceful_shutdown();
-    let _ = connection.await;
+}
+
+/// Notes a connection closed because its client took nothing for `send_timeout`.
+fn stalled(remote: SocketAddr, send_timeout: Duration) {
+    tracing::debug!(%remote, ?send_timeout, "client took no response data in time; connection closed");
 }
 
 /// The TLS side of a connection on the HTTPS port: the ClientHello decides between

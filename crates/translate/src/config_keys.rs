@@ -31,6 +31,8 @@ const LOG_PATHS: &str = "Sluice writes its logs to standard output and standard 
 const TLS_SESSIONS: &str = "rustls keeps its own session cache and tickets";
 const UPSTREAM_POOL: &str = "Sluice pools upstream connections itself";
 const OPENTRACING: &str = "OpenTracing, removed in v1.10";
+const HTTP2_HEADERS: &str = "deprecated since v1.1.3: NGINX ignores it since 1.19.7, \
+     large-client-header-buffers bounds HTTP/2 request headers";
 
 /// The keys no family reads, and their fate, sorted by name.
 pub const KEYS: &[(&str, KeySupport)] = &[
@@ -80,10 +82,15 @@ pub const KEYS: &[(&str, KeySupport)] = &[
     ("gzip-min-length", Pending),
     ("gzip-types", Pending),
     ("http-access-log-path", Accepted(LOG_PATHS)),
-    ("http2-max-concurrent-streams", Pending),
-    ("http2-max-field-size", Pending),
-    ("http2-max-header-size", Pending),
-    ("http2-max-requests", Pending),
+    ("http2-max-field-size", Removed(HTTP2_HEADERS)),
+    ("http2-max-header-size", Removed(HTTP2_HEADERS)),
+    (
+        "http2-max-requests",
+        Removed(
+            "deprecated since v1.1.3: NGINX ignores http2_max_requests since 1.19.7, \
+             keep-alive-requests bounds the requests of an HTTP/2 connection",
+        ),
+    ),
     ("jaeger-baggage-header", Removed(OPENTRACING)),
     ("jaeger-collector-host", Removed(OPENTRACING)),
     ("jaeger-collector-port", Removed(OPENTRACING)),
@@ -237,7 +244,7 @@ mod tests {
         assert_eq!(support("server-snippet"), Some(Implemented));
         assert_eq!(support("main-snippet"), Some(Snippet));
         // 192 keys in configmap.md (v1.15): those the families read, and the others here.
-        assert_eq!(KEYS.len(), 123);
+        assert_eq!(KEYS.len(), 122);
         assert_eq!(support("proxy-body-size"), Some(Implemented));
         assert_eq!(support("worker-processes"), Some(Accepted(WORKERS)));
         assert_eq!(support("no-such-key"), None);
