@@ -657,6 +657,13 @@ async fn clients_that_take_nothing_are_bounded_then_cut() {
     another_client_is_served(&s).await;
 }
 
+/// The SETTINGS_MAX_CONCURRENT_STREAMS a new connection is told.
+async fn advertised(s: &Sluice, tls: bool) -> Option<u32> {
+    let (mut io, _, _) = raw_connect(s, tls).await;
+    let settings = handshake(&mut io, &[]).await;
+    settings.iter().find(|(id, _)| *id == 0x3).map(|(_, v)| *v)
+}
+
 /// Whether the proxy's side of the loopback connection from `client_port` to `proxy_port` is
 /// ESTABLISHED (`/proc/net/tcp`): once the proxy closes it, it leaves that state even while
 /// the client has not read what was sent before.
@@ -667,4 +674,40 @@ fn proxy_side_established(proxy_port: u16, client_port: u16) -> bool {
         let f: Vec<&str> = line.split_whitespace().collect();
         port(f[1]) == proxy_port && port(f[2]) == client_port && f[3] == "01"
     })
+}
+
+// A bad `http2-max-concurrent-streams` is reported against the ConfigMap and 128 stays
+// advertised; the keys NGINX ignores since 1.19.7 are reported as such; a new value applies
+// to connections made after the change.
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_keys_are_checked_and_applied() {
+    let (s, m) = start_tls(&[
+        ("http2-max-concurrent-streams", "0"),
+        ("http2-max-requests", "1000"),
+        ("http2-max-field-size", "8k"),
+    ])
+    .await;
+    let config = s.config().await;
+    let diagnostics = config["diagnostics"].as_array().unwrap();
+    let about = |key: &str| {
+        diagnostics
+            .iter()
+            .find(|d| d["message"].as_str().unwrap_or_default().contains(key))
+            .unwrap_or_else(|| panic!("no diagnostic about {key}: {diagnostics:#?}"))
+            .to_string()
+    };
+    let bad = about("http2-max-concurrent-streams");
+    assert!(bad.contains("sluice-config") && bad.contains("positive"), "{bad}");
+    for key in ["http2-max-requests", "http2-max-field-size"] {
+        let ignored = about(key);
+        assert!(ignored.contains("sluice-config") && ignored.contains("1.19.7"), "{ignored}");
+    }
+    assert_eq!(advertised(&s, false).await, Some(128));
+    assert_eq!(advertised(&s, true).await, Some(128));
+
+    let generation = s.generation().await;
+    m.write("cm.yaml", &configmap(&[("http2-max-concurrent-streams", "9")]));
+    s.wait_generation_after(generation).await;
+    assert_eq!(advertised(&s, false).await, Some(9));
+    assert_eq!(advertised(&s, true).await, Some(9));
 }
