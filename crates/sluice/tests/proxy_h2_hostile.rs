@@ -592,10 +592,10 @@ async fn clients_that_take_nothing_are_bounded_then_cut() {
             if kind == DATA {
                 data += payload.len();
             }
-            if data >= 65_535 {
-                if let Some(tx) = full.take() {
-                    let _ = tx.send(start.elapsed());
-                }
+            if data >= 65_535
+                && let Some(tx) = full.take()
+            {
+                let _ = tx.send(start.elapsed());
             }
         }
         (start.elapsed(), data)

@@ -623,6 +623,11 @@ fn https_behaviour_defaults_are_ingress_nginx_s() {
         use_forwarded_headers: false,
         real_ip: RealIp::default(),
         keep_alive: std::time::Duration::from_secs(75),
+        http2: sluice_model::Http2Settings {
+            max_concurrent_streams: 128,
+            max_header_list_size: 64 * 1024,
+            send_timeout: std::time::Duration::from_secs(60),
+        },
     };
     assert_eq!(t.https, want);
     assert!(!want.real_ip.from_header && !want.real_ip.proxy_protocol);
@@ -645,6 +650,7 @@ fn https_configmap_keys_shape_redirects_and_hsts() {
             // `use-forwarded-headers` reads the client's address from X-Forwarded-For.
             real_ip: RealIp { from_header: true, ..RealIp::default() },
             keep_alive: std::time::Duration::from_secs(75),
+            http2: sluice_model::Http2Settings::default(),
         }
     );
     assert_no_diag(&t, "ConfigMap tls/https");
@@ -659,6 +665,7 @@ fn https_configmap_keys_shape_redirects_and_hsts() {
             use_forwarded_headers: false,
             real_ip: RealIp::default(),
             keep_alive: std::time::Duration::from_secs(75),
+            http2: sluice_model::Http2Settings::default(),
         }
     );
     assert_no_diag(&t, "ConfigMap tls/hsts-off");
