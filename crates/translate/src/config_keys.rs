@@ -201,6 +201,11 @@ pub const DIFFERENCES: &[(&str, &str)] = &[
         "the error page request carries no body and reaches the default backend over HTTP/1.1",
     ),
     (
+        "http2-max-concurrent-streams",
+        "a client that keeps opening streams beyond it is disconnected after 1,024 refusals, \
+         where NGINX goes on refusing them",
+    ),
+    (
         "proxy-request-buffering",
         "up to 8 MiB is held in memory and the rest streamed, where NGINX writes a temporary file",
     ),
