@@ -16,6 +16,7 @@ mod connections;
 mod diagnostics;
 mod hostindex;
 mod hostmap;
+mod http2;
 mod lean;
 mod lookup;
 mod names;
@@ -40,6 +41,7 @@ pub use connections::{ConnectionLimits, HeaderBuffers, UpstreamKeepalive};
 pub use diagnostics::{Diagnostic, Reason, Severity};
 pub use hostindex::HostIndex;
 pub use hostmap::{FastMap, HostMap};
+pub use http2::Http2Settings;
 pub use lean::{
     LeanService, LeanServicePort, LeanSlice, SERVICE_NAME_LABEL, SliceEndpoint, SlicePort,
     slim_metadata,

@@ -232,6 +232,8 @@ pub struct HttpsBehaviour {
     /// `keep-alive-requests`, `large-client-header-buffers`, `max-worker-connections`,
     /// `upstream-keepalive-*`).
     pub connections: crate::ConnectionLimits,
+    /// Client HTTP/2 connections (`http2-*` keys).
+    pub http2: crate::Http2Settings,
 }
 
 impl Default for HttpsBehaviour {
@@ -245,6 +247,7 @@ impl Default for HttpsBehaviour {
             real_ip: crate::RealIp::default(),
             keep_alive: std::time::Duration::from_secs(75),
             connections: crate::ConnectionLimits::default(),
+            http2: crate::Http2Settings::default(),
         }
     }
 }

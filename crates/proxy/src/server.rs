@@ -16,6 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use rustls::server::Acceptor;
 use rustls_pki_types::CertificateDer;
+use sluice_model::Http2Settings;
 use socket2::{Domain, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -23,9 +24,10 @@ use tokio_rustls::LazyConfigAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use crate::proxy_protocol;
+use crate::stall::{Stall, StallIo, Watched};
 use crate::tls::client_auth::{ClientCert, ClientCheck};
 use crate::tls::hello::{self, Rewind};
-use crate::{Shared, fast, handler, idle, passthrough, pool};
+use crate::{Shared, fast, handler, http2, idle, passthrough, pool};
 
 /// Where and how the proxy listens.
 #[derive(Clone, Debug)]
@@ -319,7 +321,8 @@ pub(crate) type HyperBuilder = auto::Builder<TokioExecutor>;
 /// Serves HTTP/1.1 and HTTP/2 on one connection until it ends. `_live` is held until then
 /// (the worker waits for every holder on shutdown); when `shutdown` turns true, or the
 /// connection has been idle for the `keep-alive` timeout, hyper shuts it down gracefully:
-/// HTTP/2 sends GOAWAY, HTTP/1.1 closes after the response in flight, nothing is cut.
+/// HTTP/2 sends GOAWAY, HTTP/1.1 closes after the response in flight, nothing is cut. A
+/// connection whose client takes nothing of a response for `send_timeout` is closed.
 pub(crate) async fn serve_hyper<I>(
     builder: &HyperBuilder,
     mut shutdown: watch::Receiver<bool>,
@@ -331,13 +334,15 @@ pub(crate) async fn serve_hyper<I>(
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (keep_alive, max_requests) = {
+    let (keep_alive, max_requests, send_timeout) = {
         let published = shared.state.load();
         let https = &published.table.https;
-        (https.keep_alive, https.connections.keep_alive_requests)
+        (https.keep_alive, https.connections.keep_alive_requests, https.http2.send_timeout)
     };
+    let remote = conn.remote;
     let activity = Arc::new(idle::Activity::new());
-    let seen = activity.clone();
+    let stall = Arc::new(Stall::new());
+    let (seen, watched) = (activity.clone(), stall.clone());
     let requests = Arc::new(std::sync::atomic::AtomicU32::new(served));
     let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let busy = idle::Busy::new(seen.clone());
@@ -346,6 +351,7 @@ pub(crate) async fn serve_hyper<I>(
         let http1 = req.version() <= http::Version::HTTP_11;
         let count = requests.fetch_add(1, Ordering::Relaxed).saturating_add(1);
         let answer = handler::handle(req, conn.clone(), shared);
+        let watched = watched.clone();
         async move {
             let mut response = answer.await;
             drop(busy);
@@ -355,10 +361,10 @@ pub(crate) async fn serve_hyper<I>(
             {
                 r.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
             }
-            response
+            response.map(|r| r.map(|body| Watched::new(body, watched)))
         }
     });
-    let io = idle::Tracked::new(io, activity.clone());
+    let io = idle::Tracked::new(StallIo::new(io, stall.clone()), activity.clone());
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(connection);
     let stopping = async {
@@ -369,19 +375,53 @@ pub(crate) async fn serve_hyper<I>(
     tokio::pin!(stopping);
     // NGINX's keepalive_timeout, for HTTP/2 too (NGINX >= 1.19.7): hyper has no idle timeout
     // of its own, so a timer checks the connection's last activity when it would expire.
-    let mut deadline = tokio::time::Instant::now() + keep_alive;
+    let mut idle_at = tokio::time::Instant::now() + keep_alive;
+    let mut stall_at = tokio::time::Instant::now() + send_timeout;
+    let idle = loop {
+        tokio::select! {
+            _ = connection.as_mut() => return,
+            _ = stopping.as_mut() => break false,
+            _ = tokio::time::sleep_until(idle_at.min(stall_at)) => {
+                match stall.check(send_timeout) {
+                    Some(next) => stall_at = next,
+                    None => return stalled(remote, send_timeout),
+                }
+                if idle_at <= tokio::time::Instant::now() {
+                    match activity.idle_until(keep_alive) {
+                        None => break true,
+                        Some(next) => idle_at = next,
+                    }
+                }
+            }
+        }
+    };
+    connection.as_mut().graceful_shutdown();
+    // Streams in progress finish, unless their client stops taking their data. After an idle
+    // timeout they have moved no byte for `keep-alive` already (a response held whole in
+    // the stream buffers, its client granting no window): `send_timeout` more, then close.
+    let drained_by = idle.then(|| tokio::time::Instant::now() + send_timeout);
+    let give_up = async {
+        match drained_by {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(give_up);
     loop {
         tokio::select! {
             _ = connection.as_mut() => return,
-            _ = stopping.as_mut() => break,
-            _ = tokio::time::sleep_until(deadline) => match activity.idle_until(keep_alive) {
-                None => break,
-                Some(next) => deadline = next,
+            _ = give_up.as_mut() => return stalled(remote, send_timeout),
+            _ = tokio::time::sleep_until(stall_at) => match stall.check(send_timeout) {
+                Some(next) => stall_at = next,
+                None => return stalled(remote, send_timeout),
             },
         }
     }
-    connection.as_mut().graceful_shutdown();
-    let _ = connection.await;
+}
+
+/// Notes a connection closed because its client took nothing for `send_timeout`.
+fn stalled(remote: SocketAddr, send_timeout: Duration) {
+    tracing::debug!(%remote, ?send_timeout, "client took no response data in time; connection closed");
 }
 
 /// The TLS side of a connection on the HTTPS port: the ClientHello decides between
@@ -482,57 +522,61 @@ impl Drop for Slot {
 }
 
 /// The worker's hyper server configuration, made again only when the ConfigMap keys it
-/// depends on change (`client-header-timeout`, `large-client-header-buffers`), so that each
-/// connection takes the settings in force when it arrived.
+/// depends on change (`client-header-timeout`, `large-client-header-buffers`, `http2-*`), so
+/// that each connection takes the settings in force when it arrived (a comparison per
+/// accepted connection).
 #[derive(Default)]
 struct Builders {
-    current: Option<(Duration, usize, Arc<HyperBuilder>)>,
+    current: Option<(HyperSettings, Arc<HyperBuilder>)>,
+}
+
+/// What a hyper builder is made of.
+#[derive(PartialEq)]
+struct HyperSettings {
+    header_timeout: Duration,
+    max_buf: usize,
+    http2: Http2Settings,
 }
 
 impl Builders {
     /// The builder for the settings in force.
     fn current(&mut self, shared: &Shared) -> Arc<HyperBuilder> {
         let published = shared.state.load();
-        let limits = &published.table.https.connections;
-        let timeout = limits.client_header_timeout;
-        // Twice the buffers, and 64 KiB at least: a head over the buffers still reaches the
-        // handler, which answers as NGINX does (414, 400); only a larger one gets hyper's
-        // 431.
-        let max_buf = (limits.header_buffers.total().saturating_mul(2)).max(64 * 1024);
+        let https = &published.table.https;
+        let limits = &https.connections;
+        let wanted = HyperSettings {
+            header_timeout: limits.client_header_timeout,
+            // Twice the buffers, and 64 KiB at least: a head over the buffers still reaches
+            // the handler, which answers as NGINX does (414, 400); only a larger one gets
+            // hyper's 431.
+            max_buf: (limits.header_buffers.total().saturating_mul(2)).max(64 * 1024),
+            http2: https.http2.clone(),
+        };
         match &self.current {
-            Some((t, m, b)) if *t == timeout && *m == max_buf => b.clone(),
+            Some((settings, builder)) if *settings == wanted => builder.clone(),
             _ => {
-                let builder = Arc::new(hyper_builder(timeout, max_buf));
-                self.current = Some((timeout, max_buf, builder.clone()));
+                let builder = Arc::new(hyper_builder(&wanted));
+                self.current = Some((wanted, builder.clone()));
                 builder
             }
         }
     }
 }
 
-/// hyper's server side with the ConfigMap's HTTP/1 settings.
-fn hyper_builder(header_timeout: Duration, max_buf: usize) -> HyperBuilder {
+/// hyper's server side with the ConfigMap's HTTP/1 and HTTP/2 settings.
+fn hyper_builder(settings: &HyperSettings) -> HyperBuilder {
     let mut builder: HyperBuilder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         // NGINX's client_header_timeout (`client-header-timeout`); also bounds slow-header
         // (slowloris) clients. hyper closes without an answer, as NGINX does.
-        .header_read_timeout(header_timeout)
+        .header_read_timeout(settings.header_timeout)
         .keep_alive(true)
         // Heads beyond the buffer or 200 headers are answered 431 by hyper.
-        .max_buf_size(max_buf)
+        .max_buf_size(settings.max_buf)
         .max_headers(200);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(128)
-        // Rapid reset (CVE-2023-44487): more than 20 streams reset by the client before
-        // they are served, or 1,024 reset by the server for errors, end the connection
-        // with GOAWAY ENHANCE_YOUR_CALM (h2's defaults, stated so they stay on).
-        .max_pending_accept_reset_streams(20)
-        .max_local_error_reset_streams(1024)
-        .max_header_list_size(64 * 1024);
+    http2::configure(&mut builder.http2(), &settings.http2);
     builder
 }
 

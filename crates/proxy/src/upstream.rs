@@ -101,8 +101,14 @@ where
         });
         return Ok(Sender::H2(sender));
     }
-    let (sender, conn) =
-        http1::Builder::new().handshake(io).await.map_err(|_| ConnectError::Failed)?;
+    // Response data is read in chunks of at most 64 KiB (hyper's default grows to 400 KiB):
+    // a chunk read is held until the client takes it, so this bounds what each response
+    // stalled by its client pins in memory (with `http2::MAX_SEND_BUF`).
+    let (sender, conn) = http1::Builder::new()
+        .max_buf_size(64 * 1024)
+        .handshake(io)
+        .await
+        .map_err(|_| ConnectError::Failed)?;
     if upgrades {
         tokio::spawn(async move {
             let _ = conn.with_upgrades().await;

@@ -14,7 +14,7 @@ use sluice_model::{
 use crate::annotations::load_balance::Balancing;
 use crate::annotations::{ConfigMaps, buffering, connections};
 use crate::annotations::{
-    FAMILIES, basic_auth, block, custom_errors, external_auth, global_rate_limit, ip_lists,
+    FAMILIES, basic_auth, block, custom_errors, external_auth, global_rate_limit, http2, ip_lists,
     load_balance, log, next_upstream, parse_bool, proxy, rate_limit, real_ip, response_headers,
     service_upstream, snippet, ssl_cipher, upstream_headers,
 };
@@ -319,6 +319,7 @@ fn family_key(
         .or_else(|| access_keys(key, value, config))
         .or_else(|| rate_limit::configmap(key, value, config))
         .or_else(|| global_rate_limit::configmap(key, value, &mut config.memcached))
+        .or_else(|| http2::configmap(key, value, &mut config.https.http2))
         .or_else(|| {
             real_ip::configmap(key, value, &mut config.https.real_ip, &mut config.enable_real_ip)
         })

@@ -30,6 +30,8 @@ const RELOADS: &str = "governs NGINX reloads; Sluice never reloads";
 const LOG_PATHS: &str = "Sluice writes its logs to standard output and standard error";
 const TLS_SESSIONS: &str = "rustls keeps its own session cache and tickets";
 const OPENTRACING: &str = "OpenTracing, removed in v1.10";
+const HTTP2_HEADERS: &str = "deprecated since v1.1.3: NGINX ignores it since 1.19.7, \
+     large-client-header-buffers bounds HTTP/2 request headers";
 
 /// The keys no family reads, and their fate, sorted by name.
 pub const KEYS: &[(&str, KeySupport)] = &[
@@ -77,10 +79,15 @@ pub const KEYS: &[(&str, KeySupport)] = &[
     ("gzip-min-length", Pending),
     ("gzip-types", Pending),
     ("http-access-log-path", Accepted(LOG_PATHS)),
-    ("http2-max-concurrent-streams", Pending),
-    ("http2-max-field-size", Pending),
-    ("http2-max-header-size", Pending),
-    ("http2-max-requests", Pending),
+    ("http2-max-field-size", Removed(HTTP2_HEADERS)),
+    ("http2-max-header-size", Removed(HTTP2_HEADERS)),
+    (
+        "http2-max-requests",
+        Removed(
+            "deprecated since v1.1.3: NGINX ignores http2_max_requests since 1.19.7, \
+             keep-alive-requests bounds the requests of an HTTP/2 connection",
+        ),
+    ),
     ("jaeger-baggage-header", Removed(OPENTRACING)),
     ("jaeger-collector-host", Removed(OPENTRACING)),
     ("jaeger-collector-port", Removed(OPENTRACING)),
@@ -185,6 +192,11 @@ pub const DIFFERENCES: &[(&str, &str)] = &[
         "the error page request carries no body and reaches the default backend over HTTP/1.1",
     ),
     (
+        "http2-max-concurrent-streams",
+        "a client that keeps opening streams beyond it is disconnected after 1,024 refusals, \
+         where NGINX goes on refusing them",
+    ),
+    (
         "large-client-header-buffers",
         "a head of more than 64 lines and over twice the buffers (64 KiB at least), or of more \
          than 200 lines, is answered 431 rather than 400",
@@ -265,7 +277,7 @@ mod tests {
         assert_eq!(support("server-snippet"), Some(Implemented));
         assert_eq!(support("main-snippet"), Some(Snippet));
         // 192 keys in configmap.md (v1.15): those the families read, and the others here.
-        assert_eq!(KEYS.len(), 113);
+        assert_eq!(KEYS.len(), 112);
         assert_eq!(support("proxy-body-size"), Some(Implemented));
         assert_eq!(support("worker-processes"), Some(Accepted(WORKERS)));
         assert_eq!(support("no-such-key"), None);

@@ -624,6 +624,11 @@ fn https_behaviour_defaults_are_ingress_nginx_s() {
         real_ip: RealIp::default(),
         keep_alive: std::time::Duration::from_secs(75),
         connections: Default::default(),
+        http2: sluice_model::Http2Settings {
+            max_concurrent_streams: 128,
+            max_header_list_size: 64 * 1024,
+            send_timeout: std::time::Duration::from_secs(60),
+        },
     };
     assert_eq!(t.https, want);
     assert!(!want.real_ip.from_header && !want.real_ip.proxy_protocol);
@@ -647,6 +652,7 @@ fn https_configmap_keys_shape_redirects_and_hsts() {
             real_ip: RealIp { from_header: true, ..RealIp::default() },
             keep_alive: std::time::Duration::from_secs(75),
             connections: Default::default(),
+            http2: sluice_model::Http2Settings::default(),
         }
     );
     assert_no_diag(&t, "ConfigMap tls/https");
@@ -662,6 +668,7 @@ fn https_configmap_keys_shape_redirects_and_hsts() {
             real_ip: RealIp::default(),
             keep_alive: std::time::Duration::from_secs(75),
             connections: Default::default(),
+            http2: sluice_model::Http2Settings::default(),
         }
     );
     assert_no_diag(&t, "ConfigMap tls/hsts-off");

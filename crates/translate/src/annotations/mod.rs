@@ -30,6 +30,7 @@ pub mod custom_errors;
 pub mod default_backend;
 pub mod external_auth;
 pub mod global_rate_limit;
+pub mod http2;
 pub mod ip_lists;
 pub mod load_balance;
 pub mod log;
@@ -97,6 +98,7 @@ pub const FAMILIES: &[&Family] = &[
     &default_backend::FAMILY,
     &external_auth::FAMILY,
     &global_rate_limit::FAMILY,
+    &http2::FAMILY,
     &ip_lists::FAMILY,
     &load_balance::FAMILY,
     &log::FAMILY,
