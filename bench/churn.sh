@@ -30,4 +30,4 @@ if [ "$status" -ne 0 ]; then
     exit "$status"
 fi
 echo "==> figures (sluice as the suite builds it: debug profile)"
-grep -E "^(churn|outage): " "$log"
+grep -oE "(churn|outage): .*" "$log"

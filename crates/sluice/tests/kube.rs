@@ -1970,8 +1970,7 @@ async fn churn_under_load_cuts_no_stream_and_leaks_nothing() {
             .await
             .expect("a gRPC connection through the proxy");
         for n in 0..STREAMS / 5 {
-            let mut client =
-                tonic_health::pb::health_client::HealthClient::new(channel.clone());
+            let mut client = tonic_health::pb::health_client::HealthClient::new(channel.clone());
             let req = tonic_health::pb::HealthCheckRequest { service: "churn".into() };
             let mut stream = client.watch(req).await.expect("Watch starts").into_inner();
             let stop = stop.clone();
