@@ -13,6 +13,7 @@
 
 pub mod events;
 pub mod leader;
+mod retry;
 mod source;
 pub mod status;
 mod store;

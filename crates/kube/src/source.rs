@@ -312,7 +312,7 @@ where
     P: FnMut(&K) -> bool + Send + 'static,
 {
     let (reader, writer): (Store<T>, Writer<T>) = store();
-    let stream = watcher::watcher(api, config).default_backoff();
+    let stream = watcher::watcher(api, config).backoff(crate::retry::WatchRetry::new());
     tokio::spawn(async move {
         futures::pin_mut!(stream);
         let mut failing = false;

@@ -74,7 +74,7 @@ pub fn addresses(client: &Client, config: &StatusConfig) -> Option<Addresses> {
     let api: Api<Service> = Api::namespaced(client.clone(), &svc.namespace);
     let cfg = watcher::Config::default().fields(&format!("metadata.name={}", svc.name));
     tokio::spawn(async move {
-        let stream = watcher::watcher(api, cfg).default_backoff();
+        let stream = watcher::watcher(api, cfg).backoff(crate::retry::WatchRetry::new());
         futures::pin_mut!(stream);
         while let Some(event) = stream.next().await {
             match event {

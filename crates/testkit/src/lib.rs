@@ -38,7 +38,7 @@ pub fn bin_dir() -> anyhow::Result<PathBuf> {
 pub struct ApiServer {
     dir: tempfile::TempDir,
     bin: PathBuf,
-    etcd: Child,
+    etcd: Option<Child>,
     apiserver: Option<Child>,
     etcd_port: u16,
     port: u16,
@@ -65,31 +65,36 @@ impl ApiServer {
             ),
         )?;
         let etcd_port = free_port()?;
-        let etcd = Command::new(bin.join("etcd"))
+        let mut server =
+            ApiServer { dir, bin, etcd: None, apiserver: None, etcd_port, port: free_port()? };
+        server.start_etcd()?;
+        server.start_apiserver()?;
+        Ok(server)
+    }
+
+    /// Starts etcd (again, after [`stop_etcd`](Self::stop_etcd)) on the same port with the
+    /// same data directory, and waits until it accepts connections.
+    pub fn start_etcd(&mut self) -> anyhow::Result<()> {
+        let d = self.dir.path();
+        let child = Command::new(self.bin.join("etcd"))
             .arg("--data-dir")
             .arg(d.join("etcd"))
-            .arg(format!("--listen-client-urls=http://127.0.0.1:{etcd_port}"))
-            .arg(format!("--advertise-client-urls=http://127.0.0.1:{etcd_port}"))
+            .arg(format!("--listen-client-urls=http://127.0.0.1:{}", self.etcd_port))
+            .arg(format!("--advertise-client-urls=http://127.0.0.1:{}", self.etcd_port))
             .args([
                 "--listen-peer-urls=http://127.0.0.1:0",
                 "--unsafe-no-fsync",
                 "--log-level=warn",
             ])
             .stdout(Stdio::null())
-            .stderr(log_file(d, "etcd.log")?)
+            // Appended to: a restarted etcd's log follows the first one's.
+            .stderr(append_log_file(d, "etcd.log")?)
             .spawn()
             .context("cannot start etcd")?;
-        let mut server =
-            ApiServer { dir, bin, etcd, apiserver: None, etcd_port, port: free_port()? };
-        server.wait_etcd()?;
-        server.start_apiserver()?;
-        Ok(server)
-    }
-
-    fn wait_etcd(&mut self) -> anyhow::Result<()> {
+        self.etcd = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", self.etcd_port)).is_err() {
-            if let Some(status) = self.etcd.try_wait()? {
+            if let Some(status) = self.etcd.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 bail!("etcd exited with {status}: {}", self.log("etcd.log"));
             }
             if Instant::now() > deadline {
@@ -147,6 +152,16 @@ impl ApiServer {
     /// Stops kube-apiserver (etcd keeps running, so its state survives).
     pub fn stop_apiserver(&mut self) {
         if let Some(mut c) = self.apiserver.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Kills etcd as a crash would (SIGKILL); its data directory stays, so
+    /// [`start_etcd`](Self::start_etcd) brings the same state back. Stop the API server
+    /// first for a whole-control-plane outage.
+    pub fn stop_etcd(&mut self) {
+        if let Some(mut c) = self.etcd.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -230,8 +245,7 @@ impl ApiServer {
 impl Drop for ApiServer {
     fn drop(&mut self) {
         self.stop_apiserver();
-        let _ = self.etcd.kill();
-        let _ = self.etcd.wait();
+        self.stop_etcd();
     }
 }
 
@@ -279,6 +293,10 @@ fn free_port() -> anyhow::Result<u16> {
 
 fn log_file(dir: &Path, name: &str) -> anyhow::Result<std::fs::File> {
     Ok(std::fs::File::create(dir.join(name))?)
+}
+
+fn append_log_file(dir: &Path, name: &str) -> anyhow::Result<std::fs::File> {
+    Ok(std::fs::OpenOptions::new().create(true).append(true).open(dir.join(name))?)
 }
 
 fn run(cmd: &mut Command) -> anyhow::Result<()> {
