@@ -79,15 +79,29 @@ enum Next {
 }
 
 /// Serves a plain-HTTP connection until it closes, handing it to hyper at the first request
-/// the fast path does not take. `_live` is held until the connection ends (the worker waits
-/// for all of them on shutdown); `shutdown` turns true when the proxy stops.
+/// the fast path does not take. `conn` holds the worker's `live` receiver until the connection
+/// ends (the worker waits for all of them on shutdown); `shutdown` turns true when the proxy
+/// stops accepting, and a request still in flight when the grace period is over is cut.
 pub(crate) async fn serve(
     stream: TcpStream,
     conn: Arc<ConnInfo>,
     shared: &'static Shared,
     handoff: Handoff,
     shutdown: watch::Receiver<bool>,
-    _live: watch::Receiver<()>,
+) {
+    let drain = conn.drain.clone();
+    tokio::select! {
+        () = serve_until_closed(stream, conn, shared, handoff, shutdown) => {}
+        () = drain.over() => {}
+    }
+}
+
+async fn serve_until_closed(
+    stream: TcpStream,
+    conn: Arc<ConnInfo>,
+    shared: &'static Shared,
+    handoff: Handoff,
+    shutdown: watch::Receiver<bool>,
 ) {
     let mut client = Client {
         stream,
@@ -107,7 +121,7 @@ pub(crate) async fn serve(
             Next::KeepAlive | Next::Close => return,
             Next::Handoff => {
                 let io = Rewind::new(client.buf.take(), client.stream);
-                server::serve_hyper(&handoff.builder, shutdown, _live, io, conn, shared).await;
+                server::serve_hyper(&handoff.builder, shutdown, io, conn, shared).await;
                 return;
             }
         }
