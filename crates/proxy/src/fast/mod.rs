@@ -81,22 +81,9 @@ enum Next {
 /// Serves a plain-HTTP connection until it closes, handing it to hyper at the first request
 /// the fast path does not take. `conn` holds the worker's `live` receiver until the connection
 /// ends (the worker waits for all of them on shutdown); `shutdown` turns true when the proxy
-/// stops accepting, and a request still in flight when the grace period is over is cut.
+/// stops accepting. A request still in flight a moment after the grace period is cut when the
+/// worker ends (no wait for that is registered here: connections are many and short).
 pub(crate) async fn serve(
-    stream: TcpStream,
-    conn: Arc<ConnInfo>,
-    shared: &'static Shared,
-    handoff: Handoff,
-    shutdown: watch::Receiver<bool>,
-) {
-    let drain = conn.drain.clone();
-    tokio::select! {
-        () = serve_until_closed(stream, conn, shared, handoff, shutdown) => {}
-        () = drain.over() => {}
-    }
-}
-
-async fn serve_until_closed(
     stream: TcpStream,
     conn: Arc<ConnInfo>,
     shared: &'static Shared,
