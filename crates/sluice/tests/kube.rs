@@ -887,6 +887,31 @@ async fn deploy_manifests_and_helm_chart_pass_server_side_dry_run() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn changes_apply_while_draining_after_sigterm() {
+    let t = Test::new("draining").await;
+    let a = backend("a").await;
+    t.service("web", &[a]).await;
+    t.ingress("web", "web.example.com", "web", Some(&t.class()), json!({})).await;
+    // A long delay: the proxy keeps accepting, not ready, for the rest of the test.
+    let mut s = t.sluice(&["--shutdown-delay=30"]);
+    assert_eq!(answer(&s, "web.example.com").await, "a");
+    let term = std::process::Command::new("kill").args(["-TERM", &s.pid().to_string()]).status();
+    assert!(term.unwrap().success());
+    eventually("/readyz answers 503", || async {
+        get(&s.admin_url("/readyz"), None).await.status == 503
+    })
+    .await;
+    // A backend's pods replaced meanwhile: the draining replica follows.
+    let b = backend("b").await;
+    t.service("web", &[b]).await;
+    eventually("the new endpoint is used while draining", || async {
+        answer(&s, "web.example.com").await == "b"
+    })
+    .await;
+    assert!(s.running());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_last_replica_clears_status_on_shutdown_but_not_while_others_run() {
     let t = Test::new("shutdown").await;
     let a = backend("a").await;
