@@ -151,6 +151,10 @@ pub(crate) enum Unread {
 /// crate's `buffering` family); a larger body is streamed on from there.
 pub(crate) const BUFFER_LIMIT: u64 = 8 * 1024 * 1024;
 
+/// Room for the frame that crosses a hold's end: hyper's frames are at most 64 KiB (the
+/// HTTP/1.1 read buffer, `max_buf_size`) or 16 KiB (HTTP/2 frames).
+const FRAME_ROOM: usize = 64 * 1024;
+
 impl RequestBody {
     /// Wraps `inner`, failing once more than `limit` bytes went through, or when the client
     /// sends nothing for `timeout` (NGINX's `client_body_timeout`, between two reads).
@@ -182,7 +186,12 @@ impl RequestBody {
     ) -> Result<Self, Unread> {
         use http_body_util::BodyExt;
         let limit = limit.unwrap_or(u64::MAX);
-        let mut held = bytes::BytesMut::new();
+        // Sized once for a declared length, so that holding 8 MiB costs 8 MiB: growing by
+        // doubling would copy into twice the size (24 MiB touched for an 8 MiB hold). The
+        // frame that crosses `hold` fits too (hyper's frames are at most 64 KiB here).
+        let fits = usize::try_from(hold).unwrap_or(usize::MAX).saturating_add(FRAME_ROOM);
+        let declared = incoming.size_hint().exact().and_then(|n| usize::try_from(n).ok());
+        let mut held: Vec<u8> = Vec::with_capacity(declared.map_or(0, |n| n.min(fits)));
         let stream = loop {
             if incoming.is_end_stream() {
                 break false;
@@ -193,6 +202,11 @@ impl RequestBody {
             match frame {
                 Some(Ok(frame)) => {
                     if let Some(data) = frame.data_ref() {
+                        if held.capacity() - held.len() < data.len() {
+                            // Doubling, but never past what the hold can need.
+                            let want = (held.capacity() * 2).min(fits).max(held.len() + data.len());
+                            held.reserve_exact(want - held.len());
+                        }
                         held.extend_from_slice(data);
                         if held.len() as u64 > limit {
                             tokio::spawn(drain(incoming));
@@ -209,7 +223,7 @@ impl RequestBody {
             }
         };
         let seen = held.len() as u64;
-        let held = held.freeze();
+        let held = Bytes::from(held);
         let inner = if stream {
             Inner::Stream { prefix: Some(held), rest: incoming }
         } else {

@@ -345,7 +345,8 @@ async fn route_request(
     }
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     if switching && let Some(client) = client_upgrade {
-        tunnel::spawn_upgrade(client, hyper::upgrade::on(&mut response), limits.read_timeout);
+        let upstream = hyper::upgrade::on(&mut response);
+        tunnel::spawn_upgrade(client, upstream, limits.read_timeout, conn.drain.clone());
     }
     record.status = status;
     record.connection = forwarded.connection;

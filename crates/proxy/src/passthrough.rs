@@ -8,7 +8,8 @@ use sluice_model::Backend;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::tunnel::relay;
+use crate::server::Drain;
+use crate::tunnel::{Framing, relay};
 
 /// How long a connection to a passthrough backend may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -17,7 +18,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const IDLE: Duration = Duration::from_secs(600);
 
 /// Connects to an endpoint of `backend`, replays `hello`, then relays both ways.
-pub(crate) async fn splice(client: TcpStream, hello: Vec<u8>, backend: &Backend) {
+pub(crate) async fn splice(client: TcpStream, hello: Vec<u8>, backend: &Backend, drain: &Drain) {
     let Some(first) = backend.next_index() else {
         tracing::debug!(backend = %backend.name, "passthrough backend has no ready endpoint; closing");
         return;
@@ -35,7 +36,7 @@ pub(crate) async fn splice(client: TcpStream, hello: Vec<u8>, backend: &Backend)
         if upstream.write_all(&hello).await.is_err() {
             return;
         }
-        relay(client, upstream, IDLE).await;
+        relay(client, upstream, IDLE, drain, Framing::Bytes).await;
         return;
     }
 }

@@ -40,14 +40,35 @@ pub struct ProxyConfig {
     pub https_port: Option<u16>,
     /// Worker threads (`--workers`).
     pub workers: usize,
-    /// How long in-flight requests may finish after shutdown starts.
+    /// How long in-flight requests, WebSockets and streams may finish once the proxy stops
+    /// accepting; what is still open then is closed (WebSocket close frames, FIN).
     pub shutdown_grace: Duration,
+}
+
+/// A worker's shutdown signals, carried by every connection and relay it serves.
+#[derive(Clone, Debug)]
+pub(crate) struct Drain {
+    /// Turns true when the grace period is over: relays still open close themselves cleanly
+    /// and hyper connections are dropped.
+    pub over: watch::Receiver<bool>,
+    /// Held while a connection or relay runs: the worker waits for every holder to go.
+    pub live: watch::Receiver<()>,
+}
+
+impl Drain {
+    /// Resolves once the grace period is over.
+    pub async fn over(&self) {
+        let mut over = self.over.clone();
+        let _ = over.wait_for(|o| *o).await;
+    }
 }
 
 /// Facts about one client connection, shared by its requests.
 #[derive(Debug)]
 pub(crate) struct ConnInfo {
     pub remote: SocketAddr,
+    /// The worker's shutdown signals (held as long as the connection runs).
+    pub drain: Drain,
     /// The client's IP as a header value, made once per connection.
     pub remote_ip: HeaderValue,
     /// The port the client connected to, as a header value (`X-Forwarded-Port`).
@@ -70,11 +91,11 @@ pub(crate) struct TlsInfo {
 }
 
 impl ConnInfo {
-    fn new(remote: SocketAddr, local_port: u16, tls: Option<TlsInfo>) -> Self {
+    fn new(remote: SocketAddr, local_port: u16, tls: Option<TlsInfo>, drain: Drain) -> Self {
         let ip =
             HeaderValue::from_str(&remote.ip().to_string()).expect("an IP is a valid header value");
         let port = HeaderValue::from(local_port);
-        Self { remote, remote_ip: ip, local_port: port, tls, proxied_https: false }
+        Self { remote, drain, remote_ip: ip, local_port: port, tls, proxied_https: false }
     }
 
     /// With the PROXY protocol: the client the header names (when the load balancer is
@@ -242,8 +263,10 @@ fn worker(
         let http_port = http.local_addr().map(|a| a.port()).unwrap_or_default();
         let https_port = https.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.port()).unwrap_or_default();
         let mut builders = Builders::default();
-        // Every client connection holds a receiver: the sender sees them all gone.
+        // Every client connection and relay holds a receiver: the sender sees them all gone.
         let (live, live_rx) = watch::channel(());
+        let (over, over_rx) = watch::channel(false);
+        let drain = Drain { over: over_rx, live: live_rx };
         let housekeeping = tokio::spawn(housekeeping(shared));
         let slots = Arc::new(Slots::default());
         loop {
@@ -255,13 +278,13 @@ fn worker(
                 accepted = http.accept(), if room => {
                     let Some((mut stream, remote)) = accepted_or_back_off(accepted).await else { continue };
                     let handoff = fast::Handoff { builder: builders.current(shared) };
-                    let (shutdown, live_rx) = (shutdown.clone(), live_rx.clone());
+                    let (shutdown, drain) = (shutdown.clone(), drain.clone());
                     let slot = Slot::take(&slots);
                     tokio::spawn(async move {
                         let _slot = slot;
                         let Ok(proxied) = proxy_header(&mut stream, remote, shared).await else { return };
-                        let conn = Arc::new(ConnInfo::new(remote, http_port, None).proxied(proxied, shared));
-                        fast::serve(stream, conn, shared, handoff, shutdown, live_rx).await;
+                        let conn = Arc::new(ConnInfo::new(remote, http_port, None, drain).proxied(proxied, shared));
+                        fast::serve(stream, conn, shared, handoff, shutdown).await;
                     });
                 }
                 accepted = async {
@@ -272,13 +295,13 @@ fn worker(
                 }, if room => {
                     let Some((mut stream, remote)) = accepted_or_back_off(accepted).await else { continue };
                     let builder = builders.current(shared);
-                    let (shutdown, live_rx) = (shutdown.clone(), live_rx.clone());
+                    let (shutdown, drain) = (shutdown.clone(), drain.clone());
                     let slot = Slot::take(&slots);
                     tokio::spawn(async move {
                         let _slot = slot;
                         let Ok(proxied) = proxy_header(&mut stream, remote, shared).await else { return };
-                        if let Some((io, conn)) = tls_handshake(stream, remote, https_port, proxied, shared).await {
-                            serve_hyper(&builder, shutdown, live_rx, io, conn, shared, 0).await;
+                        if let Some((io, conn)) = tls_handshake(stream, remote, https_port, proxied, drain, shared).await {
+                            serve_hyper(&builder, shutdown, io, conn, shared, 0).await;
                         }
                     });
                 }
@@ -288,14 +311,21 @@ fn worker(
         }
         drop(http);
         drop(https);
-        drop(live_rx);
+        drop(drain);
         if tokio::time::timeout(grace, live.closed()).await.is_err() {
             tracing::warn!(?grace, "connections still open after the grace period; closing them");
+            // WebSockets get a close frame (1001, going away) and relays a FIN, hyper's
+            // connections (their GOAWAY long sent) are dropped; then the worker ends.
+            let _ = over.send(true);
+            let _ = tokio::time::timeout(CLOSING, live.closed()).await;
         }
         housekeeping.abort();
         shared.flush_worker();
     });
 }
+
+/// How long connections get to close once the grace period is over.
+const CLOSING: Duration = Duration::from_secs(1);
 
 /// The accepted connection, or `None` after a short pause when accepting failed (out of file
 /// descriptors and the like: back off instead of spinning).
@@ -318,15 +348,14 @@ async fn accepted_or_back_off(
 /// hyper's server side, as every worker configures it.
 pub(crate) type HyperBuilder = auto::Builder<TokioExecutor>;
 
-/// Serves HTTP/1.1 and HTTP/2 on one connection until it ends. `_live` is held until then
-/// (the worker waits for every holder on shutdown); when `shutdown` turns true, or the
-/// connection has been idle for the `keep-alive` timeout, hyper shuts it down gracefully:
-/// HTTP/2 sends GOAWAY, HTTP/1.1 closes after the response in flight, nothing is cut. A
+/// Serves HTTP/1.1 and HTTP/2 on one connection until it ends (`conn` holds the worker's
+/// `live` receiver until then); when `shutdown` turns true, or the connection has been idle
+/// for the `keep-alive` timeout, hyper shuts it down gracefully: HTTP/2 sends GOAWAY, HTTP/1.1
+/// closes after the response in flight, nothing is cut before the grace period is over. A
 /// connection whose client takes nothing of a response for `send_timeout` is closed.
 pub(crate) async fn serve_hyper<I>(
     builder: &HyperBuilder,
     mut shutdown: watch::Receiver<bool>,
-    _live: watch::Receiver<()>,
     io: I,
     conn: Arc<ConnInfo>,
     shared: &'static Shared,
@@ -340,6 +369,7 @@ pub(crate) async fn serve_hyper<I>(
         (https.keep_alive, https.connections.keep_alive_requests, https.http2.send_timeout)
     };
     let remote = conn.remote;
+    let drain = conn.drain.clone();
     let activity = Arc::new(idle::Activity::new());
     let stall = Arc::new(Stall::new());
     let (seen, watched) = (activity.clone(), stall.clone());
@@ -411,6 +441,8 @@ pub(crate) async fn serve_hyper<I>(
         tokio::select! {
             _ = connection.as_mut() => return,
             _ = give_up.as_mut() => return stalled(remote, send_timeout),
+            // What is still open when the grace period is over is dropped.
+            () = drain.over() => return,
             _ = tokio::time::sleep_until(stall_at) => match stall.check(send_timeout) {
                 Some(next) => stall_at = next,
                 None => return stalled(remote, send_timeout),
@@ -432,6 +464,7 @@ async fn tls_handshake(
     remote: SocketAddr,
     local_port: u16,
     proxied: Option<proxy_protocol::Proxied>,
+    drain: Drain,
     shared: &'static Shared,
 ) -> Option<(TlsStream<Rewind<TcpStream>>, Arc<ConnInfo>)> {
     let hello = match hello::read(&mut stream).await {
@@ -445,7 +478,8 @@ async fn tls_handshake(
     let tls = &published.table.tls;
     let name = hello.server_name.as_deref();
     if let Some(&backend) = name.and_then(|n| tls.passthrough.get(n)) {
-        passthrough::splice(stream, hello.bytes, &published.table.backends[backend as usize]).await;
+        let backend = &published.table.backends[backend as usize];
+        passthrough::splice(stream, hello.bytes, backend, &drain).await;
         return None;
     }
     let policy = name.map_or(0, |n| tls.policy_for(n)) as usize;
@@ -474,7 +508,7 @@ async fn tls_handshake(
         let verdict = c.inspect(Some(&presented));
         (c, verdict)
     });
-    let conn = ConnInfo::new(remote, local_port, Some(TlsInfo { presented, checked }));
+    let conn = ConnInfo::new(remote, local_port, Some(TlsInfo { presented, checked }), drain);
     let conn = Arc::new(conn.proxied(proxied, shared));
     Some((io, conn))
 }

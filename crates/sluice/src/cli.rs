@@ -153,9 +153,16 @@ pub struct ServeArgs {
     /// together are applied as one; a steady stream is still applied once a second).
     #[arg(long, env = "SLUICE_DEBOUNCE_MS", default_value_t = 10)]
     pub debounce_ms: u64,
-    /// Seconds in-flight requests may take to finish after SIGTERM.
+    /// Seconds in-flight requests, WebSockets and gRPC streams may take to finish once the
+    /// proxy stops accepting (after SIGTERM and --shutdown-delay); what is still open then is
+    /// closed (WebSocket close frames; HTTP/2 already had GOAWAY).
     #[arg(long, env = "SLUICE_SHUTDOWN_GRACE_PERIOD", default_value_t = 10)]
     pub shutdown_grace_period: u64,
+    /// Seconds the proxy keeps accepting new connections after SIGTERM, with /readyz already
+    /// answering 503, while endpoints and load balancers stop sending here (ingress-nginx's
+    /// --shutdown-grace-period); then the drain starts.
+    #[arg(long, env = "SLUICE_SHUTDOWN_DELAY", default_value_t = 0)]
+    pub shutdown_delay: u64,
     /// Serve the validating admission webhook for Ingresses on this address, over HTTPS at
     /// /networking/v1/ingresses: `:8443` (on --bind-address, as ingress-nginx writes it) or
     /// `host:port`. Off by default.

@@ -59,34 +59,44 @@ pub(crate) async fn run(
         tokio::spawn(leader_duties(client, LeaderConfig::from(&args), applied_rx, stop_rx));
 
     let debounce = Duration::from_millis(args.debounce_ms);
-    loop {
-        tokio::select! {
-            woken = changes.recv() => {
-                if woken.is_none() {
-                    break;
-                }
-                debounced(&mut changes, debounce).await;
-                let next = Arc::new(tokio::task::block_in_place(|| {
-                    rebuild(&source, &base.settings, &mut publisher, Some(&applied))
-                }));
-                // Leader duties sync status and Events from a new table only: the same table
-                // (nothing changed) would have them walk every Ingress for nothing.
-                let published = !Arc::ptr_eq(&next.table, &applied.table);
-                applied = next;
-                publisher.in_force.store(Some(applied.clone()));
-                if published {
-                    let _ = applied_tx.send(applied.clone());
-                }
+    // Changes apply until the process ends, through the shutdown delay and grace period too:
+    // a backend's pods may be replaced while in-flight requests drain.
+    let apply = async {
+        while changes.recv().await.is_some() {
+            debounced(&mut changes, debounce).await;
+            let next = Arc::new(tokio::task::block_in_place(|| {
+                rebuild(&source, &base.settings, &mut publisher, Some(&applied))
+            }));
+            // Leader duties sync status and Events from a new table only: the same table
+            // (nothing changed) would have them walk every Ingress for nothing.
+            let published = !Arc::ptr_eq(&next.table, &applied.table);
+            applied = next;
+            publisher.in_force.store(Some(applied.clone()));
+            if published {
+                let _ = applied_tx.send(applied.clone());
             }
-            () = shutdown_signal() => break,
         }
-    }
+    };
+    tokio::pin!(apply);
+    let source_ended = tokio::select! {
+        () = &mut apply => true,
+        () = shutdown_signal() => false,
+    };
     base.admin.ready.store(false, std::sync::atomic::Ordering::Relaxed);
     let _ = stop_tx.send(true);
     if let Err(e) = duties.await {
         tracing::warn!(error = %e, "leader duties ended abnormally");
     }
-    base.drain(&args, proxy).await
+    let drain = base.drain(&args, proxy);
+    if source_ended {
+        return drain.await;
+    }
+    tokio::pin!(drain);
+    tokio::select! {
+        r = &mut drain => return r,
+        () = &mut apply => {}
+    }
+    drain.await
 }
 
 /// Builds and publishes a table from the stores as they are now (only new endpoints, when

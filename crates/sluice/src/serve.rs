@@ -171,14 +171,24 @@ impl Base {
         Ok(())
     }
 
-    /// Stops being ready, then lets in-flight requests finish (within the grace period).
+    /// Stops being ready at once; keeps accepting for `--shutdown-delay` (endpoints take a
+    /// moment to drop this pod everywhere); then stops accepting and lets in-flight requests,
+    /// WebSockets and streams finish within the grace period.
     pub(crate) async fn drain(&self, args: &ServeArgs, proxy: Arc<Proxy>) -> anyhow::Result<()> {
+        self.admin.ready.store(false, Ordering::Relaxed);
+        if args.shutdown_delay > 0 {
+            tracing::info!(
+                delay_s = args.shutdown_delay,
+                "shutting down: not ready; still accepting connections for the delay"
+            );
+            tokio::time::sleep(Duration::from_secs(args.shutdown_delay)).await;
+        }
         tracing::info!(
             grace_s = args.shutdown_grace_period,
             "shutting down: no new connections, draining"
         );
-        self.admin.ready.store(false, Ordering::Relaxed);
         tokio::task::spawn_blocking(move || proxy.shutdown()).await?;
+        tracing::info!("drained");
         Ok(())
     }
 }

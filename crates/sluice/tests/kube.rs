@@ -642,23 +642,94 @@ async fn one_leader_writes_status_and_another_takes_over() {
     let leads = |s: &Sluice| s.stderr().iter().any(|l| l.contains("became the leader"));
     eventually("one replica leads", || async { leads(&first) || leads(&second) }).await;
     assert!(leads(&first) != leads(&second), "exactly one replica leads");
+    let follower_pod = if leads(&first) { "replica-2" } else { "replica-1" };
     let (mut leader, follower) = if leads(&first) { (first, second) } else { (second, first) };
     assert!(
         !follower.stderr().iter().any(|l| l.contains("Ingress status synced")),
         "the follower never writes status"
     );
 
-    // The leader dies (no chance to release the Lease): the follower takes over within the
-    // Lease's term, and writes status for a new Ingress.
+    // Both under steady load; the leader dies (SIGKILL: no chance to release the Lease). Its
+    // own requests fail, obviously; the survivor's must not, not one, through the takeover.
+    let survivor = SteadyLoad::start(follower.url("/"), "web.example.com");
+    let doomed = SteadyLoad::start(leader.url("/"), "web.example.com");
+    survivor.until_served(50).await;
+    doomed.until_served(50).await;
     leader.kill();
     let died = Instant::now();
     follower.wait_stderr(|l| l.contains("became the leader"));
-    assert!(died.elapsed() < Duration::from_secs(10), "took over after {:?}", died.elapsed());
+    let took = died.elapsed();
+    // The Lease runs for at most its term (4 s) after the last renewal; the survivor takes it
+    // at expiry, after a random pause of up to 1 s (kube-lease-manager's, so that replicas do
+    // not collide), plus a second of slack for a loaded machine.
+    assert!(took < Duration::from_secs(6), "took over after {took:?}, --election-ttl=4");
+    // Status and Events resume from the survivor, for a change made after the takeover.
     t.ingress("new", "new.example.com", "web", Some(&t.class()), json!({})).await;
     eventually("the new leader writes status", || async {
         t.ingress_addresses("new").await == ["198.51.100.7"]
     })
     .await;
+    let events: Api<k8s_openapi::api::events::v1::Event> = t.api();
+    eventually("the new leader records a Sync event", || async {
+        let list = events.list(&Default::default()).await.unwrap();
+        list.items.iter().any(|e| {
+            e.reason.as_deref() == Some("Sync")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("new")
+                && e.reporting_instance.as_deref() == Some(follower_pod)
+        })
+    })
+    .await;
+    let resumed = died.elapsed();
+    let (served, failed) = survivor.stop().await;
+    let (_, doomed_failed) = doomed.stop().await;
+    assert!(doomed_failed > 0, "the killed replica's load saw it die");
+    assert_eq!(failed, 0, "the survivor failed requests ({served} served)");
+    println!(
+        "failover: took over {took:?} after SIGKILL, status and Events after {resumed:?}; \
+         survivor served {served} requests, none failed"
+    );
+}
+
+/// Requests sent one after another on a keep-alive connection until stopped, counted.
+struct SteadyLoad {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SteadyLoad {
+    fn start(url: String, host: &'static str) -> SteadyLoad {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let task = {
+            let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+            tokio::spawn(async move {
+                let c = client();
+                while !stop.load(Ordering::Relaxed) {
+                    let req = request("GET", &url, Some(host), Bytes::new());
+                    let answer = tokio::time::timeout(Duration::from_secs(5), c.request(req)).await;
+                    match answer {
+                        Ok(Ok(r)) if r.status() == 200 => ok.fetch_add(1, Ordering::Relaxed),
+                        _ => failed.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+            })
+        };
+        SteadyLoad { stop, ok, failed, task }
+    }
+
+    /// Waits until `n` requests were served.
+    async fn until_served(&self, n: u64) {
+        eventually("the load is served", || async { self.ok.load(Ordering::Relaxed) >= n }).await;
+    }
+
+    /// Stops the load: (served, failed).
+    async fn stop(self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap();
+        (self.ok.load(Ordering::Relaxed), self.failed.load(Ordering::Relaxed))
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -813,6 +884,31 @@ async fn deploy_manifests_and_helm_chart_pass_server_side_dry_run() {
         .collect();
     assert_eq!(chart_kinds, want);
     assert!(rendered.contains("ingressclass.kubernetes.io/is-default-class: \"true\""));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn changes_apply_while_draining_after_sigterm() {
+    let t = Test::new("draining").await;
+    let a = backend("a").await;
+    t.service("web", &[a]).await;
+    t.ingress("web", "web.example.com", "web", Some(&t.class()), json!({})).await;
+    // A long delay: the proxy keeps accepting, not ready, for the rest of the test.
+    let mut s = t.sluice(&["--shutdown-delay=30"]);
+    assert_eq!(answer(&s, "web.example.com").await, "a");
+    let term = std::process::Command::new("kill").args(["-TERM", &s.pid().to_string()]).status();
+    assert!(term.unwrap().success());
+    eventually("/readyz answers 503", || async {
+        get(&s.admin_url("/readyz"), None).await.status == 503
+    })
+    .await;
+    // A backend's pods replaced meanwhile: the draining replica follows.
+    let b = backend("b").await;
+    t.service("web", &[b]).await;
+    eventually("the new endpoint is used while draining", || async {
+        answer(&s, "web.example.com").await == "b"
+    })
+    .await;
+    assert!(s.running());
 }
 
 #[tokio::test(flavor = "multi_thread")]

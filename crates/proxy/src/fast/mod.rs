@@ -77,15 +77,16 @@ enum Next {
 }
 
 /// Serves a plain-HTTP connection until it closes, handing it to hyper at the first request
-/// the fast path does not take. `_live` is held until the connection ends (the worker waits
-/// for all of them on shutdown); `shutdown` turns true when the proxy stops.
+/// the fast path does not take. `conn` holds the worker's `live` receiver until the connection
+/// ends (the worker waits for all of them on shutdown); `shutdown` turns true when the proxy
+/// stops accepting. A request still in flight a moment after the grace period is cut when the
+/// worker ends (no wait for that is registered here: connections are many and short).
 pub(crate) async fn serve(
     stream: TcpStream,
     conn: Arc<ConnInfo>,
     shared: &'static Shared,
     handoff: Handoff,
     shutdown: watch::Receiver<bool>,
-    _live: watch::Receiver<()>,
 ) {
     let mut client = Client {
         stream,
@@ -108,8 +109,7 @@ pub(crate) async fn serve(
                 let io = Rewind::new(client.buf.take(), client.stream);
                 // hyper counts on from the requests served here (`keep-alive-requests`).
                 let served = client.requests.saturating_sub(1);
-                let builder = &handoff.builder;
-                server::serve_hyper(builder, shutdown, _live, io, conn, shared, served).await;
+                server::serve_hyper(&handoff.builder, shutdown, io, conn, shared, served).await;
                 return;
             }
         }
