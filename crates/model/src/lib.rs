@@ -13,6 +13,8 @@
 mod access;
 mod balance;
 mod diagnostics;
+#[doc(hidden)]
+pub mod fuzzing;
 mod hostindex;
 mod hostmap;
 mod lean;

@@ -6,16 +6,16 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ppp::{v1, v2};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpStream;
 
 /// How long a load balancer has to send the header (ingress-nginx's
 /// `proxy-protocol-header-timeout` default).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// v1's longest line (`PROXY TCP6 <two addresses> <two ports>\r\n`).
-const V1_MAX: usize = 107;
+pub(crate) const V1_MAX: usize = 107;
 /// The longest v2 header read (addresses and TLVs); load balancers send far less.
-const V2_MAX: usize = 4096;
+pub(crate) const V2_MAX: usize = 4096;
 
 /// What the header said of the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +36,10 @@ pub(crate) async fn read(stream: &mut TcpStream) -> Result<Option<Proxied>, Stri
     }
 }
 
-async fn read_header(stream: &mut TcpStream) -> Result<Option<Proxied>, String> {
+/// The reading itself, on any stream (the fuzz check feeds it bytes from memory).
+pub(crate) async fn read_header(
+    stream: &mut (impl AsyncRead + Unpin),
+) -> Result<Option<Proxied>, String> {
     let io = |e: std::io::Error| e.to_string();
     // Both versions are at least 15 bytes long: 8 tell which one it is.
     let mut buf = vec![0u8; 8];

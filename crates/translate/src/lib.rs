@@ -37,6 +37,8 @@ mod build;
 pub mod class;
 pub mod config;
 pub mod config_keys;
+#[doc(hidden)]
+pub mod fuzzing;
 mod index;
 mod regex_mode;
 mod tls;

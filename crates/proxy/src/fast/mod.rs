@@ -19,7 +19,7 @@
 //! short read, which saves the `EWOULDBLOCK` read per message that a generic reader pays.
 
 mod io;
-mod request;
+pub(crate) mod request;
 mod response;
 
 use std::pin::Pin;
@@ -45,9 +45,9 @@ use crate::{Shared, local, server};
 
 /// Longest request head the fast path reads before leaving the connection to hyper (which
 /// answers 431 beyond its own limit, the same size).
-const MAX_HEAD: usize = 64 * 1024;
+pub(crate) const MAX_HEAD: usize = 64 * 1024;
 /// Header lines parsed; more go to hyper.
-const MAX_HEADERS: usize = 64;
+pub(crate) const MAX_HEADERS: usize = 64;
 /// NGINX's `client_header_timeout`: the time to send a request head, and to start one on an
 /// idle keep-alive connection.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(60);
