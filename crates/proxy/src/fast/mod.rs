@@ -20,7 +20,7 @@
 
 mod io;
 pub(crate) mod request;
-mod response;
+pub(crate) mod response;
 
 use std::pin::Pin;
 use std::sync::Arc;
