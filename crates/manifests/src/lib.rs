@@ -9,6 +9,8 @@
 //! the paths they name, so that [`ManifestDir::rescan_changes`] reads only those again.
 
 mod dir;
+#[doc(hidden)]
+pub mod fuzzing;
 mod parse;
 mod watch;
 

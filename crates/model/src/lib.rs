@@ -14,6 +14,8 @@ mod access;
 mod balance;
 mod connections;
 mod diagnostics;
+#[doc(hidden)]
+pub mod fuzzing;
 mod hostindex;
 mod hostmap;
 mod http2;

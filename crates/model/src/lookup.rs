@@ -114,7 +114,9 @@ fn host_name(host: &str) -> (&str, bool) {
 
 /// Normalises a request path for matching, as NGINX does before choosing a location:
 /// percent-escapes decoded, repeated slashes merged, `.` and `..` segments resolved (never
-/// above the root). Borrows when the path is already normal, which is the common case.
+/// above the root). Always absolute: a path without its leading `/` (which the proxy refuses
+/// before routing, as NGINX does) gets one. Borrows when the path is already normal, which
+/// is the common case.
 pub fn normalize_path(path: &str) -> Cow<'_, str> {
     let b = path.as_bytes();
     // Passes without early exit, which the compiler vectorises (see `normalize_host`).
@@ -122,7 +124,7 @@ pub fn normalize_path(path: &str) -> Cow<'_, str> {
     let dot_or_slash = b.iter().zip(&b[b.len().min(1)..]).fold(false, |found, (&c, &next)| {
         found | ((c == b'/') & ((next == b'/') | (next == b'.')))
     });
-    let needs_work = escaped || dot_or_slash || path.is_empty();
+    let needs_work = escaped || dot_or_slash || !path.starts_with('/');
     if !needs_work {
         return Cow::Borrowed(path);
     }
@@ -209,6 +211,10 @@ mod tests {
         assert_eq!(normalize_path("/%2e%2e/admin"), "/admin");
         assert_eq!(normalize_path("/bad%zzescape%"), "/bad%zzescape%");
         assert_eq!(normalize_path(""), "/");
+        // Found by the `normalize_path` fuzz target: the result is always absolute.
+        assert_eq!(normalize_path("abc"), "/abc");
+        assert_eq!(normalize_path("*"), "/*");
+        assert_eq!(normalize_path("a/../.."), "/");
         assert_eq!(normalize_path("/."), "/");
         assert_eq!(
             normalize_path("/a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p/q//r"),

@@ -21,6 +21,9 @@
 
 use std::fmt;
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 /// Deepest nesting of blocks accepted: snippets nest `if` in `location` at most, and a bound
 /// keeps recursion (parsing and dropping the tree) far from the stack's end on hostile input.
 pub const MAX_DEPTH: usize = 32;

@@ -16,6 +16,8 @@ mod auth;
 mod body;
 mod fast;
 mod forward;
+#[doc(hidden)]
+pub mod fuzzing;
 mod handler;
 mod head_limits;
 mod http2;

@@ -6,16 +6,16 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ppp::{v1, v2};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpStream;
 
 /// How long a load balancer has to send the header (ingress-nginx's
 /// `proxy-protocol-header-timeout` default).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// v1's longest line (`PROXY TCP6 <two addresses> <two ports>\r\n`).
-const V1_MAX: usize = 107;
+pub(crate) const V1_MAX: usize = 107;
 /// The longest v2 header read (addresses and TLVs); load balancers send far less.
-const V2_MAX: usize = 4096;
+pub(crate) const V2_MAX: usize = 4096;
 
 /// What the header said of the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +36,10 @@ pub(crate) async fn read(stream: &mut TcpStream) -> Result<Option<Proxied>, Stri
     }
 }
 
-async fn read_header(stream: &mut TcpStream) -> Result<Option<Proxied>, String> {
+/// The reading itself, on any stream (the fuzz check feeds it bytes from memory).
+pub(crate) async fn read_header(
+    stream: &mut (impl AsyncRead + Unpin),
+) -> Result<Option<Proxied>, String> {
     let io = |e: std::io::Error| e.to_string();
     // Both versions are at least 15 bytes long: 8 tell which one it is.
     let mut buf = vec![0u8; 8];
@@ -50,6 +53,12 @@ async fn read_header(stream: &mut TcpStream) -> Result<Option<Proxied>, String> 
             }
             stream.read_exact(&mut byte).await.map_err(io)?;
             buf.push(byte[0]);
+        }
+        // The protocol's lines are ASCII. `ppp` slices the line one character past its first
+        // CR, which panicked inside a multi-byte character (found by the `proxy_header` fuzz
+        // target): only ASCII reaches it.
+        if !buf.is_ascii() {
+            return Err("PROXY protocol v1 line is not ASCII".into());
         }
         let line = std::str::from_utf8(&buf).map_err(|_| "PROXY protocol v1 line is not text")?;
         let header = v1::Header::try_from(line).map_err(|e| format!("PROXY protocol v1: {e}"))?;
@@ -94,4 +103,35 @@ async fn read_header(stream: &mut TcpStream) -> Result<Option<Proxied>, String> 
         }),
         _ => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn parse(mut bytes: &[u8]) -> (Result<Option<Proxied>, String>, usize) {
+        let r = read_header(&mut bytes).await;
+        (r, bytes.len())
+    }
+
+    #[tokio::test]
+    async fn v1_lines_are_read_to_their_end_and_no_further() {
+        let (r, left) = parse(b"PROXY TCP4 192.0.2.1 198.51.100.2 40000 443\r\nGET /").await;
+        let p = r.unwrap().unwrap();
+        assert_eq!(p.source, "192.0.2.1:40000".parse().unwrap());
+        assert_eq!(p.destination, "198.51.100.2:443".parse().unwrap());
+        assert_eq!(left, 5);
+        assert_eq!(parse(b"PROXY UNKNOWN\r\n").await.0, Ok(None));
+    }
+
+    /// Found by the `proxy_header` fuzz target: a lone CR followed by a multi-byte character
+    /// made `ppp` slice inside the character and panic. Such a line is refused.
+    #[tokio::test]
+    async fn a_line_that_is_not_ascii_is_refused_without_a_panic() {
+        let line = "PROXY TCP4 1.2.3.4 5.6.7.8 \u{19b}4?\r\u{19b}\nx\r\n";
+        let (r, _) = parse(line.as_bytes()).await;
+        assert_eq!(r, Err("PROXY protocol v1 line is not ASCII".to_string()));
+        let (r, _) = parse("PROXY TCP4 1.2.3.4 5.6.7.8 1 \u{e9}\r\n".as_bytes()).await;
+        assert!(r.is_err());
+    }
 }

@@ -37,6 +37,8 @@ mod build;
 pub mod class;
 pub mod config;
 pub mod config_keys;
+#[doc(hidden)]
+pub mod fuzzing;
 mod index;
 pub mod outlier;
 mod regex_mode;

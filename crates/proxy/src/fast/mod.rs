@@ -21,8 +21,8 @@
 //! short read, which saves the `EWOULDBLOCK` read per message that a generic reader pays.
 
 mod io;
-mod request;
-mod response;
+pub(crate) mod request;
+pub(crate) mod response;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -46,7 +46,7 @@ use crate::tls::hello::Rewind;
 use crate::{Shared, head_limits, local, server};
 
 /// Header lines parsed; more go to hyper.
-const MAX_HEADERS: usize = 64;
+pub(crate) const MAX_HEADERS: usize = 64;
 /// Longest upstream response head accepted (NGINX: "upstream sent too big header", 502).
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 

@@ -36,7 +36,7 @@ pub(super) enum Planned {
 
 /// Bytes of a request target the fast path passes on as they are; anything else (rare, and
 /// possibly hostile) goes to hyper, which decides between forwarding and a 400.
-fn plain_target_byte(c: u8) -> bool {
+pub(crate) fn plain_target_byte(c: u8) -> bool {
     c.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&c)
 }
 
@@ -76,7 +76,7 @@ impl UpstreamSink for Lines<'_> {
 /// a coding other than exactly `chunked` (501); `Transfer-Encoding` on HTTP/1.0 or together
 /// with `Content-Length` (400). Checked on every head the fast path reads, whatever the route,
 /// so that neither path ever sees a request whose body could be framed two ways.
-pub(super) fn refused_framing(req: &httparse::Request<'_, '_>) -> Option<u16> {
+pub(crate) fn refused_framing(req: &httparse::Request<'_, '_>) -> Option<u16> {
     let (mut lengths, mut codings) = (0u32, 0u32);
     let (mut bad_length, mut chunked) = (false, false);
     for h in req.headers.iter() {
@@ -103,17 +103,24 @@ pub(super) fn refused_framing(req: &httparse::Request<'_, '_>) -> Option<u16> {
     None
 }
 
-/// Decides whether the fast path serves `req` (a complete head of `head_len` bytes) and, if
-/// it forwards it, writes the upstream's request head into `out`. `None` hands the
-/// connection to hyper: another method, a body, an upgrade, HTTP/1.0, anything unusual in
-/// the head, or a route the fast path may not carry.
-pub(super) fn plan<'a>(
-    req: &httparse::Request<'_, 'a>,
-    head_len: usize,
-    conn: &ConnInfo,
-    shared: &'static Shared,
-    out: &mut Vec<u8>,
-) -> Option<Plan> {
+/// What the fast path reads of a request head it may carry.
+pub(crate) struct Shape<'a> {
+    pub method: Method,
+    pub head_request: bool,
+    /// The request target: origin form, of plain bytes only.
+    pub target: &'a str,
+    /// The one `Host` header's value, a valid host.
+    pub host: &'a str,
+    pub close: bool,
+    pub referer: Option<&'a [u8]>,
+    pub user_agent: Option<&'a [u8]>,
+}
+
+/// Whether the fast path may carry `req` (a complete head whose framing
+/// [`refused_framing`] accepted), by its shape alone: `GET` or `HEAD` on HTTP/1.1 without a
+/// body, upgrade or `Expect`, a plain origin-form target, exactly one valid `Host`. `None`
+/// hands the connection to hyper.
+pub(crate) fn shape<'a>(req: &httparse::Request<'_, 'a>) -> Option<Shape<'a>> {
     if req.version != Some(1) {
         return None;
     }
@@ -160,7 +167,21 @@ pub(super) fn plan<'a>(
         return None;
     }
     let host = std::str::from_utf8(host?).ok().filter(|h| forward::valid_host(h))?;
+    Some(Shape { method, head_request, target, host, close, referer, user_agent })
+}
 
+/// Decides whether the fast path serves `req` (a complete head of `head_len` bytes) and, if
+/// it forwards it, writes the upstream's request head into `out`. `None` hands the
+/// connection to hyper: another method, a body, an upgrade, HTTP/1.0, anything unusual in
+/// the head ([`shape`]), or a route the fast path may not carry.
+pub(super) fn plan<'a>(
+    req: &httparse::Request<'_, 'a>,
+    head_len: usize,
+    conn: &ConnInfo,
+    shared: &'static Shared,
+    out: &mut Vec<u8>,
+) -> Option<Plan> {
+    let Shape { method, head_request, target, host, close, referer, user_agent } = shape(req)?;
     let published = shared.state.load_full();
     let head = FastHead { req, target, method: req.method? };
     let mut lines = Lines { out };

@@ -194,7 +194,7 @@ pub(super) fn trim(s: &[u8]) -> &[u8] {
 }
 
 /// A `Content-Length` value: digits only, as RFC 9110 and NGINX demand.
-pub(super) fn parse_length(v: &[u8]) -> Option<u64> {
+pub(crate) fn parse_length(v: &[u8]) -> Option<u64> {
     let v = trim(v);
     if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
         return None;

@@ -56,7 +56,8 @@ pub(crate) async fn read(stream: &mut TcpStream) -> Result<Hello, HelloError> {
         .map_err(|_| HelloError::Timeout)?
 }
 
-async fn read_inner(stream: &mut TcpStream) -> Result<Hello, HelloError> {
+/// The reading itself, on any stream (the fuzz check feeds it bytes from memory).
+pub(crate) async fn read_inner(stream: &mut (impl AsyncRead + Unpin)) -> Result<Hello, HelloError> {
     let mut acceptor = Acceptor::default();
     let mut bytes = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];

@@ -1,0 +1,10 @@
+//! The manifests reader (YAML and JSON documents into objects): see
+//! `sluice_manifests::fuzzing::manifests`.
+//! The check is shared with the stable corpus replay (crates/sluice/tests/fuzz_corpus.rs).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = sluice_manifests::fuzzing::manifests(data);
+});
