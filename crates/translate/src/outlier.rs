@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sluice_model::OutlierPolicy;
 
-use crate::annotations::parse_bool;
+use crate::annotations::{parse_bool, parse_in_range, parse_time};
 
 /// What the keys set, before `sluice-outlier-detection` decides whether any of it applies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,46 +38,27 @@ pub fn set(key: &str, value: &str, keys: &mut OutlierKeys) -> Option<Result<(), 
     Some(match key {
         "sluice-outlier-detection" => parse_bool(value).map(|on| keys.on = on),
         "sluice-outlier-gateway-responses" => parse_bool(value).map(|on| p.gateway_responses = on),
-        "sluice-outlier-consecutive-failures" => match value.trim().parse::<u32>() {
-            Ok(n @ 1..=10_000) => {
-                p.consecutive_failures = n;
-                Ok(())
-            }
-            _ => Err(format!("{value:?} is not a whole number from 1 to 10000")),
-        },
+        "sluice-outlier-consecutive-failures" => {
+            parse_in_range(value, 1..=10_000, "a whole number").map(|n| p.consecutive_failures = n)
+        }
         "sluice-outlier-base-ejection-time" => duration(value).map(|d| p.base_ejection = d),
         "sluice-outlier-max-ejection-time" => duration(value).map(|d| p.max_ejection = d),
-        "sluice-outlier-max-ejection-percent" => match value.trim().parse::<u8>() {
-            Ok(n @ 0..=100) => {
-                p.max_ejection_percent = n;
-                Ok(())
-            }
-            _ => Err(format!("{value:?} is not a whole percentage from 0 to 100")),
-        },
+        "sluice-outlier-max-ejection-percent" => {
+            parse_in_range(value, 0..=100, "a whole percentage").map(|n| p.max_ejection_percent = n)
+        }
         _ => return None,
     })
 }
 
-/// A positive time as NGINX writes one: a whole number of seconds, or with a unit `ms`, `s`,
-/// `m` or `h` (`500ms`, `30s`, `5m`), at most a day.
+/// A positive time as NGINX writes one (`500ms`, `30s`, `5m`; a bare number is seconds), at
+/// most a day.
 fn duration(value: &str) -> Result<Duration, String> {
-    let v = value.trim();
-    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
-    let (number, unit) = v.split_at(split);
-    let bad = || format!("{value:?} is not a positive time (such as 30s, 500ms or 5m)");
-    let n: u64 = number.parse().map_err(|_| bad())?;
-    let millis = match unit {
-        "" | "s" => n.checked_mul(1000),
-        "ms" => Some(n),
-        "m" => n.checked_mul(60_000),
-        "h" => n.checked_mul(3_600_000),
-        _ => None,
+    match parse_time(value)? {
+        d if d.is_zero() || d > Duration::from_secs(86_400) => {
+            Err(format!("{value:?} is not a time from 1ms to 1d"))
+        }
+        d => Ok(d),
     }
-    .ok_or_else(bad)?;
-    if millis == 0 || millis > 86_400_000 {
-        return Err(bad());
-    }
-    Ok(Duration::from_millis(millis))
 }
 
 #[cfg(test)]

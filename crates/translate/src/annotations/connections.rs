@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use sluice_model::ConnectionLimits;
 
-use super::Family;
 use super::proxy::{parse_seconds, parse_size};
+use super::{Family, parse_time};
 
 /// The ConfigMap keys of this family.
 pub const FAMILY: Family = Family {
@@ -64,7 +64,7 @@ pub(crate) fn configmap(
             }
             Err(_) => Err(format!("{value:?} is not a whole number of seconds (such as 60)")),
         },
-        "upstream-keepalive-time" => nginx_time(value).map(|d| limits.upstream.time = d),
+        "upstream-keepalive-time" => parse_time(value).map(|d| limits.upstream.time = d),
         _ => return None,
     })
 }
@@ -88,38 +88,6 @@ fn header_buffers(value: &str) -> Result<sluice_model::HeaderBuffers, String> {
     }
     let size = u32::try_from(size).map_err(|_| bad())?;
     Ok(sluice_model::HeaderBuffers { number, size })
-}
-
-/// An NGINX time: numbers with units (`ms`, `s`, `m`, `h`, `d`, `w`, `M` = 30 days, `y` =
-/// 365 days), optionally separated by spaces; a bare number is seconds.
-fn nginx_time(value: &str) -> Result<Duration, String> {
-    let bad = || format!("{value:?} is not a time (such as 1h, 30m, 90s or 1h30m)");
-    let mut rest = value.trim();
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    let mut total = Duration::ZERO;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
-        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit = rest.find(|c: char| c.is_ascii_digit() || c == ' ').unwrap_or(rest.len());
-        let secs = |s: u64| Duration::from_secs(n.saturating_mul(s));
-        let part = match &rest[..unit] {
-            "ms" => Duration::from_millis(n),
-            "" | "s" => secs(1),
-            "m" => secs(60),
-            "h" => secs(3600),
-            "d" => secs(86_400),
-            "w" => secs(7 * 86_400),
-            "M" => secs(30 * 86_400),
-            "y" => secs(365 * 86_400),
-            _ => return Err(bad()),
-        };
-        total = total.saturating_add(part);
-        rest = rest[unit..].trim_start();
-    }
-    Ok(total)
 }
 
 #[cfg(test)]
@@ -171,14 +139,14 @@ mod tests {
 
     #[test]
     fn times_read_as_nginx() {
-        assert_eq!(nginx_time("1h"), Ok(Duration::from_secs(3600)));
-        assert_eq!(nginx_time("1h30m"), Ok(Duration::from_secs(5400)));
-        assert_eq!(nginx_time("1h 30m"), Ok(Duration::from_secs(5400)));
-        assert_eq!(nginx_time("90"), Ok(Duration::from_secs(90)));
-        assert_eq!(nginx_time("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(nginx_time("1d"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_time("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_time("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_time("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_time("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_time("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_time("1d"), Ok(Duration::from_secs(86_400)));
         for bad in ["", "h", "1x", "1.5h", "-1h"] {
-            assert!(nginx_time(bad).is_err(), "{bad:?}");
+            assert!(parse_time(bad).is_err(), "{bad:?}");
         }
     }
 }

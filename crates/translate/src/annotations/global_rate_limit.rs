@@ -147,25 +147,17 @@ pub(crate) fn configmap(key: &str, value: &str, m: &mut Memcached) -> Option<Res
             m.host = value.trim().to_string();
             Ok(())
         }
-        "global-rate-limit-memcached-port" => match value.trim().parse::<u16>() {
-            Ok(p) if p > 0 => {
-                m.port = p;
-                Ok(())
-            }
-            _ => Err(format!("{value:?} is not a port")),
-        },
+        "global-rate-limit-memcached-port" => {
+            super::parse_in_range(value, 1..=65535, "a port").map(|p| m.port = p)
+        }
         "global-rate-limit-memcached-connect-timeout" => {
             number(value).map(|n| m.connect_timeout_ms = n)
         }
         "global-rate-limit-memcached-max-idle-timeout"
         | "global-rate-limit-memcached-pool-size" => number(value).map(drop),
-        "global-rate-limit-status-code" => match value.trim().parse::<u16>() {
-            Ok(code @ 400..=599) => {
-                m.status = code;
-                Ok(())
-            }
-            _ => Err(format!("{value:?} is not a status from 400 to 599")),
-        },
+        "global-rate-limit-status-code" => {
+            super::parse_in_range(value, 400..=599, "a status").map(|code| m.status = code)
+        }
         _ => return None,
     })
 }

@@ -507,9 +507,75 @@ pub fn parse_bool(value: &str) -> Result<bool, String> {
     }
 }
 
+/// A whole number within `range`, or an error naming what was expected (`what`: "a whole
+/// number", "a status", ...) and the range.
+pub fn parse_in_range<T>(
+    value: &str,
+    range: std::ops::RangeInclusive<T>,
+    what: &str,
+) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+{
+    match value.trim().parse::<T>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(format!("{value:?} is not {what} from {} to {}", range.start(), range.end())),
+    }
+}
+
+/// A time as NGINX reads one (`ngx_parse_time`): numbers with units `ms`, `s`, `m`, `h`,
+/// `d`, `w`, `M` (30 days) or `y` (365 days), optionally separated by spaces (`1h30m`,
+/// `1h 30m`); a bare number is seconds. Zero is a time; callers that need a positive one say
+/// so.
+pub fn parse_time(value: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("{value:?} is not a time (such as 30s, 500ms, 5m or 1h30m)");
+    let mut rest = value.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    let mut total_ms: u64 = 0;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let ms: u64 = match &rest[..unit] {
+            "ms" => 1,
+            "" | "s" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "w" => 7 * 86_400_000,
+            "M" => 30 * 86_400_000,
+            "y" => 365 * 86_400_000,
+            _ => return Err(bad()),
+        };
+        total_ms = n.checked_mul(ms).and_then(|t| total_ms.checked_add(t)).ok_or_else(bad)?;
+        rest = rest[unit..].trim_start();
+    }
+    Ok(std::time::Duration::from_millis(total_ms))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_in_range_and_nginx_times() {
+        assert_eq!(parse_in_range::<u16>(" 429 ", 400..=599, "a status"), Ok(429));
+        for bad in ["399", "600", "-1", "4e2", ""] {
+            let e = parse_in_range::<u16>(bad, 400..=599, "a status").unwrap_err();
+            assert_eq!(e, format!("{bad:?} is not a status from 400 to 599"));
+        }
+        let secs = std::time::Duration::from_secs;
+        assert_eq!(parse_time("1h 30m"), Ok(secs(5400)));
+        assert_eq!(parse_time("1m30s"), Ok(secs(90)));
+        assert_eq!(parse_time("0"), Ok(secs(0)));
+        assert_eq!(parse_time("2w"), Ok(secs(14 * 86_400)));
+        for bad in ["", "s", "1x", "-5", "1.5s", "99999999999999999y"] {
+            assert!(parse_time(bad).is_err(), "{bad:?}");
+        }
+    }
 
     // `parse` skips the families of an Ingress without annotations under the prefix: each
     // family, run over no annotation, must leave the defaults as they are, under the default

@@ -149,12 +149,6 @@ pub(crate) fn configmap(
         "limit-conn-status-code" => &mut cfg.limit_status.1,
         _ => return None,
     };
-    Some(match value.trim().parse::<u16>() {
-        // NGINX accepts 400 to 599.
-        Ok(code @ 400..=599) => {
-            *slot = code;
-            Ok(())
-        }
-        _ => Err(format!("{value:?} is not a status from 400 to 599")),
-    })
+    // NGINX accepts 400 to 599.
+    Some(super::parse_in_range(value, 400..=599, "a status").map(|code| *slot = code))
 }

@@ -697,38 +697,11 @@ fn template(value: &str) -> Result<Template, String> {
 
 /// An NGINX time (`30`, `30s`, `500ms`, `5m`, `1h`, `1d`, `1m30s`), rounded up to seconds.
 fn time(value: &str) -> Result<Duration, String> {
-    let bad = || format!("{value:?} is not an NGINX time (such as 30s, 5m or 1h)");
-    let mut total_ms: u64 = 0;
-    let mut rest = value;
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return Err(bad());
-        }
-        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
-        let ms = match &rest[..unit_len] {
-            "" | "s" => 1000,
-            "ms" => 1,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "w" => 604_800_000,
-            "M" => 2_592_000_000,
-            "y" => 31_536_000_000,
-            _ => return Err(bad()),
-        };
-        rest = &rest[unit_len..];
-        total_ms = n.checked_mul(ms).and_then(|v| total_ms.checked_add(v)).ok_or_else(bad)?;
-    }
-    if total_ms == 0 {
+    let t = super::parse_time(value)?;
+    if t.is_zero() {
         return Err(format!("{value:?}: a timeout of 0 is not allowed"));
     }
-    Ok(Duration::from_secs(total_ms.div_ceil(1000)))
+    Ok(Duration::from_secs(t.as_millis().div_ceil(1000) as u64))
 }
 
 /// `return code [text]`, `return URL`.
