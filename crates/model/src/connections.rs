@@ -17,7 +17,7 @@ pub struct ConnectionLimits {
     /// connection is closed without an answer (logged 408).
     pub client_body_timeout: Duration,
     /// `keep-alive-requests`: requests served on one client connection, after which it is
-    /// closed (`Connection: close` on the last response).
+    /// closed (`Connection: close` on the last HTTP/1.x response, GOAWAY on HTTP/2).
     pub keep_alive_requests: u32,
     /// `large-client-header-buffers`: bounds of a request head.
     pub header_buffers: HeaderBuffers,

@@ -374,12 +374,20 @@ pub(crate) async fn serve_hyper<I>(
     let stall = Arc::new(Stall::new());
     let (seen, watched) = (activity.clone(), stall.clone());
     let requests = Arc::new(std::sync::atomic::AtomicU32::new(served));
+    // Told when an HTTP/2 connection has taken its last request.
+    let last = Arc::new(tokio::sync::Notify::new());
+    let last_taken = last.clone();
     let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let busy = idle::Busy::new(seen.clone());
-        // NGINX's keepalive_requests (HTTP/1): the connection's last request says so in its
-        // response, and hyper closes the connection after it.
+        // NGINX's keepalive_requests: on HTTP/1 the connection's last request says so in its
+        // response, and hyper closes the connection after it; on HTTP/2 (NGINX >= 1.19.7)
+        // the connection sends GOAWAY when that request arrives, and ends once its streams
+        // have.
         let http1 = req.version() <= http::Version::HTTP_11;
         let count = requests.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        if !http1 && count >= max_requests {
+            last_taken.notify_one();
+        }
         let answer = handler::handle(req, conn.clone(), shared);
         let watched = watched.clone();
         async move {
@@ -411,6 +419,7 @@ pub(crate) async fn serve_hyper<I>(
         tokio::select! {
             _ = connection.as_mut() => return,
             _ = stopping.as_mut() => break false,
+            () = last.notified() => break false,
             _ = tokio::time::sleep_until(idle_at.min(stall_at)) => {
                 match stall.check(send_timeout) {
                     Some(next) => stall_at = next,

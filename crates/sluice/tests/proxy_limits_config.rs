@@ -206,6 +206,39 @@ async fn keep_alive_requests_closes_after_the_last() {
     assert!(head.to_ascii_lowercase().contains("connection: close"), "{head}");
 }
 
+// `keep-alive-requests: 3` on HTTP/2 (h2c with prior knowledge), as NGINX since 1.19.7: the
+// third request gets GOAWAY when it arrives yet is answered in full (it takes 300 ms), then
+// the connection ends and a fourth request on it is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn keep_alive_requests_sends_goaway_on_http2() {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let (_m, s) = start(&[("keep-alive-requests", "3")]).await;
+    let stream = TcpStream::connect(s.http).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let request = |path: &str| {
+        http::Request::builder()
+            .uri(format!("http://a.example.com{path}"))
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap()
+    };
+    for path in ["/1", "/2", "/3?delay_ms=300"] {
+        let resp = sender.send_request(request(path)).await.expect("a response");
+        assert_eq!(resp.status(), 200, "{path}");
+        let body = resp.into_body().collect().await.expect("the whole body").to_bytes();
+        let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(doc["path"], path);
+    }
+    let ended = tokio::time::timeout(WAIT, conn).await.expect("the connection ended").unwrap();
+    assert!(ended.is_ok(), "the connection ended with an error: {ended:?}");
+    assert!(sender.send_request(request("/4")).await.is_err(), "a fourth request was taken");
+}
+
 // `large-client-header-buffers: "2 1k"`: a request line over 1 KiB is 414, a header line over
 // 1 KiB is 400 "Request Header Or Cookie Too Large", a head over 2 KiB too; nothing reaches
 // the backend and the connection closes; heads within the buffers are served. On the fast

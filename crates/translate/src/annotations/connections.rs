@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `client-header-timeout` | `60` | seconds to send a whole request head (on a new connection, from its start); then the connection is closed without an answer, as NGINX does (logged 408) |
 //! | `client-body-timeout` | `60` | seconds between two reads of a request body; then the connection is closed without an answer, as NGINX does (logged 408) |
-//! | `keep-alive-requests` | `1000` | requests one client connection carries; the last response says `Connection: close` and the connection is closed after it (`0` closes after every request) |
+//! | `keep-alive-requests` | `1000` | requests one client connection carries; on HTTP/1.x the last response says `Connection: close` and the connection is closed after it (`0` closes after every request); on HTTP/2 the last request gets GOAWAY |
 //! | `large-client-header-buffers` | `4 8k` | `number size`: a request line longer than `size` is answered 414, a header line longer than `size` 400 (`Request Header Or Cookie Too Large`), a head longer than `number × size` 400 (at most 16 MiB in all) |
 //! | `max-worker-connections` | `16384` | client connections each worker (`--workers`) serves at once; beyond, it stops accepting and new connections wait in the listen backlog. `0`: three quarters of `max-worker-open-files` |
 //! | `max-worker-open-files` | `0` | only for `max-worker-connections: 0`; `0` is the process's open-file limit less 1,024 (at least 1,024) |
