@@ -8,6 +8,9 @@ use serde::Serialize;
 /// Settings of client HTTP/2 connections (h2c and h2 over TLS), read from the ConfigMap.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Http2Settings {
+    /// `use-http2`: whether clients may speak HTTP/2 (ALPN `h2` on the HTTPS port, h2c with
+    /// prior knowledge on the HTTP port). Off, they get HTTP/1.1 only.
+    pub enabled: bool,
     /// SETTINGS_MAX_CONCURRENT_STREAMS advertised to clients (`http2-max-concurrent-streams`):
     /// a stream opened beyond it is refused with RST_STREAM REFUSED_STREAM, as NGINX does.
     pub max_concurrent_streams: u32,
@@ -26,6 +29,7 @@ impl Default for Http2Settings {
     /// ingress-nginx's defaults.
     fn default() -> Self {
         Self {
+            enabled: true,
             max_concurrent_streams: 128,
             max_header_list_size: 64 * 1024,
             send_timeout: Duration::from_secs(60),

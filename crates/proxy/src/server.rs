@@ -363,10 +363,27 @@ pub(crate) async fn serve_hyper<I>(
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (keep_alive, max_requests, send_timeout) = {
+    let (keep_alive, max_requests, send_timeout, h2, header_timeout) = {
         let published = shared.state.load();
         let https = &published.table.https;
-        (https.keep_alive, https.connections.keep_alive_requests, https.http2.send_timeout)
+        let limits = &https.connections;
+        let h2 = https.http2.enabled;
+        (
+            https.keep_alive,
+            limits.keep_alive_requests,
+            https.http2.send_timeout,
+            h2,
+            limits.client_header_timeout,
+        )
+    };
+    // hyper's automatic builder serves HTTP/2 whatever it is told once upgrades are on.
+    let io = if h2 {
+        Rewind::new(Vec::new(), io)
+    } else {
+        match without_h2_preface(io, header_timeout).await {
+            Some(io) => io,
+            None => return,
+        }
     };
     let remote = conn.remote;
     let drain = conn.drain.clone();
@@ -458,6 +475,43 @@ pub(crate) async fn serve_hyper<I>(
             },
         }
     }
+}
+
+/// HTTP/2's connection preface (RFC 9113 §3.4): to an HTTP/1.1 server, a request line of
+/// version 2.0 and a few more bytes.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// With `use-http2: false`: reads a connection's first bytes, up to where they part from
+/// HTTP/2's preface. A connection that opens with the whole preface is answered 505, as NGINX
+/// answers a request of a version it does not speak, and closed (`None`); any other goes on
+/// with the bytes read in front. The wait is bounded by `client-header-timeout`.
+async fn without_h2_preface<I>(mut io: I, timeout: Duration) -> Option<Rewind<I>>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut seen = Vec::with_capacity(H2_PREFACE.len());
+    let read = async {
+        let mut chunk = [0u8; H2_PREFACE.len()];
+        while seen.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(&seen) {
+            // Never past the preface: what follows belongs to the request.
+            let n = io.read(&mut chunk[..H2_PREFACE.len() - seen.len()]).await?;
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&chunk[..n]);
+        }
+        io::Result::Ok(())
+    };
+    tokio::time::timeout(timeout, read).await.ok()?.ok()?;
+    if seen == H2_PREFACE {
+        let refusal = "HTTP/1.1 505 HTTP Version Not Supported\r\nContent-Length: 0\r\n\
+                       Connection: close\r\n\r\n";
+        let _ = io.write_all(refusal.as_bytes()).await;
+        let _ = io.shutdown().await;
+        return None;
+    }
+    Some(Rewind::new(seen, io))
 }
 
 /// Notes a connection closed because its client took nothing for `send_timeout`.

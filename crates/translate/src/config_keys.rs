@@ -164,7 +164,6 @@ pub const KEYS: &[(&str, KeySupport)] = &[
     ("use-geoip", Pending),
     ("use-geoip2", Pending),
     ("use-gzip", Pending),
-    ("use-http2", Pending),
     ("variables-hash-bucket-size", Accepted(HASHES)),
     ("variables-hash-max-size", Accepted(HASHES)),
     ("worker-cpu-affinity", Accepted(WORKERS)),
@@ -277,7 +276,7 @@ mod tests {
         assert_eq!(support("server-snippet"), Some(Implemented));
         assert_eq!(support("main-snippet"), Some(Snippet));
         // 192 keys in configmap.md (v1.15): those the families read, and the others here.
-        assert_eq!(KEYS.len(), 112);
+        assert_eq!(KEYS.len(), 111);
         assert_eq!(support("proxy-body-size"), Some(Implemented));
         assert_eq!(support("worker-processes"), Some(Accepted(WORKERS)));
         assert_eq!(support("no-such-key"), None);

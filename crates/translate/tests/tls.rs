@@ -625,6 +625,7 @@ fn https_behaviour_defaults_are_ingress_nginx_s() {
         keep_alive: std::time::Duration::from_secs(75),
         connections: Default::default(),
         http2: sluice_model::Http2Settings {
+            enabled: true,
             max_concurrent_streams: 128,
             max_header_list_size: 64 * 1024,
             send_timeout: std::time::Duration::from_secs(60),

@@ -167,6 +167,7 @@ impl CertStore {
             configs.push(Arc::new(self.server_config(
                 policy,
                 tls.versions,
+                table.https.http2.enabled,
                 resolver.clone(),
                 check.clone(),
             )));
@@ -180,6 +181,7 @@ impl CertStore {
         &self,
         policy: &HandshakePolicy,
         versions: TlsVersions,
+        h2: bool,
         resolver: Arc<SniResolver>,
         check: Option<Arc<ClientCheck>>,
     ) -> ServerConfig {
@@ -202,7 +204,12 @@ impl CertStore {
             None => builder.with_no_client_auth(),
         };
         let mut config = builder.with_cert_resolver(resolver);
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        // `use-http2: false` offers HTTP/1.1 only.
+        config.alpn_protocols = if h2 {
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        } else {
+            vec![b"http/1.1".to_vec()]
+        };
         config
     }
 

@@ -2,6 +2,7 @@
 //!
 //! | ConfigMap key | default | meaning |
 //! |---|---|---|
+//! | `use-http2` | `true` | `false`: HTTP/1.1 only; the HTTPS port offers no `h2` in ALPN and the HTTP port refuses h2c (as NGINX's `listen ... http2` left out) |
 //! | `http2-max-concurrent-streams` | `128` | SETTINGS_MAX_CONCURRENT_STREAMS: a client opening a stream beyond it gets RST_STREAM `REFUSED_STREAM` for that stream, as from NGINX's `http2_max_concurrent_streams`; the connection and its other streams go on. Must be a positive whole number (NGINX's `0` would refuse every request) |
 //!
 //! `http2-max-field-size`, `http2-max-header-size` and `http2-max-requests` are listed in
@@ -15,8 +16,11 @@ use sluice_model::Http2Settings;
 use super::Family;
 
 /// The ConfigMap keys of this family.
-pub const FAMILY: Family =
-    Family { module: "http2", annotations: &[], configmap_keys: &["http2-max-concurrent-streams"] };
+pub const FAMILY: Family = Family {
+    module: "http2",
+    annotations: &[],
+    configmap_keys: &["http2-max-concurrent-streams", "use-http2"],
+};
 
 /// The ConfigMap keys of this family; `None` for another family's key.
 pub(crate) fn configmap(
@@ -25,6 +29,7 @@ pub(crate) fn configmap(
     http2: &mut Http2Settings,
 ) -> Option<Result<(), String>> {
     Some(match key {
+        "use-http2" => super::parse_bool(value).map(|on| http2.enabled = on),
         "http2-max-concurrent-streams" => match value.trim().parse::<u32>() {
             Ok(n) if n > 0 => {
                 http2.max_concurrent_streams = n;
