@@ -184,11 +184,18 @@ async fn another_client_is_served(s: &Sluice) {
     assert_eq!(resp.status(), 200);
 }
 
-/// The proxy's resident memory, in KiB.
-fn rss_kib(s: &Sluice) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", s.pid())).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+/// Runs `attack` and returns it with the proxy's CPU time over it and the time it took,
+/// printed for `--nocapture`.
+async fn cpu_over<T>(
+    s: &Sluice,
+    what: &str,
+    attack: impl Future<Output = T>,
+) -> (T, Duration, Duration) {
+    let (cpu, started) = (s.cpu_time(), std::time::Instant::now());
+    let out = attack.await;
+    let (used, took) = (s.cpu_time().saturating_sub(cpu), started.elapsed());
+    eprintln!("{what}: the proxy used {used:?} of CPU in {took:?}");
+    (out, used, took)
 }
 
 // Rapid reset (CVE-2023-44487): thousands of streams opened and reset at once. The server
@@ -207,44 +214,82 @@ async fn rapid_reset_attack_is_cut_off() {
         burst.extend(frame(HEADERS, END_HEADERS | END_STREAM, id, &block));
         burst.extend(frame(RST_STREAM, 0, id, &0x8u32.to_be_bytes())); // CANCEL
     }
-    // The server may stop reading half-way: a write error means it closed, as wanted.
-    let _ = attacker.write_all(&burst).await;
-    let ended = goaway_or_close(&mut attacker, WAIT).await.expect("the attack goes on");
+    let attack = async {
+        // The server may stop reading half-way: a write error means it closed, as wanted.
+        let _ = attacker.write_all(&burst).await;
+        goaway_or_close(&mut attacker, WAIT).await.expect("the attack goes on")
+    };
+    let (ended, cpu, _) = cpu_over(&s, "rapid reset", attack).await;
+    // Cut off early: not the 5,000 streams' worth of work (about 2 s of CPU in the debug
+    // build with the defence turned off).
+    assert!(cpu < Duration::from_millis(500), "the attack cost {cpu:?} of CPU");
     // GOAWAY with ENHANCE_YOUR_CALM (0xb): 20 streams reset before they are accepted are allowed.
     assert_eq!(ended, Some(0xb), "GOAWAY with ENHANCE_YOUR_CALM, not {ended:?}");
     another_client_is_served(&s).await;
 }
 
-// PING and SETTINGS floods from a client that never reads: the proxy's memory stays bounded
-// (no queue of answers grows without end) and other clients are served meanwhile.
+// PING and SETTINGS floods from a client that never reads: the server stops reading once
+// its answers back up (TCP back-pressure), so the attacker's writes block after a bounded
+// amount; from then on the flood costs the proxy no CPU, its memory stays bounded (no queue
+// of answers grows without end), and other clients are served meanwhile.
 #[tokio::test(flavor = "multi_thread")]
 async fn ping_and_settings_floods_stay_bounded() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::AsyncWriteExt;
     let (s, _m) = start(&[]).await;
     another_client_is_served(&s).await;
-    let before = rss_kib(&s);
+    let before = s.rss_kib();
     for kind in [PING, SETTINGS] {
-        let mut attacker = tokio::net::TcpStream::connect(s.http).await.unwrap();
-        attacker.write_all(&preface()).await.unwrap();
+        let what = if kind == PING { "PING flood" } else { "SETTINGS flood" };
+        let attacker = tokio::net::TcpStream::connect(s.http).await.unwrap();
+        let (_unread, mut wr) = attacker.into_split();
+        wr.write_all(&preface()).await.unwrap();
         let one = match kind {
             PING => frame(PING, 0, 0, &[7; 8]),
             // SETTINGS_MAX_CONCURRENT_STREAMS = 100, each one to be acknowledged.
             _ => frame(SETTINGS, 0, 0, &[0, 3, 0, 0, 0, 100]),
         };
         let chunk: Vec<u8> = one.iter().copied().cycle().take(one.len() * 10_000).collect();
-        // Up to 1,000,000 frames (17 MB), never reading the answers, for 2 s: the server
-        // stops reading once its answers back up (TCP back-pressure), or closes.
-        let flood = async {
-            for _ in 0..100 {
-                if attacker.write_all(&chunk).await.is_err() {
-                    break;
-                }
+        let written = Arc::new(AtomicUsize::new(0));
+        let count = written.clone();
+        let flood = tokio::spawn(async move {
+            while wr.write_all(&chunk).await.is_ok() {
+                count.fetch_add(chunk.len(), Ordering::Relaxed);
             }
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(2), flood).await;
+        });
+        // Served while the flood goes on.
+        another_client_is_served(&s).await;
+        // Until the flood is held back: half a second in which the attacker, still writing,
+        // gets nothing more taken and the proxy spends (almost) no CPU. Until then the proxy
+        // works through what the socket buffers hold, a bounded amount.
+        let started = Instant::now();
+        let mut spent = Duration::ZERO;
+        loop {
+            let taken = written.load(Ordering::Relaxed);
+            let window = tokio::time::sleep(Duration::from_millis(500));
+            let (_, cpu, _) = cpu_over(&s, what, window).await;
+            spent += cpu;
+            let now = written.load(Ordering::Relaxed);
+            assert!(now < 256 << 20, "{what}: {now} bytes taken and the proxy still reads");
+            if now == taken && cpu < Duration::from_millis(100) {
+                break;
+            }
+            assert!(!flood.is_finished(), "{what}: the attacker's connection failed");
+            assert!(
+                started.elapsed() < WAIT,
+                "{what}: still busy after {WAIT:?} ({spent:?} of CPU)"
+            );
+        }
+        flood.abort();
+        let taken = written.load(Ordering::Relaxed);
+        eprintln!(
+            "{what}: held back after {taken} bytes, {spent:?} of CPU over {:?}",
+            started.elapsed()
+        );
         another_client_is_served(&s).await;
     }
-    let grown = rss_kib(&s).saturating_sub(before);
+    let grown = s.rss_kib().saturating_sub(before);
     assert!(grown < 16 * 1024, "the proxy grew by {grown} KiB under the floods");
 }
 
@@ -461,8 +506,10 @@ async fn refused_stream_flood_is_cut_off() {
             }
         }
     };
-    let ended = tokio::time::timeout(WAIT, ended).await.expect("the flood goes on");
+    let (ended, cpu, _) = cpu_over(&s, "refused streams", tokio::time::timeout(WAIT, ended)).await;
+    let ended = ended.expect("the flood goes on");
     assert_eq!(ended, Some(0xb), "GOAWAY with ENHANCE_YOUR_CALM, not {ended:?}");
+    assert!(cpu < Duration::from_millis(500), "the flood cost {cpu:?} of CPU");
     another_client_is_served(&s).await;
 }
 
@@ -515,7 +562,7 @@ async fn flood_until_cut(
 async fn continuation_flood_is_cut_off() {
     let (s, _m) = start_tls(&[]).await;
     another_client_is_served(&s).await;
-    let before = rss_kib(&s);
+    let before = s.rss_kib();
     for tls in [false, true] {
         // Full frames of `x-a: b` literals (7 bytes, 36 bytes decoded each).
         let (mut io, scheme, authority) = raw_connect(&s, tls).await;
@@ -524,9 +571,12 @@ async fn continuation_flood_is_cut_off() {
         let literal = [0x00, 0x03, b'x', b'-', b'a', 0x01, b'b'];
         let block: Vec<u8> = literal.iter().copied().cycle().take(7 * 2340).collect();
         let more: Vec<u8> = (0..64).flat_map(|_| frame(CONTINUATION, 0, 1, &block)).collect();
-        let ended = flood_until_cut(io, first, more, 64 << 20).await;
+        let flood = flood_until_cut(io, first, more, 64 << 20);
+        let (ended, cpu, _) = cpu_over(&s, "CONTINUATION flood, full frames", flood).await;
         // ENHANCE_YOUR_CALM (0xb) or COMPRESSION_ERROR (0x9): h2's two ways of refusing it.
         assert!(matches!(ended, Some(0xb | 0x9)), "tls {tls}: {ended:?}");
+        // Cut off after a few frames, not after the 64 MiB offered.
+        assert!(cpu < Duration::from_millis(500), "tls {tls}: the flood cost {cpu:?} of CPU");
 
         // One-byte frames of a value announced as 1 MiB long.
         let (mut io, scheme, authority) = raw_connect(&s, tls).await;
@@ -542,11 +592,13 @@ async fn continuation_flood_is_cut_off() {
         block.push(rest as u8);
         let first = frame(HEADERS, 0, 1, &block);
         let more: Vec<u8> = (0..4096).flat_map(|_| frame(CONTINUATION, 0, 1, b"v")).collect();
-        let ended = flood_until_cut(io, first, more, 64 << 20).await;
+        let flood = flood_until_cut(io, first, more, 64 << 20);
+        let (ended, cpu, _) = cpu_over(&s, "CONTINUATION flood, one-byte frames", flood).await;
         assert!(matches!(ended, Some(0xb | 0x9)), "tls {tls}: {ended:?}");
+        assert!(cpu < Duration::from_millis(500), "tls {tls}: the flood cost {cpu:?} of CPU");
         another_client_is_served(&s).await;
     }
-    let grown = rss_kib(&s).saturating_sub(before);
+    let grown = s.rss_kib().saturating_sub(before);
     assert!(grown < 16 * 1024, "the proxy grew by {grown} KiB under the floods");
 }
 
@@ -569,7 +621,7 @@ async fn clients_that_take_nothing_are_bounded_then_cut() {
     use tokio::io::AsyncWriteExt;
     let (s, _m) = start_tls(&[]).await;
     another_client_is_served(&s).await;
-    let before = rss_kib(&s);
+    let before = s.rss_kib();
     let start = Instant::now();
 
     let tcp = tokio::net::TcpStream::connect(s.http).await.unwrap();
@@ -609,7 +661,7 @@ async fn clients_that_take_nothing_are_bounded_then_cut() {
         another_client_is_served(&s).await;
         let r = common::get(&s.url("/h1"), Some("h2.example.com")).await;
         assert_eq!(r.status, 200);
-        peak = peak.max(rss_kib(&s));
+        peak = peak.max(s.rss_kib());
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let grown = peak.saturating_sub(before);
@@ -710,4 +762,49 @@ async fn http2_keys_are_checked_and_applied() {
     s.wait_generation_after(generation).await;
     assert_eq!(advertised(&s, false).await, Some(9));
     assert_eq!(advertised(&s, true).await, Some(9));
+}
+
+/// One GET over TLS offering `h2` and `http/1.1`: the status and the protocol ALPN chose.
+async fn tls_get_alpn(s: &Sluice) -> (u16, Option<Vec<u8>>) {
+    let req = http::Request::get(format!("https://{TLS_HOST}/alpn"))
+        .header("host", TLS_HOST)
+        .body(http_body_util::Full::new(Bytes::new()))
+        .unwrap();
+    let (reply, seen) =
+        tls::request(s.https, &tls::ClientOpts::sni(TLS_HOST).h2(), req).await.unwrap();
+    (reply.status.as_u16(), seen.alpn)
+}
+
+/// Whether an h2c (prior knowledge) request on the HTTP port is answered.
+async fn h2c_answered(s: &Sluice) -> bool {
+    let stream = tokio::net::TcpStream::connect(s.http).await.unwrap();
+    let Ok((mut sender, conn)) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await
+    else {
+        return false;
+    };
+    tokio::spawn(conn);
+    let answer = tokio::time::timeout(WAIT, sender.send_request(get("/h2c"))).await;
+    matches!(answer.expect("an answer or a refusal"), Ok(r) if r.status() == 200)
+}
+
+// `use-http2: false`, as NGINX's listeners without `http2`: the HTTPS port offers HTTP/1.1
+// only in ALPN and serves it, the HTTP port refuses h2c and serves HTTP/1.1; turned back on
+// by a ConfigMap change, both speak HTTP/2 again.
+#[tokio::test(flavor = "multi_thread")]
+async fn use_http2_false_serves_http1_only() {
+    let (s, m) = start_tls(&[("use-http2", "false")]).await;
+    assert_eq!(tls_get_alpn(&s).await, (200, Some(b"http/1.1".to_vec())));
+    assert!(!h2c_answered(&s).await, "h2c was served with use-http2: false");
+    // The preface alone is a request of a version NGINX does not speak there: 505.
+    let answer = raw_exchange(s.http, &preface()).await;
+    assert!(answer.starts_with("HTTP/1.1 505 "), "{answer}");
+    let plain = common::get(&s.url("/plain"), Some("h2.example.com")).await;
+    assert_eq!(plain.status, 200);
+
+    let generation = s.generation().await;
+    m.write("cm.yaml", &configmap(&[("use-http2", "true")]));
+    s.wait_generation_after(generation).await;
+    assert_eq!(tls_get_alpn(&s).await, (200, Some(b"h2".to_vec())));
+    assert!(h2c_answered(&s).await, "h2c was refused with use-http2: true");
 }

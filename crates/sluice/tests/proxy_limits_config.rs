@@ -360,22 +360,15 @@ async fn upstream_keepalive_timeout_and_time_retire_connections() {
     assert!((2..=5).contains(&used.len()), "{used:?}");
 }
 
-/// The resident memory of process `pid`, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 // A client that pipelines requests as fast as it can and never reads a response: the proxy
 // stops reading from it once its responses back up (TCP back-pressure), so the attacker can
-// write only a bounded amount, the proxy's memory stays flat, and other clients are served
-// meanwhile. On the fast path (GETs) and on the general path (POSTs after a hand-off).
+// write only a bounded amount, the proxy's memory stays flat, it spends no CPU on the held
+// connection, and other clients are served meanwhile. On the fast path (GETs) and on the general path (POSTs after a hand-off).
 #[tokio::test(flavor = "multi_thread")]
 async fn pipelining_floods_are_held_back() {
     let (_m, s) = start(&[]).await;
     others_served(&s).await;
-    let before = rss_kib(s.pid());
+    let before = s.rss_kib();
     let get = "GET /flood HTTP/1.1\r\nHost: a.example.com\r\n\r\n";
     let post = "POST /flood HTTP/1.1\r\nHost: a.example.com\r\nContent-Length: 2\r\n\r\nhi";
     for req in [get, post] {
@@ -406,14 +399,30 @@ async fn pipelining_floods_are_held_back() {
             assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
         }
         let (written, _wr) = flood.await.unwrap();
+        // Held back, the flooding connection soon costs no CPU: once the proxy has served
+        // what the socket buffers held, half a second in which it stays open, its writes
+        // blocked, takes (almost) none (a proxy spinning on it would use it all).
+        let (started, mut spent) = (Instant::now(), Duration::ZERO);
+        loop {
+            let cpu = s.cpu_time();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let cpu = s.cpu_time().saturating_sub(cpu);
+            spent += cpu;
+            if cpu < Duration::from_millis(50) {
+                break;
+            }
+            assert!(started.elapsed() < WAIT, "{req}: still busy after {WAIT:?} ({spent:?})");
+        }
+        let quiet = started.elapsed();
         // What the socket buffers on both sides hold, and no more: tens of MiB at most.
         assert!(
             written < 64 << 20,
             "{req}: {written} bytes accepted from a client that never reads"
         );
-        let grown = rss_kib(s.pid()).saturating_sub(before);
+        let grown = s.rss_kib().saturating_sub(before);
         eprintln!(
-            "pipelining flood ({}): {written} bytes accepted, memory grew {grown} KiB",
+            "pipelining flood ({}): {written} bytes accepted, memory grew {grown} KiB, \
+             quiet after {quiet:?} ({spent:?} of CPU)",
             &req[..4]
         );
         assert!(grown < 64 * 1024, "{req}: memory grew by {grown} KiB");

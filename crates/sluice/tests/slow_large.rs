@@ -127,13 +127,6 @@ impl std::fmt::Display for Figure {
     }
 }
 
-/// A `/proc/<pid>/status` field, in bytes.
-fn status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with(field)).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
-}
-
 /// Runs `transfer` with the proxy's peak RSS reset first (`clear_refs` 5), and reports it.
 async fn measured(
     s: &Sluice,
@@ -141,11 +134,11 @@ async fn measured(
     transfer: impl std::future::Future<Output = u64>,
 ) -> Figure {
     std::fs::write(format!("/proc/{}/clear_refs", s.pid()), "5").expect("VmHWM resets");
-    let before = status_kib(s.pid(), "VmRSS:");
+    let before = s.status_kib("VmRSS:") * 1024;
     let start = Instant::now();
     let bytes = transfer.await;
     let took = start.elapsed();
-    let peak = status_kib(s.pid(), "VmHWM:");
+    let peak = s.status_kib("VmHWM:") * 1024;
     Figure { what, bytes, took, peak_growth: peak.saturating_sub(before), peak }
 }
 
