@@ -405,7 +405,10 @@ pub(crate) async fn serve_hyper<I>(
         if !http1 && count >= max_requests {
             last_taken.notify_one();
         }
-        let answer = handler::handle(req, conn.clone(), shared);
+        // Boxed: the request's future is large, and hyper moves the service's future a few
+        // times before polling it; moving a pointer saves copying it each time (measured:
+        // 5% of the CPU of HTTPS requests went to those copies).
+        let answer = Box::pin(handler::handle(req, conn.clone(), shared));
         let watched = watched.clone();
         async move {
             let mut response = answer.await;
