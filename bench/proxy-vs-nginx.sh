@@ -13,7 +13,7 @@
 #   - Two identical nginx proxies differ by about ±10% measured this way: smaller differences
 #     mean nothing.
 #
-# Five modes (MODE):
+# Seven modes (MODE):
 #   http        plain HTTP/1.1 over kept-alive connections (the default)
 #   policies    the same, to a route with the policies of issue 11 that most Ingresses carry:
 #               three response headers (Sluice: `custom-headers`; nginx: `add_header`), the
@@ -26,6 +26,11 @@
 #               `auth-type: basic`, `enable-cors`, `limit-rps`, `whitelist-source-range`;
 #               nginx: `auth_basic`, `add_header`, `limit_req`, `allow`/`deny`), every request
 #               carrying the credentials
+#   post        the same with a POST of BODY_SIZE bytes per request (wrk -s, a Content-Length
+#               body): the body path. Both proxies buffer the request body before sending it
+#               on (ingress-nginx's proxy-request-buffering on): nginx in client_body_buffer_size
+#               (8k, ingress-nginx's client-body-buffer-size) and a temporary file beyond it,
+#               Sluice in memory
 #   h2          HTTP/2 over cleartext with prior knowledge (h2c): h2load (nghttp2-client) with
 #               CONNECTIONS connections and H2_STREAMS concurrent streams each, against Sluice's
 #               HTTP port (which detects the HTTP/2 preface) and an nginx `listen ... http2`
@@ -46,7 +51,8 @@
 #        MODE=h2 bench/proxy-vs-nginx.sh
 #
 # Environment (defaults in brackets):
-#   MODE [http]         http, policies, access, https, handshakes or h2 (above)
+#   MODE [http]         http, policies, access, post, https, handshakes or h2 (above)
+#   BODY_SIZE [1024]    bytes of each request body in post mode
 #   KEY_TYPE [rsa]      the certificate's key in the TLS modes: rsa (2048 bits, what most
 #                       ingress certificates and ingress-nginx's fake certificate use) or ecdsa
 #                       (P-256)
@@ -86,6 +92,7 @@ MODE=${MODE:-http}
 KEY_TYPE=${KEY_TYPE:-rsa}
 HANDSHAKE_CLIENTS=${HANDSHAKE_CLIENTS:-4}
 H2_STREAMS=${H2_STREAMS:-1}
+BODY_SIZE=${BODY_SIZE:-1024}
 DURATION=${DURATION:-10}
 PAIRS=${PAIRS:-5}
 WARMUP=${WARMUP:-3}
@@ -115,7 +122,7 @@ die() {
 	exit 1
 }
 
-for v in HANDSHAKE_CLIENTS H2_STREAMS DURATION PAIRS WARMUP CONNECTIONS LOADGEN_CPU SERVER_CPU QUIET_WAIT \
+for v in HANDSHAKE_CLIENTS H2_STREAMS BODY_SIZE DURATION PAIRS WARMUP CONNECTIONS LOADGEN_CPU SERVER_CPU QUIET_WAIT \
 	BACKEND_PORT NGINX_PORT SLUICE_PORT SLUICE_ADMIN_PORT NGINX_TLS_PORT SLUICE_TLS_PORT NGINX_H2_PORT; do
 	[[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, not '${!v}'"
 done
@@ -123,8 +130,9 @@ done
 ((DURATION >= 1)) || die "DURATION must be at least 1"
 [[ $ACCESS_LOG == on || $ACCESS_LOG == off ]] || die "ACCESS_LOG must be on or off"
 ((H2_STREAMS >= 1)) || die "H2_STREAMS must be at least 1"
-[[ $MODE == http || $MODE == policies || $MODE == access || $MODE == https || $MODE == handshakes || $MODE == h2 ]] ||
-	die "MODE must be http, policies, access, https, handshakes or h2"
+[[ $MODE == http || $MODE == policies || $MODE == access || $MODE == post || $MODE == https || $MODE == handshakes || $MODE == h2 ]] ||
+	die "MODE must be http, policies, access, post, https, handshakes or h2"
+((BODY_SIZE >= 1 && BODY_SIZE <= 1048576)) || die "BODY_SIZE must be from 1 to 1048576 (proxy-body-size, 1m)"
 POLICIES=0
 [[ $MODE == policies ]] && POLICIES=1
 ACCESS=0
@@ -300,6 +308,8 @@ nginx_http_common() {
     fastcgi_temp_path $dir/fastcgi;
     uwsgi_temp_path $dir/uwsgi;
     scgi_temp_path $dir/scgi;
+    # ingress-nginx's client-body-buffer-size: a larger request body goes to a temporary file.
+    client_body_buffer_size 8k;
     # Clients keep their connections for the whole run, whichever proxy they talk to.
     keepalive_requests 10000000;
     keepalive_timeout 120s;
@@ -713,7 +723,15 @@ run_wrk() {
 	local cookie=()
 	((POLICIES)) && cookie=(-H "Cookie: $SESSION_COOKIE")
 	((ACCESS)) && cookie=(-H "Authorization: Basic $ACCESS_CREDENTIALS")
-	taskset -c "$LOADGEN_CPU" wrk -t1 -c"$CONNECTIONS" -d"${secs}s" --latency \
+	local script=()
+	if [[ $MODE == post ]]; then
+		# wrk sends the body with its Content-Length on every request.
+		[[ -f $TMP/post.lua ]] ||
+			printf 'wrk.method = "POST"\nwrk.body = string.rep("b", %d)\nwrk.headers["Content-Type"] = "application/octet-stream"\n' \
+				"$BODY_SIZE" >"$TMP/post.lua"
+		script=(-s "$TMP/post.lua")
+	fi
+	taskset -c "$LOADGEN_CPU" wrk -t1 -c"$CONNECTIONS" -d"${secs}s" --latency "${script[@]}" \
 		-H "Host: $HOST_HEADER" "${cookie[@]}" "$url" >"$out"
 	after=$(cpu_ticks "$@")
 	WRK_BUSY="$(busy_pct "$load0" "$(cpu_jiffies "$LOADGEN_CPU")") $(busy_pct "$server0" "$(cpu_jiffies "$SERVER_CPU")")"
@@ -1054,6 +1072,11 @@ access)
 	LOAD="wrk -t1 -c$CONNECTIONS, HTTP/1.1 over kept-alive connections, with basic credentials"
 	UNIT=requests
 	POLICY_NOTE='- Access control on the route: basic authentication with a {SHA} htpasswd entry (Sluice `auth-type: basic`, nginx `auth_basic`), CORS headers (Sluice `enable-cors`, nginx five `add_header ... always`), a rate limit that never refuses (Sluice `limit-rps: 100000`, nginx `limit_req` at 100000r/s with the same burst), an allow list (Sluice `whitelist-source-range`, nginx `allow`/`deny all`); every request carries the credentials.'
+	;;
+post)
+	LOAD="wrk -t1 -c$CONNECTIONS, HTTP/1.1 POSTs of $BODY_SIZE bytes over kept-alive connections"
+	UNIT=requests
+	POLICY_NOTE="- Each request carries a body of $BODY_SIZE bytes with its Content-Length; both proxies buffer it before sending it on (request buffering on, ingress-nginx's default): nginx in its 8k client_body_buffer_size and a temporary file beyond, Sluice in memory. The backend (nginx \`return 200\`) discards it."
 	;;
 https)
 	LOAD="wrk -t1 -c$CONNECTIONS, HTTP/1.1 over kept-alive TLS connections ($KEY_TYPE certificate)"
