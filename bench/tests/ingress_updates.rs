@@ -251,9 +251,9 @@ fn changes_that_reach_across_ingresses_are_refused() {
         }),
         "a handshake policy",
     );
-    let mut services = add(&s0, "ing-3", "new-app", "new-app.example.com");
-    services.services.make_mut().pop();
-    refused(&services, "another kind changed too");
+    let mut secrets = add(&s0, "ing-3", "new-app", "new-app.example.com");
+    secrets.secrets.push(Arc::new(Default::default()));
+    refused(&secrets, "another kind changed too");
 
     // Another controller's Ingress changing changes nothing.
     let other = edit(&s0, "ing-3", |i| {
@@ -306,4 +306,199 @@ fn copies_of_unchanged_ingresses_are_not_changes() {
     after.ingresses = after.ingresses.iter().map(|i| Arc::new((**i).clone())).collect();
     let t1 = check(&t0, &s0, &after);
     assert_eq!(t1.referrers.dead_routes, sluice_bench::PATHS_PER_INGRESS, "ing-3's routes only");
+}
+
+/// Application `i` of a cluster one Ingress larger than `snapshot`'s (`scale` Ingresses): its
+/// Ingress (a new host), its two Services and their EndpointSlices, as `kubectl apply` of one
+/// application's manifest writes them.
+struct App {
+    ingress: Arc<Ingress>,
+    services: Vec<Arc<sluice_model::LeanService>>,
+    slices: Vec<Arc<sluice_model::LeanSlice>>,
+}
+
+fn app(scale: usize) -> App {
+    let bigger = generate(Scale::of(scale + 1));
+    let names = sluice_bench::services_of(scale);
+    let ns = sluice_bench::namespace(scale);
+    let ours = |namespace: &str, name: &str| namespace == ns && names.iter().any(|n| n == name);
+    App {
+        ingress: bigger.ingresses[position(&bigger, &format!("ing-{scale}"))].clone(),
+        services: bigger.services.iter().filter(|s| ours(&s.namespace, &s.name)).cloned().collect(),
+        slices: bigger
+            .endpoint_slices
+            .iter()
+            .filter(|s| ours(&s.namespace, s.service.as_deref().unwrap_or_default()))
+            .cloned()
+            .collect(),
+    }
+}
+
+/// `snapshot` with the parts of `app` that `parts` names ("ingress", "services", "slices").
+fn deploy(snapshot: &Snapshot, app: &App, parts: &[&str]) -> Snapshot {
+    let mut after = snapshot.clone();
+    if parts.contains(&"ingress") {
+        after.ingresses.push(app.ingress.clone());
+    }
+    if parts.contains(&"services") {
+        app.services.iter().for_each(|s| after.services.push(s.clone()));
+    }
+    if parts.contains(&"slices") {
+        app.slices.iter().for_each(|s| after.endpoint_slices.push(s.clone()));
+    }
+    after
+}
+
+/// `snapshot` without the parts of `app` that `parts` names.
+fn undeploy(snapshot: &Snapshot, app: &App, parts: &[&str]) -> Snapshot {
+    let mut after = snapshot.clone();
+    if parts.contains(&"ingress") {
+        after.ingresses.make_mut().retain(|i| !Arc::ptr_eq(i, &app.ingress));
+    }
+    if parts.contains(&"services") {
+        after.services.make_mut().retain(|s| !app.services.iter().any(|a| Arc::ptr_eq(a, s)));
+    }
+    if parts.contains(&"slices") {
+        after.endpoint_slices.make_mut().retain(|s| !app.slices.iter().any(|a| Arc::ptr_eq(a, s)));
+    }
+    after
+}
+
+// An application deployed with its Services and EndpointSlices in one change is an update,
+// at full scale; so is removing it the same way. Its host answers from its own endpoints.
+#[test]
+fn an_application_with_its_services_deployed_and_removed_at_large_scale() {
+    let scale = Scale::LARGE.ingresses;
+    let s0 = generate(Scale::LARGE);
+    let t0 = translate(&s0, &settings());
+    let app = app(scale);
+    let everything = ["ingress", "services", "slices"];
+    let s1 = deploy(&s0, &app, &everything);
+    let t1 = check(&t0, &s0, &s1);
+    let route = t1.lookup(&host(scale), "/").route;
+    let sluice_model::Target::Backend(b) = route.target else { panic!("a backend") };
+    let endpoints = &t1.backends[b as usize].endpoints;
+    assert!(!endpoints.is_empty(), "the new Service's endpoints are there");
+    assert_eq!(t1.backends.len(), t0.backends.len() + 2, "two new backends");
+
+    let s2 = undeploy(&s1, &app, &everything);
+    let t2 = check(&t1, &s1, &s2);
+    assert_eq!(t2.lookup(&host(scale), "/").route.ingress, None);
+}
+
+// Through the Kubernetes API the objects of one application arrive one by one, and a change
+// may hold any part of it: each step is an update, and each table is what a full translation
+// gives (503 while the Services are missing, the endpoints once their slices arrive).
+#[test]
+fn an_application_arriving_in_parts_is_updated_at_each_step() {
+    let scale = 100;
+    let app = app(scale);
+    for order in [
+        [&["ingress"][..], &["services"], &["slices"]],
+        [&["slices"][..], &["services"], &["ingress"]],
+        [&["services", "slices"][..], &["ingress"], &[]],
+        [&["ingress", "slices"][..], &["services"], &[]],
+    ] {
+        let mut snapshot = generate(Scale::of(scale));
+        let mut table = translate(&snapshot, &settings());
+        let mut parts: Vec<&str> = Vec::new();
+        for step in order {
+            parts.extend(step);
+            let before = snapshot.clone();
+            snapshot = deploy(&before, &app, step);
+            table = check(&table, &before, &snapshot);
+        }
+        let route = table.lookup(&host(scale), "/").route;
+        assert!(matches!(route.target, sluice_model::Target::Backend(_)), "{order:?}: served");
+        // And away again in the same parts.
+        for step in order {
+            let before = snapshot.clone();
+            snapshot = undeploy(&before, &app, step);
+            table = check(&table, &before, &snapshot);
+        }
+        assert_eq!(table.lookup(&host(scale), "/").route.ingress, None);
+    }
+}
+
+// A Service changed alone (its port renamed, then deleted) re-translates the Ingresses that
+// name it, when they are alone on their hosts.
+#[test]
+fn a_changed_service_updates_the_ingresses_naming_it() {
+    let s0 = generate(Scale::of(100));
+    let t0 = translate(&s0, &settings());
+    let [svc, _] = sluice_bench::services_of(7);
+    let mut s1 = s0.clone();
+    let found = s1
+        .services
+        .edit(|s| s.name == svc, |s| s.ports.iter_mut().for_each(|p| p.name = Some("web".into())));
+    assert!(found);
+    let t1 = check(&t0, &s0, &s1);
+    assert!(
+        t1.diagnostics.iter().any(|d| d.object.name == "ing-7"),
+        "ing-7's named port no longer resolves: {:?}",
+        t1.diagnostics
+    );
+    let mut s2 = s1.clone();
+    s2.services.make_mut().retain(|s| s.name != svc);
+    let t2 = check(&t1, &s1, &s2);
+    assert!(t2.diagnostics.iter().any(|d| d.reason == Reason::MissingService));
+    // Back as it was: the same table as at the start.
+    let t3 = check(&t2, &s2, &s0);
+    assert_eq!(served(&t3), served(&t0));
+}
+
+// A backend no Ingress names any more keeps its Service's current endpoints, so that an
+// update naming it again later shares the right ones.
+#[test]
+fn backends_no_ingress_names_stay_current() {
+    let s0 = generate(Scale::of(100));
+    let t0 = translate(&s0, &settings());
+    let [svc, _] = sluice_bench::services_of(7);
+    // ing-7 goes; its Services stay, unnamed.
+    let at = position(&s0, "ing-7");
+    let mut s1 = s0.clone();
+    let ing7 = s1.ingresses.make_mut().remove(at);
+    let t1 = check(&t0, &s0, &s1);
+    // Its Service loses its endpoints in the same change as another application arrives.
+    let app = app(100);
+    let mut s2 = deploy(&s1, &app, &["ingress", "services", "slices"]);
+    s2.endpoint_slices.make_mut().retain(|s| s.service.as_deref() != Some(&svc));
+    let t2 = check(&t1, &s1, &s2);
+    // ing-7 comes back: its backend is shared, with no endpoints, as a full translation has.
+    let mut s3 = s2.clone();
+    s3.ingresses.push(ing7);
+    let t3 = check(&t2, &s2, &s3);
+    assert!(t3.diagnostics.iter().any(|d| d.reason == Reason::NoReadyEndpoints));
+}
+
+// What a Service change reaches beyond the Ingresses alone on their hosts is translated in
+// full: the default backend's Service, a Service an Ingress sharing its host names.
+#[test]
+fn service_changes_that_reach_further_are_refused() {
+    let s0 = generate(Scale::of(100));
+    let settings = Settings {
+        default_backend_service: Some(NamespacedName::new(
+            "ns-3",
+            &sluice_bench::services_of(3)[0],
+        )),
+        ..settings()
+    };
+    let t0 = translate(&s0, &settings);
+    let svc = &sluice_bench::services_of(3)[0];
+    let mut gone = s0.clone();
+    gone.endpoint_slices.make_mut().retain(|s| s.service.as_deref() != Some(svc.as_str()));
+    gone.ingresses.push(app(100).ingress.clone());
+    assert!(
+        update_ingresses(&t0, &s0, &gone, &settings).is_none(),
+        "the default backend's Service changed"
+    );
+    // ing-8 is joined on its host by another Ingress: a change of ing-8's Service cannot be
+    // made for ing-8 alone.
+    let s1 = add(&s0, "ing-9", "joins-8", &host(8));
+    let t1 = translate(&s1, &settings);
+    let [svc8, _] = sluice_bench::services_of(8);
+    let mut s2 = s1.clone();
+    s2.endpoint_slices.make_mut().retain(|s| s.service.as_deref() != Some(svc8.as_str()));
+    s2.ingresses.push(app(100).ingress.clone());
+    assert!(update_ingresses(&t1, &s1, &s2, &settings).is_none(), "ing-8 is not alone");
 }

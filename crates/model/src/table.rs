@@ -99,7 +99,8 @@ pub enum Origin {
     Full,
     /// The previous table with the endpoints of some backends rebuilt.
     Endpoints,
-    /// The previous table with the hosts of some Ingresses replaced.
+    /// The previous table with the hosts of some Ingresses replaced (and the backends of
+    /// the Services that changed with them).
     Ingresses,
 }
 

@@ -338,8 +338,8 @@ pub struct Applied {
 
 /// The table for `snapshot`: the table in force with new endpoint lists when only
 /// EndpointSlices changed since its snapshot (the usual change: pods come and go), or with
-/// the hosts of a few changed Ingresses replaced (an application deployed or changed), else a
-/// full translation.
+/// the hosts of a few changed Ingresses replaced (an application deployed, changed or removed,
+/// with its Services and EndpointSlices), else a full translation.
 pub fn next_table(
     previous: Option<&Applied>,
     snapshot: &Snapshot,

@@ -140,15 +140,68 @@ fn tls_ingress_updates_serve_as_a_full_translation_does() {
     assert!(accepted >= 40, "only {accepted} of {tried} updates accepted");
 }
 
-// A change that is not an Ingress's is never taken as an Ingress update.
+// A change of a kind other than Ingress, Service and EndpointSlice is never taken as an
+// Ingress update.
 #[test]
 fn other_kinds_are_refused() {
     let all = load(ALL);
-    let mut other = all.clone();
-    other.services.make_mut().pop();
     let settings = settings();
     let previous: RoutingTable = translate(&all, &settings);
-    assert!(update_ingresses(&previous, &all, &other, &settings).is_none());
+    let mut secret = all.clone();
+    secret.secrets.push(Arc::new(k8s_openapi::api::core::v1::Secret {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            namespace: Some("default".into()),
+            name: Some("new".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    }));
+    assert!(update_ingresses(&previous, &all, &secret, &settings).is_none(), "a Secret");
+    let mut class = all.clone();
+    assert!(class.ingress_classes.make_mut().pop().is_some(), "the fixtures hold a class");
+    assert!(update_ingresses(&previous, &all, &class, &settings).is_none(), "an IngressClass");
+}
+
+// Services and EndpointSlices changing, alone or with an Ingress: each Service of the
+// fixtures in turn is removed (with its EndpointSlices, then alone), has its ports renamed, and
+// comes back; whenever the update is accepted, it serves what a full translation serves.
+#[test]
+fn service_updates_route_as_a_full_translation_does() {
+    let all = load(ALL);
+    let settings = settings();
+    let (mut accepted, mut tried) = (0, 0);
+    for i in 0..all.services.len() {
+        let svc = all.services[i].clone();
+        let name = format!("{}/{}", svc.namespace, svc.name);
+        let mut without = all.clone();
+        without.services.make_mut().remove(i);
+        let mut with_slices = without.clone();
+        with_slices.endpoint_slices.make_mut().retain(|s| {
+            s.namespace != svc.namespace || s.service.as_deref() != Some(svc.name.as_str())
+        });
+        let mut renamed = all.clone();
+        let mut ports = (*svc).clone();
+        ports.ports.iter_mut().for_each(|p| p.name = Some(format!("renamed-{}", p.port)));
+        renamed.services.make_mut()[i] = Arc::new(ports);
+        // And an Ingress removed in the same change (the first one naming another Service).
+        let mut both = with_slices.clone();
+        both.ingresses.make_mut().pop();
+        for (before, after, what) in [
+            (&all, &without, "removed"),
+            (&without, &all, "added"),
+            (&all, &with_slices, "removed with its slices"),
+            (&with_slices, &all, "added with its slices"),
+            (&all, &renamed, "ports renamed"),
+            (&renamed, &all, "ports renamed back"),
+            (&all, &both, "removed with an Ingress"),
+            (&both, &all, "added with an Ingress"),
+        ] {
+            tried += 1;
+            accepted += usize::from(check(before, after, &settings, &format!("{name} {what}")));
+        }
+    }
+    eprintln!("{accepted} of {tried} Service updates accepted");
+    assert!(accepted >= 50, "only {accepted} of {tried} updates accepted");
 }
 
 // The same objects (the very ones, or new copies of them: a file parsed again) are no change;

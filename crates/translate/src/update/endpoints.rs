@@ -30,7 +30,7 @@ pub fn update_endpoints(
     before: &Snapshot,
     after: &Snapshot,
 ) -> Option<RoutingTable> {
-    if !only_changed(Kind::EndpointSlice, previous, before, after) {
+    if !only_changed(&[Kind::EndpointSlice], previous, before, after) {
         return None;
     }
     let mut touched: FastSet<(&str, &str)> = FastSet::default();
@@ -103,7 +103,10 @@ pub fn update_endpoints(
 }
 
 /// The port a backend's label names: a number (as translation writes numbers), else a name.
-fn port_by_label<'s>(service: &'s LeanService, label: &str) -> Option<&'s LeanServicePort> {
+pub(super) fn port_by_label<'s>(
+    service: &'s LeanService,
+    label: &str,
+) -> Option<&'s LeanServicePort> {
     let ports = &service.ports;
     match label.parse::<i32>().ok().filter(|n| n.to_string() == label) {
         Some(number) => ports.iter().find(|p| p.port == number),

@@ -13,6 +13,14 @@
 //! (canaries, aliases, `www` redirects, backend-level annotations: see
 //! [`Referrers::alone`](sluice_model::Referrers::alone)).
 //!
+//! Services and EndpointSlices may change in the same update (an application deployed or
+//! removed with its Services, as `kubectl apply -f app.yaml` writes them): every Ingress of
+//! ours that names a Service whose object or EndpointSlices changed is translated again with
+//! the changed ones, and must be alone on its hosts too. Their backends of those Services are
+//! replaced, not shared; backends of those Services that no Ingress names any more get their
+//! endpoints again, so that a later update that names them again finds them current. A change
+//! to `--default-backend-service`'s Service is translated in full: every host falls to it.
+//!
 //! TLS sections are taken: translation gives a host a certificate only from the sections of
 //! the Ingresses that name it in their rules, so an Ingress alone on its hosts decides their
 //! certificates alone. The old versions' hosts leave `cert_by_name`, the new versions' enter
@@ -26,14 +34,16 @@ use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::Ingress;
 use sluice_model::{
-    Backend, BackendId, ChunkVec, Diagnostic, FastMap, HostMap, HostRoutes, Kind, NamespacedName,
-    Origin, Referrers, RouteId, RoutingTable, Settings, Snapshot, Tls,
+    Backend, BackendId, ChunkVec, Diagnostic, FastMap, HostMap, HostRoutes, Kind, Named,
+    NamespacedName, Origin, Referrers, RouteId, RoutingTable, Settings, Snapshot, Tls,
 };
 
+use super::endpoints::port_by_label;
 use super::{changed, only_changed};
+use crate::backends::ready_endpoints;
 use crate::build::{build, group_references, validate_host};
 use crate::class;
-use crate::index::{FastSet, Index, service_hash};
+use crate::index::{FastSet, Index, named_services, service_hash, service_of};
 
 /// More changed Ingresses than this are translated in full: a bulk change (a namespace
 /// applied at once) costs a full translation anyway.
@@ -57,27 +67,48 @@ pub fn update_ingresses(
     after: &Snapshot,
     settings: &Settings,
 ) -> Option<RoutingTable> {
-    if !only_changed(Kind::Ingress, previous, before, after) {
+    const KINDS: &[Kind] = &[Kind::Ingress, Kind::Service, Kind::EndpointSlice];
+    if !only_changed(KINDS, previous, before, after) {
         return None;
     }
     let (gone, new) = changed(&before.ingresses, &after.ingresses);
     if gone.len() + new.len() > 2 * MAX_CHANGED {
         return None;
     }
+    let touched = touched_services(before, after);
+    if let Some(d) = &settings.default_backend_service
+        && touched.contains(&(d.namespace.as_str(), d.name.as_str()))
+    {
+        return None;
+    }
     let classes: Vec<_> = after.ingress_classes.iter().map(|c| &**c).collect();
     let ours = |i: &&Ingress| class::is_ours(i, &classes, settings);
-    let gone: Vec<&Ingress> = gone.into_iter().filter(ours).collect();
-    let added: Vec<&Ingress> = new.iter().copied().filter(ours).collect();
+    let mut gone: Vec<&Ingress> = gone.into_iter().filter(ours).collect();
+    let mut added: Vec<&Ingress> = new.iter().copied().filter(ours).collect();
+    // Translated again: the changed Ingresses, and the unchanged ones of ours that name a
+    // changed Service (before and after, the same object).
+    let mut changed_now: FastSet<*const Ingress> = new.iter().map(|i| *i as *const _).collect();
+    for ingress in naming(after, &touched, settings) {
+        if changed_now.insert(Arc::as_ptr(ingress)) && ours(&&**ingress) {
+            gone.push(ingress);
+            added.push(ingress);
+        }
+    }
+    if gone.len() + added.len() > 2 * MAX_CHANGED {
+        return None;
+    }
     if gone.is_empty() && added.is_empty() {
-        // Only other controllers' Ingresses changed.
-        return Some(RoutingTable { origin: Origin::Ingresses, ..previous.clone() });
+        // Only other controllers' Ingresses changed, or Services none of ours names.
+        let mut table = RoutingTable { origin: Origin::Ingresses, ..previous.clone() };
+        let by_service = &previous.referrers.by_service;
+        refresh_unnamed(&mut table.backends, by_service, &touched, after, &FastSet::default())?;
+        return Some(table);
     }
     if !gone.iter().chain(&added).all(|i| alone_possible(i)) {
         return None;
     }
     // Alone on their hosts: no other Ingress of ours names one of them.
     let hosts: FastSet<Cow<str>> = gone.iter().chain(&added).flat_map(|i| rule_hosts(i)).collect();
-    let changed_now: FastSet<*const Ingress> = new.iter().map(|i| *i as *const _).collect();
     let unchanged = after.ingresses.iter().filter(|i| !changed_now.contains(&Arc::as_ptr(i)));
     for ingress in unchanged {
         if rule_hosts(ingress).any(|h| hosts.contains(&h)) && ours(&&**ingress) {
@@ -127,7 +158,14 @@ pub fn update_ingresses(
     let mut table = previous.clone();
     table.origin = Origin::Ingresses;
     let places = Places::new(&previous.owned, &old.owned, &new.owned)?;
-    let backends = Backends::merge(previous, &new)?;
+    let mut backends = Backends::merge(previous, &new, &touched)?;
+    refresh_unnamed(
+        &mut backends.list,
+        &previous.referrers.by_service,
+        &touched,
+        after,
+        &backends.replaced,
+    )?;
 
     // Routes: the new table's, but its global default (route 0 in every table) is ours.
     let base = previous.routes.len() as RouteId;
@@ -369,17 +407,27 @@ struct Backends {
     ids: Vec<BackendId>,
     /// `previous`'s `by_service` with the appended backends.
     by_service: Vec<(u64, BackendId)>,
+    /// The previous backends of changed Services that the new versions' took the place of.
+    replaced: FastSet<BackendId>,
 }
 
 impl Backends {
     /// `None` when a new version's backend is one of `previous`'s balanced otherwise.
-    fn merge(previous: &RoutingTable, new: &RoutingTable) -> Option<Self> {
+    ///
+    /// A previous backend of a `touched` Service (its object or EndpointSlices changed) takes
+    /// the new version's endpoints: every Ingress that names it is translated again.
+    fn merge(
+        previous: &RoutingTable,
+        new: &RoutingTable,
+        touched: &FastSet<(&str, &str)>,
+    ) -> Option<Self> {
         let mut list = previous.backends.clone();
         let mut by_service = previous.referrers.by_service.clone();
+        let mut replaced = FastSet::default();
         let mut ids = Vec::with_capacity(new.backends.len());
         // Appended at the end in one go: each append copies the last, partly filled chunk.
         let mut added: Vec<Arc<Backend>> = Vec::new();
-        let backend_at = |id: BackendId, added: &[Arc<Backend>]| -> Arc<Backend> {
+        let backend_at = |list: &ChunkVec<Arc<Backend>>, id: BackendId, added: &[Arc<Backend>]| {
             let id = id as usize;
             if id < list.len() { list[id].clone() } else { added[id - list.len()].clone() }
         };
@@ -391,11 +439,11 @@ impl Backends {
                 .iter()
                 .take_while(|&&(h, _)| h == hash)
                 .map(|&(_, id)| id)
-                .find(|&id| same_port(&backend_at(id, &added), backend));
+                .find(|&id| same_port(&backend_at(&list, id, &added), backend));
             // The Service port is a backend already, balanced otherwise: an unchanged
             // Ingress shaped it (affinity, a canary, ...), and the new versions, which shape
             // nothing, share that shape in a full translation.
-            if known.is_some_and(|id| !backend_at(id, &added).same_upstream(backend)) {
+            if known.is_some_and(|id| !backend_at(&list, id, &added).same_upstream(backend)) {
                 return None;
             }
             let id = known.unwrap_or_else(|| {
@@ -404,11 +452,101 @@ impl Backends {
                 by_service.insert(start, (hash, id));
                 id
             });
+            if (id as usize) < list.len()
+                && touched.contains(&(s.namespace.as_str(), s.name.as_str()))
+                && replaced.insert(id)
+            {
+                let kept = list.make_mut(id as usize);
+                if kept.endpoints != backend.endpoints {
+                    *kept = Arc::new(kept.with_endpoints(backend.endpoints.clone()));
+                }
+            }
             ids.push(id);
         }
         list.extend(added);
-        Some(Self { list, ids, by_service })
+        Some(Self { list, ids, by_service, replaced })
     }
+}
+
+/// The Services whose object or EndpointSlices differ between the snapshots.
+fn touched_services<'a>(before: &'a Snapshot, after: &'a Snapshot) -> FastSet<(&'a str, &'a str)> {
+    let mut touched = FastSet::default();
+    let (gone, new) = changed(&before.services, &after.services);
+    touched.extend(gone.into_iter().chain(new).map(|s| (s.namespace(), s.name())));
+    let (gone, new) = changed(&before.endpoint_slices, &after.endpoint_slices);
+    touched.extend(gone.into_iter().chain(new).filter_map(service_of));
+    touched
+}
+
+/// The Ingresses of `snapshot` that name one of `services` (in their rules, `defaultBackend`
+/// or `default-backend` annotation), whichever class they have.
+fn naming<'a>(
+    snapshot: &'a Snapshot,
+    services: &FastSet<(&str, &str)>,
+    settings: &Settings,
+) -> Vec<&'a Arc<Ingress>> {
+    if services.is_empty() {
+        return Vec::new();
+    }
+    let mut namespaces: Vec<&str> = services.iter().map(|&(ns, _)| ns).collect();
+    namespaces.sort_unstable();
+    namespaces.dedup();
+    let key = format!("{}/default-backend", settings.annotations_prefix);
+    let names = |i: &Ingress| {
+        let ns = i.metadata.namespace.as_deref().unwrap_or_default();
+        let annotation = i.metadata.annotations.as_ref().and_then(|a| a.get(&key));
+        named_services(i).any(|s| services.contains(&s))
+            || annotation.is_some_and(|name| services.contains(&(ns, name.trim())))
+    };
+    let candidates = snapshot.ingresses.in_namespaces(&namespaces);
+    candidates.filter(|i| namespaces.contains(&i.namespace()) && names(i)).collect()
+}
+
+/// Gives the backends of `touched` Services that the update did not replace (no Ingress names
+/// them now: they wait in `list` until a full translation drops them) the endpoints their
+/// Service has now, so that a later update naming them again shares current endpoints; those
+/// of a Service or port that is gone get none. `None` for one that reaches a Service's cluster
+/// IP (`service-upstream`), left to a full translation.
+fn refresh_unnamed(
+    list: &mut ChunkVec<Arc<Backend>>,
+    by_service: &[(u64, BackendId)],
+    touched: &FastSet<(&str, &str)>,
+    after: &Snapshot,
+    replaced: &FastSet<BackendId>,
+) -> Option<()> {
+    let mut stale: Vec<BackendId> = Vec::new();
+    for &(ns, name) in touched {
+        let hash = service_hash(ns, name);
+        let start = by_service.partition_point(|&(h, _)| h < hash);
+        let same = by_service[start..].iter().take_while(|&&(h, _)| h == hash);
+        stale.extend(same.map(|&(_, id)| id).filter(|id| {
+            let svc = &list[*id as usize].service;
+            !replaced.contains(id) && svc.namespace == ns && svc.name == name
+        }));
+    }
+    if stale.is_empty() {
+        return Some(());
+    }
+    let mut namespaces: Vec<&str> = touched.iter().map(|&(ns, _)| ns).collect();
+    namespaces.sort_unstable();
+    namespaces.dedup();
+    let index = Index::of_services(after, touched, &namespaces);
+    for id in stale {
+        let backend = list.make_mut(id as usize);
+        if backend.service_upstream {
+            return None;
+        }
+        let svc = &backend.service;
+        let endpoints = index
+            .service(&svc.namespace, &svc.name)
+            .and_then(|service| port_by_label(service, &backend.port))
+            .map(|port| ready_endpoints(&index, &svc.namespace, &svc.name, port))
+            .unwrap_or_default();
+        if endpoints != backend.endpoints {
+            *backend = Arc::new(backend.with_endpoints(endpoints));
+        }
+    }
+    Some(())
 }
 
 /// One Service port reached the same way: what translation makes one backend of.

@@ -4,8 +4,9 @@
 //! cannot be sure to, and the caller translates in full.
 //!
 //! - [`update_endpoints`]: only EndpointSlices changed (pods come and go);
-//! - [`update_ingresses`]: a few Ingresses changed, each alone on its hosts (an application
-//!   deployed, changed or removed);
+//! - [`update_ingresses`]: a few Ingresses changed, each alone on its hosts, possibly with
+//!   Services and EndpointSlices that only they name (an application deployed, changed or
+//!   removed, with its Services);
 //! - [`unchanged`]: nothing changed, and the table in force stands.
 
 mod endpoints;
@@ -27,33 +28,33 @@ pub use ingresses::update_ingresses;
 /// A source can wake its loop with nothing changed: a wake-up of its first list that comes
 /// after the loop has started, a relist that finds what the store already held.
 pub fn unchanged(previous: &RoutingTable, before: &Snapshot, after: &Snapshot) -> bool {
-    same_except(None, previous, before, after)
+    same_except(&[], previous, before, after)
 }
 
 /// Whether an update of `previous` (the table of `before`) to `after` may rebuild only what
-/// objects of kind `changing` touch: `previous` allows updates, no object of another kind
+/// objects of the kinds `changing` touch: `previous` allows updates, no object of another kind
 /// changed, and no certificate's expiry changed between the snapshots' times.
 fn only_changed(
-    changing: Kind,
+    changing: &[Kind],
     previous: &RoutingTable,
     before: &Snapshot,
     after: &Snapshot,
 ) -> bool {
-    previous.referrers.incremental && same_except(Some(changing), previous, before, after)
+    previous.referrers.incremental && same_except(changing, previous, before, after)
 }
 
-/// Whether the objects of every kind but `changing` are the same in both snapshots, and the
-/// certificates of `previous` are judged as they were.
+/// Whether the objects of every kind but those of `changing` are the same in both snapshots,
+/// and the certificates of `previous` are judged as they were.
 fn same_except(
-    changing: Option<Kind>,
+    changing: &[Kind],
     previous: &RoutingTable,
     before: &Snapshot,
     after: &Snapshot,
 ) -> bool {
-    let may_change = |kind| changing == Some(kind);
+    let may_change = |kind| changing.contains(&kind);
     (may_change(Kind::Ingress) || same(&before.ingresses, &after.ingresses))
         && same(&before.ingress_classes, &after.ingress_classes)
-        && same(&before.services, &after.services)
+        && (may_change(Kind::Service) || same(&before.services, &after.services))
         && (may_change(Kind::EndpointSlice)
             || same(&before.endpoint_slices, &after.endpoint_slices))
         && same(&before.secrets, &after.secrets)
