@@ -9,6 +9,11 @@
 //! a change, from the new snapshot to the new table in force: the update, then
 //! `Publisher::publish` (TLS side, diagnostics, metrics, the swap, dropping the old table).
 //!
+//! Applications, at 10,000 Ingresses: `applications/apply` is the control loop's work when one
+//! application (an Ingress for a new host, its two Services and their EndpointSlices, in one
+//! change, as one manifest file brings them) is deployed, then removed again, alternately: an
+//! incremental update each time, then the publish.
+//!
 //! `cargo bench -p sluice-bench --bench translate`
 
 use std::hint::black_box;
@@ -19,8 +24,8 @@ use criterion::{
     BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
 use sluice::control::{Applied, Publisher, next_table};
-use sluice_bench::{Scale, generate, settings};
-use sluice_model::{LeanSlice, SliceEndpoint, Snapshot};
+use sluice_bench::{Application, Scale, generate, settings};
+use sluice_model::{LeanSlice, Origin, SliceEndpoint, Snapshot};
 
 /// The `sluice` binary's allocator: translation is mostly allocation, so it is timed with it.
 #[global_allocator]
@@ -124,5 +129,42 @@ fn endpoints(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, translate, endpoints);
+fn applications(c: &mut Criterion) {
+    let settings = settings();
+    let scale = Scale::LARGE;
+    let before = generate(scale);
+    let after =
+        Application::of(scale.ingresses).deploy(&before, &["ingress", "services", "slices"]);
+    let previous = sluice_translate::translate(&before, &settings);
+    let mut group = c.benchmark_group("applications");
+    group.sample_size(50).measurement_time(Duration::from_secs(5));
+    let id = format!("{}i_{}s_{}e", scale.ingresses, scale.services(), scale.endpoints);
+    let mut publisher = Publisher::standalone(&settings).expect("a publisher");
+    let first = publisher.publish(previous, Vec::new(), Duration::ZERO);
+    let mut applied = Applied { snapshot: before.clone(), table: first };
+    let snapshots = [after, before];
+    // Counted across criterion's calls, so that every change alternates.
+    let mut changes = 0;
+    group.bench_function(BenchmarkId::new("apply", &id), |b| {
+        b.iter_custom(|iters| {
+            let mut took = Duration::ZERO;
+            for _ in 0..iters {
+                let snapshot = snapshots[changes % 2].clone();
+                changes += 1;
+                let started = Instant::now();
+                let table = next_table(Some(&applied), &snapshot, &settings);
+                // Checked on every change: a full translation would be timed otherwise.
+                let dead = applied.table.referrers.dead_routes;
+                assert_eq!(table.origin, Origin::Ingresses, "change {changes}, {dead} dead routes");
+                let table = publisher.publish(table, Vec::new(), started.elapsed());
+                applied = Applied { snapshot, table };
+                took += started.elapsed();
+            }
+            took
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, translate, endpoints, applications);
 criterion_main!(benches);

@@ -183,6 +183,81 @@ pub fn generate(scale: Scale) -> Snapshot {
     }
 }
 
+/// One application as `kubectl apply` of its manifest writes it: Ingress `ing-{i}` for its
+/// own host, its two Services and their EndpointSlices, as [`generate`] makes them for a
+/// cluster of more than `i` Ingresses. Added to a cluster of `i` Ingresses, it is a new
+/// application on a new host (its endpoint addresses may repeat others').
+#[derive(Clone, Debug)]
+pub struct Application {
+    /// The Ingress.
+    pub ingress: Arc<Ingress>,
+    /// Its two Services.
+    pub services: Vec<Arc<LeanService>>,
+    /// Their EndpointSlices.
+    pub slices: Vec<Arc<LeanSlice>>,
+}
+
+impl Application {
+    /// Application `i`.
+    pub fn of(i: usize) -> Self {
+        let services: Vec<Arc<LeanService>> =
+            [2 * i, 2 * i + 1].map(|j| Arc::new(LeanService::from(service(j)))).into();
+        // Two endpoints each, as the smallest Services of the generated clusters have.
+        let slices = [2 * i, 2 * i + 1]
+            .map(|j| Arc::new(LeanSlice::from(endpoint_slice(j, 0, 2 * j..2 * j + 2))))
+            .into();
+        Self { ingress: Arc::new(ingress(i)), services, slices }
+    }
+
+    /// `snapshot` with the parts of the application `parts` names: `"ingress"`, `"services"`,
+    /// `"slices"`, each kind's in a chunk of its own, as a source hands over a new file (the
+    /// other chunks shared).
+    pub fn deploy(&self, snapshot: &Snapshot, parts: &[&str]) -> Snapshot {
+        fn add<T: Named>(list: &mut Objects<T>, objects: &[Arc<T>]) {
+            let chunks = list.chunks().iter().cloned();
+            *list = Objects::from_chunks(chunks.chain([Chunk::new(objects.to_vec())]));
+        }
+        let mut after = snapshot.clone();
+        if parts.contains(&"ingress") {
+            add(&mut after.ingresses, std::slice::from_ref(&self.ingress));
+        }
+        if parts.contains(&"services") {
+            add(&mut after.services, &self.services);
+        }
+        if parts.contains(&"slices") {
+            add(&mut after.endpoint_slices, &self.slices);
+        }
+        after
+    }
+
+    /// `snapshot` without the parts of the application `parts` names (the chunks that held
+    /// none of them shared).
+    pub fn undeploy(&self, snapshot: &Snapshot, parts: &[&str]) -> Snapshot {
+        fn remove<T: Named>(list: &mut Objects<T>, objects: &[Arc<T>]) {
+            let ours = |o: &Arc<T>| objects.iter().any(|a| Arc::ptr_eq(a, o));
+            let chunks = list.chunks().iter().filter_map(|c| {
+                if !c.objects().iter().any(ours) {
+                    return Some(c.clone());
+                }
+                let rest: Vec<Arc<T>> = c.objects().iter().filter(|o| !ours(o)).cloned().collect();
+                (!rest.is_empty()).then(|| Chunk::new(rest))
+            });
+            *list = Objects::from_chunks(chunks.collect::<Vec<_>>());
+        }
+        let mut after = snapshot.clone();
+        if parts.contains(&"ingress") {
+            remove(&mut after.ingresses, std::slice::from_ref(&self.ingress));
+        }
+        if parts.contains(&"services") {
+            remove(&mut after.services, &self.services);
+        }
+        if parts.contains(&"slices") {
+            remove(&mut after.endpoint_slices, &self.slices);
+        }
+        after
+    }
+}
+
 /// The Service names of Ingress `i`: `svc-{2i}` (for `/` and `/healthz`) and `svc-{2i+1}` (for
 /// the `/api` paths), in [`namespace(i)`](namespace).
 pub fn services_of(i: usize) -> [String; 2] {

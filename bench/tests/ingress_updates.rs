@@ -11,7 +11,7 @@ use k8s_openapi::api::networking::v1::{
     Ingress, IngressBackend, IngressServiceBackend, IngressTLS,
 };
 use sluice::report::ConfigView;
-use sluice_bench::{Scale, generate, host, settings};
+use sluice_bench::{Application, Scale, generate, host, settings};
 use sluice_model::{
     ChunkVec, NamespacedName, Origin, Reason, RoutingTable, Settings, Snapshot, Target,
 };
@@ -308,62 +308,6 @@ fn copies_of_unchanged_ingresses_are_not_changes() {
     assert_eq!(t1.referrers.dead_routes, sluice_bench::PATHS_PER_INGRESS, "ing-3's routes only");
 }
 
-/// Application `i` of a cluster one Ingress larger than `snapshot`'s (`scale` Ingresses): its
-/// Ingress (a new host), its two Services and their EndpointSlices, as `kubectl apply` of one
-/// application's manifest writes them.
-struct App {
-    ingress: Arc<Ingress>,
-    services: Vec<Arc<sluice_model::LeanService>>,
-    slices: Vec<Arc<sluice_model::LeanSlice>>,
-}
-
-fn app(scale: usize) -> App {
-    let bigger = generate(Scale::of(scale + 1));
-    let names = sluice_bench::services_of(scale);
-    let ns = sluice_bench::namespace(scale);
-    let ours = |namespace: &str, name: &str| namespace == ns && names.iter().any(|n| n == name);
-    App {
-        ingress: bigger.ingresses[position(&bigger, &format!("ing-{scale}"))].clone(),
-        services: bigger.services.iter().filter(|s| ours(&s.namespace, &s.name)).cloned().collect(),
-        slices: bigger
-            .endpoint_slices
-            .iter()
-            .filter(|s| ours(&s.namespace, s.service.as_deref().unwrap_or_default()))
-            .cloned()
-            .collect(),
-    }
-}
-
-/// `snapshot` with the parts of `app` that `parts` names ("ingress", "services", "slices").
-fn deploy(snapshot: &Snapshot, app: &App, parts: &[&str]) -> Snapshot {
-    let mut after = snapshot.clone();
-    if parts.contains(&"ingress") {
-        after.ingresses.push(app.ingress.clone());
-    }
-    if parts.contains(&"services") {
-        app.services.iter().for_each(|s| after.services.push(s.clone()));
-    }
-    if parts.contains(&"slices") {
-        app.slices.iter().for_each(|s| after.endpoint_slices.push(s.clone()));
-    }
-    after
-}
-
-/// `snapshot` without the parts of `app` that `parts` names.
-fn undeploy(snapshot: &Snapshot, app: &App, parts: &[&str]) -> Snapshot {
-    let mut after = snapshot.clone();
-    if parts.contains(&"ingress") {
-        after.ingresses.make_mut().retain(|i| !Arc::ptr_eq(i, &app.ingress));
-    }
-    if parts.contains(&"services") {
-        after.services.make_mut().retain(|s| !app.services.iter().any(|a| Arc::ptr_eq(a, s)));
-    }
-    if parts.contains(&"slices") {
-        after.endpoint_slices.make_mut().retain(|s| !app.slices.iter().any(|a| Arc::ptr_eq(a, s)));
-    }
-    after
-}
-
 // An application deployed with its Services and EndpointSlices in one change is an update,
 // at full scale; so is removing it the same way. Its host answers from its own endpoints.
 #[test]
@@ -371,9 +315,9 @@ fn an_application_with_its_services_deployed_and_removed_at_large_scale() {
     let scale = Scale::LARGE.ingresses;
     let s0 = generate(Scale::LARGE);
     let t0 = translate(&s0, &settings());
-    let app = app(scale);
+    let app = Application::of(scale);
     let everything = ["ingress", "services", "slices"];
-    let s1 = deploy(&s0, &app, &everything);
+    let s1 = app.deploy(&s0, &everything);
     let t1 = check(&t0, &s0, &s1);
     let route = t1.lookup(&host(scale), "/").route;
     let sluice_model::Target::Backend(b) = route.target else { panic!("a backend") };
@@ -381,7 +325,7 @@ fn an_application_with_its_services_deployed_and_removed_at_large_scale() {
     assert!(!endpoints.is_empty(), "the new Service's endpoints are there");
     assert_eq!(t1.backends.len(), t0.backends.len() + 2, "two new backends");
 
-    let s2 = undeploy(&s1, &app, &everything);
+    let s2 = app.undeploy(&s1, &everything);
     let t2 = check(&t1, &s1, &s2);
     assert_eq!(t2.lookup(&host(scale), "/").route.ingress, None);
 }
@@ -392,7 +336,7 @@ fn an_application_with_its_services_deployed_and_removed_at_large_scale() {
 #[test]
 fn an_application_arriving_in_parts_is_updated_at_each_step() {
     let scale = 100;
-    let app = app(scale);
+    let app = Application::of(scale);
     for order in [
         [&["ingress"][..], &["services"], &["slices"]],
         [&["slices"][..], &["services"], &["ingress"]],
@@ -405,7 +349,7 @@ fn an_application_arriving_in_parts_is_updated_at_each_step() {
         for step in order {
             parts.extend(step);
             let before = snapshot.clone();
-            snapshot = deploy(&before, &app, step);
+            snapshot = app.deploy(&before, step);
             table = check(&table, &before, &snapshot);
         }
         let route = table.lookup(&host(scale), "/").route;
@@ -413,7 +357,7 @@ fn an_application_arriving_in_parts_is_updated_at_each_step() {
         // And away again in the same parts.
         for step in order {
             let before = snapshot.clone();
-            snapshot = undeploy(&before, &app, step);
+            snapshot = app.undeploy(&before, step);
             table = check(&table, &before, &snapshot);
         }
         assert_eq!(table.lookup(&host(scale), "/").route.ingress, None);
@@ -460,8 +404,8 @@ fn backends_no_ingress_names_stay_current() {
     let ing7 = s1.ingresses.make_mut().remove(at);
     let t1 = check(&t0, &s0, &s1);
     // Its Service loses its endpoints in the same change as another application arrives.
-    let app = app(100);
-    let mut s2 = deploy(&s1, &app, &["ingress", "services", "slices"]);
+    let app = Application::of(100);
+    let mut s2 = app.deploy(&s1, &["ingress", "services", "slices"]);
     s2.endpoint_slices.make_mut().retain(|s| s.service.as_deref() != Some(&svc));
     let t2 = check(&t1, &s1, &s2);
     // ing-7 comes back: its backend is shared, with no endpoints, as a full translation has.
@@ -487,7 +431,7 @@ fn service_changes_that_reach_further_are_refused() {
     let svc = &sluice_bench::services_of(3)[0];
     let mut gone = s0.clone();
     gone.endpoint_slices.make_mut().retain(|s| s.service.as_deref() != Some(svc.as_str()));
-    gone.ingresses.push(app(100).ingress.clone());
+    gone.ingresses.push(Application::of(100).ingress.clone());
     assert!(
         update_ingresses(&t0, &s0, &gone, &settings).is_none(),
         "the default backend's Service changed"
@@ -499,6 +443,6 @@ fn service_changes_that_reach_further_are_refused() {
     let [svc8, _] = sluice_bench::services_of(8);
     let mut s2 = s1.clone();
     s2.endpoint_slices.make_mut().retain(|s| s.service.as_deref() != Some(svc8.as_str()));
-    s2.ingresses.push(app(100).ingress.clone());
+    s2.ingresses.push(Application::of(100).ingress.clone());
     assert!(update_ingresses(&t1, &s1, &s2, &settings).is_none(), "ing-8 is not alone");
 }

@@ -122,8 +122,9 @@ fn ingress_updates_route_as_a_full_translation_does() {
     assert!(accepted >= 40, "only {accepted} of {tried} updates accepted");
 }
 
-#[test]
-fn tls_ingress_updates_serve_as_a_full_translation_does() {
+/// The TLS fixtures, judged at a fixed time, without the Ingresses that make any table
+/// translated in full from then on.
+fn tls_fixtures() -> Snapshot {
     let mut all = load(&["tls-objects", "tls-hosts", "tls-redirect", "tls-policies"]);
     // Certificates are judged at a fixed time (2033): the fixtures' are valid until 2100.
     all.observed_at = Some(2_000_000_000);
@@ -136,30 +137,68 @@ fn tls_ingress_updates_serve_as_a_full_translation_does() {
     let ingresses: Vec<Arc<Ingress>> = all.ingresses.iter().filter(|i| alone(i)).cloned().collect();
     assert_eq!(all.ingresses.len() - ingresses.len(), 5, "the fixtures changed: check this test");
     all.ingresses = ingresses.into();
-    let (accepted, tried) = every_change(&all, &tls_settings());
+    all
+}
+
+#[test]
+fn tls_ingress_updates_serve_as_a_full_translation_does() {
+    let (accepted, tried) = every_change(&tls_fixtures(), &tls_settings());
     assert!(accepted >= 40, "only {accepted} of {tried} updates accepted");
 }
 
-// A change of a kind other than Ingress, Service and EndpointSlice is never taken as an
+// A change of an IngressClass, or of a ConfigMap translation read, is never taken as an
 // Ingress update.
 #[test]
 fn other_kinds_are_refused() {
     let all = load(ALL);
     let settings = settings();
     let previous: RoutingTable = translate(&all, &settings);
-    let mut secret = all.clone();
-    secret.secrets.push(Arc::new(k8s_openapi::api::core::v1::Secret {
-        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-            namespace: Some("default".into()),
-            name: Some("new".into()),
-            ..Default::default()
-        },
-        ..Default::default()
-    }));
-    assert!(update_ingresses(&previous, &all, &secret, &settings).is_none(), "a Secret");
     let mut class = all.clone();
     assert!(class.ingress_classes.make_mut().pop().is_some(), "the fixtures hold a class");
     assert!(update_ingresses(&previous, &all, &class, &settings).is_none(), "an IngressClass");
+    let mut config = all.clone();
+    let list = config.config_maps.make_mut();
+    let count = list.len();
+    list.retain(|c| c.metadata.name.as_deref() != Some("sluice-config"));
+    assert!(list.len() < count, "the fixtures hold the controller's ConfigMap");
+    assert!(update_ingresses(&previous, &all, &config, &settings).is_none(), "the ConfigMap");
+}
+
+// Secrets changing: with the TLS fixtures, each Secret in turn is removed, comes back, and has
+// its certificate replaced by another Secret's (a rotation); whenever the update is accepted,
+// it serves, and gives every host the certificate, that a full translation gives.
+#[test]
+fn secret_updates_serve_as_a_full_translation_does() {
+    let all = tls_fixtures();
+    let settings = tls_settings();
+    let (mut accepted, mut tried) = (0, 0);
+    let secrets: Vec<_> = all.secrets.iter().cloned().collect();
+    for (i, secret) in secrets.iter().enumerate() {
+        let name = format!(
+            "{}/{}",
+            secret.metadata.namespace.as_deref().unwrap_or_default(),
+            secret.metadata.name.as_deref().unwrap_or_default()
+        );
+        let mut without = all.clone();
+        without.secrets.make_mut().remove(i);
+        let mut rotated = all.clone();
+        let other = &secrets[(i + 1) % secrets.len()];
+        let mut renewed = (**secret).clone();
+        renewed.data = other.data.clone();
+        renewed.type_ = other.type_.clone();
+        rotated.secrets.make_mut()[i] = Arc::new(renewed);
+        for (before, after, what) in [
+            (&all, &without, "removed"),
+            (&without, &all, "added"),
+            (&all, &rotated, "rotated"),
+            (&rotated, &all, "rotated back"),
+        ] {
+            tried += 1;
+            accepted += usize::from(check(before, after, &settings, &format!("{name} {what}")));
+        }
+    }
+    eprintln!("{accepted} of {tried} Secret updates accepted");
+    assert!(accepted >= 40, "only {accepted} of {tried} updates accepted");
 }
 
 // Services and EndpointSlices changing, alone or with an Ingress: each Service of the

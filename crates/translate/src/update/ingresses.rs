@@ -21,6 +21,11 @@
 //! endpoints again, so that a later update that names them again finds them current. A change
 //! to `--default-backend-service`'s Service is translated in full: every host falls to it.
 //!
+//! Secrets may change too (a certificate renewed, an htpasswd rotated): every Ingress that may
+//! read a changed Secret (a `tls` section names it, an annotation holds its name) is translated
+//! again, and must be alone on its hosts. A Secret no Ingress reads changes nothing; a change
+//! to `--default-ssl-certificate`'s is translated in full.
+//!
 //! TLS sections are taken: translation gives a host a certificate only from the sections of
 //! the Ingresses that name it in their rules, so an Ingress alone on its hosts decides their
 //! certificates alone. The old versions' hosts leave `cert_by_name`, the new versions' enter
@@ -67,7 +72,7 @@ pub fn update_ingresses(
     after: &Snapshot,
     settings: &Settings,
 ) -> Option<RoutingTable> {
-    const KINDS: &[Kind] = &[Kind::Ingress, Kind::Service, Kind::EndpointSlice];
+    const KINDS: &[Kind] = &[Kind::Ingress, Kind::Service, Kind::EndpointSlice, Kind::Secret];
     if !only_changed(KINDS, previous, before, after) {
         return None;
     }
@@ -81,6 +86,12 @@ pub fn update_ingresses(
     {
         return None;
     }
+    let secrets = touched_secrets(before, after);
+    if let Some(d) = &settings.default_ssl_certificate
+        && secrets.contains(&(d.namespace.as_str(), d.name.as_str()))
+    {
+        return None;
+    }
     let classes: Vec<_> = after.ingress_classes.iter().map(|c| &**c).collect();
     let ours = |i: &&Ingress| class::is_ours(i, &classes, settings);
     let mut gone: Vec<&Ingress> = gone.into_iter().filter(ours).collect();
@@ -88,7 +99,8 @@ pub fn update_ingresses(
     // Translated again: the changed Ingresses, and the unchanged ones of ours that name a
     // changed Service (before and after, the same object).
     let mut changed_now: FastSet<*const Ingress> = new.iter().map(|i| *i as *const _).collect();
-    for ingress in naming(after, &touched, settings) {
+    let naming = naming(after, &touched, settings).into_iter();
+    for ingress in naming.chain(naming_secrets(after, &secrets)) {
         if changed_now.insert(Arc::as_ptr(ingress)) && ours(&&**ingress) {
             gone.push(ingress);
             added.push(ingress);
@@ -116,11 +128,11 @@ pub fn update_ingresses(
         }
     }
 
-    // The changed Ingresses' tables, old and new, over an index of what they name (the
-    // other kinds did not change: `after`'s are `before`'s).
-    let all: Vec<&Ingress> = gone.iter().chain(&added).copied().collect();
-    let index = Index::for_ingresses(after, &all, settings);
-    let old = build(&index, settings, after.observed_at, gone);
+    // The changed Ingresses' tables: the old versions' over the objects they were translated
+    // with (the hosts and certificates they leave), the new versions' over the new ones.
+    let old_index = Index::for_ingresses(before, &gone, settings);
+    let old = build(&old_index, settings, before.observed_at, gone);
+    let index = Index::for_ingresses(after, &added, settings);
     let new = build(&index, settings, after.observed_at, added);
     // What an Ingress with a canary, aliases, a www redirect or backend-level annotations
     // decides reaches other Ingresses' names and backends: such changes are translated in
@@ -500,6 +512,36 @@ fn naming<'a>(
     };
     let candidates = snapshot.ingresses.in_namespaces(&namespaces);
     candidates.filter(|i| namespaces.contains(&i.namespace()) && names(i)).collect()
+}
+
+/// The Secrets that differ between the snapshots (a certificate rotated, say).
+fn touched_secrets<'a>(before: &'a Snapshot, after: &'a Snapshot) -> FastSet<(&'a str, &'a str)> {
+    let (gone, new) = changed(&before.secrets, &after.secrets);
+    gone.into_iter().chain(new).map(|s| (s.namespace(), s.name())).collect()
+}
+
+/// The Ingresses of `snapshot` that may read one of `secrets`: a `tls` section of theirs names
+/// it, or an annotation's value holds its name (`auth-secret`, `auth-tls-secret` and
+/// `proxy-ssl-secret` name Secrets as `name` or `namespace/name`). Translation reads Secrets
+/// for nothing else but `--default-ssl-certificate`.
+fn naming_secrets<'a>(
+    snapshot: &'a Snapshot,
+    secrets: &FastSet<(&str, &str)>,
+) -> Vec<&'a Arc<Ingress>> {
+    if secrets.is_empty() {
+        return Vec::new();
+    }
+    let names = |i: &Ingress| {
+        let ns = i.metadata.namespace.as_deref().unwrap_or_default();
+        let tls = i.spec.iter().flat_map(|s| s.tls.iter().flatten());
+        tls.filter_map(|t| t.secret_name.as_deref()).any(|name| secrets.contains(&(ns, name)))
+            || i.metadata
+                .annotations
+                .iter()
+                .flat_map(|a| a.values())
+                .any(|value| secrets.iter().any(|&(_, name)| value.contains(name)))
+    };
+    snapshot.ingresses.iter().filter(|i| names(i)).collect()
 }
 
 /// Gives the backends of `touched` Services that the update did not replace (no Ingress names

@@ -57,7 +57,7 @@ fn same_except(
         && (may_change(Kind::Service) || same(&before.services, &after.services))
         && (may_change(Kind::EndpointSlice)
             || same(&before.endpoint_slices, &after.endpoint_slices))
-        && same(&before.secrets, &after.secrets)
+        && (may_change(Kind::Secret) || same(&before.secrets, &after.secrets))
         && same_read_config_maps(previous, before, after)
         && certificates_still_valid(previous, before.observed_at, after.observed_at)
 }
