@@ -283,6 +283,9 @@ async fn read_body(client: &mut Client, n: usize, timeout: Duration) -> Result<(
 /// connection can go on to the next request; `next` is what the answer left it to. A client
 /// that stops short of its length for `timeout` is closed.
 async fn discard(client: &mut Client, body: u64, timeout: Duration, next: Next) -> Next {
+    if body == 0 {
+        return next;
+    }
     let mut left = body;
     loop {
         let here = client.buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
