@@ -452,7 +452,7 @@ fn logged(s: &Sluice, path: &str) -> serde_json::Value {
 // Small bodies of every method are read whole and sent on by the fast path: the backend gets
 // them byte for byte with their one Content-Length, on one client connection that stays on
 // the fast path (an empty body, and exactly `client-body-buffer-size`, too). The access log
-// counts the body in `$request_length`, as the general path does.
+// (`$request_length`) and the request size metric count the body, as the general path does.
 #[tokio::test(flavor = "multi_thread")]
 async fn small_bodies_take_the_fast_path_byte_for_byte() {
     let (backend, seen) = recording_backend(true).await;
@@ -488,6 +488,10 @@ async fn small_bodies_take_the_fast_path_byte_for_byte() {
     let doc = logged(&s, "/body/1");
     assert_eq!(doc["request_length"], whole.len(), "{doc}");
     assert_eq!((doc["status"].as_u64(), doc["method"].as_str()), (Some(200), Some("PUT")));
+    // The request size metric counts the same (the one PUT), once flushed.
+    let value = format!("}} {}", whole.len());
+    let needles = ["nginx_ingress_controller_request_size_sum{", "method=\"PUT\"", &value];
+    wait_metric(&s, &needles).await;
 }
 
 // Bodies past what the fast path may hold go to the general path whole: over
