@@ -30,7 +30,8 @@
 #               body): the body path. Both proxies buffer the request body before sending it
 #               on (ingress-nginx's proxy-request-buffering on): nginx in client_body_buffer_size
 #               (8k, ingress-nginx's client-body-buffer-size) and a temporary file beyond it,
-#               Sluice in memory
+#               Sluice in memory (a body within client-body-buffer-size on its fast path, a
+#               larger one on the general path)
 #   h2          HTTP/2 over cleartext with prior knowledge (h2c): h2load (nghttp2-client) with
 #               CONNECTIONS connections and H2_STREAMS concurrent streams each, against Sluice's
 #               HTTP port (which detects the HTTP/2 preface) and an nginx `listen ... http2`

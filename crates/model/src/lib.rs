@@ -54,8 +54,9 @@ pub use outlier::{OutlierEvent, OutlierPolicy, OutlierSlot, Outliers};
 pub use pathregex::{Location, RegexPaths, Rewrite, RewriteTarget, location_regex};
 pub use pathtable::PathTable;
 pub use policy::{
-    Affinity, Balance, Bandwidth, Canary, CanaryPattern, ErrorPages, HashBy, HttpsRedirect, Limits,
-    LogPolicy, Mirror, Policy, Redirect, ResponseRules, Retry, UpstreamRequest,
+    Affinity, Balance, Bandwidth, Canary, CanaryPattern, ErrorPages, FAST_BODY_MAX, HashBy,
+    HttpsRedirect, Limits, LogPolicy, Mirror, Policy, Redirect, ResponseRules, Retry,
+    UpstreamRequest,
 };
 pub use ratelimit::{GlobalRateLimit, Permit, Rate, RateLimits, Refused, Zone};
 pub use realip::RealIp;

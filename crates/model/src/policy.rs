@@ -140,12 +140,13 @@ impl Policy {
             connection: _,
             http10,
             request_buffering: _,
+            body_buffer_size: _,
             keep_underscored_headers: _,
         } = upstream;
         // External authentication needs a second request (the auth service's) too.
         let external = access.as_ref().is_some_and(|a| a.external.is_some());
-        // The fast path carries GET and HEAD without a body only, so request buffering has
-        // nothing to hold back there.
+        // Request bodies are judged on their own (`fast_path_body_limit`): a route whose
+        // bodies must stream still has its requests without a body carried here.
         // A paced response needs hyper's body, the fast path copies bytes as they come.
         // A limit counted in memcached asks it first, another request too.
         !*http10
@@ -155,7 +156,66 @@ impl Policy {
             && bandwidth.is_none()
             && global_rate_limit.is_none()
     }
+
+    /// The largest request body, declared by `Content-Length`, that the fast path may read
+    /// whole into its connection buffer and send on with the upstream head, on routes of this
+    /// policy; 0: none (a request with a body goes to the general path). It is
+    /// `client-body-buffer-size`, what NGINX holds in memory, within [`FAST_BODY_MAX`], when
+    /// the fast path carries the policy at all and the body may be held before the upstream is
+    /// contacted (`proxy-request-buffering: on`, as NGINX does).
+    ///
+    /// Every part is named here too, without `..`: a family added to [`Policy`] does not
+    /// compile until it says whether it must see or stream the body, so a forgotten check can
+    /// make a route's bodies slower, never unchecked.
+    pub fn fast_path_body_limit(&self) -> u64 {
+        let Policy {
+            // `proxy-body-size`: the fast path answers 413 as the general path does.
+            limits: _,
+            // The body is held whole: a retry sends it again, as the general path's held body.
+            retry: _,
+            // Local answers, decided before the body is read; the body is then read and
+            // dropped, as for any local answer.
+            https: _,
+            redirect: _,
+            upstream,
+            response: _,
+            // Error pages and mirrors (a mirror may copy the body) keep their routes off the
+            // fast path altogether (`fast_path_carries`).
+            errors: _,
+            mirror: _,
+            // Decided by the life cycle before the body is read; their answers are local.
+            log: _,
+            sets_affinity_cookie: _,
+            block: _,
+            cors: _,
+            access: _,
+            rate: _,
+            bandwidth: _,
+            global_rate_limit: _,
+            script: _,
+        } = self;
+        let UpstreamRequest {
+            vhost: _,
+            forwarded_prefix: _,
+            set_headers: _,
+            connection: _,
+            http10: _,
+            request_buffering,
+            body_buffer_size,
+            keep_underscored_headers: _,
+        } = upstream;
+        // `proxy-request-buffering: off` streams a body as it arrives: hyper's way.
+        if !self.fast_path_carries() || !*request_buffering {
+            return 0;
+        }
+        (*body_buffer_size).min(FAST_BODY_MAX)
+    }
 }
+
+/// The most of a request body the fast path holds, whatever `client-body-buffer-size` says:
+/// the connection's buffer holds it between reads, and a larger body is better streamed by
+/// the general path than copied.
+pub const FAST_BODY_MAX: u64 = 64 * 1024;
 
 /// Body size and timeouts.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -317,6 +377,10 @@ pub struct UpstreamRequest {
     /// `proxy-request-buffering` (on by default): a request body is read whole (up to a
     /// bound) before the upstream is contacted.
     pub request_buffering: bool,
+    /// `client-body-buffer-size` (8k by default): what NGINX holds of a request body in
+    /// memory before it spools the rest to a temporary file. Sluice's fast path carries bodies
+    /// up to this size ([`Policy::fast_path_body_limit`]); larger ones are the general path's.
+    pub body_buffer_size: u64,
     /// Pass request headers whose names hold `_` (ConfigMap `enable-underscores-in-headers`,
     /// or `ignore-invalid-headers: "false"`); NGINX drops them by default.
     pub keep_underscored_headers: bool,
@@ -331,6 +395,7 @@ impl Default for UpstreamRequest {
             connection: None,
             http10: false,
             request_buffering: true,
+            body_buffer_size: 8 * 1024,
             keep_underscored_headers: false,
         }
     }

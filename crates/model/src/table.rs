@@ -249,6 +249,11 @@ pub struct Route {
     /// fast path runs the same life cycle as the general path; this only says whether its way
     /// of moving bytes is enough.
     pub fast: bool,
+    /// Translation's verdict on request bodies: the largest body, declared by
+    /// `Content-Length`, that the fast path may hold and carry on this route
+    /// ([`Policy::fast_path_body_limit`]); 0 (always when not [`fast`](Self::fast)): requests
+    /// with a body go to the general path.
+    pub fast_body: u64,
 }
 
 impl RoutingTable {
@@ -282,6 +287,7 @@ impl Route {
             redirect_to_https: false,
             app_root: None,
             fast: false,
+            fast_body: 0,
         }
     }
 

@@ -17,8 +17,10 @@ use crate::{forward, head_limits, proxy_protocol};
 /// default: parsed as the fast path parses it, a complete head lies within the input, and
 /// every slice the parser hands out lies within the head; a head over the buffers is 414 or
 /// 494 (sent as 400); refused framing is 400 or 501; a head the fast path carries has a plain origin-form
-/// target that is a valid URI, one valid host, and no body. Returns whether the fast path
-/// may carry the head.
+/// target that is a valid URI, one valid host, no `Transfer-Encoding`, upgrade or `Expect`,
+/// and its body's length in exactly one valid `Content-Length` (which any method but `GET`
+/// and `HEAD` must have; `CONNECT` is never carried). Returns whether the fast path may
+/// carry the head.
 pub fn request_head(data: &[u8]) -> bool {
     let buffers = sluice_model::HeaderBuffers::default();
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -63,13 +65,19 @@ pub fn request_head(data: &[u8]) -> bool {
     assert!(forward::valid_host(shape.host) && within(shape.host.as_bytes()));
     assert!(shape.referer.is_none_or(within) && shape.user_agent.is_none_or(within));
     assert!(shape.head_request == (shape.method == http::Method::HEAD));
+    assert!(shape.method != http::Method::CONNECT);
+    let mut lengths = Vec::new();
     for h in req.headers.iter() {
         let name = h.name.to_ascii_lowercase();
         assert!(name != "transfer-encoding" && name != "upgrade" && name != "expect", "{h:?}");
         if name == "content-length" {
-            assert_eq!(parse_length(h.value), Some(0), "a fast-path head with a body: {h:?}");
+            lengths.push(parse_length(h.value).expect("a valid length"));
         }
     }
+    assert!(lengths.len() <= 1, "lengths {lengths:?}");
+    assert_eq!(shape.length, lengths.first().copied());
+    let bodiless = matches!(shape.method, http::Method::GET | http::Method::HEAD);
+    assert!(bodiless || shape.length.is_some(), "{} without a length", shape.method);
     true
 }
 

@@ -23,9 +23,9 @@
 //!   CORS headers replacing the backend's and carried by refusals (401, 403).
 //!
 //! Every request is sent more than one way, and the answers must be the same: a GET is sent
-//! over HTTP/1.1 keep-alive (the fast path), over h2c and as a POST with a body (both on the
-//! general, hyper path); an OPTIONS over HTTP/1.1 and h2c (the fast path carries GET and HEAD
-//! only). The backend is a raw socket that tells which path brought each request: the HTTP/1.1
+//! over HTTP/1.1 keep-alive (the fast path), over h2c and as a POST with a chunked body (both
+//! on the general, hyper path); an OPTIONS over HTTP/1.1 and h2c (without a body, the fast
+//! path carries GET and HEAD only). The backend is a raw socket that tells which path brought each request: the HTTP/1.1
 //! client writes header names in title case, which the fast path passes on as written and the
 //! general path writes in lower case; each proxied answer's carrier is checked, so a route
 //! that stopped taking the fast path fails the test rather than compare the general path with
@@ -383,7 +383,8 @@ impl Ways {
     }
 
     /// `GET path` with `headers` over HTTP/1.1 keep-alive (the fast path) and h2c, and a POST
-    /// with a body (the general path): asserts the three answers are the same; returns it.
+    /// with a chunked body (the general path): asserts the three answers are the same;
+    /// returns it.
     async fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> Answer {
         let fast = self.send(Way::KeepAlive, "GET", path, headers).await;
         let h2c = self.send(Way::H2c, "GET", path, headers).await;
@@ -414,7 +415,13 @@ impl Ways {
     ) -> Answer {
         let body =
             if method == "POST" { Bytes::from_static(b"a request body") } else { Bytes::new() };
-        let mut req = request(method, &format!("http://{}{path}", self.http), None, body);
+        let url = format!("http://{}{path}", self.http);
+        // A chunked body takes the general path (the fast path carries Content-Length ones).
+        let mut req = if method == "POST" && way != Way::H2c {
+            chunked_request(method, &url, None, body)
+        } else {
+            request(method, &url, None, body)
+        };
         for (name, value) in headers.iter().chain(&[("x-carrier", "1")]) {
             req.headers_mut().append(
                 http::HeaderName::from_bytes(name.as_bytes()).unwrap(),

@@ -14,7 +14,7 @@
 //!
 //! Decisions made per request (canary headers and cookies, session cookies, hash keys) are
 //! asked of both ways of carrying a request: the HTTP/1.1 fast path (a keep-alive GET) and the
-//! general path (the same GET over h2c, and a POST with a body), which must decide alike.
+//! general path (the same GET over h2c, and a POST with a chunked body), which must decide alike.
 //!
 //! Most set-ups put each case on its own path of the catch-all host (`/<tag>`), so that the h2c
 //! client needs no name resolution; balancing belongs to a backend, so each case has its own
@@ -86,14 +86,15 @@ fn endpoint_key(svc: &str, addr: SocketAddr) -> String {
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 /// One keep-alive HTTP/1.1 client for GETs (the fast path), one h2c client and one HTTP/1.1
-/// client for POSTs (the general path).
+/// client for POSTs with a chunked body (the general path).
 struct Clients {
     fast: HttpClient,
     h2c: HttpClient,
     post: HttpClient,
 }
 
-/// A request to `url` with extra headers.
+/// A request to `url` with extra headers; a POST's body is sent chunked (hyper honours the
+/// header), which only the general path carries.
 fn req(
     method: &str,
     url: &str,
@@ -103,6 +104,9 @@ fn req(
     let mut b = Request::builder().method(method).uri(url);
     for (k, v) in headers {
         b = b.header(*k, *v);
+    }
+    if method == "POST" {
+        b = b.header("transfer-encoding", "chunked");
     }
     b.body(Full::new(Bytes::from_static(body))).unwrap()
 }
@@ -118,7 +122,7 @@ impl Clients {
     }
 
     /// The same request three ways: a keep-alive GET (fast path), a GET over h2c and a POST
-    /// with a body (general path).
+    /// with a chunked body (general path).
     async fn three(&self, s: &Sluice, path: &str, headers: &[(&str, &str)]) -> [Reply; 3] {
         let url = s.url(path);
         [

@@ -42,7 +42,7 @@ async fn setup(ingresses: &[Ing<'_>], config: &[(&str, &str)]) -> (Manifests, Sl
 }
 
 /// The statuses of `n` GETs of `path` on `host`, one after the other on one keep-alive
-/// connection (the fast path), then as many POSTs (the general path).
+/// connection (the fast path), then as many POSTs with a chunked body (the general path).
 async fn statuses(s: &Sluice, host: &str, path: &str, n: usize) -> Vec<u16> {
     let c = client();
     let mut out = Vec::new();
@@ -53,9 +53,12 @@ async fn statuses(s: &Sluice, host: &str, path: &str, n: usize) -> Vec<u16> {
             } else {
                 bytes::Bytes::new()
             };
-            out.push(
-                send(&c, request(method, &s.url(path), Some(host), body)).await.status.as_u16(),
-            );
+            let req = if method == "POST" {
+                chunked_request(method, &s.url(path), Some(host), body)
+            } else {
+                request(method, &s.url(path), Some(host), body)
+            };
+            out.push(send(&c, req).await.status.as_u16());
         }
     }
     out
@@ -122,9 +125,13 @@ async fn limit_connections_counts_requests_in_flight() {
         .map(|i| {
             let url = url.clone();
             tokio::spawn(async move {
-                // Half on the fast path (GET), half on the general path (POST).
-                let (method, body) = if i % 2 == 0 { ("GET", "") } else { ("POST", "x") };
-                let req = request(method, &url, Some("conn.example"), bytes::Bytes::from(body));
+                // Half on the fast path (GET), half on the general path (a chunked POST).
+                let host = Some("conn.example");
+                let req = if i % 2 == 0 {
+                    request("GET", &url, host, bytes::Bytes::new())
+                } else {
+                    chunked_request("POST", &url, host, bytes::Bytes::from("x"))
+                };
                 send(&client(), req).await.status.as_u16()
             })
         })

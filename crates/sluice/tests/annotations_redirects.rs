@@ -18,8 +18,8 @@
 //!   test ignored until the incremental update is fixed, gives it back when deleted).
 //!
 //! Every plain-HTTP request is sent three ways, and the three answers must be the same: an
-//! HTTP/1.1 keep-alive GET (the fast path), the same GET over h2c, and a POST with a body (both
-//! on the general, hyper path). The two paths run one life cycle; this is what shows it.
+//! HTTP/1.1 keep-alive GET (the fast path), the same GET over h2c, and a POST with a chunked
+//! body (both on the general, hyper path). The two paths run one life cycle; this is what shows it.
 
 mod common;
 
@@ -157,8 +157,8 @@ fn local(status: u16) -> Answer {
 }
 
 /// The three ways a plain-HTTP request reaches Sluice's life cycle: an HTTP/1.1 keep-alive GET
-/// (carried by the fast path), the same GET over h2c, and a POST with a body (both carried by
-/// the general path).
+/// (carried by the fast path), the same GET over h2c, and a POST with a chunked body (both
+/// carried by the general path).
 struct Ways {
     http: SocketAddr,
     /// Keep-alive HTTP/1.1: every GET of a test after the first reuses a connection.
@@ -201,7 +201,7 @@ impl Ways {
         let fast = Answer::of(&fast.await);
 
         // A fresh connection: an answer given without reading the body may close it.
-        let post = request("POST", &url, Some(host), Bytes::from_static(b"a request body"));
+        let post = chunked_request("POST", &url, Some(host), Bytes::from_static(b"a request body"));
         let post = Answer::of(&send(&client(), with_headers(post)).await);
 
         // h2c: the host travels as `:authority`.

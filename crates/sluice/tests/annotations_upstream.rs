@@ -10,9 +10,9 @@
 //!   never delays it (Sluice's documented departure from NGINX, whose `mirror` waits).
 //! - `enable-access-log`, ConfigMap `disable-access-log` and `skip-access-log-urls`.
 //!
-//! Where both ways of carrying a request apply (retries of a GET, the access log), each test
-//! sends a plain keep-alive HTTP/1.1 GET (the fast path) and an h2c GET or a POST (the general
-//! path), and expects the same. Mirrored routes are the general path's only: a keep-alive GET
+//! Where both ways of carrying a request apply (retries, the access log), each test sends a
+//! plain keep-alive HTTP/1.1 GET or POST with a small body (the fast path) and the same over
+//! h2c (the general path), and expects the same. Mirrored routes are the general path's only: a keep-alive GET
 //! to one must still be copied.
 
 mod common;
@@ -235,7 +235,7 @@ impl Clients {
         self.send(way, "GET", host, path, id, b"").await
     }
 
-    /// A POST on the keep-alive connection (the general path: it has a body).
+    /// A POST on the keep-alive connection (its small body is the fast path's).
     async fn post(&self, host: &str, path: &str, id: &str, body: &'static [u8]) -> Reply {
         self.send(Way::KeepAlive, "POST", host, path, id, body).await
     }
@@ -411,18 +411,26 @@ async fn http_statuses_listed_are_retried_on_the_next_endpoint() {
     }
 
     // POST: not retried after it was sent, without `non_idempotent`...
-    let mut got = Vec::new();
-    for i in 0..2 {
-        let r = c.post("retry.example.com", "/form", &format!("retry-post-{i}"), b"a=1").await;
-        got.push((r.status.as_u16(), r.backend()));
+    for way in WAYS {
+        let mut got = Vec::new();
+        for i in 0..2 {
+            let id = format!("retry-post-{way:?}-{i}");
+            let r = c.send(way, "POST", "retry.example.com", "/form", &id, b"a=1").await;
+            got.push((r.status.as_u16(), r.backend()));
+        }
+        got.sort();
+        let want = [(200, "good".into()), (502, "bad".into())];
+        assert_eq!(got, want, "{way:?}: POST without non_idempotent");
     }
-    got.sort();
-    assert_eq!(got, [(200, "good".into()), (502, "bad".into())], "POST without non_idempotent");
     // ...retried with it, its (buffered) body sent again whole...
-    for i in 0..2 {
-        let r = c.post("post.example.com", "/form", &format!("post-{i}"), b"a=1").await;
-        assert_eq!((r.status.as_u16(), r.backend()), (200, "good".into()), "non_idempotent");
-        assert_eq!(r.json()["body_bytes"], 3);
+    for way in WAYS {
+        for i in 0..2 {
+            let id = format!("post-{way:?}-{i}");
+            let r = c.send(way, "POST", "post.example.com", "/form", &id, b"a=1").await;
+            let served = (r.status.as_u16(), r.backend());
+            assert_eq!(served, (200, "good".into()), "{way:?}: non_idempotent");
+            assert_eq!(r.json()["body_bytes"], 3);
+        }
     }
     // ...but never when the body was streamed (`proxy-request-buffering: off`).
     let mut got = Vec::new();
@@ -501,19 +509,21 @@ async fn a_sent_post_is_retried_only_with_non_idempotent() {
             assert_eq!((r.status.as_u16(), r.backend()), (200, "live".into()), "{way:?}");
         }
     }
-    // POST: the attempt that reached the closing endpoint is the last.
-    let mut got = Vec::new();
-    for i in 0..2 {
-        let id = format!("post-{i}");
-        let r = c.post("plain.example.com", "/", &id, b"payload").await;
-        got.push((r.status.as_u16(), attempts(&s, &id)));
+    // POST: the attempt that reached the closing endpoint is the last, on both paths.
+    for way in WAYS {
+        let mut got = Vec::new();
+        for i in 0..2 {
+            let id = format!("post-{way:?}-{i}");
+            let r = c.send(way, "POST", "plain.example.com", "/", &id, b"payload").await;
+            got.push((r.status.as_u16(), attempts(&s, &id)));
+        }
+        got.sort();
+        assert_eq!(
+            got,
+            [(200, vec![pair(live, 200)]), (502, vec![pair(broken, 502)])],
+            "{way:?}: a sent POST is not retried without non_idempotent"
+        );
     }
-    got.sort();
-    assert_eq!(
-        got,
-        [(200, vec![pair(live, 200)]), (502, vec![pair(broken, 502)])],
-        "a sent POST is not retried without non_idempotent"
-    );
     // With `non_idempotent`: retried, on both paths (h2c POST too).
     for i in 0..2 {
         let r = c.post("ni.example.com", "/", &format!("ni-{i}"), b"payload").await;
@@ -530,10 +540,15 @@ async fn a_sent_post_is_retried_only_with_non_idempotent() {
     }
     got.sort();
     assert_eq!(got, [200, 502], "a streamed body is sent once");
-    // A POST whose connection was refused was never sent: retried.
-    for i in 0..2 {
-        let r = c.post("refused.example.com", "/", &format!("refused-{i}"), b"payload").await;
-        assert_eq!((r.status.as_u16(), r.backend()), (200, "live".into()), "nothing was sent");
+    // A POST whose connection was refused was never sent: retried, on both paths.
+    for way in WAYS {
+        for i in 0..2 {
+            let id = format!("refused-{way:?}-{i}");
+            let r = c.send(way, "POST", "refused.example.com", "/", &id, b"payload").await;
+            let served = (r.status.as_u16(), r.backend());
+            assert_eq!(served, (200, "live".into()), "{way:?}: nothing was sent");
+            assert_eq!(r.json()["body_bytes"], 7);
+        }
     }
 }
 

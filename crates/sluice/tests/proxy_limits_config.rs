@@ -1,8 +1,8 @@
 //! Client connection limits and timeouts, and upstream keep-alive, set by ingress-nginx's
 //! ConfigMap keys (`client-header-timeout`, `client-body-timeout`, `keep-alive-requests`,
 //! `large-client-header-buffers`, `max-worker-connections`, `upstream-keepalive-*`), on the
-//! fast path (a `GET` on the HTTP port) and on the general path (hyper: a connection after a
-//! request with a body), with hostile HTTP/1 clients: slow heads, slow bodies, pipelining
+//! fast path (a `GET`, or a small `Content-Length` body, on the HTTP port) and on the general
+//! path (hyper: a connection after a request with a chunked body), with hostile HTTP/1 clients: slow heads, slow bodies, pipelining
 //! floods. Each is checked against a real attacking client while another is served.
 
 mod common;
@@ -32,9 +32,12 @@ async fn start(data: &[(&str, &str)]) -> (Manifests, Sluice) {
     start_with(data, &[], echo("app").await)
 }
 
-/// A small POST on `stream`: the fast path hands the connection to hyper for it, so what
-/// follows on the connection is read by the general path.
-const POST: &str = "POST /post HTTP/1.1\r\nHost: a.example.com\r\nContent-Length: 2\r\n\r\nhi";
+/// A small POST with a chunked body: the fast path hands the connection to hyper for it, so
+/// what follows on the connection is read by the general path.
+const POST: &str = "POST /post HTTP/1.1\r\nHost: a.example.com\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n";
+
+/// The same POST with a `Content-Length`: the fast path carries it.
+const FAST_POST: &str = "POST /post HTTP/1.1\r\nHost: a.example.com\r\nContent-Length: 2\r\n\r\nhi";
 
 /// Reads until the peer closes (or fails): what came, and how long it took. Panics after
 /// `limit`.
@@ -101,7 +104,7 @@ async fn slow_heads_are_cut_at_client_header_timeout_on_the_fast_path() {
     others_served(&s).await;
 }
 
-// The same on the general path: after a request with a body (hyper carries the connection
+// The same on the general path: after a request with a chunked body (hyper carries the connection
 // from then on), the next head dribbled slowly is cut at `client-header-timeout` without an
 // answer.
 #[tokio::test(flavor = "multi_thread")]
@@ -121,9 +124,9 @@ async fn slow_heads_are_cut_at_client_header_timeout_on_the_general_path() {
 }
 
 // A request body that stops arriving: cut at `client-body-timeout` (1 s) without an answer
-// (NGINX logs 408 and closes), whether the body is buffered (the default) or streamed
-// (`proxy-request-buffering: off`); a body whose pieces come less than the timeout apart is
-// served however long it takes in all.
+// (NGINX logs 408 and closes), whether the body is buffered (the default: the fast path
+// holds a body this small) or streamed (`proxy-request-buffering: off`: the general path); a
+// body whose pieces come less than the timeout apart is served however long it takes in all.
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_bodies_are_cut_at_client_body_timeout() {
     for buffering in ["on", "off"] {
@@ -190,7 +193,7 @@ async fn keep_alive_run(s: &Sluice, req: &str, n: usize) -> (Vec<(u16, bool)>, b
 async fn keep_alive_requests_closes_after_the_last() {
     let (_m, s) = start(&[("keep-alive-requests", "3")]).await;
     let get = "GET /k HTTP/1.1\r\nHost: a.example.com\r\n\r\n";
-    for req in [get, POST] {
+    for req in [get, FAST_POST, POST] {
         let (seen, closed) = keep_alive_run(&s, req, 3).await;
         assert_eq!(seen, [(200, false), (200, false), (200, true)], "{req}");
         assert!(closed, "{req}: the connection stayed open");
@@ -242,7 +245,7 @@ async fn keep_alive_requests_sends_goaway_on_http2() {
 // `large-client-header-buffers: "2 1k"`: a request line over 1 KiB is 414, a header line over
 // 1 KiB is 400 "Request Header Or Cookie Too Large", a head over 2 KiB too; nothing reaches
 // the backend and the connection closes; heads within the buffers are served. On the fast
-// path, and on the general path (after a request with a body).
+// path, and on the general path (after a request with a chunked body).
 #[tokio::test(flavor = "multi_thread")]
 async fn large_client_header_buffers_bound_heads() {
     let (_m, s) = start(&[("large-client-header-buffers", "2 1k")]).await;
@@ -326,18 +329,21 @@ async fn upstream_connections(s: &Sluice, req: &str, n: usize, gap: Duration) ->
 }
 
 // `upstream-keepalive-requests: 2`: six requests use three upstream connections; with
-// `upstream-keepalive-connections: 0`, six; by default, one. On both paths.
+// `upstream-keepalive-connections: 0`, six; by default, one. On both paths (a GET and a POST
+// with a Content-Length on the fast path, a POST with a chunked body on the general path).
 #[tokio::test(flavor = "multi_thread")]
 async fn upstream_keepalive_requests_and_connections_bound_reuse() {
     let get = "GET /u HTTP/1.1\r\nHost: a.example.com\r\nConnection: close\r\n\r\n";
     let post = "POST /u HTTP/1.1\r\nHost: a.example.com\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi";
+    let chunked = "POST /u HTTP/1.1\r\nHost: a.example.com\r\nTransfer-Encoding: chunked\r\n\
+                   Connection: close\r\n\r\n2\r\nhi\r\n0\r\n\r\n";
     for (data, want) in [
         (&[][..], 1),
         (&[("upstream-keepalive-requests", "2")][..], 3),
         (&[("upstream-keepalive-connections", "0")][..], 6),
     ] {
         let (_m, s) = start(data).await;
-        for req in [get, post] {
+        for req in [get, post, chunked] {
             let used = upstream_connections(&s, req, 6, Duration::ZERO).await;
             assert_eq!(used.len(), want, "{data:?} {req}: {used:?}");
         }
@@ -363,7 +369,8 @@ async fn upstream_keepalive_timeout_and_time_retire_connections() {
 // A client that pipelines requests as fast as it can and never reads a response: the proxy
 // stops reading from it once its responses back up (TCP back-pressure), so the attacker can
 // write only a bounded amount, the proxy's memory stays flat, it spends no CPU on the held
-// connection, and other clients are served meanwhile. On the fast path (GETs) and on the general path (POSTs after a hand-off).
+// connection, and other clients are served meanwhile. On the fast path (GETs, and POSTs with
+// a Content-Length) and on the general path (POSTs with a chunked body, after a hand-off).
 #[tokio::test(flavor = "multi_thread")]
 async fn pipelining_floods_are_held_back() {
     let (_m, s) = start(&[]).await;
@@ -371,7 +378,9 @@ async fn pipelining_floods_are_held_back() {
     let before = s.rss_kib();
     let get = "GET /flood HTTP/1.1\r\nHost: a.example.com\r\n\r\n";
     let post = "POST /flood HTTP/1.1\r\nHost: a.example.com\r\nContent-Length: 2\r\n\r\nhi";
-    for req in [get, post] {
+    let chunked = "POST /flood HTTP/1.1\r\nHost: a.example.com\r\nTransfer-Encoding: chunked\r\n\r\n\
+                   2\r\nhi\r\n0\r\n\r\n";
+    for (label, req) in [("GET", get), ("POST", post), ("chunked POST", chunked)] {
         let stream = TcpStream::connect(s.http).await.unwrap();
         let (_rd, mut wr) = stream.into_split();
         let batch = req.repeat(100);
@@ -421,9 +430,8 @@ async fn pipelining_floods_are_held_back() {
         );
         let grown = s.rss_kib().saturating_sub(before);
         eprintln!(
-            "pipelining flood ({}): {written} bytes accepted, memory grew {grown} KiB, \
-             quiet after {quiet:?} ({spent:?} of CPU)",
-            &req[..4]
+            "pipelining flood ({label}): {written} bytes accepted, memory grew {grown} KiB, \
+             quiet after {quiet:?} ({spent:?} of CPU)"
         );
         assert!(grown < 64 * 1024, "{req}: memory grew by {grown} KiB");
         others_served(&s).await;

@@ -379,7 +379,8 @@ async fn chunked_bodies_are_framed_or_refused() {
     }
 }
 
-/// Once the fast path has handed a connection to hyper (here after a request with a body),
+/// Once the fast path has handed a connection to hyper (here after a request with a chunked
+/// body),
 /// hyper reads its later requests itself. It resolves `Content-Length` with
 /// `Transfer-Encoding` the RFC 9112 way instead of refusing it: the body is read as chunked
 /// only, forwarded with that framing alone, and the connection is closed after the response, so
@@ -392,7 +393,7 @@ async fn after_a_hand_off_length_with_chunked_is_framed_once_and_closed() {
         seen.lock().unwrap().requests.clear();
         seen.lock().unwrap().bytes.clear();
         let request = format!(
-            "POST /first HTTP/1.1\r\nHost: {host}\r\nContent-Length: 3\r\n\r\nabc\
+            "POST /first HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n\
              POST /second HTTP/1.1\r\nHost: {host}\r\nContent-Length: 50\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{SMUGGLED}"
         );
         let (resp, closed) = exchange(s.http, request.as_bytes()).await;

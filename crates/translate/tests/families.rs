@@ -171,6 +171,7 @@ fn an_ingress_without_annotations_gets_ingress_nginx_defaults() {
             connection: None,
             http10: false,
             request_buffering: true,
+            body_buffer_size: 8 * 1024,
             keep_underscored_headers: false,
         }
     );
@@ -199,7 +200,8 @@ fn an_ingress_without_annotations_gets_ingress_nginx_defaults() {
 
 // proxy-body-size and the timeouts; proxy-next-upstream (words separated by any spaces),
 // -tries 0 (every endpoint), -timeout; `off`; request buffering off and HTTP/1.0 upstream. The
-// buffer sizes NGINX tunes are accepted without a warning and change nothing.
+// buffer sizes NGINX tunes are accepted without a warning and change nothing, but for
+// `client-body-buffer-size`, kept: it bounds the bodies the fast path carries.
 #[test]
 fn upstream_behaviour_annotations_set_the_policy() {
     let t = plain();
@@ -229,6 +231,7 @@ fn upstream_behaviour_annotations_set_the_policy() {
             policy_with(|p| {
                 p.upstream.request_buffering = false;
                 p.upstream.http10 = true;
+                p.upstream.body_buffer_size = MIB;
             }),
         ),
     ];
@@ -284,6 +287,7 @@ fn configmap_upstream_keys_are_defaults_that_annotations_override() {
     assert_eq!(cm.retry, Retry { on: cm_on, tries: 4, timeout: Some(Duration::from_secs(9)) });
     assert!(!cm.upstream.request_buffering);
     assert!(!cm.upstream.http10);
+    assert_eq!(cm.upstream.body_buffer_size, 16 * 1024);
 
     let rows = [
         (
@@ -307,7 +311,13 @@ fn configmap_upstream_keys_are_defaults_that_annotations_override() {
             }),
         ),
         ("retry-off", overriding(&cm, |p| p.retry.on = 0)),
-        ("buffering", overriding(&cm, |p| p.upstream.http10 = true)),
+        (
+            "buffering",
+            overriding(&cm, |p| {
+                p.upstream.http10 = true;
+                p.upstream.body_buffer_size = MIB;
+            }),
+        ),
         ("upstream-invalid", cm.clone()),
     ];
     for (name, want) in rows {
@@ -1300,6 +1310,8 @@ fn every_route_is_judged_by_its_policy_and_all_its_backends() {
                 .all(|b| backends[b as usize].protocol == UpstreamProtocol::Http1);
             let want = r.policy.fast_path_carries() && http1;
             assert_eq!(r.fast, want, "{}{} ({:?})", r.host, r.path, r.ingress);
+            let body = if r.fast { r.policy.fast_path_body_limit() } else { 0 };
+            assert_eq!(r.fast_body, body, "{}{} ({:?})", r.host, r.path, r.ingress);
             if r.fast { some.0 = true } else { some.1 = true }
         }
     }
@@ -1324,6 +1336,7 @@ fn fast_path_carries_is_decided_for_every_policy_part() {
                 connection: _,
                 http10: _,
                 request_buffering: _,
+                body_buffer_size: _,
                 keep_underscored_headers: _,
             },
         response: _,
@@ -1340,7 +1353,7 @@ fn fast_path_carries_is_decided_for_every_policy_part() {
         script: _,
     } = Policy::default();
     type Edit = fn(&mut Policy);
-    let rows: [(&str, Edit, bool); 24] = [
+    let rows: [(&str, Edit, bool); 25] = [
         // Snippets' `if`/`return`/`rewrite`: decided by the life cycle, answers local.
         (
             "script",
@@ -1372,6 +1385,7 @@ fn fast_path_carries_is_decided_for_every_policy_part() {
         ("upstream.connection", |p| p.upstream.connection = Some("close".into()), true),
         ("upstream.http10", |p| p.upstream.http10 = true, false),
         ("upstream.request_buffering", |p| p.upstream.request_buffering = false, true),
+        ("upstream.body_buffer_size", |p| p.upstream.body_buffer_size = 0, true),
         ("upstream.keep_underscored_headers", |p| p.upstream.keep_underscored_headers = true, true),
         ("response", |p| p.response.set = vec![("x".into(), Template::literal("1"))], true),
         (
@@ -1474,6 +1488,33 @@ fn fast_path_carries_is_decided_for_every_policy_part() {
         assert_ne!(p, Policy::default(), "{part}: the edit changes the policy");
         assert_eq!(p.fast_path_carries(), carried, "{part}");
     }
+}
+
+// Policy::fast_path_body_limit: `client-body-buffer-size` (8k by default) within 64 KiB, and
+// no body at all where bodies must stream (`proxy-request-buffering: off`) or the fast path
+// does not carry the policy; routes take their policy's verdict.
+#[test]
+fn fast_path_bodies_follow_the_body_buffer_and_request_buffering() {
+    type Edit = fn(&mut Policy);
+    let rows: [(&str, Edit, u64); 6] = [
+        ("default", |_| {}, 8 * 1024),
+        ("16k", |p| p.upstream.body_buffer_size = 16 * 1024, 16 * 1024),
+        ("1m", |p| p.upstream.body_buffer_size = MIB, sluice_model::FAST_BODY_MAX),
+        ("0", |p| p.upstream.body_buffer_size = 0, 0),
+        ("buffering off", |p| p.upstream.request_buffering = false, 0),
+        ("http10", |p| p.upstream.http10 = true, 0),
+    ];
+    for (name, edit, limit) in rows {
+        assert_eq!(policy_with(edit).fast_path_body_limit(), limit, "{name}");
+    }
+    assert_eq!(sluice_model::FAST_BODY_MAX, 64 * 1024);
+
+    // Routes take their policy's verdict: ingress-nginx's default, or none for a route the
+    // fast path does not carry (HTTP/1.0 upstream, however large its body buffer).
+    let t = plain();
+    assert_eq!(served(&t, &host("plain"), "/").fast_body, 8 * 1024);
+    assert_eq!(policy(&t, &host("buffering"), "/").upstream.body_buffer_size, MIB);
+    assert_eq!(served(&t, &host("buffering"), "/").fast_body, 0);
 }
 
 // ===== the catalogue =====

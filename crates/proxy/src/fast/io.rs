@@ -76,6 +76,16 @@ impl ReadBuf {
         v
     }
 
+    /// Gives back the memory a large message (a request body) made the buffer take, keeping
+    /// the unread bytes: idle connections are many.
+    pub(super) fn shrink(&mut self, capacity: usize) {
+        if self.bytes.len() > capacity && self.len <= capacity / 2 {
+            let mut bytes = vec![0; capacity];
+            bytes[..self.len].copy_from_slice(&self.bytes[..self.len]);
+            self.bytes = bytes;
+        }
+    }
+
     fn spare(&mut self) -> &mut [u8] {
         if self.bytes.len() - self.len < MIN_SPARE {
             let grown = (self.bytes.len() * 2).max(self.len + MIN_SPARE);

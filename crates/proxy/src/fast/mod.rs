@@ -1,21 +1,36 @@
 //! The HTTP/1.1 fast path. Connections on the HTTP port are read here first, and the requests
-//! that make up most traffic — `GET` and `HEAD` without a body, to a route translation lets
-//! this path carry ([`sluice_model::Route::fast`]) — are proxied straight between sockets:
+//! that make up most traffic — `GET` and `HEAD`, and requests of any method with a small
+//! `Content-Length` body, to a route translation lets this path carry
+//! ([`sluice_model::Route::fast`]) — are proxied straight between sockets:
 //!
 //! 1. the request head is parsed once with `httparse`, in the connection's buffer;
 //! 2. the request life cycle decides what becomes of it ([`crate::pipeline`], the same phases
 //!    the general path runs), writing the upstream's head as header lines: the client's
-//!    copied as they came, less what Sluice replaces, plus what it sets ([`request`]);
-//! 3. it goes out on a pooled keep-alive connection of this worker ([`io`]), to the endpoints
-//!    of the life cycle's [`Attempts`], with the same retries and timeouts as the general path;
-//! 4. the response head is edited by the same rules and leaves with the first body bytes in
+//!    copied as they came, less what Sluice replaces, plus what it sets ([`request`]); a body
+//!    larger than the route lets this path hold ([`sluice_model::Route::fast_body`]:
+//!    `client-body-buffer-size`, 8 KiB by default, at most 64 KiB, none with
+//!    `proxy-request-buffering: off`) is handed over there, before anything is decided;
+//! 3. a body is read whole into the connection's buffer before the upstream is contacted
+//!    (`client-body-timeout` between two reads; a stall is cut without an answer and logged
+//!    408, as NGINX does); a declared length over `proxy-body-size` is answered 413 instead,
+//!    as the general path answers it. A local answer, or the 413, drops the body it did not
+//!    need, and the connection goes on;
+//! 4. the head, and the body with its one `Content-Length`, go out in one write on a pooled
+//!    keep-alive connection of this worker ([`io`]), to the endpoints of the life cycle's
+//!    [`Attempts`], with the same retries and timeouts as the general path (the held body is
+//!    sent again as it is, as the general path resends its buffered one);
+//! 5. the response head is edited by the same rules and leaves with the first body bytes in
 //!    one write; the body streams through with its framing checked ([`response`]); local
 //!    answers (redirects, 404, 503) are written here too;
-//! 5. the access log line and metrics are written from the same [`Record`].
+//! 6. the access log line and metrics are written from the same [`Record`]
+//!    (`$request_length` counts the body, as on the general path).
 //!
-//! Everything else — request bodies, upgrades, `Expect`, HTTP/1.0, h2c, malformed heads or
-//! heads of many lines, routes the life cycle hands over — goes to hyper ([`crate::handler`])
-//! together with the bytes already read, for the rest of the connection. Heads are held to the
+//! Everything else — chunked bodies and bodies without a length, larger bodies, upgrades,
+//! `Expect`, `CONNECT`, HTTP/1.0, h2c, malformed heads or heads of many lines, routes the life
+//! cycle hands over — goes to hyper ([`crate::handler`]) together with the bytes already
+//! read, for the rest of the connection. Framing is checked on every head first, whatever
+//! comes of it ([`request::refused_framing`]: `Content-Length` with `Transfer-Encoding`, two
+//! lengths, a length not of digits are refused as NGINX refuses them). Heads are held to the
 //! ConfigMap's `large-client-header-buffers` and `client-header-timeout` here, and connections
 //! to its `keep-alive-requests` ([`crate::head_limits`]). Reads clear socket readiness after a
 //! short read, which saves the `EWOULDBLOCK` read per message that a generic reader pays.
@@ -67,6 +82,20 @@ struct Client {
     requests: u32,
 }
 
+/// Buffers grown larger than this by one request (its body, a large head) are given back
+/// before the next.
+const IDLE_BUFFER: usize = 32 * 1024;
+
+impl Client {
+    /// Gives back what one large request made the buffers take.
+    fn trim(&mut self) {
+        self.buf.shrink(IDLE_BUFFER / 2);
+        if self.out.capacity() > IDLE_BUFFER {
+            self.out = Vec::with_capacity(4096);
+        }
+    }
+}
+
 /// How a request ended for its connection.
 enum Next {
     /// Ready for the next request.
@@ -103,7 +132,7 @@ pub(crate) async fn serve(
     tokio::pin!(stopping);
     loop {
         match next(&mut client, &conn, shared, stopping.as_mut()).await {
-            Next::KeepAlive if !*shutdown.borrow() => {}
+            Next::KeepAlive if !*shutdown.borrow() => client.trim(),
             Next::KeepAlive | Next::Close => return,
             Next::Handoff => {
                 let io = Rewind::new(client.buf.take(), client.stream);
@@ -189,11 +218,11 @@ async fn next(
     };
     client.buf.consume(head_len);
     let start = Instant::now();
-    let Plan { published, decision, facts, head_request, close } = plan;
+    let Plan { published, decision, facts, head_request, close, body } = plan;
     match decision {
         Planned::Forward(forward) => {
-            proxy(client, conn, shared, &published, forward, facts, head_request, close, start)
-                .await
+            let head = Head { facts, head_request, close, body, start };
+            proxy(client, conn, shared, &published, forward, head).await
         }
         Planned::Local(answer) => {
             let table = &published.table;
@@ -207,24 +236,82 @@ async fn next(
                 answer.request_id.clone(),
             ));
             record.log = answer.log;
-            local_answer(client, &answer, table, close, shared, record).await
+            let next = local_answer(client, &answer, table, close, shared, record).await;
+            discard(client, body, limits.client_body_timeout, next).await
         }
     }
 }
 
-/// Forwards a planned request and relays the response.
-#[allow(clippy::too_many_arguments)]
+/// What the fast path read of a request before forwarding it.
+struct Head {
+    facts: crate::record::RequestFacts,
+    /// `HEAD`: the response has no body.
+    head_request: bool,
+    /// The client asked to close the connection after the response.
+    close: bool,
+    /// The body's declared length, still to be read after the head.
+    body: u64,
+    /// When the head was read whole.
+    start: Instant,
+}
+
+/// Why a request body could not be read whole.
+enum Unread {
+    /// Nothing came for `client-body-timeout`.
+    Timeout,
+    /// The client closed, or the connection failed, before the end.
+    Broken,
+}
+
+/// Reads the `n` body bytes that follow a request head into the connection's buffer (where
+/// some may be already), waiting at most `timeout` between two reads (NGINX's
+/// `client_body_timeout`). What follows the body (a pipelined request) may be read with it.
+async fn read_body(client: &mut Client, n: usize, timeout: Duration) -> Result<(), Unread> {
+    while client.buf.len() < n {
+        let deadline = Instant::now() + timeout;
+        match read_more(&client.stream, &mut client.buf, &mut client.timer, deadline).await {
+            Ok(got) if got > 0 => {}
+            Err(IoFail::Timeout) => return Err(Unread::Timeout),
+            Ok(_) | Err(IoFail::Failed) => return Err(Unread::Broken),
+        }
+    }
+    Ok(())
+}
+
+/// After an answer made without the request's body (a local answer, a 413), reads and drops
+/// the `body` bytes still to come, as NGINX discards a body it does not need, so that the
+/// connection can go on to the next request; `next` is what the answer left it to. A client
+/// that stops short of its length for `timeout` is closed.
+async fn discard(client: &mut Client, body: u64, timeout: Duration, next: Next) -> Next {
+    if body == 0 {
+        return next;
+    }
+    let mut left = body;
+    loop {
+        let here = client.buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        client.buf.consume(here);
+        left -= here as u64;
+        if left == 0 {
+            return next;
+        }
+        let deadline = Instant::now() + timeout;
+        match read_more(&client.stream, &mut client.buf, &mut client.timer, deadline).await {
+            Ok(got) if got > 0 => {}
+            _ => return Next::Close,
+        }
+    }
+}
+
+/// Forwards a planned request, with its body read whole first, and relays the response.
 async fn proxy(
     client: &mut Client,
     conn: &Arc<ConnInfo>,
     shared: &'static Shared,
     published: &Arc<crate::Published>,
     mut forward: Box<Forward>,
-    facts: crate::record::RequestFacts,
-    head_request: bool,
-    close: bool,
-    start: Instant,
+    head: Head,
 ) -> Next {
+    let Head { facts, head_request, close, body, start } = head;
     let table = &published.table;
     let route = &table.routes[forward.route as usize];
     let limits = &route.policy.limits;
@@ -244,7 +331,40 @@ async fn proxy(
     record.log = forward.log;
     let mut attempts = forward.attempts;
     let mut plan = forward.response;
-    let method = if record.request.method == http::Method::HEAD { "HEAD" } else { "GET" };
+
+    // The body, read whole before the upstream is contacted (`proxy-request-buffering: on`,
+    // which translation requires of a route for bodies here), and sent in one write with the
+    // head: a retry sends the same bytes again.
+    if body > 0 {
+        let body_timeout = table.https.connections.client_body_timeout;
+        if limits.max_body_size.is_some_and(|max| body > max) {
+            // `proxy-body-size`, as the general path answers it; the connection goes on once
+            // the body is read and dropped.
+            let next = error_page(client, 413, &plan, route, table, close, shared, record).await;
+            return discard(client, body, body_timeout, next).await;
+        }
+        // Within the route's `fast_body`, which is at most `FAST_BODY_MAX`.
+        let n = usize::try_from(body).unwrap_or(usize::MAX);
+        match read_body(client, n, body_timeout).await {
+            Ok(()) => {
+                client.out.extend_from_slice(&client.buf.filled()[..n]);
+                client.buf.consume(n);
+            }
+            Err(why) => {
+                // NGINX closes without an answer either way: a body that stalled for
+                // `client-body-timeout` is logged 408, one the client broke off 400.
+                record.status = match why {
+                    Unread::Timeout => 408,
+                    Unread::Broken => 400,
+                };
+                record.finish();
+                return Next::Close;
+            }
+        }
+    }
+
+    let method = record.request.method.clone();
+    let method = method.as_str();
     let keepalive = &table.https.connections.upstream;
     let sent =
         send(&client.out, backend, &mut attempts, limits, keepalive, method, &mut record).await;
@@ -255,7 +375,8 @@ async fn proxy(
     let mut sent = sent;
     // The response head, after any interim (1xx) ones, which NGINX drops too. A failure
     // before it, or a status `proxy-next-upstream` retries, goes on to the next endpoint
-    // while one is left: the request (a GET or HEAD without a body) can always go again.
+    // while one is left: the request (without a body, or with its body held whole) can
+    // always be sent again, when its method allows.
     let read_deadline = || Instant::now() + limits.read_timeout;
     let (mut up, head, body_start) = 'attempt: loop {
         let mut up = match sent {

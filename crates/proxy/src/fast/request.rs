@@ -1,6 +1,7 @@
 //! The client's request on the fast path: whether its shape is one the fast path carries (a
-//! `GET` or `HEAD` without a body), then the life cycle's decision ([`pipeline::decide`]),
-//! with the upstream's head written as header lines.
+//! `GET` or `HEAD`, or a request of another method with a `Content-Length` body), then the
+//! life cycle's decision ([`pipeline::decide`]), with the upstream's head written as header
+//! lines.
 
 use std::sync::Arc;
 
@@ -24,6 +25,9 @@ pub(super) struct Plan {
     pub head_request: bool,
     /// The client asked to close the connection after this response.
     pub close: bool,
+    /// The request body's length (`Content-Length`; 0 without one): the bytes that follow the
+    /// head on the connection and belong to this request.
+    pub body: u64,
 }
 
 /// What the life cycle decided, in the fast path's terms.
@@ -44,9 +48,16 @@ fn eq(a: &[u8], b: &[u8]) -> bool {
     a.eq_ignore_ascii_case(b)
 }
 
-/// The upstream's head as header lines in the fast path's buffer.
+/// The upstream's head as header lines in the fast path's buffer. Its framing is the fast
+/// path's own: the client's `Content-Length` and whatever a policy would set for it or
+/// `Transfer-Encoding` are left out, and [`plan`] writes the one length the body is sent with.
 struct Lines<'o> {
     out: &'o mut Vec<u8>,
+}
+
+/// Whether `name` frames the upstream request's body.
+fn framing(name: &[u8]) -> bool {
+    eq(name, b"content-length") || eq(name, b"transfer-encoding")
 }
 
 impl UpstreamSink for Lines<'_> {
@@ -60,13 +71,17 @@ impl UpstreamSink for Lines<'_> {
     }
 
     fn keep(&mut self, name: &[u8], value: &[u8]) {
-        header(self.out, name, value);
+        if !framing(name) {
+            header(self.out, name, value);
+        }
     }
 
     fn drop(&mut self, _name: &[u8]) {}
 
     fn set(&mut self, name: &str, value: &[u8]) {
-        header(self.out, name.as_bytes(), value);
+        if !framing(name.as_bytes()) {
+            header(self.out, name.as_bytes(), value);
+        }
     }
 }
 
@@ -107,6 +122,8 @@ pub(crate) fn refused_framing(req: &httparse::Request<'_, '_>) -> Option<u16> {
 pub(crate) struct Shape<'a> {
     pub method: Method,
     pub head_request: bool,
+    /// The body's length, when `Content-Length` declares one.
+    pub length: Option<u64>,
     /// The request target: origin form, of plain bytes only.
     pub target: &'a str,
     /// The one `Host` header's value, a valid host.
@@ -117,9 +134,10 @@ pub(crate) struct Shape<'a> {
 }
 
 /// Whether the fast path may carry `req` (a complete head whose framing
-/// [`refused_framing`] accepted), by its shape alone: `GET` or `HEAD` on HTTP/1.1 without a
-/// body, upgrade or `Expect`, a plain origin-form target, exactly one valid `Host`. `None`
-/// hands the connection to hyper.
+/// [`refused_framing`] accepted), by its shape alone: HTTP/1.1; `GET` or `HEAD`, or any
+/// other method but `CONNECT` with a `Content-Length` (its body's size is the route's to judge,
+/// [`pipeline::decide`]); no `Transfer-Encoding`, upgrade or `Expect`; a plain origin-form
+/// target; exactly one valid `Host`. `None` hands the connection to hyper.
 pub(crate) fn shape<'a>(req: &httparse::Request<'_, 'a>) -> Option<Shape<'a>> {
     if req.version != Some(1) {
         return None;
@@ -127,7 +145,9 @@ pub(crate) fn shape<'a>(req: &httparse::Request<'_, 'a>) -> Option<Shape<'a>> {
     let (method, head_request) = match req.method? {
         "GET" => (Method::GET, false),
         "HEAD" => (Method::HEAD, true),
-        _ => return None,
+        // NGINX refuses it (405): hyper answers so.
+        "CONNECT" => return None,
+        other => (Method::from_bytes(other.as_bytes()).ok()?, false),
     };
     let target = req.path?;
     if !target.starts_with('/') || !target.bytes().all(plain_target_byte) {
@@ -137,6 +157,7 @@ pub(crate) fn shape<'a>(req: &httparse::Request<'_, 'a>) -> Option<Shape<'a>> {
     let mut host: Option<&[u8]> = None;
     let mut hosts = 0;
     let mut close = false;
+    let mut length = None;
     let (mut referer, mut user_agent) = (None, None);
     for h in req.headers.iter() {
         let (name, value) = (h.name.as_bytes(), h.value);
@@ -144,9 +165,12 @@ pub(crate) fn shape<'a>(req: &httparse::Request<'_, 'a>) -> Option<Shape<'a>> {
             hosts += 1;
             host = Some(value);
         } else if eq(name, b"content-length") {
-            if parse_length(value) != Some(0) {
+            // One valid line ([`refused_framing`] refused the rest); checked again all the
+            // same, as the body's framing depends on it.
+            if length.is_some() {
                 return None;
             }
+            length = Some(parse_length(value)?);
         } else if eq(name, b"transfer-encoding") || eq(name, b"upgrade") || eq(name, b"expect") {
             return None;
         } else if eq(name, b"connection") {
@@ -163,17 +187,20 @@ pub(crate) fn shape<'a>(req: &httparse::Request<'_, 'a>) -> Option<Shape<'a>> {
             user_agent.get_or_insert(value);
         }
     }
-    if hosts != 1 {
+    // Without a length, only methods that have no body: another method's body would be
+    // chunked or read until the client closes, hyper's to frame.
+    if hosts != 1 || (length.is_none() && !matches!(method, Method::GET | Method::HEAD)) {
         return None;
     }
     let host = std::str::from_utf8(host?).ok().filter(|h| forward::valid_host(h))?;
-    Some(Shape { method, head_request, target, host, close, referer, user_agent })
+    Some(Shape { method, head_request, length, target, host, close, referer, user_agent })
 }
 
 /// Decides whether the fast path serves `req` (a complete head of `head_len` bytes) and, if
 /// it forwards it, writes the upstream's request head into `out`. `None` hands the
-/// connection to hyper: another method, a body, an upgrade, HTTP/1.0, anything unusual in
-/// the head ([`shape`]), or a route the fast path may not carry.
+/// connection to hyper: a body without a length, an upgrade, HTTP/1.0, anything unusual in
+/// the head ([`shape`]), a route the fast path may not carry, or a body larger than the
+/// route lets it hold ([`sluice_model::Route::fast_body`]).
 pub(super) fn plan<'a>(
     req: &httparse::Request<'_, 'a>,
     head_len: usize,
@@ -181,9 +208,11 @@ pub(super) fn plan<'a>(
     shared: &'static Shared,
     out: &mut Vec<u8>,
 ) -> Option<Plan> {
-    let Shape { method, head_request, target, host, close, referer, user_agent } = shape(req)?;
+    let Shape { method, head_request, length, target, host, close, referer, user_agent } =
+        shape(req)?;
+    let body = length.unwrap_or(0);
     let published = shared.state.load_full();
-    let head = FastHead { req, target, method: req.method? };
+    let head = FastHead { req, target, method: req.method?, body };
     let mut lines = Lines { out };
     let decision =
         pipeline::decide(&head, host, conn, &published, shared, Carrier::Fast, &mut lines, None);
@@ -199,6 +228,12 @@ pub(super) fn plan<'a>(
             if backend.protocol != UpstreamProtocol::Http1 {
                 return None;
             }
+            // The client's length, as the general path sends a body held whole: the one
+            // framing header the upstream gets.
+            if let Some(n) = length {
+                use std::io::Write as _;
+                let _ = write!(out, "content-length: {n}\r\n");
+            }
             out.extend_from_slice(b"\r\n");
             Planned::Forward(forward)
         }
@@ -209,7 +244,8 @@ pub(super) fn plan<'a>(
         version: Version::HTTP_11,
         referer: referer.and_then(|v| HeaderValue::from_bytes(v).ok()),
         user_agent: user_agent.and_then(|v| HeaderValue::from_bytes(v).ok()),
-        request_length: head_len as u64,
+        // As NGINX's `$request_length`: the head and the body.
+        request_length: head_len as u64 + body,
     };
-    Some(Plan { published, decision, facts, head_request, close })
+    Some(Plan { published, decision, facts, head_request, close, body })
 }

@@ -16,6 +16,13 @@ pub(crate) trait Head {
     /// Calls `f` with each header line (name as sent, value) until it returns false.
     fn each_header<'a>(&'a self, f: impl FnMut(&'a [u8], &'a [u8]) -> bool);
 
+    /// The body the fast path would hold, as `Content-Length` declares it (0 without one):
+    /// the match phase hands a body larger than the route allows the fast path
+    /// ([`sluice_model::Route::fast_body`]) to the general path, which carries any body.
+    fn fast_body(&self) -> u64 {
+        0
+    }
+
     /// The first value of header `name` (compared case-insensitively).
     fn header(&self, name: &str) -> Option<&[u8]> {
         let mut found = None;
@@ -92,6 +99,8 @@ pub(crate) struct FastHead<'h, 'b> {
     pub req: &'h httparse::Request<'h, 'b>,
     pub target: &'b str,
     pub method: &'b str,
+    /// The body's declared length (0 without one).
+    pub body: u64,
 }
 
 impl Head for FastHead<'_, '_> {
@@ -109,6 +118,10 @@ impl Head for FastHead<'_, '_> {
                 return;
             }
         }
+    }
+
+    fn fast_body(&self) -> u64 {
+        self.body
     }
 }
 

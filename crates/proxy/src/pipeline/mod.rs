@@ -7,8 +7,9 @@
 //! Phases, in order (as ingress-nginx's NGINX phases run them):
 //!
 //! 1. **match**: the host is normalised once (lower case, port dropped) and the route found.
-//!    A route the fast path may not carry ([`Route::fast`], translation's verdict) is handed
-//!    to the general path here, before anything is decided.
+//!    A route the fast path may not carry ([`Route::fast`], translation's verdict), or a
+//!    request body larger than it may carry there ([`Route::fast_body`]), is handed to the
+//!    general path here, before anything is decided.
 //! 2. **block** ([`access`]): the ConfigMap's `block-cidrs`, `block-user-agents` and
 //!    `block-referers` (403), before anything else. *May answer.*
 //! 3. **client certificates**, as the request's host asks for them (400); on plain HTTP,
@@ -219,7 +220,7 @@ pub(crate) fn decide<H: Head>(
     let normal = normalize_host(host);
     let found = table.lookup_normalized(&normal, head.path());
     let route = found.route;
-    if carrier == Carrier::Fast && !route.fast {
+    if carrier == Carrier::Fast && (!route.fast || head.fast_body() > route.fast_body) {
         return Decision::Handoff;
     }
     let trust = table.https.use_forwarded_headers;

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, StatusCode};
+use http::{HeaderMap, HeaderValue, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -344,6 +344,20 @@ pub fn request(method: &str, url: &str, host: Option<&str>, body: Bytes) -> Requ
         b = b.header("host", h);
     }
     b.body(Full::new(body)).unwrap()
+}
+
+/// Builds an HTTP/1.1 request whose body is sent chunked (hyper honours a `Transfer-Encoding`
+/// its caller sets), whatever its size: the fast path carries only bodies with a
+/// `Content-Length`, so such a request takes the general path, and its connection with it.
+pub fn chunked_request(
+    method: &str,
+    url: &str,
+    host: Option<&str>,
+    body: Bytes,
+) -> Request<Full<Bytes>> {
+    let mut req = request(method, url, host, body);
+    req.headers_mut().insert(http::header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+    req
 }
 
 /// Sends a request (any body type) and reads the whole response.

@@ -9,7 +9,7 @@
 //! | `proxy-buffers-number` | `4` | accepted: NGINX's response buffers |
 //! | `proxy-busy-buffers-size` | — | accepted: NGINX's buffers busy sending to the client |
 //! | `proxy-max-temp-file-size` | `1024m` | accepted: NGINX's temporary files for buffered responses |
-//! | `client-body-buffer-size` | `8k` | accepted: NGINX's memory for a request body before it goes to a temporary file |
+//! | `client-body-buffer-size` | `8k` | accepted: NGINX's memory for a request body before it goes to a temporary file; Sluice's HTTP/1.1 fast path carries `Content-Length` bodies up to this size (64 KiB at most) with request buffering on, the general path larger ones: the same bytes reach the backend either way |
 //!
 //! The ConfigMap keys of the same names set the defaults. Accepted values are still checked
 //! (an NGINX size, `on`/`off`), so a typo is reported rather than silently kept.
@@ -28,12 +28,13 @@ pub const BUFFER_LIMIT: u64 = 8 * 1024 * 1024;
 
 const RESPONSE_BUFFERING: &str = "Sluice streams responses; the bytes the client gets are the same";
 const MEMORY: &str = "NGINX memory tuning; Sluice sizes its buffers itself";
+const BODY_BUFFER: &str = "NGINX's memory for a request body; Sluice's fast path carries bodies up to it (64 KiB at most), the general path larger ones, with the same bytes";
 
 /// The annotations and ConfigMap keys of this family.
 pub const FAMILY: Family = Family {
     module: "buffering",
     annotations: &[
-        ("client-body-buffer-size", Effect::Accepted(MEMORY)),
+        ("client-body-buffer-size", Effect::Accepted(BODY_BUFFER)),
         ("proxy-buffer-size", Effect::Accepted(MEMORY)),
         ("proxy-buffering", Effect::Accepted(RESPONSE_BUFFERING)),
         ("proxy-buffers-number", Effect::Accepted(MEMORY)),
@@ -87,10 +88,12 @@ pub(crate) fn set(
             _ => Err(format!("{value:?} is not 1.0 or 1.1")),
         },
         "proxy-buffering" => on_off(value).map(drop),
-        "client-body-buffer-size"
-        | "proxy-buffer-size"
-        | "proxy-busy-buffers-size"
-        | "proxy-max-temp-file-size" => parse_size(value).map(drop),
+        "client-body-buffer-size" => {
+            parse_size(value).map(|n| upstream.body_buffer_size = n.unwrap_or(0))
+        }
+        "proxy-buffer-size" | "proxy-busy-buffers-size" | "proxy-max-temp-file-size" => {
+            parse_size(value).map(drop)
+        }
         "proxy-buffers-number" => match value.trim().parse::<u32>() {
             Ok(n) if n > 0 => Ok(()),
             _ => Err(format!("{value:?} is not a number of buffers")),
@@ -120,6 +123,11 @@ mod tests {
         assert_eq!(set("proxy-http-version", "1.0", &mut up), Some(Ok(())));
         assert!(up.http10);
         assert!(set("proxy-http-version", "2", &mut up).unwrap().is_err());
+        assert_eq!(up.body_buffer_size, 8 * 1024, "ingress-nginx's default");
+        assert_eq!(set("client-body-buffer-size", "16k", &mut up), Some(Ok(())));
+        assert_eq!(up.body_buffer_size, 16 * 1024);
+        assert!(set("client-body-buffer-size", "16 k", &mut up).unwrap().is_err());
+        assert_eq!(up.body_buffer_size, 16 * 1024, "an invalid value changes nothing");
         assert!(set("proxy-buffer-size", "16k", &mut up).unwrap().is_ok());
         assert!(set("proxy-buffer-size", "16 k", &mut up).unwrap().is_err());
         assert!(set("proxy-buffering", "yes", &mut up).unwrap().is_err());

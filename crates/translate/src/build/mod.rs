@@ -316,6 +316,7 @@ impl<'s> Builder<'s> {
         }
         for route in &mut self.routes {
             route.fast = fast_path_carries(route, &backends);
+            route.fast_body = if route.fast { route.policy.fast_path_body_limit() } else { 0 };
         }
         self.diagnostics.sort();
         self.diagnostics.dedup();
