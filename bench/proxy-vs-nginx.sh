@@ -13,7 +13,7 @@
 #   - Two identical nginx proxies differ by about ±10% measured this way: smaller differences
 #     mean nothing.
 #
-# Seven modes (MODE):
+# Eight modes (MODE):
 #   http        plain HTTP/1.1 over kept-alive connections (the default)
 #   policies    the same, to a route with the policies of issue 11 that most Ingresses carry:
 #               three response headers (Sluice: `custom-headers`; nginx: `add_header`), the
@@ -42,6 +42,11 @@
 #   https       the same over kept-alive TLS connections: wrk to the HTTPS port; both proxies
 #               terminate TLS with the same certificate (in Sluice, a kubernetes.io/tls Secret
 #               and an Ingress tls section; in nginx, ingress-nginx's TLS defaults)
+#   h2tls       HTTP/2 over TLS as a browser speaks it: h2load with ALPN h2, CONNECTIONS
+#               connections of H2_STREAMS (8) concurrent streams each, against Sluice's HTTPS
+#               port and an nginx `listen ... ssl http2` port, the same certificate as https
+#               (KEY_TYPE); the script checks that ALPN negotiated h2 with both (openssl s_client
+#               -alpn h2, and h2load's own report of every run)
 #   handshakes  new TLS connections per second: `openssl s_time -new` (HANDSHAKE_CLIENTS client
 #               processes on the load generator's CPU, a full handshake per connection, no
 #               resumption, no request), against the same two servers; the backend is not involved
@@ -49,16 +54,17 @@
 # Usage: bench/proxy-vs-nginx.sh            (5 pairs of 10 s runs: about 3 minutes)
 #        DURATION=3 PAIRS=1 bench/proxy-vs-nginx.sh   (a quick check that it works)
 #        MODE=https bench/proxy-vs-nginx.sh; MODE=handshakes bench/proxy-vs-nginx.sh
-#        MODE=h2 bench/proxy-vs-nginx.sh
+#        MODE=h2 bench/proxy-vs-nginx.sh; MODE=h2tls KEY_TYPE=ecdsa bench/proxy-vs-nginx.sh
 #
 # Environment (defaults in brackets):
-#   MODE [http]         http, policies, access, post, https, handshakes or h2 (above)
+#   MODE [http]         http, policies, access, post, https, h2tls, handshakes or h2 (above)
 #   BODY_SIZE [1024]    bytes of each request body in post mode
 #   KEY_TYPE [rsa]      the certificate's key in the TLS modes: rsa (2048 bits, what most
 #                       ingress certificates and ingress-nginx's fake certificate use) or ecdsa
 #                       (P-256)
-#   H2_STREAMS [1]      concurrent streams per connection in h2 mode (h2load -m); 1 keeps the
-#                       same number of requests in flight as wrk's CONNECTIONS
+#   H2_STREAMS [1; 8 in h2tls] concurrent streams per connection in the h2 and h2tls modes
+#                       (h2load -m); 1 keeps the same number of requests in flight as wrk's
+#                       CONNECTIONS, 8 is a browser's page load on one connection
 #   HANDSHAKE_CLIENTS [4] concurrent `openssl s_time` processes in handshakes mode (one alone
 #                       waits for each handshake and leaves the server idle half of the time)
 #   DURATION [10]       seconds per measured run
@@ -85,14 +91,14 @@
 #                       linux-perf and iproute2 when missing. strace slows the proxy, so the
 #                       profiled runs are left out of every other figure (not with handshakes)
 #
-# Needs nginx, wrk, taskset, curl and openssl (and h2load in h2 mode); installs what is missing with apt-get (as root, or
+# Needs nginx, wrk, taskset, curl and openssl (and h2load in the h2 modes); installs what is missing with apt-get (as root, or
 # through sudo).
 set -euo pipefail
 
 MODE=${MODE:-http}
 KEY_TYPE=${KEY_TYPE:-rsa}
 HANDSHAKE_CLIENTS=${HANDSHAKE_CLIENTS:-4}
-H2_STREAMS=${H2_STREAMS:-1}
+H2_STREAMS=${H2_STREAMS:-$([[ $MODE == h2tls ]] && echo 8 || echo 1)}
 BODY_SIZE=${BODY_SIZE:-1024}
 DURATION=${DURATION:-10}
 PAIRS=${PAIRS:-5}
@@ -131,8 +137,10 @@ done
 ((DURATION >= 1)) || die "DURATION must be at least 1"
 [[ $ACCESS_LOG == on || $ACCESS_LOG == off ]] || die "ACCESS_LOG must be on or off"
 ((H2_STREAMS >= 1)) || die "H2_STREAMS must be at least 1"
-[[ $MODE == http || $MODE == policies || $MODE == access || $MODE == post || $MODE == https || $MODE == handshakes || $MODE == h2 ]] ||
-	die "MODE must be http, policies, access, post, https, handshakes or h2"
+case $MODE in
+http | policies | access | post | https | h2tls | handshakes | h2) ;;
+*) die "MODE must be http, policies, access, post, https, h2tls, handshakes or h2" ;;
+esac
 ((BODY_SIZE >= 1 && BODY_SIZE <= 1048576)) || die "BODY_SIZE must be from 1 to 1048576 (proxy-body-size, 1m)"
 POLICIES=0
 [[ $MODE == policies ]] && POLICIES=1
@@ -150,10 +158,14 @@ READY_AUTH=()
 SESSION_COOKIE="INGRESSCOOKIE=5f1c0ffee|bench"
 [[ $KEY_TYPE == rsa || $KEY_TYPE == ecdsa ]] || die "KEY_TYPE must be rsa or ecdsa"
 TLS=0
-[[ $MODE == https || $MODE == handshakes ]] && TLS=1
+[[ $MODE == https || $MODE == h2tls || $MODE == handshakes ]] && TLS=1
+# The modes h2load drives (HTTP/2, with prior knowledge or over TLS with ALPN).
+H2LOAD=0
+[[ $MODE == h2 || $MODE == h2tls ]] && H2LOAD=1
 # curl's options to reach a proxy in this mode (nginx's h2c port speaks nothing but HTTP/2).
 CURL_PROTO=()
 [[ $MODE == h2 ]] && CURL_PROTO=(--http2-prior-knowledge)
+[[ $MODE == h2tls ]] && CURL_PROTO=(--http2)
 
 # --- tools -------------------------------------------------------------------------------------
 
@@ -187,7 +199,7 @@ install_missing() {
 	command -v taskset >/dev/null || missing+=(util-linux)
 	command -v curl >/dev/null || missing+=(curl)
 	command -v openssl >/dev/null || missing+=(openssl)
-	if [[ $MODE == h2 ]]; then
+	if ((H2LOAD)); then
 		command -v h2load >/dev/null || missing+=(nghttp2-client)
 	fi
 	if ((PROFILE)); then
@@ -353,7 +365,7 @@ write_certificate() {
 nginx_tls_server() {
 	((TLS)) || return 0
 	cat <<EOF
-        listen 127.0.0.1:$NGINX_TLS_PORT ssl backlog=4096;
+        listen 127.0.0.1:$NGINX_TLS_PORT ssl$([[ $MODE == h2tls ]] && echo ' http2') backlog=4096;
         ssl_certificate $TMP/tls/tls.crt;
         ssl_certificate_key $TMP/tls/tls.key;
         ssl_protocols TLSv1.2 TLSv1.3;
@@ -397,7 +409,10 @@ $( ((ACCESS)) && echo '    limit_req_zone $binary_remote_addr zone=bench:5m rate
     upstream backend {
 $( ((POLICIES)) && echo '        hash $cookie_INGRESSCOOKIE consistent;')
         server 127.0.0.1:$BACKEND_PORT;
-        keepalive 64;
+        # ingress-nginx's upstream-keepalive-connections, as Sluice's default: with HTTP/2's
+        # CONNECTIONS x H2_STREAMS requests in flight, a smaller pool would make nginx open and
+        # close upstream connections all the time.
+        keepalive 320;
         keepalive_requests 10000000;
         keepalive_timeout 120s;
     }
@@ -588,8 +603,12 @@ stringData:
 EOF
 }
 
+# Sluice's ConfigMap: client and upstream connections as long-lived as nginx's here
+# (keepalive_requests 10000000 on both sides). With ingress-nginx's defaults Sluice would close
+# each client connection after 1,000 requests (keep-alive-requests): wrk would reconnect (a new
+# TLS handshake in https), and h2load, which does not reconnect after a GOAWAY, would stop
+# loading the connection.
 write_sluice_configmaps() {
-	((POLICIES)) || return 0
 	cat >"$TMP/manifests/config.yaml" <<EOF
 apiVersion: v1
 kind: ConfigMap
@@ -597,7 +616,12 @@ metadata:
   name: sluice-config
   namespace: default
 data:
-  global-allowed-response-headers: X-Frame-Options,X-Content-Type-Options,Referrer-Policy
+  keep-alive-requests: "10000000"
+  upstream-keepalive-requests: "10000000"
+$( ((POLICIES)) && echo '  global-allowed-response-headers: X-Frame-Options,X-Content-Type-Options,Referrer-Policy')
+EOF
+	((POLICIES)) || return 0
+	cat >>"$TMP/manifests/config.yaml" <<EOF
 ---
 apiVersion: v1
 kind: ConfigMap
@@ -701,7 +725,7 @@ run_load() {
 	shift 2
 	if [[ $MODE == handshakes && $kind != backend ]]; then
 		run_stime "$name" "$(target "$kind")" "$@"
-	elif [[ $MODE == h2 && $kind != backend ]]; then
+	elif ((H2LOAD)) && [[ $kind != backend ]]; then
 		run_h2load "$name" "$(target "$kind")" "$@"
 	else
 		run_wrk "$name" "$(target "$kind")" "$@"
@@ -751,10 +775,10 @@ run_wrk() {
 		'BEGIN { printf "%s %s %s %.2f %d %d\n", rps, p50, p99, (req > 0 ? ticks / hz * 1e6 / req : 0), req, bad }')
 }
 
-# run_h2load NAME URL SECONDS PID... : h2load (h2c with prior knowledge, CONNECTIONS connections,
-# H2_STREAMS streams each) against URL for SECONDS; sets WRK_LINE and WRK_BUSY as run_wrk does.
-# h2load prints no percentiles: p50 and p99 come from its per-request log (--log-file, third
-# column: microseconds to the end of the response).
+# run_h2load NAME URL SECONDS PID... : h2load (h2c with prior knowledge, or over TLS with ALPN h2
+# for an https URL; CONNECTIONS connections, H2_STREAMS streams each) against URL for SECONDS;
+# sets WRK_LINE and WRK_BUSY as run_wrk does. h2load prints no percentiles: p50 and p99 come from
+# its per-request log (--log-file, third column: microseconds to the end of the response).
 run_h2load() {
 	local name=$1 url=$2 secs=$3
 	shift 3
@@ -778,6 +802,12 @@ run_h2load() {
 	# Failed, errored and timed-out requests, and 4xx/5xx ("status codes: A 2xx, B 3xx, C 4xx, D 5xx").
 	bad=$(awk '/^requests:/ { b += $10 + $12 + $14 } /^status codes:/ { b += $7 + $9 } END { print b + 0 }' "$out")
 	[[ -n $rps && -n $requests ]] || die "cannot read h2load's output: $(cat "$out")"
+	# An h2load that fell back to HTTP/1.1 would measure the wrong protocol: every run must have
+	# spoken HTTP/2 (h2load prints "Application protocol: h2", or "h2c" without TLS).
+	local proto want=h2c
+	((TLS)) && want=h2
+	proto=$(awk '/^Application protocol:/ { print $3; exit }' "$out")
+	[[ $proto == "$want" ]] || die "h2load spoke '${proto:-nothing}', not $want, with $url: $(head -20 "$out")"
 	read -r p50 p99 < <(awk -F'\t' '{ print $3 }' "$lat" | sort -n |
 		awk '{ v[NR] = $1 } END { if (NR == 0) { print "0 0"; exit }
 			i50 = int(NR * 0.50); if (i50 < NR * 0.50) i50++; i99 = int(NR * 0.99); if (i99 < NR * 0.99) i99++
@@ -853,7 +883,7 @@ SLUICE_TLS_ARGS=()
 # wrk sends the IP address as server name and s_time none: both get the default certificate,
 # which is the bench certificate, as in nginx (its only server).
 ((TLS)) && SLUICE_TLS_ARGS=(--default-ssl-certificate default/bench-tls)
-((POLICIES)) && SLUICE_TLS_ARGS+=(--configmap default/sluice-config)
+SLUICE_TLS_ARGS+=(--configmap default/sluice-config)
 taskset -c "$SERVER_CPU" "$SLUICE_BIN" serve --manifests "$TMP/manifests" \
 	--bind-address 127.0.0.1 --http-port "$SLUICE_PORT" --https-port "$SLUICE_TLS_PORT" \
 	--healthz-port "$SLUICE_ADMIN_PORT" "${SLUICE_TLS_ARGS[@]}" \
@@ -896,6 +926,26 @@ check_access() {
 	done
 }
 check_access
+
+# MODE=h2tls measures HTTP/2 only if both proxies choose it: an OpenSSL client offering h2 and
+# http/1.1 must be answered h2, and curl --http2 must get an HTTP/2 response. ALPN_SEEN keeps
+# what each negotiated, for the results.
+ALPN_SEEN=""
+check_alpn() {
+	[[ $MODE == h2tls ]] || return 0
+	local kind port alpn version
+	for kind in nginx sluice; do
+		port=$NGINX_TLS_PORT
+		[[ $kind == sluice ]] && port=$SLUICE_TLS_PORT
+		alpn=$(openssl s_client -connect "127.0.0.1:$port" -alpn h2,http/1.1 </dev/null 2>/dev/null |
+			awk -F': ' '/^ALPN protocol:/ { print $2; exit }')
+		[[ $alpn == h2 ]] || die "$kind negotiated ALPN '${alpn:-none}', not h2, on port $port"
+		version=$(curl -sk --http2 -o /dev/null -w '%{http_version}' -H "Host: $HOST_HEADER" "$(target "$kind")")
+		[[ $version == 2 ]] || die "curl --http2 got HTTP/$version, not HTTP/2, from $kind"
+		ALPN_SEEN+="${ALPN_SEEN:+, }$kind ALPN $alpn (curl: HTTP/$version)"
+	done
+}
+check_alpn
 
 for name in backend nginx sluice; do
 	case $name in
@@ -1083,6 +1133,10 @@ https)
 	LOAD="wrk -t1 -c$CONNECTIONS, HTTP/1.1 over kept-alive TLS connections ($KEY_TYPE certificate)"
 	UNIT=requests
 	;;
+h2tls)
+	LOAD="h2load -t1 -c$CONNECTIONS -m$H2_STREAMS, HTTP/2 over kept-alive TLS connections, ALPN h2 ($KEY_TYPE certificate)"
+	UNIT=requests
+	;;
 h2)
 	LOAD="h2load -t1 -c$CONNECTIONS -m$H2_STREAMS, HTTP/2 over cleartext with prior knowledge (h2c), kept-alive connections"
 	UNIT=requests
@@ -1095,6 +1149,9 @@ esac
 TLS_NOTE="${POLICY_NOTE:-}"
 if ((TLS)); then
 	TLS_NOTE="- Negotiated with an OpenSSL client: nginx $(negotiated "$NGINX_TLS_PORT"), Sluice $(negotiated "$SLUICE_TLS_PORT"). Both serve the same certificate; nginx with ingress-nginx's TLS settings (session cache, no tickets, HSTS header), Sluice with its defaults (HSTS too)."
+fi
+if [[ $MODE == h2tls ]]; then
+	TLS_NOTE+=$'\n'"- HTTP/2 over TLS, as browsers speak it: h2load (ALPN h2) to Sluice's HTTPS port and to nginx's \`listen ... ssl http2\` port, $H2_STREAMS concurrent stream(s) per connection, h2load's default window sizes; both proxies forward over HTTP/1.1 with kept-alive upstream connections. Checked before measuring: $ALPN_SEEN; and every h2load run reported \"Application protocol: h2\". p50/p99 are from h2load's per-request log. The backend-alone rows are wrk over plain HTTP/1.1."
 fi
 if [[ $MODE == h2 ]]; then
 	TLS_NOTE="- HTTP/2 without TLS, prior knowledge: h2load to Sluice's HTTP port (HTTP/1.1 and h2c on one port) and to nginx's \`listen ... http2\` port ($H2_STREAMS stream(s) per connection, h2load's default window sizes); both proxies forward over HTTP/1.1 with kept-alive upstream connections. p50/p99 are from h2load's per-request log (time to the end of each response). The backend-alone rows are wrk over HTTP/1.1."

@@ -1,62 +1,79 @@
 #!/usr/bin/env bash
-# Issue 5's performance targets, measured end to end, printed as one Markdown table:
+# Issue 15's performance targets ("Speed II"), measured end to end in one run, printed as one
+# Markdown table `| # | target | goal | measured | baseline | met? |`:
 #
-#   1. proxy throughput, HTTP/1.1 keep-alive, one worker each: >= 1.3x nginx's requests/s with
-#      p99 <= nginx's (bench/proxy-vs-nginx.sh, MODE=http); HTTPS and h2c reported alongside
-#   2. translation of 10,000 Ingresses / 20,000 Services / 50,000 endpoints: a full rebuild
-#      < 100 ms (the criterion translate bench), an endpoint-only change < 5 ms (propagation
-#      apply: Sluice's own took_ms of each apply; also an Ingress change, now incremental)
-#   3. propagation: from a manifest written to the first request served by the new route,
-#      p99 < 100 ms with 10,000 Ingresses loaded, under wrk load, zero failed requests
-#      (propagation propagate)
-#   4. memory: RSS with 10,000 Ingresses < 150 MB, flat across 1,000 changes (propagation
-#      memory; "flat": less than 5% growth)
-#   5. route lookup p99 < 1 µs with 10,000 hosts and regex paths (the lookup-p99 binary of
-#      the bench crate, when it exists)
+#   1. HTTPS keep-alive, HTTP/1.1 over TLS, RSA 2048 and ECDSA P-256 certificates: >= 1.15x
+#      nginx's requests/s, p99 no higher (proxy-vs-nginx.sh MODE=https, KEY_TYPE=rsa and ecdsa)
+#   2. HTTP/2 over TLS (ALPN h2, T2_STREAMS concurrent streams per connection, as a browser):
+#      >= 1.1x nginx (MODE=h2tls); HTTP/2 cleartext with prior knowledge: >= 1.1x (MODE=h2)
+#   3. HTTP/1.1 POSTs of 1 KiB and 256 KiB: >= 1.1x nginx (MODE=post, BODY_SIZE=1024 and
+#      262144)
+#   4. HTTP/1.1 GET stays at or above today's ratio (MODE=http; met at T4_GOAL, issue 5's 1.3x)
+#   5. a new application (one Ingress, two Services, two EndpointSlices in one change) with
+#      INGRESSES (10,000) loaded, under wrk load: p99 from the write to the first 200 through
+#      the proxy < 30 ms, no full rebuild; the same for its removal (first 404). Manifests mode
+#      only (propagation newapp): see bench/README.md for why not Kubernetes mode
+#   6. memory with INGRESSES loaded: VmRSS < 100 MB, and within 10% of that after
+#      MEMORY_CHANGES (1,000) such changes (propagation memory --change newapp)
+#   7. INGRESSES TLS hosts with certificates of their own (gen-manifests --tls): handshake
+#      throughput within 5% of one certificate for every host (--tls-default), memory per
+#      certificate reported, a rotated certificate presented within 30 ms (propagation tls)
 #
-# Machine set-up as shared/docs/performance.md prescribes for 2 cores: load generators (wrk,
-# h2load, the probes) on LOADGEN_CPU, Sluice, nginx and the backends on SERVER_CPU.
+# Both proxies write access logs in every proxy-vs-nginx.sh run (its ACCESS_LOG=on default),
+# in front of the same backend, on the same CPU. Machine set-up as shared/docs/performance.md
+# prescribes for 2 cores: load generators (wrk, h2load, the probes) on LOADGEN_CPU; Sluice,
+# nginx and the backends on SERVER_CPU.
 #
-# Usage: bench/targets.sh                  (builds excluded: about 8 minutes, plus target 4's 1,000
-#                                          changes at one full apply each, 0.4-0.8 s today: 7-13 min)
-#        T1_PAIRS=1 T1_DURATION=3 MEMORY_CHANGES=100 PROPAGATION_CHANGES=50 bench/targets.sh
-#                                          (a quick check that everything works)
+# Usage: bench/targets.sh            (builds excluded: about 6 minutes of proxy runs, 2 of
+#                                    certificates, and targets 5 and 6's 1,400 changes: a few
+#                                    minutes if they are incremental updates, 15-20 more if
+#                                    each is a full translation of 10,000 Ingresses, 0.5-1 s)
+#        PAIRS=1 DURATION=2 INGRESSES=500 T5_CHANGES=20 MEMORY_CHANGES=100 TLS_ROTATIONS=5 \
+#          bench/targets.sh         (a quick check that everything works: a few minutes)
+#        SKIP="1 2 3 4" bench/targets.sh   (the control plane only)
 #
 # Environment (defaults in brackets):
-#   INGRESSES [10000]         the synthetic cluster's size (gen-manifests --ingresses)
-#   T1_MODES [http https h2]  proxy-vs-nginx.sh modes run for target 1 (http decides it)
-#   T1_DURATION [5] T1_PAIRS [3] T1_WARMUP [2]   their DURATION, PAIRS and WARMUP
-#   APPLY_CHANGES [20]        target 2: Ingress changes, and as many endpoint changes
-#   TRANSLATE_BENCH [1]       target 2: also run the criterion translate bench (10,000 case, ~20 s)
-#   PROPAGATION_CHANGES [200] target 3: new hosts written under load
-#   MEMORY_CHANGES [1000]     target 4: consecutive configuration changes
-#   WRK_CONNECTIONS [16]      targets 3 and 4: wrk connections loading an existing route
-#   TRAFFIC_S [5]             target 4: seconds of traffic before measuring memory
-#   DEBOUNCE_MS []            Sluice's --debounce-ms in targets 2-4 (empty: its default, 10)
-#   SKIP []                   targets not to run, e.g. "1 5"
+#   INGRESSES [10000]          the synthetic cluster's size (gen-manifests --ingresses)
+#   PAIRS [3] DURATION [5] WARMUP [2]   proxy-vs-nginx.sh's PAIRS, DURATION and WARMUP for
+#                              targets 1-4 (T1_PAIRS, T1_DURATION, T1_WARMUP are read too)
+#   T2_STREAMS [8]             target 2: concurrent streams per HTTP/2 connection, TLS and h2c
+#   T4_GOAL [1.3]              target 4: the ratio HTTP/1.1 must stay at or above
+#   T5_CHANGES [200]           target 5: new applications written (and removed) under load
+#   MEMORY_CHANGES [1000]      target 6: changes (a new application, its removal, in turn)
+#   WRK_CONNECTIONS [16]       targets 5 and 6: wrk connections loading an existing route
+#   TRAFFIC_S [5]              target 6: seconds of traffic before measuring memory
+#   TLS_CLIENTS [8] TLS_PAIRS [3] TLS_DURATION [5]   target 7: concurrent handshaking clients,
+#                              pairs of runs (many certificates, one) and seconds per run
+#   TLS_ROTATIONS [20]         target 7: certificate rotations
+#   DEBOUNCE_MS []             Sluice's --debounce-ms in targets 5-7 (empty: its default, 10)
+#   SKIP []                    targets not to run, e.g. "1 7"
 #   LOADGEN_CPU [0] SERVER_CPU [1]
-#   QUIET_WAIT [120]          seconds to wait for running builds before target 1 (see
-#                             proxy-vs-nginx.sh)
+#   QUIET_WAIT [120]           seconds to wait for running builds before the proxy runs (see
+#                              proxy-vs-nginx.sh)
 #   OUT_DIR [target/bench-targets]  where every step's full output and the table are written
-#   PROBE_PORT_BASE [28490]   Sluice's HTTP, HTTPS, admin ports and the backend's: 4 ports from
-#                             there (target 1 uses proxy-vs-nginx.sh's, 28480-28486)
-#   KEEP_TMP [0]              1 keeps the generated manifests
+#   PROBE_PORT_BASE [28490]    Sluice's HTTP, HTTPS, admin ports and the backend's, then the
+#                              second Sluice's three of target 7: 7 ports from there
+#                              (proxy-vs-nginx.sh uses 28480-28486)
+#   KEEP_TMP [0]               1 keeps the generated manifests
 #
 # Needs cargo, wrk, taskset, curl (and what proxy-vs-nginx.sh installs: nginx, openssl,
 # h2load); installs what is missing with apt-get.
 set -euo pipefail
 
 INGRESSES=${INGRESSES:-10000}
-T1_MODES=${T1_MODES:-http https h2}
-T1_DURATION=${T1_DURATION:-5}
-T1_PAIRS=${T1_PAIRS:-3}
-T1_WARMUP=${T1_WARMUP:-2}
-APPLY_CHANGES=${APPLY_CHANGES:-20}
-TRANSLATE_BENCH=${TRANSLATE_BENCH:-1}
-PROPAGATION_CHANGES=${PROPAGATION_CHANGES:-200}
+PAIRS=${PAIRS:-${T1_PAIRS:-3}}
+DURATION=${DURATION:-${T1_DURATION:-5}}
+WARMUP=${WARMUP:-${T1_WARMUP:-2}}
+T2_STREAMS=${T2_STREAMS:-8}
+T4_GOAL=${T4_GOAL:-1.3}
+T5_CHANGES=${T5_CHANGES:-200}
 MEMORY_CHANGES=${MEMORY_CHANGES:-1000}
 WRK_CONNECTIONS=${WRK_CONNECTIONS:-16}
 TRAFFIC_S=${TRAFFIC_S:-5}
+TLS_CLIENTS=${TLS_CLIENTS:-8}
+TLS_PAIRS=${TLS_PAIRS:-3}
+TLS_DURATION=${TLS_DURATION:-5}
+TLS_ROTATIONS=${TLS_ROTATIONS:-20}
 DEBOUNCE_MS=${DEBOUNCE_MS:-}
 SKIP=${SKIP:-}
 LOADGEN_CPU=${LOADGEN_CPU:-0}
@@ -75,10 +92,11 @@ die() {
 	exit 1
 }
 
-for v in INGRESSES T1_DURATION T1_PAIRS T1_WARMUP APPLY_CHANGES PROPAGATION_CHANGES MEMORY_CHANGES \
-	WRK_CONNECTIONS TRAFFIC_S LOADGEN_CPU SERVER_CPU QUIET_WAIT PROBE_PORT_BASE; do
+for v in INGRESSES PAIRS DURATION WARMUP T2_STREAMS T5_CHANGES MEMORY_CHANGES WRK_CONNECTIONS TRAFFIC_S \
+	TLS_CLIENTS TLS_PAIRS TLS_DURATION TLS_ROTATIONS LOADGEN_CPU SERVER_CPU QUIET_WAIT PROBE_PORT_BASE; do
 	[[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, not '${!v}'"
 done
+[[ $T4_GOAL =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "T4_GOAL must be a number, not '$T4_GOAL'"
 [[ -z $DEBOUNCE_MS || $DEBOUNCE_MS =~ ^[0-9]+$ ]] || die "DEBOUNCE_MS must be a whole number"
 ((SERVER_CPU < $(nproc) && LOADGEN_CPU < $(nproc))) ||
 	die "CPUs $LOADGEN_CPU and $SERVER_CPU needed, $(nproc) online"
@@ -130,7 +148,7 @@ elapsed() { echo "$(($(date +%s) - STARTED_AT)) s"; }
 
 install_missing
 mkdir -p "$OUT_DIR"
-rm -f "$OUT_DIR"/*.txt "$OUT_DIR"/*.md
+rm -f "$OUT_DIR"/*.txt "$OUT_DIR"/*.md "$OUT_DIR"/*.log
 
 log "building (cargo build --release -p sluice -p sluice-bench --bins)"
 (cd "$ROOT" && cargo build --release -p sluice && cargo build --release -p sluice-bench --bins)
@@ -146,40 +164,8 @@ HTTPS_PORT=$((PROBE_PORT_BASE + 1))
 ADMIN_PORT=$((PROBE_PORT_BASE + 2))
 BACKEND_PORT=$((PROBE_PORT_BASE + 3))
 BACKEND=127.0.0.1:$BACKEND_PORT
-
-# --- the cluster -------------------------------------------------------------------------------
-
-CLUSTER=$TMP/cluster
-log "writing $INGRESSES Ingresses as manifests ($(elapsed))"
-"$GEN" --ingresses "$INGRESSES" --endpoint-addr "$BACKEND" "$CLUSTER" 2>"$OUT_DIR/gen-manifests.txt" ||
-	die "gen-manifests failed: $(cat "$OUT_DIR/gen-manifests.txt")"
-cat "$OUT_DIR/gen-manifests.txt" >&2
-CHECK=$OUT_DIR/check.json
-"$SLUICE" check --json "$CLUSTER" >"$CHECK" || die "sluice check rejects the generated manifests (see $CHECK)"
-grep -q '"diagnostics": \[\]' "$CHECK" && grep -q '"source_errors": \[\]' "$CHECK" ||
-	die "sluice check reports diagnostics or source errors on the generated manifests (see $CHECK)"
-log "sluice check: $(grep -c '"host":' "$CHECK") hosts, no diagnostic"
-
-# A fresh copy of the cluster for each probe (they change files).
-fresh_copy() {
-	rm -rf "$TMP/run"
-	cp -r "$CLUSTER" "$TMP/run"
-	echo "$TMP/run"
-}
-
-# probe MODE OUTFILE ARGS... : runs the propagation probe pinned to the load generator's CPU.
-probe() {
-	local mode=$1 out=$2
-	shift 2
-	local args=(--sluice "$SLUICE" --manifests "$(fresh_copy)" --backend "$BACKEND"
-		--http-port "$HTTP_PORT" --https-port "$HTTPS_PORT" --admin-port "$ADMIN_PORT"
-		--server-cpu "$SERVER_CPU")
-	[[ -n $DEBOUNCE_MS ]] && args+=(--debounce-ms "$DEBOUNCE_MS")
-	note_busy
-	taskset -c "$LOADGEN_CPU" "$PROBE" "$mode" "${args[@]}" "$@" >"$out" 2>"$out.log" ||
-		die "propagation $mode failed: $(tail -20 "$out.log")"
-	note_busy
-}
+# Target 7's second Sluice (the single-certificate setup).
+SINGLE_PORTS=$((PROBE_PORT_BASE + 4)),$((PROBE_PORT_BASE + 5)),$((PROBE_PORT_BASE + 6))
 
 # val FILE KEY: the value of KEY=... in FILE.
 val() { awk -F= -v k="$2" '$1 == k { print substr($0, length(k) + 2) }' "$1"; }
@@ -187,161 +173,231 @@ val() { awk -F= -v k="$2" '$1 == k { print substr($0, length(k) + 2) }' "$1"; }
 holds() { awk "BEGIN { exit !($1) }"; }
 # How far MEASURED is over the LIMIT (for rows that fail): "1.6x the goal".
 over() { awk -v m="$1" -v l="$2" 'BEGIN { printf "%.1fx the goal", m / l }'; }
+# "a; b" from the reasons a row is not met (empty: met).
+met_or() { if [[ -z $1 ]]; then echo yes; else echo "no: ${1#; }"; fi; }
 
 ROWS=()
 row() { ROWS+=("| $1 | $2 | $3 | $4 | $5 | $6 |"); }
 
-# --- target 1 ----------------------------------------------------------------------------------
+# --- targets 1-4: proxy-vs-nginx.sh ---------------------------------------------------------------
 
-# t1_cell FILE: "label rps p50 p99 cpu" of the nginx and sluice rows of a proxy-vs-nginx table.
-t1_get() { # FILE KIND(nginx|sluice) COLUMN(rps|p50|p99|cpu)
+# pvn_get FILE KIND(nginx|sluice) COLUMN(rps|p50|p99|cpu): a cell of a proxy-vs-nginx table.
+pvn_get() {
 	local col
 	case $3 in rps) col=3 ;; p50) col=5 ;; p99) col=6 ;; cpu) col=7 ;; esac
 	awk -F'|' -v k="$2" -v c="$col" '$2 ~ ("^ " k) { gsub(/ /, "", $c); print $c; exit }' "$1"
 }
-t1_ratio() { sed -n 's/.*per-pair ratio(s) \([0-9.]*\) (range \([0-9.]*\)–\([0-9.]*\)).*/\1 \2 \3/p' "$1"; }
+pvn_ratio() { sed -n 's/.*per-pair ratio(s) \([0-9.]*\) (range \([0-9.]*\)–\([0-9.]*\)).*/\1 \2 \3/p' "$1"; }
+NGINX_VERSION=""
+
+# proxy_target ROW TARGET GOAL_RATIO P99(1: p99 must be no higher than nginx's) NAME VAR=VALUE...:
+# runs proxy-vs-nginx.sh with the variables given, adds a row.
+proxy_target() {
+	local id=$1 what=$2 goal=$3 p99_goal=$4 name=$5
+	shift 5
+	local out=$OUT_DIR/target$id-$name.md
+	log "target $id: proxy-vs-nginx.sh $*, $PAIRS pair(s) of ${DURATION}s ($(elapsed))"
+	note_busy
+	env "$@" DURATION="$DURATION" PAIRS="$PAIRS" WARMUP="$WARMUP" SLUICE_BIN="$SLUICE" \
+		LOADGEN_CPU="$LOADGEN_CPU" SERVER_CPU="$SERVER_CPU" QUIET_WAIT="$QUIET_WAIT" \
+		"$ROOT/bench/proxy-vs-nginx.sh" >"$out" 2>"$out.log" ||
+		die "proxy-vs-nginx.sh $* failed: $(tail -20 "$out.log")"
+	note_busy
+	[[ -n $NGINX_VERSION ]] || NGINX_VERSION=$(nginx -v 2>&1 | sed 's/^nginx version: nginx\///')
+	local ratio rmin rmax ns_rps ng_rps ns_p99 ng_p99 ns_cpu ng_cpu errors="" reasons=""
+	read -r ratio rmin rmax < <(pvn_ratio "$out")
+	ns_rps=$(pvn_get "$out" sluice rps) ng_rps=$(pvn_get "$out" nginx rps)
+	ns_p99=$(pvn_get "$out" sluice p99) ng_p99=$(pvn_get "$out" nginx p99)
+	ns_cpu=$(pvn_get "$out" sluice cpu) ng_cpu=$(pvn_get "$out" nginx cpu)
+	grep -q 'Error responses and socket errors across all runs: 0\.' "$out" || errors=" (errors: see $out)"
+	holds "$ratio >= $goal" || reasons+="; $(awk -v r="$ratio" -v g="$goal" 'BEGIN { printf "%.2f", r / g }') of the goal's req/s"
+	if ((p99_goal)) && ! holds "$ns_p99 <= $ng_p99"; then
+		reasons+="; p99 $(awk -v a="$ns_p99" -v b="$ng_p99" 'BEGIN { printf "%.2f", a / b }')× nginx's"
+	fi
+	[[ -z $errors ]] || reasons+="; failed requests"
+	local goal_text="≥ ${goal}× nginx req/s"
+	((p99_goal)) && goal_text+=", p99 ≤ nginx's"
+	row "$id" "$what" "$goal_text" \
+		"${ns_rps} req/s = **${ratio}×** nginx (pairs ${rmin}–${rmax}); p99 ${ns_p99} µs; ${ns_cpu} µs CPU/req${errors}" \
+		"nginx $NGINX_VERSION: ${ng_rps} req/s; p99 ${ng_p99} µs; ${ng_cpu} µs CPU/req" "$(met_or "$reasons")"
+}
 
 if skipped 1; then
-	row 1 "proxy throughput" "≥ 1.3× nginx req/s, p99 ≤ nginx" "skipped" "—" "—"
+	row 1 "HTTPS keep-alive (HTTP/1.1 over TLS)" "≥ 1.15× nginx req/s, p99 ≤ nginx's" "skipped" "—" "—"
 else
-	for mode in $T1_MODES; do
-		log "target 1: proxy-vs-nginx.sh MODE=$mode, $T1_PAIRS pair(s) of ${T1_DURATION}s ($(elapsed))"
-		out=$OUT_DIR/target1-$mode.md
-		note_busy
-		MODE=$mode DURATION=$T1_DURATION PAIRS=$T1_PAIRS WARMUP=$T1_WARMUP SLUICE_BIN=$SLUICE \
-			LOADGEN_CPU=$LOADGEN_CPU SERVER_CPU=$SERVER_CPU QUIET_WAIT=$QUIET_WAIT \
-			"$ROOT/bench/proxy-vs-nginx.sh" >"$out" 2>"$out.log" ||
-			die "proxy-vs-nginx.sh MODE=$mode failed: $(tail -20 "$out.log")"
-		note_busy
-		read -r ratio rmin rmax < <(t1_ratio "$out")
-		ns_rps=$(t1_get "$out" sluice rps) ng_rps=$(t1_get "$out" nginx rps)
-		ns_p99=$(t1_get "$out" sluice p99) ng_p99=$(t1_get "$out" nginx p99)
-		ns_cpu=$(t1_get "$out" sluice cpu) ng_cpu=$(t1_get "$out" nginx cpu)
-		grep -q 'Error responses and socket errors across all runs: 0\.' "$out" || errors=" (errors: see $out)"
-		measured="${ns_rps} req/s = **${ratio}×** nginx (pairs ${rmin}–${rmax}); p99 ${ns_p99} µs; ${ns_cpu} µs CPU/req${errors:-}"
-		baseline="nginx $(nginx -v 2>&1 | sed 's/^nginx version: nginx\///'): ${ng_rps} req/s; p99 ${ng_p99} µs; ${ng_cpu} µs CPU/req"
-		case $mode in
-		http)
-			if holds "$ratio >= 1.3 && $ns_p99 <= $ng_p99"; then met=yes; else
-				met="no: $(awk -v r="$ratio" 'BEGIN { printf "%.2f", r / 1.3 }') of the goal's req/s, p99 $(awk -v a="$ns_p99" -v b="$ng_p99" 'BEGIN { printf "%.2f", a / b }')× nginx's"
-			fi
-			row 1 "proxy throughput, HTTP/1.1 keep-alive, 1 worker" "≥ 1.3× nginx req/s, p99 ≤ nginx's" "$measured" "$baseline" "$met"
-			;;
-		https) row 1b "… over kept-alive HTTPS (reported)" "—" "$measured" "$baseline" "—" ;;
-		h2) row 1c "… over h2c, h2load (reported)" "—" "$measured" "$baseline" "—" ;;
-		*) row "1 ($mode)" "proxy-vs-nginx.sh MODE=$mode (reported)" "—" "$measured" "$baseline" "—" ;;
-		esac
-		errors=""
-	done
+	proxy_target 1a "HTTPS keep-alive, HTTP/1.1 over TLS, RSA 2048 certificate" 1.15 1 https-rsa MODE=https KEY_TYPE=rsa
+	proxy_target 1b "HTTPS keep-alive, HTTP/1.1 over TLS, ECDSA P-256 certificate" 1.15 1 https-ecdsa MODE=https KEY_TYPE=ecdsa
 fi
-
-# --- target 2 ----------------------------------------------------------------------------------
-
 if skipped 2; then
-	row 2 "translation" "full < 100 ms, endpoints < 5 ms" "skipped" "—" "—"
+	row 2 "HTTP/2 over TLS and cleartext" "≥ 1.1× nginx req/s" "skipped" "—" "—"
 else
-	criterion="not run"
-	if [[ $TRANSLATE_BENCH == 1 ]]; then
-		log "target 2: cargo bench -p sluice-bench --bench translate -- 10000i ($(elapsed))"
-		note_busy
-		(cd "$ROOT" && cargo bench -p sluice-bench --bench translate -- 10000i) >"$OUT_DIR/translate-bench.txt" 2>&1 ||
-			die "the translate bench failed: $(tail -20 "$OUT_DIR/translate-bench.txt")"
-		note_busy
-		# "time:   [150.12 ms 156.20 ms 160.31 ms]": the middle figure is the estimate.
-		criterion=$(awk '/time:/ { gsub(/\[|\]/, ""); print $4, $5; exit }' "$OUT_DIR/translate-bench.txt")
-	fi
-	log "target 2: propagation apply, $APPLY_CHANGES changes of each kind ($(elapsed))"
-	out=$OUT_DIR/target2-apply.txt
-	probe apply "$out" --changes "$APPLY_CHANGES"
-	# A changed Ingress alone on its hosts is an incremental update now: the full rebuild is
-	# criterion's figure (translation alone, what every other change costs).
-	p99=$(val "$out" ingress_took_p99_ms)
-	if [[ $criterion == *" ms" ]]; then
-		full=${criterion% ms}
-		if holds "$full < 100"; then met=yes; else met="no: $(over "$full" 100)"; fi
-	else
-		met="not measured (TRANSLATE_BENCH=1 measures it)"
-	fi
-	row 2a "translation: full rebuild, $INGRESSES Ingresses" "< 100 ms" \
-		"**$criterion** (criterion, translation alone); cold load $(val "$out" cold_load_ms) ms. One Ingress changed (an incremental update): p50 $(val "$out" ingress_took_p50_ms) ms, p99 $p99 ms (Sluice's took_ms, $APPLY_CHANGES changes), $(val "$out" ingress_cpu_mean_ms) ms CPU/apply, write→applied p50 $(val "$out" ingress_write_to_applied_p50_ms) ms (with debounce)" \
-		"100 ms" "$met"
-	p99=$(val "$out" endpoint_took_p99_ms)
-	if holds "$p99 < 5"; then met=yes; else met="no: $(over "$p99" 5)"; fi
-	row 2b "translation: endpoint-only change (one EndpointSlice)" "< 5 ms" \
-		"p50 $(val "$out" endpoint_took_p50_ms) ms, **p99 $p99 ms**; $(val "$out" endpoint_cpu_mean_ms) ms CPU/apply; write→applied p50 $(val "$out" endpoint_write_to_applied_p50_ms) ms" \
-		"5 ms" "$met"
+	proxy_target 2a "HTTP/2 over TLS (ALPN h2, RSA 2048), $T2_STREAMS streams per connection" 1.1 0 h2tls MODE=h2tls KEY_TYPE=rsa H2_STREAMS="$T2_STREAMS"
+	proxy_target 2b "HTTP/2 cleartext (prior knowledge), $T2_STREAMS streams per connection" 1.1 0 h2c MODE=h2 H2_STREAMS="$T2_STREAMS"
 fi
-
-# --- target 3 ----------------------------------------------------------------------------------
-
 if skipped 3; then
-	row 3 "propagation" "p99 < 100 ms, 0 failures" "skipped" "—" "—"
+	row 3 "HTTP/1.1 POST" "≥ 1.1× nginx req/s" "skipped" "—" "—"
 else
-	log "target 3: propagation propagate, $PROPAGATION_CHANGES new hosts under wrk -c$WRK_CONNECTIONS ($(elapsed))"
-	out=$OUT_DIR/target3-propagate.txt
-	probe propagate "$out" --changes "$PROPAGATION_CHANGES" --connections "$WRK_CONNECTIONS"
-	p99=$(val "$out" propagation_p99_ms)
-	failed=$(($(val "$out" wrk_non2xx) + $(val "$out" wrk_socket_errors) + $(val "$out" poll_errors)))
-	met=yes
-	holds "$p99 < 100" || met="no: p99 $(over "$p99" 100)"
-	((failed == 0)) || met="no: $failed failed requests"
-	row 3 "propagation: manifest written → first 200 on the new host, $INGRESSES Ingresses, under load" \
-		"p99 < 100 ms, 0 failed requests" \
-		"p50 $(val "$out" propagation_p50_ms) ms, **p99 $p99 ms**, max $(val "$out" propagation_max_ms) ms ($PROPAGATION_CHANGES hosts; apply took p50 $(val "$out" apply_took_p50_ms) ms); wrk $(val "$out" wrk_rps) req/s, $(val "$out" wrk_requests) requests, **$failed failed** (non-2xx $(val "$out" wrk_non2xx), socket errors $(val "$out" wrk_socket_errors), probe errors $(val "$out" poll_errors))" \
-		"100 ms, 0 failures" "$met"
+	proxy_target 3a "HTTP/1.1 POST, 1 KiB body" 1.1 0 post-1k MODE=post BODY_SIZE=1024
+	proxy_target 3b "HTTP/1.1 POST, 256 KiB body" 1.1 0 post-256k MODE=post BODY_SIZE=262144
 fi
-
-# --- target 4 ----------------------------------------------------------------------------------
-
 if skipped 4; then
-	row 4 "memory" "< 150 MB, flat" "skipped" "—" "—"
+	row 4 "HTTP/1.1 GET" "≥ ${T4_GOAL}× nginx req/s" "skipped" "—" "—"
 else
-	log "target 4: propagation memory, $MEMORY_CHANGES changes ($(elapsed))"
-	out=$OUT_DIR/target4-memory.txt
-	probe memory "$out" --changes "$MEMORY_CHANGES" --connections "$WRK_CONNECTIONS" --traffic-s "$TRAFFIC_S"
-	before=$(val "$out" rss_before_mb) after=$(val "$out" rss_after_mb) growth=$(val "$out" rss_growth_pct)
-	met=yes
-	holds "$before < 150 && $after < 150" || met="no: $(over "$after" 150) in RSS"
-	if ! holds "$growth < 5"; then
-		if [[ $met == yes ]]; then met="no: grows $growth%"; else met+="; grows $growth%"; fi
-	fi
-	row 4 "memory: VmRSS with $INGRESSES Ingresses, across $MEMORY_CHANGES changes" "< 150 MB, flat (< 5% growth)" \
-		"**$before MB** after load + ${TRAFFIC_S}s traffic → **$after MB** after $MEMORY_CHANGES changes ($(val "$out" rss_growth_mb) MB, $growth%); peak (VmHWM) $(val "$out" hwm_mb) MB; every 100: $(val "$out" rss_samples_mb)" \
-		"150 MB" "$met"
+	proxy_target 4 "HTTP/1.1 GET keep-alive (issue 5's target)" "$T4_GOAL" 0 http MODE=http
 fi
 
-# --- target 5 ----------------------------------------------------------------------------------
+# --- the cluster -----------------------------------------------------------------------------------
+
+CLUSTER=$TMP/cluster
+if ! (skipped 5 && skipped 6); then
+	log "writing $INGRESSES Ingresses as manifests ($(elapsed))"
+	"$GEN" --ingresses "$INGRESSES" --endpoint-addr "$BACKEND" "$CLUSTER" 2>"$OUT_DIR/gen-manifests.txt" ||
+		die "gen-manifests failed: $(cat "$OUT_DIR/gen-manifests.txt")"
+	cat "$OUT_DIR/gen-manifests.txt" >&2
+	CHECK=$OUT_DIR/check.json
+	"$SLUICE" check --json "$CLUSTER" >"$CHECK" || die "sluice check rejects the generated manifests (see $CHECK)"
+	grep -q '"diagnostics": \[\]' "$CHECK" && grep -q '"source_errors": \[\]' "$CHECK" ||
+		die "sluice check reports diagnostics or source errors on the generated manifests (see $CHECK)"
+	log "sluice check: $(grep -c '"host":' "$CHECK") hosts, no diagnostic"
+fi
+
+# A fresh copy of DIR (default: the cluster) for each probe (they change files).
+fresh_copy() {
+	rm -rf "$TMP/run"
+	cp -r "${1:-$CLUSTER}" "$TMP/run"
+	echo "$TMP/run"
+}
+
+# probe MODE OUTFILE ARGS... : runs the propagation probe pinned to the load generator's CPU,
+# on a fresh copy of the cluster unless ARGS name --manifests.
+probe() {
+	local mode=$1 out=$2
+	shift 2
+	local args=(--sluice "$SLUICE" --backend "$BACKEND"
+		--http-port "$HTTP_PORT" --https-port "$HTTPS_PORT" --admin-port "$ADMIN_PORT"
+		--server-cpu "$SERVER_CPU")
+	[[ " $* " == *" --manifests "* ]] || args+=(--manifests "$(fresh_copy)")
+	[[ -n $DEBOUNCE_MS ]] && args+=(--debounce-ms "$DEBOUNCE_MS")
+	note_busy
+	taskset -c "$LOADGEN_CPU" "$PROBE" "$mode" "${args[@]}" "$@" >"$out" 2>"$out.log" ||
+		die "propagation $mode failed: $(tail -20 "$out.log")"
+	note_busy
+}
+
+# --- target 5: a new application ------------------------------------------------------------------
+
+# newapp_rows ID_LIVE ID_GONE MODE_TEXT FILE: target 5's two rows from a `propagation newapp`
+# output.
+newapp_rows() {
+	local live=$1 gone=$2 how=$3 out=$4 failed reasons
+	failed=$(($(val "$out" wrk_non2xx) + $(val "$out" wrk_socket_errors) + $(val "$out" poll_errors)))
+	local load="wrk $(val "$out" wrk_rps) req/s on an existing host throughout, **$failed failed** (non-2xx $(val "$out" wrk_non2xx), socket errors $(val "$out" wrk_socket_errors), probe errors $(val "$out" poll_errors))"
+	local p99 full
+	for phase in live gone; do
+		p99=$(val "$out" "${phase}_p99_ms") full=$(val "$out" "${phase}_full_rebuilds")
+		reasons=""
+		holds "$p99 < 30" || reasons+="; p99 $(over "$p99" 30)"
+		((full == 0)) || reasons+="; $full full rebuilds"
+		((failed == 0)) || reasons+="; $failed failed requests"
+		if [[ $phase == live ]]; then
+			row "$live" "new application (1 Ingress, 2 Services, 2 EndpointSlices, one change), $INGRESSES Ingresses, $how: write → first 200 through the proxy, under load" \
+				"p99 < 30 ms, no full rebuild, 0 failed requests" \
+				"p50 $(val "$out" live_p50_ms) ms, **p99 $p99 ms**, max $(val "$out" live_max_ms) ms ($(val "$out" changes) applications); Sluice's apply p50 $(val "$out" live_took_p50_ms) ms; tables made: $(val "$out" live_updates) (**$full full**); $load" \
+				"30 ms" "$(met_or "$reasons")"
+		else
+			row "$gone" "… its removal: → first 404 on its host" "p99 < 30 ms, no full rebuild" \
+				"p50 $(val "$out" gone_p50_ms) ms, **p99 $p99 ms**, max $(val "$out" gone_max_ms) ms; Sluice's apply p50 $(val "$out" gone_took_p50_ms) ms; tables made: $(val "$out" gone_updates) (**$full full**)" \
+				"30 ms" "$(met_or "$reasons")"
+		fi
+	done
+}
 
 if skipped 5; then
-	row 5 "route lookup" "p99 < 1 µs" "skipped" "—" "—"
-elif [[ -f $ROOT/bench/src/bin/lookup-p99.rs || -f $ROOT/bench/src/bin/lookup-p99/main.rs ]]; then
-	log "target 5: cargo run --release -p sluice-bench --bin lookup-p99 ($(elapsed))"
-	out=$OUT_DIR/target5-lookup.txt
-	note_busy
-	(cd "$ROOT" && taskset -c "$SERVER_CPU" cargo run --release -q -p sluice-bench --bin lookup-p99) >"$out" 2>&1 ||
-		die "lookup-p99 failed: $(tail -20 "$out")"
-	note_busy
-	ns=$(tail -1 "$out" | sed -n 's/^lookup_p99_ns=\([0-9.]*\)$/\1/p')
-	[[ -n $ns ]] || die "lookup-p99's last line is not lookup_p99_ns=<n>: $(tail -3 "$out")"
-	if holds "$ns < 1000"; then met=yes; else met="no: $(over "$ns" 1000)"; fi
-	row 5 "route lookup, 10,000 hosts with regex paths" "p99 < 1 µs" "**p99 $ns ns**" "1,000 ns" "$met"
+	row 5 "new application, live and removed" "p99 < 30 ms, no full rebuild" "skipped" "—" "—"
 else
-	row 5 "route lookup, 10,000 hosts with regex paths" "p99 < 1 µs" "not yet available (no lookup-p99 binary in bench/)" "1,000 ns" "—"
+	log "target 5: propagation newapp, $T5_CHANGES applications under wrk -c$WRK_CONNECTIONS ($(elapsed))"
+	out=$OUT_DIR/target5-newapp.txt
+	probe newapp "$out" --changes "$T5_CHANGES" --connections "$WRK_CONNECTIONS"
+	newapp_rows 5a 5b "manifests mode" "$out"
 fi
 
-# --- the table ---------------------------------------------------------------------------------
+# --- target 6: memory ------------------------------------------------------------------------------
+
+if skipped 6; then
+	row 6 "memory" "< 100 MB, within 10% after 1,000 changes" "skipped" "—" "—"
+else
+	log "target 6: propagation memory --change newapp, $MEMORY_CHANGES changes ($(elapsed))"
+	out=$OUT_DIR/target6-memory.txt
+	probe memory "$out" --change newapp --changes "$MEMORY_CHANGES" --connections "$WRK_CONNECTIONS" --traffic-s "$TRAFFIC_S"
+	before=$(val "$out" rss_before_mb) after=$(val "$out" rss_after_mb) growth=$(val "$out" rss_growth_pct)
+	reasons=""
+	holds "$before < 100" || reasons+="; $(over "$before" 100) in RSS"
+	holds "$growth <= 10" || reasons+="; grows $growth%"
+	row 6 "memory: VmRSS with $INGRESSES Ingresses, across $MEMORY_CHANGES changes (a new application, its removal, in turn)" \
+		"< 100 MB, within 10% after the changes" \
+		"**$before MB** after load + ${TRAFFIC_S}s traffic → **$after MB** after $MEMORY_CHANGES changes ($(val "$out" rss_growth_mb) MB, $growth%); peak (VmHWM) $(val "$out" hwm_mb) MB; tables made: $(val "$out" updates); every 100: $(val "$out" rss_samples_mb)" \
+		"100 MB, +10%" "$(met_or "$reasons")"
+fi
+
+# --- target 7: many certificates -------------------------------------------------------------------
+
+if skipped 7; then
+	row 7 "TLS hosts with certificates of their own" "within 5% of one certificate; rotation < 30 ms" "skipped" "—" "—"
+else
+	log "target 7: $INGRESSES hosts with their own certificates, and one certificate for all ($(elapsed))"
+	TLS_MULTI=$TMP/tls-multi TLS_SINGLE=$TMP/tls-single
+	"$GEN" --ingresses "$INGRESSES" --tls "$TLS_MULTI" 2>"$OUT_DIR/gen-manifests-tls.txt" ||
+		die "gen-manifests --tls failed: $(cat "$OUT_DIR/gen-manifests-tls.txt")"
+	"$GEN" --ingresses "$INGRESSES" --tls-default "$TLS_SINGLE" 2>>"$OUT_DIR/gen-manifests-tls.txt" ||
+		die "gen-manifests --tls-default failed: $(cat "$OUT_DIR/gen-manifests-tls.txt")"
+	cat "$OUT_DIR/gen-manifests-tls.txt" >&2
+	CHECK=$OUT_DIR/check-tls.json
+	"$SLUICE" check --json "$TLS_MULTI" >"$CHECK" || die "sluice check rejects the --tls manifests (see $CHECK)"
+	grep -q '"diagnostics": \[\]' "$CHECK" || die "sluice check reports diagnostics on the --tls manifests (see $CHECK)"
+	out=$OUT_DIR/target7-tls.txt
+	probe tls "$out" --manifests "$TLS_MULTI" --single-manifests "$TLS_SINGLE" --single-ports "$SINGLE_PORTS" \
+		--clients "$TLS_CLIENTS" --pairs "$TLS_PAIRS" --duration-s "$TLS_DURATION" --rotations "$TLS_ROTATIONS"
+	ratio=$(val "$out" hs_ratio) capacity=$(val "$out" capacity_ratio) errors=$(val "$out" handshake_errors)
+	reasons=""
+	holds "$ratio >= 0.95" || reasons+="; handshakes/s at $ratio× one certificate's"
+	holds "$capacity >= 0.95" || reasons+="; CPU per handshake $(awk -v c="$capacity" 'BEGIN { printf "%.2f", 1 / c }')× one certificate's"
+	((errors == 0)) || reasons+="; $errors failed handshakes"
+	row 7a "TLS handshakes, $(val "$out" certificates) hosts with their own certificates (ECDSA P-256), SNI drawn at random" \
+		"within 5% of one certificate (handshakes/s and CPU per handshake)" \
+		"$(val "$out" multi_hs_per_s) handshakes/s = **$ratio×** one certificate's (pairs $(val "$out" hs_ratio_min)–$(val "$out" hs_ratio_max)); $(val "$out" multi_cpu_us_per_hs) µs CPU/handshake (capacity **$capacity×**); clients $(val "$out" client_busy_pct)% busy; $errors failed" \
+		"one default certificate: $(val "$out" single_hs_per_s) handshakes/s, $(val "$out" single_cpu_us_per_hs) µs CPU/handshake" \
+		"$(met_or "$reasons")"
+	row 7b "memory per certificate" "reported" \
+		"**$(val "$out" rss_per_cert_kb) kB** per certificate: VmRSS $(val "$out" multi_rss_mb) MB with $(val "$out" certificates) certificates (loaded in $(val "$out" multi_load_ms) ms)" \
+		"$(val "$out" single_rss_mb) MB with one (loaded in $(val "$out" single_load_ms) ms)" "—"
+	if ((TLS_ROTATIONS > 0)); then
+		p99=$(val "$out" rotation_p99_ms)
+		reasons=""
+		holds "$p99 < 30" || reasons+="; p99 $(over "$p99" 30)"
+		(($(val "$out" rotation_errors) == 0)) || reasons+="; $(val "$out" rotation_errors) failed handshakes"
+		row 7c "certificate rotation: one host's Secret rewritten → a handshake with its name presents the new certificate" \
+			"< 30 ms" \
+			"p50 $(val "$out" rotation_p50_ms) ms, **p99 $p99 ms**, max $(val "$out" rotation_max_ms) ms ($TLS_ROTATIONS rotations); Sluice's apply p50 $(val "$out" rotation_took_p50_ms) ms; tables made: $(val "$out" rotation_updates)" \
+			"30 ms" "$(met_or "$reasons")"
+	fi
+fi
+
+# --- the table -------------------------------------------------------------------------------------
 
 if ((BUSY_SEEN)); then QUIET="no: builds ran during the measurements; wall-clock figures are inflated, CPU figures less so"; else QUIET=yes; fi
+CLUSTER_TEXT=""
+[[ -f $OUT_DIR/gen-manifests.txt ]] &&
+	CLUSTER_TEXT=" on $(grep '^wrote' "$OUT_DIR/gen-manifests.txt" | head -1 | sed 's/^wrote //; s/, to .*//')"
 {
 	echo
-	echo "## Issue 5 targets: $(date -u +%Y-%m-%d), commit $(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet HEAD -- . || echo '+changes'), $(nproc) CPUs"
+	echo "## Issue 15 targets: $(date -u +%Y-%m-%d), commit $(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet HEAD -- . || echo '+changes'), $(nproc) CPUs"
 	echo
 	echo "| # | target | goal | measured | baseline | met? |"
 	echo "|---|---|---|---|---|---|"
 	printf '%s\n' "${ROWS[@]}"
 	echo
-	echo "- Load generators on CPU $LOADGEN_CPU, Sluice/nginx/backends on CPU $SERVER_CPU; target 1: $T1_PAIRS alternating pair(s) of ${T1_DURATION}s runs per mode (medians; ±10% between identical proxies is noise)."
-	echo "- Targets 2-4 run \`sluice serve --manifests --workers 1\` (debounce ${DEBOUNCE_MS:-10 (default)} ms) on $(head -1 "$OUT_DIR/gen-manifests.txt" | sed 's/^wrote //; s/, to .*//')."
+	echo "- Load generators on CPU $LOADGEN_CPU, Sluice/nginx/backends on CPU $SERVER_CPU. Targets 1-4: bench/proxy-vs-nginx.sh, $PAIRS alternating pair(s) of ${DURATION}s runs per row (medians; ±10% between identical proxies is noise), both proxies writing access logs."
+	echo "- Targets 5-7 run \`sluice serve --manifests --workers 1\` (debounce ${DEBOUNCE_MS:-10 (default)} ms)$CLUSTER_TEXT; target 7 on the same cluster with a certificate per host, against a second Sluice with one default certificate."
 	echo "- Machine quiet during the measurements: $QUIET."
 	echo "- Full outputs: $OUT_DIR. Total time: $(elapsed)."
 } | tee "$OUT_DIR/table.md"

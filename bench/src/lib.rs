@@ -36,10 +36,12 @@
 //! [`manifests`] writes a snapshot as a directory of JSON manifests that `sluice serve
 //! --manifests` and `sluice check` load (the `gen-manifests` binary), and [`with_local_backend`]
 //! points one Ingress's Services at a real backend, for the end-to-end probes (the
-//! `propagation` binary).
+//! `propagation` binary). [`tls`] gives every Ingress a certificate of its own, or the cluster
+//! one default certificate, for the TLS probes.
 
 pub mod lookup_mix;
 pub mod manifests;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddrV4;
