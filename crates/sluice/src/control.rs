@@ -2,7 +2,7 @@
 //! table, and say what changed. Runs once at start-up (before the proxy listens, so it never
 //! serves an empty table), then after every debounced change.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -31,6 +31,9 @@ pub struct ControlMetrics {
     /// Access log lines dropped because the log writer fell behind (set at scrape time).
     pub access_log_dropped: IntGauge,
     ssl_expire: GaugeVec,
+    /// The label sets `ssl_expire` holds, with their values: a TLS change touches only the
+    /// series that differ (with 10,000 hosts, making every series anew took 20-30 ms).
+    ssl_series: std::sync::Mutex<HashMap<[String; 3], f64>>,
 }
 
 impl ControlMetrics {
@@ -116,25 +119,35 @@ impl ControlMetrics {
             source_errors,
             access_log_dropped,
             ssl_expire,
+            ssl_series: Default::default(),
         }
     }
 
     /// The expiry of every certificate presented, per host (not of those whose key failed to
     /// load: their hosts get the default certificate).
     fn certificates(&self, table: &RoutingTable, served: &TlsState) {
-        self.ssl_expire.reset();
-        for (host, &idx) in table.tls.cert_by_name.iter().filter(|(_, i)| served.is_served(**i)) {
-            let cert = &table.tls.certs[idx as usize];
-            self.ssl_expire
-                .with_label_values(&[&cert.secret.namespace, &host, &cert.secret.name])
-                .set(cert.not_after as f64);
+        let tls = &table.tls;
+        let by_name = tls.cert_by_name.iter().filter(|(_, i)| served.is_served(**i));
+        let by_name = by_name.map(|(host, &idx)| (host.to_string(), idx));
+        let default = tls.default_cert.filter(|&i| served.is_served(i)).map(|i| ("_".into(), i));
+        let mut now: HashMap<[String; 3], f64> = HashMap::with_capacity(tls.certs.len() + 1);
+        for (host, idx) in by_name.chain(default) {
+            let cert = &tls.certs[idx as usize];
+            let labels = [cert.secret.namespace.clone(), host, cert.secret.name.clone()];
+            now.insert(labels, cert.not_after as f64);
         }
-        if let Some(idx) = table.tls.default_cert.filter(|&i| served.is_served(i)) {
-            let cert = &table.tls.certs[idx as usize];
-            self.ssl_expire
-                .with_label_values(&[&cert.secret.namespace, "_", &cert.secret.name])
-                .set(cert.not_after as f64);
+        let mut shown = self.ssl_series.lock().unwrap_or_else(|e| e.into_inner());
+        for labels in shown.keys().filter(|l| !now.contains_key(*l)) {
+            let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+            let _ = self.ssl_expire.remove_label_values(&labels);
         }
+        for (labels, &value) in &now {
+            if shown.get(labels) != Some(&value) {
+                let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+                self.ssl_expire.with_label_values(&labels).set(value);
+            }
+        }
+        *shown = now;
     }
 }
 

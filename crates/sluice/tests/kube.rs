@@ -376,6 +376,70 @@ async fn ingress_changes_update_the_table_in_force() {
     assert!(applies.iter().all(|l| l.contains("update=\"ingresses\"")), "{applies:#?}");
 }
 
+/// An application deployed through the API (its Services, EndpointSlices and Ingress, as
+/// `kubectl apply -f app.yaml` writes them, in whatever order the watches deliver them) and
+/// removed again: every step is an update of the table in force, never a full translation.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_application_deployed_and_removed_is_never_a_full_translation() {
+    let t = Test::new("app").await;
+    let (a, b) = (backend("a").await, backend("b").await);
+    t.service("one", &[a]).await;
+    t.ingress("one", "one.example.com", "one", Some(&t.class()), json!({})).await;
+    let s = t.sluice(&[]);
+    assert_eq!(answer(&s, "one.example.com").await, "a");
+    s.wait_stderr(|l| l.contains("initial sync complete"));
+
+    // The application: two Services, their slices, an Ingress routing `/` and `/api`.
+    t.service("app-web", &[a]).await;
+    t.service("app-api", &[b]).await;
+    let path = |path: &str, service: &str| {
+        json!({"path": path, "pathType": "Prefix",
+               "backend": {"service": {"name": service, "port": {"number": 80}}}})
+    };
+    t.apply(json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "app", "namespace": t.ns},
+        "spec": {"ingressClassName": t.class(), "rules": [{"host": "app.example.com",
+            "http": {"paths": [path("/", "app-web"), path("/api", "app-api")]}}]},
+    }))
+    .await;
+    let api_answer = || async {
+        let r = get(&s.url("/api"), Some("app.example.com")).await;
+        if r.status == 200 { r.backend() } else { r.status.as_u16().to_string() }
+    };
+    eventually("app.example.com/api reaches b", || async { api_answer().await == "b" }).await;
+    assert_eq!(answer(&s, "app.example.com").await, "a");
+
+    // Removed: its Services and slices (the routes answer 503), then the Ingress (404).
+    let services = t.api::<k8s_openapi::api::core::v1::Service>();
+    let slices = t.api::<k8s_openapi::api::discovery::v1::EndpointSlice>();
+    for name in ["app-web", "app-api"] {
+        services.delete(name, &DeleteParams::default()).await.unwrap();
+        slices.delete(&format!("{name}-0"), &DeleteParams::default()).await.unwrap();
+    }
+    eventually("both routes answer 503", || async {
+        answer(&s, "app.example.com").await == "503" && api_answer().await == "503"
+    })
+    .await;
+    t.api::<Ingress>().delete("app", &DeleteParams::default()).await.unwrap();
+    eventually("app.example.com answers 404", || async {
+        answer(&s, "app.example.com").await == "404"
+    })
+    .await;
+    assert_eq!(answer(&s, "one.example.com").await, "a", "the neighbour is untouched");
+    let applies = || -> Vec<String> {
+        let lines = s.stderr().into_iter();
+        lines
+            .filter(|l| l.contains("applied configuration") && !l.contains("generation=1 "))
+            .collect()
+    };
+    // Requests follow a table as soon as it is published; its log line comes just after.
+    eventually("the removal is logged", || async { applies().len() >= 3 }).await;
+    let applies = applies();
+    assert!(applies.len() >= 3, "a deployment, a 503 and a removal at least: {applies:#?}");
+    assert!(applies.iter().all(|l| !l.contains("update=\"full\"")), "{applies:#?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn scaling_an_endpoint_slice_reaches_every_endpoint_within_a_second() {
     let t = Test::new("scale").await;
@@ -1209,6 +1273,9 @@ async fn tls_secrets_from_the_api_are_served_and_rotate_without_restart() {
     .await;
     stop.store(true, Ordering::Relaxed);
     assert_eq!(load.await.unwrap(), Vec::<u16>::new(), "no request failed during the rotation");
+    // The renewal re-translated the one Ingress that reads the Secret: an update.
+    let renewal = s.stderr().into_iter().filter(|l| l.contains("applied configuration")).last();
+    assert!(renewal.as_deref().is_some_and(|l| l.contains("update=\"ingresses\"")), "{renewal:?}");
 
     // The Secret disappears: the host falls back to the default certificate, still routed.
     t.api::<Secret>().delete("web-tls", &DeleteParams::default()).await.unwrap();

@@ -66,6 +66,10 @@ pub(crate) struct Index<'s> {
     slices: ByName<'s, Option<Slices<'s>>>,
     config_maps: ByName<'s, &'s ConfigMap>,
     secrets: ByName<'s, &'s Secret>,
+    /// Where Secrets are looked up when `secrets` was not built: an index for a few
+    /// Ingresses reads few of them, and hashing every Secret of a cluster with a certificate
+    /// per host (10,000) cost more than the update itself.
+    secret_list: Option<&'s Objects<Secret>>,
     /// The ConfigMaps looked up so far, found or not: only their changes can change the
     /// table (see [`Referrers::config_maps`](sluice_model::Referrers::config_maps)).
     read_config_maps: RefCell<Vec<NamespacedName>>,
@@ -110,6 +114,7 @@ impl<'s> Index<'s> {
             slices,
             config_maps: FastMap::default(),
             secrets: FastMap::default(),
+            secret_list: None,
             read_config_maps: RefCell::default(),
         }
     }
@@ -130,6 +135,7 @@ impl<'s> Index<'s> {
             slices,
             config_maps: by_name(&snapshot.config_maps),
             secrets: by_name(&snapshot.secrets),
+            secret_list: None,
             read_config_maps: RefCell::default(),
         }
     }
@@ -161,7 +167,7 @@ impl<'s> Index<'s> {
         namespaces.dedup();
         let mut index = Self::of_services(snapshot, &wanted, &namespaces);
         index.config_maps = by_name(&snapshot.config_maps);
-        index.secrets = by_name(&snapshot.secrets);
+        index.secret_list = Some(&snapshot.secrets);
         index
     }
 
@@ -175,7 +181,15 @@ impl<'s> Index<'s> {
     }
 
     pub(crate) fn secret(&self, ns: &str, name: &str) -> Option<&'s Secret> {
-        self.secrets.get(ns)?.get(name).copied()
+        match self.secret_list {
+            // Only the chunks that may hold the namespace are read.
+            Some(list) => {
+                let found =
+                    list.in_namespaces(&[ns]).find(|s| s.namespace() == ns && s.name() == name);
+                found.map(|s| &**s)
+            }
+            None => self.secrets.get(ns)?.get(name).copied(),
+        }
     }
 
     pub(crate) fn config_map(&self, ns: &str, name: &str) -> Option<&'s ConfigMap> {
