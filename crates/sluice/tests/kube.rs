@@ -1274,7 +1274,7 @@ async fn tls_secrets_from_the_api_are_served_and_rotate_without_restart() {
     stop.store(true, Ordering::Relaxed);
     assert_eq!(load.await.unwrap(), Vec::<u16>::new(), "no request failed during the rotation");
     // The renewal re-translated the one Ingress that reads the Secret: an update.
-    let renewal = s.stderr().into_iter().filter(|l| l.contains("applied configuration")).last();
+    let renewal = s.stderr().into_iter().rfind(|l| l.contains("applied configuration"));
     assert!(renewal.as_deref().is_some_and(|l| l.contains("update=\"ingresses\"")), "{renewal:?}");
 
     // The Secret disappears: the host falls back to the default certificate, still routed.

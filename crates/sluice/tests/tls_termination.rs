@@ -1173,6 +1173,18 @@ async fn ssl_expire_time_metric_reports_not_after_and_follows_rotation() {
     })
     .await;
     assert_eq!(metric(&s, EXPIRE, &labels("b.example.com", "b-tls")).await, Some(b_end as f64));
+
+    // b's Secret goes: b gets the generated certificate, and its series goes with it.
+    m.remove("secret-b-tls.yaml");
+    eventually("b's series is removed", || async {
+        metric(&s, EXPIRE, &labels("b.example.com", "b-tls")).await.is_none()
+    })
+    .await;
+    assert_eq!(
+        metric(&s, EXPIRE, &labels("a.example.com", "a-tls")).await,
+        Some(renewed_end as f64),
+        "a's series stays"
+    );
 }
 
 /// `/debug/certs` (what `kubectl sluice certs` shows): the certificate each name is presented,

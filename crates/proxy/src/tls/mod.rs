@@ -11,7 +11,6 @@ pub(crate) mod client_auth;
 pub(crate) mod hello;
 pub(crate) mod upstream;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -23,7 +22,7 @@ use rustls_pki_types::{
     CertificateDer, PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, PrivateSec1KeyDer,
 };
 use sluice_model::{
-    Diagnostic, HandshakePolicy, HostMap, KeyFormat, Kind, ObjectRef, PrivateKey, Reason,
+    Diagnostic, FastMap, HandshakePolicy, HostMap, KeyFormat, Kind, ObjectRef, PrivateKey, Reason,
     RoutingTable, TlsVersions,
 };
 
@@ -69,7 +68,7 @@ pub struct CertStore {
     /// The certificate of last resort: generated at start-up, self-signed.
     generated: Arc<CertifiedKey>,
     /// Loaded keys (or why they could not be), by certificate fingerprint.
-    loaded: HashMap<u64, Result<Arc<CertifiedKey>, String>>,
+    loaded: FastMap<u64, Result<Arc<CertifiedKey>, String>>,
 }
 
 impl fmt::Debug for CertStore {
@@ -93,7 +92,7 @@ impl CertStore {
         let der = PrivatePkcs8KeyDer::from(key.serialize_der()).into();
         let generated = CertifiedKey::from_der(vec![cert.der().clone()], der, &provider)
             .map_err(|e| e.to_string())?;
-        Ok(Self { provider, generated: Arc::new(generated), loaded: HashMap::new() })
+        Ok(Self { provider, generated: Arc::new(generated), loaded: FastMap::default() })
     }
 
     /// Builds the TLS state of `table`, loading new certificates. Certificates whose key
@@ -102,7 +101,7 @@ impl CertStore {
         let mut diagnostics = Vec::new();
         let tls = &table.tls;
         let mut keys: Vec<Option<Arc<CertifiedKey>>> = Vec::with_capacity(tls.certs.len());
-        let mut keep = HashMap::with_capacity(tls.certs.len());
+        let mut keep = FastMap::with_capacity_and_hasher(tls.certs.len(), Default::default());
         for cert in &tls.certs {
             let loaded = self.loaded.remove(&cert.fingerprint).unwrap_or_else(|| {
                 let chain: Vec<CertificateDer<'static>> =
