@@ -31,6 +31,30 @@ pub(crate) fn named_services(ingress: &Ingress) -> impl Iterator<Item = (&str, &
     backends.filter_map(move |b| Some((ns, b.service.as_ref()?.name.as_str())))
 }
 
+/// The Services translating `ingress` looks up: those [`named_services`] gives and the
+/// `default-backend` annotation's (`key`, with the annotations prefix), of its namespace.
+pub(crate) fn referenced_services<'a>(
+    ingress: &'a Ingress,
+    key: &str,
+) -> impl Iterator<Item = (&'a str, &'a str)> {
+    let ns = ns_name(&ingress.metadata).0;
+    let annotation = ingress.metadata.annotations.as_ref().and_then(|a| a.get(key));
+    named_services(ingress).chain(annotation.map(|name| (ns, name.trim())))
+}
+
+/// The annotation naming an Ingress's own default backend Service, with `prefix`.
+pub(crate) fn default_backend_key(prefix: &str) -> String {
+    format!("{prefix}/default-backend")
+}
+
+/// The namespaces of `services`, sorted, without repeats.
+pub(crate) fn namespaces_of<'a>(services: &FastSet<(&'a str, &str)>) -> Vec<&'a str> {
+    let mut namespaces: Vec<&str> = services.iter().map(|&(ns, _)| ns).collect();
+    namespaces.sort_unstable();
+    namespaces.dedup();
+    namespaces
+}
+
 /// namespace -> name -> value; nested so that lookups borrow their keys.
 type ByName<'s, V> = FastMap<&'s str, FastMap<&'s str, V>>;
 
@@ -148,23 +172,15 @@ impl<'s> Index<'s> {
         ingresses: &[&'s Ingress],
         settings: &Settings,
     ) -> Self {
+        // The `default-backend` annotation's Service too (an Ingress update never sees one:
+        // such Ingresses are translated in full; a review does).
+        let key = default_backend_key(&settings.annotations_prefix);
         let mut wanted: FastSet<(&str, &str)> =
-            ingresses.iter().flat_map(|i| named_services(i)).collect();
-        // The `default-backend` annotation's Service, of the Ingress's namespace (an Ingress
-        // update never sees one: such Ingresses are translated in full; a review does).
-        let key = format!("{}/default-backend", settings.annotations_prefix);
-        for i in ingresses {
-            let annotation = i.metadata.annotations.as_ref().and_then(|a| a.get(&key));
-            if let Some(name) = annotation {
-                wanted.insert((ns_name(&i.metadata).0, name.trim()));
-            }
-        }
+            ingresses.iter().flat_map(|i| referenced_services(i, &key)).collect();
         if let Some(d) = &settings.default_backend_service {
             wanted.insert((&d.namespace, &d.name));
         }
-        let mut namespaces: Vec<&str> = wanted.iter().map(|&(ns, _)| ns).collect();
-        namespaces.sort_unstable();
-        namespaces.dedup();
+        let namespaces = namespaces_of(&wanted);
         let mut index = Self::of_services(snapshot, &wanted, &namespaces);
         index.config_maps = by_name(&snapshot.config_maps);
         index.secret_list = Some(&snapshot.secrets);

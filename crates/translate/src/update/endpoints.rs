@@ -8,13 +8,14 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use sluice_model::{
-    BackendId, Diagnostic, Kind, LeanService, LeanServicePort, Origin, RoutingTable, Snapshot,
+    Backend, BackendId, Diagnostic, Endpoint, Kind, LeanService, LeanServicePort, Origin,
+    RoutingTable, Snapshot,
 };
 
-use super::{changed, only_changed};
+use super::{backends_of, only_changed, services_of_changed_slices};
 use crate::backends::ready_endpoints;
 use crate::build::no_ready_endpoints;
-use crate::index::{self, FastSet, Index, service_hash};
+use crate::index::{Index, namespaces_of};
 
 /// The table for `after`, built from `previous` (the table of `before`, as published: it may
 /// carry more diagnostics than translation's own, which are kept) by rebuilding only the
@@ -33,49 +34,31 @@ pub fn update_endpoints(
     if !only_changed(&[Kind::EndpointSlice], previous, before, after) {
         return None;
     }
-    let mut touched: FastSet<(&str, &str)> = FastSet::default();
-    let (gone, new) = changed(&before.endpoint_slices, &after.endpoint_slices);
-    for slice in gone.into_iter().chain(new) {
-        if let Some(service) = index::service_of(slice) {
-            touched.insert(service);
-        }
-    }
+    let touched = services_of_changed_slices(before, after);
     let mut table = previous.clone();
     table.origin = Origin::Endpoints;
     if touched.is_empty() {
         return Some(table);
     }
-    let mut namespaces: Vec<&str> = touched.iter().map(|&(ns, _)| ns).collect();
-    namespaces.sort_unstable();
-    namespaces.dedup();
-    let index = Index::of_services(after, &touched, &namespaces);
-    let by_service = &previous.referrers.by_service;
+    let index = Index::of_services(after, &touched, &namespaces_of(&touched));
     let mut ids: Vec<BackendId> = Vec::new();
     for &(ns, name) in &touched {
-        let hash = service_hash(ns, name);
-        let start = by_service.partition_point(|&(h, _)| h < hash);
-        let same = by_service[start..].iter().take_while(|&&(h, _)| h == hash);
-        ids.extend(same.map(|&(_, id)| id).filter(|&id| {
-            let svc = &previous.backends[id as usize].service;
-            svc.namespace == ns && svc.name == name
-        }));
+        ids.extend(backends_of(&previous.referrers.by_service, &previous.backends, ns, name));
     }
     let mut warnings_gone = Vec::new();
     let mut warnings_new = Vec::new();
     for id in ids {
-        if previous.backends[id as usize].service_upstream {
+        let backend = &previous.backends[id as usize];
+        if backend.service_upstream {
             // Its endpoint is the Service's cluster IP, not its EndpointSlices'.
             continue;
         }
-        let backend = table.backends.make_mut(id as usize);
-        let svc = &backend.service;
         // Services did not change: every backend's port still resolves.
-        let service = index.service(&svc.namespace, &svc.name)?;
-        let port = port_by_label(service, &backend.port)?;
-        let endpoints = ready_endpoints(&index, &svc.namespace, &svc.name, port);
+        let endpoints = endpoints_now(&index, backend)?;
         if endpoints == backend.endpoints {
             continue;
         }
+        let svc = &backend.service;
         let was_empty = backend.endpoints.is_empty();
         if was_empty != endpoints.is_empty() {
             let warnings = if was_empty { &mut warnings_gone } else { &mut warnings_new };
@@ -89,7 +72,7 @@ pub fn update_endpoints(
                 ));
             }
         }
-        *backend = Arc::new(backend.with_endpoints(endpoints));
+        *table.backends.make_mut(id as usize) = Arc::new(backend.with_endpoints(endpoints));
     }
     if !warnings_gone.is_empty() || !warnings_new.is_empty() {
         let gone: HashSet<Diagnostic> = warnings_gone.into_iter().collect();
@@ -102,11 +85,17 @@ pub fn update_endpoints(
     Some(table)
 }
 
+/// `backend`'s ready endpoints in `index` (which holds its Service): `None` when its Service or
+/// port is not there.
+pub(super) fn endpoints_now(index: &Index<'_>, backend: &Backend) -> Option<Vec<Endpoint>> {
+    let svc = &backend.service;
+    let service = index.service(&svc.namespace, &svc.name)?;
+    let port = port_by_label(service, &backend.port)?;
+    Some(ready_endpoints(index, &svc.namespace, &svc.name, port))
+}
+
 /// The port a backend's label names: a number (as translation writes numbers), else a name.
-pub(super) fn port_by_label<'s>(
-    service: &'s LeanService,
-    label: &str,
-) -> Option<&'s LeanServicePort> {
+fn port_by_label<'s>(service: &'s LeanService, label: &str) -> Option<&'s LeanServicePort> {
     let ports = &service.ports;
     match label.parse::<i32>().ok().filter(|n| n.to_string() == label) {
         Some(number) => ports.iter().find(|p| p.port == number),

@@ -43,12 +43,13 @@ use sluice_model::{
     NamespacedName, Origin, Referrers, RouteId, RoutingTable, Settings, Snapshot, Tls,
 };
 
-use super::endpoints::port_by_label;
-use super::{changed, only_changed};
-use crate::backends::ready_endpoints;
+use super::endpoints::endpoints_now;
+use super::{backends_of, changed, only_changed, services_of_changed_slices};
 use crate::build::{build, group_references, validate_host};
 use crate::class;
-use crate::index::{FastSet, Index, named_services, service_hash, service_of};
+use crate::index::{
+    FastSet, Index, default_backend_key, namespaces_of, referenced_services, service_hash,
+};
 
 /// More changed Ingresses than this are translated in full: a bulk change (a namespace
 /// applied at once) costs a full translation anyway.
@@ -482,11 +483,9 @@ impl Backends {
 
 /// The Services whose object or EndpointSlices differ between the snapshots.
 fn touched_services<'a>(before: &'a Snapshot, after: &'a Snapshot) -> FastSet<(&'a str, &'a str)> {
-    let mut touched = FastSet::default();
+    let mut touched = services_of_changed_slices(before, after);
     let (gone, new) = changed(&before.services, &after.services);
     touched.extend(gone.into_iter().chain(new).map(|s| (s.namespace(), s.name())));
-    let (gone, new) = changed(&before.endpoint_slices, &after.endpoint_slices);
-    touched.extend(gone.into_iter().chain(new).filter_map(service_of));
     touched
 }
 
@@ -500,16 +499,9 @@ fn naming<'a>(
     if services.is_empty() {
         return Vec::new();
     }
-    let mut namespaces: Vec<&str> = services.iter().map(|&(ns, _)| ns).collect();
-    namespaces.sort_unstable();
-    namespaces.dedup();
-    let key = format!("{}/default-backend", settings.annotations_prefix);
-    let names = |i: &Ingress| {
-        let ns = i.metadata.namespace.as_deref().unwrap_or_default();
-        let annotation = i.metadata.annotations.as_ref().and_then(|a| a.get(&key));
-        named_services(i).any(|s| services.contains(&s))
-            || annotation.is_some_and(|name| services.contains(&(ns, name.trim())))
-    };
+    let namespaces = namespaces_of(services);
+    let key = default_backend_key(&settings.annotations_prefix);
+    let names = |i: &Ingress| referenced_services(i, &key).any(|s| services.contains(&s));
     let candidates = snapshot.ingresses.in_namespaces(&namespaces);
     candidates.filter(|i| namespaces.contains(&i.namespace()) && names(i)).collect()
 }
@@ -532,8 +524,8 @@ fn naming_secrets<'a>(
         return Vec::new();
     }
     let names = |i: &Ingress| {
-        let ns = i.metadata.namespace.as_deref().unwrap_or_default();
         let tls = i.spec.iter().flat_map(|s| s.tls.iter().flatten());
+        let ns = i.namespace();
         tls.filter_map(|t| t.secret_name.as_deref()).any(|name| secrets.contains(&(ns, name)))
             || i.metadata
                 .annotations
@@ -558,33 +550,21 @@ fn refresh_unnamed(
 ) -> Option<()> {
     let mut stale: Vec<BackendId> = Vec::new();
     for &(ns, name) in touched {
-        let hash = service_hash(ns, name);
-        let start = by_service.partition_point(|&(h, _)| h < hash);
-        let same = by_service[start..].iter().take_while(|&&(h, _)| h == hash);
-        stale.extend(same.map(|&(_, id)| id).filter(|id| {
-            let svc = &list[*id as usize].service;
-            !replaced.contains(id) && svc.namespace == ns && svc.name == name
-        }));
+        let ids = backends_of(by_service, list, ns, name).filter(|id| !replaced.contains(id));
+        stale.extend(ids);
     }
     if stale.is_empty() {
         return Some(());
     }
-    let mut namespaces: Vec<&str> = touched.iter().map(|&(ns, _)| ns).collect();
-    namespaces.sort_unstable();
-    namespaces.dedup();
-    let index = Index::of_services(after, touched, &namespaces);
+    let index = Index::of_services(after, touched, &namespaces_of(touched));
     for id in stale {
-        let backend = list.make_mut(id as usize);
+        let backend = &list[id as usize];
         if backend.service_upstream {
             return None;
         }
-        let svc = &backend.service;
-        let endpoints = index
-            .service(&svc.namespace, &svc.name)
-            .and_then(|service| port_by_label(service, &backend.port))
-            .map(|port| ready_endpoints(&index, &svc.namespace, &svc.name, port))
-            .unwrap_or_default();
+        let endpoints = endpoints_now(&index, backend).unwrap_or_default();
         if endpoints != backend.endpoints {
+            let backend = list.make_mut(id as usize);
             *backend = Arc::new(backend.with_endpoints(endpoints));
         }
     }

@@ -14,9 +14,11 @@ mod ingresses;
 
 use std::sync::Arc;
 
-use sluice_model::{Chunk, Kind, Named, Objects, RoutingTable, Snapshot};
+use sluice_model::{
+    Backend, BackendId, Chunk, ChunkVec, Kind, Named, Objects, RoutingTable, Snapshot,
+};
 
-use crate::index::{FastMap, FastSet};
+use crate::index::{FastMap, FastSet, service_hash, service_of};
 
 pub use endpoints::update_endpoints;
 pub use ingresses::update_ingresses;
@@ -41,6 +43,32 @@ fn only_changed(
     after: &Snapshot,
 ) -> bool {
     previous.referrers.incremental && same_except(changing, previous, before, after)
+}
+
+/// The Services whose EndpointSlices differ between the snapshots.
+fn services_of_changed_slices<'a>(
+    before: &'a Snapshot,
+    after: &'a Snapshot,
+) -> FastSet<(&'a str, &'a str)> {
+    let (gone, new) = changed(&before.endpoint_slices, &after.endpoint_slices);
+    gone.into_iter().chain(new).filter_map(service_of).collect()
+}
+
+/// The backends in `backends` of Service `ns/name`, found through `by_service` (a table's
+/// [`Referrers::by_service`](sluice_model::Referrers::by_service)).
+fn backends_of<'a>(
+    by_service: &'a [(u64, BackendId)],
+    backends: &'a ChunkVec<Arc<Backend>>,
+    ns: &'a str,
+    name: &'a str,
+) -> impl Iterator<Item = BackendId> + 'a {
+    let hash = service_hash(ns, name);
+    let start = by_service.partition_point(|&(h, _)| h < hash);
+    let same = by_service[start..].iter().take_while(move |&&(h, _)| h == hash);
+    same.map(|&(_, id)| id).filter(move |&id| {
+        let svc = &backends[id as usize].service;
+        svc.namespace == ns && svc.name == name
+    })
 }
 
 /// Whether the objects of every kind but those of `changing` are the same in both snapshots,
