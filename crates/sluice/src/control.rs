@@ -146,7 +146,7 @@ impl ControlMetrics {
             }
             keep
         });
-        let hosts = tls.cert_by_name.iter().map(|(host, &i)| (host.to_string(), i));
+        let hosts = tls.cert_by_name.iter().map(|(host, &i)| (host, i));
         let default = tls.default_cert.map(|i| ("_".to_string(), i));
         for (host, idx) in hosts.chain(default) {
             if !served.is_served(idx) || shown.contains_key(&host) {
