@@ -98,15 +98,7 @@ async fn serve(
     let mut buf: Vec<u8> = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {
-        let end = loop {
-            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break p + 4;
-            }
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        };
+        let Some(end) = read_head_into(&mut stream, &mut buf).await else { return };
         let head = String::from_utf8_lossy(&buf[..end - 4]).into_owned();
         let mut lines = head.split("\r\n");
         let path = lines.next().unwrap_or_default().split(' ').nth(1).unwrap_or_default();

@@ -298,6 +298,12 @@ where
     }
 }
 
+/// The "applied configuration" log lines of `s` after its first table.
+fn applies(s: &Sluice) -> Vec<String> {
+    let lines = s.stderr().into_iter();
+    lines.filter(|l| l.contains("applied configuration") && !l.contains("generation=1 ")).collect()
+}
+
 /// The echo backend answering `host` through the proxy, or the status.
 async fn answer(s: &Sluice, host: &str) -> String {
     let r = get(&s.url("/"), Some(host)).await;
@@ -365,14 +371,8 @@ async fn ingress_changes_update_the_table_in_force() {
     assert_eq!(answer(&s, "web.example.com").await, "404", "the old host is gone");
     assert_eq!(answer(&s, "api.example.com").await, "b", "the neighbour is untouched");
     // Requests follow a table as soon as it is published; its log line comes just after.
-    let applies = || -> Vec<String> {
-        let lines = s.stderr().into_iter();
-        lines
-            .filter(|l| l.contains("applied configuration") && !l.contains("generation=1 "))
-            .collect()
-    };
-    eventually("both changes are logged", || async { applies().len() >= 2 }).await;
-    let applies = applies();
+    eventually("both changes are logged", || async { applies(&s).len() >= 2 }).await;
+    let applies = applies(&s);
     assert!(applies.iter().all(|l| l.contains("update=\"ingresses\"")), "{applies:#?}");
 }
 
@@ -427,15 +427,9 @@ async fn an_application_deployed_and_removed_is_never_a_full_translation() {
     })
     .await;
     assert_eq!(answer(&s, "one.example.com").await, "a", "the neighbour is untouched");
-    let applies = || -> Vec<String> {
-        let lines = s.stderr().into_iter();
-        lines
-            .filter(|l| l.contains("applied configuration") && !l.contains("generation=1 "))
-            .collect()
-    };
     // Requests follow a table as soon as it is published; its log line comes just after.
-    eventually("the removal is logged", || async { applies().len() >= 3 }).await;
-    let applies = applies();
+    eventually("the removal is logged", || async { applies(&s).len() >= 3 }).await;
+    let applies = applies(&s);
     assert!(applies.len() >= 3, "a deployment, a 503 and a removal at least: {applies:#?}");
     assert!(applies.iter().all(|l| !l.contains("update=\"full\"")), "{applies:#?}");
 }

@@ -589,16 +589,29 @@ where
 /// Reads from `stream` up to the end of a message head (`\r\n\r\n`); `None` if the peer
 /// closes or fails first. Bytes after the head that arrived with it are included.
 pub async fn read_head(stream: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
-    use tokio::io::AsyncReadExt;
     let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+    read_head_into(stream, &mut buf).await?;
+    Some(buf)
+}
+
+/// Reads from `stream` into `buf` until `buf` holds a whole message head; returns its length
+/// (through the `\r\n\r\n`), or `None` if the peer closes or fails first. What arrived after
+/// the head stays in `buf`: a keep-alive backend calls this again for the next request.
+pub async fn read_head_into(
+    stream: &mut tokio::net::TcpStream,
+    buf: &mut Vec<u8>,
+) -> Option<usize> {
+    use tokio::io::AsyncReadExt;
+    let mut chunk = [0u8; 8192];
+    loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            return Some(p + 4);
+        }
         match stream.read(&mut chunk).await {
             Ok(0) | Err(_) => return None,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
-    Some(buf)
 }
 
 /// Writes `bytes` on a fresh connection to `addr` (concurrently with reading, and ignoring
