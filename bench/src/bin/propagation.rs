@@ -949,6 +949,31 @@ struct WrkResult {
     p99: String,
 }
 
+impl WrkResult {
+    /// Prints the figures as `wrk_*` result lines.
+    fn print(&self) {
+        println!("wrk_requests={}", self.requests);
+        println!("wrk_rps={:.0}", self.rps);
+        println!("wrk_p99={}", self.p99);
+        println!("wrk_non2xx={}", self.non_2xx);
+        println!("wrk_socket_errors={}", self.socket_errors);
+    }
+}
+
+/// Checks that the loaded route ([`host`]`(0)`) answers 200 through Sluice (the directory was
+/// written with the backend's address), and returns that host.
+async fn check_loaded(o: &Opts) -> Result<String> {
+    let loaded = host(0);
+    let status = get_status(o.http(), &loaded, "/").await?;
+    if status != 200 {
+        return Err(format!(
+            "{loaded} answers {status}, not 200: was the directory written with gen-manifests --endpoint-addr {}?",
+            o.backend
+        ));
+    }
+    Ok(loaded)
+}
+
 impl Wrk {
     /// Starts wrk with `connections` kept-alive connections for up to `secs` seconds (it runs on
     /// this probe's CPU: pin the probe to the load generator's).
@@ -1068,46 +1093,18 @@ async fn propagate(o: &Opts) -> Result<()> {
     let changes = Changes::load(&o.manifests)?;
     let _backend = start_backend(o).await?;
     let (mut sluice, _) = Sluice::start(o, &o.launch()).await?;
-    let loaded = host(0);
-    let status = get_status(o.http(), &loaded, "/").await?;
-    if status != 200 {
-        return Err(format!(
-            "{loaded} answers {status}, not 200: was the directory written with gen-manifests --endpoint-addr {}?",
-            o.backend
-        ));
-    }
+    let loaded = check_loaded(o).await?;
     // Long enough for every change; stopped when done.
     let wrk = Wrk::start(o, &loaded, 3600)?;
     let mut poller = Conn::open(o.http()).await?;
+    let mut polls = Polls::default();
     let (mut latencies, mut took) = (vec![], vec![]);
-    let (mut poll_requests, mut poll_errors) = (0u64, 0u64);
     for i in 0..o.changes {
         let host = probe_host(i);
         changes.new_host(&host)?;
         let written = Instant::now();
-        loop {
-            if written.elapsed() > o.timeout {
-                return Err(sluice.failed(&format!(
-                    "{host} not served {} s after it was written",
-                    o.timeout.as_secs()
-                )));
-            }
-            poll_requests += 1;
-            match poller.get(&host, "/").await {
-                Ok(200) => break,
-                Ok(404) => {}
-                Ok(other) => {
-                    poll_errors += 1;
-                    say!("{host}: unexpected {other}");
-                }
-                Err(e) => {
-                    poll_errors += 1;
-                    say!("{host}: {e}; reconnecting");
-                    poller = Conn::open(o.http()).await?;
-                }
-            }
-        }
-        latencies.push(ms(written.elapsed()));
+        let latency = polls.until(o, &mut poller, &host, 200, 404, written).await;
+        latencies.push(latency.map_err(|e| sluice.failed(&e))?);
         // The apply is logged after it is published: wait for it before the next change.
         took.push(sluice.next_applied(written, o.timeout).await?.took_ms);
         sluice.process.check_alive()?;
@@ -1124,13 +1121,9 @@ async fn propagate(o: &Opts) -> Result<()> {
     println!("changes={}", o.changes);
     report("propagation", &latencies);
     report("apply_took", &took);
-    println!("poll_requests={poll_requests}");
-    println!("poll_errors={poll_errors}");
-    println!("wrk_requests={}", w.requests);
-    println!("wrk_rps={:.0}", w.rps);
-    println!("wrk_p99={}", w.p99);
-    println!("wrk_non2xx={}", w.non_2xx);
-    println!("wrk_socket_errors={}", w.socket_errors);
+    println!("poll_requests={}", polls.requests);
+    println!("poll_errors={}", polls.errors);
+    w.print();
     Ok(())
 }
 
@@ -1140,14 +1133,7 @@ async fn newapp(o: &Opts) -> Result<()> {
     let apps = NewApps::new(&o.manifests, o.backend)?;
     let _backend = start_backend(o).await?;
     let (mut sluice, _) = Sluice::start(o, &o.launch()).await?;
-    let loaded = host(0);
-    let status = get_status(o.http(), &loaded, "/").await?;
-    if status != 200 {
-        return Err(format!(
-            "{loaded} answers {status}, not 200: was the directory written with gen-manifests --endpoint-addr {}?",
-            o.backend
-        ));
-    }
+    let loaded = check_loaded(o).await?;
     // Long enough for every change; stopped when done.
     let wrk = Wrk::start(o, &loaded, 3600)?;
     let mut poller = Conn::open(o.http()).await?;
@@ -1204,11 +1190,7 @@ async fn newapp(o: &Opts) -> Result<()> {
     println!("gone_updates={}", gone_updates.summary());
     println!("poll_requests={}", polls.requests);
     println!("poll_errors={}", polls.errors);
-    println!("wrk_requests={}", w.requests);
-    println!("wrk_rps={:.0}", w.rps);
-    println!("wrk_p99={}", w.p99);
-    println!("wrk_non2xx={}", w.non_2xx);
-    println!("wrk_socket_errors={}", w.socket_errors);
+    w.print();
     Ok(())
 }
 
