@@ -284,7 +284,7 @@ fn worker(
                         let _slot = slot;
                         let Ok(proxied) = proxy_header(&mut stream, remote, shared).await else { return };
                         let conn = Arc::new(ConnInfo::new(remote, http_port, None, drain).proxied(proxied, shared));
-                        fast::serve(stream, conn, shared, handoff, shutdown).await;
+                        fast::serve(fast::ClientStream::Tcp(stream), conn, shared, handoff, shutdown).await;
                     });
                 }
                 accepted = async {
@@ -300,8 +300,13 @@ fn worker(
                     tokio::spawn(async move {
                         let _slot = slot;
                         let Ok(proxied) = proxy_header(&mut stream, remote, shared).await else { return };
-                        if let Some((io, conn)) = tls_handshake(stream, remote, https_port, proxied, drain, shared).await {
-                            serve_hyper(&builder, shutdown, io, conn, shared, 0).await;
+                        let Some((io, conn)) = tls_handshake(stream, remote, https_port, proxied, drain, shared).await else { return };
+                        // HTTP/2 is hyper's; HTTP/1.1 over TLS runs the fast path's loop.
+                        if io.get_ref().1.alpn_protocol() == Some(b"h2") {
+                            serve_hyper(&builder, shutdown, Rewind::new(Vec::new(), io), conn, shared, 0).await;
+                        } else {
+                            let handoff = fast::Handoff { builder };
+                            fast::serve(fast::ClientStream::Tls(Box::new(io)), conn, shared, handoff, shutdown).await;
                         }
                     });
                 }

@@ -11,17 +11,21 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use common::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Reads one whole response (head, and its Content-Length or chunked body) from `stream`,
 /// leaving what follows unread in `rest`.
-async fn read_response(stream: &mut TcpStream, rest: &mut Vec<u8>) -> String {
+async fn read_response(stream: &mut (impl AsyncRead + Unpin), rest: &mut Vec<u8>) -> String {
     read_answer(stream, rest, false).await
 }
 
 /// [`read_response`], for a HEAD request's answer (`head_only`: no body whatever the head says).
-async fn read_answer(stream: &mut TcpStream, rest: &mut Vec<u8>, head_only: bool) -> String {
+async fn read_answer(
+    stream: &mut (impl AsyncRead + Unpin),
+    rest: &mut Vec<u8>,
+    head_only: bool,
+) -> String {
     let deadline = tokio::time::Instant::now() + WAIT;
     let mut chunk = [0u8; 8192];
     loop {
@@ -723,4 +727,60 @@ async fn ambiguous_framing_with_a_body_is_still_refused() {
         }
     }
     assert!(seen.lock().unwrap().is_empty(), "{:?}", seen.lock().unwrap());
+}
+
+// HTTPS connections speaking HTTP/1.1 (ALPN http/1.1, or no ALPN) run the same fast path once
+// the handshake is done: a GET and a small body, pipelined in one write, reach the backend byte
+// for byte and in order; a chunked body hands the connection to the general path with what was
+// read, and requests behind it are still answered. A connection the fast path closes
+// (`Connection: close`) ends with TLS's close_notify: a clean end, not a truncation.
+#[tokio::test(flavor = "multi_thread")]
+async fn https_connections_take_the_fast_path_and_hand_off_as_plain_ones_do() {
+    let (backend, seen) = recording_backend(true).await;
+    let (_m, s) = start_bodies(&[backend], &[]);
+    for alpn in [vec![], vec![b"http/1.1".to_vec()]] {
+        let opts = tls::ClientOpts { alpn: alpn.clone(), ..tls::ClientOpts::sni(PLAIN) };
+        let mut stream = tls::connect(s.https, &opts).await.unwrap();
+        let mut rest = Vec::new();
+        let body = awkward_body(1024);
+        let mut burst = with_body("GET", PLAIN, "/tls/get", b"");
+        burst.extend(with_body("POST", PLAIN, "/tls/post", &body));
+        burst.extend(with_body("GET", PLAIN, "/tls/after", b""));
+        stream.write_all(&burst).await.unwrap();
+        for (method, path, n) in
+            [("GET", "/tls/get", 0), ("POST", "/tls/post", 1024), ("GET", "/tls/after", 0)]
+        {
+            let r = read_response(&mut stream, &mut rest).await;
+            assert_eq!(raw_status(&r), 200, "{alpn:?} {path}: {r}");
+            assert_eq!(header_of(&r, "x-carrier"), Some("fast"), "{alpn:?} {path}: {r}");
+            assert_eq!(body_of(&r), format!("{method} {path} {n}"), "{r}");
+        }
+        let got = seen.lock().unwrap().iter().rev().nth(1).cloned().expect("the POST arrived");
+        assert!(got.body == body, "{alpn:?}: the body arrived altered");
+
+        let chunked = format!(
+            "POST /tls/chunked HTTP/1.1\r\nHost: {PLAIN}\r\nX-Carrier: 1\r\n\
+             Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n\
+             GET /tls/behind HTTP/1.1\r\nHost: {PLAIN}\r\nX-Carrier: 1\r\n\r\n"
+        );
+        stream.write_all(chunked.as_bytes()).await.unwrap();
+        let r = read_response(&mut stream, &mut rest).await;
+        assert_eq!(body_of(&r), "POST /tls/chunked 5", "{alpn:?}: {r}");
+        assert_eq!(header_of(&r, "x-carrier"), Some("general"), "{alpn:?}: {r}");
+        let r = read_response(&mut stream, &mut rest).await;
+        assert_eq!(body_of(&r), "GET /tls/behind 0", "{alpn:?}: {r}");
+        assert!(rest.is_empty(), "nothing more: {}", String::from_utf8_lossy(&rest));
+    }
+
+    let mut stream = tls::connect(s.https, &tls::ClientOpts::sni(PLAIN)).await.unwrap();
+    let mut last = with_body("GET", PLAIN, "/tls/close", b"");
+    last.splice(last.len() - 2..last.len() - 2, *b"Connection: close\r\n");
+    stream.write_all(&last).await.unwrap();
+    let mut rest = Vec::new();
+    let r = read_response(&mut stream, &mut rest).await;
+    assert_eq!(header_of(&r, "x-carrier"), Some("fast"), "{r}");
+    assert_eq!(header_of(&r, "connection"), Some("close"), "{r}");
+    // tokio-rustls reports an end without close_notify as an error (UnexpectedEof).
+    let end = tokio::time::timeout(WAIT, stream.read(&mut [0u8; 64])).await.expect("closed");
+    assert!(matches!(end, Ok(0)), "a clean TLS end: {end:?}");
 }

@@ -9,13 +9,15 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use socket2::SockRef;
-use tokio::io::Interest;
+use tokio::io::{AsyncRead, AsyncWrite, Interest};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
+use tokio_rustls::server::TlsStream;
 
 use sluice_model::UpstreamKeepalive;
 
 use crate::pool;
+use crate::tls::hello::Rewind;
 
 /// Why a read or write gave up.
 #[derive(Debug)]
@@ -198,6 +200,113 @@ pub(super) async fn write_all(
     }
     Ok(())
 }
+
+/// A client connection as the fast path reads and writes it: plain TCP, or TLS over TCP once
+/// the handshake is done (HTTP/1.1 over TLS runs the same loop; only the record layer
+/// differs).
+pub(crate) enum ClientStream {
+    Tcp(TcpStream),
+    /// Boxed: rustls's connection state is large, and plain connections are many.
+    Tls(Box<TlsStream<Rewind<TcpStream>>>),
+}
+
+impl ClientStream {
+    /// Reads what the connection holds into `buf` ([`read_more`] for TCP; for TLS, the
+    /// plaintext of the records that arrived), waiting until `deadline`; `Ok(0)` at the end of
+    /// the stream.
+    pub(super) async fn read_more(
+        &mut self,
+        buf: &mut ReadBuf,
+        timer: &mut Timer,
+        deadline: Instant,
+    ) -> Result<usize, IoFail> {
+        match self {
+            Self::Tcp(stream) => read_more(stream, buf, timer, deadline).await,
+            Self::Tls(stream) => {
+                let spare = buf.spare();
+                let n = poll_fn(|cx| {
+                    let mut read = tokio::io::ReadBuf::new(&mut *spare);
+                    match Pin::new(&mut **stream).poll_read(cx, &mut read) {
+                        Poll::Ready(Ok(())) => Poll::Ready(Ok(read.filled().len())),
+                        Poll::Ready(Err(_)) => Poll::Ready(Err(IoFail::Failed)),
+                        Poll::Pending => {
+                            timer.poll_expired(deadline, cx).map(|()| Err(IoFail::Timeout))
+                        }
+                    }
+                })
+                .await?;
+                buf.len += n;
+                Ok(n)
+            }
+        }
+    }
+
+    /// Writes all of `data` ([`write_all`]'s rule: gives up when the peer takes nothing for
+    /// `timeout`). TLS records are flushed before it returns, as a plain write is sent.
+    pub(super) async fn write_all(
+        &mut self,
+        data: &[u8],
+        timer: &mut Timer,
+        timeout: Duration,
+    ) -> Result<(), IoFail> {
+        match self {
+            Self::Tcp(stream) => write_all(stream, data, timer, timeout).await,
+            Self::Tls(stream) => {
+                let mut data = data;
+                // Re-armed whenever the peer takes something.
+                let mut deadline = None;
+                poll_fn(|cx| {
+                    loop {
+                        let stream = Pin::new(&mut **stream);
+                        let progress = if data.is_empty() {
+                            match stream.poll_flush(cx) {
+                                Poll::Ready(Ok(())) => return Poll::Ready(Ok(())),
+                                Poll::Ready(Err(_)) => return Poll::Ready(Err(IoFail::Failed)),
+                                Poll::Pending => false,
+                            }
+                        } else {
+                            match stream.poll_write(cx, data) {
+                                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                                    return Poll::Ready(Err(IoFail::Failed));
+                                }
+                                Poll::Ready(Ok(n)) => {
+                                    data = &data[n..];
+                                    true
+                                }
+                                Poll::Pending => false,
+                            }
+                        };
+                        if progress {
+                            deadline = None;
+                            continue;
+                        }
+                        let at = *deadline.get_or_insert_with(|| Instant::now() + timeout);
+                        return timer.poll_expired(at, cx).map(|()| Err(IoFail::Timeout));
+                    }
+                })
+                .await
+            }
+        }
+    }
+
+    /// Ends the connection: for TLS, a `close_notify` alert first (as hyper and NGINX send),
+    /// given a moment to leave; a plain connection is simply closed.
+    pub(super) async fn close(self, timer: &mut Timer) {
+        if let Self::Tls(mut stream) = self {
+            let deadline = Instant::now() + CLOSE_NOTIFY_TIME;
+            poll_fn(|cx| {
+                if Pin::new(&mut *stream).poll_shutdown(cx).is_ready() {
+                    return Poll::Ready(());
+                }
+                timer.poll_expired(deadline, cx)
+            })
+            .await;
+        }
+    }
+}
+
+/// How long a closing TLS connection waits for its `close_notify` alert to be taken.
+const CLOSE_NOTIFY_TIME: Duration = Duration::from_secs(1);
 
 /// An HTTP/1.1 connection to an endpoint, with its read buffer.
 pub(crate) struct Upstream {

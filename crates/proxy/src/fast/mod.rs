@@ -1,4 +1,6 @@
-//! The HTTP/1.1 fast path. Connections on the HTTP port are read here first, and the requests
+//! The HTTP/1.1 fast path. Connections on the HTTP port are read here first, and so are those
+//! on the HTTPS port once the handshake is done, unless ALPN chose h2 ([`ClientStream`]: the
+//! loop is the same, rustls only adds the record layer between it and the socket); the requests
 //! that make up most traffic — `GET` and `HEAD`, and requests of any method with a small
 //! `Content-Length` body, to a route translation lets this path carry
 //! ([`sluice_model::Route::fast`]) — are proxied straight between sockets:
@@ -45,11 +47,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use sluice_model::{Backend, Limits, Route, RoutingTable, UpstreamKeepalive};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-pub(crate) use io::Upstream;
+pub(crate) use io::{ClientStream, Upstream};
 use io::{IoFail, ReadBuf, Timer, read_more, write_all};
 use request::{Plan, Planned};
 use response::{Dechunker, Framing, LAST_CHUNK};
@@ -72,7 +73,7 @@ pub(crate) struct Handoff {
 
 /// One client connection's state between requests.
 struct Client {
-    stream: TcpStream,
+    stream: ClientStream,
     /// Bytes read and not yet consumed (a request head, pipelined requests).
     buf: ReadBuf,
     /// The upstream request head being built, then the response head and first body bytes.
@@ -105,13 +106,14 @@ enum Next {
     Handoff,
 }
 
-/// Serves a plain-HTTP connection until it closes, handing it to hyper at the first request
-/// the fast path does not take. `conn` holds the worker's `live` receiver until the connection
+/// Serves an HTTP/1 connection, plain or over TLS (after the handshake, when ALPN chose no
+/// other protocol), until it closes, handing it to hyper at the first request the fast path
+/// does not take. `conn` holds the worker's `live` receiver until the connection
 /// ends (the worker waits for all of them on shutdown); `shutdown` turns true when the proxy
 /// stops accepting. A request still in flight a moment after the grace period is cut when the
 /// worker ends (no wait for that is registered here: connections are many and short).
 pub(crate) async fn serve(
-    stream: TcpStream,
+    stream: ClientStream,
     conn: Arc<ConnInfo>,
     shared: &'static Shared,
     handoff: Handoff,
@@ -133,12 +135,21 @@ pub(crate) async fn serve(
     loop {
         match next(&mut client, &conn, shared, stopping.as_mut()).await {
             Next::KeepAlive if !*shutdown.borrow() => client.trim(),
-            Next::KeepAlive | Next::Close => return,
+            Next::KeepAlive | Next::Close => return client.stream.close(&mut client.timer).await,
             Next::Handoff => {
-                let io = Rewind::new(client.buf.take(), client.stream);
                 // hyper counts on from the requests served here (`keep-alive-requests`).
                 let served = client.requests.saturating_sub(1);
-                server::serve_hyper(&handoff.builder, shutdown, io, conn, shared, served).await;
+                let (builder, read) = (&handoff.builder, client.buf.take());
+                match client.stream {
+                    ClientStream::Tcp(stream) => {
+                        let io = Rewind::new(read, stream);
+                        server::serve_hyper(builder, shutdown, io, conn, shared, served).await;
+                    }
+                    ClientStream::Tls(stream) => {
+                        let io = Rewind::new(read, *stream);
+                        server::serve_hyper(builder, shutdown, io, conn, shared, served).await;
+                    }
+                }
                 return;
             }
         }
@@ -201,11 +212,11 @@ async fn next(
             // Idle between requests: the only point where shutting down closes at once.
             tokio::select! {
                 biased;
-                r = read_more(&client.stream, &mut client.buf, &mut client.timer, deadline) => r,
+                r = client.stream.read_more(&mut client.buf, &mut client.timer, deadline) => r,
                 _ = stopping.as_mut() => return Next::Close,
             }
         } else {
-            read_more(&client.stream, &mut client.buf, &mut client.timer, deadline).await
+            client.stream.read_more(&mut client.buf, &mut client.timer, deadline).await
         };
         match read {
             Ok(0) | Err(_) => return Next::Close,
@@ -269,7 +280,7 @@ enum Unread {
 async fn read_body(client: &mut Client, n: usize, timeout: Duration) -> Result<(), Unread> {
     while client.buf.len() < n {
         let deadline = Instant::now() + timeout;
-        match read_more(&client.stream, &mut client.buf, &mut client.timer, deadline).await {
+        match client.stream.read_more(&mut client.buf, &mut client.timer, deadline).await {
             Ok(got) if got > 0 => {}
             Err(IoFail::Timeout) => return Err(Unread::Timeout),
             Ok(_) | Err(IoFail::Failed) => return Err(Unread::Broken),
@@ -295,7 +306,7 @@ async fn discard(client: &mut Client, body: u64, timeout: Duration, next: Next) 
             return next;
         }
         let deadline = Instant::now() + timeout;
-        match read_more(&client.stream, &mut client.buf, &mut client.timer, deadline).await {
+        match client.stream.read_more(&mut client.buf, &mut client.timer, deadline).await {
             Ok(got) if got > 0 => {}
             _ => return Next::Close,
         }
@@ -500,9 +511,7 @@ async fn proxy(
             }
         };
         if !client.out.is_empty() {
-            if write_all(&client.stream, &client.out, &mut client.timer, send_timeout)
-                .await
-                .is_err()
+            if client.stream.write_all(&client.out, &mut client.timer, send_timeout).await.is_err()
             {
                 // The client is gone: nothing more to tell it.
                 record.complete = false;
@@ -518,7 +527,9 @@ async fn proxy(
         pending = 0;
         match read_more(&up.stream, &mut up.buf, &mut up.timer, read_deadline()).await {
             Ok(0) if head.framing == Framing::UntilClose => {
-                let ok = write_all(&client.stream, LAST_CHUNK, &mut client.timer, send_timeout)
+                let ok = client
+                    .stream
+                    .write_all(LAST_CHUNK, &mut client.timer, send_timeout)
                     .await
                     .is_ok();
                 record.complete = ok;
@@ -724,7 +735,9 @@ async fn respond(
     out.extend_from_slice(&page);
     record.status = status;
     record.bytes_sent = page.len() as u64;
-    let sent = write_all(&client.stream, &client.out, &mut client.timer, Duration::from_secs(60))
+    let sent = client
+        .stream
+        .write_all(&client.out, &mut client.timer, Duration::from_secs(60))
         .await
         .is_ok();
     client.out.clear();
@@ -753,8 +766,7 @@ async fn refuse(client: &mut Client, status: u16, shared: &'static Shared) -> Ne
     response::header(out, b"connection", b"close");
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(&page);
-    let _ =
-        write_all(&client.stream, &client.out, &mut client.timer, Duration::from_secs(10)).await;
+    let _ = client.stream.write_all(&client.out, &mut client.timer, Duration::from_secs(10)).await;
     client.out.clear();
     Next::Close
 }
