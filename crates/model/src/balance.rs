@@ -125,17 +125,37 @@ pub struct EwmaSlot {
     touched: AtomicU64,
 }
 
+/// `touched` of a slot nothing was observed on yet.
+const NEVER: u64 = u64::MAX;
+
 impl EwmaSlot {
-    /// A slot starting at `average` microseconds, touched at `now`.
+    /// A slot starting at `average` microseconds, touched at `now` (a new endpoint's slow
+    /// start: the average holds until time or responses move it).
     pub fn new(average: f64, now: u64) -> Self {
         Self { average: AtomicU64::new(average.to_bits()), touched: AtomicU64::new(now) }
     }
 
+    /// A slot with no history: it scores 0, and its first response time becomes its
+    /// average whole, as ingress-nginx's `ewma.lua` treats an endpoint it has no entry for
+    /// (last touched at time 0).
+    pub fn unobserved() -> Self {
+        Self { average: AtomicU64::new(0f64.to_bits()), touched: AtomicU64::new(NEVER) }
+    }
+
     fn decayed(&self, rtt: f64, now: u64) -> f64 {
         let average = f64::from_bits(self.average.load(Ordering::Relaxed));
-        let elapsed = now.saturating_sub(self.touched.load(Ordering::Relaxed)) as f64;
+        let touched = self.touched.load(Ordering::Relaxed);
+        if touched == NEVER {
+            return rtt;
+        }
+        let elapsed = now.saturating_sub(touched) as f64;
         let weight = (-elapsed / DECAY_MICROS).exp();
         average * weight + rtt * (1.0 - weight)
+    }
+
+    /// Whether a response time was ever folded in (or an average given at its start).
+    pub fn observed(&self) -> bool {
+        self.touched.load(Ordering::Relaxed) != NEVER
     }
 
     /// The score used to choose between endpoints at `now`: the average decayed towards 0
@@ -240,5 +260,16 @@ mod tests {
         assert!((slot.average() - expected).abs() < 1e-6, "{}", slot.average());
         assert!(slot.score(20_000_000) < slot.average(), "a score decays towards 0");
         assert!((slot.score(10_000_000) - slot.average()).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_first_response_time_is_taken_whole() {
+        let slot = EwmaSlot::unobserved();
+        assert_eq!(slot.score(5), 0.0, "no history scores 0");
+        slot.observe(1000.0, 5);
+        assert_eq!(slot.average(), 1000.0);
+        assert!(slot.observed());
+        slot.observe(0.0, 5);
+        assert_eq!(slot.average(), 1000.0, "then it decays with time only");
     }
 }

@@ -515,7 +515,8 @@ impl BalanceState {
                 .iter()
                 .map(|e| old.iter().position(|o| o == e).and_then(|i| slots.get(i)))
                 .collect();
-            let known: Vec<&EwmaSlot> = kept.iter().flatten().copied().collect();
+            let known: Vec<&EwmaSlot> =
+                kept.iter().flatten().copied().filter(|s| s.observed()).collect();
             let now = known.iter().map(|s| s.touched()).max().unwrap_or(0);
             let start = match known.len() {
                 0 => 0.0,
@@ -524,7 +525,9 @@ impl BalanceState {
             let slots: Box<[EwmaSlot]> = kept
                 .iter()
                 .map(|k| match k {
-                    Some(s) => EwmaSlot::new(s.average(), s.touched()),
+                    Some(s) if s.observed() => EwmaSlot::new(s.average(), s.touched()),
+                    Some(_) => EwmaSlot::unobserved(),
+                    None if known.is_empty() => EwmaSlot::unobserved(),
                     None => EwmaSlot::new(start, now),
                 })
                 .collect();

@@ -413,9 +413,10 @@ fn ewma_pick(backend: &Backend, tried: u64) -> Option<usize> {
 }
 
 fn ewma_slots(backend: &Backend) -> &[EwmaSlot] {
-    backend.state.ewma.get_or_init(|| {
-        (0..backend.endpoints.len()).map(|_| EwmaSlot::new(0.0, now_micros())).collect()
-    })
+    backend
+        .state
+        .ewma
+        .get_or_init(|| (0..backend.endpoints.len()).map(|_| EwmaSlot::unobserved()).collect())
 }
 
 /// The order endpoints are tried in.
