@@ -1,3 +1,4 @@
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// The maps probed on every request, with a hasher cheaper than SipHash.
@@ -58,12 +59,23 @@ impl<T> HostMap<T> {
         }
     }
 
-    /// Every entry, with the host as written.
-    pub fn iter(&self) -> impl Iterator<Item = (String, &T)> {
+    /// Every entry, with the host as written (only a wildcard's name is made anew: walks of
+    /// every certificate's names run on each TLS change).
+    pub fn iter(&self) -> impl Iterator<Item = (Cow<'_, str>, &T)> {
         self.exact
             .iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .chain(self.wildcard.iter().map(|(k, v)| (format!("*.{k}"), v)))
+            .map(|(k, v)| (Cow::Borrowed(&**k), v))
+            .chain(self.wildcard.iter().map(|(k, v)| (Cow::Owned(format!("*.{k}")), v)))
+    }
+
+    /// Every value.
+    pub fn values(&self) -> impl Iterator<Item = &T> {
+        self.exact.values().chain(self.wildcard.values())
+    }
+
+    /// Every value, to be changed in place (certificate indices renumbered).
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        self.exact.values_mut().chain(self.wildcard.values_mut())
     }
 
     /// How many exact names and wildcards there are.
@@ -95,7 +107,7 @@ mod tests {
         assert_eq!(m.remove("*.example.com"), Some(2));
         assert_eq!(m.get("b.example.com"), None);
         assert!(m.insert("*.example.com", 2));
-        let mut all: Vec<_> = m.iter().map(|(h, v)| (h, *v)).collect();
+        let mut all: Vec<_> = m.iter().map(|(h, v)| (h.into_owned(), *v)).collect();
         all.sort();
         assert_eq!(all, [("*.example.com".to_string(), 2), ("a.example.com".to_string(), 1)]);
     }

@@ -2,6 +2,7 @@
 //! table, and say what changed. Runs once at start-up (before the proxy listens, so it never
 //! serves an empty table), then after every debounced change.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -147,41 +148,49 @@ impl ControlMetrics {
             keep
         });
         let hosts = tls.cert_by_name.iter().map(|(host, &i)| (host, i));
-        let default = tls.default_cert.map(|i| ("_".to_string(), i));
+        let default = tls.default_cert.map(|i| (Cow::Borrowed("_"), i));
+        // What is left is a subset of the served names: as many means every one has its
+        // series already (a rotation), and nothing is looked up.
+        let served_names = tls.cert_by_name.values().chain(tls.default_cert.as_ref());
+        if served_names.filter(|&&i| served.is_served(i)).count() == shown.len() {
+            return;
+        }
         for (host, idx) in hosts.chain(default) {
-            if !served.is_served(idx) || shown.contains_key(&host) {
+            if !served.is_served(idx) || shown.contains_key(&*host) {
                 continue;
             }
             let cert = &tls.certs[idx as usize];
-            let series = SslSeries {
-                namespace: cert.secret.namespace.clone(),
-                secret: cert.secret.name.clone(),
-                not_after: cert.not_after,
-            };
+            let series = SslSeries { cert: cert.clone() };
             self.ssl_expire.with_label_values(&series.labels(&host)).set(cert.not_after as f64);
-            shown.insert(host, series);
+            shown.insert(host.into_owned(), series);
         }
     }
 }
 
-/// One host's `nginx_ingress_controller_ssl_expire_time_seconds` series.
+/// One host's `nginx_ingress_controller_ssl_expire_time_seconds` series: the certificate it
+/// shows (the table's own, shared: most TLS changes leave most certificates the same object,
+/// told apart without comparing names).
 struct SslSeries {
-    namespace: String,
-    secret: String,
-    not_after: i64,
+    cert: Arc<sluice_model::TlsCert>,
 }
 
 impl SslSeries {
-    /// Whether it shows `cert`.
-    fn shows(&self, cert: &sluice_model::TlsCert) -> bool {
-        self.not_after == cert.not_after
-            && self.namespace == cert.secret.namespace
-            && self.secret == cert.secret.name
+    /// Whether it shows `cert` (the same Secret and expiry); it then holds `cert`, not an older
+    /// copy.
+    fn shows(&mut self, cert: &Arc<sluice_model::TlsCert>) -> bool {
+        if Arc::ptr_eq(&self.cert, cert) {
+            return true;
+        }
+        let same = self.cert.not_after == cert.not_after && self.cert.secret == cert.secret;
+        if same {
+            self.cert = cert.clone();
+        }
+        same
     }
 
     /// Its labels: namespace, host, secret_name.
     fn labels<'a>(&'a self, host: &'a str) -> [&'a str; 3] {
-        [&self.namespace, host, &self.secret]
+        [&self.cert.secret.namespace, host, &self.cert.secret.name]
     }
 }
 

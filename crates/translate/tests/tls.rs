@@ -221,7 +221,7 @@ fn a_wildcard_covers_exactly_one_label() {
     assert_eq!(cert_for(&t, "a.b.wild.tls.test"), None);
     assert_eq!(cert_for(&t, "deep.x.wild.tls.test"), None);
     assert_eq!(cert_for(&t, "wild.tls.test"), None);
-    let mut names: Vec<String> = t.tls.cert_by_name.iter().map(|(h, _)| h).collect();
+    let mut names: Vec<String> = t.tls.cert_by_name.iter().map(|(h, _)| h.into_owned()).collect();
     names.sort();
     assert_eq!(
         names,
@@ -1031,7 +1031,11 @@ fn passthrough_maps_the_host_to_the_backend_of_its_root() {
         .iter()
         .map(|(h, &id)| {
             let b = &t.backends[id as usize];
-            (h, b.name.clone(), b.endpoints.iter().map(|e| e.addr.to_string()).collect())
+            (
+                h.into_owned(),
+                b.name.clone(),
+                b.endpoints.iter().map(|e| e.addr.to_string()).collect(),
+            )
         })
         .collect();
     got.sort();
@@ -1266,7 +1270,7 @@ fn canonical(t: &RoutingTable) -> String {
         .unwrap();
     }
     let sorted = |m: &sluice_model::HostMap<u32>| {
-        let mut v: Vec<(String, u32)> = m.iter().map(|(h, &v)| (h, v)).collect();
+        let mut v: Vec<(String, u32)> = m.iter().map(|(h, &v)| (h.into_owned(), v)).collect();
         v.sort();
         v
     };

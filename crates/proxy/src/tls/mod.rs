@@ -22,8 +22,8 @@ use rustls_pki_types::{
     CertificateDer, PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, PrivateSec1KeyDer,
 };
 use sluice_model::{
-    Diagnostic, FastMap, HandshakePolicy, HostMap, KeyFormat, Kind, ObjectRef, PrivateKey, Reason,
-    RoutingTable, TlsVersions,
+    Diagnostic, FastMap, HandshakePolicy, KeyFormat, Kind, ObjectRef, PrivateKey, Reason,
+    RoutingTable, Tls, TlsVersions,
 };
 
 use client_auth::ClientCheck;
@@ -67,8 +67,11 @@ pub struct CertStore {
     provider: Arc<CryptoProvider>,
     /// The certificate of last resort: generated at start-up, self-signed.
     generated: Arc<CertifiedKey>,
-    /// Loaded keys (or why they could not be), by certificate fingerprint.
-    loaded: FastMap<u64, Result<Arc<CertifiedKey>, String>>,
+    /// Loaded keys (or why they could not be), by certificate fingerprint, with the last
+    /// build that used each.
+    loaded: FastMap<u64, (u64, Result<Arc<CertifiedKey>, String>)>,
+    /// Builds so far.
+    round: u64,
 }
 
 impl fmt::Debug for CertStore {
@@ -92,30 +95,40 @@ impl CertStore {
         let der = PrivatePkcs8KeyDer::from(key.serialize_der()).into();
         let generated = CertifiedKey::from_der(vec![cert.der().clone()], der, &provider)
             .map_err(|e| e.to_string())?;
-        Ok(Self { provider, generated: Arc::new(generated), loaded: FastMap::default() })
+        Ok(Self { provider, generated: Arc::new(generated), loaded: FastMap::default(), round: 0 })
     }
 
     /// Builds the TLS state of `table`, loading new certificates. Certificates whose key
     /// cannot be used are reported; their hosts get the default certificate.
+    ///
+    /// Only new certificates are loaded, and the server-name map is the table's own (shared,
+    /// not copied): a rotation among 10,000 certificates costs a walk of the list, no more.
     pub fn build(&mut self, table: &RoutingTable) -> (TlsState, Vec<Diagnostic>) {
         let mut diagnostics = Vec::new();
         let tls = &table.tls;
+        self.round += 1;
+        let round = self.round;
         let mut keys: Vec<Option<Arc<CertifiedKey>>> = Vec::with_capacity(tls.certs.len());
-        let mut keep = FastMap::with_capacity_and_hasher(tls.certs.len(), Default::default());
+        let mut kept = 0;
         for cert in &tls.certs {
-            let loaded = self.loaded.remove(&cert.fingerprint).unwrap_or_else(|| {
+            let (seen, loaded) = self.loaded.entry(cert.fingerprint).or_insert_with(|| {
                 let chain: Vec<CertificateDer<'static>> =
                     cert.chain.iter().map(|c| CertificateDer::from(c.clone())).collect();
-                CertifiedKey::from_der(chain, key_der(&cert.key), &self.provider)
+                let loaded = CertifiedKey::from_der(chain, key_der(&cert.key), &self.provider)
                     .map(Arc::new)
                     .map_err(|e| match e {
                         rustls::Error::InconsistentKeys(_) => {
                             "its private key does not match its certificate".to_string()
                         }
                         e => format!("its private key cannot be used ({e})"),
-                    })
+                    });
+                (0, loaded)
             });
-            if let Err(why) = &loaded {
+            if *seen != round {
+                *seen = round;
+                kept += 1;
+            }
+            if let Err(why) = loaded {
                 diagnostics.push(Diagnostic::error(
                     ObjectRef::new(Kind::Secret, &cert.secret.namespace, &cert.secret.name),
                     Reason::InvalidSecret,
@@ -126,22 +139,18 @@ impl CertStore {
                 ));
             }
             keys.push(loaded.as_ref().ok().cloned());
-            keep.insert(cert.fingerprint, loaded);
         }
         // Certificates no longer referenced are forgotten.
-        self.loaded = keep;
+        if kept < self.loaded.len() {
+            self.loaded.retain(|_, (seen, _)| *seen == round);
+        }
 
         let default = tls
             .default_cert
             .and_then(|i| keys[i as usize].clone())
             .unwrap_or_else(|| self.generated.clone());
-        let mut by_name = HostMap::default();
-        for (host, &idx) in tls.cert_by_name.iter() {
-            if let Some(key) = &keys[idx as usize] {
-                by_name.insert(&host, key.clone());
-            }
-        }
-        let resolver = Arc::new(SniResolver { by_name, default });
+        let loaded = keys.iter().map(Option::is_some).collect();
+        let resolver = Arc::new(SniResolver { tls: tls.clone(), keys, default });
         let mut configs = Vec::with_capacity(tls.policies.len());
         let mut checks = Vec::with_capacity(tls.policies.len());
         for policy in &tls.policies {
@@ -172,7 +181,6 @@ impl CertStore {
             )));
             checks.push(check);
         }
-        let loaded = keys.iter().map(Option::is_some).collect();
         (TlsState { configs, checks, loaded }, diagnostics)
     }
 
@@ -232,16 +240,23 @@ fn ordered_suites(all: &[SupportedCipherSuite], wanted: &[String]) -> Vec<Suppor
     out
 }
 
-/// Chooses the certificate by server name: exact, then one-label wildcard, then the default.
+/// Chooses the certificate by server name: exact, then one-label wildcard, then the default
+/// (also for a name whose certificate's key did not load).
 #[derive(Debug)]
 struct SniResolver {
-    by_name: HostMap<Arc<CertifiedKey>>,
+    /// The table's certificates by name.
+    tls: Arc<Tls>,
+    /// The loaded key of each of `tls.certs`.
+    keys: Vec<Option<Arc<CertifiedKey>>>,
     default: Arc<CertifiedKey>,
 }
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let found = hello.server_name().and_then(|n| self.by_name.get(&n.to_ascii_lowercase()));
+        let found = hello
+            .server_name()
+            .and_then(|n| self.tls.cert_by_name.get(&n.to_ascii_lowercase()))
+            .and_then(|&i| self.keys.get(i as usize)?.as_ref());
         Some(found.unwrap_or(&self.default).clone())
     }
 }

@@ -39,8 +39,8 @@ use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::Ingress;
 use sluice_model::{
-    Backend, BackendId, ChunkVec, Diagnostic, FastMap, HostMap, HostRoutes, Kind, Named,
-    NamespacedName, Origin, Referrers, RouteId, RoutingTable, Settings, Snapshot, Tls,
+    Backend, BackendId, ChunkVec, Diagnostic, FastMap, HostRoutes, Kind, Named, NamespacedName,
+    Origin, Referrers, RouteId, RoutingTable, Settings, Snapshot, Tls,
 };
 
 use super::endpoints::endpoints_now;
@@ -282,6 +282,9 @@ fn no_policies(tls: &Tls) -> bool {
     tls.policy_by_name.is_empty() && tls.passthrough.is_empty() && tls.policies.len() <= 1
 }
 
+/// New versions with at most this many certificates look each up in the list by a scan.
+const FEW_CERTS: usize = 16;
+
 /// `previous`'s certificates with the hosts of `old` (the changed Ingresses' old versions)
 /// replaced by those of `new`: `Some(None)` when neither gives a host a certificate (the TLS
 /// side stays shared), `None` when the tables do not fit together (the caller translates in
@@ -300,21 +303,35 @@ fn merge_tls(previous: &Tls, old: &Tls, new: &Tls) -> Option<Option<Tls>> {
     for (host, _) in old.cert_by_name.iter() {
         released.push(tls.cert_by_name.remove(&host)?);
     }
-    let mut known: FastMap<(&NamespacedName, u64), u32> = FastMap::default();
-    for (i, c) in previous.certs.iter().enumerate() {
-        known.entry((&c.secret, c.fingerprint)).or_insert(i as u32);
-    }
+    // A certificate the list holds already is shared. A few new versions (an application, a
+    // rotation) look theirs up one by one, comparing fingerprints first; many build an index
+    // once, as hashing every certificate's Secret name costs more than a few scans.
+    let mut known: Option<FastMap<(&NamespacedName, u64), u32>> = (new.certs.len() > FEW_CERTS)
+        .then(|| {
+            let mut known = FastMap::default();
+            for (i, c) in previous.certs.iter().enumerate() {
+                known.entry((&c.secret, c.fingerprint)).or_insert(i as u32);
+            }
+            known
+        });
     for (host, &id) in new.cert_by_name.iter() {
         let cert = &new.certs[id as usize];
-        let id = match known.get(&(&cert.secret, cert.fingerprint)) {
-            Some(&id) => id,
-            None => {
-                tls.certs.push(cert.clone());
-                let id = (tls.certs.len() - 1) as u32;
-                known.insert((&cert.secret, cert.fingerprint), id);
-                id
-            }
+        let found = match &known {
+            Some(known) => known.get(&(&cert.secret, cert.fingerprint)).copied(),
+            None => tls
+                .certs
+                .iter()
+                .position(|c| c.fingerprint == cert.fingerprint && c.secret == cert.secret)
+                .map(|i| i as u32),
         };
+        let id = found.unwrap_or_else(|| {
+            tls.certs.push(cert.clone());
+            let id = (tls.certs.len() - 1) as u32;
+            if let Some(known) = &mut known {
+                known.insert((&cert.secret, cert.fingerprint), id);
+            }
+            id
+        });
         if !tls.cert_by_name.insert(&host, id) {
             return None;
         }
@@ -337,11 +354,7 @@ fn merge_tls(previous: &Tls, old: &Tls, new: &Tls) -> Option<Option<Tls>> {
     }
     tls.certs = certs;
     tls.default_cert = tls.default_cert.map(|i| renumbered[i as usize]);
-    let mut by_name = HostMap::default();
-    for (host, &i) in tls.cert_by_name.iter() {
-        by_name.insert(&host, renumbered[i as usize]);
-    }
-    tls.cert_by_name = by_name;
+    tls.cert_by_name.values_mut().for_each(|i| *i = renumbered[*i as usize]);
     Some(Some(tls))
 }
 
