@@ -111,7 +111,7 @@ fn check(table: &RoutingTable, case: &Case) {
     let found = table.lookup(&case.host, case.path).route;
     match &case.expect {
         Some((host, path)) => {
-            assert_eq!((&found.host, found.path.as_str()), (host, *path), "{}", case.name)
+            assert_eq!((&*found.host, found.path.as_str()), (host.as_str(), *path), "{}", case.name)
         }
         None => assert!(
             found.path_match == PathMatch::Default

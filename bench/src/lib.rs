@@ -472,7 +472,7 @@ mod tests {
 
         let deep = table.lookup(&host(7), "/api/v1/users/42/profile");
         assert_eq!(deep.route.path, DEEPEST_PREFIX);
-        assert_eq!(deep.route.host, host(7));
+        assert_eq!(&*deep.route.host, host(7));
         let Target::Backend(b) = deep.route.target else { panic!("{:?}", deep.route.target) };
         assert_eq!(table.backends[b as usize].service.name, "svc-15");
 
@@ -480,7 +480,7 @@ mod tests {
         assert_eq!(exact.route.path_match, PathMatch::Exact);
 
         let wild = table.lookup(&format!("x.{}", host(10)), "/api/x");
-        assert_eq!(wild.route.host, wildcard_host(10));
+        assert_eq!(&*wild.route.host, wildcard_host(10));
         assert_eq!(wild.route.path, "/api");
 
         let miss = table.lookup("nowhere.example.org", "/");

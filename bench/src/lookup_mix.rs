@@ -120,7 +120,7 @@ pub fn check(table: &RoutingTable, req: &Request) {
     match req.expect {
         Expect::Path(p) => {
             assert_eq!(route.path, p, "{} {}{}", CASES[req.case], req.host, req.path);
-            assert_eq!(Some(&route.host), req.route_host.as_ref(), "{}", CASES[req.case]);
+            assert_eq!(Some(&*route.host), req.route_host.as_deref(), "{}", CASES[req.case]);
         }
         Expect::NotFound => assert!(
             route.path_match == PathMatch::Default

@@ -220,9 +220,10 @@ impl PathMatch {
 #[derive(Debug, Clone, Serialize)]
 pub struct Route {
     /// The Ingress that defined it; `None` for the built-in or flag-given default backend.
-    pub ingress: Option<NamespacedName>,
-    /// The host as written; `""` for rules without a host.
-    pub host: String,
+    /// Shared by the Ingress's routes (tables hold tens of thousands of routes).
+    pub ingress: Option<Arc<NamespacedName>>,
+    /// The host as written; `""` for rules without a host. Shared by the host's routes.
+    pub host: Arc<str>,
     /// The path as written; `""` for default routes.
     pub path: String,
     /// How the path matches.
@@ -268,8 +269,8 @@ impl RoutingTable {
 impl Route {
     /// A route of `target` with the default policy, not yet judged for the fast path.
     pub fn new(
-        ingress: Option<NamespacedName>,
-        host: String,
+        ingress: Option<Arc<NamespacedName>>,
+        host: Arc<str>,
         path: String,
         path_match: PathMatch,
         target: Target,

@@ -234,7 +234,7 @@ impl Metrics {
                     ingress,
                     service,
                     canary,
-                    route.host.as_str(),
+                    &*route.host,
                 ];
                 Local {
                     requests: self.requests.with_label_values(&labels).local(),

@@ -167,7 +167,7 @@ fn collisions(
     };
     // The Ingress's own routes, as translation made them alone (the first of a path listed
     // twice, valid hosts and paths only).
-    let own = alone.routes.iter().filter(|r| r.ingress.as_ref() == Some(name));
+    let own = alone.routes.iter().filter(|r| r.ingress.as_deref() == Some(name));
     for route in own.filter(|r| r.path_match != PathMatch::Default) {
         let Some(host_idx) = host_in_force(table, &route.host) else { continue };
         let host = &table.hosts[host_idx as usize];
@@ -197,7 +197,7 @@ fn collisions(
         if (owner_route.path_match == PathMatch::Exact) != exact {
             continue;
         }
-        let Some(owner) = owner_route.ingress.as_ref().filter(|o| *o != name) else { continue };
+        let Some(owner) = owner_route.ingress.as_deref().filter(|o| *o != name) else { continue };
         let shown = if route.host.is_empty() { "(any host)" } else { &route.host };
         let pt = route.path_match.as_str();
         if older(owner) {
@@ -229,7 +229,7 @@ fn collisions(
         let catch_all = &table.hosts[table.catch_all as usize];
         let default = &table.routes[catch_all.default_route as usize];
         if default.path_match == PathMatch::Default
-            && let Some(owner) = default.ingress.as_ref().filter(|o| *o != name)
+            && let Some(owner) = default.ingress.as_deref().filter(|o| *o != name)
             && older(owner)
         {
             diagnostics.push(Diagnostic::error(

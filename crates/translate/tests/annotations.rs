@@ -271,7 +271,7 @@ fn canary_ingress_is_attached_to_the_main_backend_even_when_older() {
         "/canary-only",
     );
     assert_no_diag(&t, &ingress("app-main"));
-    assert!(t.routes.iter().all(|r| r.ingress != Some(nn("annotations/app-canary"))));
+    assert!(t.routes.iter().all(|r| r.ingress.as_deref() != Some(&nn("annotations/app-canary"))));
 }
 
 /// The canary attached to the backend serving a request: its backend's name and rules.

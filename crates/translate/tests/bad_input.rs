@@ -18,7 +18,7 @@ fn ingress_without_spec_is_reported() {
     let t = table();
     assert_eq!(summary_for(&t, "Ingress bad/no-spec"), vec!["Error InvalidBackend"]);
     assert_diag(&t, Severity::Error, Reason::InvalidBackend, "Ingress bad/no-spec", "neither");
-    assert!(t.routes.iter().all(|r| r.ingress != Some(nn("bad/no-spec"))));
+    assert!(t.routes.iter().all(|r| r.ingress.as_deref() != Some(&nn("bad/no-spec"))));
 }
 
 // Rules without `http` (one with a host, one empty): no path and no diagnostic; the host exists

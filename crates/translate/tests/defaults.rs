@@ -145,7 +145,7 @@ fn ingress_without_rules_or_default_backend_is_invalid() {
     let t = defaults_table();
     assert_eq!(summary_for(&t, "Ingress defaults/empty"), vec!["Error InvalidBackend"]);
     assert_diag(&t, Severity::Error, Reason::InvalidBackend, "Ingress defaults/empty", "neither");
-    assert!(t.routes.iter().all(|r| r.ingress != Some(nn("defaults/empty"))));
+    assert!(t.routes.iter().all(|r| r.ingress.as_deref() != Some(&nn("defaults/empty"))));
     // The fixture's only other diagnostic is the catch-all collision.
     assert_eq!(
         summary(&t),

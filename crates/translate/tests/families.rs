@@ -1046,7 +1046,7 @@ fn a_canary_attaches_to_the_main_backend_of_the_same_host_path_and_path_type() {
     assert_eq!(route(&t, &host("nowhere"), "/"), "404", "a canary's host creates nothing");
     for name in ["canary-a", "canary-b", "canary-self"] {
         let n = nn(&format!("families/{name}"));
-        assert!(t.routes.iter().all(|r| r.ingress.as_ref() != Some(&n)), "{name} owns no route");
+        assert!(t.routes.iter().all(|r| r.ingress.as_deref() != Some(&n)), "{name} owns no route");
     }
     assert_eq!(summary_for(&t, &ingress("canary-a")), vec!["Warning UnmatchedCanary"; 3]);
     for unmatched in [

@@ -318,13 +318,13 @@ impl<'s> Builder<'s> {
         let failed: HashMap<String, String> = std::mem::take(&mut self.failed_hosts);
         let tls_hosts = std::mem::take(&mut self.tls_hosts);
         for route in self.routes_mut() {
-            if let Some(why) = failed.get(&route.host) {
+            if let Some(why) = failed.get(&*route.host) {
                 route.target = Target::Respond { status: 503, reason: why.clone() };
                 route.fallback = None;
             }
             let p = &route.policy.https;
             route.redirect_to_https =
-                p.force_ssl_redirect || (p.ssl_redirect && tls_hosts.contains(&route.host));
+                p.force_ssl_redirect || (p.ssl_redirect && tls_hosts.contains(&*route.host));
         }
         self.fail_host_defaults(&failed);
         self.redirect_host_defaults(&tls_hosts);

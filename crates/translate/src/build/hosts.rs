@@ -21,7 +21,8 @@ use crate::tls::covers;
 /// keeps it; [`HostDraft::freeze`] lays them out for lookup.
 #[derive(Clone)]
 pub(crate) struct HostDraft {
-    pub(crate) host: String,
+    /// The host as written, shared with its routes.
+    pub(crate) host: Arc<str>,
     pub(crate) exact: sluice_model::FastMap<Box<str>, RouteId>,
     pub(crate) prefix: sluice_model::FastMap<Box<str>, RouteId>,
     pub(crate) regex: Option<Box<sluice_model::RegexPaths>>,
@@ -93,7 +94,7 @@ impl<'s> Builder<'s> {
         }
         self.no_auth_locations.clone_from(&global.no_auth_locations);
         let route =
-            Route::new(None, String::new(), String::new(), PathMatch::Default, target, policy);
+            Route::new(None, Arc::from(""), String::new(), PathMatch::Default, target, policy);
         self.global_default = self.push_route(route);
         self.host_id("");
     }
@@ -111,7 +112,7 @@ impl<'s> Builder<'s> {
         }
         let id = self.hosts.len() as u32;
         self.hosts.push(HostDraft {
-            host: host.to_string(),
+            host: host.into(),
             exact: sluice_model::FastMap::default(),
             prefix: sluice_model::FastMap::default(),
             regex: None,
@@ -176,7 +177,7 @@ impl<'s> Builder<'s> {
         hosts.sort_unstable_by_key(|&(i, _)| i);
         for (idx, p) in hosts {
             let host = &self.hosts[idx as usize];
-            if !(p.force_ssl_redirect || (p.ssl_redirect && tls_hosts.contains(&host.host))) {
+            if !(p.force_ssl_redirect || (p.ssl_redirect && tls_hosts.contains(&*host.host))) {
                 continue;
             }
             let route = self.own_default(idx);
@@ -191,7 +192,7 @@ impl<'s> Builder<'s> {
     /// the caller).
     pub(crate) fn fail_host_defaults(&mut self, failed: &HashMap<String, String>) {
         for idx in 0..self.hosts.len() as u32 {
-            if let Some(why) = failed.get(&self.hosts[idx as usize].host) {
+            if let Some(why) = failed.get(&*self.hosts[idx as usize].host) {
                 let route = self.own_default(idx);
                 route.ingress = None;
                 route.path = String::new();
@@ -205,7 +206,7 @@ impl<'s> Builder<'s> {
     /// `app-root`: every route of such a host (its own default route included) redirects
     /// `/` there.
     pub(super) fn finish_app_roots(&mut self) {
-        let mut roots: HashMap<String, Arc<str>> = HashMap::new();
+        let mut roots: HashMap<Arc<str>, Arc<str>> = HashMap::new();
         let mut hosts: Vec<u32> = Vec::new();
         for (&idx, extras) in &self.host_extras {
             if let Some(root) = &extras.app_root {
@@ -231,7 +232,7 @@ impl<'s> Builder<'s> {
     /// its locations'. Routes sharing a policy keep sharing the new one.
     pub(super) fn finish_server_snippets(&mut self, relative: bool) {
         type Snippet = crate::annotations::snippet::Snippet;
-        let mut by_host: HashMap<String, Arc<Snippet>> = HashMap::new();
+        let mut by_host: HashMap<Arc<str>, Arc<Snippet>> = HashMap::new();
         let mut hosts: Vec<u32> = Vec::new();
         for (&idx, extras) in &self.host_extras {
             if let Some(snippet) = &extras.server_snippet {
@@ -284,7 +285,7 @@ impl<'s> Builder<'s> {
         for (idx, aliases, object) in with_aliases {
             let host = self.hosts[idx as usize].host.clone();
             for alias in aliases {
-                if alias == host {
+                if *alias == *host {
                     continue;
                 }
                 if www_names.contains(&alias) {
@@ -311,7 +312,7 @@ impl<'s> Builder<'s> {
                     continue;
                 }
                 let mut draft = self.hosts[idx as usize].clone();
-                draft.host = alias.clone();
+                draft.host = alias.as_str().into();
                 let alias_idx = self.hosts.len() as u32;
                 self.hosts.push(draft);
                 self.host_ids.insert(&alias, alias_idx);
@@ -352,14 +353,21 @@ impl<'s> Builder<'s> {
                 ));
                 continue;
             }
-            let target = Target::RedirectHost { host: to.clone() };
+            let target = Target::RedirectHost { host: to.to_string() };
             let policy = self.global_policy.clone();
-            let route =
-                Route::new(None, from.clone(), String::new(), PathMatch::Default, target, policy);
+            let from_host: Arc<str> = from.as_str().into();
+            let route = Route::new(
+                None,
+                from_host.clone(),
+                String::new(),
+                PathMatch::Default,
+                target,
+                policy,
+            );
             let route = self.push_route(route);
             let from_idx = self.hosts.len() as u32;
             self.hosts.push(HostDraft {
-                host: from.clone(),
+                host: from_host,
                 exact: sluice_model::FastMap::default(),
                 prefix: sluice_model::FastMap::default(),
                 regex: None,

@@ -180,7 +180,8 @@ pub(crate) struct Current<'s> {
     pub(crate) namespace: &'s str,
     /// Its place in the table's `owned`.
     pub(crate) place: u32,
-    pub(crate) name: NamespacedName,
+    /// Its name, shared with its routes.
+    pub(crate) name: Arc<NamespacedName>,
     pub(crate) object: ObjectRef,
     pub(crate) annotations: IngressAnnotations,
     /// Its routes' policy, shared.

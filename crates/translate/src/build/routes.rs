@@ -15,7 +15,7 @@ use crate::regex_mode::RegexMode;
 
 impl<'s> Builder<'s> {
     pub(super) fn add_ingress(&mut self, ingress: &'s Ingress, place: u32, global: &GlobalConfig) {
-        let name = name_of(ingress);
+        let name = Arc::new(name_of(ingress));
         let object = ObjectRef::new(Kind::Ingress, &name.namespace, &name.name);
         let annotations = self.annotations(ingress, &object, global);
         if annotations.touches_backends(global)
@@ -56,7 +56,7 @@ impl<'s> Builder<'s> {
         // rules, for the catch-all host).
         let own_default = default_backend.map(|backend| {
             let target = self.target(&cur, backend, global);
-            let mut route = self.route(&cur, "", "", PathMatch::Default, target);
+            let mut route = self.route(&cur, Arc::from(""), "", PathMatch::Default, target);
             route.fallback = fallback;
             self.push_route(route)
         });
@@ -65,7 +65,7 @@ impl<'s> Builder<'s> {
                 (Some(route), None) => {
                     let catch_all = self.host_id("");
                     self.hosts[catch_all as usize].default_route = route;
-                    self.catch_all_taken = Some(cur.name.clone());
+                    self.catch_all_taken = Some((*cur.name).clone());
                 }
                 (Some(_), Some(owner)) => self.diagnostics.push(Diagnostic::error(
                     cur.object.clone(),
@@ -123,7 +123,7 @@ impl<'s> Builder<'s> {
     fn route(
         &self,
         cur: &Current<'s>,
-        host: &str,
+        host: Arc<str>,
         path: &str,
         path_match: PathMatch,
         target: Target,
@@ -148,14 +148,7 @@ impl<'s> Builder<'s> {
                 }
             }
         }
-        Route::new(
-            Some(cur.name.clone()),
-            host.to_string(),
-            path.to_string(),
-            path_match,
-            target,
-            policy,
-        )
+        Route::new(Some(cur.name.clone()), host, path.to_string(), path_match, target, policy)
     }
 
     /// A path's pathType and path as served, or `None` (reported) when the rule is ignored.
@@ -221,7 +214,8 @@ impl<'s> Builder<'s> {
             return;
         };
         let target = self.target(cur, &path.backend, global);
-        let mut route = self.route(cur, host, raw, path_match, target);
+        let host_name = self.hosts[host_idx as usize].host.clone();
+        let mut route = self.route(cur, host_name, raw, path_match, target);
         route.fallback = fallback;
         route.rewrite = RegexMode::rewrite(cur, raw, &mut self.diagnostics);
         let next_id = self.routes.len() as RouteId;
