@@ -783,4 +783,18 @@ async fn https_connections_take_the_fast_path_and_hand_off_as_plain_ones_do() {
     // tokio-rustls reports an end without close_notify as an error (UnexpectedEof).
     let end = tokio::time::timeout(WAIT, stream.read(&mut [0u8; 64])).await.expect("closed");
     assert!(matches!(end, Ok(0)), "a clean TLS end: {end:?}");
+
+    // Framing is checked as strictly as on plain connections: a length with a transfer coding
+    // is refused (400, closed), as NGINX refuses it over TLS too.
+    let mut stream = tls::connect(s.https, &tls::ClientOpts::sni(PLAIN)).await.unwrap();
+    let smuggle = format!(
+        "POST /tls/smuggle HTTP/1.1\r\nHost: {PLAIN}\r\nX-Carrier: 1\r\nContent-Length: 5\r\n\
+         Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    );
+    stream.write_all(smuggle.as_bytes()).await.unwrap();
+    let mut rest = Vec::new();
+    let r = read_response(&mut stream, &mut rest).await;
+    assert_eq!(raw_status(&r), 400, "{r}");
+    assert_eq!(header_of(&r, "connection"), Some("close"), "{r}");
+    assert!(!seen.lock().unwrap().iter().any(|s| s.path == "/tls/smuggle"), "never forwarded");
 }
