@@ -188,10 +188,13 @@ async fn route_request(
         let mut next = ask.resume;
         match &ask.ask {
             pipeline::Ask::Auth(request) => {
-                let outcome = auth::ask(request, ask.connect_timeout, ask.read_timeout).await;
+                let outcome =
+                    Box::pin(auth::ask(request, ask.connect_timeout, ask.read_timeout)).await;
                 next.outcome = Some(outcome);
             }
-            pipeline::Ask::Global(check) => next.global = Some(throttle::limited(check).await),
+            pipeline::Ask::Global(check) => {
+                next.global = Some(Box::pin(throttle::limited(check)).await)
+            }
         }
         resume = Some(next);
         sink = HyperSink::default();
@@ -215,7 +218,7 @@ async fn route_request(
                 .errors
                 .is_some()
                 .then(|| error_request(&parts, &local.request_id, conn, &host));
-            return answer_local(local, errors, incoming, table, shared, record).await;
+            return Box::pin(answer_local(local, errors, incoming, table, shared, record)).await;
         }
         Decision::Handoff => unreachable!("the general path carries every route"),
         Decision::Authorize(_) => unreachable!("asked above"),
@@ -249,7 +252,7 @@ async fn route_request(
     {
         // Read what the client is still sending while it reads the 413 (lingering close).
         tokio::spawn(body::drain(incoming));
-        return answer(413, forward.response, errors, table, route, shared, record).await;
+        return Box::pin(answer(413, forward.response, errors, table, route, shared, record)).await;
     }
     let upgrade = websocket && !backend.protocol.h2();
     let progress = (!incoming.is_end_stream()).then(|| Progress::new(start));
@@ -264,10 +267,19 @@ async fn route_request(
         let timeout = connections.client_body_timeout;
         let read =
             RequestBody::buffered(incoming, limits.max_body_size, hold, progress.clone(), timeout);
-        match read.await {
+        match Box::pin(read).await {
             Ok(b) => b,
             Err(Unread::TooLarge) => {
-                return answer(413, forward.response, errors, table, route, shared, record).await;
+                return Box::pin(answer(
+                    413,
+                    forward.response,
+                    errors,
+                    table,
+                    route,
+                    shared,
+                    record,
+                ))
+                .await;
             }
             Err(Unread::Timeout) => return cut(server, record),
             Err(Unread::Broken) => return respond(400, server, Some(record)),
@@ -328,7 +340,8 @@ async fn route_request(
             if failure != Failure::TooLarge {
                 shared.metrics.upstream_error(backend, failure.label());
             }
-            return answer(failure.status(), plan, errors, table, route, shared, record).await;
+            return Box::pin(answer(failure.status(), plan, errors, table, route, shared, record))
+                .await;
         }
     };
 
@@ -341,7 +354,7 @@ async fn route_request(
         && pages.codes.contains(&status)
     {
         drop(response);
-        return error_page(status, plan, errors, table, route, shared, record).await;
+        return Box::pin(error_page(status, plan, errors, table, route, shared, record)).await;
     }
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     if switching && let Some(client) = client_upgrade {
@@ -489,7 +502,7 @@ async fn answer_local(
         }
         return resp;
     }
-    answer(local.status, local.response, errors, table, route, shared, record).await
+    Box::pin(answer(local.status, local.response, errors, table, route, shared, record)).await
 }
 
 /// Sluice's own error answer `status` on `route`, or the default backend's error page when
@@ -506,7 +519,7 @@ async fn answer(
     if let Some(errors) = errors
         && route.policy.errors.as_ref().is_some_and(|p| p.codes.contains(&status))
     {
-        return error_page(status, plan, errors, table, route, shared, record).await;
+        return Box::pin(error_page(status, plan, errors, table, route, shared, record)).await;
     }
     let mut resp = respond(status, &shared.server_header, Some(record));
     apply_response(status, resp.headers_mut(), &plan, route, table, &shared.server_header, false);

@@ -202,7 +202,10 @@ pub(crate) async fn forward(
             Some(s) => s,
             None => {
                 let tls = backend.tls.as_deref();
-                match connect(key, tls, limits.connect_timeout, upgrade, keepalive).await {
+                // Boxed: connecting (TCP, TLS, HTTP) is a large future that a pooled connection
+                // skips, and every request's future would carry its size.
+                match Box::pin(connect(key, tls, limits.connect_timeout, upgrade, keepalive)).await
+                {
                     Ok(s) => s,
                     Err(e) => {
                         failure = match e {
