@@ -82,7 +82,15 @@ impl Zones {
         let mut zones = self.by_name.lock().unwrap_or_else(|e| e.into_inner());
         let mut used = std::collections::HashSet::new();
         let mut last: *const RateLimits = std::ptr::null();
+        let mut last_policy: *const sluice_model::Policy = std::ptr::null();
         for route in table.routes.iter() {
+            // Consecutive routes of an Ingress share its policy: comparing the pointer, held
+            // in the route, saves reading the policy (a cache miss each, 44,000 routes at
+            // 10,000 Ingresses).
+            if std::ptr::eq(Arc::as_ptr(&route.policy), last_policy) {
+                continue;
+            }
+            last_policy = Arc::as_ptr(&route.policy);
             let Some(limits) = &route.policy.rate else { continue };
             // The routes of an Ingress share its policy: skip repeats cheaply.
             if std::ptr::eq(Arc::as_ptr(limits), last) {
