@@ -293,10 +293,13 @@ impl Publisher {
         };
         drop(in_force);
         let table = Arc::new(table);
-        if tls_changed {
+        let certificates = tls_changed.then(|| tls.clone());
+        self.shared.publish(Published { table: table.clone(), tls });
+        // After the swap: the certificates' series walk every certificate (a few ms at
+        // 10,000), and a rotated certificate is served without waiting for them.
+        if let Some(tls) = certificates {
             self.metrics.certificates(&table, &tls);
         }
-        self.shared.publish(Published { table: table.clone(), tls });
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         self.applied_at.store(now.as_millis() as i64, Ordering::Relaxed);
 
