@@ -251,9 +251,10 @@ fn changes_that_reach_across_ingresses_are_refused() {
         }),
         "a handshake policy",
     );
-    let mut secrets = add(&s0, "ing-3", "new-app", "new-app.example.com");
-    secrets.secrets.push(Arc::new(Default::default()));
-    refused(&secrets, "another kind changed too");
+    // (A Secret no Ingress names is no such kind: an update reads the Secrets it changes.)
+    let mut classes = add(&s0, "ing-3", "new-app", "new-app.example.com");
+    classes.ingress_classes.push(Arc::new(Default::default()));
+    refused(&classes, "another kind changed too (an IngressClass)");
 
     // Another controller's Ingress changing changes nothing.
     let other = edit(&s0, "ing-3", |i| {
