@@ -120,8 +120,10 @@ impl Shared {
     /// freeing a large table (tens of milliseconds for 10,000 Ingresses) is no part of applying
     /// a change. Whatever a request still holds is freed by that request, as before.
     pub fn publish(&self, published: Published) {
-        self.zones.attach(&published.table);
+        let table = published.table.clone();
         let old = self.state.swap(Arc::new(published));
+        // After the swap: requests attach their limits' zones themselves until then.
+        self.zones.attach(&table);
         if let Some(reaper) = &self.reaper {
             // Disconnected (the thread died): `old` comes back and is dropped here instead.
             let _ = reaper.send(old);

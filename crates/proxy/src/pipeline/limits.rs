@@ -77,26 +77,30 @@ impl Zones {
     }
 
     /// Attaches its zone to every limit of `table`, and forgets the zones no route names any
-    /// more. Run when a table is published, off the request path.
+    /// more. Run after a table is published, off the request path: a request that comes
+    /// first attaches its zone itself ([`admit`]), so the walk over every route (1 ms at
+    /// 44,000 routes) does not delay a new table. The walk holds no lock; the lock is held
+    /// only to attach what it found.
     pub(crate) fn attach(&self, table: &RoutingTable) {
-        let mut zones = self.by_name.lock().unwrap_or_else(|e| e.into_inner());
-        let mut used = std::collections::HashSet::new();
+        let mut found: Vec<&Arc<RateLimits>> = Vec::new();
         let mut last: *const RateLimits = std::ptr::null();
         let mut last_policy: *const sluice_model::Policy = std::ptr::null();
         for route in table.routes.iter() {
             // Consecutive routes of an Ingress share its policy: comparing the pointer, held
-            // in the route, saves reading the policy (a cache miss each, 44,000 routes at
-            // 10,000 Ingresses).
+            // in the route, saves reading the policy (a cache miss each).
             if std::ptr::eq(Arc::as_ptr(&route.policy), last_policy) {
                 continue;
             }
             last_policy = Arc::as_ptr(&route.policy);
             let Some(limits) = &route.policy.rate else { continue };
-            // The routes of an Ingress share its policy: skip repeats cheaply.
-            if std::ptr::eq(Arc::as_ptr(limits), last) {
-                continue;
+            if !std::ptr::eq(Arc::as_ptr(limits), last) {
+                last = Arc::as_ptr(limits);
+                found.push(limits);
             }
-            last = Arc::as_ptr(limits);
+        }
+        let mut zones = self.by_name.lock().unwrap_or_else(|e| e.into_inner());
+        let mut used = std::collections::HashSet::new();
+        for limits in found {
             let zone = zones.entry(limits.zone.clone()).or_default();
             let _ = limits.state.set(zone.clone());
             used.insert(limits.zone.clone());
