@@ -119,6 +119,10 @@ impl HyperSink {
     }
 }
 
+/// What becomes of one request. The branches off the common path (the auth subrequest, a
+/// global rate limit's memcached question, holding the body, local answers and error pages)
+/// are awaited boxed: inline, their futures would make every request's future four times
+/// larger, and hyper copies that future when it boxes and spawns it.
 async fn route_request(
     mut req: Request<Incoming>,
     conn: &Arc<ConnInfo>,
@@ -502,7 +506,7 @@ async fn answer_local(
         }
         return resp;
     }
-    Box::pin(answer(local.status, local.response, errors, table, route, shared, record)).await
+    answer(local.status, local.response, errors, table, route, shared, record).await
 }
 
 /// Sluice's own error answer `status` on `route`, or the default backend's error page when
@@ -519,7 +523,7 @@ async fn answer(
     if let Some(errors) = errors
         && route.policy.errors.as_ref().is_some_and(|p| p.codes.contains(&status))
     {
-        return Box::pin(error_page(status, plan, errors, table, route, shared, record)).await;
+        return error_page(status, plan, errors, table, route, shared, record).await;
     }
     let mut resp = respond(status, &shared.server_header, Some(record));
     apply_response(status, resp.headers_mut(), &plan, route, table, &shared.server_header, false);

@@ -293,12 +293,11 @@ impl Publisher {
         };
         drop(in_force);
         let table = Arc::new(table);
-        let certificates = tls_changed.then(|| tls.clone());
         self.shared.publish(Published { table: table.clone(), tls });
         // After the swap: the certificates' series walk every certificate (a few ms at
         // 10,000), and a rotated certificate is served without waiting for them.
-        if let Some(tls) = certificates {
-            self.metrics.certificates(&table, &tls);
+        if tls_changed {
+            self.metrics.certificates(&table, &self.shared.state.load().tls);
         }
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         self.applied_at.store(now.as_millis() as i64, Ordering::Relaxed);

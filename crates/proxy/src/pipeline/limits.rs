@@ -83,7 +83,6 @@ impl Zones {
     /// only to attach what it found.
     pub(crate) fn attach(&self, table: &RoutingTable) {
         let mut found: Vec<&Arc<RateLimits>> = Vec::new();
-        let mut last: *const RateLimits = std::ptr::null();
         let mut last_policy: *const sluice_model::Policy = std::ptr::null();
         for route in table.routes.iter() {
             // Consecutive routes of an Ingress share its policy: comparing the pointer, held
@@ -92,11 +91,7 @@ impl Zones {
                 continue;
             }
             last_policy = Arc::as_ptr(&route.policy);
-            let Some(limits) = &route.policy.rate else { continue };
-            if !std::ptr::eq(Arc::as_ptr(limits), last) {
-                last = Arc::as_ptr(limits);
-                found.push(limits);
-            }
+            found.extend(&route.policy.rate);
         }
         let mut zones = self.by_name.lock().unwrap_or_else(|e| e.into_inner());
         let mut used = std::collections::HashSet::new();
