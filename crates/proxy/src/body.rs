@@ -15,6 +15,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
+use crate::fast::leg::{RawBody, RawError};
 use crate::record::Record;
 
 /// Errors a body can end with.
@@ -28,6 +29,8 @@ pub(crate) enum BodyError {
     ClientTimeout,
     /// The peer failed.
     Io(hyper::Error),
+    /// The upstream's body broke off, or was malformed (raw connections).
+    Upstream,
 }
 
 impl fmt::Display for BodyError {
@@ -37,6 +40,7 @@ impl fmt::Display for BodyError {
             BodyError::ReadTimeout => f.write_str("upstream read timed out"),
             BodyError::ClientTimeout => f.write_str("client request body timed out"),
             BodyError::Io(e) => write!(f, "{e}"),
+            BodyError::Upstream => f.write_str("upstream response body broken off or malformed"),
         }
     }
 }
@@ -433,12 +437,91 @@ pin_project_lite::pin_project! {
         Local { data: Option<Bytes> },
         Upstream {
             #[pin]
+            inner: UpstreamBody,
+            throttle: Option<Box<Throttle>>,
+        },
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An upstream response body, as one of the two upstream legs reads it, failing when
+    /// nothing arrives for `proxy-read-timeout`.
+    #[project = UpstreamProj]
+    pub(crate) enum UpstreamBody {
+        /// From a hyper client connection (TLS, HTTP/2, upgrades, streamed request bodies).
+        Hyper {
+            #[pin]
             inner: Incoming,
             #[pin]
             idle: Sleep,
             read_timeout: Duration,
-            throttle: Option<Box<Throttle>>,
         },
+        /// Read from a raw HTTP/1.1 connection by the request's own task.
+        Raw { inner: RawBody },
+    }
+}
+
+impl UpstreamBody {
+    /// hyper's body, failing if nothing arrives for `read_timeout`.
+    pub(crate) fn hyper(inner: Incoming, read_timeout: Duration) -> Self {
+        let idle = tokio::time::sleep(read_timeout);
+        UpstreamBody::Hyper { inner, idle, read_timeout }
+    }
+
+    /// Restarts the read timeout: the body was held back by `limit-rate`, not by the
+    /// upstream.
+    fn touch(self: Pin<&mut Self>) {
+        match self.project() {
+            UpstreamProj::Hyper { idle, read_timeout, .. } => {
+                idle.reset(Instant::now() + *read_timeout)
+            }
+            UpstreamProj::Raw { inner } => inner.touch(),
+        }
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.project() {
+            UpstreamProj::Hyper { inner, mut idle, read_timeout } => match inner.poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    idle.as_mut().reset(Instant::now() + *read_timeout);
+                    Poll::Ready(Some(Ok(frame)))
+                }
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError::Io(e)))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => {
+                    ready!(idle.poll(cx));
+                    Poll::Ready(Some(Err(BodyError::ReadTimeout)))
+                }
+            },
+            UpstreamProj::Raw { inner } => match ready!(Pin::new(inner).poll_frame(cx)) {
+                Some(Ok(frame)) => Poll::Ready(Some(Ok(frame))),
+                Some(Err(RawError::Timeout)) => Poll::Ready(Some(Err(BodyError::ReadTimeout))),
+                Some(Err(RawError::Broken)) => Poll::Ready(Some(Err(BodyError::Upstream))),
+                None => Poll::Ready(None),
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::Hyper { inner, .. } => inner.is_end_stream(),
+            UpstreamBody::Raw { inner } => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamBody::Hyper { inner, .. } => inner.size_hint(),
+            UpstreamBody::Raw { inner } => inner.size_hint(),
+        }
     }
 }
 
@@ -491,10 +574,9 @@ impl ProxyBody {
         Self { kind: Kind::Local { data }, record }
     }
 
-    /// The upstream's body, failing if nothing arrives for `read_timeout`.
-    pub(crate) fn upstream(inner: Incoming, read_timeout: Duration, record: Box<Record>) -> Self {
-        let idle = tokio::time::sleep(read_timeout);
-        let kind = Kind::Upstream { inner, idle, read_timeout, throttle: None };
+    /// The upstream's body.
+    pub(crate) fn upstream(inner: UpstreamBody, record: Box<Record>) -> Self {
+        let kind = Kind::Upstream { inner, throttle: None };
         Self { kind, record: Some(record) }
     }
 
@@ -543,17 +625,16 @@ impl Body for ProxyBody {
                 }
                 Poll::Ready(frame)
             }
-            KindProj::Upstream { mut inner, mut idle, read_timeout, throttle } => loop {
+            KindProj::Upstream { mut inner, throttle } => loop {
                 if let Some(t) = throttle.as_mut()
                     && let Some(part) = ready!(t.poll_part(cx))
                 {
                     Self::count(this.record, part.len());
-                    idle.as_mut().reset(Instant::now() + *read_timeout);
+                    inner.as_mut().touch();
                     return Poll::Ready(Some(Ok(Frame::data(part))));
                 }
                 return match inner.as_mut().poll_frame(cx) {
                     Poll::Ready(Some(Ok(frame))) => {
-                        idle.as_mut().reset(Instant::now() + *read_timeout);
                         let frame = match (throttle.as_mut(), frame.into_data()) {
                             // Paced: sent in parts from the top of the loop.
                             (Some(t), Ok(data)) => {
@@ -570,17 +651,13 @@ impl Body for ProxyBody {
                     }
                     Poll::Ready(Some(Err(e))) => {
                         finish(this.record, false);
-                        Poll::Ready(Some(Err(BodyError::Io(e))))
+                        Poll::Ready(Some(Err(e)))
                     }
                     Poll::Ready(None) => {
                         finish(this.record, true);
                         Poll::Ready(None)
                     }
-                    Poll::Pending => {
-                        ready!(idle.poll(cx));
-                        finish(this.record, false);
-                        Poll::Ready(Some(Err(BodyError::ReadTimeout)))
-                    }
+                    Poll::Pending => Poll::Pending,
                 };
             },
         }

@@ -376,7 +376,7 @@ async fn route_request(
         return Response::from_parts(head, ProxyBody::local(Default::default(), Some(record)));
     }
     // The body streams back; the record is written when it ends.
-    let body = ProxyBody::upstream(body, limits.read_timeout, record);
+    let body = ProxyBody::upstream(body, record);
     Response::from_parts(head, body.throttled(route.policy.bandwidth))
 }
 
@@ -642,7 +642,7 @@ async fn error_page(
                 server,
                 false,
             );
-            Response::from_parts(head, ProxyBody::upstream(body, limits.read_timeout, record))
+            Response::from_parts(head, ProxyBody::upstream(body, record))
         }
         Err(failure) => respond(failure.status(), server, Some(record)),
     }

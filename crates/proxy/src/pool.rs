@@ -1,5 +1,6 @@
 //! Each worker's one pool of idle upstream connections, shared by both ways of carrying
-//! requests: the fast path's raw HTTP/1.1 connections and hyper's senders (HTTP/1.1, and the
+//! requests: raw HTTP/1.1 connections (the fast path's, which the general path's
+//! [`leg`](crate::fast::leg) uses too) and hyper's senders (HTTP/1.1, and the
 //! one shared HTTP/2 connection per endpoint for gRPC). It follows the ConfigMap's
 //! `upstream-keepalive-*` keys ([`UpstreamKeepalive`]), as NGINX's `keepalive` directives in
 //! ingress-nginx's one upstream block: at most `connections` idle connections per worker, all

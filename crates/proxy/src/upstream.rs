@@ -1,5 +1,7 @@
-//! The general path's upstream requests: hyper client connections from the worker's
-//! [`pool`](crate::pool), connecting with a timeout (TCP, then TLS for `HTTPS` and `GRPCS`),
+//! The general path's upstream requests: to a plain HTTP/1.1 backend with the body absent or
+//! held whole, on the fast path's raw connections ([`leg`]); otherwise on hyper client
+//! connections from the worker's [`pool`](crate::pool), connecting with a timeout (TCP, then
+//! TLS for `HTTPS` and `GRPCS`),
 //! endpoints tried in the order and on the failures the request's [`Attempts`] say.
 //! HTTP/1.1 connections serve one request at a time and go back to the pool when a response
 //! is read whole; an HTTP/2 connection (gRPC) is shared by every request to its endpoint.
@@ -17,7 +19,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::body::{Progress, RequestBody, is_too_large};
+use crate::body::{Progress, RequestBody, UpstreamBody, is_too_large};
+use crate::fast::leg;
 use crate::pipeline::{Attempts, Failure};
 use crate::pool::{self, PoolKey, Pooled, Sender};
 use crate::record::Record;
@@ -121,9 +124,10 @@ where
     Ok(Sender::H1(sender))
 }
 
-/// A response head from the upstream, and the connection to give back when its body is read.
+/// A response head from the upstream, and the hyper connection to give back when its body is
+/// read (a raw connection goes back by itself).
 pub(crate) struct Forwarded {
-    pub response: Response<Incoming>,
+    pub response: Response<UpstreamBody>,
     pub connection: Option<(PoolKey, Pooled)>,
 }
 
@@ -172,6 +176,9 @@ impl Resend {
 /// keep-alive timeout, say). When the request was not written, or can be written again, it
 /// goes again on a fresh connection to the same endpoint, and that does not count as an
 /// attempt (NGINX does the same for cached connections).
+///
+/// A request to a plain HTTP/1.1 backend whose body is absent or held whole goes on the fast
+/// path's raw connections ([`leg`]), read and written by this task; hyper carries the rest.
 pub(crate) async fn forward(
     req: Request<RequestBody>,
     backend: &Backend,
@@ -181,6 +188,18 @@ pub(crate) async fn forward(
     upgrade: bool,
     record: &mut Record,
 ) -> Result<Forwarded, Failure> {
+    // Copied: the record is written to while the request goes out.
+    let keepalive: UpstreamKeepalive = record.table.https.connections.upstream;
+    let keepalive = &keepalive;
+    if leg::carries(req.version(), backend, upgrade)
+        && let Some(body) = req.body().held_bytes()
+    {
+        let (parts, _) = req.into_parts();
+        let response =
+            leg::forward(&parts, body, backend, attempts, limits, keepalive, record).await?;
+        let response = response.map(|inner| UpstreamBody::Raw { inner });
+        return Ok(Forwarded { response, connection: None });
+    }
     let method = req.method().as_str().to_string();
     let resend = Resend::of(&req);
     let resendable = resend.is_some();
@@ -189,9 +208,6 @@ pub(crate) async fn forward(
     let tls_id = backend.tls.as_ref().map_or(0, |t| t.fingerprint);
     let mut next = attempts.next(backend);
     let mut fresh = false;
-    // Copied: the record is written to while the request goes out.
-    let keepalive: UpstreamKeepalive = record.table.https.connections.upstream;
-    let keepalive = &keepalive;
     while let Some(addr) = next.take() {
         let key = PoolKey { addr, protocol: backend.protocol, tls: tls_id };
         let started = Instant::now();
@@ -236,6 +252,7 @@ pub(crate) async fn forward(
                 attempts.answered(backend, status, started.elapsed());
                 record.attempt(addr, status, true, started);
                 let connection = (!upgrade).then_some((key, sender));
+                let response = response.map(|b| UpstreamBody::hyper(b, limits.read_timeout));
                 return Ok(Forwarded { response, connection });
             }
             Some(Err(mut e)) => {

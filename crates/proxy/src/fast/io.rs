@@ -143,6 +143,17 @@ pub(super) async fn read_more(
     timer: &mut Timer,
     deadline: Instant,
 ) -> Result<usize, IoFail> {
+    poll_fn(|cx| poll_read_more(stream, buf, timer, deadline, cx)).await
+}
+
+/// [`read_more`] as a poll: for a reader that is itself polled (a response body).
+pub(super) fn poll_read_more(
+    stream: &TcpStream,
+    buf: &mut ReadBuf,
+    timer: &mut Timer,
+    deadline: Instant,
+    cx: &mut Context<'_>,
+) -> Poll<Result<usize, IoFail>> {
     loop {
         let spare = buf.spare();
         let offered = spare.len();
@@ -155,21 +166,18 @@ pub(super) async fn read_more(
         let n = match read {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => got,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                poll_fn(|cx| {
-                    if let Poll::Ready(r) = stream.poll_read_ready(cx) {
-                        return Poll::Ready(r.map_err(|_| IoFail::Failed));
-                    }
-                    timer.poll_expired(deadline, cx).map(|()| Err(IoFail::Timeout))
-                })
-                .await?;
-                continue;
-            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => match stream.poll_read_ready(cx) {
+                Poll::Ready(Ok(())) => continue,
+                Poll::Ready(Err(_)) => return Poll::Ready(Err(IoFail::Failed)),
+                Poll::Pending => {
+                    return timer.poll_expired(deadline, cx).map(|()| Err(IoFail::Timeout));
+                }
+            },
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return Err(IoFail::Failed),
+            Err(_) => return Poll::Ready(Err(IoFail::Failed)),
         };
         buf.len += n;
-        return Ok(n);
+        return Poll::Ready(Ok(n));
     }
 }
 

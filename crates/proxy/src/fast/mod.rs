@@ -38,6 +38,7 @@
 //! short read, which saves the `EWOULDBLOCK` read per message that a generic reader pays.
 
 mod io;
+pub(crate) mod leg;
 pub(crate) mod request;
 pub(crate) mod response;
 
@@ -432,19 +433,26 @@ async fn proxy(
                         continue 'attempt;
                     }
                     attempts.answered(backend, status, up_elapsed(&record));
-                    let mut out = std::mem::take(&mut client.out);
-                    out.clear();
                     let edits = response::Edits {
                         plan: &plan,
                         rules: &route.policy.response,
                         hsts: None,
                         server: shared.server_header.as_bytes(),
                     };
-                    let rewritten = response::rewrite(&resp, head_request, close, &edits, &mut out);
-                    client.out = out;
+                    // Written after the request, which the next endpoint gets if this head
+                    // is refused (`proxy-next-upstream: invalid_header`).
+                    let sent_len = client.out.len();
+                    let rewritten =
+                        response::rewrite(&resp, head_request, close, &edits, &mut client.out);
                     match rewritten {
-                        Ok(head) if status != 101 => break 'attempt (up, head, len),
-                        _ => break Failure::InvalidHeader,
+                        Ok(head) if status != 101 => {
+                            client.out.drain(..sent_len);
+                            break 'attempt (up, head, len);
+                        }
+                        _ => {
+                            client.out.truncate(sent_len);
+                            break Failure::InvalidHeader;
+                        }
                     }
                 }
                 Ok(httparse::Status::Partial) if up.buf.len() < MAX_RESPONSE_HEAD => {}

@@ -53,16 +53,24 @@ pub(super) struct Edits<'a> {
     pub server: &'a [u8],
 }
 
-/// Writes the client's response head for `resp` into `out` and says how its body comes.
-/// `head_request`: the request was `HEAD` (no body whatever the headers say); `close`: the
-/// client asked to close after this response.
-pub(super) fn rewrite(
-    resp: &httparse::Response<'_, '_>,
+/// What an upstream response head says of its body and its connection.
+pub(super) struct Inspected<'a> {
+    pub head: ResponseHead,
+    /// It declared `Transfer-Encoding` (any `Content-Length` then goes).
+    pub transfer_coded: bool,
+    has_date: bool,
+    content_type: Option<&'a [u8]>,
+    /// Names the upstream declared hop-by-hop in `Connection` (rare: allocated only then).
+    named: Vec<&'a [u8]>,
+}
+
+/// Reads `resp`'s framing and connection headers. `head_request`: the request was `HEAD`
+/// (no body whatever the headers say). Refuses conflicting or malformed lengths, as NGINX
+/// does.
+pub(super) fn inspect<'a>(
+    resp: &httparse::Response<'_, 'a>,
     head_request: bool,
-    close: bool,
-    edits: &Edits<'_>,
-    out: &mut Vec<u8>,
-) -> Result<ResponseHead, Invalid> {
+) -> Result<Inspected<'a>, Invalid> {
     let status = resp.code.ok_or(Invalid)?;
     let mut reusable = resp.version == Some(1);
     let mut length: Option<u64> = None;
@@ -70,7 +78,6 @@ pub(super) fn rewrite(
     let mut transfer_coded = false;
     let mut has_date = false;
     let mut content_type: Option<&[u8]> = None;
-    // Names the upstream declared hop-by-hop in `Connection` (rare: allocated only then).
     let mut named: Vec<&[u8]> = Vec::new();
     for h in resp.headers.iter() {
         let name = h.name.as_bytes();
@@ -115,7 +122,23 @@ pub(super) fn rewrite(
     if framing == Framing::UntilClose {
         reusable = false;
     }
+    let head = ResponseHead { status, framing, reusable };
+    Ok(Inspected { head, transfer_coded, has_date, content_type, named })
+}
 
+/// Writes the client's response head for `resp` into `out` and says how its body comes.
+/// `head_request`: the request was `HEAD` (no body whatever the headers say); `close`: the
+/// client asked to close after this response.
+pub(super) fn rewrite(
+    resp: &httparse::Response<'_, '_>,
+    head_request: bool,
+    close: bool,
+    edits: &Edits<'_>,
+    out: &mut Vec<u8>,
+) -> Result<ResponseHead, Invalid> {
+    let Inspected { head, transfer_coded, has_date, content_type, named } =
+        inspect(resp, head_request)?;
+    let ResponseHead { status, framing, .. } = head;
     out.extend_from_slice(b"HTTP/1.1 ");
     // httparse reads exactly three digits.
     out.extend_from_slice(&[
@@ -164,7 +187,7 @@ pub(super) fn rewrite(
         header(out, b"connection", b"close");
     }
     out.extend_from_slice(b"\r\n");
-    Ok(ResponseHead { status, framing, reusable })
+    Ok(head)
 }
 
 /// The status line of an answer Sluice makes itself: `code` with its standard reason.
@@ -242,6 +265,8 @@ pub(super) struct Dechunker {
     /// The size line or trailer line read so far (bounded).
     line: usize,
     size: u64,
+    /// Data is passed on as it is, not re-chunked (for a body handed to hyper in frames).
+    plain: bool,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -267,12 +292,18 @@ pub(super) struct BadChunk;
 const MAX_LINE: usize = 4096;
 
 impl Dechunker {
+    /// A decoder that passes the data on as it is, without chunk framing or the last chunk.
+    pub(super) fn plain() -> Self {
+        Self { plain: true, ..Self::default() }
+    }
+
     /// True once the last chunk and trailers are read.
     pub(super) fn done(&self) -> bool {
         self.state == State::Done
     }
 
-    /// Decodes `input`, appending its data to `out` re-chunked. Returns the bytes consumed:
+    /// Decodes `input`, appending its data to `out` re-chunked (as it is for a
+    /// [`plain`](Self::plain) decoder). Returns the bytes consumed:
     /// all of `input`, unless the body ended before its end (what follows is not the body's).
     /// `data` counts the body bytes passed on.
     pub(super) fn feed(
@@ -319,7 +350,11 @@ impl Dechunker {
                 }
                 State::Data => {
                     let n = (input.len() - i).min(usize::try_from(self.size).unwrap_or(usize::MAX));
-                    chunk(out, &input[i..i + n]);
+                    if self.plain {
+                        out.extend_from_slice(&input[i..i + n]);
+                    } else {
+                        chunk(out, &input[i..i + n]);
+                    }
                     *data += n as u64;
                     i += n;
                     self.size -= n as u64;
@@ -348,7 +383,9 @@ impl Dechunker {
                         // An empty line (just CRLF or LF) ends the trailers.
                         if self.line <= 1 {
                             self.state = State::Done;
-                            out.extend_from_slice(LAST_CHUNK);
+                            if !self.plain {
+                                out.extend_from_slice(LAST_CHUNK);
+                            }
                         }
                         self.line = 0;
                     } else {
