@@ -200,6 +200,23 @@ pub(crate) async fn forward(
         let response = response.map(|inner| UpstreamBody::Raw { inner });
         return Ok(Forwarded { response, connection: None });
     }
+    // Boxed: inline, hyper's client futures would make every request's future larger.
+    Box::pin(forward_hyper(req, backend, attempts, limits, progress, upgrade, keepalive, record))
+        .await
+}
+
+/// [`forward`] on hyper's client connections.
+#[allow(clippy::too_many_arguments)]
+async fn forward_hyper(
+    req: Request<RequestBody>,
+    backend: &Backend,
+    attempts: &mut Attempts,
+    limits: &Limits,
+    progress: Option<&Arc<Progress>>,
+    upgrade: bool,
+    keepalive: &UpstreamKeepalive,
+    record: &mut Record,
+) -> Result<Forwarded, Failure> {
     let method = req.method().as_str().to_string();
     let resend = Resend::of(&req);
     let resendable = resend.is_some();

@@ -78,47 +78,28 @@ pub(crate) async fn forward(
     'attempt: loop {
         let mut up = sent?;
         let failure = loop {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut resp = httparse::Response::new(&mut headers);
-            match resp.parse(up.buf.filled()) {
-                Ok(httparse::Status::Complete(len)) => {
-                    let status = resp.code.unwrap_or(0);
-                    if (100..200).contains(&status) && status != 101 {
-                        // Interim answers go, as NGINX drops them.
-                        up.buf.consume(len);
-                        continue;
-                    }
+            // Parsed apart: httparse's header array is not kept in this future across awaits.
+            match parse(&mut up, head_request) {
+                Parsed::Partial => {}
+                Parsed::Invalid => break Failure::InvalidHeader,
+                Parsed::Final { status, len, head } => {
                     if attempts.retries_status(backend, status, method, true) {
                         record.set_last_attempt(status, true);
                         sent = send(&request, backend, attempts, limits, keepalive, method, record)
                             .await;
                         continue 'attempt;
                     }
-                    let Ok(inspected) = response::inspect(&resp, head_request) else {
+                    let Some((code, headers, head)) = head else {
                         break Failure::InvalidHeader;
                     };
-                    let Some((code, mut headers)) = response_head(&resp, up.buf.filled(), len)
-                    else {
-                        break Failure::InvalidHeader;
-                    };
-                    if status == 101 {
-                        break Failure::InvalidHeader;
-                    }
-                    if inspected.transfer_coded {
-                        // The coding delimits the body, not the length (hyper drops it too).
-                        headers.remove(http::header::CONTENT_LENGTH);
-                    }
                     attempts.answered(backend, status, up_elapsed(record));
                     record.set_last_attempt(status, true);
-                    let head = inspected.head;
                     let body = RawBody::new(up, len, head, limits.read_timeout, *keepalive);
                     let mut response = Response::new(body);
                     *response.status_mut() = code;
                     *response.headers_mut() = headers;
                     return Ok(response);
                 }
-                Ok(httparse::Status::Partial) if up.buf.len() < MAX_RESPONSE_HEAD => {}
-                _ => break Failure::InvalidHeader,
             }
             let deadline = Instant::now() + limits.read_timeout;
             match read_more(&up.stream, &mut up.buf, &mut up.timer, deadline).await {
@@ -134,6 +115,48 @@ pub(crate) async fn forward(
             continue;
         }
         return Err(failure);
+    }
+}
+
+/// What the connection's buffer holds of a response head.
+enum Parsed {
+    /// Not all of it yet.
+    Partial,
+    /// Not HTTP, or too large (502).
+    Invalid,
+    /// A final head of `len` bytes: in hyper's terms, with how its body comes, unless NGINX
+    /// would refuse it (conflicting lengths, a 101 nobody asked for).
+    Final { status: u16, len: usize, head: Option<(StatusCode, HeaderMap, response::ResponseHead)> },
+}
+
+/// Parses the response head in `up`'s buffer, dropping interim (1xx) answers as NGINX does.
+fn parse(up: &mut Upstream, head_request: bool) -> Parsed {
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut headers);
+        let len = match resp.parse(up.buf.filled()) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) if up.buf.len() < MAX_RESPONSE_HEAD => {
+                return Parsed::Partial;
+            }
+            _ => return Parsed::Invalid,
+        };
+        let status = resp.code.unwrap_or(0);
+        if (100..200).contains(&status) && status != 101 {
+            up.buf.consume(len);
+            continue;
+        }
+        let head = response::inspect(&resp, head_request).ok().filter(|_| status != 101).and_then(
+            |inspected| {
+                let (code, mut headers) = response_head(&resp, up.buf.filled(), len)?;
+                if inspected.transfer_coded {
+                    // The coding delimits the body, not the length (hyper drops it too).
+                    headers.remove(http::header::CONTENT_LENGTH);
+                }
+                Some((code, headers, inspected.head))
+            },
+        );
+        return Parsed::Final { status, len, head };
     }
 }
 
