@@ -134,10 +134,18 @@ impl UpstreamSink for HyperSink {
 }
 
 impl HyperSink {
+    /// Room for what the life cycle usually sets (the forwarding headers), so that the
+    /// buffers do not grow step by step.
+    fn new() -> Self {
+        Self { set: Vec::with_capacity(12), values: Vec::with_capacity(256), ..Self::default() }
+    }
+
     fn apply(self, parts: &mut Parts) {
         for name in self.drop {
             parts.headers.remove(name);
         }
+        // One growth of the map, not one per few headers.
+        parts.headers.reserve(self.set.len());
         let values = bytes::Bytes::from(self.values);
         for (name, range) in self.set {
             if let Ok(value) = HeaderValue::from_maybe_shared(values.slice(range)) {
@@ -209,7 +217,7 @@ async fn route_request(
         .iter()
         .any(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
 
-    let mut sink = HyperSink::default();
+    let mut sink = HyperSink::new();
     let mut resume = None;
     let decision = loop {
         let decision = {
@@ -241,7 +249,7 @@ async fn route_request(
             }
         }
         resume = Some(next);
-        sink = HyperSink::default();
+        sink = HyperSink::new();
     };
     let table = &published.table;
     let mut forward = match decision {
@@ -469,8 +477,9 @@ fn apply_response(
     upstream: bool,
 ) {
     let rules = &route.policy.response;
-    let content_type = headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes().to_vec());
-    let reply = Reply { status, content_type: content_type.as_deref() };
+    // A shared copy of the value (no allocation), read while the map is edited.
+    let content_type = headers.get(header::CONTENT_TYPE).cloned();
+    let reply = Reply { status, content_type: content_type.as_ref().map(|v| v.as_bytes()) };
     if upstream {
         // The names with a value to drop or rewrite; most responses have none.
         let mut edited: Vec<HeaderName> = Vec::new();
