@@ -177,8 +177,9 @@ impl Resend {
 /// goes again on a fresh connection to the same endpoint, and that does not count as an
 /// attempt (NGINX does the same for cached connections).
 ///
-/// A request to a plain HTTP/1.1 backend whose body is absent or held whole goes on the fast
-/// path's raw connections ([`leg`]), read and written by this task; hyper carries the rest.
+/// A request to a plain HTTP/1.1 backend whose body is absent or held whole and small goes on
+/// the fast path's raw connections ([`leg`]), read and written by this task; hyper carries the
+/// rest.
 pub(crate) async fn forward(
     req: Request<RequestBody>,
     backend: &Backend,
@@ -191,8 +192,9 @@ pub(crate) async fn forward(
     // Copied: the record is written to while the request goes out.
     let keepalive: UpstreamKeepalive = record.table.https.connections.upstream;
     let keepalive = &keepalive;
-    if leg::carries(req.version(), backend, upgrade)
-        && let Some(body) = req.body().held_bytes()
+    let held = req.body().held_bytes();
+    if leg::carries(req.version(), held.as_ref().map(Option::as_ref), backend, upgrade)
+        && let Some(body) = held
     {
         let (parts, _) = req.into_parts();
         let response =

@@ -272,6 +272,18 @@ async fn a_refused_head_sends_the_same_request_to_the_next_endpoint() {
         let (status, _, body) = h2.send("POST", "leg.example.com", "/form", b"a=1").await;
         assert_eq!((status, body.as_deref()), (200, Ok(want.as_bytes())));
     }
+    // Bodies on both sides of what the leg carries (64 KiB; hyper the larger), sent again
+    // whole.
+    for size in [64 * 1024, 100 * 1024] {
+        let body: &'static [u8] = Box::leak(vec![b'x'; size].into_boxed_slice());
+        for _ in 0..2 {
+            let (status, _, got) = h2.send("POST", "leg.example.com", "/form", body).await;
+            let got = got.unwrap();
+            assert_eq!(status, 200);
+            assert!(got.starts_with(b"POST /form HTTP/1.1 xxx"), "{size}");
+            assert_eq!(got.len(), "POST /form HTTP/1.1 ".len() + size, "{size}");
+        }
+    }
     // The fast path, twice, on one connection.
     let mut stream = TcpStream::connect(s.http).await.unwrap();
     for _ in 0..2 {
