@@ -15,7 +15,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
-use crate::fast::leg::{RawBody, RawError};
+use crate::fast::leg::RawBody;
 use crate::record::Record;
 
 /// Errors a body can end with.
@@ -501,12 +501,7 @@ impl Body for UpstreamBody {
                     Poll::Ready(Some(Err(BodyError::ReadTimeout)))
                 }
             },
-            UpstreamProj::Raw { inner } => match ready!(Pin::new(inner).poll_frame(cx)) {
-                Some(Ok(frame)) => Poll::Ready(Some(Ok(frame))),
-                Some(Err(RawError::Timeout)) => Poll::Ready(Some(Err(BodyError::ReadTimeout))),
-                Some(Err(RawError::Broken)) => Poll::Ready(Some(Err(BodyError::Upstream))),
-                None => Poll::Ready(None),
-            },
+            UpstreamProj::Raw { inner } => Pin::new(inner).poll_frame(cx),
         }
     }
 

@@ -22,9 +22,10 @@ use http_body::{Frame, SizeHint};
 use sluice_model::{Backend, Limits, UpstreamKeepalive};
 use tokio::time::Instant;
 
-use super::io::{IoFail, poll_read_more, read_more};
+use super::io::{IoFail, poll_read_more};
 use super::response::{self, Dechunker, Framing};
-use super::{MAX_HEADERS, MAX_RESPONSE_HEAD, Upstream, send, up_elapsed};
+use super::{Reading, Upstream, head_failed, more_head, parse_head, send};
+use crate::body::BodyError;
 use crate::pipeline::{Attempts, Failure};
 use crate::record::Record;
 
@@ -91,22 +92,26 @@ pub(crate) async fn forward(
     'attempt: loop {
         let mut up = sent?;
         let failure = loop {
-            // Parsed apart: httparse's header array is not kept in this future across awaits.
-            match parse(&mut up, head_request) {
-                Parsed::Partial => {}
-                Parsed::Invalid => break Failure::InvalidHeader,
-                Parsed::Final { status, len, head } => {
-                    if attempts.retries_status(backend, status, method, true) {
-                        record.set_last_attempt(status, true);
-                        sent = send(&request, backend, attempts, limits, keepalive, method, record)
-                            .await;
-                        continue 'attempt;
-                    }
-                    let Some((code, headers, head)) = head else {
-                        break Failure::InvalidHeader;
-                    };
-                    attempts.answered(backend, status, up_elapsed(record));
+            let parsed = parse_head(&mut up, attempts, backend, method, record, |resp, bytes| {
+                let inspected = response::inspect(resp, head_request)?;
+                let (code, mut headers) = response_head(resp, bytes).ok_or(response::Invalid)?;
+                if inspected.transfer_coded {
+                    // The coding delimits the body, not the length (hyper drops it too).
+                    headers.remove(http::header::CONTENT_LENGTH);
+                }
+                Ok((code, headers, inspected.head))
+            });
+            match parsed {
+                Reading::Partial => {}
+                Reading::Invalid => break Failure::InvalidHeader,
+                Reading::Retry(status) => {
                     record.set_last_attempt(status, true);
+                    sent =
+                        send(&request, backend, attempts, limits, keepalive, method, record).await;
+                    continue 'attempt;
+                }
+                Reading::Final { len, head: (code, headers, head) } => {
+                    record.set_last_attempt(code.as_u16(), true);
                     let body = RawBody::new(up, len, head, limits.read_timeout, *keepalive);
                     let mut response = Response::new(body);
                     *response.status_mut() = code;
@@ -114,16 +119,11 @@ pub(crate) async fn forward(
                     return Ok(response);
                 }
             }
-            let deadline = Instant::now() + limits.read_timeout;
-            match read_more(&up.stream, &mut up.buf, &mut up.timer, deadline).await {
-                Ok(n) if n > 0 => {}
-                Ok(_) | Err(IoFail::Failed) => break Failure::Broken,
-                Err(IoFail::Timeout) => break Failure::Timeout,
+            if let Err(failure) = more_head(&mut up, limits.read_timeout).await {
+                break failure;
             }
         };
-        tracing::debug!(addr = %up.addr, ?failure, "upstream response head failed");
-        record.set_last_attempt(failure.status(), false);
-        if attempts.retries(backend, failure, method, true) {
+        if head_failed(&up, failure, attempts, backend, method, record) {
             sent = send(&request, backend, attempts, limits, keepalive, method, record).await;
             continue;
         }
@@ -131,62 +131,20 @@ pub(crate) async fn forward(
     }
 }
 
-/// What the connection's buffer holds of a response head.
-enum Parsed {
-    /// Not all of it yet.
-    Partial,
-    /// Not HTTP, or too large (502).
-    Invalid,
-    /// A final head of `len` bytes: in hyper's terms, with how its body comes, unless NGINX
-    /// would refuse it (conflicting lengths, a 101 nobody asked for).
-    Final { status: u16, len: usize, head: Option<(StatusCode, HeaderMap, response::ResponseHead)> },
-}
-
-/// Parses the response head in `up`'s buffer, dropping interim (1xx) answers as NGINX does.
-fn parse(up: &mut Upstream, head_request: bool) -> Parsed {
-    loop {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut resp = httparse::Response::new(&mut headers);
-        let len = match resp.parse(up.buf.filled()) {
-            Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) if up.buf.len() < MAX_RESPONSE_HEAD => {
-                return Parsed::Partial;
-            }
-            _ => return Parsed::Invalid,
-        };
-        let status = resp.code.unwrap_or(0);
-        if (100..200).contains(&status) && status != 101 {
-            up.buf.consume(len);
-            continue;
-        }
-        let head = response::inspect(&resp, head_request).ok().filter(|_| status != 101).and_then(
-            |inspected| {
-                let (code, mut headers) = response_head(&resp, up.buf.filled(), len)?;
-                if inspected.transfer_coded {
-                    // The coding delimits the body, not the length (hyper drops it too).
-                    headers.remove(http::header::CONTENT_LENGTH);
-                }
-                Some((code, headers, inspected.head))
-            },
-        );
-        return Parsed::Final { status, len, head };
-    }
-}
-
-/// The status and headers of a parsed response head, in hyper's terms. The head's bytes are
-/// copied once and every value shares them. `None` for a header hyper would refuse too.
+/// The status and headers of a response head parsed from `bytes` (the head's), in hyper's
+/// terms. The head's bytes are copied once and every value shares them. `None` for a header
+/// hyper would refuse too.
 fn response_head(
     resp: &httparse::Response<'_, '_>,
-    buf: &[u8],
-    len: usize,
+    bytes: &[u8],
 ) -> Option<(StatusCode, HeaderMap)> {
     let status = StatusCode::from_u16(resp.code?).ok()?;
-    let shared = Bytes::copy_from_slice(&buf[..len]);
-    let base = buf.as_ptr() as usize;
+    let shared = Bytes::copy_from_slice(bytes);
+    let base = bytes.as_ptr() as usize;
     let mut headers = HeaderMap::with_capacity(resp.headers.len());
     for h in resp.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;
-        // httparse's values are slices of `buf`: the same range of the copy.
+        // httparse's values are slices of `bytes`: the same range of the copy.
         let start = (h.value.as_ptr() as usize).checked_sub(base)?;
         let value = shared.slice(start..start + h.value.len());
         let value = HeaderValue::from_maybe_shared(value).ok()?;
@@ -252,6 +210,12 @@ impl RawBody {
         body
     }
 
+    /// Restarts the read timeout (the body was held back by `limit-rate`, not by the
+    /// upstream).
+    pub(crate) fn touch(&mut self) {
+        self.last = Instant::now();
+    }
+
     /// The body was read whole: the connection goes back to the pool if it may.
     fn end(&mut self) {
         self.complete = true;
@@ -301,42 +265,14 @@ impl RawBody {
     }
 }
 
-/// Why a raw body ended early.
-#[derive(Debug)]
-pub(crate) enum RawError {
-    /// Nothing arrived for `proxy-read-timeout`.
-    Timeout,
-    /// The connection broke, or the body was malformed.
-    Broken,
-}
-
-impl std::fmt::Display for RawError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            RawError::Timeout => "upstream read timed out",
-            RawError::Broken => "upstream response body broken off or malformed",
-        })
-    }
-}
-
-impl std::error::Error for RawError {}
-
-impl RawBody {
-    /// Restarts the read timeout (the body was held back by `limit-rate`, not by the
-    /// upstream).
-    pub(crate) fn touch(&mut self) {
-        self.last = Instant::now();
-    }
-}
-
 impl http_body::Body for RawBody {
     type Data = Bytes;
-    type Error = RawError;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, RawError>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
         loop {
             if this.complete {
@@ -346,7 +282,7 @@ impl http_body::Body for RawBody {
                 Ok(data) => data,
                 Err(_) => {
                     this.up = None;
-                    return Poll::Ready(Some(Err(RawError::Broken)));
+                    return Poll::Ready(Some(Err(BodyError::Upstream)));
                 }
             };
             if !data.is_empty() {
@@ -369,11 +305,11 @@ impl http_body::Body for RawBody {
                 }
                 Ok(_) | Err(IoFail::Failed) => {
                     this.up = None;
-                    return Poll::Ready(Some(Err(RawError::Broken)));
+                    return Poll::Ready(Some(Err(BodyError::Upstream)));
                 }
                 Err(IoFail::Timeout) => {
                     this.up = None;
-                    return Poll::Ready(Some(Err(RawError::Timeout)));
+                    return Poll::Ready(Some(Err(BodyError::ReadTimeout)));
                 }
             }
         }

@@ -409,64 +409,49 @@ async fn proxy(
             }
         };
         let failure = loop {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut resp = httparse::Response::new(&mut headers);
-            match resp.parse(up.buf.filled()) {
-                Ok(httparse::Status::Complete(len)) => {
-                    let status = resp.code.unwrap_or(0);
-                    if (100..200).contains(&status) && status != 101 {
-                        up.buf.consume(len);
-                        continue;
-                    }
-                    if attempts.retries_status(backend, status, method, true) {
-                        record.set_last_attempt(status, true);
-                        sent = send(
-                            &client.out,
-                            backend,
-                            &mut attempts,
-                            limits,
-                            keepalive,
-                            method,
-                            &mut record,
-                        )
-                        .await;
-                        continue 'attempt;
-                    }
-                    attempts.answered(backend, status, up_elapsed(&record));
-                    let edits = response::Edits {
-                        plan: &plan,
-                        rules: &route.policy.response,
-                        hsts: None,
-                        server: shared.server_header.as_bytes(),
-                    };
-                    // Written after the request, which the next endpoint gets if this head
-                    // is refused (`proxy-next-upstream: invalid_header`).
-                    let sent_len = client.out.len();
-                    let rewritten =
-                        response::rewrite(&resp, head_request, close, &edits, &mut client.out);
-                    match rewritten {
-                        Ok(head) if status != 101 => {
-                            client.out.drain(..sent_len);
-                            break 'attempt (up, head, len);
-                        }
-                        _ => {
-                            client.out.truncate(sent_len);
-                            break Failure::InvalidHeader;
-                        }
-                    }
+            let edits = response::Edits {
+                plan: &plan,
+                rules: &route.policy.response,
+                hsts: None,
+                server: shared.server_header.as_bytes(),
+            };
+            // Written after the request, which the next endpoint gets if this head is refused
+            // (`proxy-next-upstream: invalid_header`).
+            let sent_len = client.out.len();
+            let out = &mut client.out;
+            let parsed = parse_head(&mut up, &mut attempts, backend, method, &record, |resp, _| {
+                response::rewrite(resp, head_request, close, &edits, out)
+            });
+            match parsed {
+                Reading::Partial => {}
+                Reading::Invalid => {
+                    client.out.truncate(sent_len);
+                    break Failure::InvalidHeader;
                 }
-                Ok(httparse::Status::Partial) if up.buf.len() < MAX_RESPONSE_HEAD => {}
-                _ => break Failure::InvalidHeader,
+                Reading::Retry(status) => {
+                    record.set_last_attempt(status, true);
+                    sent = send(
+                        &client.out,
+                        backend,
+                        &mut attempts,
+                        limits,
+                        keepalive,
+                        method,
+                        &mut record,
+                    )
+                    .await;
+                    continue 'attempt;
+                }
+                Reading::Final { len, head } => {
+                    client.out.drain(..sent_len);
+                    break 'attempt (up, head, len);
+                }
             }
-            match read_more(&up.stream, &mut up.buf, &mut up.timer, read_deadline()).await {
-                Ok(n) if n > 0 => {}
-                Ok(_) | Err(IoFail::Failed) => break Failure::Broken,
-                Err(IoFail::Timeout) => break Failure::Timeout,
+            if let Err(failure) = more_head(&mut up, limits.read_timeout).await {
+                break failure;
             }
         };
-        tracing::debug!(addr = %up.addr, ?failure, "upstream response head failed");
-        record.set_last_attempt(failure.status(), false);
-        if attempts.retries(backend, failure, method, true) {
+        if head_failed(&up, failure, &mut attempts, backend, method, &mut record) {
             sent =
                 send(&client.out, backend, &mut attempts, limits, keepalive, method, &mut record)
                     .await;
@@ -567,6 +552,84 @@ fn keep_or_close(close: bool) -> Next {
 /// How long the current attempt has waited for its response head.
 fn up_elapsed(record: &Record) -> Duration {
     record.attempts().last().map_or(Duration::ZERO, |a| a.started.elapsed())
+}
+
+/// What the response head read so far comes to.
+enum Reading<T> {
+    /// Not all of it yet.
+    Partial,
+    /// Not HTTP, too large, or refused as NGINX refuses it (502, or the next endpoint).
+    Invalid,
+    /// A status `proxy-next-upstream` sends to the next endpoint.
+    Retry(u16),
+    /// The final head, `len` bytes, as the caller made it.
+    Final { len: usize, head: T },
+}
+
+/// Parses the response head in `up`'s buffer, for both upstream legs: interim (1xx) answers
+/// are dropped, as NGINX drops them; a status `proxy-next-upstream` retries is
+/// [`Reading::Retry`]; otherwise the answer is counted for the balancer and `accept` makes what
+/// the caller needs of the head, given its bytes (`Err` when NGINX would refuse it; so is a
+/// 101 nobody asked for). httparse's header array lives in this call, not in the caller's future across its
+/// reads.
+fn parse_head<T>(
+    up: &mut Upstream,
+    attempts: &mut Attempts,
+    backend: &Backend,
+    method: &str,
+    record: &Record,
+    accept: impl FnOnce(&httparse::Response<'_, '_>, &[u8]) -> Result<T, response::Invalid>,
+) -> Reading<T> {
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut headers);
+        let len = match resp.parse(up.buf.filled()) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) if up.buf.len() < MAX_RESPONSE_HEAD => {
+                return Reading::Partial;
+            }
+            _ => return Reading::Invalid,
+        };
+        let status = resp.code.unwrap_or(0);
+        if (100..200).contains(&status) && status != 101 {
+            up.buf.consume(len);
+            continue;
+        }
+        if attempts.retries_status(backend, status, method, true) {
+            return Reading::Retry(status);
+        }
+        attempts.answered(backend, status, up_elapsed(record));
+        return match accept(&resp, &up.buf.filled()[..len]) {
+            Ok(head) if status != 101 => Reading::Final { len, head },
+            _ => Reading::Invalid,
+        };
+    }
+}
+
+/// Reads more of a response head into `up`'s buffer; the failure when nothing comes within
+/// `read_timeout` or the connection ends.
+async fn more_head(up: &mut Upstream, read_timeout: Duration) -> Result<(), Failure> {
+    let deadline = Instant::now() + read_timeout;
+    match read_more(&up.stream, &mut up.buf, &mut up.timer, deadline).await {
+        Ok(n) if n > 0 => Ok(()),
+        Ok(_) | Err(IoFail::Failed) => Err(Failure::Broken),
+        Err(IoFail::Timeout) => Err(Failure::Timeout),
+    }
+}
+
+/// Notes that the attempt on `up` got no usable response head, and says whether
+/// `proxy-next-upstream` sends the request to the next endpoint.
+fn head_failed(
+    up: &Upstream,
+    failure: Failure,
+    attempts: &mut Attempts,
+    backend: &Backend,
+    method: &str,
+    record: &mut Record,
+) -> bool {
+    tracing::debug!(addr = %up.addr, ?failure, "upstream response head failed");
+    record.set_last_attempt(failure.status(), false);
+    attempts.retries(backend, failure, method, true)
 }
 
 /// Sends the request head to `backend`'s endpoints in the order of `attempts`, going on to

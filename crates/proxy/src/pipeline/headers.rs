@@ -35,7 +35,7 @@ pub(crate) const HOP_BY_HOP: [&str; 7] = [
 
 /// Request headers Sluice sets itself (or never forwards): `Proxy` (httpoxy), the
 /// client-certificate headers (only Sluice may send those) and the forwarding headers.
-const SET_BY_SLUICE: [&str; 13] = [
+pub(crate) const SET_BY_SLUICE: [&str; 13] = [
     "proxy",
     "ssl-client-verify",
     "ssl-client-subject-dn",

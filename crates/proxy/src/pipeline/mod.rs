@@ -64,7 +64,9 @@ use crate::{Published, Shared, forward};
 
 pub(crate) use access::{AuthOutcome, AuthRequest};
 pub(crate) use head::{FastHead, Head, HyperHead, RequestVars};
-pub(crate) use headers::{Edit, HOP_BY_HOP, Reply, ResponsePlan, UpstreamSink, error_context};
+pub(crate) use headers::{
+    Edit, HOP_BY_HOP, Reply, ResponsePlan, SET_BY_SLUICE, UpstreamSink, error_context,
+};
 pub(crate) use limits::{GlobalCheck, Zones};
 pub(crate) use pick::{Attempts, Failure, repin_cookie};
 
