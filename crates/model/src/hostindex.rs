@@ -140,6 +140,16 @@ impl HostIndex {
     /// The record a normalised request name (lower case, no port) leads to: its exact name,
     /// else the wildcard of its parent, else the catch-all.
     pub(crate) fn find(&self, name: &[u8]) -> Record<'_> {
+        self.find_named(name).unwrap_or_else(|| self.records.get(self.catch_all))
+    }
+
+    /// Whether a rule names the normalised request name (lower case, no port): exactly, or
+    /// by the wildcard of its parent; else its requests go to the catch-all.
+    pub fn names(&self, name: &str) -> bool {
+        self.find_named(name.as_bytes()).is_some()
+    }
+
+    fn find_named(&self, name: &[u8]) -> Option<Record<'_>> {
         let exact = self.probe(self.hash(false, name), |n| n == name);
         let found = exact.or_else(|| {
             let dot = name.iter().position(|&c| c == b'.')?;
@@ -147,7 +157,7 @@ impl HostIndex {
             let is_wildcard = |n: &[u8]| n.strip_prefix(b"*.") == Some(parent);
             self.probe(self.hash(true, parent), is_wildcard)
         });
-        found.map_or_else(|| self.records.get(self.catch_all), |(_, record)| record)
+        found.map(|(_, record)| record)
     }
 
     /// The locations that records with inline regexes number.
@@ -326,6 +336,8 @@ mod tests {
             assert_eq!(found(&index, "a.other.com"), 2);
             assert_eq!(found(&index, ""), CATCH_ALL);
             assert_eq!(found(&index, "*.example.com"), 1, "as any name under example.com");
+            assert!(index.names("a.example.com") && index.names("b.example.com"));
+            assert!(!index.names("x.b.example.com") && !index.names(""), "the catch-all's");
             assert_eq!(index.get_written("*.example.com"), Some(1));
             assert_eq!(index.get_written("example.com"), None);
             assert_eq!(index.counts(), (1, 2));

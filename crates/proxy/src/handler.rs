@@ -244,7 +244,7 @@ async fn route_request(
     let table = &published.table;
     let mut forward = match decision {
         Decision::Forward(f) => f,
-        Decision::Local(local) => {
+        Decision::Local(mut local) => {
             let mut record = Box::new(Record::new(
                 shared,
                 conn.clone(),
@@ -255,6 +255,7 @@ async fn route_request(
                 local.request_id.clone(),
             ));
             record.log = local.log;
+            record.default_host = local.default_host.take();
             let errors = table.routes[local.route as usize]
                 .policy
                 .errors
@@ -280,6 +281,7 @@ async fn route_request(
     record.canary = forward.canary;
     record.permit = forward.permit.take();
     record.log = forward.log;
+    record.default_host = forward.default_host.take();
     let errors = route
         .policy
         .errors
@@ -516,7 +518,7 @@ fn apply_response(
 /// A local answer of the life cycle: its page (or redirect), with the response phase's
 /// headers; replaced by an error page when the route intercepts its status.
 async fn answer_local(
-    local: Local,
+    local: Box<Local>,
     errors: Option<ErrorRequest>,
     incoming: Incoming,
     table: &Arc<RoutingTable>,

@@ -45,7 +45,7 @@ use http::HeaderValue;
 use sluice_model::RoutingTable;
 
 pub use access_log::{AccessLog, LogFormat};
-pub use metrics::{ControllerLabels, Metrics};
+pub use metrics::{ControllerLabels, Metrics, MetricsConfig};
 pub use server::{Proxy, ProxyConfig};
 pub use tls::{CertStore, TlsState};
 

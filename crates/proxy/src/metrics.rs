@@ -2,15 +2,18 @@
 //! alerts keep working: `nginx_ingress_controller_requests`,
 //! `nginx_ingress_controller_request_duration_seconds`,
 //! `nginx_ingress_controller_response_duration_seconds`,
-//! `nginx_ingress_controller_request_size` and `nginx_ingress_controller_response_size`, with
-//! labels `status`, `method`, `path` (the Ingress path, not the URI), `namespace`, `ingress`,
-//! `service`, `canary`, `host` and the constant `controller_namespace`, `controller_class`,
+//! `nginx_ingress_controller_request_size`, `nginx_ingress_controller_response_size` and
+//! `nginx_ingress_controller_bytes_sent`, with labels `status`, `method`, `path` (the Ingress
+//! path, not the URI), `namespace`, `ingress`, `service`, `canary`, `host` (unless
+//! `--metrics-per-host=false`) and the constant `controller_namespace`, `controller_class`,
 //! `controller_pod`. Plus `sluice_upstream_errors_total` and `sluice_upstream_ejections_total`.
+//! ingress-nginx's flags shape them ([`MetricsConfig`]): which metrics, which buckets, status
+//! classes, and which requests to the default backend count.
 //!
 //! The hot path takes no lock: each worker accumulates into thread-local handles (prometheus'
 //! `local()` metrics) keyed by route, status and method, and flushes them about once a second,
-//! as ingress-nginx's `monitor.lua` batches per worker. Requests that match no Ingress (the
-//! default backend) are not counted, like ingress-nginx with `--metrics-per-undefined-host=false`.
+//! as ingress-nginx's `monitor.lua` batches per worker. Requests no Ingress path took (the
+//! default backend) are rarer and counted directly.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -18,13 +21,104 @@ use std::collections::HashMap;
 use http::Method;
 use prometheus::local::{LocalHistogram, LocalIntCounter};
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, exponential_buckets};
-use sluice_model::{Backend, Target};
+use sluice_model::{Backend, Route, Target};
 use tokio::time::Instant;
 
 use crate::record::Record;
 
+/// The per-request labels, `host` last (dropped with `--metrics-per-host=false`).
 const LABELS: &[&str] =
     &["status", "method", "path", "namespace", "ingress", "service", "canary", "host"];
+
+/// The per-request metrics' names without ingress-nginx's prefix, as
+/// `--exclude-socket-metrics` takes them (with or without the prefix).
+pub const REQUEST_METRICS: &[&str] = &[
+    "requests",
+    "request_duration_seconds",
+    "response_duration_seconds",
+    "request_size",
+    "response_size",
+    "bytes_sent",
+];
+
+/// ingress-nginx's flags for its request metrics, with its defaults.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricsConfig {
+    /// `--enable-metrics`: request metrics at all (Sluice's default: on).
+    pub enabled: bool,
+    /// `--metrics-per-host`: the `host` label.
+    pub per_host: bool,
+    /// `--metrics-per-undefined-host`: count requests for hosts no Ingress names (needs
+    /// `per_host`), each host its own series.
+    pub per_undefined_host: bool,
+    /// `--report-status-classes`: `2xx`, `3xx`... instead of the status.
+    pub status_classes: bool,
+    /// `--time-buckets`: the durations' buckets, seconds.
+    pub time_buckets: Vec<f64>,
+    /// `--length-buckets`: `request_size` and `response_size`, bytes.
+    pub length_buckets: Vec<f64>,
+    /// `--size-buckets`: `bytes_sent`, bytes.
+    pub size_buckets: Vec<f64>,
+    /// `--exclude-socket-metrics`: metrics neither computed nor exported, names of
+    /// [`REQUEST_METRICS`].
+    pub exclude: Vec<String>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            per_host: true,
+            per_undefined_host: false,
+            status_classes: false,
+            // Prometheus' default buckets, as ingress-nginx's flag.
+            time_buckets: vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
+            // ingress-nginx's: 10, 20, ... 100.
+            length_buckets: (1..=10).map(|i| f64::from(i) * 10.0).collect(),
+            size_buckets: exponential_buckets(10.0, 10.0, 7).expect("valid buckets"),
+            exclude: Vec::new(),
+        }
+    }
+}
+
+impl MetricsConfig {
+    /// Refuses what ingress-nginx refuses, and names `--exclude-socket-metrics` does not know.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.per_undefined_host && !self.per_host {
+            return Err(
+                "--metrics-per-undefined-host=true must be passed with --metrics-per-host=true"
+                    .into(),
+            );
+        }
+        for (flag, buckets) in [
+            ("--time-buckets", &self.time_buckets),
+            ("--length-buckets", &self.length_buckets),
+            ("--size-buckets", &self.size_buckets),
+        ] {
+            if buckets.is_empty() || buckets.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(format!("{flag}: buckets must be increasing, got {buckets:?}"));
+            }
+        }
+        for name in &self.exclude {
+            if !REQUEST_METRICS.contains(&short_name(name)) {
+                return Err(format!(
+                    "--exclude-socket-metrics: unknown metric {name:?} (known: {})",
+                    REQUEST_METRICS.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn excludes(&self, name: &str) -> bool {
+        self.exclude.iter().any(|e| short_name(e) == name)
+    }
+}
+
+/// A metric's name without ingress-nginx's prefix.
+fn short_name(name: &str) -> &str {
+    name.strip_prefix(PREFIX).unwrap_or(name)
+}
 
 /// The constant labels every series carries.
 #[derive(Clone, Debug, Default)]
@@ -40,11 +134,16 @@ pub struct ControllerLabels {
 /// The proxy's metrics, registered in one registry that the admin port serves.
 pub struct Metrics {
     registry: Registry,
-    requests: IntCounterVec,
-    request_duration: HistogramVec,
-    response_duration: HistogramVec,
-    request_size: HistogramVec,
-    response_size: HistogramVec,
+    config: MetricsConfig,
+    /// The per-request labels in use (`host` or not).
+    labels: &'static [&'static str],
+    /// The per-request metrics; `None` when excluded or disabled.
+    requests: Option<IntCounterVec>,
+    request_duration: Option<HistogramVec>,
+    response_duration: Option<HistogramVec>,
+    request_size: Option<HistogramVec>,
+    response_size: Option<HistogramVec>,
+    bytes_sent: Option<HistogramVec>,
     upstream_errors: IntCounterVec,
     mirrors: IntCounterVec,
 }
@@ -79,12 +178,21 @@ struct Key {
 }
 
 struct Local {
-    requests: LocalIntCounter,
-    request_duration: LocalHistogram,
-    response_duration: LocalHistogram,
-    request_size: LocalHistogram,
-    response_size: LocalHistogram,
+    requests: Option<LocalIntCounter>,
+    request_duration: Option<LocalHistogram>,
+    response_duration: Option<LocalHistogram>,
+    request_size: Option<LocalHistogram>,
+    response_size: Option<LocalHistogram>,
+    bytes_sent: Option<LocalHistogram>,
     used: bool,
+}
+
+/// What one request adds to each metric.
+struct Observed {
+    duration: f64,
+    upstream: Option<f64>,
+    request_length: f64,
+    bytes_sent: f64,
 }
 
 thread_local! {
@@ -101,47 +209,65 @@ fn method_index(m: &Method) -> u8 {
 }
 
 impl Metrics {
-    /// Creates the metrics in a fresh registry.
+    /// Creates the metrics in a fresh registry, with ingress-nginx's default flags.
     pub fn new(controller: &ControllerLabels) -> Self {
+        Self::with_config(controller, MetricsConfig::default())
+    }
+
+    /// Creates the metrics in a fresh registry, shaped by `config` (already validated).
+    pub fn with_config(controller: &ControllerLabels, config: MetricsConfig) -> Self {
         let registry = Registry::new();
+        let labels = if config.per_host { LABELS } else { &LABELS[..LABELS.len() - 1] };
         let consts = |opts: Opts| {
             opts.const_label("controller_namespace", &controller.namespace)
                 .const_label("controller_class", &controller.class)
                 .const_label("controller_pod", &controller.pod)
         };
-        let hist = |name: &str, help: &str, buckets: Vec<f64>| {
-            let opts = HistogramOpts { common_opts: consts(Opts::new(name, help)), buckets };
-            HistogramVec::new(opts, LABELS).expect("valid histogram")
+        let wanted =
+            |name: &str| config.enabled && !config.excludes(name.trim_start_matches(PREFIX));
+        let hist = |name: &str, help: &str, buckets: &[f64]| {
+            wanted(name).then(|| {
+                let opts = HistogramOpts {
+                    common_opts: consts(Opts::new(name, help)),
+                    buckets: buckets.to_vec(),
+                };
+                HistogramVec::new(opts, labels).expect("valid histogram")
+            })
         };
-        let time_buckets = vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
-        let size_buckets = exponential_buckets(10.0, 10.0, 7).expect("valid buckets");
-        let requests = IntCounterVec::new(
-            consts(Opts::new(
-                "nginx_ingress_controller_requests",
-                "The total number of client requests",
-            )),
-            LABELS,
-        )
-        .expect("valid counter");
+        let requests = wanted("nginx_ingress_controller_requests").then(|| {
+            IntCounterVec::new(
+                consts(Opts::new(
+                    "nginx_ingress_controller_requests",
+                    "The total number of client requests",
+                )),
+                labels,
+            )
+            .expect("valid counter")
+        });
         let request_duration = hist(
             "nginx_ingress_controller_request_duration_seconds",
             "The request processing time in seconds (from the first byte read to the last byte sent)",
-            time_buckets.clone(),
+            &config.time_buckets,
         );
         let response_duration = hist(
             "nginx_ingress_controller_response_duration_seconds",
             "The time spent on receiving the response from the upstream server in seconds",
-            time_buckets,
+            &config.time_buckets,
         );
         let request_size = hist(
             "nginx_ingress_controller_request_size",
             "The request length (including request line, header, and request body)",
-            size_buckets.clone(),
+            &config.length_buckets,
         );
         let response_size = hist(
             "nginx_ingress_controller_response_size",
             "The response length (including request line, header, and request body)",
-            size_buckets,
+            &config.length_buckets,
+        );
+        let bytes_sent = hist(
+            "nginx_ingress_controller_bytes_sent",
+            "DEPRECATED The number of bytes sent to a client",
+            &config.size_buckets,
         );
         let upstream_errors = IntCounterVec::new(
             Opts::new(
@@ -161,25 +287,28 @@ impl Metrics {
             &["outcome"],
         )
         .expect("valid counter");
-        for c in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(request_duration.clone()),
-            Box::new(response_duration.clone()),
-            Box::new(request_size.clone()),
-            Box::new(response_size.clone()),
-            Box::new(upstream_errors.clone()),
-            Box::new(ejections),
-            Box::new(mirrors.clone()),
-        ] {
+        let per_request = [&request_duration, &response_duration, &request_size, &response_size]
+            .into_iter()
+            .chain([&bytes_sent])
+            .flatten()
+            .map(|h| Box::new(h.clone()) as Box<dyn prometheus::core::Collector>);
+        let others: [Box<dyn prometheus::core::Collector>; 3] =
+            [Box::new(upstream_errors.clone()), Box::new(ejections), Box::new(mirrors.clone())];
+        let counters =
+            requests.iter().map(|c| Box::new(c.clone()) as Box<dyn prometheus::core::Collector>);
+        for c in counters.chain(per_request).chain(others) {
             registry.register(c).expect("metric names are unique");
         }
         Self {
             registry,
+            config,
+            labels,
             requests,
             request_duration,
             response_duration,
             request_size,
             response_size,
+            bytes_sent,
             upstream_errors,
             mirrors,
         }
@@ -202,13 +331,29 @@ impl Metrics {
             .inc();
     }
 
+    /// The `status` label of `status`.
+    fn status_label(&self, status: u16) -> String {
+        match self.config.status_classes {
+            true => format!("{}xx", status / 100),
+            false => status.to_string(),
+        }
+    }
+
     /// Counts one request that ended at `end`.
     pub(crate) fn observe(&self, r: &Record, end: Instant) {
-        let route = &r.table.routes[r.route as usize];
-        if route.ingress.is_none() {
+        if !self.counts_anything() {
             return;
         }
-        let elapsed = end.saturating_duration_since(r.start);
+        let route = &r.table.routes[r.route as usize];
+        let observed = Observed {
+            duration: end.saturating_duration_since(r.start).as_secs_f64(),
+            upstream: r.upstream_start.map(|up| end.saturating_duration_since(up).as_secs_f64()),
+            request_length: r.request.request_length as f64,
+            bytes_sent: r.bytes_sent as f64,
+        };
+        if route.ingress.is_none() {
+            return self.observe_default(r, route, &observed);
+        }
         let key = Key {
             generation: r.table.generation,
             route: r.route,
@@ -225,7 +370,7 @@ impl Metrics {
                     _ => "",
                 };
                 let canary = r.canary.map_or("", |id| r.table.backends[id as usize].name.as_str());
-                let status = r.status.to_string();
+                let status = self.status_label(r.status);
                 let labels = [
                     status.as_str(),
                     METHODS[key.method as usize],
@@ -236,24 +381,95 @@ impl Metrics {
                     canary,
                     &*route.host,
                 ];
+                let labels = &labels[..self.labels.len()];
+                let hist = |h: &Option<HistogramVec>| {
+                    h.as_ref().map(|h| h.with_label_values(labels).local())
+                };
                 Local {
-                    requests: self.requests.with_label_values(&labels).local(),
-                    request_duration: self.request_duration.with_label_values(&labels).local(),
-                    response_duration: self.response_duration.with_label_values(&labels).local(),
-                    request_size: self.request_size.with_label_values(&labels).local(),
-                    response_size: self.response_size.with_label_values(&labels).local(),
+                    requests: self.requests.as_ref().map(|c| c.with_label_values(labels).local()),
+                    request_duration: hist(&self.request_duration),
+                    response_duration: hist(&self.response_duration),
+                    request_size: hist(&self.request_size),
+                    response_size: hist(&self.response_size),
+                    bytes_sent: hist(&self.bytes_sent),
                     used: false,
                 }
             });
             entry.used = true;
-            entry.requests.inc();
-            entry.request_duration.observe(elapsed.as_secs_f64());
-            if let Some(up) = r.upstream_start {
-                entry.response_duration.observe(end.saturating_duration_since(up).as_secs_f64());
+            if let Some(c) = &entry.requests {
+                c.inc();
             }
-            entry.request_size.observe(r.request.request_length as f64);
-            entry.response_size.observe(r.bytes_sent as f64);
+            let observe = |h: &Option<LocalHistogram>, v: f64| {
+                if let Some(h) = h {
+                    h.observe(v);
+                }
+            };
+            observe(&entry.request_duration, observed.duration);
+            if let Some(up) = observed.upstream {
+                observe(&entry.response_duration, up);
+            }
+            observe(&entry.request_size, observed.request_length);
+            observe(&entry.response_size, observed.bytes_sent);
+            observe(&entry.bytes_sent, observed.bytes_sent);
         });
+    }
+
+    /// Whether any request metric is kept (not all excluded, not `--enable-metrics=false`).
+    fn counts_anything(&self) -> bool {
+        self.requests.is_some()
+            || [
+                &self.request_duration,
+                &self.response_duration,
+                &self.request_size,
+                &self.response_size,
+                &self.bytes_sent,
+            ]
+            .iter()
+            .any(|h| h.is_some())
+    }
+
+    /// A request no Ingress path took: ingress-nginx counts it under its host when an
+    /// Ingress names that host (a path it lacks), under any host with
+    /// `--metrics-per-undefined-host`, and always without the `host` label; counted directly
+    /// (the `host` label takes the client's values, so no per-worker handle is kept).
+    fn observe_default(&self, r: &Record, route: &Route, observed: &Observed) {
+        let host = match (&r.default_host, self.config.per_host) {
+            (_, false) => "",
+            (Some(h), true) if h.named || self.config.per_undefined_host => &h.name,
+            _ => return,
+        };
+        let status = self.status_label(r.status);
+        let canary = r.canary.map_or("", |id| r.table.backends[id as usize].name.as_str());
+        let service = match &route.target {
+            Target::Backend(id) => r.table.backends[*id as usize].service.name.as_str(),
+            _ => "",
+        };
+        let labels = [
+            status.as_str(),
+            METHODS[method_index(&r.request.method) as usize],
+            route.path.as_str(),
+            "",
+            "",
+            service,
+            canary,
+            host,
+        ];
+        let labels = &labels[..self.labels.len()];
+        if let Some(c) = &self.requests {
+            c.with_label_values(labels).inc();
+        }
+        let observe = |h: &Option<HistogramVec>, v: f64| {
+            if let Some(h) = h {
+                h.with_label_values(labels).observe(v);
+            }
+        };
+        observe(&self.request_duration, observed.duration);
+        if let Some(up) = observed.upstream {
+            observe(&self.response_duration, up);
+        }
+        observe(&self.request_size, observed.request_length);
+        observe(&self.response_size, observed.bytes_sent);
+        observe(&self.bytes_sent, observed.bytes_sent);
     }
 
     /// Publishes this thread's counts; forgets handles unused since the last flush (routes of
@@ -261,13 +477,102 @@ impl Metrics {
     pub(crate) fn flush_worker(&self) {
         LOCAL.with(|local| {
             local.borrow_mut().retain(|_, e| {
-                e.requests.flush();
-                e.request_duration.flush();
-                e.response_duration.flush();
-                e.request_size.flush();
-                e.response_size.flush();
+                if let Some(c) = &e.requests {
+                    c.flush();
+                }
+                for h in [
+                    &e.request_duration,
+                    &e.response_duration,
+                    &e.request_size,
+                    &e.response_size,
+                    &e.bytes_sent,
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    h.flush();
+                }
                 std::mem::take(&mut e.used)
             });
         });
+    }
+
+    /// Removes the series of `ingresses` (namespace, name): Ingresses deleted or no longer
+    /// this controller's, as ingress-nginx removes them, so that they do not stay forever.
+    pub fn forget_ingresses(&self, ingresses: &[(&str, &str)]) {
+        if ingresses.is_empty() {
+            return;
+        }
+        let gone = |m: &prometheus::proto::Metric| {
+            let label =
+                |name: &str| m.get_label().iter().find(|l| l.name() == name).map(|l| l.value());
+            matches!((label("namespace"), label("ingress")), (Some(ns), Some(name))
+                if ingresses.iter().any(|(n, i)| *n == ns && *i == name))
+        };
+        // The series' own labels, less the constant ones, as `remove` takes them.
+        let labels_of = |m: &prometheus::proto::Metric| -> HashMap<String, String> {
+            m.get_label()
+                .iter()
+                .filter(|l| self.labels.contains(&l.name()))
+                .map(|l| (l.name().to_string(), l.value().to_string()))
+                .collect()
+        };
+        let remove = |collected: Vec<prometheus::proto::MetricFamily>,
+                      remove: &dyn Fn(&HashMap<&str, &str>)| {
+            for family in collected {
+                for m in family.get_metric().iter().filter(|m| gone(m)) {
+                    let owned = labels_of(m);
+                    let labels = owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                    remove(&labels);
+                }
+            }
+        };
+        if let Some(c) = &self.requests {
+            remove(prometheus::core::Collector::collect(c), &|l| {
+                let _ = c.remove(l);
+            });
+        }
+        for h in [
+            &self.request_duration,
+            &self.response_duration,
+            &self.request_size,
+            &self.response_size,
+            &self.bytes_sent,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            remove(prometheus::core::Collector::collect(h), &|l| {
+                let _ = h.remove(l);
+            });
+        }
+    }
+}
+
+/// ingress-nginx's prefix of the request metrics' names.
+const PREFIX: &str = "nginx_ingress_controller_";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_are_checked_as_ingress_nginx_checks_them() {
+        assert_eq!(MetricsConfig::default().validate(), Ok(()));
+        let undefined =
+            MetricsConfig { per_host: false, per_undefined_host: true, ..Default::default() };
+        assert!(undefined.validate().unwrap_err().contains("--metrics-per-host=true"));
+        let unsorted = MetricsConfig { time_buckets: vec![1.0, 0.5], ..Default::default() };
+        assert!(unsorted.validate().unwrap_err().starts_with("--time-buckets"));
+        let unknown = MetricsConfig { exclude: vec!["requestz".into()], ..Default::default() };
+        assert!(unknown.validate().unwrap_err().contains("requestz"));
+        let prefixed = MetricsConfig {
+            exclude: vec!["nginx_ingress_controller_requests".into(), "bytes_sent".into()],
+            ..Default::default()
+        };
+        assert_eq!(prefixed.validate(), Ok(()));
+        let metrics = Metrics::with_config(&ControllerLabels::default(), prefixed);
+        assert!(metrics.requests.is_none() && metrics.bytes_sent.is_none());
+        assert!(metrics.request_duration.is_some());
     }
 }

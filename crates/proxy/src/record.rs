@@ -57,6 +57,18 @@ pub(crate) struct Record {
     /// The request's place among its client's requests in flight (`limit-connections`),
     /// given back when the record is dropped, at the end of the response.
     pub permit: Option<sluice_model::Permit>,
+    /// The host of a request no Ingress path took, for the metrics.
+    pub default_host: Option<Box<DefaultHost>>,
+}
+
+/// The host of a request that went to the default backend, for the metrics (ingress-nginx
+/// counts such requests under their host when an Ingress names it).
+#[derive(Clone, Debug)]
+pub(crate) struct DefaultHost {
+    /// The host, normalised (lower case, no port).
+    pub name: Box<str>,
+    /// An Ingress rule names it (the request matched none of its paths).
+    pub named: bool,
 }
 
 /// What the access log and metrics need from a request's head.
@@ -124,6 +136,7 @@ impl Record {
             connection: None,
             complete: false,
             permit: None,
+            default_host: None,
         }
     }
 

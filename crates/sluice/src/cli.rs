@@ -200,9 +200,83 @@ pub struct ServeArgs {
         requires = "validating_webhook_configuration"
     )]
     pub validating_webhook_secret: Option<NamespacedName>,
+    /// Request metrics.
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
     /// Ingress selection and reading.
     #[command(flatten)]
     pub class: ClassArgs,
+}
+
+/// ingress-nginx's flags for the request metrics of `/metrics`, with its defaults (but
+/// `--enable-metrics`, on).
+#[derive(Debug, Clone, Args)]
+pub struct MetricsArgs {
+    /// Export the request metrics (`nginx_ingress_controller_requests` and its histograms).
+    /// On by default, where ingress-nginx's default is off.
+    #[arg(long, env = "SLUICE_ENABLE_METRICS", default_value_t = true, action = ArgAction::Set)]
+    pub enable_metrics: bool,
+    /// Label the request metrics with the host (the rule's host as written).
+    #[arg(long, env = "SLUICE_METRICS_PER_HOST", default_value_t = true, action = ArgAction::Set)]
+    pub metrics_per_host: bool,
+    /// Also count requests for hosts no Ingress names, each host its own series (needs
+    /// --metrics-per-host).
+    #[arg(long, env = "SLUICE_METRICS_PER_UNDEFINED_HOST", default_value_t = false, action = ArgAction::Set)]
+    pub metrics_per_undefined_host: bool,
+    /// Label with status classes (2xx, 3xx, 4xx, 5xx) instead of status codes.
+    #[arg(long, env = "SLUICE_REPORT_STATUS_CLASSES", default_value_t = false, action = ArgAction::Set)]
+    pub report_status_classes: bool,
+    /// Buckets of the duration histograms, seconds (comma-separated).
+    #[arg(
+        long,
+        env = "SLUICE_TIME_BUCKETS",
+        value_delimiter = ',',
+        default_value = "0.005,0.01,0.025,0.05,0.1,0.25,0.5,1,2.5,5,10"
+    )]
+    pub time_buckets: Vec<f64>,
+    /// Buckets of request_size and response_size, bytes (comma-separated).
+    #[arg(
+        long,
+        env = "SLUICE_LENGTH_BUCKETS",
+        value_delimiter = ',',
+        default_value = "10,20,30,40,50,60,70,80,90,100"
+    )]
+    pub length_buckets: Vec<f64>,
+    /// Buckets of bytes_sent, bytes (comma-separated).
+    #[arg(
+        long,
+        env = "SLUICE_SIZE_BUCKETS",
+        value_delimiter = ',',
+        default_value = "10,100,1000,10000,100000,1000000,10000000"
+    )]
+    pub size_buckets: Vec<f64>,
+    /// Request metrics neither computed nor exported (comma-separated names, with or without
+    /// the `nginx_ingress_controller_` prefix), e.g. `bytes_sent,response_size`.
+    #[arg(long, env = "SLUICE_EXCLUDE_SOCKET_METRICS", value_delimiter = ',')]
+    pub exclude_socket_metrics: Vec<String>,
+}
+
+impl MetricsArgs {
+    /// The proxy's metrics configuration; an error names the flag at fault.
+    pub fn config(&self) -> Result<sluice_proxy::MetricsConfig, String> {
+        let config = sluice_proxy::MetricsConfig {
+            enabled: self.enable_metrics,
+            per_host: self.metrics_per_host,
+            per_undefined_host: self.metrics_per_undefined_host,
+            status_classes: self.report_status_classes,
+            time_buckets: self.time_buckets.clone(),
+            length_buckets: self.length_buckets.clone(),
+            size_buckets: self.size_buckets.clone(),
+            exclude: self
+                .exclude_socket_metrics
+                .iter()
+                .filter(|n| !n.is_empty())
+                .cloned()
+                .collect(),
+        };
+        config.validate()?;
+        Ok(config)
+    }
 }
 
 /// `--validating-webhook`: a port, and the address to bind it on when given.

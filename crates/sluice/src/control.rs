@@ -14,8 +14,8 @@ use prometheus::{
 };
 use sluice_manifests::{Changes, ManifestDir};
 use sluice_model::{
-    ChunkVec, Diagnostic, FastMap, HostRoutes, Route, RoutingTable, Settings, Severity, SharedVec,
-    Snapshot,
+    ChunkVec, Diagnostic, FastMap, HostRoutes, NamespacedName, Route, RoutingTable, Settings,
+    Severity, SharedVec, Snapshot,
 };
 use sluice_proxy::{
     AccessLog, CertStore, ControllerLabels, LogFormat, Metrics, Published, Shared, TlsState,
@@ -276,6 +276,7 @@ impl Publisher {
         // Endpoints that stay keep their failure records and ejections across the swap.
         table.adopt_outliers(&in_force.table);
         let tls_changed = !Arc::ptr_eq(&table.tls, &in_force.table.tls);
+        let owned_before = in_force.table.owned.clone();
         let tls = if tls_changed {
             // Keys are checked against their certificates here; what fails joins the
             // diagnostics.
@@ -298,6 +299,13 @@ impl Publisher {
         // 10,000), and a rotated certificate is served without waiting for them.
         if tls_changed {
             self.metrics.certificates(&table, &self.shared.state.load().tls);
+        }
+        if !SharedVec::ptr_eq(&table.owned, &owned_before) {
+            // Series of Ingresses gone (deleted, or no longer this controller's) go too.
+            let gone = gone_from(&owned_before, &table.owned);
+            let gone: Vec<(&str, &str)> =
+                gone.iter().map(|n| (n.namespace.as_str(), n.name.as_str())).collect();
+            self.shared.metrics.forget_ingresses(&gone);
         }
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         self.applied_at.store(now.as_millis() as i64, Ordering::Relaxed);
@@ -528,4 +536,47 @@ fn with_diagnostics(mut table: RoutingTable, extra: &[Diagnostic]) -> RoutingTab
         diagnostics.dedup();
     }
     table
+}
+
+/// The names of `before` that `after` lacks; both sorted.
+fn gone_from<'a>(
+    before: &'a [NamespacedName],
+    after: &[NamespacedName],
+) -> Vec<&'a NamespacedName> {
+    let mut after = after.iter().peekable();
+    let mut gone = Vec::new();
+    for name in before {
+        while after.next_if(|a| *a < name).is_some() {}
+        if after.peek() != Some(&name) {
+            gone.push(name);
+        }
+    }
+    gone
+}
+
+#[cfg(test)]
+mod gone_tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<NamespacedName> {
+        list.iter()
+            .map(|n| {
+                let (namespace, name) = n.split_once('/').unwrap();
+                NamespacedName { namespace: namespace.into(), name: name.into() }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn gone_from_lists_what_the_second_lacks() {
+        let before = names(&["a/x", "a/y", "b/x", "c/z"]);
+        let after = names(&["a/y", "b/w", "c/z", "d/q"]);
+        let gone: Vec<String> = gone_from(&before, &after)
+            .iter()
+            .map(|n| format!("{}/{}", n.namespace, n.name))
+            .collect();
+        assert_eq!(gone, ["a/x", "b/x"]);
+        assert!(gone_from(&before, &before).is_empty());
+        assert_eq!(gone_from(&before, &[]).len(), 4);
+    }
 }

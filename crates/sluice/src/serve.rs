@@ -48,11 +48,13 @@ impl Base {
     /// publisher the source will drive.
     async fn start(args: &ServeArgs) -> anyhow::Result<(Base, Publisher)> {
         let settings = args.class.settings();
-        let metrics = Metrics::new(&ControllerLabels {
+        let metrics_config = args.metrics.config().map_err(anyhow::Error::msg)?;
+        let labels = ControllerLabels {
             namespace: std::env::var("POD_NAMESPACE").unwrap_or_default(),
             class: settings.controller_class.clone(),
             pod: std::env::var("POD_NAME").unwrap_or_default(),
-        });
+        };
+        let metrics = Metrics::with_config(&labels, metrics_config);
         let control_metrics = Arc::new(ControlMetrics::new(metrics.registry()));
         let format = match args.log_format {
             LogFormat::Text => sluice_proxy::LogFormat::Upstreaminfo,

@@ -72,6 +72,132 @@ async fn request_metrics_have_ingress_nginx_names_and_labels() {
     );
 }
 
+/// The series' lines of metric `name` (its `_bucket`, `_sum`... lines when a histogram).
+fn lines_of<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
+    text.lines().filter(|l| l.starts_with(name) && !l.starts_with('#')).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ingress_nginx_metric_flags_shape_the_series() {
+    let alpha = echo("alpha").await;
+    let m = Manifests::new();
+    quickstart_like(&m, alpha, &[]);
+    let s = Sluice::start(
+        m.path(),
+        &[
+            "--metrics-per-host=false",
+            "--report-status-classes=true",
+            "--time-buckets=0.5,1",
+            "--length-buckets=100,1000",
+            "--exclude-socket-metrics=nginx_ingress_controller_bytes_sent,response_size",
+        ],
+    );
+    for _ in 0..2 {
+        assert_eq!(get(&s.url("/alpha"), Some("public.example.com")).await.status, 200);
+    }
+    assert_eq!(get(&s.url("/alpha?status=503"), Some("public.example.com")).await.status, 503);
+    assert_eq!(get(&s.url("/"), Some("unknown.example.com")).await.status, 404);
+
+    let ok =
+        wait_metric(&s, &["nginx_ingress_controller_requests{", "status=\"2xx\"", "} 2"]).await;
+    assert!(ok.contains("ingress=\"public\""), "{ok}");
+    wait_metric(&s, &["nginx_ingress_controller_requests{", "status=\"5xx\"", "} 1"]).await;
+    // Without the host label, every request counts, those of hosts no Ingress names too
+    // (ingress-nginx's --metrics-per-host=false).
+    let unrouted = wait_metric(&s, &["nginx_ingress_controller_requests{", "status=\"4xx\""]).await;
+    assert!(unrouted.contains("ingress=\"\"") && unrouted.ends_with(" 1"), "{unrouted}");
+    let text = metrics(&s).await;
+    let requests = lines_of(&text, "nginx_ingress_controller_requests{");
+    assert_eq!(requests.len(), 3, "{requests:?}");
+    assert!(requests.iter().all(|l| !l.contains("host=")), "no host label: {requests:?}");
+    let les = |name: &str| -> Vec<String> {
+        lines_of(&text, name)
+            .iter()
+            .filter(|l| l.contains("status=\"2xx\""))
+            .filter_map(|l| l.split("le=\"").nth(1)?.split('"').next().map(str::to_string))
+            .collect()
+    };
+    assert_eq!(
+        les("nginx_ingress_controller_request_duration_seconds_bucket"),
+        ["0.5", "1", "+Inf"]
+    );
+    assert_eq!(les("nginx_ingress_controller_request_size_bucket"), ["100", "1000", "+Inf"]);
+    for excluded in
+        ["nginx_ingress_controller_bytes_sent", "nginx_ingress_controller_response_size"]
+    {
+        assert!(lines_of(&text, excluded).is_empty(), "{excluded} is excluded");
+    }
+    assert!(
+        !lines_of(&text, "nginx_ingress_controller_response_duration_seconds_bucket").is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn default_backend_requests_count_under_hosts_an_ingress_names() {
+    let alpha = echo("alpha").await;
+    let m = Manifests::new();
+    quickstart_like(&m, alpha, &[]);
+    let s = Sluice::start(m.path(), &[]);
+    // A host an Ingress names, a path it lacks: counted under the host, as ingress-nginx
+    // counts its server's default location; ingress-nginx's default length buckets.
+    assert_eq!(get(&s.url("/nothing"), Some("Public.Example.com:80")).await.status, 404);
+    assert_eq!(get(&s.url("/"), Some("unknown.example.com")).await.status, 404);
+    let line = wait_metric(
+        &s,
+        &["nginx_ingress_controller_requests{", "host=\"public.example.com\"", "status=\"404\""],
+    )
+    .await;
+    assert!(line.contains("ingress=\"\"") && line.ends_with(" 1"), "{line}");
+    let text = metrics(&s).await;
+    assert!(!text.contains("unknown.example.com"), "undefined hosts are not counted by default");
+    let sizes: Vec<_> = lines_of(&text, "nginx_ingress_controller_request_size_bucket")
+        .iter()
+        .filter_map(|l| l.split("le=\"").nth(1)?.split('"').next())
+        .collect();
+    assert_eq!(sizes, ["10", "20", "30", "40", "50", "60", "70", "80", "90", "100", "+Inf"]);
+    assert!(text.contains("nginx_ingress_controller_bytes_sent_bucket{"), "deprecated, kept");
+
+    // With --metrics-per-undefined-host, each host is its own series.
+    let s = Sluice::start(m.path(), &["--metrics-per-undefined-host=true"]);
+    assert_eq!(get(&s.url("/"), Some("unknown.example.com")).await.status, 404);
+    wait_metric(&s, &["nginx_ingress_controller_requests{", "host=\"unknown.example.com\""]).await;
+
+    // ingress-nginx refuses it without --metrics-per-host, and so does Sluice, naming both.
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["serve", "--manifests"])
+        .arg(m.path())
+        .args(["--http-port=0", "--https-port=0", "--healthz-port=0", "--bind-address=127.0.0.1"])
+        .args(["--metrics-per-host=false", "--metrics-per-undefined-host=true"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("--metrics-per-undefined-host=true must be passed with"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn series_of_a_deleted_ingress_are_removed() {
+    let alpha = echo("alpha").await;
+    let m = Manifests::new();
+    quickstart_like(&m, alpha, &[]);
+    m.write("other.yaml", &ingress("other", "other.example.com", &[("/", "Prefix", "alpha")], &[]));
+    let s = Sluice::start(m.path(), &[]);
+    assert_eq!(get(&s.url("/alpha"), Some("public.example.com")).await.status, 200);
+    assert_eq!(get(&s.url("/"), Some("other.example.com")).await.status, 200);
+    wait_metric(&s, &["nginx_ingress_controller_requests{", "ingress=\"other\""]).await;
+    wait_metric(&s, &["nginx_ingress_controller_requests{", "ingress=\"public\""]).await;
+
+    let before = s.generation().await;
+    m.remove("other.yaml");
+    s.wait_generation_after(before).await;
+    let text = metrics(&s).await;
+    assert!(!text.contains("ingress=\"other\""), "the deleted Ingress's series stay:\n{text}");
+    assert!(text.contains("ingress=\"public\""), "the others' stay");
+    // A new request to the remaining one still counts on from where it was.
+    assert_eq!(get(&s.url("/alpha"), Some("public.example.com")).await.status, 200);
+    wait_metric(&s, &["nginx_ingress_controller_requests{", "ingress=\"public\"", "} 2"]).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn snippets_are_refused_loudly_and_fail_closed() {
     let alpha = echo("alpha").await;

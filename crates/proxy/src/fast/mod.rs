@@ -236,7 +236,7 @@ async fn next(
             let head = Head { facts, head_request, close, body, start };
             proxy(client, conn, shared, &published, forward, head).await
         }
-        Planned::Local(answer) => {
+        Planned::Local(mut answer) => {
             let table = &published.table;
             let mut record = Box::new(Record::new(
                 shared,
@@ -248,6 +248,7 @@ async fn next(
                 answer.request_id.clone(),
             ));
             record.log = answer.log;
+            record.default_host = answer.default_host.take();
             let next = local_answer(client, &answer, table, close, shared, record).await;
             discard(client, body, limits.client_body_timeout, next).await
         }
@@ -341,6 +342,7 @@ async fn proxy(
     record.canary = forward.canary;
     record.permit = forward.permit.take();
     record.log = forward.log;
+    record.default_host = forward.default_host.take();
     let mut attempts = forward.attempts;
     let mut plan = forward.response;
 

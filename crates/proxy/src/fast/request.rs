@@ -35,7 +35,7 @@ pub(super) enum Planned {
     /// Forward the head written in `out`.
     Forward(Box<Forward>),
     /// Answer locally.
-    Local(Local),
+    Local(Box<Local>),
 }
 
 /// Bytes of a request target the fast path passes on as they are; anything else (rare, and

@@ -58,6 +58,7 @@ use std::sync::Arc;
 use http::HeaderValue;
 use sluice_model::{BackendId, Route, RouteId, RoutingTable, Target, normalize_host};
 
+use crate::record::DefaultHost;
 use crate::server::ConnInfo;
 use crate::tls::client_auth::ClientCert;
 use crate::{Published, Shared, forward};
@@ -126,6 +127,8 @@ pub(crate) struct Local {
     pub request_id: HeaderValue,
     /// Written to the access log.
     pub log: bool,
+    /// The host, when the route is a default one (for the metrics).
+    pub default_host: Option<Box<DefaultHost>>,
 }
 
 /// A request going to a backend.
@@ -147,12 +150,14 @@ pub(crate) struct Forward {
     pub mirror: Option<String>,
     /// Its place among its client's requests in flight (`limit-connections`).
     pub permit: Option<sluice_model::Permit>,
+    /// The host, when the route is a default one (for the metrics).
+    pub default_host: Option<Box<DefaultHost>>,
 }
 
 /// What to do with a request.
 pub(crate) enum Decision {
-    /// Answer it locally.
-    Local(Local),
+    /// Answer it locally. Boxed, as `Forward`: the enum stays a pointer wide.
+    Local(Box<Local>),
     /// Send it upstream; its head was written to the [`UpstreamSink`]. Boxed: it is moved
     /// several times on its way to the upstream exchange, a pointer is cheaper to move.
     Forward(Box<Forward>),
@@ -225,6 +230,12 @@ pub(crate) fn decide<H: Head>(
     if carrier == Carrier::Fast && (!route.fast || head.fast_body() > route.fast_body) {
         return Decision::Handoff;
     }
+    let default_host = route.ingress.is_none().then(|| {
+        Box::new(DefaultHost {
+            named: table.host_index.names(&normal),
+            name: normal.as_ref().into(),
+        })
+    });
     let trust = table.https.use_forwarded_headers;
     let https = conn.tls.is_some()
         || conn.proxied_https
@@ -253,7 +264,7 @@ pub(crate) fn decide<H: Head>(
     };
     let log = route.policy.log.logs(head.target());
     let answer = |ctx: &Ctx<'_>, status: u16, location: Option<String>, plan: ResponsePlan| {
-        Decision::Local(Local {
+        Decision::Local(Box::new(Local {
             route: ctx.route_id,
             status,
             location,
@@ -261,7 +272,8 @@ pub(crate) fn decide<H: Head>(
             response: plan,
             request_id: ctx.request_id.clone(),
             log,
-        })
+            default_host: default_host.clone(),
+        }))
     };
     let local = |ctx: &Ctx<'_>, status: u16, location: Option<String>| {
         answer(ctx, status, location, ResponsePlan::new(ctx, head, None))
@@ -456,6 +468,7 @@ pub(crate) fn decide<H: Head>(
         log,
         mirror,
         permit,
+        default_host,
     }))
 }
 
