@@ -39,14 +39,21 @@ struct Cluster {
 /// `deploy/`'s RBAC is installed once per run.
 static RBAC: OnceCell<()> = OnceCell::const_new();
 
+/// The Prometheus Operator's CRDs (ServiceMonitor, PrometheusRule) are installed once per run,
+/// before any test starts: while a CRD is being established, discovery of every API group can
+/// fail (its group is listed before its resources are served), and every test runs discovery.
+static PROMETHEUS_CRDS: OnceCell<()> = OnceCell::const_new();
+
 /// Connects to the shared API server and, once, applies `deploy/`'s namespace, RBAC and
-/// IngressClass, so that the controller runs with exactly the permissions it ships with.
+/// IngressClass, so that the controller runs with exactly the permissions it ships with, and
+/// the Prometheus Operator's CRDs, for the chart's ServiceMonitor and PrometheusRule.
 async fn cluster() -> Cluster {
     let dir = std::env::var_os("SLUICE_E2E_DIR").map(PathBuf::from).expect(
         "SLUICE_E2E_DIR is not set: run the Kubernetes suite with scripts/kube-e2e (it builds and starts kube-apiserver)",
     );
     let admin = sluice_testkit::client(&dir.join("admin.kubeconfig")).await.expect("admin client");
     RBAC.get_or_init(|| install_rbac(&admin)).await;
+    PROMETHEUS_CRDS.get_or_init(|| install_prometheus_crds(&admin)).await;
     Cluster { admin, controller_kubeconfig: dir.join("controller.kubeconfig") }
 }
 
@@ -942,6 +949,467 @@ async fn deploy_manifests_and_helm_chart_pass_server_side_dry_run() {
         .collect();
     assert_eq!(chart_kinds, want);
     assert!(rendered.contains("ingressclass.kubernetes.io/is-default-class: \"true\""));
+}
+
+/// Installs the ServiceMonitor and PrometheusRule CRDs from `SLUICE_PROMETHEUS_CRDS`
+/// (`tests/prometheus-operator/crds`, which scripts/kube-e2e runs: the Prometheus Operator's
+/// own, from its Go module), so that the API server validates the chart's objects of those
+/// kinds against their schemas; returns once discovery serves both kinds.
+async fn install_prometheus_crds(admin: &Client) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let dir = std::env::var_os("SLUICE_PROMETHEUS_CRDS").map(PathBuf::from).expect(
+        "SLUICE_PROMETHEUS_CRDS is not set: run the Kubernetes suite with scripts/kube-e2e (tests/prometheus-operator/crds fetches the CRDs)",
+    );
+    let kinds = [("servicemonitors", "ServiceMonitor"), ("prometheusrules", "PrometheusRule")];
+    // One apply_yaml for both: its discovery runs before either CRD exists.
+    let mut text = String::new();
+    for (plural, _) in kinds {
+        let file = dir.join(format!("monitoring.coreos.com_{plural}.yaml"));
+        let crd =
+            std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        text.push_str(&format!("---\n{crd}\n"));
+    }
+    apply_yaml(admin, &text, None, false).await.unwrap_or_else(|e| panic!("the CRDs: {e}"));
+    let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
+    for (plural, kind) in kinds {
+        let name = format!("{plural}.monitoring.coreos.com");
+        eventually(&format!("{name} is established"), || async {
+            let crd = crds.get(&name).await.ok();
+            let conditions =
+                crd.and_then(|c| c.status).and_then(|s| s.conditions).unwrap_or_default();
+            conditions.iter().any(|c| c.type_ == "Established" && c.status == "True")
+        })
+        .await;
+        let gvk = kube::core::GroupVersionKind::gvk("monitoring.coreos.com", "v1", kind);
+        eventually(&format!("discovery serves {kind}"), || async {
+            let discovery = Discovery::new(admin.clone()).run().await;
+            discovery.is_ok_and(|d| d.resolve_gvk(&gvk).is_some())
+        })
+        .await;
+    }
+}
+
+/// Renders the chart as release `edge` in `ns` with `values` (a values file's text), after
+/// `helm lint --strict` of the same values; `Err` holds helm's message.
+fn helm_render(ns: &str, values: &str) -> Result<String, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("values.yaml");
+    std::fs::write(&file, values).unwrap();
+    let helm = sluice_testkit::bin_dir().unwrap().join("helm");
+    let run = |verb: &[&str]| {
+        let out = std::process::Command::new(&helm)
+            .args(verb)
+            .args(["--kube-version", "1.35.4", "--namespace", ns, "--values"])
+            .arg(&file)
+            .arg(repo().join("deploy/helm/sluice"))
+            .output()
+            .expect("helm runs");
+        if out.status.success() {
+            Ok(String::from_utf8(out.stdout).unwrap())
+        } else {
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            Err(format!("{stdout}{}", String::from_utf8_lossy(&out.stderr)))
+        }
+    };
+    let rendered = run(&["template", "edge"])?;
+    run(&["lint", "--strict"]).map_err(|e| format!("helm lint: {e}"))?;
+    Ok(rendered)
+}
+
+/// How many objects of each kind `apply_yaml` applied.
+fn kind_counts(applied: &[String]) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for a in applied {
+        *counts.entry(a.split('/').next().unwrap().to_string()).or_default() += 1;
+    }
+    counts
+}
+
+/// The rendered object `kind`/`name`.
+fn rendered_object<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("the chart rendered no {kind}/{name}"))
+}
+
+/// Whether every label of `selector` is on `labels`.
+fn selects(selector: &Value, labels: &Value) -> bool {
+    selector.as_object().unwrap().iter().all(|(k, v)| &labels[k] == v)
+}
+
+/// The chart's options, each switched on, pass the API server's server-side dry run, the
+/// ServiceMonitor and PrometheusRule against the Prometheus Operator's own CRDs: first as a
+/// Deployment with everything on, then as a DaemonSet on the host network; and the values
+/// the chart refuses fail `helm template` with the reason.
+#[tokio::test(flavor = "multi_thread")]
+async fn helm_chart_options_pass_server_side_dry_run() {
+    let c = cluster().await;
+    let t = Test::new("helm-options").await;
+
+    // 1. A Deployment with every option on.
+    let values = r#"
+ingressClass: {name: helm-options-e2e}
+controller:
+  config:
+    proxy-body-size: 8m
+    use-forwarded-headers: true
+    worker-processes: "4"
+  configAnnotations: {owner: platform}
+  extraEnvs:
+  - {name: SLUICE_LOG_FORMAT, value: json}
+  extraEnvFrom:
+  - configMapRef: {name: sluice-env, optional: true}
+  extraVolumes:
+  - {name: scratch, emptyDir: {}}
+  extraVolumeMounts:
+  - {name: scratch, mountPath: /tmp}
+  extraInitContainers:
+  - {name: wait, image: "busybox:1.36", command: ["true"]}
+  extraContainers:
+  - {name: sidecar, image: "busybox:1.36", command: [sleep, infinity]}
+  podAnnotations: {prometheus.io/scrape: "true"}
+  podLabels: {team: edge}
+  priorityClassName: system-cluster-critical
+  topologySpreadConstraints:
+  - maxSkew: 1
+    topologyKey: topology.kubernetes.io/zone
+    whenUnsatisfiable: ScheduleAnyway
+    labelSelector:
+      matchLabels: {app.kubernetes.io/name: sluice, app.kubernetes.io/instance: edge}
+  updateStrategy:
+    rollingUpdate: {maxUnavailable: 1}
+  hostPort: {enabled: true}
+  podDisruptionBudget: {enabled: true, maxUnavailable: "50%"}
+  autoscaling:
+    enabled: true
+    minReplicas: 3
+    maxReplicas: 9
+    targetCPUUtilizationPercentage: 60
+    targetMemoryUtilizationPercentage: 80
+    behavior:
+      scaleDown: {stabilizationWindowSeconds: 300}
+  metrics:
+    enabled: true
+    serviceMonitor:
+      enabled: true
+      additionalLabels: {release: prometheus}
+      scrapeTimeout: 10s
+      metricRelabelings:
+      - {action: drop, sourceLabels: [__name__], regex: sluice_access_log_dropped_lines}
+    prometheusRule:
+      enabled: true
+      additionalLabels: {release: prometheus}
+  networkPolicy:
+    enabled: true
+    metricsFrom:
+    - namespaceSelector:
+        matchLabels: {kubernetes.io/metadata.name: monitoring}
+    egress:
+    - {}
+defaultBackend:
+  enabled: true
+"#;
+    let rendered = helm_render(&t.ns, values).unwrap_or_else(|e| panic!("{e}"));
+    let applied = apply_yaml(&c.admin, &rendered, Some(&t.ns), true)
+        .await
+        .unwrap_or_else(|e| panic!("chart with every option: {e}"));
+    let want: BTreeMap<String, usize> = [
+        ("ClusterRole", 1),
+        ("ClusterRoleBinding", 1),
+        ("ConfigMap", 1),
+        // The controller and the default backend.
+        ("Deployment", 2),
+        ("HorizontalPodAutoscaler", 1),
+        ("IngressClass", 1),
+        ("NetworkPolicy", 1),
+        ("PodDisruptionBudget", 1),
+        ("PrometheusRule", 1),
+        ("Role", 1),
+        ("RoleBinding", 1),
+        ("Secret", 1),
+        // The proxy's, the webhook's, the metrics' and the default backend's.
+        ("Service", 4),
+        ("ServiceAccount", 1),
+        ("ServiceMonitor", 1),
+        ("ValidatingWebhookConfiguration", 1),
+    ]
+    .into_iter()
+    .map(|(k, n)| (k.to_string(), n))
+    .collect();
+    assert_eq!(kind_counts(&applied), want);
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&rendered).unwrap();
+    let docs: Vec<Value> = docs.into_iter().filter(|d| !d.is_null()).collect();
+    let get = |kind: &str, name: &str| rendered_object(&docs, kind, name);
+
+    // The controller: no replicas of its own under the HPA, and the pod options.
+    let deploy = get("Deployment", "edge-sluice");
+    assert!(deploy["spec"].get("replicas").is_none(), "replicas beside an HPA: {}", deploy["spec"]);
+    assert_eq!(deploy["spec"]["strategy"], json!({"rollingUpdate": {"maxUnavailable": 1}}));
+    let pod = &deploy["spec"]["template"];
+    let spec = &pod["spec"];
+    assert_eq!(pod["metadata"]["labels"]["team"], "edge");
+    assert_eq!(pod["metadata"]["annotations"], json!({"prometheus.io/scrape": "true"}));
+    assert_eq!(spec["priorityClassName"], "system-cluster-critical");
+    assert_eq!(spec["topologySpreadConstraints"][0]["topologyKey"], "topology.kubernetes.io/zone");
+    assert!(spec.get("hostNetwork").is_none() && spec.get("dnsPolicy").is_none(), "{spec}");
+    assert_eq!(spec["initContainers"][0]["name"], "wait");
+    let containers: Vec<&str> = spec["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(containers, ["sluice", "sidecar"]);
+    let sluice = &spec["containers"][0];
+    assert!(
+        sluice["env"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"name": "SLUICE_LOG_FORMAT", "value": "json"}))
+    );
+    assert_eq!(
+        sluice["envFrom"],
+        json!([{"configMapRef": {"name": "sluice-env", "optional": true}}])
+    );
+    assert!(
+        spec["volumes"].as_array().unwrap().contains(&json!({"name": "scratch", "emptyDir": {}}))
+    );
+    assert!(
+        sluice["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"name": "scratch", "mountPath": "/tmp"}))
+    );
+    let port = |name: &str| {
+        let ports = sluice["ports"].as_array().unwrap();
+        ports.iter().find(|p| p["name"] == name).unwrap_or_else(|| panic!("no port {name}")).clone()
+    };
+    assert_eq!(port("http"), json!({"name": "http", "containerPort": 8080, "hostPort": 80}));
+    assert_eq!(port("https"), json!({"name": "https", "containerPort": 8443, "hostPort": 443}));
+    let args: Vec<&str> =
+        sluice["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert!(args.contains(&"--healthz-port=10254"), "{args:?}");
+
+    // The ConfigMap of controller.config reaches the controller's --configmap, every value a
+    // string.
+    let configmap = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--configmap=$(POD_NAMESPACE)/"))
+        .unwrap_or_else(|| panic!("no --configmap in {args:?}"));
+    let cm = get("ConfigMap", configmap);
+    assert_eq!(
+        cm["data"],
+        json!({"proxy-body-size": "8m", "use-forwarded-headers": "true", "worker-processes": "4"})
+    );
+    assert_eq!(cm["metadata"]["annotations"], json!({"owner": "platform"}));
+
+    // The default backend: --default-backend-service names a Service whose first port reaches
+    // the default backend's pods (and not the controller's).
+    let backend = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--default-backend-service=$(POD_NAMESPACE)/"))
+        .unwrap_or_else(|| panic!("no --default-backend-service in {args:?}"));
+    let backend_svc = get("Service", backend);
+    let backend_deploy = get("Deployment", backend);
+    let backend_pod = &backend_deploy["spec"]["template"];
+    assert!(selects(&backend_svc["spec"]["selector"], &backend_pod["metadata"]["labels"]));
+    assert!(!selects(&backend_svc["spec"]["selector"], &pod["metadata"]["labels"]));
+    assert!(!selects(
+        &get("Service", "edge-sluice")["spec"]["selector"],
+        &backend_pod["metadata"]["labels"]
+    ));
+    assert_eq!(backend_svc["spec"]["ports"][0]["targetPort"], "http");
+    assert_eq!(
+        backend_pod["spec"]["containers"][0]["ports"],
+        json!([{"name": "http", "containerPort": 8080}])
+    );
+    assert_eq!(
+        backend_pod["spec"]["containers"][0]["image"],
+        "registry.k8s.io/defaultbackend-amd64:1.5"
+    );
+
+    // The HPA scales the controller's Deployment on CPU and memory.
+    let hpa = get("HorizontalPodAutoscaler", "edge-sluice");
+    assert_eq!(
+        hpa["spec"]["scaleTargetRef"],
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "edge-sluice"})
+    );
+    assert_eq!((&hpa["spec"]["minReplicas"], &hpa["spec"]["maxReplicas"]), (&json!(3), &json!(9)));
+    let targets: BTreeMap<&str, &Value> = hpa["spec"]["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            assert_eq!(m["type"], "Resource");
+            assert_eq!(m["resource"]["target"]["type"], "Utilization");
+            (
+                m["resource"]["name"].as_str().unwrap(),
+                &m["resource"]["target"]["averageUtilization"],
+            )
+        })
+        .collect();
+    assert_eq!(targets, BTreeMap::from([("cpu", &json!(60)), ("memory", &json!(80))]));
+    assert_eq!(hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"], 300);
+
+    // The PodDisruptionBudget covers the controller's pods.
+    let pdb = get("PodDisruptionBudget", "edge-sluice");
+    assert_eq!(pdb["spec"]["selector"], deploy["spec"]["selector"]);
+    assert_eq!(pdb["spec"]["maxUnavailable"], "50%");
+    assert!(pdb["spec"].get("minAvailable").is_none());
+
+    // The metrics Service exposes the admin port; the ServiceMonitor selects it, and neither
+    // the proxy's Service nor the webhook's.
+    let metrics = get("Service", "edge-sluice-metrics");
+    assert_eq!(metrics["spec"]["type"], "ClusterIP");
+    assert_eq!(
+        metrics["spec"]["ports"],
+        json!([{"name": "metrics", "port": 10254, "targetPort": "metrics"}])
+    );
+    assert_eq!(port("metrics")["containerPort"], 10254);
+    assert!(selects(&metrics["spec"]["selector"], &pod["metadata"]["labels"]));
+    let monitor = get("ServiceMonitor", "edge-sluice");
+    let selector = &monitor["spec"]["selector"]["matchLabels"];
+    assert!(selects(selector, &metrics["metadata"]["labels"]));
+    assert!(!selects(selector, &get("Service", "edge-sluice")["metadata"]["labels"]));
+    assert!(!selects(selector, &get("Service", "edge-sluice-admission")["metadata"]["labels"]));
+    assert_eq!(monitor["metadata"]["labels"]["release"], "prometheus");
+    assert_eq!(monitor["spec"]["namespaceSelector"], json!({"matchNames": [t.ns]}));
+    let endpoint = &monitor["spec"]["endpoints"][0];
+    assert_eq!((&endpoint["port"], &endpoint["path"]), (&json!("metrics"), &json!("/metrics")));
+    assert_eq!((&endpoint["interval"], &endpoint["scrapeTimeout"]), (&json!("30s"), &json!("10s")));
+
+    // The PrometheusRule: Sluice's alerts, each on series Sluice exports.
+    let rule = get("PrometheusRule", "edge-sluice");
+    assert_eq!(rule["metadata"]["labels"]["release"], "prometheus");
+    let rules = rule["spec"]["groups"][0]["rules"].as_array().unwrap();
+    let alerts: Vec<&str> = rules.iter().map(|r| r["alert"].as_str().unwrap()).collect();
+    assert_eq!(
+        alerts,
+        [
+            "SluiceConfigurationRefused",
+            "SluiceIngressHigh5xxRatio",
+            "SluiceCertificateExpiring",
+            "SluiceNoReadyEndpoints"
+        ]
+    );
+    let exported = [
+        "sluice_diagnostics",
+        "nginx_ingress_controller_requests",
+        "nginx_ingress_controller_ssl_expire_time_seconds",
+    ];
+    let series = regex::Regex::new(r"\b(?:sluice|nginx_ingress_controller)_[a-z_]+").unwrap();
+    for r in rules {
+        let expr = r["expr"].as_str().unwrap();
+        let names: Vec<&str> = series.find_iter(expr).map(|m| m.as_str()).collect();
+        assert!(!names.is_empty() && names.iter().all(|n| exported.contains(n)), "{expr}");
+        assert!(r["labels"]["severity"].is_string() && r["annotations"]["summary"].is_string());
+    }
+
+    // The NetworkPolicy: HTTP and HTTPS from anywhere, the admin port from the monitoring
+    // namespace, the webhook from anywhere; egress as given. Every port it names is the
+    // controller's.
+    let policy = get("NetworkPolicy", "edge-sluice");
+    assert_eq!(policy["spec"]["podSelector"], deploy["spec"]["selector"]);
+    assert_eq!(policy["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
+    assert_eq!(policy["spec"]["egress"], json!([{}]));
+    let ingress = policy["spec"]["ingress"].as_array().unwrap();
+    let rule_ports = |i: usize| -> Vec<&str> {
+        let ports = ingress[i]["ports"].as_array().unwrap();
+        ports.iter().map(|p| p["port"].as_str().unwrap()).collect()
+    };
+    assert_eq!(ingress.len(), 3);
+    assert_eq!(rule_ports(0), ["http", "https"]);
+    assert!(ingress[0].get("from").is_none());
+    assert_eq!(rule_ports(1), ["metrics"]);
+    assert_eq!(
+        ingress[1]["from"],
+        json!([{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}])
+    );
+    assert_eq!(rule_ports(2), ["webhook"]);
+    assert!(ingress[2].get("from").is_none());
+    for name in ["http", "https", "metrics", "webhook"] {
+        port(name);
+    }
+
+    // The API server really checks them against the CRDs: a ServiceMonitor with an interval
+    // that is no duration, or a field the CRD does not declare (server-side apply refuses
+    // those, so a misspelt field in a template fails this test), and a rule without an
+    // expression, are refused.
+    let mut bad = monitor.clone();
+    bad["spec"]["endpoints"][0]["interval"] = json!("soon");
+    let refused = apply_yaml(&c.admin, &bad.to_string(), Some(&t.ns), true).await.unwrap_err();
+    assert!(refused.contains("interval"), "{refused}");
+    let mut bad = monitor.clone();
+    bad["spec"]["endpoints"][0]["intervall"] = json!("30s");
+    let refused = apply_yaml(&c.admin, &bad.to_string(), Some(&t.ns), true).await.unwrap_err();
+    assert!(refused.contains("intervall: field not declared in schema"), "{refused}");
+    let mut bad = rule.clone();
+    bad["spec"]["groups"][0]["rules"][0].as_object_mut().unwrap().remove("expr");
+    let refused = apply_yaml(&c.admin, &bad.to_string(), Some(&t.ns), true).await.unwrap_err();
+    assert!(refused.contains("expr"), "{refused}");
+
+    // 2. A DaemonSet on the host network, with the options that apply to it.
+    let values = r#"
+ingressClass: {name: helm-options-e2e}
+controller:
+  kind: DaemonSet
+  hostNetwork: true
+  hostPort: {enabled: true}
+  updateStrategy:
+    type: RollingUpdate
+    rollingUpdate: {maxUnavailable: 1}
+  config: {ssl-redirect: "false"}
+  podDisruptionBudget: {enabled: true}
+  metrics:
+    enabled: true
+    serviceMonitor: {enabled: true}
+    prometheusRule: {enabled: true}
+  networkPolicy: {enabled: true}
+"#;
+    let rendered = helm_render(&t.ns, values).unwrap_or_else(|e| panic!("{e}"));
+    let applied = apply_yaml(&c.admin, &rendered, Some(&t.ns), true)
+        .await
+        .unwrap_or_else(|e| panic!("chart as a DaemonSet: {e}"));
+    let mut want = want;
+    for gone in ["Deployment", "HorizontalPodAutoscaler"] {
+        want.remove(gone);
+    }
+    want.insert("DaemonSet".into(), 1);
+    want.insert("Service".into(), 3);
+    assert_eq!(kind_counts(&applied), want);
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&rendered).unwrap();
+    let docs: Vec<Value> = docs.into_iter().filter(|d| !d.is_null()).collect();
+    let daemonset = rendered_object(&docs, "DaemonSet", "edge-sluice");
+    assert!(daemonset["spec"].get("replicas").is_none());
+    assert_eq!(daemonset["spec"]["updateStrategy"]["type"], "RollingUpdate");
+    let spec = &daemonset["spec"]["template"]["spec"];
+    assert_eq!(spec["hostNetwork"], true);
+    assert_eq!(spec["dnsPolicy"], "ClusterFirstWithHostNet");
+    // Under the host network the pod binds its container ports on the node.
+    let ports = spec["containers"][0]["ports"].as_array().unwrap();
+    assert_eq!(ports[0], json!({"name": "http", "containerPort": 8080, "hostPort": 8080}));
+    assert_eq!(ports[1], json!({"name": "https", "containerPort": 8443, "hostPort": 8443}));
+    let pdb = rendered_object(&docs, "PodDisruptionBudget", "edge-sluice");
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+    let policy = rendered_object(&docs, "NetworkPolicy", "edge-sluice");
+    assert_eq!(policy["spec"]["policyTypes"], json!(["Ingress"]));
+    assert!(policy["spec"]["ingress"][1].get("from").is_none(), "the admin port open to all");
+
+    // 3. What the chart refuses, and says why.
+    for (values, reason) in [
+        (
+            "controller: {kind: DaemonSet, autoscaling: {enabled: true}}",
+            "controller.autoscaling needs controller.kind=Deployment",
+        ),
+        ("controller: {kind: StatefulSet}", "controller.kind must be Deployment or DaemonSet"),
+        (
+            "controller: {metrics: {serviceMonitor: {enabled: true}}}",
+            "needs controller.metrics.enabled=true",
+        ),
+    ] {
+        let err = helm_render(&t.ns, values).unwrap_err();
+        assert!(err.contains(reason), "{values}: {err}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
