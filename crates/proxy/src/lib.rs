@@ -45,8 +45,8 @@ use http::HeaderValue;
 use sluice_model::RoutingTable;
 
 pub use access_log::{AccessLog, LogFormat};
-pub use metrics::{ControllerLabels, Metrics, MetricsConfig};
-pub use server::{Proxy, ProxyConfig};
+pub use metrics::{ControllerLabels, Metrics, MetricsConfig, requests_total};
+pub use server::{Proxy, ProxyConfig, connection_counts};
 pub use tls::{CertStore, TlsState};
 
 /// A thread that drops what it is sent; `None` if it cannot be started (states are then

@@ -198,6 +198,17 @@ struct Observed {
 thread_local! {
     static LOCAL: RefCell<HashMap<Key, Local, foldhash::fast::RandomState>> =
         RefCell::new(HashMap::default());
+    /// Requests this worker finished since its last flush.
+    static FINISHED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Requests finished since start, all workers, as of their last flush (about a second).
+static REQUESTS_TOTAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Requests the proxy finished since the process started, every route and answer counted
+/// (`nginx_process_requests_total`), as of the workers' last flush.
+pub fn requests_total() -> u64 {
+    REQUESTS_TOTAL.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Methods get a closed set of label values: a client cannot grow the series count.
@@ -341,6 +352,7 @@ impl Metrics {
 
     /// Counts one request that ended at `end`.
     pub(crate) fn observe(&self, r: &Record, end: Instant) {
+        FINISHED.with(|n| n.set(n.get() + 1));
         if !self.counts_anything() {
             return;
         }
@@ -475,6 +487,10 @@ impl Metrics {
     /// Publishes this thread's counts; forgets handles unused since the last flush (routes of
     /// old tables), so per-thread state stays bounded across configuration changes.
     pub(crate) fn flush_worker(&self) {
+        let finished = FINISHED.with(|n| n.replace(0));
+        if finished > 0 {
+            REQUESTS_TOTAL.fetch_add(finished, std::sync::atomic::Ordering::Relaxed);
+        }
         LOCAL.with(|local| {
             local.borrow_mut().retain(|_, e| {
                 if let Some(c) = &e.requests {

@@ -614,13 +614,27 @@ struct Slot(Arc<Slots>);
 impl Slot {
     fn take(slots: &Arc<Slots>) -> Self {
         slots.open.fetch_add(1, Ordering::Relaxed);
+        OPEN.fetch_add(1, Ordering::Relaxed);
+        ACCEPTED.fetch_add(1, Ordering::Relaxed);
         Slot(slots.clone())
     }
+}
+
+/// Client connections open, all workers (`nginx_process_connections{state="active"}`).
+static OPEN: AtomicUsize = AtomicUsize::new(0);
+/// Client connections accepted since start (`nginx_process_connections_total`).
+static ACCEPTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The client connections open now and accepted since the process started, across all
+/// workers (of every proxy in the process), for the admin port's process metrics.
+pub fn connection_counts() -> (usize, u64) {
+    (OPEN.load(Ordering::Relaxed), ACCEPTED.load(Ordering::Relaxed))
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         self.0.open.fetch_sub(1, Ordering::Relaxed);
+        OPEN.fetch_sub(1, Ordering::Relaxed);
         // Without a waiter this only stores a permit (no lock).
         self.0.freed.notify_one();
     }

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use prometheus::{
-    Gauge, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry,
 };
 use sluice_manifests::{Changes, ManifestDir};
 use sluice_model::{
@@ -28,6 +29,10 @@ pub struct ControlMetrics {
     generation: IntGauge,
     last_ok: IntGauge,
     last_ok_timestamp: Gauge,
+    /// ingress-nginx's `config_hash`, `success` and `errors` (its reloads; Sluice's applies).
+    config_hash: Gauge,
+    success: IntCounter,
+    errors: IntCounter,
     diagnostics: IntGaugeVec,
     source_errors: IntGauge,
     /// Access log lines dropped because the log writer fell behind (set at scrape time).
@@ -40,8 +45,14 @@ pub struct ControlMetrics {
 }
 
 impl ControlMetrics {
-    /// Registers the metrics in `registry`.
-    pub fn new(registry: &Registry) -> Self {
+    /// Registers the metrics in `registry`; ingress-nginx's carry `controller`'s labels, as
+    /// there.
+    pub fn new(registry: &Registry, controller: &ControllerLabels) -> Self {
+        let consts = |opts: Opts| {
+            opts.const_label("controller_namespace", &controller.namespace)
+                .const_label("controller_class", &controller.class)
+                .const_label("controller_pod", &controller.pod)
+        };
         let applies = IntCounterVec::new(
             Opts::new(
                 "sluice_config_applies_total",
@@ -63,15 +74,31 @@ impl ControlMetrics {
         let generation =
             IntGauge::new("sluice_config_generation", "Generation of the routing table in force")
                 .expect("valid metric");
-        let last_ok = IntGauge::new(
+        let last_ok = IntGauge::with_opts(consts(Opts::new(
             "nginx_ingress_controller_config_last_reload_successful",
             "Whether the last configuration change applied without source errors (ingress-nginx's name)",
-        )
+        )))
         .expect("valid metric");
-        let last_ok_timestamp = Gauge::new(
+        let last_ok_timestamp = Gauge::with_opts(consts(Opts::new(
             "nginx_ingress_controller_config_last_reload_successful_timestamp_seconds",
             "Timestamp of the last configuration change applied without source errors (ingress-nginx's name)",
-        )
+        )))
+        .expect("valid metric");
+        let config_hash = Gauge::with_opts(consts(Opts::new(
+            "nginx_ingress_controller_config_hash",
+            "Running configuration hash actually running: Sluice's generation of the table in force",
+        )))
+        .expect("valid metric");
+        let success = IntCounter::with_opts(consts(Opts::new(
+            "nginx_ingress_controller_success",
+            "Cumulative number of Ingress controller reload operations: Sluice's applied changes",
+        )))
+        .expect("valid metric");
+        let errors = IntCounter::with_opts(consts(Opts::new(
+            "nginx_ingress_controller_errors",
+            "Cumulative number of Ingress controller errors during reload operations: Sluice's \
+             changes applied with source errors",
+        )))
         .expect("valid metric");
         let diagnostics = IntGaugeVec::new(
             Opts::new(
@@ -105,6 +132,9 @@ impl ControlMetrics {
             Box::new(generation.clone()),
             Box::new(last_ok.clone()),
             Box::new(last_ok_timestamp.clone()),
+            Box::new(config_hash.clone()),
+            Box::new(success.clone()),
+            Box::new(errors.clone()),
             Box::new(diagnostics.clone()),
             Box::new(source_errors.clone()),
             Box::new(access_log_dropped.clone()),
@@ -118,6 +148,9 @@ impl ControlMetrics {
             generation,
             last_ok,
             last_ok_timestamp,
+            config_hash,
+            success,
+            errors,
             diagnostics,
             source_errors,
             access_log_dropped,
@@ -246,7 +279,7 @@ impl Publisher {
             pod: String::new(),
         };
         let metrics = Metrics::new(&labels);
-        let control_metrics = Arc::new(ControlMetrics::new(metrics.registry()));
+        let control_metrics = Arc::new(ControlMetrics::new(metrics.registry(), &labels));
         let access_log = AccessLog::new(LogFormat::Upstreaminfo, Box::new(std::io::sink()));
         let empty = sluice_translate::translate(&Snapshot::default(), settings);
         let mut certs = CertStore::new().map_err(anyhow::Error::msg)?;
@@ -327,6 +360,11 @@ impl Publisher {
         m.applies.with_label_values(&[if ok { "ok" } else { "source_error" }]).inc();
         m.duration.observe(took.as_secs_f64());
         m.generation.set(table.generation as i64);
+        m.config_hash.set(table.generation as f64);
+        match ok {
+            true => m.success.inc(),
+            false => m.errors.inc(),
+        }
         m.source_errors.set(errors.len() as i64);
         m.last_ok.set(i64::from(ok));
         if ok {

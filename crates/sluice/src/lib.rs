@@ -13,6 +13,7 @@ pub mod echo;
 mod kube_mode;
 pub mod migrate;
 pub mod plugin;
+pub mod process_metrics;
 pub mod quickstart;
 pub mod report;
 pub mod serve;

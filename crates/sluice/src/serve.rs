@@ -18,6 +18,7 @@ use sluice_proxy::{
 use crate::admin::{self, AdminState};
 use crate::cli::{LogFormat, ServeArgs};
 use crate::control::{ControlMetrics, ManifestControl, Publisher};
+use crate::process_metrics::ProcessCollector;
 use crate::webhook;
 
 /// Runs until SIGTERM or SIGINT, then drains. `on_listening` is told the proxy's and the
@@ -55,7 +56,11 @@ impl Base {
             pod: std::env::var("POD_NAME").unwrap_or_default(),
         };
         let metrics = Metrics::with_config(&labels, metrics_config);
-        let control_metrics = Arc::new(ControlMetrics::new(metrics.registry()));
+        let control_metrics = Arc::new(ControlMetrics::new(metrics.registry(), &labels));
+        metrics
+            .registry()
+            .register(Box::new(ProcessCollector::new(&labels)))
+            .expect("metric names are unique");
         let format = match args.log_format {
             LogFormat::Text => sluice_proxy::LogFormat::Upstreaminfo,
             LogFormat::Json => sluice_proxy::LogFormat::Json,

@@ -58,10 +58,39 @@ async fn request_metrics_have_ingress_nginx_names_and_labels() {
         "nginx_ingress_controller_response_size_bucket{",
         "sluice_config_apply_duration_seconds_bucket",
         "sluice_config_generation 1",
-        "nginx_ingress_controller_config_last_reload_successful 1",
+        "nginx_ingress_controller_config_last_reload_successful{",
+        "nginx_ingress_controller_config_hash{",
+        "nginx_ingress_controller_success{",
+        "nginx_ingress_controller_nginx_process_cpu_seconds_total{",
+        "nginx_ingress_controller_nginx_process_resident_memory_bytes{",
+        "nginx_ingress_controller_nginx_process_oldest_start_time_seconds{",
+        "nginx_ingress_controller_nginx_process_num_procs{",
     ] {
         assert!(text.contains(name), "{name} missing");
     }
+    // ingress-nginx's controller and process series carry the controller's labels, which its
+    // dashboard selects on.
+    let consts = "controller_class=\"sluice.dev/ingress-controller\",controller_namespace=\"ingress\",controller_pod=\"sluice-0\"";
+    for line in [
+        format!("nginx_ingress_controller_config_last_reload_successful{{{consts}}} 1"),
+        format!("nginx_ingress_controller_success{{{consts}}} 1"),
+        format!("nginx_ingress_controller_nginx_process_num_procs{{{consts}}} 1"),
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing");
+    }
+    // Five requests answered (counted once a worker flushes), over accepted connections.
+    let requests =
+        wait_metric(&s, &["nginx_ingress_controller_nginx_process_requests_total{"]).await;
+    let n: u64 = requests.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(n >= 5, "{requests}");
+    let accepted = text
+        .lines()
+        .find(|l| {
+            l.starts_with("nginx_ingress_controller_nginx_process_connections_total{")
+                && l.contains("state=\"accepted\"")
+        })
+        .unwrap_or_else(|| panic!("no accepted connections in:\n{text}"));
+    assert!(accepted.rsplit(' ').next().unwrap().parse::<u64>().unwrap() >= 1, "{accepted}");
     assert!(
         !text.contains("unknown.example.com"),
         "requests to hosts no Ingress declares are not counted"
