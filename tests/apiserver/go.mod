@@ -4,6 +4,8 @@ module sluice.dev/tests/apiserver
 
 go 1.26.0
 
+godebug default=go1.25
+
 require (
 	cel.dev/expr v0.25.2 // indirect
 	cyphar.com/go-pathrs v0.2.1 // indirect

@@ -44,6 +44,17 @@ static RBAC: OnceCell<()> = OnceCell::const_new();
 /// fail (its group is listed before its resources are served), and every test runs discovery.
 static PROMETHEUS_CRDS: OnceCell<()> = OnceCell::const_new();
 
+/// The shared API server's Kubernetes version as `/version` reports it (`v1.30.14`;
+/// `tests/apiserver/build` links it in), read once by [`cluster`]. The suite runs against the
+/// newest Kubernetes and the oldest the chart accepts (scripts/kube-e2e); a test part that
+/// needs a newer version than the oldest would check this and say what it skips.
+static SERVER_VERSION: OnceCell<String> = OnceCell::const_new();
+
+/// The shared API server's version, as `helm --kube-version` takes it (`1.30.14`).
+fn server_version() -> &'static str {
+    SERVER_VERSION.get().expect("cluster() reads the API server's version").trim_start_matches('v')
+}
+
 /// Connects to the shared API server and, once, applies `deploy/`'s namespace, RBAC and
 /// IngressClass, so that the controller runs with exactly the permissions it ships with, and
 /// the Prometheus Operator's CRDs, for the chart's ServiceMonitor and PrometheusRule.
@@ -52,6 +63,16 @@ async fn cluster() -> Cluster {
         "SLUICE_E2E_DIR is not set: run the Kubernetes suite with scripts/kube-e2e (it builds and starts kube-apiserver)",
     );
     let admin = sluice_testkit::client(&dir.join("admin.kubeconfig")).await.expect("admin client");
+    SERVER_VERSION
+        .get_or_init(|| async {
+            let info = admin.apiserver_version().await.expect("the API server's /version");
+            assert!(
+                info.major == "1" && info.minor.parse::<u32>().is_ok(),
+                "the API server reports no Kubernetes version (tests/apiserver/build links it in): {info:?}"
+            );
+            info.git_version
+        })
+        .await;
     RBAC.get_or_init(|| install_rbac(&admin)).await;
     PROMETHEUS_CRDS.get_or_init(|| install_prometheus_crds(&admin)).await;
     Cluster { admin, controller_kubeconfig: dir.join("controller.kubeconfig") }
@@ -916,24 +937,55 @@ async fn deploy_manifests_and_helm_chart_pass_server_side_dry_run() {
     let ingresses: Api<Ingress> = Api::all(controller);
     assert!(ingresses.list(&Default::default()).await.is_ok(), "reading Ingresses is granted");
 
-    // The chart renders the same kinds (bar the Namespace, which Helm's --namespace makes).
+    // The chart renders the same kinds (bar the Namespace, which Helm's --namespace makes),
+    // for this API server's version, and the same without --kube-version (helm's default
+    // version, as GitOps tools render charts); it refuses clusters older than the oldest
+    // version the suite runs against (tests/apiserver/oldest), with the reason.
     let t = Test::new("helm").await;
-    let helm = sluice_testkit::bin_dir().unwrap().join("helm");
-    let out = std::process::Command::new(helm)
-        .args(["template", "edge", "--kube-version", "1.35.4"])
-        .arg(repo().join("deploy/helm/sluice"))
-        .args([
-            "--namespace",
-            &t.ns,
-            "--set",
-            "ingressClass.name=helm-e2e",
-            "--set",
-            "ingressClass.default=true",
-        ])
-        .output()
-        .expect("helm runs");
+    let template = |kube_version: Option<&str>| {
+        let helm = sluice_testkit::bin_dir().unwrap().join("helm");
+        let mut cmd = std::process::Command::new(helm);
+        cmd.args(["template", "edge"]);
+        if let Some(v) = kube_version {
+            cmd.args(["--kube-version", v]);
+        }
+        cmd.arg(repo().join("deploy/helm/sluice"))
+            .args([
+                "--namespace",
+                &t.ns,
+                "--set",
+                "ingressClass.name=helm-e2e",
+                "--set",
+                "ingressClass.default=true",
+            ])
+            .output()
+            .expect("helm runs")
+    };
+    let out = template(Some(server_version()));
     assert!(out.status.success(), "helm template failed: {}", String::from_utf8_lossy(&out.stderr));
     let rendered = String::from_utf8(out.stdout).unwrap();
+    let out = template(None);
+    assert!(
+        out.status.success(),
+        "helm template without --kube-version failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        without_generated_keys(&String::from_utf8(out.stdout).unwrap()),
+        without_generated_keys(&rendered)
+    );
+    // The chart claims the oldest version the suite runs against, and no older one.
+    let pins = std::fs::read_to_string(repo().join("tests/apiserver/oldest/versions.env")).unwrap();
+    let oldest = pins.lines().find_map(|l| l.strip_prefix("K8S_VERSION=")).expect("K8S_VERSION");
+    let minor: u32 = oldest.split('.').nth(1).and_then(|m| m.parse().ok()).expect("1.<minor>");
+    let chart = std::fs::read_to_string(repo().join("deploy/helm/sluice/Chart.yaml")).unwrap();
+    let claim = format!("kubeVersion: \">=1.{minor}.0-0\"");
+    assert!(chart.lines().any(|l| l == claim), "Chart.yaml does not say {claim}");
+    let older = format!("1.{}.99", minor - 1);
+    let out = template(Some(&older));
+    assert!(!out.status.success(), "the chart accepts Kubernetes {older}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("incompatible with Kubernetes v{older}")), "{err}");
     let applied = apply_yaml(&c.admin, &rendered, Some(&t.ns), true)
         .await
         .unwrap_or_else(|e| panic!("chart: {e}"));
@@ -989,17 +1041,23 @@ async fn install_prometheus_crds(admin: &Client) {
     }
 }
 
-/// Renders the chart as release `edge` in `ns` with `values` (a values file's text), after
-/// `helm lint --strict` of the same values; `Err` holds helm's message.
+/// Renders the chart as release `edge` in `ns` with `values` (a values file's text) for the
+/// API server's version, after `helm lint --strict` of the same values; `Err` holds helm's
+/// message. Without --kube-version (helm's default version, as GitOps tools render charts) the
+/// chart renders the same.
 fn helm_render(ns: &str, values: &str) -> Result<String, String> {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("values.yaml");
     std::fs::write(&file, values).unwrap();
     let helm = sluice_testkit::bin_dir().unwrap().join("helm");
-    let run = |verb: &[&str]| {
-        let out = std::process::Command::new(&helm)
-            .args(verb)
-            .args(["--kube-version", "1.35.4", "--namespace", ns, "--values"])
+    let run = |verb: &[&str], kube_version: Option<&str>| {
+        let mut cmd = std::process::Command::new(&helm);
+        cmd.args(verb);
+        if let Some(v) = kube_version {
+            cmd.args(["--kube-version", v]);
+        }
+        let out = cmd
+            .args(["--namespace", ns, "--values"])
             .arg(&file)
             .arg(repo().join("deploy/helm/sluice"))
             .output()
@@ -1011,9 +1069,31 @@ fn helm_render(ns: &str, values: &str) -> Result<String, String> {
             Err(format!("{stdout}{}", String::from_utf8_lossy(&out.stderr)))
         }
     };
-    let rendered = run(&["template", "edge"])?;
-    run(&["lint", "--strict"]).map_err(|e| format!("helm lint: {e}"))?;
+    let version = Some(server_version());
+    let rendered = run(&["template", "edge"], version)?;
+    run(&["lint", "--strict"], version).map_err(|e| format!("helm lint: {e}"))?;
+    let default = run(&["template", "edge"], None)
+        .map_err(|e| format!("helm template without --kube-version: {e}"))?;
+    assert_eq!(
+        without_generated_keys(&default),
+        without_generated_keys(&rendered),
+        "the chart renders differently without --kube-version"
+    );
     Ok(rendered)
+}
+
+/// A rendering of the chart without the webhook's certificate and key, which Helm's genCA
+/// makes anew at each rendering.
+fn without_generated_keys(rendered: &str) -> String {
+    rendered
+        .lines()
+        .map(|l| match l.split_once(':') {
+            Some((k, _)) if ["ca.crt", "tls.crt", "tls.key", "caBundle"].contains(&k.trim()) => {
+                format!("{k}: <generated>\n")
+            }
+            _ => format!("{l}\n"),
+        })
+        .collect()
 }
 
 /// How many objects of each kind `apply_yaml` applied.
@@ -2330,27 +2410,12 @@ async fn the_charts_webhook_certificate_survives_upgrades() {
     use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
     let t = Test::new("helm-cert").await;
     let dir = PathBuf::from(std::env::var_os("SLUICE_E2E_DIR").expect("SLUICE_E2E_DIR"));
-    // A copy of the chart without its kubeVersion constraint: the suite's kube-apiserver, built
-    // from the Go module without release ldflags, calls itself v0.0.0.
-    let chart = tempfile::tempdir().unwrap();
-    let source = repo().join("deploy/helm/sluice");
-    std::fs::create_dir(chart.path().join("templates")).unwrap();
-    for file in ["values.yaml", "Chart.yaml"] {
-        std::fs::copy(source.join(file), chart.path().join(file)).unwrap();
-    }
-    for entry in std::fs::read_dir(source.join("templates")).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, chart.path().join("templates").join(path.file_name().unwrap()))
-            .unwrap();
-    }
-    let meta = std::fs::read_to_string(chart.path().join("Chart.yaml")).unwrap();
-    let meta: String =
-        meta.lines().filter(|l| !l.starts_with("kubeVersion:")).map(|l| format!("{l}\n")).collect();
-    std::fs::write(chart.path().join("Chart.yaml"), meta).unwrap();
+    // The chart as shipped: helm checks its kubeVersion against the API server's /version.
+    let chart = repo().join("deploy/helm/sluice");
     let helm = |verb: &str| {
         let out = std::process::Command::new(sluice_testkit::bin_dir().unwrap().join("helm"))
             .args([verb, "cert"])
-            .arg(chart.path())
+            .arg(&chart)
             .args(["--namespace", &t.ns, "--kubeconfig"])
             .arg(dir.join("admin.kubeconfig"))
             // Cluster-scoped objects of their own, and a webhook for this namespace only.
