@@ -250,8 +250,18 @@ async fn a_broken_file_keeps_its_last_good_version_serving() {
     s.wait_stderr(|l| l.contains("app.yaml:5") && l.contains("last good version"));
     let metrics =
         String::from_utf8(get(&s.admin_url("/metrics"), None).await.body.to_vec()).unwrap();
+    // ingress-nginx's series, with its controller labels, and its count of failed reloads.
     assert!(
-        metrics.contains("nginx_ingress_controller_config_last_reload_successful 0"),
+        metrics
+            .lines()
+            .any(|l| l.starts_with("nginx_ingress_controller_config_last_reload_successful{")
+                && l.ends_with("} 0")),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("nginx_ingress_controller_errors{") && l.ends_with("} 1")),
         "{metrics}"
     );
 
