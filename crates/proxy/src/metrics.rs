@@ -525,42 +525,44 @@ impl Metrics {
             matches!((label("namespace"), label("ingress")), (Some(ns), Some(name))
                 if ingresses.iter().any(|(n, i)| *n == ns && *i == name))
         };
-        // The series' own labels, less the constant ones, as `remove` takes them.
-        let labels_of = |m: &prometheus::proto::Metric| -> HashMap<String, String> {
-            m.get_label()
-                .iter()
-                .filter(|l| self.labels.contains(&l.name()))
-                .map(|l| (l.name().to_string(), l.value().to_string()))
-                .collect()
-        };
-        let remove = |collected: Vec<prometheus::proto::MetricFamily>,
-                      remove: &dyn Fn(&HashMap<&str, &str>)| {
-            for family in collected {
-                for m in family.get_metric().iter().filter(|m| gone(m)) {
-                    let owned = labels_of(m);
-                    let labels = owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                    remove(&labels);
-                }
-            }
-        };
-        if let Some(c) = &self.requests {
-            remove(prometheus::core::Collector::collect(c), &|l| {
-                let _ = c.remove(l);
-            });
-        }
-        for h in [
+        // The label sets of the gone Ingresses' series, read from one metric: every request
+        // is observed by each of them alike (but `response_duration`, only with an upstream,
+        // so last), and a counter collects without buckets, the cheapest to walk.
+        let histograms = [
             &self.request_duration,
-            &self.response_duration,
             &self.request_size,
             &self.response_size,
             &self.bytes_sent,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            remove(prometheus::core::Collector::collect(h), &|l| {
-                let _ = h.remove(l);
-            });
+            &self.response_duration,
+        ];
+        let families = match (&self.requests, histograms.iter().find_map(|h| h.as_ref())) {
+            (Some(c), _) => prometheus::core::Collector::collect(c),
+            (None, Some(h)) => prometheus::core::Collector::collect(h),
+            (None, None) => return,
+        };
+        // The series' own labels, less the constant ones, as `remove` takes them.
+        let sets: Vec<Vec<(String, String)>> = families
+            .iter()
+            .flat_map(|f| f.get_metric())
+            .filter(|m| gone(m))
+            .map(|m| {
+                m.get_label()
+                    .iter()
+                    .filter(|l| self.labels.contains(&l.name()))
+                    .map(|l| (l.name().to_string(), l.value().to_string()))
+                    .collect()
+            })
+            .collect();
+        for set in &sets {
+            let labels: HashMap<&str, &str> =
+                set.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            // A series a metric lacks (no upstream answered) is no error.
+            if let Some(c) = &self.requests {
+                let _ = c.remove(&labels);
+            }
+            for h in histograms.iter().copied().flatten() {
+                let _ = h.remove(&labels);
+            }
         }
     }
 }
