@@ -179,20 +179,22 @@ struct Key {
 
 struct Local {
     requests: Option<LocalIntCounter>,
-    request_duration: Option<LocalHistogram>,
-    response_duration: Option<LocalHistogram>,
-    request_size: Option<LocalHistogram>,
-    response_size: Option<LocalHistogram>,
-    bytes_sent: Option<LocalHistogram>,
+    /// In [`Metrics::histograms`]' order.
+    histograms: [Option<LocalHistogram>; 5],
     used: bool,
 }
 
-/// What one request adds to each metric.
-struct Observed {
-    duration: f64,
-    upstream: Option<f64>,
-    request_length: f64,
-    bytes_sent: f64,
+/// What one request adds to each histogram, in [`Metrics::histograms`]' order
+/// (`response_duration` only when an upstream answered).
+fn observed(r: &Record, end: Instant) -> [Option<f64>; 5] {
+    let bytes_sent = r.bytes_sent as f64;
+    [
+        Some(end.saturating_duration_since(r.start).as_secs_f64()),
+        Some(r.request.request_length as f64),
+        Some(bytes_sent),
+        Some(bytes_sent),
+        r.upstream_start.map(|up| end.saturating_duration_since(up).as_secs_f64()),
+    ]
 }
 
 thread_local! {
@@ -298,19 +300,7 @@ impl Metrics {
             &["outcome"],
         )
         .expect("valid counter");
-        let per_request = [&request_duration, &response_duration, &request_size, &response_size]
-            .into_iter()
-            .chain([&bytes_sent])
-            .flatten()
-            .map(|h| Box::new(h.clone()) as Box<dyn prometheus::core::Collector>);
-        let others: [Box<dyn prometheus::core::Collector>; 3] =
-            [Box::new(upstream_errors.clone()), Box::new(ejections), Box::new(mirrors.clone())];
-        let counters =
-            requests.iter().map(|c| Box::new(c.clone()) as Box<dyn prometheus::core::Collector>);
-        for c in counters.chain(per_request).chain(others) {
-            registry.register(c).expect("metric names are unique");
-        }
-        Self {
+        let metrics = Self {
             registry,
             config,
             labels,
@@ -322,7 +312,52 @@ impl Metrics {
             bytes_sent,
             upstream_errors,
             mirrors,
+        };
+        let per_request = metrics
+            .histograms()
+            .into_iter()
+            .flatten()
+            .map(|h| Box::new(h.clone()) as Box<dyn prometheus::core::Collector>);
+        let counters = metrics.requests.iter().map(|c| Box::new(c.clone()) as _);
+        let others: [Box<dyn prometheus::core::Collector>; 3] = [
+            Box::new(metrics.upstream_errors.clone()),
+            Box::new(ejections),
+            Box::new(metrics.mirrors.clone()),
+        ];
+        for c in counters.chain(per_request).chain(others) {
+            metrics.registry.register(c).expect("metric names are unique");
         }
+        metrics
+    }
+
+    /// The per-request histograms in one order, which [`observed`] and the workers' handles
+    /// follow: `response_duration` last, the one that misses requests no upstream answered.
+    fn histograms(&self) -> [&Option<HistogramVec>; 5] {
+        [
+            &self.request_duration,
+            &self.request_size,
+            &self.response_size,
+            &self.bytes_sent,
+            &self.response_duration,
+        ]
+    }
+
+    /// A series' labels, cut to those in use (`host` last).
+    fn series<'a>(
+        &self,
+        r: &'a Record,
+        route: &'a Route,
+        status: &'a str,
+        (namespace, ingress): (&'a str, &'a str),
+        host: &'a str,
+    ) -> [&'a str; 8] {
+        let service = match &route.target {
+            Target::Backend(id) => r.table.backends[*id as usize].service.name.as_str(),
+            _ => "",
+        };
+        let canary = r.canary.map_or("", |id| r.table.backends[id as usize].name.as_str());
+        let method = METHODS[method_index(&r.request.method) as usize];
+        [status, method, route.path.as_str(), namespace, ingress, service, canary, host]
     }
 
     /// Counts one mirrored copy's outcome (`sent`, `failed`, `dropped`).
@@ -357,14 +392,9 @@ impl Metrics {
             return;
         }
         let route = &r.table.routes[r.route as usize];
-        let observed = Observed {
-            duration: end.saturating_duration_since(r.start).as_secs_f64(),
-            upstream: r.upstream_start.map(|up| end.saturating_duration_since(up).as_secs_f64()),
-            request_length: r.request.request_length as f64,
-            bytes_sent: r.bytes_sent as f64,
-        };
+        let values = observed(r, end);
         if route.ingress.is_none() {
-            return self.observe_default(r, route, &observed);
+            return self.observe_default(r, route, &values);
         }
         let key = Key {
             generation: r.table.generation,
@@ -376,34 +406,14 @@ impl Metrics {
         LOCAL.with(|local| {
             let mut local = local.borrow_mut();
             let entry = local.entry(key).or_insert_with(|| {
-                let (namespace, ingress) = route.ingress_parts();
-                let service = match &route.target {
-                    Target::Backend(id) => r.table.backends[*id as usize].service.name.as_str(),
-                    _ => "",
-                };
-                let canary = r.canary.map_or("", |id| r.table.backends[id as usize].name.as_str());
                 let status = self.status_label(r.status);
-                let labels = [
-                    status.as_str(),
-                    METHODS[key.method as usize],
-                    route.path.as_str(),
-                    namespace,
-                    ingress,
-                    service,
-                    canary,
-                    &*route.host,
-                ];
-                let labels = &labels[..self.labels.len()];
-                let hist = |h: &Option<HistogramVec>| {
-                    h.as_ref().map(|h| h.with_label_values(labels).local())
-                };
+                let all = self.series(r, route, &status, route.ingress_parts(), &route.host);
+                let labels = &all[..self.labels.len()];
                 Local {
                     requests: self.requests.as_ref().map(|c| c.with_label_values(labels).local()),
-                    request_duration: hist(&self.request_duration),
-                    response_duration: hist(&self.response_duration),
-                    request_size: hist(&self.request_size),
-                    response_size: hist(&self.response_size),
-                    bytes_sent: hist(&self.bytes_sent),
+                    histograms: self
+                        .histograms()
+                        .map(|h| h.as_ref().map(|h| h.with_label_values(labels).local())),
                     used: false,
                 }
             });
@@ -411,77 +421,40 @@ impl Metrics {
             if let Some(c) = &entry.requests {
                 c.inc();
             }
-            let observe = |h: &Option<LocalHistogram>, v: f64| {
-                if let Some(h) = h {
+            for (h, v) in entry.histograms.iter().zip(values) {
+                if let (Some(h), Some(v)) = (h, v) {
                     h.observe(v);
                 }
-            };
-            observe(&entry.request_duration, observed.duration);
-            if let Some(up) = observed.upstream {
-                observe(&entry.response_duration, up);
             }
-            observe(&entry.request_size, observed.request_length);
-            observe(&entry.response_size, observed.bytes_sent);
-            observe(&entry.bytes_sent, observed.bytes_sent);
         });
     }
 
     /// Whether any request metric is kept (not all excluded, not `--enable-metrics=false`).
     fn counts_anything(&self) -> bool {
-        self.requests.is_some()
-            || [
-                &self.request_duration,
-                &self.response_duration,
-                &self.request_size,
-                &self.response_size,
-                &self.bytes_sent,
-            ]
-            .iter()
-            .any(|h| h.is_some())
+        self.requests.is_some() || self.histograms().iter().any(|h| h.is_some())
     }
 
     /// A request no Ingress path took: ingress-nginx counts it under its host when an
     /// Ingress names that host (a path it lacks), under any host with
     /// `--metrics-per-undefined-host`, and always without the `host` label; counted directly
     /// (the `host` label takes the client's values, so no per-worker handle is kept).
-    fn observe_default(&self, r: &Record, route: &Route, observed: &Observed) {
+    fn observe_default(&self, r: &Record, route: &Route, values: &[Option<f64>; 5]) {
         let host = match (&r.default_host, self.config.per_host) {
             (_, false) => "",
             (Some(h), true) if h.named || self.config.per_undefined_host => &h.name,
             _ => return,
         };
         let status = self.status_label(r.status);
-        let canary = r.canary.map_or("", |id| r.table.backends[id as usize].name.as_str());
-        let service = match &route.target {
-            Target::Backend(id) => r.table.backends[*id as usize].service.name.as_str(),
-            _ => "",
-        };
-        let labels = [
-            status.as_str(),
-            METHODS[method_index(&r.request.method) as usize],
-            route.path.as_str(),
-            "",
-            "",
-            service,
-            canary,
-            host,
-        ];
-        let labels = &labels[..self.labels.len()];
+        let all = self.series(r, route, &status, ("", ""), host);
+        let labels = &all[..self.labels.len()];
         if let Some(c) = &self.requests {
             c.with_label_values(labels).inc();
         }
-        let observe = |h: &Option<HistogramVec>, v: f64| {
-            if let Some(h) = h {
-                h.with_label_values(labels).observe(v);
+        for (h, v) in self.histograms().into_iter().zip(values) {
+            if let (Some(h), Some(v)) = (h, v) {
+                h.with_label_values(labels).observe(*v);
             }
-        };
-        observe(&self.request_duration, observed.duration);
-        if let Some(up) = observed.upstream {
-            observe(&self.response_duration, up);
         }
-        observe(&self.request_size, observed.request_length);
-        observe(&self.response_size, observed.bytes_sent);
-        observe(&self.bytes_sent, observed.bytes_sent);
     }
 
     /// Publishes this thread's counts; forgets handles unused since the last flush (routes of
@@ -496,16 +469,7 @@ impl Metrics {
                 if let Some(c) = &e.requests {
                     c.flush();
                 }
-                for h in [
-                    &e.request_duration,
-                    &e.response_duration,
-                    &e.request_size,
-                    &e.response_size,
-                    &e.bytes_sent,
-                ]
-                .into_iter()
-                .flatten()
-                {
+                for h in e.histograms.iter().flatten() {
                     h.flush();
                 }
                 std::mem::take(&mut e.used)
@@ -527,14 +491,8 @@ impl Metrics {
         };
         // The label sets of the gone Ingresses' series, read from one metric: every request
         // is observed by each of them alike (but `response_duration`, only with an upstream,
-        // so last), and a counter collects without buckets, the cheapest to walk.
-        let histograms = [
-            &self.request_duration,
-            &self.request_size,
-            &self.response_size,
-            &self.bytes_sent,
-            &self.response_duration,
-        ];
+        // last in their order), and a counter collects without buckets, the cheapest to walk.
+        let histograms = self.histograms();
         let families = match (&self.requests, histograms.iter().find_map(|h| h.as_ref())) {
             (Some(c), _) => prometheus::core::Collector::collect(c),
             (None, Some(h)) => prometheus::core::Collector::collect(h),
