@@ -35,7 +35,7 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -1009,20 +1009,8 @@ const PASSWORD: &str = "s3cret";
 
 /// The oauth2-proxy binary, built by tests/oauth2-proxy/build (a no-op once built).
 fn oauth2_proxy_binary() -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/oauth2-proxy/build");
-    let hint = "run tests/oauth2-proxy/build (it builds oauth2-proxy from its Go module and \
-                needs Go; .ci/run installs it) and run the test again";
-    let out = Command::new(&script)
-        .output()
-        .unwrap_or_else(|e| panic!("{} does not run ({e}): {hint}", script.display()));
-    assert!(
-        out.status.success(),
-        "tests/oauth2-proxy/build failed: {}\n{hint}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let dir = String::from_utf8(out.stdout).expect("a path");
-    let bin = Path::new(dir.trim()).join("oauth2-proxy");
-    assert!(bin.is_file(), "no {}: {hint}", bin.display());
+    let bin = go_script_output("tests/oauth2-proxy/build").join("oauth2-proxy");
+    assert!(bin.is_file(), "no {}: run tests/oauth2-proxy/build again", bin.display());
     bin
 }
 

@@ -69,18 +69,6 @@ async fn try_get(url: &str) -> Option<(u16, Bytes)> {
     Some((status, body))
 }
 
-/// Percent-encodes `s` for a query string.
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
@@ -156,7 +144,7 @@ impl Prometheus {
 
     /// Evaluates `expr` now.
     async fn query(&self, expr: &str) -> Result<Value, String> {
-        self.api(&format!("/api/v1/query?query={}", enc(expr))).await
+        self.api(&format!("/api/v1/query?query={}", percent_encode(expr))).await
     }
 
     /// What Grafana's `label_values(SELECTOR, LABEL)` (or `label_values(LABEL)`) lists, over
@@ -175,7 +163,7 @@ impl Prometheus {
         let now = now_secs();
         let mut path = format!("/api/v1/label/{label}/values?start={}&end={now}", now - 3600);
         if let Some(selector) = selector {
-            path.push_str(&format!("&match[]={}", enc(selector)));
+            path.push_str(&format!("&match[]={}", percent_encode(selector)));
         }
         let data = self.api(&path).await?;
         Ok(data
@@ -515,25 +503,25 @@ async fn check_rules(p: &Prometheus, rules: &[Value]) -> Failures {
 // ---------------------------------------------------------------------------------------
 // Sluice, its states and its traffic
 
-/// Hosts and paths of the traffic, with how many requests a round sends to each.
-const TRAFFIC: &[(&str, &str, usize)] = &[
+/// Hosts and paths of the traffic, how many requests a round sends to each, and the status
+/// each answers.
+const TRAFFIC: &[(&str, &str, usize, u16)] = &[
     // A healthy Ingress.
-    ("web.example.com", "/", 2),
+    ("web.example.com", "/", 2, 200),
     // Its backend answers 503: enough that the 5xx alert's "more than one request a second
     // over 5 minutes" holds after a few seconds.
-    ("errors.example.com", "/?status=503", 6),
+    ("errors.example.com", "/?status=503", 6, 503),
     // Refused (a snippet): 503.
-    ("refused.example.com", "/", 1),
+    ("refused.example.com", "/", 1, 503),
     // A Service without a ready endpoint: 503.
-    ("idle.example.com", "/", 1),
+    ("idle.example.com", "/", 1, 503),
     // A Service whose only endpoint refuses connections: 502, upstream errors.
-    ("dead.example.com", "/", 1),
+    ("dead.example.com", "/", 1, 502),
     // One live endpoint and one refusing: retried, 200; the failing one is ejected.
-    ("flaky.example.com", "/", 1),
+    ("flaky.example.com", "/", 1, 200),
     // The TLS Ingress, over HTTP (a redirect to HTTPS).
-    ("secure.example.com", "/", 1),
+    ("secure.example.com", "/", 1, 308),
 ];
-
 /// One request, its body read; errors ignored (the checks say what is missing).
 async fn hit(
     c: &hyper_util::client::legacy::Client<
@@ -559,7 +547,7 @@ fn traffic(s: &Sluice) -> Vec<tokio::task::JoinHandle<()>> {
             tokio::spawn(async move {
                 let c = client();
                 loop {
-                    for (host, path, n) in TRAFFIC {
+                    for (host, path, n, _) in TRAFFIC {
                         for _ in 0..*n {
                             hit(&c, &format!("{base}{path}"), host).await;
                         }
@@ -603,18 +591,7 @@ fn scrape_config(admin: SocketAddr) -> Value {
 
 /// The path of ingress-nginx's dashboard, fetched by tests/ingress-nginx-dashboard/fetch.
 fn ingress_nginx_dashboard() -> PathBuf {
-    let script = root().join("tests/ingress-nginx-dashboard/fetch");
-    let hint = "run tests/ingress-nginx-dashboard/fetch (it fetches ingress-nginx's Go module and \
-                needs Go; .ci/run installs it) and run the test again";
-    let out = Command::new(&script)
-        .output()
-        .unwrap_or_else(|e| panic!("{} does not run ({e}): {hint}", script.display()));
-    assert!(
-        out.status.success(),
-        "tests/ingress-nginx-dashboard/fetch failed: {}\n{hint}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).expect("a path").trim())
+    go_script_output("tests/ingress-nginx-dashboard/fetch")
 }
 
 fn read_json(path: &Path) -> Value {
@@ -720,15 +697,8 @@ async fn dashboards_and_alerts_work_against_a_real_prometheus() {
 
     // Each Ingress answers as described (checked once, so a broken set-up fails here).
     let c = client();
-    for (host, path, want) in [
-        ("web.example.com", "/", 200),
-        ("errors.example.com", "/?status=503", 503),
-        ("refused.example.com", "/", 503),
-        ("idle.example.com", "/", 503),
-        ("dead.example.com", "/", 502),
-        ("flaky.example.com", "/", 200),
-    ] {
-        assert_eq!(hit(&c, &s.url(path), host).await, want, "{host}{path}");
+    for (host, path, _, want) in TRAFFIC {
+        assert_eq!(hit(&c, &s.url(path), host).await, *want, "{host}{path}");
     }
     let (reply, seen) = common::tls::get(s.https, "secure.example.com", "/").await;
     assert_eq!((reply.status.as_u16(), seen.cn.as_str()), (200, "secure.example.com"));

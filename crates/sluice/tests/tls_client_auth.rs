@@ -242,19 +242,6 @@ async fn verify_off_asks_for_no_certificate_and_refuses_nobody() {
     }
 }
 
-/// NGINX's `$ssl_client_escaped_cert` encoding: every byte but letters, digits and `-._~`
-/// percent-encoded (upper-case hex).
-fn nginx_escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn pass_certificate_sends_the_url_escaped_pem_as_nginx_does() {
     let t = start(&[(PASS_CERT, "true")]).await;
@@ -271,7 +258,7 @@ async fn pass_certificate_sends_the_url_escaped_pem_as_nginx_does() {
     assert_eq!(r.status, 200);
     let sent = header(&r, "ssl-client-cert").expect("an ssl-client-cert header");
     assert!(sent.starts_with("-----BEGIN%20CERTIFICATE-----%0AMII"), "{sent}");
-    assert_eq!(sent, nginx_escape(&openssl_pem));
+    assert_eq!(sent, percent_encode(&openssl_pem));
     assert_eq!(header(&r, "ssl-client-verify").as_deref(), Some("SUCCESS"));
 
     // The other host does not ask for certificates and passes none on.

@@ -803,6 +803,38 @@ pub async fn assert_diagnostics(s: &Sluice, expected: &[(&str, &str)]) {
     }
 }
 
+/// The path a repository script that builds or fetches something from Go modules prints
+/// (`tests/oauth2-proxy/build`, `tests/ingress-nginx-dashboard/fetch`: no-ops once cached).
+pub fn go_script_output(script: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(script);
+    let hint = format!(
+        "run {script} (it needs Go to fetch its Go module; .ci/run installs it) and run the \
+         test again"
+    );
+    let out = Command::new(&path)
+        .output()
+        .unwrap_or_else(|e| panic!("{} does not run ({e}): {hint}", path.display()));
+    assert!(
+        out.status.success(),
+        "{script} failed: {}\n{hint}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).expect("a path").trim())
+}
+
+/// Percent-encodes every byte of `s` but letters, digits and `-._~` (upper-case hex), as a
+/// query string needs and as NGINX's `$ssl_client_escaped_cert` encodes.
+pub fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// The first line `program` (a Debian tool: `htpasswd`, `openssl`) prints with `args`.
 pub fn tool(program: &str, args: &[&str]) -> String {
     let package = if program == "htpasswd" { "apache2-utils" } else { program };
