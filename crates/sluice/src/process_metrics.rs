@@ -26,7 +26,6 @@ pub struct ProcessCollector {
     start: Gauge,
     read: IntCounter,
     write: IntCounter,
-    descs: Vec<Desc>,
 }
 
 /// What `/proc/self` says of the process.
@@ -79,17 +78,6 @@ impl ProcessCollector {
             .expect("valid metric");
         let write = IntCounter::with_opts(opts("write_bytes_total", "number of bytes written"))
             .expect("valid metric");
-        let mut descs = Vec::new();
-        descs.extend(connections.desc().into_iter().cloned());
-        descs.extend(connections_total.desc().into_iter().cloned());
-        for c in [&requests, &read, &write] {
-            descs.extend(c.desc().into_iter().cloned());
-        }
-        descs.extend(cpu.desc().into_iter().cloned());
-        for g in [&resident, &virtual_memory, &procs] {
-            descs.extend(g.desc().into_iter().cloned());
-        }
-        descs.extend(start.desc().into_iter().cloned());
         Self {
             connections,
             connections_total,
@@ -101,8 +89,23 @@ impl ProcessCollector {
             start,
             read,
             write,
-            descs,
         }
+    }
+
+    /// Every metric, for their descriptions and their collection alike.
+    fn parts(&self) -> [&dyn Collector; 10] {
+        [
+            &self.connections,
+            &self.connections_total,
+            &self.requests,
+            &self.cpu,
+            &self.resident,
+            &self.virtual_memory,
+            &self.procs,
+            &self.start,
+            &self.read,
+            &self.write,
+        ]
     }
 
     /// Reads the counters and `/proc/self` into the metrics.
@@ -148,23 +151,12 @@ fn advance(counter: &IntCounter, to: u64) {
 
 impl Collector for ProcessCollector {
     fn desc(&self) -> Vec<&Desc> {
-        self.descs.iter().collect()
+        self.parts().into_iter().flat_map(|c| c.desc()).collect()
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
         self.update();
-        let mut families = Vec::new();
-        families.extend(self.connections.collect());
-        families.extend(self.connections_total.collect());
-        families.extend(self.requests.collect());
-        families.extend(self.cpu.collect());
-        families.extend(self.resident.collect());
-        families.extend(self.virtual_memory.collect());
-        families.extend(self.procs.collect());
-        families.extend(self.start.collect());
-        families.extend(self.read.collect());
-        families.extend(self.write.collect());
-        families
+        self.parts().into_iter().flat_map(|c| c.collect()).collect()
     }
 }
 
